@@ -1,0 +1,1 @@
+//! innodb-operator: a Kubernetes operator for MySQL InnoDB Cluster.
