@@ -45,6 +45,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Two TLS backends are linked (ring for Kubernetes and MySQL, aws-lc for the AWS SDK):
+    // choose one for the whole process before any client is made.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { dir } if dir.is_empty() => {
