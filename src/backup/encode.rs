@@ -17,14 +17,17 @@ pub enum Codec {
     Text,
     /// BIT columns: `LOAD DATA` does not read bit literals, so they travel as unsigned integers.
     BitAsInteger,
+    /// FLOAT columns: the server prints FLOAT with 6 significant digits, so they travel as the
+    /// DOUBLE with the same value (exact), which rounds back to the same FLOAT on load.
+    FloatAsDouble,
 }
 
 /// Picks the codec for an `information_schema.COLUMNS.DATA_TYPE`.
 pub fn codec_for(data_type: &str) -> Codec {
-    if data_type.eq_ignore_ascii_case("bit") {
-        Codec::BitAsInteger
-    } else {
-        Codec::Text
+    match data_type.to_ascii_lowercase().as_str() {
+        "bit" => Codec::BitAsInteger,
+        "float" => Codec::FloatAsDouble,
+        _ => Codec::Text,
     }
 }
 
@@ -42,6 +45,7 @@ pub fn select_list(columns: &[Column]) -> String {
         .map(|c| match c.codec {
             Codec::Text => sql::ident(&c.name),
             Codec::BitAsInteger => format!("CAST({} AS UNSIGNED)", sql::ident(&c.name)),
+            Codec::FloatAsDouble => format!("{} + 0E0", sql::ident(&c.name)),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -54,7 +58,7 @@ pub fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]
     let mut sets = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         match c.codec {
-            Codec::Text => targets.push(sql::ident(&c.name)),
+            Codec::Text | Codec::FloatAsDouble => targets.push(sql::ident(&c.name)),
             Codec::BitAsInteger => {
                 targets.push(format!("@c{i}"));
                 sets.push(format!("{} = CAST(@c{i} AS UNSIGNED)", sql::ident(&c.name)));

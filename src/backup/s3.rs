@@ -49,10 +49,14 @@ pub enum S3Error {
         key: String,
         message: String,
     },
+    #[error("bucket {bucket} does not exist (HTTP 404); create it or fix the bucket name")]
+    NoSuchBucket { bucket: String },
     #[error(
-        "bucket {bucket} does not exist or is not reachable with these credentials: {message}; \
-         create it or fix the endpoint, region and credentials"
+        "access to bucket {bucket} denied (HTTP 403): the access key or secret is wrong, or the \
+         key may not use this bucket"
     )]
+    AccessDenied { bucket: String },
+    #[error("bucket {bucket} is not reachable: {message}; check the endpoint and region")]
     Bucket { bucket: String, message: String },
     #[error(
         "object s3://{bucket}/{key} would need more than {MAX_PARTS} parts; raise the part size"
@@ -134,9 +138,16 @@ impl Bucket {
             .bucket(&bucket.name)
             .send()
             .await
-            .map_err(|e| S3Error::Bucket {
-                bucket: bucket.name.clone(),
-                message: describe(&e),
+            .map_err(|e| {
+                let bucket = bucket.name.clone();
+                match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(404) => S3Error::NoSuchBucket { bucket },
+                    Some(403) => S3Error::AccessDenied { bucket },
+                    _ => S3Error::Bucket {
+                        bucket,
+                        message: describe(&e),
+                    },
+                }
             })?;
         Ok(bucket)
     }
@@ -338,9 +349,13 @@ fn describe<E>(e: &SdkError<E>) -> String
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
+    let status = e
+        .raw_response()
+        .map(|r| format!("HTTP {} ", r.status().as_u16()))
+        .unwrap_or_default();
     match e.as_service_error() {
         Some(s) => format!(
-            "{}: {}",
+            "{status}{}: {}",
             s.code().unwrap_or("error"),
             s.message().unwrap_or("no message")
         ),
