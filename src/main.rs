@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use innodb_operator::backup::cli::{self, BackupArgs, RestoreArgs};
 use innodb_operator::{controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,10 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
         http_addr: SocketAddr,
     },
+    /// Stream a consistent dump of a MySQL server into S3 (what a Backup Job runs).
+    Backup(BackupArgs),
+    /// Load a backup from S3 into an empty MySQL server (what a restore runs).
+    Restore(RestoreArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind into each --dir.
     Crd {
         #[arg(long)]
@@ -50,6 +55,14 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
+        Command::Backup(args) => {
+            telemetry::init(cli.log_format);
+            cli::backup(args).await
+        }
+        Command::Restore(args) => {
+            telemetry::init(cli.log_format);
+            cli::restore(args).await
+        }
         Command::Crd { dir } if dir.is_empty() => {
             print!("{}", crd::all_yaml());
             ExitCode::SUCCESS
