@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod backups;
 pub mod cluster;
 pub mod controller;
 pub mod crd;

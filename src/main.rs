@@ -36,6 +36,9 @@ enum Command {
         /// Address of the /healthz, /readyz and /metrics endpoint.
         #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
         http_addr: SocketAddr,
+        /// The operator's own image (backup Jobs run it).
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
+        image: String,
     },
     /// Stream a consistent dump of a MySQL server into S3 (what a Backup Job runs).
     Backup(BackupArgs),
@@ -85,6 +88,7 @@ async fn main() -> ExitCode {
             cluster_domain,
             namespace,
             http_addr,
+            image,
         } => {
             telemetry::init(cli.log_format);
             let client = match kube::Client::try_default().await {
@@ -100,6 +104,7 @@ async fn main() -> ExitCode {
                 cluster_domain,
                 namespace,
                 http_addr,
+                image,
             };
             match controller::run(client, config, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,

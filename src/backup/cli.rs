@@ -164,6 +164,16 @@ impl RestoreArgs {
     }
 }
 
+/// Also writes the result line to `$RESULT_FILE` when set: a Job sets it to its termination
+/// message path, so the operator reads the result from the pod's status.
+fn write_result_file(line: &str) {
+    if let Ok(path) = std::env::var("RESULT_FILE")
+        && let Err(e) = std::fs::write(&path, line)
+    {
+        tracing::warn!(%path, error = %e, "cannot write the result file");
+    }
+}
+
 /// Prints `value` as one JSON line on stdout (or the failure as one JSON line) and maps the
 /// outcome to the process exit code.
 fn report<T: serde::Serialize, E: std::fmt::Display>(outcome: Result<T, E>) -> ExitCode {
@@ -171,6 +181,7 @@ fn report<T: serde::Serialize, E: std::fmt::Display>(outcome: Result<T, E>) -> E
         Ok(v) => match serde_json::to_string(&v) {
             Ok(line) => {
                 println!("{line}");
+                write_result_file(&line);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -180,10 +191,9 @@ fn report<T: serde::Serialize, E: std::fmt::Display>(outcome: Result<T, E>) -> E
         },
         Err(e) => {
             tracing::error!(error = %e, "failed");
-            println!(
-                "{}",
-                serde_json::json!({"status": "Failed", "error": e.to_string()})
-            );
+            let line = serde_json::json!({"status": "Failed", "error": e.to_string()}).to_string();
+            println!("{line}");
+            write_result_file(&line);
             ExitCode::FAILURE
         }
     }
