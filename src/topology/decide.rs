@@ -153,22 +153,22 @@ fn flapping(observed: &Observed, ordinal: u32, kind: ActionKind) -> bool {
         .any(|r| r.ordinal == ordinal && r.kind == kind && input.now.duration_since(r.at) < window)
 }
 
-/// The best member to promote or clone from: an ONLINE member of the group (not `except`, pod
-/// not going away), smallest applier queue first, then lowest ordinal.
+/// The best member to promote or clone from: an ONLINE member of the group (not `except`), pods
+/// not going away first, secondaries before the primary, smallest applier queue, lowest ordinal.
 fn best_secondary(observed: &Observed, group: &QuorumGroup, except: u32) -> Option<u32> {
     let input = &observed.input;
-    let mut candidates: Vec<(bool, u64, u32)> = group
+    let mut candidates: Vec<(bool, bool, u64, u32)> = group
         .participants()
         .into_iter()
         .filter(|&o| o != except && o < input.instances && group.is_online(o))
         .map(|o| {
             let leaving = input.pod(o).is_none_or(|p| p.deleting || p.update_pending);
             let queue = observed.state(o).map_or(u64::MAX, |s| s.applier_queue);
-            (leaving, queue, o)
+            (leaving, group.primary == Some(o), queue, o)
         })
         .collect();
     candidates.sort();
-    candidates.first().map(|&(_, _, o)| o)
+    candidates.first().map(|&(_, _, _, o)| o)
 }
 
 fn set_primary(observed: &Observed, group: &QuorumGroup, target: u32) -> Option<Operation> {
@@ -419,8 +419,8 @@ fn no_quorum(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
         format!(
             "no reachable member is in a group with quorum ({minority} without quorum; unreachable: {}). \
              If the unreachable members are gone for good and no other partition serves writes, \
-             force quorum from a partition by annotating the cluster with \
-             innodb-operator.io/force-quorum-from=<ordinals>, e.g. {}",
+             force quorum from the reachable partition by annotating the cluster with \
+             innodb-operator.io/force-quorum-from={}",
             names(observed, &diagnosis.unreachable),
             diagnosis
                 .stranded
@@ -705,4 +705,582 @@ pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec
         .cloned()
         .chain(record)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::gtid::GtidSet;
+    use crate::topology::observe::{
+        ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S, PodInfo, PodPhase,
+    };
+    use crate::topology::sql::{Capabilities, ServerVersion};
+
+    const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
+
+    fn uuid(o: u32) -> String {
+        format!("00000000-0000-0000-0000-{:012}", o + 1)
+    }
+
+    /// A cluster fixture: `n` running pods, every member reachable and OFFLINE with no data.
+    struct Fx {
+        input: ClusterInput,
+        members: Vec<Member>,
+    }
+
+    impl Fx {
+        fn new(n: u32) -> Fx {
+            let input = ClusterInput {
+                name: "db".into(),
+                namespace: "ns".into(),
+                cluster_domain: "cluster.local".into(),
+                group_port: 3306,
+                instances: n,
+                pods: (0..n)
+                    .map(|ordinal| PodInfo {
+                        ordinal,
+                        phase: PodPhase::Running,
+                        ready: true,
+                        deleting: false,
+                        update_pending: false,
+                        role_label: None,
+                    })
+                    .collect(),
+                switchover_to: None,
+                force_quorum_from: None,
+                clone_policy: ClonePolicy::EmptyOnly,
+                history: vec![],
+                flap_window: Duration::from_secs(30),
+                now: jiff::Timestamp::from_second(1_000_000).unwrap(),
+            };
+            let members = (0..n)
+                .map(|o| Member {
+                    ordinal: o,
+                    reach: Reach::Reachable(Box::new(MemberState {
+                        server_uuid: uuid(o),
+                        capabilities: Capabilities {
+                            version: ServerVersion::new(8, 4, 2),
+                            group_replication: true,
+                            clone: true,
+                            communication_stack: true,
+                            set_primary_timeout: true,
+                        },
+                        gtid_executed: GtidSet::new(),
+                        gtid_received: GtidSet::new(),
+                        super_read_only: true,
+                        group: vec![row(&input, o, S::Offline, None)],
+                        applier_queue: 0,
+                        cloning: false,
+                    })),
+                })
+                .collect();
+            Fx { input, members }
+        }
+
+        fn state(&mut self, o: u32) -> &mut MemberState {
+            match &mut self.members[o as usize].reach {
+                Reach::Reachable(s) => s,
+                _ => panic!("member {o} is not reachable in the fixture"),
+            }
+        }
+
+        fn gtids(mut self, o: u32, text: &str) -> Fx {
+            self.state(o).gtid_executed = GtidSet::parse(text).unwrap();
+            self
+        }
+
+        fn unreachable(mut self, o: u32) -> Fx {
+            self.members[o as usize].reach = Reach::Unreachable {
+                reason: "timeout".into(),
+            };
+            self
+        }
+
+        /// `members` form a group with `primary`; each sees the listed states.
+        fn group(mut self, members: &[(u32, S)], primary: u32) -> Fx {
+            let view: Vec<GroupMemberRow> = members
+                .iter()
+                .map(|&(o, st)| {
+                    let role = if o == primary {
+                        Role::Primary
+                    } else {
+                        Role::Secondary
+                    };
+                    row(&self.input, o, st, Some(role))
+                })
+                .collect();
+            for &(o, st) in members {
+                if st != S::Unreachable
+                    && matches!(self.members[o as usize].reach, Reach::Reachable(_))
+                {
+                    self.state(o).group = view.clone();
+                }
+            }
+            self
+        }
+
+        fn own(mut self, o: u32, st: S) -> Fx {
+            let input = self.input.clone();
+            self.state(o).group = vec![row(&input, o, st, None)];
+            self
+        }
+
+        fn with(mut self, f: impl FnOnce(&mut ClusterInput)) -> Fx {
+            f(&mut self.input);
+            self
+        }
+
+        fn decide(self) -> Decision {
+            decide(&Observed {
+                input: self.input,
+                members: self.members,
+            })
+        }
+    }
+
+    fn row(input: &ClusterInput, o: u32, state: S, role: Option<Role>) -> GroupMemberRow {
+        GroupMemberRow {
+            member_id: uuid(o),
+            host: input.host(o),
+            port: 3306,
+            state,
+            role,
+            version: "8.4.2".into(),
+        }
+    }
+
+    fn condition(d: &Decision, type_: &str) -> Condition {
+        d.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap()
+            .clone()
+    }
+
+    fn g(range: &str) -> String {
+        format!("{GROUP}:{range}")
+    }
+
+    fn healthy3() -> Fx {
+        Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+    }
+
+    #[test]
+    fn new_cluster_bootstraps_from_the_first_member_when_all_answer() {
+        let d = Fx::new(3).decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 0 });
+        assert!(condition(&d, "Progressing").status);
+        assert!(!condition(&d, "Ready").status);
+    }
+
+    #[test]
+    fn never_bootstraps_while_a_member_does_not_answer() {
+        let d = Fx::new(3).gtids(0, &g("1-5")).unreachable(2).decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "WaitingForAllMembers");
+        let mut missing = Fx::new(3);
+        missing.members[1].reach = Reach::NoPod;
+        assert_eq!(missing.decide().operation, Operation::None);
+    }
+
+    #[test]
+    fn reboots_from_the_member_holding_every_transaction() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-7"))
+            .gtids(1, &g("1-9"))
+            .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn received_but_unapplied_transactions_count_for_the_seed() {
+        let mut fx = Fx::new(2).gtids(0, &g("1-7")).gtids(1, &g("1-5"));
+        fx.state(1).gtid_received = GtidSet::parse(&g("6-9")).unwrap();
+        assert_eq!(fx.decide().operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn diverged_sets_stop_with_a_condition_and_an_event() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-7"))
+            .gtids(1, &format!("{},{}:1", g("1-7"), uuid(1)))
+            .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let degraded = condition(&d, "Degraded");
+        assert_eq!(degraded.reason, "DivergedGtidSets");
+        assert!(
+            degraded.message.contains("db-2 lacks"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.warning && e.reason == "DivergedGtidSets")
+        );
+        assert!(!condition(&d, "Progressing").status);
+    }
+
+    #[test]
+    fn healthy_cluster_is_ready_once_labels_are_applied() {
+        let d = healthy3().decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(d.labels[&0], Some(Role::Primary));
+        assert_eq!(d.labels[&1], Some(Role::Secondary));
+        assert!(
+            !condition(&d, "Ready").status,
+            "labels are not on the pods yet"
+        );
+        let d = healthy3()
+            .with(|i| {
+                i.pods[0].role_label = Some(Role::Primary);
+                i.pods[1].role_label = Some(Role::Secondary);
+                i.pods[2].role_label = Some(Role::Secondary);
+            })
+            .decide();
+        assert!(condition(&d, "Ready").status);
+        assert!(condition(&d, "Available").status);
+        assert!(!condition(&d, "Degraded").status);
+        assert_eq!(d.primary.as_deref(), Some("db-0"));
+        assert_eq!(d.requeue, Duration::from_secs(10));
+        assert_eq!(d.statefulset_replicas, 3);
+    }
+
+    #[test]
+    fn an_offline_member_with_data_joins() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-4"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+        assert_eq!(
+            d.record.as_ref().map(|r| (r.ordinal, r.kind)),
+            Some((2, ActionKind::Join))
+        );
+        assert_eq!(d.labels[&2], None);
+    }
+
+    #[test]
+    fn a_member_in_error_is_restarted_into_the_group() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .own(2, S::Error)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_member_is_provisioned_by_clone_unless_the_policy_forbids() {
+        let fx = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+        };
+        assert_eq!(
+            fx().decide().operation,
+            Operation::Clone {
+                member: 2,
+                donor: 1
+            }
+        );
+        let d = fx().with(|i| i.clone_policy = ClonePolicy::Never).decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_member_with_errant_transactions_never_joins() {
+        let errant = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .gtids(2, &format!("{},{}:1-2", g("1-3"), uuid(2)))
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+        };
+        let d = errant().decide();
+        assert_eq!(d.operation, Operation::None);
+        let degraded = condition(&d, "Degraded");
+        assert_eq!(degraded.reason, "MemberNeedsAttention");
+        assert!(
+            degraded.message.contains("db-2 has 2 transactions"),
+            "{}",
+            degraded.message
+        );
+        let d = errant()
+            .with(|i| i.clone_policy = ClonePolicy::ReplaceErrant)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Clone {
+                member: 2,
+                donor: 1
+            }
+        );
+    }
+
+    #[test]
+    fn anti_flapping_holds_a_second_join_within_the_window() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let fx = |ago: i64| {
+            healthy3()
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+                .own(2, S::Offline)
+                .with(move |i| {
+                    i.history.push(ActionRecord {
+                        ordinal: 2,
+                        kind: ActionKind::Join,
+                        at: now - jiff::SignedDuration::from_secs(ago),
+                    })
+                })
+        };
+        let d = fx(10).decide();
+        assert_eq!(d.operation, Operation::None);
+        assert!(
+            condition(&d, "Progressing")
+                .message
+                .contains("anti-flapping")
+        );
+        assert_eq!(
+            fx(31).decide().operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_loss_with_a_member_unreachable_waits_for_the_user() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .unreachable(1)
+            .unreachable(2)
+            .group(
+                &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                0,
+            )
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let lost = condition(&d, "QuorumLost");
+        assert!(lost.status);
+        assert!(
+            lost.message.contains("force-quorum-from=0"),
+            "{}",
+            lost.message
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.warning && e.reason == "QuorumLost")
+        );
+        assert!(!condition(&d, "Available").status);
+        assert_eq!(
+            d.labels[&0], None,
+            "a minority primary leaves the rw Service"
+        );
+    }
+
+    #[test]
+    fn quorum_is_forced_only_on_the_users_order() {
+        let fx = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .unreachable(1)
+                .unreachable(2)
+                .group(
+                    &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                    0,
+                )
+        };
+        let d = fx().with(|i| i.force_quorum_from = Some(vec![0])).decide();
+        assert_eq!(
+            d.operation,
+            Operation::ForceQuorum {
+                via: 0,
+                members: vec![0]
+            }
+        );
+        assert!(d.force_quorum_consumed);
+        let d = fx()
+            .with(|i| i.force_quorum_from = Some(vec![0, 1]))
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "ForceQuorumInvalid");
+    }
+
+    #[test]
+    fn a_stranded_minority_is_stopped_when_every_member_answers_and_the_rest_are_out() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(
+                &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                0,
+            )
+            .own(1, S::Offline)
+            .own(2, S::Offline)
+            .decide();
+        assert_eq!(d.operation, Operation::Leave { member: 0 });
+        assert!(condition(&d, "QuorumLost").status);
+    }
+
+    #[test]
+    fn requested_switchover_promotes_the_target_and_reports_completion() {
+        let d = healthy3().with(|i| i.switchover_to = Some(2)).decide();
+        assert_eq!(
+            d.operation,
+            Operation::SetPrimary {
+                via: 0,
+                target: 2,
+                target_uuid: uuid(2)
+            }
+        );
+        assert!(!d.switchover_complete);
+        let done = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 2)
+            .with(|i| i.switchover_to = Some(2))
+            .decide();
+        assert!(done.switchover_complete);
+        assert_eq!(done.operation, Operation::None);
+    }
+
+    #[test]
+    fn the_primary_hands_over_before_its_pod_is_deleted_or_updated() {
+        for update in [false, true] {
+            let d = healthy3()
+                .with(|i| {
+                    i.pods[0].deleting = !update;
+                    i.pods[0].update_pending = update;
+                })
+                .decide();
+            assert!(
+                matches!(d.operation, Operation::SetPrimary { target: 1, .. }),
+                "{:?}",
+                d.operation
+            );
+        }
+    }
+
+    #[test]
+    fn scaling_down_makes_extra_members_leave_before_their_pods_go() {
+        let d = healthy3().with(|i| i.instances = 2).decide();
+        assert_eq!(d.operation, Operation::Leave { member: 2 });
+        assert_eq!(d.statefulset_replicas, 3);
+        let d = healthy3()
+            .own(2, S::Offline)
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .with(|i| i.instances = 2)
+            .decide();
+        assert_eq!(d.statefulset_replicas, 2);
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 2)
+            .with(|i| i.instances = 2)
+            .decide();
+        assert!(matches!(
+            d.operation,
+            Operation::SetPrimary { target: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn scaling_up_adds_members() {
+        let d = Fx::new(5)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+            .decide();
+        assert!(matches!(d.operation, Operation::Clone { member: 3, .. }));
+    }
+
+    #[test]
+    fn a_recovering_member_is_not_in_the_ro_service() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Recovering)], 0)
+            .decide();
+        assert_eq!(d.labels[&2], None);
+        assert_eq!(d.operation, Operation::None);
+        assert!(condition(&d, "Progressing").status);
+    }
+
+    #[test]
+    fn two_groups_with_quorum_are_split_brain() {
+        let mut fx = Fx::new(5);
+        for o in 0..5 {
+            fx = fx.gtids(o, &g("1-3"));
+        }
+        let fx = fx
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+            .group(&[(3, S::Online), (4, S::Online)], 3);
+        let d = fx.decide();
+        // 3 and 4 alone have quorum in a view of two.
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "SplitBrain");
+    }
+
+    #[test]
+    fn unreachable_pods_keep_their_label_while_nothing_is_certain() {
+        let d = Fx::new(3)
+            .unreachable(0)
+            .unreachable(1)
+            .unreachable(2)
+            .with(|i| i.pods[0].role_label = Some(Role::Primary))
+            .decide();
+        assert_eq!(d.labels[&0], Some(Role::Primary));
+        assert_eq!(d.operation, Operation::None);
+    }
+
+    #[test]
+    fn history_is_pruned_and_extended() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let fx = healthy3().with(|i| {
+            i.history.push(ActionRecord {
+                ordinal: 1,
+                kind: ActionKind::Join,
+                at: now - jiff::SignedDuration::from_secs(300),
+            });
+        });
+        let observed = Observed {
+            input: fx.input,
+            members: fx.members,
+        };
+        let record = ActionRecord {
+            ordinal: 2,
+            kind: ActionKind::Clone,
+            at: now,
+        };
+        assert_eq!(
+            updated_history(&observed, Some(record.clone())),
+            vec![record]
+        );
+    }
 }
