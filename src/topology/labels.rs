@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::diagnose::Diagnosis;
-use super::observe::{MemberStatus, Observed, Role};
+use super::observe::{MemberStatus, Observed, PodPhase, Role};
 
 /// Desired value of the role label per existing pod (`None`: no label).
 ///
 /// With a group that has quorum, its ONLINE primary is `primary` and its ONLINE secondaries are
 /// `secondary`; a member not ONLINE (or that says of itself it is not) carries no label. Without
-/// such a group no pod carries a label, except that a pod the operator could not ask keeps its
-/// label while the picture is uncertain (the operator may be the one cut off).
+/// such a group no pod carries a label, except that a running pod the operator could not ask
+/// keeps its label while the picture is uncertain (the operator may be the one cut off).
 pub fn desired(observed: &Observed, diagnosis: &Diagnosis) -> BTreeMap<u32, Option<Role>> {
     observed
         .input
@@ -33,7 +33,12 @@ pub fn desired(observed: &Observed, diagnosis: &Diagnosis) -> BTreeMap<u32, Opti
                             }
                         })
                 }
-                None if asked.is_none() && diagnosis.uncertain => pod.role_label,
+                None if asked.is_none()
+                    && pod.phase == PodPhase::Running
+                    && diagnosis.uncertain =>
+                {
+                    pod.role_label
+                }
                 None => None,
             };
             (pod.ordinal, label)
