@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::executor::block_on;
+use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::observe::{ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 use innodb_operator::topology::{
     ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
@@ -199,7 +200,7 @@ impl Run<'_> {
                     self.outcome.writes += 1;
                     self.log(now, || format!("write {seq} acknowledged by {got:?}"));
                 }
-                self.next_write = now + self.rng.random_range(200..1_000);
+                self.next_write = now + self.rng.random_range(300..2_000);
             }
             if self.next_fault <= now {
                 self.fault(now);
@@ -229,7 +230,7 @@ impl Run<'_> {
         let ready = self.ready(now);
         match self.phase {
             Phase::Setup if ready => {
-                let until = now + self.rng.random_range(30_000..180_000);
+                let until = now + self.rng.random_range(20_000..120_000);
                 self.phase = Phase::Faults { until };
                 self.next_fault = now + self.rng.random_range(500..5_000);
                 self.log(now, || format!("ready; faults until {until}ms"));
@@ -380,7 +381,6 @@ impl Run<'_> {
             self.outcome.operations += 1;
         }
         let op = decision.operation.clone();
-        let ok = outcome.is_ok();
         self.log(now, || {
             format!(
                 "tick: {op:?} -> {} ; {}",
@@ -402,7 +402,7 @@ impl Run<'_> {
                 .collect();
             self.log(now, || format!("sets at bootstrap: {sets:?}"));
         }
-        self.history = updated_history(&observed, decision.record.clone().filter(|_| ok));
+        self.history = updated_history(&observed, decision.record.clone());
         let cost = self.w().cost_ms;
         self.pending_labels = Some((now + cost, decision.labels.clone()));
         {
@@ -500,6 +500,8 @@ impl Run<'_> {
             66..74 => {
                 let len = self.rng.random_range(1_000..10_000);
                 self.operator_down_until = now + len;
+                // A starting operator reconciles every cluster at once.
+                self.next_tick = now + len;
                 self.pending_labels = None;
                 Some(format!("operator restarts, down {len}ms"))
             }
@@ -568,10 +570,15 @@ impl Run<'_> {
             ));
         }
         if let Some((c, set)) = &group {
-            let online = c.members.iter().any(|&o| self.w().m(o).online(now));
-            let acked = self.w().acked.clone();
-            let lost = acked.subtract(set);
-            if online && !lost.is_empty() {
+            let w = self.w();
+            let online = c.members.iter().any(|&o| w.m(o).online(now));
+            let lost = if online && !w.acked.is_subset(set) {
+                w.acked.subtract(set)
+            } else {
+                GtidSet::new()
+            };
+            drop(w);
+            if !lost.is_empty() {
                 return Err(self.fail(
                     now,
                     format!("the group with quorum lacks acknowledged transactions {lost}"),

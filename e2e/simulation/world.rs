@@ -205,7 +205,7 @@ impl World {
     fn elect(&self, candidates: impl Iterator<Item = u32>) -> Option<u32> {
         candidates
             .filter(|&o| self.m(o).online(self.now))
-            .min_by_key(|&o| self.m(o).uuid.clone())
+            .min_by(|&a, &b| self.m(a).uuid.cmp(&self.m(b).uuid))
     }
 
     /// Installs a view (and primary) on every member of `members` that takes part.
@@ -275,7 +275,9 @@ impl World {
                 m.cloning = None;
             }
             if m.slow_until <= now {
-                m.executed = m.executed.union(&m.received);
+                let received = std::mem::take(&mut m.received);
+                m.executed.extend(&received);
+                m.received = received;
             }
             pods_changed |= was_running != m.running();
         }
@@ -285,9 +287,12 @@ impl World {
             if c.quorum {
                 self.settle_component(c);
             } else {
-                // Connected members agree on the latest configuration they know of.
+                // Connected members agree on the latest configuration they know of; one that
+                // learns it was expelled cannot rejoin without quorum and ends in ERROR.
                 for &o in &c.members {
-                    if let Gr::In {
+                    if !c.view.contains(&o) {
+                        self.mm(o).gr = Gr::Error;
+                    } else if let Gr::In {
                         view,
                         view_id,
                         primary,
@@ -371,13 +376,14 @@ impl World {
                 && recovering_until.is_some_and(|t| t <= now)
             {
                 *recovering_until = None;
-                m.received = m.received.union(&set);
-                m.executed = m.executed.union(&m.received);
+                m.received.extend(&set);
             }
             if view.contains(&o) {
-                m.received = m.received.union(&set);
+                m.received.extend(&set);
                 if m.slow_until <= now {
-                    m.executed = m.executed.union(&m.received);
+                    let received = std::mem::take(&mut m.received);
+                    m.executed.extend(&received);
+                    m.received = received;
                 }
             }
         }

@@ -49,7 +49,7 @@ pub struct MemberReport {
 pub struct Decision {
     /// Run this (through [`super::ops::execute`]); then re-tick after `requeue`.
     pub operation: Operation,
-    /// Append to the status history when the operation succeeded (anti-flapping).
+    /// Append to the status history once the operation was attempted (anti-flapping).
     pub record: Option<ActionRecord>,
     /// All five condition types, every tick.
     pub conditions: Vec<Condition>,

@@ -168,12 +168,24 @@ impl GtidSet {
     /// `self ∪ other`.
     pub fn union(&self, other: &GtidSet) -> GtidSet {
         let mut out = self.clone();
-        for (source, intervals) in &other.sources {
-            let mine = out.sources.entry(source.clone()).or_default();
-            mine.extend_from_slice(intervals);
-            normalise(mine);
-        }
+        out.extend(other);
         out
+    }
+
+    /// `self ← self ∪ other`, in place.
+    pub fn extend(&mut self, other: &GtidSet) {
+        for (source, intervals) in &other.sources {
+            match self.sources.get_mut(source) {
+                Some(mine) if mine == intervals => {}
+                Some(mine) => {
+                    mine.extend_from_slice(intervals);
+                    normalise(mine);
+                }
+                None => {
+                    self.sources.insert(source.clone(), intervals.clone());
+                }
+            }
+        }
     }
 
     /// `self − other` (what `GTID_SUBTRACT(self, other)` returns).
@@ -437,6 +449,9 @@ mod tests {
         fn arithmetic_matches_a_set_model(a in arb_set(), b in arb_set()) {
             let (ma, mb) = (model(&a), model(&b));
             prop_assert_eq!(model(&a.union(&b)), &ma | &mb);
+            let mut c = a.clone();
+            c.extend(&b);
+            prop_assert_eq!(c, a.union(&b));
             prop_assert_eq!(model(&a.subtract(&b)), &ma - &mb);
             prop_assert_eq!(model(&a.intersection(&b)), &ma & &mb);
             prop_assert_eq!(a.is_subset(&b), ma.is_subset(&mb));

@@ -25,8 +25,8 @@ pub struct Tick {
     pub decision: Decision,
     /// The operation's outcome (`Ok` for [`Operation::None`]).
     pub outcome: Result<(), OpsError>,
-    /// The history to store in the status: pruned, plus this tick's record if the operation
-    /// succeeded.
+    /// The history to store in the status: pruned, plus this tick's record (attempts count,
+    /// whether or not they succeeded).
     pub history: Vec<ActionRecord>,
 }
 
@@ -38,8 +38,8 @@ pub async fn tick<O: MemberOps>(ops: &O, input: ClusterInput) -> Tick {
     if let Err(e) = &outcome {
         tracing::warn!(cluster = %observed.input.name, operation = decision.operation.name(), error = %e, "topology operation failed");
     }
-    let record = decision.record.clone().filter(|_| outcome.is_ok());
-    let history = updated_history(&observed, record);
+    // A failed attempt counts too: anti-flapping must also stop hammering a member.
+    let history = updated_history(&observed, decision.record.clone());
     Tick {
         observed,
         decision,

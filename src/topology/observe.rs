@@ -140,8 +140,12 @@ impl ClusterInput {
         let first = host.split('.').next()?;
         let rest = first.strip_prefix(&self.name)?.strip_prefix('-')?;
         let ordinal: u32 = rest.parse().ok()?;
-        (host == first || host.starts_with(&format!("{first}.{}-instances.", self.name)))
-            .then_some(ordinal)
+        let domain = &host[first.len()..];
+        let in_service = domain
+            .strip_prefix('.')
+            .and_then(|d| d.strip_prefix(self.name.as_str()))
+            .is_some_and(|d| d.starts_with("-instances."));
+        (domain.is_empty() || in_service).then_some(ordinal)
     }
 
     pub fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
