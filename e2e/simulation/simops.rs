@@ -114,7 +114,6 @@ impl SimOps<'_> {
                 group_replication: true,
                 clone: true,
                 communication_stack: true,
-                set_primary_timeout: true,
             },
             gtid_executed: m.executed.clone(),
             gtid_received: m.received.clone(),

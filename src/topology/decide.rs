@@ -763,7 +763,6 @@ mod tests {
                             group_replication: true,
                             clone: true,
                             communication_stack: true,
-                            set_primary_timeout: true,
                         },
                         gtid_executed: GtidSet::new(),
                         gtid_received: GtidSet::new(),

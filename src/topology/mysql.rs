@@ -264,9 +264,15 @@ impl MemberOps for SqlOps {
     async fn set_primary(&self, at: &Endpoint, server_uuid: &str) -> Result<(), OpsError> {
         self.deadline(at, self.operation_timeout, async {
             let mut s = self.connect(at).await?;
-            let capabilities = s.capabilities().await?;
+            let versions: Vec<Option<String>> = s.rows(sql::SELECT_MEMBER_VERSIONS).await?;
+            let versions: Vec<String> = versions
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
+            let with_timeout =
+                sql::group_supports_primary_timeout(versions.iter().map(String::as_str));
             s.run(&sql::set_as_primary(
-                &capabilities,
+                with_timeout,
                 server_uuid,
                 SWITCHOVER_TIMEOUT_S,
             ))

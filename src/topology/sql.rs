@@ -98,8 +98,6 @@ pub struct Capabilities {
     /// `group_replication_communication_stack` exists (8.0.27+): the MYSQL stack and the
     /// `GROUP_REPLICATION_STREAM` privilege are available.
     pub communication_stack: bool,
-    /// `group_replication_set_as_primary` takes a timeout (8.0.29+).
-    pub set_primary_timeout: bool,
 }
 
 /// Plugin names the probe asks about.
@@ -130,7 +128,6 @@ impl Capabilities {
             communication_stack: variables
                 .iter()
                 .any(|v| v.eq_ignore_ascii_case("group_replication_communication_stack")),
-            set_primary_timeout: version >= ServerVersion::new(8, 0, 29),
         })
     }
 }
@@ -224,6 +221,9 @@ pub const SELECT_RECEIVED: &str = "SELECT RECEIVED_TRANSACTION_SET FROM \
 
 pub const SELECT_MEMBERS: &str = "SELECT MEMBER_ID, MEMBER_HOST, MEMBER_PORT, MEMBER_STATE, \
      MEMBER_ROLE, MEMBER_VERSION FROM performance_schema.replication_group_members";
+
+pub const SELECT_MEMBER_VERSIONS: &str =
+    "SELECT MEMBER_VERSION FROM performance_schema.replication_group_members";
 
 pub const SELECT_QUEUE: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM \
      performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@GLOBAL.server_uuid";
@@ -405,11 +405,19 @@ pub fn clone_statements(
     ])
 }
 
+/// Whether every member's `MEMBER_VERSION` is 8.0.29 or later: only then does
+/// `group_replication_set_as_primary` honour its timeout (an unparsable version counts as no).
+pub fn group_supports_primary_timeout<'a>(versions: impl IntoIterator<Item = &'a str>) -> bool {
+    versions
+        .into_iter()
+        .all(|v| ServerVersion::parse(v).is_ok_and(|v| v >= ServerVersion::new(8, 0, 29)))
+}
+
 /// `group_replication_set_as_primary`, with a timeout for running transactions when every
-/// member supports it.
-pub fn set_as_primary(caps: &Capabilities, server_uuid: &str, timeout_s: u32) -> Statement {
+/// member supports it (see [`group_supports_primary_timeout`]).
+pub fn set_as_primary(with_timeout: bool, server_uuid: &str, timeout_s: u32) -> Statement {
     let uuid = quote_name(server_uuid);
-    if caps.set_primary_timeout {
+    if with_timeout {
         Statement::from_text(format!(
             "SELECT group_replication_set_as_primary({uuid}, {timeout_s})"
         ))
@@ -477,8 +485,6 @@ mod tests {
         let c80 = caps("8.0.28", true);
         assert!(c80.group_replication);
         assert!(!c80.clone, "a DISABLED plugin is not available");
-        assert!(!c80.set_primary_timeout);
-        assert!(caps("8.4.0", true).set_primary_timeout);
         assert!(!caps("8.0.26", false).communication_stack);
         assert_eq!(
             Capabilities::from_probe("8.0.20", &[], &[]),
@@ -562,13 +568,16 @@ mod tests {
         assert!(!stmts[1].to_string().contains("'pw'"));
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         assert_eq!(
-            set_as_primary(&caps("8.0.28", true), uuid, 30).sql(),
+            set_as_primary(false, uuid, 30).sql(),
             format!("SELECT group_replication_set_as_primary('{uuid}')")
         );
         assert_eq!(
-            set_as_primary(&caps("8.4.0", true), uuid, 30).sql(),
+            set_as_primary(true, uuid, 30).sql(),
             format!("SELECT group_replication_set_as_primary('{uuid}', 30)")
         );
+        assert!(group_supports_primary_timeout(["8.0.29", "8.4.2"]));
+        assert!(!group_supports_primary_timeout(["8.4.2", "8.0.28"]));
+        assert!(!group_supports_primary_timeout(["8.4.2", ""]));
         let force = force_members_statements(&["a:3306".into(), "b:3306".into()]);
         assert_eq!(
             force[0].sql(),
