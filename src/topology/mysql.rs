@@ -83,7 +83,8 @@ impl Session<'_> {
     async fn capabilities(&mut self) -> Result<Capabilities, OpsError> {
         let version: Vec<String> = self.rows(sql::SELECT_VERSION).await?;
         let plugins: Vec<(String, String)> = self.rows(&sql::select_plugins()).await?;
-        let variables: Vec<String> = self.rows(&sql::select_variables()).await?;
+        let variables: Vec<(String, Option<String>)> = self.rows(&sql::select_variables()).await?;
+        let variables: Vec<String> = variables.into_iter().map(|(name, _)| name).collect();
         let version = version.into_iter().next().unwrap_or_default();
         Capabilities::from_probe(&version, &plugins, &variables).map_err(|e| self.protocol(e))
     }

@@ -206,9 +206,10 @@ pub fn select_plugins() -> String {
     )
 }
 
+/// `SHOW GLOBAL VARIABLES` (rows: name, value) works on every server the probe may meet.
 pub fn select_variables() -> String {
     format!(
-        "SELECT VARIABLE_NAME FROM performance_schema.global_variables WHERE VARIABLE_NAME IN ({})",
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
         PROBED_VARIABLES.map(|p| format!("'{p}'")).join(", ")
     )
 }
