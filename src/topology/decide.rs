@@ -171,15 +171,13 @@ fn best_secondary(observed: &Observed, group: &QuorumGroup, except: u32) -> Opti
     candidates.first().map(|&(_, _, _, o)| o)
 }
 
-fn set_primary(observed: &Observed, group: &QuorumGroup, target: u32) -> Option<Operation> {
-    let via = *group.contacts.first()?;
-    let target_uuid = group.row(target)?.member_id.clone();
+/// Switch to `target` through the first reachable ONLINE member (the primary if reachable).
+fn set_primary(group: &QuorumGroup, target: u32) -> Option<Operation> {
     Some(Operation::SetPrimary {
-        via,
+        via: *group.contacts.first()?,
         target,
-        target_uuid,
+        target_uuid: group.row(target)?.member_id.clone(),
     })
-    .filter(|_| observed.member(via).is_some())
 }
 
 fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
@@ -190,7 +188,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         && group.primary != Some(target)
         && target < input.instances
         && group.is_online(target)
-        && let Some(op) = set_primary(observed, group, target)
+        && let Some(op) = set_primary(group, target)
     {
         return Verdict::run(
             op,
@@ -211,8 +209,8 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         .filter(|&o| o >= input.instances)
     {
         if group.primary == Some(ordinal) {
-            if let Some(op) = best_secondary(observed, group, ordinal)
-                .and_then(|t| set_primary(observed, group, t))
+            if let Some(op) =
+                best_secondary(observed, group, ordinal).and_then(|t| set_primary(group, t))
             {
                 return Verdict::run(
                     op,
@@ -246,7 +244,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
             && !flapping(observed, primary, ActionKind::Switchover)
             && let Some(op) = best_secondary(observed, group, primary)
                 .filter(|&t| input.pod(t).is_some_and(|p| !p.deleting))
-                .and_then(|t| set_primary(observed, group, t))
+                .and_then(|t| set_primary(group, t))
         {
             return Verdict::run(
                 op,
@@ -285,8 +283,23 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
             ));
             continue;
         }
+        if group.status(ordinal) == Some(MemberStatus::Unreachable) {
+            // Its previous incarnation is still in the view; the group refuses the same
+            // server_uuid until it expels it (about 10 s).
+            waiting.push(format!(
+                "{member} is still in the group's view as UNREACHABLE"
+            ));
+            continue;
+        }
         let own = state.transactions();
         let errant = own.subtract(&group.transactions);
+        if !errant.is_empty() && !group.complete() {
+            // An ONLINE member the operator cannot read may hold these: no verdict yet.
+            waiting.push(format!(
+                "{member} has transactions the reachable members lack; waiting to read every ONLINE member"
+            ));
+            continue;
+        }
         let kind;
         let operation;
         let message;
@@ -502,8 +515,8 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
     let seed = states
         .iter()
         .find(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
-        .map(|(o, _)| *o);
-    let Some(seed) = seed else {
+        .and_then(|(o, _)| Some((*o, observed.state(*o)?)));
+    let Some((seed, state)) = seed else {
         let all = states
             .iter()
             .fold(super::gtid::GtidSet::new(), |acc, (_, s)| acc.union(s));
@@ -520,9 +533,6 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
                 detail.join("; ")
             ),
         );
-    };
-    let Some(state) = observed.state(seed) else {
-        unreachable!("the seed was chosen among reachable members");
     };
     if !state.capabilities.group_replication {
         return Verdict::blocked(
@@ -1040,6 +1050,35 @@ mod tests {
                 member: 2,
                 donor: 1
             }
+        );
+    }
+
+    #[test]
+    fn a_restarted_member_still_in_the_view_waits_for_its_expulsion() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Unreachable)], 0)
+            .own(2, S::Offline)
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert!(condition(&d, "Progressing").message.contains("UNREACHABLE"));
+    }
+
+    #[test]
+    fn no_errant_verdict_while_an_online_member_cannot_be_read() {
+        let fx = Fx::new(3)
+            .gtids(0, &g("1-12"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-12"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .unreachable(0);
+        let d = fx
+            .with(|i| i.clone_policy = ClonePolicy::ReplaceErrant)
+            .decide();
+        assert_eq!(d.operation, Operation::None, "db-2's 11-12 may be on db-0");
+        assert!(
+            condition(&d, "Progressing")
+                .message
+                .contains("waiting to read every ONLINE member")
         );
     }
 

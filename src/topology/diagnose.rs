@@ -49,6 +49,15 @@ impl QuorumGroup {
         self.status(ordinal) == Some(MemberStatus::Online)
     }
 
+    /// Whether the operator read every ONLINE member of the view (so `transactions` is the
+    /// group's whole set).
+    pub fn complete(&self) -> bool {
+        self.rows
+            .iter()
+            .filter(|(_, r)| r.state == MemberStatus::Online)
+            .all(|(o, _)| o.is_some_and(|o| self.contacts.contains(&o)))
+    }
+
     /// Ordinals the view lists as ONLINE or RECOVERING.
     pub fn participants(&self) -> Vec<u32> {
         self.rows
