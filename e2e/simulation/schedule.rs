@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use innodb_operator::topology::gtid::GtidSet;
+use innodb_operator::topology::gtid::{GtidSet, Uuid};
 use innodb_operator::topology::observe::{ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 use innodb_operator::topology::{
     ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
@@ -317,17 +317,12 @@ impl Run<'_> {
                 .find(|c| c.type_ == "Degraded")
                 .map(|c| c.reason.clone())
         });
-        let errant_exists = self.w().members.values().any(|m| {
-            m.pod != Pod::Absent
-                && !m
-                    .transactions()
-                    .subtract(&innodb_operator::topology::gtid::GtidSet::from_range(
-                        GROUP,
-                        1,
-                        u64::MAX - 1,
-                    ))
-                    .is_empty()
-        });
+        let group_only = GtidSet::from_range(GROUP, 1, u64::MAX - 1);
+        let errant_exists = self
+            .w()
+            .members
+            .values()
+            .any(|m| m.pod != Pod::Absent && !m.transactions().is_subset(&group_only));
         errant_exists
             && matches!(
                 reason.as_deref(),
@@ -524,9 +519,9 @@ impl Run<'_> {
                 .pick(|m| m.running() && m.group().is_none() && m.cloning.is_none())
                 .map(|o| {
                     let mut w = self.w();
-                    let uuid = w.m(o).uuid.clone();
-                    let n = w.m(o).executed.last(&uuid) + 1;
-                    w.mm(o).executed.insert(&uuid, n);
+                    let uuid = Uuid::parse(&w.m(o).uuid).expect("simulated server_uuid");
+                    let n = w.m(o).executed.last(uuid) + 1;
+                    w.mm(o).executed.insert(uuid, n);
                     format!("errant write on {o}")
                 }),
             81..92 => {

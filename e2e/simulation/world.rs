@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use innodb_operator::topology::gtid::GtidSet;
+use innodb_operator::topology::gtid::{GtidSet, Uuid};
 use innodb_operator::topology::observe::Role;
 
 /// The group name: every group transaction's GTID source.
-pub const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
+pub const GROUP: Uuid = Uuid::from_u128(0xcccc_cccc_cccc_cccc_cccc_cccc_cccc_cccc);
 /// 5 s suspicion (`group_replication_member_expel_timeout` default 5 since 8.0.21) after 5 s of
 /// silence detection.
 pub const EXPEL_MS: u64 = 10_000;

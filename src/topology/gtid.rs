@@ -26,11 +26,62 @@ pub enum GtidError {
     BadInterval { interval: String },
 }
 
+/// A server or group UUID, kept as its 128-bit value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uuid(u128);
+
+impl Uuid {
+    pub const fn from_u128(value: u128) -> Self {
+        Uuid(value)
+    }
+
+    /// Parses the 8-4-4-4-12 hex form (either case).
+    pub fn parse(text: &str) -> Result<Self, GtidError> {
+        let bad = || GtidError::BadUuid {
+            uuid: text.to_string(),
+        };
+        let groups: Vec<&str> = text.split('-').collect();
+        let lens = [8, 4, 4, 4, 12];
+        let shaped = groups.len() == 5
+            && groups
+                .iter()
+                .zip(lens)
+                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+        if !shaped {
+            return Err(bad());
+        }
+        u128::from_str_radix(&groups.concat(), 16)
+            .map(Uuid)
+            .map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+}
+
 /// The source of a GTID: the server (or group) UUID and an optional tag (8.3+).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Source {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub tag: Option<String>,
+}
+
+impl Source {
+    pub fn untagged(uuid: Uuid) -> Self {
+        Source { uuid, tag: None }
+    }
 }
 
 /// A set of GTIDs, kept normalised: per source, sorted, disjoint, non-adjacent closed intervals.
@@ -55,8 +106,7 @@ impl GtidSet {
                 continue;
             }
             let mut tokens = segment.split(':');
-            let uuid = tokens.next().unwrap_or_default();
-            let uuid = parse_uuid(uuid)?;
+            let uuid = Uuid::parse(tokens.next().unwrap_or_default())?;
             let mut tag: Option<String> = None;
             let mut any = false;
             let mut tag_needs_interval = false;
@@ -74,7 +124,7 @@ impl GtidSet {
                 let (start, end) = parse_interval(token)?;
                 set.insert_range(
                     Source {
-                        uuid: uuid.clone(),
+                        uuid,
                         tag: tag.clone(),
                     },
                     start,
@@ -94,16 +144,9 @@ impl GtidSet {
     }
 
     /// A set holding `uuid:start-end` (untagged).
-    pub fn from_range(uuid: &str, start: u64, end: u64) -> Self {
+    pub fn from_range(uuid: Uuid, start: u64, end: u64) -> Self {
         let mut set = GtidSet::new();
-        set.insert_range(
-            Source {
-                uuid: uuid.to_ascii_lowercase(),
-                tag: None,
-            },
-            start,
-            end,
-        );
+        set.insert_range(Source::untagged(uuid), start, end);
         set
     }
 
@@ -118,15 +161,8 @@ impl GtidSet {
     }
 
     /// Adds the single GTID `uuid:n` (untagged).
-    pub fn insert(&mut self, uuid: &str, n: u64) {
-        self.insert_range(
-            Source {
-                uuid: uuid.to_ascii_lowercase(),
-                tag: None,
-            },
-            n,
-            n,
-        );
+    pub fn insert(&mut self, uuid: Uuid, n: u64) {
+        self.insert_range(Source::untagged(uuid), n, n);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -134,24 +170,16 @@ impl GtidSet {
     }
 
     /// Whether `uuid:n` (untagged) is in the set.
-    pub fn contains(&self, uuid: &str, n: u64) -> bool {
-        let source = Source {
-            uuid: uuid.to_ascii_lowercase(),
-            tag: None,
-        };
+    pub fn contains(&self, uuid: Uuid, n: u64) -> bool {
         self.sources
-            .get(&source)
+            .get(&Source::untagged(uuid))
             .is_some_and(|iv| iv.iter().any(|&(a, b)| a <= n && n <= b))
     }
 
     /// The highest transaction number of `uuid` (untagged), 0 when none.
-    pub fn last(&self, uuid: &str) -> u64 {
-        let source = Source {
-            uuid: uuid.to_ascii_lowercase(),
-            tag: None,
-        };
+    pub fn last(&self, uuid: Uuid) -> u64 {
         self.sources
-            .get(&source)
+            .get(&Source::untagged(uuid))
             .and_then(|iv| iv.last())
             .map_or(0, |&(_, b)| b)
     }
@@ -217,16 +245,16 @@ impl GtidSet {
 impl fmt::Display for GtidSet {
     /// The canonical text form (lowercase UUIDs, sorted, `,` between sources).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut current_uuid: Option<&str> = None;
+        let mut current_uuid: Option<Uuid> = None;
         for (source, intervals) in &self.sources {
-            if current_uuid == Some(source.uuid.as_str()) {
+            if current_uuid == Some(source.uuid) {
                 // Same UUID, next tag: continues the segment.
             } else {
                 if current_uuid.is_some() {
                     f.write_str(",")?;
                 }
-                f.write_str(&source.uuid)?;
-                current_uuid = Some(&source.uuid);
+                write!(f, "{}", source.uuid)?;
+                current_uuid = Some(source.uuid);
             }
             if let Some(tag) = &source.tag {
                 write!(f, ":{tag}")?;
@@ -240,23 +268,6 @@ impl fmt::Display for GtidSet {
             }
         }
         Ok(())
-    }
-}
-
-fn parse_uuid(text: &str) -> Result<String, GtidError> {
-    let groups: Vec<&str> = text.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    let ok = groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
-    if ok {
-        Ok(text.to_ascii_lowercase())
-    } else {
-        Err(GtidError::BadUuid {
-            uuid: text.to_string(),
-        })
     }
 }
 
@@ -349,9 +360,11 @@ mod tests {
         let set = GtidSet::parse(&text).unwrap();
         assert_eq!(set.to_string(), format!("{A}:1-5:7,{B}:3"));
         assert_eq!(set.count(), 7);
-        assert!(set.contains(A, 7));
-        assert!(!set.contains(A, 6));
-        assert_eq!(set.last(A), 7);
+        let a = Uuid::parse(A).unwrap();
+        assert!(set.contains(a, 7));
+        assert!(!set.contains(a, 6));
+        assert_eq!(set.last(a), 7);
+        assert_eq!(a.to_string(), A);
     }
 
     #[test]
@@ -359,7 +372,7 @@ mod tests {
         let set = GtidSet::parse(&format!("{A}:1-3:blue:1-2:red:5")).unwrap();
         assert_eq!(set.count(), 6);
         assert_eq!(set.to_string(), format!("{A}:1-3:blue:1-2:red:5"));
-        let untagged = GtidSet::from_range(A, 1, 3);
+        let untagged = GtidSet::from_range(Uuid::parse(A).unwrap(), 1, 3);
         assert!(untagged.is_subset(&set));
         assert!(!set.is_subset(&untagged));
     }
@@ -412,12 +425,12 @@ mod tests {
         assert_eq!(a.intersection(&b), b);
     }
 
-    fn model(set: &GtidSet) -> BTreeSet<(String, u64)> {
+    fn model(set: &GtidSet) -> BTreeSet<(Uuid, u64)> {
         set.sources
             .iter()
             .flat_map(|(s, iv)| {
                 iv.iter()
-                    .flat_map(move |&(a, b)| (a..=b).map(move |n| (s.uuid.clone(), n)))
+                    .flat_map(move |&(a, b)| (a..=b).map(move |n| (s.uuid, n)))
             })
             .collect()
     }
@@ -427,10 +440,7 @@ mod tests {
             let mut set = GtidSet::new();
             for (u, start, len) in ranges {
                 set.insert_range(
-                    Source {
-                        uuid: [A, B][u].to_string(),
-                        tag: None,
-                    },
+                    Source::untagged(Uuid::parse([A, B][u]).unwrap()),
                     start,
                     start + len,
                 );
