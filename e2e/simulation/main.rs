@@ -136,3 +136,115 @@ fn a_broken_rule_is_caught() {
         "the violations should be the unsafe bootstrap: {first}"
     );
 }
+
+/// A scripted schedule: the majority dies for good; the operator reports QuorumLost and does
+/// nothing until the user names the surviving partition; then the group serves writes again and
+/// the dead members rejoin when they come back.
+#[test]
+fn quorum_is_forced_only_on_the_users_order() {
+    use innodb_operator::topology::{ClonePolicy, ops};
+    use std::sync::Mutex;
+    use world::{Pod, World};
+
+    let world = Mutex::new(World::new(3));
+    let naming = schedule::naming(3, ClonePolicy::EmptyOnly);
+    let mut history = Vec::new();
+    let mut now = 0;
+    let mut tick = |world: &Mutex<World>, now: u64, force: Option<Vec<u32>>| {
+        let mut input = schedule::cluster_input(&world.lock().unwrap(), &naming, now);
+        input.history = std::mem::take(&mut history);
+        input.force_quorum_from = force;
+        let sim = simops::SimOps {
+            world,
+            naming: &naming,
+        };
+        let observed = futures::executor::block_on(ops::gather(&sim, input));
+        let decision = schedule::real(&observed);
+        futures::executor::block_on(ops::execute(&sim, &observed, &decision.operation))
+            .expect("the operation succeeds");
+        history = innodb_operator::topology::updated_history(&observed, decision.record.clone());
+        let mut w = world.lock().unwrap();
+        for (o, m) in w.members.iter_mut() {
+            m.label = decision.labels.get(o).copied().flatten();
+        }
+        w.now = now + 100;
+        w.settle();
+        decision
+    };
+    let quorum_lost = |d: &Decision| {
+        d.conditions
+            .iter()
+            .any(|c| c.type_ == "QuorumLost" && c.status)
+    };
+    // A healthy group of three with some writes.
+    for _ in 0..100 {
+        tick(&world, now, None);
+        now += 200;
+        world.lock().unwrap().client_write();
+    }
+    assert!(
+        world
+            .lock()
+            .unwrap()
+            .quorum_component()
+            .is_some_and(|c| c.members.len() == 3)
+    );
+    // Members 1 and 2 die for good.
+    for o in [1, 2] {
+        let mut w = world.lock().unwrap();
+        w.mm(o).pod = Pod::Down { until: u64::MAX };
+    }
+    for _ in 0..300 {
+        let d = tick(&world, now, None);
+        now += 200;
+        assert!(
+            !matches!(
+                d.operation,
+                Operation::ForceQuorum { .. } | Operation::Bootstrap { .. }
+            ),
+            "never forced or rebooted without the user: {:?}",
+            d.operation
+        );
+        assert!(
+            world.lock().unwrap().client_write().is_none(),
+            "no quorum, no commit"
+        );
+    }
+    let d = tick(&world, now, None);
+    assert!(quorum_lost(&d), "QuorumLost is reported");
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.warning && e.message.contains("force-quorum-from=0"))
+    );
+    // The user names member 0's partition.
+    let d = tick(&world, now, Some(vec![0]));
+    assert_eq!(
+        d.operation,
+        Operation::ForceQuorum {
+            via: 0,
+            members: vec![0]
+        }
+    );
+    assert!(d.force_quorum_consumed);
+    now += 200;
+    let acked_before = world.lock().unwrap().max_acked;
+    assert!(
+        world.lock().unwrap().client_write().is_some(),
+        "writes resume"
+    );
+    assert!(world.lock().unwrap().max_acked > acked_before);
+    // The dead members come back and rejoin; no invariant broke on the way.
+    for o in [1, 2] {
+        world.lock().unwrap().mm(o).pod = Pod::Down { until: now + 1_000 };
+    }
+    for _ in 0..600 {
+        tick(&world, now, None);
+        now += 200;
+    }
+    let w = world.lock().unwrap();
+    let group = w.quorum_component().expect("a group with quorum");
+    assert_eq!(group.members.len(), 3, "every member is back: {group:?}");
+    assert_eq!(w.components().iter().filter(|c| c.quorum).count(), 1);
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+}

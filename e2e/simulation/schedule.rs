@@ -84,20 +84,7 @@ pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String>
         ClonePolicy::EmptyOnly,
         ClonePolicy::ReplaceErrant,
     ][rng.random_range(0..3)];
-    let naming = ClusterInput {
-        name: "db".into(),
-        namespace: "sim".into(),
-        cluster_domain: "cluster.local".into(),
-        group_port: 3306,
-        instances,
-        pods: vec![],
-        switchover_to: None,
-        force_quorum_from: None,
-        clone_policy,
-        history: vec![],
-        flap_window: FLAP_WINDOW,
-        now: jiff::Timestamp::UNIX_EPOCH,
-    };
+    let naming = naming(instances, clone_policy);
     let mut run = Run {
         seed,
         decide,
@@ -331,33 +318,12 @@ impl Run<'_> {
     }
 
     fn input(&self, now: u64) -> ClusterInput {
-        let w = self.w();
-        let pods = w
-            .members
-            .iter()
-            .filter(|(_, m)| m.pod != Pod::Absent)
-            .map(|(&ordinal, m)| PodInfo {
-                ordinal,
-                phase: if m.running() {
-                    PodPhase::Running
-                } else {
-                    PodPhase::Pending
-                },
-                ready: m.running(),
-                deleting: m.deleting_until.is_some(),
-                update_pending: m.update_pending,
-                role_label: m.label,
-            })
-            .collect();
         ClusterInput {
             instances: self.instances,
-            pods,
             switchover_to: self.switchover.map(|(o, _)| o),
             clone_policy: self.clone_policy,
             history: self.history.clone(),
-            now: jiff::Timestamp::from_millisecond(i64::try_from(now).expect("sim time fits"))
-                .expect("valid timestamp"),
-            ..self.naming.clone()
+            ..cluster_input(&self.w(), &self.naming, now)
         }
     }
 
@@ -651,6 +617,51 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// What the lead would fill in from the pods of the simulated StatefulSet.
+pub fn cluster_input(w: &World, naming: &ClusterInput, now: u64) -> ClusterInput {
+    let pods = w
+        .members
+        .iter()
+        .filter(|(_, m)| m.pod != Pod::Absent)
+        .map(|(&ordinal, m)| PodInfo {
+            ordinal,
+            phase: if m.running() {
+                PodPhase::Running
+            } else {
+                PodPhase::Pending
+            },
+            ready: m.running(),
+            deleting: m.deleting_until.is_some(),
+            update_pending: m.update_pending,
+            role_label: m.label,
+        })
+        .collect();
+    ClusterInput {
+        pods,
+        now: jiff::Timestamp::from_millisecond(i64::try_from(now).expect("sim time fits"))
+            .expect("valid timestamp"),
+        ..naming.clone()
+    }
+}
+
+/// The cluster's names, as the lead fills them in.
+pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
+    ClusterInput {
+        name: "db".into(),
+        namespace: "sim".into(),
+        cluster_domain: "cluster.local".into(),
+        group_port: 3306,
+        instances,
+        pods: vec![],
+        switchover_to: None,
+        force_quorum_from: None,
+        clone_policy,
+        history: vec![],
+        flap_window: FLAP_WINDOW,
+        now: jiff::Timestamp::UNIX_EPOCH,
     }
 }
 
