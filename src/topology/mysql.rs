@@ -297,3 +297,68 @@ impl MemberOps for SqlOps {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::observe::{ClonePolicy, ClusterInput};
+
+    fn creds(user: &str) -> Credentials {
+        Credentials {
+            user: user.into(),
+            password: "secret-pw".into(),
+        }
+    }
+
+    fn ops() -> SqlOps {
+        SqlOps {
+            admin: creds("iop"),
+            accounts: Accounts {
+                recovery: creds("gr"),
+                router: creds("router"),
+                backup: creds("backup"),
+            },
+            observe_timeout: Duration::from_millis(200),
+            operation_timeout: Duration::from_millis(200),
+        }
+    }
+
+    /// The controller runs ticks on a multi-threaded runtime: the future must be `Send`.
+    #[test]
+    fn a_tick_over_sql_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let input = ClusterInput {
+            name: "db".into(),
+            namespace: "ns".into(),
+            cluster_domain: "cluster.local".into(),
+            group_port: 3306,
+            instances: 1,
+            pods: vec![],
+            switchover_to: None,
+            force_quorum_from: None,
+            clone_policy: ClonePolicy::default(),
+            history: vec![],
+            flap_window: Duration::from_secs(30),
+            now: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let ops = ops();
+        let future = crate::topology::tick(&ops, input);
+        assert_send(&future);
+        assert!(!format!("{ops:?}").contains("secret-pw"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_member_is_an_error_within_the_deadline() {
+        // Port 9 on localhost: nothing listens (connection refused) or the deadline hits.
+        let endpoint = Endpoint {
+            ordinal: 0,
+            host: "127.0.0.1".into(),
+            port: 9,
+        };
+        let started = std::time::Instant::now();
+        let err = ops().observe(&endpoint).await.expect_err("nothing listens");
+        assert!(matches!(err, OpsError::Unreachable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(!err.to_string().contains("secret-pw"));
+    }
+}
