@@ -1,13 +1,10 @@
 //! Failover latency on the simulator clock: from an election (or switchover) to the rw Service
 //! selecting the new primary. `cargo bench --bench failover_latency` prints p50/p99.
 
-#[allow(dead_code)]
 #[path = "schedule.rs"]
 mod schedule;
-#[allow(dead_code)]
 #[path = "simops.rs"]
 mod simops;
-#[allow(dead_code)]
 #[path = "world.rs"]
 mod world;
 
