@@ -14,3 +14,4 @@ pub mod crd;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;
+pub mod topology;

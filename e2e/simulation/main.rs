@@ -1,0 +1,255 @@
+//! Deterministic simulation of Group Replication under the topology state machine.
+//!
+//! `ten_thousand_schedules_hold_every_invariant` runs `SIM_SCHEDULES` (default 10,000) seeded
+//! schedules; a failing seed prints the command that replays it with a trace
+//! (`SIM_SEED=<seed> cargo test --test simulation -- --nocapture`).
+//! `a_broken_rule_is_caught` drives the simulator with a decision function that wraps the real
+//! `decide` and bootstraps while a member does not answer, and expects a violation.
+
+mod schedule;
+mod simops;
+mod world;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use innodb_operator::topology::diagnose::{Health, diagnose};
+use innodb_operator::topology::observe::Reach;
+use innodb_operator::topology::{Decision, Observed, Operation};
+
+use schedule::{DecideFn, Outcome};
+
+/// Runs `seeds` on every core; returns the outcomes and the failures (sorted by seed).
+fn run_many(seeds: std::ops::Range<u64>, decide: &DecideFn) -> (Vec<Outcome>, Vec<(u64, String)>) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = AtomicU64::new(seeds.start);
+    let results = std::sync::Mutex::new((Vec::new(), Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        break;
+                    }
+                    let result = schedule::run(seed, decide, false);
+                    let mut r = results.lock().expect("results lock");
+                    match result {
+                        Ok(outcome) => r.0.push(outcome),
+                        Err(e) => r.1.push((seed, e)),
+                    }
+                }
+            });
+        }
+    });
+    let (outcomes, mut failures) = results.into_inner().expect("results lock");
+    failures.sort_by_key(|(seed, _)| *seed);
+    (outcomes, failures)
+}
+
+#[test]
+fn ten_thousand_schedules_hold_every_invariant() {
+    if let Ok(seed) = std::env::var("SIM_SEED") {
+        let seed: u64 = seed.parse().expect("SIM_SEED is a number");
+        let outcome = schedule::run(seed, &schedule::real, true);
+        println!("seed {seed}: {outcome:?}");
+        assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        return;
+    }
+    let count: u64 = std::env::var("SIM_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let started = Instant::now();
+    let (outcomes, failures) = run_many(0..count, &schedule::real);
+    let elapsed = started.elapsed().as_secs_f64();
+    let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    println!(
+        "{count} schedules in {elapsed:.1}s ({:.0}/s): {} failed, {} ended in a justified stop; \
+         {} operator ticks, {} operations, {} faults, {} acknowledged writes, {:.1} simulated hours",
+        count as f64 / elapsed,
+        failures.len(),
+        outcomes.iter().filter(|o| o.justified_stop).count(),
+        sum(|o| o.ticks),
+        sum(|o| o.operations),
+        sum(|o| o.faults),
+        sum(|o| o.writes),
+        sum(|o| o.sim_ms) as f64 / 3_600_000.0,
+    );
+    assert!(
+        sum(|o| o.faults) > count,
+        "the schedules must inject faults"
+    );
+    assert!(sum(|o| o.operations) > count, "the operator must act");
+    for (_, failure) in failures.iter().take(20) {
+        eprintln!("{failure}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} schedules broke an invariant",
+        failures.len()
+    );
+}
+
+/// The real `decide`, except that it also bootstraps when no member is in a group although
+/// some member does not answer — the rule "bootstrap only when every pod is reachable" broken.
+fn bootstrap_despite_unreachable(observed: &Observed) -> Decision {
+    let mut decision = schedule::real(observed);
+    let diagnosis = diagnose(observed);
+    if decision.operation == Operation::None
+        && diagnosis.health == Health::Offline
+        && !diagnosis.unreachable.is_empty()
+        && let Some(seed) = observed
+            .members
+            .iter()
+            .filter_map(|m| match &m.reach {
+                Reach::Reachable(s) => Some((s.transactions().count(), m.ordinal)),
+                _ => None,
+            })
+            .max()
+            .map(|(_, o)| o)
+    {
+        decision.operation = Operation::Bootstrap { seed };
+    }
+    decision
+}
+
+#[test]
+fn a_broken_rule_is_caught() {
+    let (outcomes, failures) = run_many(0..2_000, &bootstrap_despite_unreachable);
+    // (The replay line of a failure names the real `decide`; only the first line applies here.)
+    let first = failures
+        .first()
+        .and_then(|(_, f)| f.lines().next())
+        .unwrap_or_default()
+        .to_string();
+    println!(
+        "mutation 'bootstrap while a member is unreachable': {} of {} schedules caught it; first: {first}",
+        failures.len(),
+        failures.len() + outcomes.len()
+    );
+    assert!(
+        !failures.is_empty(),
+        "the simulator did not notice bootstraps from incomplete members"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|(_, f)| f.contains("bootstrap from member")
+                || f.contains("split brain")
+                || f.contains("acknowledged")),
+        "the violations should be the unsafe bootstrap: {first}"
+    );
+}
+
+/// A scripted schedule: the majority dies for good; the operator reports QuorumLost and does
+/// nothing until the user names the surviving partition; then the group serves writes again and
+/// the dead members rejoin when they come back.
+#[test]
+fn quorum_is_forced_only_on_the_users_order() {
+    use innodb_operator::topology::{ClonePolicy, ops};
+    use std::sync::Mutex;
+    use world::{Pod, World};
+
+    let world = Mutex::new(World::new(3));
+    let naming = schedule::naming(3, ClonePolicy::EmptyOnly);
+    let mut history = Vec::new();
+    let mut now = 0;
+    let mut tick = |world: &Mutex<World>, now: u64, force: Option<Vec<u32>>| {
+        let mut input = schedule::cluster_input(&world.lock().unwrap(), &naming, now);
+        input.history = std::mem::take(&mut history);
+        input.force_quorum_from = force;
+        let sim = simops::SimOps {
+            world,
+            naming: &naming,
+        };
+        let observed = futures::executor::block_on(ops::gather(&sim, input));
+        let decision = schedule::real(&observed);
+        futures::executor::block_on(ops::execute(&sim, &observed, &decision.operation))
+            .expect("the operation succeeds");
+        history = innodb_operator::topology::updated_history(&observed, decision.record.clone());
+        let mut w = world.lock().unwrap();
+        for (o, m) in w.members.iter_mut() {
+            m.label = decision.labels.get(o).copied().flatten();
+        }
+        w.now = now + 100;
+        w.settle();
+        decision
+    };
+    let quorum_lost = |d: &Decision| {
+        d.conditions
+            .iter()
+            .any(|c| c.type_ == "QuorumLost" && c.status)
+    };
+    // A healthy group of three with some writes.
+    for _ in 0..100 {
+        tick(&world, now, None);
+        now += 200;
+        world.lock().unwrap().client_write();
+    }
+    assert!(
+        world
+            .lock()
+            .unwrap()
+            .quorum_component()
+            .is_some_and(|c| c.members.len() == 3)
+    );
+    // Members 1 and 2 die for good.
+    for o in [1, 2] {
+        let mut w = world.lock().unwrap();
+        w.mm(o).pod = Pod::Down { until: u64::MAX };
+    }
+    for _ in 0..300 {
+        let d = tick(&world, now, None);
+        now += 200;
+        assert!(
+            !matches!(
+                d.operation,
+                Operation::ForceQuorum { .. } | Operation::Bootstrap { .. }
+            ),
+            "never forced or rebooted without the user: {:?}",
+            d.operation
+        );
+        assert!(
+            world.lock().unwrap().client_write().is_none(),
+            "no quorum, no commit"
+        );
+    }
+    let d = tick(&world, now, None);
+    assert!(quorum_lost(&d), "QuorumLost is reported");
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.warning && e.message.contains("force-quorum-from=0"))
+    );
+    // The user names member 0's partition.
+    let d = tick(&world, now, Some(vec![0]));
+    assert_eq!(
+        d.operation,
+        Operation::ForceQuorum {
+            via: 0,
+            members: vec![0]
+        }
+    );
+    assert!(d.force_quorum_consumed);
+    now += 200;
+    let acked_before = world.lock().unwrap().max_acked;
+    assert!(
+        world.lock().unwrap().client_write().is_some(),
+        "writes resume"
+    );
+    assert!(world.lock().unwrap().max_acked > acked_before);
+    // The dead members come back and rejoin; no invariant broke on the way.
+    for o in [1, 2] {
+        world.lock().unwrap().mm(o).pod = Pod::Down { until: now + 1_000 };
+    }
+    for _ in 0..600 {
+        tick(&world, now, None);
+        now += 200;
+    }
+    let w = world.lock().unwrap();
+    let group = w.quorum_component().expect("a group with quorum");
+    assert_eq!(group.members.len(), 3, "every member is back: {group:?}");
+    assert_eq!(w.components().iter().filter(|c| c.quorum).count(), 1);
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+}

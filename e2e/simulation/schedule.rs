@@ -1,0 +1,671 @@
+//! One seeded schedule: a cluster is created, faults interleave with client writes and operator
+//! ticks, then faults stop and the cluster must be Ready again. Invariants are checked after
+//! every step.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use innodb_operator::topology::gtid::{GtidSet, Uuid};
+use innodb_operator::topology::observe::{ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
+use innodb_operator::topology::{
+    ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::simops::SimOps;
+use crate::world::{GROUP, Gr, Pod, World};
+
+/// After an election, the rw Service must select the new primary within this bound.
+pub const LABEL_BOUND_MS: u64 = 3_000;
+/// A new cluster must be Ready within this bound.
+pub const SETUP_BOUND_MS: u64 = 60_000;
+/// After the last fault, the cluster must be Ready again within this bound.
+pub const LIVENESS_BOUND_MS: u64 = 300_000;
+/// Anti-flapping window the simulated cluster uses.
+const FLAP_WINDOW: Duration = Duration::from_secs(30);
+
+pub type DecideFn = dyn Fn(&Observed) -> Decision + Sync;
+
+/// What a schedule did.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub ticks: u64,
+    pub writes: u64,
+    pub faults: u64,
+    pub operations: u64,
+    /// Election → rw Service selects the new primary, in simulated ms.
+    pub label_latencies_ms: Vec<u64>,
+    /// Ended in a stop the operator correctly refused to resolve alone (errant transactions).
+    pub justified_stop: bool,
+    pub sim_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Faults { until: u64 },
+    Heal { since: u64 },
+}
+
+struct Run<'a> {
+    seed: u64,
+    decide: &'a DecideFn,
+    rng: SmallRng,
+    world: Mutex<World>,
+    naming: ClusterInput,
+    instances: u32,
+    clone_policy: ClonePolicy,
+    history: Vec<ActionRecord>,
+    switchover: Option<(u32, u64)>,
+    next_tick: u64,
+    operator_down_until: u64,
+    pending_labels: Option<(u64, BTreeMap<u32, Option<Role>>)>,
+    next_write: u64,
+    next_fault: u64,
+    partition_until: u64,
+    phase: Phase,
+    /// The primary of the group with quorum, since when, and whether its label was seen.
+    primary: Option<(u32, u64, bool)>,
+    bad_secondary_since: BTreeMap<u32, u64>,
+    last: Option<Decision>,
+    outcome: Outcome,
+    trace: Option<Vec<String>>,
+}
+
+/// Runs schedule `seed` with the given decision function.
+pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let instances = [1, 3, 3, 3, 5, 5, 7][rng.random_range(0..7)];
+    let clone_policy = [
+        ClonePolicy::Never,
+        ClonePolicy::EmptyOnly,
+        ClonePolicy::ReplaceErrant,
+    ][rng.random_range(0..3)];
+    let naming = naming(instances, clone_policy);
+    let mut run = Run {
+        seed,
+        decide,
+        rng,
+        world: Mutex::new(World::new(instances)),
+        naming,
+        instances,
+        clone_policy,
+        history: vec![],
+        switchover: None,
+        next_tick: 0,
+        operator_down_until: 0,
+        pending_labels: None,
+        next_write: 1_000,
+        next_fault: u64::MAX,
+        partition_until: u64::MAX,
+        phase: Phase::Setup,
+        primary: None,
+        bad_secondary_since: BTreeMap::new(),
+        last: None,
+        outcome: Outcome::default(),
+        trace: trace.then(Vec::new),
+    };
+    let result = run.go();
+    if let Some(lines) = &run.trace {
+        for line in lines {
+            eprintln!("{line}");
+        }
+    }
+    result.map(|()| run.outcome)
+}
+
+impl Run<'_> {
+    fn log(&mut self, now: u64, line: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.trace {
+            lines.push(format!("[{:>7}ms] {}", now, line()));
+        }
+    }
+
+    fn w(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().expect("world lock")
+    }
+
+    fn fail(&self, now: u64, what: String) -> String {
+        format!(
+            "seed {} violated an invariant at t={now}ms: {what}\n  replay: SIM_SEED={} cargo test --test simulation -- --nocapture",
+            self.seed, self.seed
+        )
+    }
+
+    fn go(&mut self) -> Result<(), String> {
+        loop {
+            let tick_at = self.next_tick.max(self.operator_down_until);
+            let labels_at = self.pending_labels.as_ref().map_or(u64::MAX, |(t, _)| *t);
+            let phase_at = match self.phase {
+                Phase::Setup => SETUP_BOUND_MS,
+                Phase::Faults { until } => until,
+                Phase::Heal { since } => since + LIVENESS_BOUND_MS,
+            };
+            let now = [
+                tick_at,
+                labels_at,
+                self.next_write,
+                self.next_fault,
+                self.partition_until,
+                self.w().next_deadline(),
+                phase_at,
+            ]
+            .into_iter()
+            .min()
+            .expect("non-empty");
+            {
+                let mut w = self.w();
+                w.now = now;
+                w.settle();
+            }
+            if now >= self.partition_until {
+                self.partition_until = u64::MAX;
+                let mut w = self.w();
+                for m in w.members.values_mut() {
+                    m.side = 0;
+                }
+                w.notice = true;
+                drop(w);
+                self.log(now, || "partition healed".into());
+            }
+            if labels_at <= now
+                && let Some((_, labels)) = self.pending_labels.take()
+            {
+                let mut w = self.w();
+                for (o, m) in w.members.iter_mut() {
+                    if m.pod != Pod::Absent {
+                        m.label = labels.get(o).copied().flatten();
+                    }
+                }
+            }
+            if self.next_write <= now {
+                let write = self.w().client_write();
+                if let Some((seq, got)) = write {
+                    self.outcome.writes += 1;
+                    self.log(now, || format!("write {seq} acknowledged by {got:?}"));
+                }
+                self.next_write = now + self.rng.random_range(300..2_000);
+            }
+            if self.next_fault <= now {
+                self.fault(now);
+                self.next_fault = now + self.rng.random_range(1_000..15_000);
+            }
+            if tick_at <= now {
+                self.tick(now);
+            }
+            {
+                let mut w = self.w();
+                w.settle();
+                if std::mem::take(&mut w.notice) && now >= self.operator_down_until {
+                    drop(w);
+                    let wake = now + self.rng.random_range(10..100);
+                    self.next_tick = self.next_tick.min(wake);
+                }
+            }
+            self.check(now)?;
+            if let Some(done) = self.advance_phase(now)? {
+                self.outcome.sim_ms = now;
+                return done;
+            }
+        }
+    }
+
+    fn advance_phase(&mut self, now: u64) -> Result<Option<Result<(), String>>, String> {
+        let ready = self.ready(now);
+        match self.phase {
+            Phase::Setup if ready => {
+                let until = now + self.rng.random_range(20_000..120_000);
+                self.phase = Phase::Faults { until };
+                self.next_fault = now + self.rng.random_range(500..5_000);
+                self.log(now, || format!("ready; faults until {until}ms"));
+            }
+            Phase::Setup if now >= SETUP_BOUND_MS => {
+                return Err(self.fail(
+                    now,
+                    format!("a new cluster was not Ready within {SETUP_BOUND_MS}ms"),
+                ));
+            }
+            Phase::Faults { until } if now >= until => {
+                self.phase = Phase::Heal { since: now };
+                self.next_fault = u64::MAX;
+                self.partition_until = u64::MAX;
+                self.switchover = None;
+                for m in self.w().members.values_mut() {
+                    m.side = 0;
+                    m.blocked_until = 0;
+                }
+                self.operator_down_until = self.operator_down_until.min(now);
+                self.next_tick = self.next_tick.min(now);
+                self.log(now, || "faults stop".into());
+            }
+            Phase::Heal { .. } if ready => return Ok(Some(Ok(()))),
+            Phase::Heal { since } if now >= since + LIVENESS_BOUND_MS => {
+                if self.justified_stop() {
+                    self.outcome.justified_stop = true;
+                    return Ok(Some(Ok(())));
+                }
+                let reason = self
+                    .last
+                    .as_ref()
+                    .and_then(|d| d.conditions.iter().find(|c| c.type_ == "Ready").cloned())
+                    .map(|c| format!("{}: {}", c.reason, c.message))
+                    .unwrap_or_default();
+                return Err(self.fail(
+                    now,
+                    format!("not Ready {LIVENESS_BOUND_MS}ms after the faults stopped ({reason})"),
+                ));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// The cluster is Ready by the operator's account and by the world's truth.
+    fn ready(&self, now: u64) -> bool {
+        let said = self
+            .last
+            .as_ref()
+            .is_some_and(|d| d.conditions.iter().any(|c| c.type_ == "Ready" && c.status));
+        if !said || self.pending_labels.is_some() {
+            return false;
+        }
+        let w = self.w();
+        let Some(c) = w.quorum_component() else {
+            return false;
+        };
+        let all_online = (0..self.instances)
+            .all(|o| c.members.contains(&o) && c.view.contains(&o) && w.m(o).online(now));
+        let labels = w.members.iter().all(|(&o, m)| {
+            let want = if o >= self.instances {
+                None
+            } else if c.primary == Some(o) {
+                Some(Role::Primary)
+            } else {
+                Some(Role::Secondary)
+            };
+            m.pod == Pod::Absent || m.label == want
+        });
+        let extra = w
+            .members
+            .iter()
+            .any(|(&o, m)| o >= self.instances && m.pod != Pod::Absent);
+        all_online && labels && !extra
+    }
+
+    /// The only acceptable way not to recover: a member holds transactions the group never had
+    /// (errant writes), and the policy or the lack of a superset forbids resolving it alone.
+    fn justified_stop(&self) -> bool {
+        let reason = self.last.as_ref().and_then(|d| {
+            d.conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .map(|c| c.reason.clone())
+        });
+        let group_only = GtidSet::from_range(GROUP, 1, u64::MAX - 1);
+        let errant_exists = self
+            .w()
+            .members
+            .values()
+            .any(|m| m.pod != Pod::Absent && !m.transactions().is_subset(&group_only));
+        errant_exists
+            && matches!(
+                reason.as_deref(),
+                Some("MemberNeedsAttention" | "DivergedGtidSets")
+            )
+    }
+
+    fn input(&self, now: u64) -> ClusterInput {
+        ClusterInput {
+            instances: self.instances,
+            switchover_to: self.switchover.map(|(o, _)| o),
+            clone_policy: self.clone_policy,
+            history: self.history.clone(),
+            ..cluster_input(&self.w(), &self.naming, now)
+        }
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.outcome.ticks += 1;
+        let input = self.input(now);
+        self.w().cost_ms = 0;
+        let sim = SimOps {
+            world: &self.world,
+            naming: &self.naming,
+        };
+        let observed = block_on(ops::gather(&sim, input));
+        let decision = (self.decide)(&observed);
+        let outcome = block_on(ops::execute(&sim, &observed, &decision.operation));
+        if decision.operation != Operation::None {
+            self.outcome.operations += 1;
+        }
+        let op = decision.operation.clone();
+        self.log(now, || {
+            format!(
+                "tick: {op:?} -> {} ; {}",
+                outcome.err().map_or("ok".to_string(), |e| e.to_string()),
+                decision
+                    .conditions
+                    .iter()
+                    .map(|c| format!("{}={}({})", c.type_, c.status, c.reason))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        });
+        if matches!(decision.operation, Operation::Bootstrap { .. }) {
+            let sets: Vec<String> = self
+                .w()
+                .members
+                .iter()
+                .map(|(o, m)| format!("{o}: {} / {} {:?}", m.executed, m.received, m.pod))
+                .collect();
+            self.log(now, || format!("sets at bootstrap: {sets:?}"));
+        }
+        self.history = updated_history(&observed, decision.record.clone());
+        let cost = self.w().cost_ms;
+        self.pending_labels = Some((now + cost, decision.labels.clone()));
+        {
+            let mut w = self.w();
+            let existing: Vec<u32> = w.members.keys().copied().collect();
+            for o in 0..decision.statefulset_replicas {
+                w.ensure_pod(o);
+            }
+            for o in existing
+                .into_iter()
+                .filter(|&o| o >= decision.statefulset_replicas)
+            {
+                if w.m(o).pod != Pod::Absent {
+                    w.remove_pod(o);
+                }
+            }
+        }
+        if decision.switchover_complete || self.switchover.is_some_and(|(_, until)| until <= now) {
+            self.switchover = None;
+        }
+        self.next_tick =
+            now + cost.max(1) + u64::try_from(decision.requeue.as_millis()).unwrap_or(u64::MAX);
+        self.last = Some(decision);
+    }
+
+    fn pick(&mut self, filter: impl Fn(&crate::world::SimMember) -> bool) -> Option<u32> {
+        let candidates: Vec<u32> = self
+            .w()
+            .members
+            .iter()
+            .filter(|(_, m)| m.pod != Pod::Absent && filter(m))
+            .map(|(&o, _)| o)
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[self.rng.random_range(0..candidates.len())])
+    }
+
+    fn fault(&mut self, now: u64) {
+        self.outcome.faults += 1;
+        let kind = self.rng.random_range(0..100);
+        let line = match kind {
+            0..22 => {
+                let down = self.rng.random_range(2_000..40_000);
+                self.pick(|m| m.running()).map(|o| {
+                    let mut w = self.w();
+                    w.mm(o).pod = Pod::Down { until: now + down };
+                    w.mm(o).gr = Gr::Off;
+                    w.notice = true;
+                    format!("crash {o} for {down}ms")
+                })
+            }
+            22..32 => {
+                let grace = self.rng.random_range(500..8_000);
+                self.pick(|m| m.running() && m.deleting_until.is_none())
+                    .map(|o| {
+                        self.w().mm(o).deleting_until = Some(now + grace);
+                        format!("delete pod {o} (grace {grace}ms)")
+                    })
+            }
+            32..46 => {
+                let len = self.rng.random_range(3_000..60_000);
+                let block_operator = self.rng.random_bool(0.3);
+                let sides: Vec<(u32, u8)> = {
+                    let keys: Vec<u32> = self.w().members.keys().copied().collect();
+                    keys.into_iter()
+                        .map(|o| (o, self.rng.random_range(0..2)))
+                        .collect()
+                };
+                let mut w = self.world.lock().expect("world lock");
+                for &(o, side) in &sides {
+                    w.mm(o).side = side;
+                    if block_operator && side == 1 {
+                        w.mm(o).blocked_until = now + len;
+                    }
+                }
+                w.notice = true;
+                self.partition_until = now + len;
+                Some(format!(
+                    "partition {sides:?} for {len}ms (operator cut from side 1: {block_operator})"
+                ))
+            }
+            46..56 => {
+                let len = self.rng.random_range(3_000..30_000);
+                self.pick(|_| true).map(|o| {
+                    self.w().mm(o).blocked_until = now + len;
+                    format!("operator cannot reach {o} for {len}ms")
+                })
+            }
+            56..66 => {
+                let len = self.rng.random_range(5_000..60_000);
+                self.pick(|m| m.running()).map(|o| {
+                    self.w().mm(o).slow_until = now + len;
+                    format!("{o} slow for {len}ms")
+                })
+            }
+            66..74 => {
+                let len = self.rng.random_range(1_000..10_000);
+                self.operator_down_until = now + len;
+                // A starting operator reconciles every cluster at once.
+                self.next_tick = now + len;
+                self.pending_labels = None;
+                Some(format!("operator restarts, down {len}ms"))
+            }
+            74..78 => {
+                let mut w = self.world.lock().expect("world lock");
+                let keys: Vec<u32> = w.members.keys().copied().collect();
+                let mut downs = Vec::new();
+                for o in keys {
+                    if w.m(o).running() {
+                        let down = self.rng.random_range(5_000..30_000);
+                        w.mm(o).pod = Pod::Down { until: now + down };
+                        w.mm(o).gr = Gr::Off;
+                        downs.push((o, down));
+                    }
+                }
+                w.notice = true;
+                Some(format!("complete outage {downs:?}"))
+            }
+            78..81 => self
+                .pick(|m| m.running() && m.group().is_none() && m.cloning.is_none())
+                .map(|o| {
+                    let mut w = self.w();
+                    let uuid = Uuid::parse(&w.m(o).uuid).expect("simulated server_uuid");
+                    let n = w.m(o).executed.last(uuid) + 1;
+                    w.mm(o).executed.insert(uuid, n);
+                    format!("errant write on {o}")
+                }),
+            81..92 => {
+                let target = self.rng.random_range(0..self.instances);
+                self.switchover = Some((target, now + 60_000));
+                Some(format!("user asks for a switchover to {target}"))
+            }
+            _ => {
+                let instances = [1, 2, 3, 3, 4, 5, 5, 7, 9][self.rng.random_range(0..9)];
+                self.instances = instances;
+                Some(format!("user scales to {instances}"))
+            }
+        };
+        if let Some(line) = line {
+            self.log(now, || format!("FAULT {line}"));
+        }
+    }
+
+    fn check(&mut self, now: u64) -> Result<(), String> {
+        let (violations, quorum_groups, group, primary_online) = {
+            let mut w = self.w();
+            let violations = std::mem::take(&mut w.violations);
+            let comps: Vec<_> = w.components().into_iter().filter(|c| c.quorum).collect();
+            let group = comps.first().map(|c| {
+                let set = w.group_set(&c.members, &c.view);
+                (c.clone(), set)
+            });
+            let primary_online = group.as_ref().and_then(|(c, _)| {
+                c.primary
+                    .filter(|p| c.members.contains(p) && w.m(*p).online(now))
+            });
+            (violations, comps.len(), group, primary_online)
+        };
+        if let Some(v) = violations.into_iter().next() {
+            return Err(self.fail(now, v));
+        }
+        if quorum_groups > 1 {
+            return Err(self.fail(
+                now,
+                format!("{quorum_groups} groups have quorum: split brain"),
+            ));
+        }
+        if let Some((c, set)) = &group {
+            let w = self.w();
+            let online = c.members.iter().any(|&o| w.m(o).online(now));
+            let lost = if online && !w.acked.is_subset(set) {
+                w.acked.subtract(set)
+            } else {
+                GtidSet::new()
+            };
+            drop(w);
+            if !lost.is_empty() {
+                return Err(self.fail(
+                    now,
+                    format!("the group with quorum lacks acknowledged transactions {lost}"),
+                ));
+            }
+        }
+        // The rw Service follows the primary.
+        match (primary_online, self.primary) {
+            (Some(p), Some((q, _, _))) if p == q => {}
+            (Some(p), _) => self.primary = Some((p, now, false)),
+            (None, _) => self.primary = None,
+        }
+        if let Some((p, since, seen)) = self.primary {
+            let (labelled, impaired): (Vec<u32>, bool) = {
+                let w = self.w();
+                let labelled = w
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.label == Some(Role::Primary))
+                    .map(|(&o, _)| o)
+                    .collect();
+                let impaired = self.operator_down_until > now
+                    || w.members.values().any(|m| m.blocked_until > now);
+                (labelled, impaired)
+            };
+            let ok = labelled == [p];
+            if impaired {
+                // The operator cannot see (all of) the cluster: the bound starts when it can;
+                // no latency sample from this election.
+                self.primary = Some((p, now, true));
+            } else if ok && !seen {
+                self.primary = Some((p, since, true));
+                self.outcome.label_latencies_ms.push(now - since);
+            } else if !ok && now > since + LABEL_BOUND_MS {
+                return Err(self.fail(
+                    now,
+                    format!(
+                        "member {p} is the primary since t={since}ms but the rw Service selects {labelled:?}"
+                    ),
+                ));
+            }
+        }
+        // The ro Service holds only ONLINE members.
+        let bad: Vec<u32> = {
+            let w = self.w();
+            w.members
+                .iter()
+                .filter(|(o, m)| {
+                    // A pod that does not run is in no Service's endpoints.
+                    m.running()
+                        && m.label == Some(Role::Secondary)
+                        && !group.as_ref().is_some_and(|(c, _)| {
+                            c.members.contains(o) && c.view.contains(o) && m.online(now)
+                        })
+                        && m.blocked_until <= now
+                })
+                .map(|(&o, _)| o)
+                .collect()
+        };
+        self.bad_secondary_since.retain(|o, _| bad.contains(o));
+        let impaired = self.operator_down_until > now;
+        for o in bad {
+            let since = self.bad_secondary_since.entry(o).or_insert(now);
+            if impaired {
+                *since = now;
+            }
+            let since = *since;
+            if now > since + LABEL_BOUND_MS {
+                return Err(self.fail(
+                    now,
+                    format!(
+                        "member {o} is not ONLINE since t={since}ms but stays in the ro Service"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the lead would fill in from the pods of the simulated StatefulSet.
+pub fn cluster_input(w: &World, naming: &ClusterInput, now: u64) -> ClusterInput {
+    let pods = w
+        .members
+        .iter()
+        .filter(|(_, m)| m.pod != Pod::Absent)
+        .map(|(&ordinal, m)| PodInfo {
+            ordinal,
+            phase: if m.running() {
+                PodPhase::Running
+            } else {
+                PodPhase::Pending
+            },
+            ready: m.running(),
+            deleting: m.deleting_until.is_some(),
+            update_pending: m.update_pending,
+            role_label: m.label,
+        })
+        .collect();
+    ClusterInput {
+        pods,
+        now: jiff::Timestamp::from_millisecond(i64::try_from(now).expect("sim time fits"))
+            .expect("valid timestamp"),
+        ..naming.clone()
+    }
+}
+
+/// The cluster's names, as the lead fills them in.
+pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
+    ClusterInput {
+        name: "db".into(),
+        namespace: "sim".into(),
+        cluster_domain: "cluster.local".into(),
+        group_port: 3306,
+        instances,
+        pods: vec![],
+        switchover_to: None,
+        force_quorum_from: None,
+        clone_policy,
+        history: vec![],
+        flap_window: FLAP_WINDOW,
+        now: jiff::Timestamp::UNIX_EPOCH,
+    }
+}
+
+/// The decision function the operator ships.
+pub fn real(observed: &Observed) -> Decision {
+    decide(observed)
+}

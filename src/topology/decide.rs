@@ -1,0 +1,1324 @@
+//! `decide(observed) -> Decision`: the topology state machine as one pure function. It picks at
+//! most one operation and says what the status, Events and role labels should be.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::diagnose::{Diagnosis, Health, QuorumGroup, diagnose};
+use super::labels;
+use super::observe::{ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, Role};
+use super::ops::Operation;
+
+/// Condition types the topology sets.
+pub const CONDITION_TYPES: [&str; 5] = [
+    "Ready",
+    "Available",
+    "Progressing",
+    "Degraded",
+    "QuorumLost",
+];
+
+/// A status condition (`status` is "True"/"False" on the object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// An Event to record on the `MySQLCluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One member in the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    pub name: String,
+    pub role: Option<Role>,
+    /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
+    pub state: String,
+}
+
+/// What the lead does with one tick's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Run this (through [`super::ops::execute`]); then re-tick after `requeue`.
+    pub operation: Operation,
+    /// Append to the status history once the operation was attempted (anti-flapping).
+    pub record: Option<ActionRecord>,
+    /// All five condition types, every tick.
+    pub conditions: Vec<Condition>,
+    pub members: Vec<MemberReport>,
+    /// Pod name of the primary.
+    pub primary: Option<String>,
+    pub events: Vec<Event>,
+    /// Desired role label per existing pod ordinal.
+    pub labels: BTreeMap<u32, Option<Role>>,
+    /// What the StatefulSet's replicas should be: members leave the group before their pod goes.
+    pub statefulset_replicas: u32,
+    /// The requested switchover is done: clear the request.
+    pub switchover_complete: bool,
+    /// The force-quorum order is being carried out by this operation: clear the annotation once it
+    /// succeeded (it must never fire twice).
+    pub force_quorum_consumed: bool,
+    pub requeue: Duration,
+}
+
+/// Why no operation (or which one) was chosen: becomes the conditions' reason and message.
+struct Verdict {
+    operation: Operation,
+    record: Option<ActionKind>,
+    reason: &'static str,
+    message: String,
+    /// The operator cannot proceed without the user.
+    needs_user: bool,
+}
+
+impl Verdict {
+    fn wait(reason: &'static str, message: String) -> Self {
+        Verdict {
+            operation: Operation::None,
+            record: None,
+            reason,
+            message,
+            needs_user: false,
+        }
+    }
+
+    fn blocked(reason: &'static str, message: String) -> Self {
+        Verdict {
+            needs_user: true,
+            ..Verdict::wait(reason, message)
+        }
+    }
+
+    fn run(
+        operation: Operation,
+        record: Option<ActionKind>,
+        reason: &'static str,
+        message: String,
+    ) -> Self {
+        Verdict {
+            operation,
+            record,
+            reason,
+            message,
+            needs_user: false,
+        }
+    }
+}
+
+/// The state machine.
+pub fn decide(observed: &Observed) -> Decision {
+    let diagnosis = diagnose(observed);
+    let verdict = match (&diagnosis.health, &diagnosis.group) {
+        (Health::SplitBrain, _) => Verdict::blocked(
+            "SplitBrain",
+            "more than one group claims quorum; the operator will not act. Stop Group Replication on \
+             the members of the group whose writes you are prepared to lose, then re-clone them"
+                .into(),
+        ),
+        (Health::Online | Health::Partial, Some(group)) => with_quorum(observed, group),
+        (Health::NoQuorum, _) => no_quorum(observed, &diagnosis),
+        _ => offline(observed, &diagnosis),
+    };
+    assemble(observed, &diagnosis, verdict)
+}
+
+fn name(observed: &Observed, ordinal: u32) -> String {
+    observed.input.pod_name(ordinal)
+}
+
+fn names(observed: &Observed, ordinals: &[u32]) -> String {
+    ordinals
+        .iter()
+        .map(|&o| name(observed, o))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether an automatic action of `kind` on `ordinal` happened within the flap window.
+fn flapping(observed: &Observed, ordinal: u32, kind: ActionKind) -> bool {
+    let input = &observed.input;
+    let window =
+        jiff::SignedDuration::try_from(input.flap_window).unwrap_or(jiff::SignedDuration::MAX);
+    input
+        .history
+        .iter()
+        .any(|r| r.ordinal == ordinal && r.kind == kind && input.now.duration_since(r.at) < window)
+}
+
+/// The best member to promote or clone from: an ONLINE member of the group (not `except`), pods
+/// not going away first, secondaries before the primary, smallest applier queue, lowest ordinal.
+fn best_secondary(observed: &Observed, group: &QuorumGroup, except: u32) -> Option<u32> {
+    let input = &observed.input;
+    let mut candidates: Vec<(bool, bool, u64, u32)> = group
+        .participants()
+        .into_iter()
+        .filter(|&o| o != except && o < input.instances && group.is_online(o))
+        .map(|o| {
+            let leaving = input.pod(o).is_none_or(|p| p.deleting || p.update_pending);
+            let queue = observed.state(o).map_or(u64::MAX, |s| s.applier_queue);
+            (leaving, group.primary == Some(o), queue, o)
+        })
+        .collect();
+    candidates.sort();
+    candidates.first().map(|&(_, _, _, o)| o)
+}
+
+/// Switch to `target` through the first reachable ONLINE member (the primary if reachable).
+fn set_primary(group: &QuorumGroup, target: u32) -> Option<Operation> {
+    Some(Operation::SetPrimary {
+        via: *group.contacts.first()?,
+        target,
+        target_uuid: group.row(target)?.member_id.clone(),
+    })
+}
+
+fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
+    let input = &observed.input;
+
+    // 1. A switchover the user asked for.
+    if let Some(target) = input.switchover_to
+        && group.primary != Some(target)
+        && target < input.instances
+        && group.is_online(target)
+        && let Some(op) = set_primary(group, target)
+    {
+        return Verdict::run(
+            op,
+            None,
+            "SwitchoverRequested",
+            format!(
+                "switching the primary to {} as requested",
+                name(observed, target)
+            ),
+        );
+    }
+    // (A request that is not possible now is reported below; healing continues.)
+
+    // 2. Scale down: members beyond `instances` leave (the primary hands over first).
+    for ordinal in group
+        .participants()
+        .into_iter()
+        .filter(|&o| o >= input.instances)
+    {
+        if group.primary == Some(ordinal) {
+            if let Some(op) =
+                best_secondary(observed, group, ordinal).and_then(|t| set_primary(group, t))
+            {
+                return Verdict::run(
+                    op,
+                    Some(ActionKind::Switchover),
+                    "ScalingDown",
+                    format!(
+                        "moving the primary off {} before it leaves",
+                        name(observed, ordinal)
+                    ),
+                );
+            }
+        } else if observed.state(ordinal).is_some() {
+            return Verdict::run(
+                Operation::Leave { member: ordinal },
+                Some(ActionKind::Leave),
+                "ScalingDown",
+                format!(
+                    "{} leaves the group before its pod is removed",
+                    name(observed, ordinal)
+                ),
+            );
+        }
+    }
+
+    // 3. The primary's pod is going away or being updated: hand over first.
+    if let Some(primary) = group.primary {
+        let going = input
+            .pod(primary)
+            .is_some_and(|p| p.deleting || p.update_pending);
+        if going
+            && !flapping(observed, primary, ActionKind::Switchover)
+            && let Some(op) = best_secondary(observed, group, primary)
+                .filter(|&t| input.pod(t).is_some_and(|p| !p.deleting))
+                .and_then(|t| set_primary(group, t))
+        {
+            return Verdict::run(
+                op,
+                Some(ActionKind::Switchover),
+                "PlannedSwitchover",
+                format!(
+                    "moving the primary off {} before its pod is replaced",
+                    name(observed, primary)
+                ),
+            );
+        }
+    }
+
+    // 4. Heal members that are out of the group.
+    let mut blocked: Vec<String> = Vec::new();
+    let mut waiting: Vec<String> = Vec::new();
+    for ordinal in 0..input.instances {
+        let Some(state) = observed.state(ordinal) else {
+            continue;
+        };
+        if group.status(ordinal).is_some_and(|s| s.in_group()) || state.own_status().in_group() {
+            continue;
+        }
+        let member = name(observed, ordinal);
+        if state.cloning {
+            waiting.push(format!("{member} is being cloned"));
+            continue;
+        }
+        if input.pod(ordinal).is_some_and(|p| p.deleting) {
+            waiting.push(format!("{member} is being deleted"));
+            continue;
+        }
+        if !state.capabilities.group_replication {
+            blocked.push(format!(
+                "{member} has no active group_replication plugin (plugin_load_add=group_replication.so)"
+            ));
+            continue;
+        }
+        if group.status(ordinal) == Some(MemberStatus::Unreachable) {
+            // Its previous incarnation is still in the view; the group refuses the same
+            // server_uuid until it expels it (about 10 s).
+            waiting.push(format!(
+                "{member} is still in the group's view as UNREACHABLE"
+            ));
+            continue;
+        }
+        let own = state.transactions();
+        let errant = own.subtract(&group.transactions);
+        if !errant.is_empty() && !group.complete() {
+            // An ONLINE member the operator cannot read may hold these: no verdict yet.
+            waiting.push(format!(
+                "{member} has transactions the reachable members lack; waiting to read every ONLINE member"
+            ));
+            continue;
+        }
+        let kind;
+        let operation;
+        let message;
+        if !errant.is_empty() {
+            if input.clone_policy != ClonePolicy::ReplaceErrant {
+                blocked.push(format!(
+                    "{member} has {} transactions the group does not have ({errant}); remove them, \
+                     or set the clone policy to ReplaceErrant to replace its data with a clone \
+                     (those transactions are then lost)",
+                    errant.count()
+                ));
+                continue;
+            }
+            let Some(donor) = best_secondary(observed, group, ordinal) else {
+                waiting.push(format!("{member} needs a clone but no donor is ONLINE"));
+                continue;
+            };
+            kind = ActionKind::Clone;
+            operation = Operation::Clone {
+                member: ordinal,
+                donor,
+            };
+            message = format!(
+                "re-cloning {member} from {}: it had {} errant transactions ({errant})",
+                name(observed, donor),
+                errant.count()
+            );
+        } else if own.is_empty()
+            && !group.transactions.is_empty()
+            && input.clone_policy != ClonePolicy::Never
+            && state.capabilities.clone
+        {
+            let Some(donor) = best_secondary(observed, group, ordinal) else {
+                waiting.push(format!("{member} needs a clone but no donor is ONLINE"));
+                continue;
+            };
+            kind = ActionKind::Clone;
+            operation = Operation::Clone {
+                member: ordinal,
+                donor,
+            };
+            message = format!(
+                "provisioning the empty {member} by cloning {}",
+                name(observed, donor)
+            );
+        } else {
+            kind = ActionKind::Join;
+            let restart = state.own_status() == MemberStatus::Error;
+            operation = Operation::Join {
+                member: ordinal,
+                restart,
+            };
+            message = format!("{member} joins the group");
+        }
+        if flapping(observed, ordinal, kind) {
+            waiting.push(format!(
+                "{member}: a {kind:?} ran less than {}s ago (anti-flapping)",
+                input.flap_window.as_secs()
+            ));
+            continue;
+        }
+        return Verdict::run(operation, Some(kind), "Healing", message);
+    }
+    if !blocked.is_empty() {
+        return Verdict::blocked("MemberNeedsAttention", blocked.join("; "));
+    }
+    let recovering: Vec<u32> = group
+        .rows
+        .iter()
+        .filter(|(_, r)| r.state == MemberStatus::Recovering)
+        .filter_map(|(o, _)| *o)
+        .collect();
+    if !recovering.is_empty() {
+        waiting.push(format!("{} recovering", names(observed, &recovering)));
+    }
+    let missing: Vec<u32> = (0..input.instances)
+        .filter(|&o| observed.state(o).is_none())
+        .collect();
+    if !missing.is_empty() {
+        waiting.push(format!(
+            "waiting for {} to be reachable",
+            names(observed, &missing)
+        ));
+    }
+    if let Some(target) = input.switchover_to.filter(|&t| group.primary != Some(t)) {
+        waiting.push(format!(
+            "cannot switch the primary to {}: it is not an ONLINE member",
+            name(observed, target)
+        ));
+    }
+    if waiting.is_empty() {
+        Verdict::wait("Online", "every member is ONLINE".into())
+    } else {
+        Verdict::wait("Healing", waiting.join("; "))
+    }
+}
+
+fn no_quorum(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
+    let input = &observed.input;
+    if let Some(partition) = &input.force_quorum_from {
+        return force_quorum(observed, partition);
+    }
+    let others_out = observed.members.iter().all(|m| match &m.reach {
+        Reach::Reachable(s) => {
+            diagnosis.stranded.contains(&m.ordinal) || !s.own_status().in_group()
+        }
+        _ => false,
+    });
+    if others_out {
+        // Every member answered and none outside the stranded ones is in a group: no partition
+        // anywhere can have quorum, and no transaction can commit on the stranded ones. Stop them so
+        // the group reboots from the member holding every transaction.
+        let member = diagnosis.stranded[0];
+        if !flapping(observed, member, ActionKind::Leave) {
+            return Verdict::run(
+                Operation::Leave { member },
+                Some(ActionKind::Leave),
+                "QuorumLost",
+                format!(
+                    "no group has quorum and every member answered; stopping Group Replication on the \
+                     stranded {} so the group can reboot from the most complete member",
+                    name(observed, member)
+                ),
+            );
+        }
+    }
+    let minority = names(observed, &diagnosis.stranded);
+    Verdict::blocked(
+        "QuorumLost",
+        format!(
+            "no reachable member is in a group with quorum ({minority} without quorum; unreachable: {}). \
+             If the unreachable members are gone for good and no other partition serves writes, \
+             force quorum from the reachable partition by annotating the cluster with \
+             innodb-operator.io/force-quorum-from={}",
+            names(observed, &diagnosis.unreachable),
+            diagnosis
+                .stranded
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
+}
+
+fn force_quorum(observed: &Observed, partition: &[u32]) -> Verdict {
+    let Some(&via) = partition.first() else {
+        return Verdict::blocked(
+            "ForceQuorumInvalid",
+            "force-quorum-from names no member".into(),
+        );
+    };
+    let problems: Vec<String> = partition
+        .iter()
+        .filter(|&&o| {
+            observed
+                .state(o)
+                .is_none_or(|s| s.own_status() != MemberStatus::Online)
+        })
+        .map(|&o| format!("{} is not reachable and ONLINE", name(observed, o)))
+        .collect();
+    let view_ok = observed.state(via).is_some_and(|s| {
+        partition.iter().all(|&o| {
+            s.group
+                .iter()
+                .any(|r| observed.input.ordinal_of_host(&r.host) == Some(o))
+        })
+    });
+    if !problems.is_empty() || !view_ok {
+        return Verdict::blocked(
+            "ForceQuorumInvalid",
+            format!(
+                "cannot force quorum from {}: {}",
+                names(observed, partition),
+                if problems.is_empty() {
+                    "they are not in one group view".to_string()
+                } else {
+                    problems.join("; ")
+                }
+            ),
+        );
+    }
+    Verdict::run(
+        Operation::ForceQuorum {
+            via,
+            members: partition.to_vec(),
+        },
+        None,
+        "ForcingQuorum",
+        format!(
+            "forcing the group membership to {} as the user ordered",
+            names(observed, partition)
+        ),
+    )
+}
+
+fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
+    if !diagnosis.unreachable.is_empty() {
+        return Verdict::wait(
+            "WaitingForAllMembers",
+            format!(
+                "no member is in a group; the group is (re)started only when every member answers \
+                 (not answering: {})",
+                names(observed, &diagnosis.unreachable)
+            ),
+        );
+    }
+    let states: Vec<(u32, super::gtid::GtidSet)> = observed
+        .members
+        .iter()
+        .filter_map(|m| m.state().map(|s| (m.ordinal, s.transactions())))
+        .collect();
+    let seed = states
+        .iter()
+        .find(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
+        .and_then(|(o, _)| Some((*o, observed.state(*o)?)));
+    let Some((seed, state)) = seed else {
+        let all = states
+            .iter()
+            .fold(super::gtid::GtidSet::new(), |acc, (_, s)| acc.union(s));
+        let detail: Vec<String> = states
+            .iter()
+            .map(|(o, s)| format!("{} lacks {}", name(observed, *o), all.subtract(s)))
+            .collect();
+        return Verdict::blocked(
+            "DivergedGtidSets",
+            format!(
+                "no member holds every other member's transactions, so no member can safely restart \
+                 the group ({}). Choose the member to keep, re-provision the others from it (delete \
+                 their data volumes) or restore from a backup",
+                detail.join("; ")
+            ),
+        );
+    };
+    if !state.capabilities.group_replication {
+        return Verdict::blocked(
+            "MemberNeedsAttention",
+            format!(
+                "{} has no active group_replication plugin (plugin_load_add=group_replication.so)",
+                name(observed, seed)
+            ),
+        );
+    }
+    Verdict::run(
+        Operation::Bootstrap { seed },
+        None,
+        "Bootstrapping",
+        format!(
+            "every member answered and none is in a group; starting the group on {}, which holds \
+             every member's transactions",
+            name(observed, seed)
+        ),
+    )
+}
+
+fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
+    let input = &observed.input;
+    let labels = labels::desired(observed, diagnosis);
+    let group = diagnosis.group.as_ref();
+    let primary = group.and_then(|g| g.primary);
+    let members: Vec<MemberReport> = observed
+        .members
+        .iter()
+        .map(|m| {
+            let row = group.and_then(|g| g.row(m.ordinal));
+            let state = match (row, &m.reach) {
+                (Some(r), _) => r.state.as_str().to_string(),
+                (None, Reach::Reachable(s)) => s.own_status().as_str().to_string(),
+                (None, Reach::Unreachable { .. }) => "UNREACHABLE".to_string(),
+                (None, Reach::NoPod) => "MISSING".to_string(),
+            };
+            MemberReport {
+                name: name(observed, m.ordinal),
+                role: labels.get(&m.ordinal).copied().flatten(),
+                state,
+            }
+        })
+        .collect();
+    let labels_applied = input
+        .pods
+        .iter()
+        .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
+    let online = diagnosis.health == Health::Online;
+    let acting = verdict.operation != Operation::None;
+    let ready = online && labels_applied && !acting;
+    let quorum_lost = diagnosis.health == Health::NoQuorum;
+    let cond = |type_: &'static str, status: bool, reason: &str, message: &str| Condition {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+    };
+    let (reason, message) = (verdict.reason, verdict.message.as_str());
+    let conditions = vec![
+        cond(
+            "Ready",
+            ready,
+            if ready { "Online" } else { reason },
+            if ready {
+                "every member is ONLINE and the Services select them"
+            } else {
+                message
+            },
+        ),
+        cond(
+            "Available",
+            primary.is_some(),
+            if primary.is_some() {
+                "PrimaryOnline"
+            } else {
+                "NoPrimary"
+            },
+            &match primary {
+                Some(p) => format!(
+                    "{} is the ONLINE primary of a group with quorum",
+                    name(observed, p)
+                ),
+                None => "no ONLINE primary in a group with quorum".to_string(),
+            },
+        ),
+        cond(
+            "Progressing",
+            acting || (!online && !verdict.needs_user),
+            reason,
+            message,
+        ),
+        cond(
+            "Degraded",
+            !online,
+            if online { "Online" } else { reason },
+            message,
+        ),
+        cond(
+            "QuorumLost",
+            quorum_lost,
+            if quorum_lost { "QuorumLost" } else { "Quorum" },
+            if quorum_lost {
+                message
+            } else {
+                "a group with quorum exists or none is running"
+            },
+        ),
+    ];
+    let mut events = Vec::new();
+    if acting {
+        events.push(Event {
+            warning: matches!(verdict.operation, Operation::ForceQuorum { .. }),
+            reason: verdict.reason.to_string(),
+            message: verdict.message.clone(),
+        });
+    } else if verdict.needs_user {
+        events.push(Event {
+            warning: true,
+            reason: verdict.reason.to_string(),
+            message: verdict.message.clone(),
+        });
+    }
+    let in_group_max = diagnosis
+        .group
+        .iter()
+        .flat_map(|g| g.participants())
+        .chain(diagnosis.stranded.iter().copied())
+        .max();
+    let existing_max = input.pods.iter().map(|p| p.ordinal).max();
+    let keep = if group.is_some() {
+        in_group_max
+    } else {
+        existing_max.max(in_group_max)
+    };
+    let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
+    let record = verdict.record.and_then(|kind| {
+        let ordinal = match &verdict.operation {
+            Operation::Join { member, .. }
+            | Operation::Clone { member, .. }
+            | Operation::Leave { member } => *member,
+            Operation::SetPrimary { .. } => primary?,
+            _ => return None,
+        };
+        Some(ActionRecord {
+            ordinal,
+            kind,
+            at: input.now,
+        })
+    });
+    Decision {
+        switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
+        force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
+        requeue: if ready {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        },
+        operation: verdict.operation,
+        record,
+        conditions,
+        members,
+        primary: primary.map(|p| name(observed, p)),
+        events,
+        labels,
+        statefulset_replicas,
+    }
+}
+
+/// The history to store after a tick: entries older than the window dropped, `record` added.
+pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec<ActionRecord> {
+    let input = &observed.input;
+    let window =
+        jiff::SignedDuration::try_from(input.flap_window).unwrap_or(jiff::SignedDuration::MAX);
+    input
+        .history
+        .iter()
+        .filter(|r| input.now.duration_since(r.at) < window)
+        .cloned()
+        .chain(record)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::gtid::GtidSet;
+    use crate::topology::observe::{
+        ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S, PodInfo, PodPhase,
+    };
+    use crate::topology::sql::{Capabilities, ServerVersion};
+
+    const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
+
+    fn uuid(o: u32) -> String {
+        format!("00000000-0000-0000-0000-{:012}", o + 1)
+    }
+
+    /// A cluster fixture: `n` running pods, every member reachable and OFFLINE with no data.
+    struct Fx {
+        input: ClusterInput,
+        members: Vec<Member>,
+    }
+
+    impl Fx {
+        fn new(n: u32) -> Fx {
+            let input = ClusterInput {
+                name: "db".into(),
+                namespace: "ns".into(),
+                cluster_domain: "cluster.local".into(),
+                group_port: 3306,
+                instances: n,
+                pods: (0..n)
+                    .map(|ordinal| PodInfo {
+                        ordinal,
+                        phase: PodPhase::Running,
+                        ready: true,
+                        deleting: false,
+                        update_pending: false,
+                        role_label: None,
+                    })
+                    .collect(),
+                switchover_to: None,
+                force_quorum_from: None,
+                clone_policy: ClonePolicy::EmptyOnly,
+                history: vec![],
+                flap_window: Duration::from_secs(30),
+                now: jiff::Timestamp::from_second(1_000_000).unwrap(),
+            };
+            let members = (0..n)
+                .map(|o| Member {
+                    ordinal: o,
+                    reach: Reach::Reachable(Box::new(MemberState {
+                        server_uuid: uuid(o),
+                        capabilities: Capabilities {
+                            version: ServerVersion::new(8, 4, 2),
+                            group_replication: true,
+                            clone: true,
+                            communication_stack: true,
+                        },
+                        gtid_executed: GtidSet::new(),
+                        gtid_received: GtidSet::new(),
+                        super_read_only: true,
+                        group: vec![row(&input, o, S::Offline, None)],
+                        applier_queue: 0,
+                        cloning: false,
+                    })),
+                })
+                .collect();
+            Fx { input, members }
+        }
+
+        fn state(&mut self, o: u32) -> &mut MemberState {
+            match &mut self.members[o as usize].reach {
+                Reach::Reachable(s) => s,
+                _ => panic!("member {o} is not reachable in the fixture"),
+            }
+        }
+
+        fn gtids(mut self, o: u32, text: &str) -> Fx {
+            self.state(o).gtid_executed = GtidSet::parse(text).unwrap();
+            self
+        }
+
+        fn unreachable(mut self, o: u32) -> Fx {
+            self.members[o as usize].reach = Reach::Unreachable {
+                reason: "timeout".into(),
+            };
+            self
+        }
+
+        /// `members` form a group with `primary`; each sees the listed states.
+        fn group(mut self, members: &[(u32, S)], primary: u32) -> Fx {
+            let view: Vec<GroupMemberRow> = members
+                .iter()
+                .map(|&(o, st)| {
+                    let role = if o == primary {
+                        Role::Primary
+                    } else {
+                        Role::Secondary
+                    };
+                    row(&self.input, o, st, Some(role))
+                })
+                .collect();
+            for &(o, st) in members {
+                if st != S::Unreachable
+                    && matches!(self.members[o as usize].reach, Reach::Reachable(_))
+                {
+                    self.state(o).group = view.clone();
+                }
+            }
+            self
+        }
+
+        fn own(mut self, o: u32, st: S) -> Fx {
+            let input = self.input.clone();
+            self.state(o).group = vec![row(&input, o, st, None)];
+            self
+        }
+
+        fn with(mut self, f: impl FnOnce(&mut ClusterInput)) -> Fx {
+            f(&mut self.input);
+            self
+        }
+
+        fn decide(self) -> Decision {
+            decide(&Observed {
+                input: self.input,
+                members: self.members,
+            })
+        }
+    }
+
+    fn row(input: &ClusterInput, o: u32, state: S, role: Option<Role>) -> GroupMemberRow {
+        GroupMemberRow {
+            member_id: uuid(o),
+            host: input.host(o),
+            port: 3306,
+            state,
+            role,
+            version: "8.4.2".into(),
+        }
+    }
+
+    fn condition(d: &Decision, type_: &str) -> Condition {
+        d.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap()
+            .clone()
+    }
+
+    fn g(range: &str) -> String {
+        format!("{GROUP}:{range}")
+    }
+
+    fn healthy3() -> Fx {
+        Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+    }
+
+    #[test]
+    fn new_cluster_bootstraps_from_the_first_member_when_all_answer() {
+        let d = Fx::new(3).decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 0 });
+        assert!(condition(&d, "Progressing").status);
+        assert!(!condition(&d, "Ready").status);
+    }
+
+    #[test]
+    fn never_bootstraps_while_a_member_does_not_answer() {
+        let d = Fx::new(3).gtids(0, &g("1-5")).unreachable(2).decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "WaitingForAllMembers");
+        let mut missing = Fx::new(3);
+        missing.members[1].reach = Reach::NoPod;
+        assert_eq!(missing.decide().operation, Operation::None);
+    }
+
+    #[test]
+    fn reboots_from_the_member_holding_every_transaction() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-7"))
+            .gtids(1, &g("1-9"))
+            .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn received_but_unapplied_transactions_count_for_the_seed() {
+        let mut fx = Fx::new(2).gtids(0, &g("1-7")).gtids(1, &g("1-5"));
+        fx.state(1).gtid_received = GtidSet::parse(&g("6-9")).unwrap();
+        assert_eq!(fx.decide().operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn diverged_sets_stop_with_a_condition_and_an_event() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-7"))
+            .gtids(1, &format!("{},{}:1", g("1-7"), uuid(1)))
+            .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let degraded = condition(&d, "Degraded");
+        assert_eq!(degraded.reason, "DivergedGtidSets");
+        assert!(
+            degraded.message.contains("db-2 lacks"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.warning && e.reason == "DivergedGtidSets")
+        );
+        assert!(!condition(&d, "Progressing").status);
+    }
+
+    #[test]
+    fn healthy_cluster_is_ready_once_labels_are_applied() {
+        let d = healthy3().decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(d.labels[&0], Some(Role::Primary));
+        assert_eq!(d.labels[&1], Some(Role::Secondary));
+        assert!(
+            !condition(&d, "Ready").status,
+            "labels are not on the pods yet"
+        );
+        let d = healthy3()
+            .with(|i| {
+                i.pods[0].role_label = Some(Role::Primary);
+                i.pods[1].role_label = Some(Role::Secondary);
+                i.pods[2].role_label = Some(Role::Secondary);
+            })
+            .decide();
+        assert!(condition(&d, "Ready").status);
+        assert!(condition(&d, "Available").status);
+        assert!(!condition(&d, "Degraded").status);
+        assert_eq!(d.primary.as_deref(), Some("db-0"));
+        assert_eq!(d.requeue, Duration::from_secs(10));
+        assert_eq!(d.statefulset_replicas, 3);
+    }
+
+    #[test]
+    fn an_offline_member_with_data_joins() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-4"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+        assert_eq!(
+            d.record.as_ref().map(|r| (r.ordinal, r.kind)),
+            Some((2, ActionKind::Join))
+        );
+        assert_eq!(d.labels[&2], None);
+    }
+
+    #[test]
+    fn a_member_in_error_is_restarted_into_the_group() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .own(2, S::Error)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_member_is_provisioned_by_clone_unless_the_policy_forbids() {
+        let fx = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+        };
+        assert_eq!(
+            fx().decide().operation,
+            Operation::Clone {
+                member: 2,
+                donor: 1
+            }
+        );
+        let d = fx().with(|i| i.clone_policy = ClonePolicy::Never).decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_member_with_errant_transactions_never_joins() {
+        let errant = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .gtids(2, &format!("{},{}:1-2", g("1-3"), uuid(2)))
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+        };
+        let d = errant().decide();
+        assert_eq!(d.operation, Operation::None);
+        let degraded = condition(&d, "Degraded");
+        assert_eq!(degraded.reason, "MemberNeedsAttention");
+        assert!(
+            degraded.message.contains("db-2 has 2 transactions"),
+            "{}",
+            degraded.message
+        );
+        let d = errant()
+            .with(|i| i.clone_policy = ClonePolicy::ReplaceErrant)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Clone {
+                member: 2,
+                donor: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_restarted_member_still_in_the_view_waits_for_its_expulsion() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Unreachable)], 0)
+            .own(2, S::Offline)
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert!(condition(&d, "Progressing").message.contains("UNREACHABLE"));
+    }
+
+    #[test]
+    fn no_errant_verdict_while_an_online_member_cannot_be_read() {
+        let fx = Fx::new(3)
+            .gtids(0, &g("1-12"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-12"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .unreachable(0);
+        let d = fx
+            .with(|i| i.clone_policy = ClonePolicy::ReplaceErrant)
+            .decide();
+        assert_eq!(d.operation, Operation::None, "db-2's 11-12 may be on db-0");
+        assert!(
+            condition(&d, "Progressing")
+                .message
+                .contains("waiting to read every ONLINE member")
+        );
+    }
+
+    #[test]
+    fn anti_flapping_holds_a_second_join_within_the_window() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let fx = |ago: i64| {
+            healthy3()
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+                .own(2, S::Offline)
+                .with(move |i| {
+                    i.history.push(ActionRecord {
+                        ordinal: 2,
+                        kind: ActionKind::Join,
+                        at: now - jiff::SignedDuration::from_secs(ago),
+                    })
+                })
+        };
+        let d = fx(10).decide();
+        assert_eq!(d.operation, Operation::None);
+        assert!(
+            condition(&d, "Progressing")
+                .message
+                .contains("anti-flapping")
+        );
+        assert_eq!(
+            fx(31).decide().operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_loss_with_a_member_unreachable_waits_for_the_user() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .unreachable(1)
+            .unreachable(2)
+            .group(
+                &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                0,
+            )
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let lost = condition(&d, "QuorumLost");
+        assert!(lost.status);
+        assert!(
+            lost.message.contains("force-quorum-from=0"),
+            "{}",
+            lost.message
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.warning && e.reason == "QuorumLost")
+        );
+        assert!(!condition(&d, "Available").status);
+        assert_eq!(
+            d.labels[&0], None,
+            "a minority primary leaves the rw Service"
+        );
+    }
+
+    #[test]
+    fn quorum_is_forced_only_on_the_users_order() {
+        let fx = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .unreachable(1)
+                .unreachable(2)
+                .group(
+                    &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                    0,
+                )
+        };
+        let d = fx().with(|i| i.force_quorum_from = Some(vec![0])).decide();
+        assert_eq!(
+            d.operation,
+            Operation::ForceQuorum {
+                via: 0,
+                members: vec![0]
+            }
+        );
+        assert!(d.force_quorum_consumed);
+        let d = fx()
+            .with(|i| i.force_quorum_from = Some(vec![0, 1]))
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "ForceQuorumInvalid");
+    }
+
+    #[test]
+    fn a_stranded_minority_is_stopped_when_every_member_answers_and_the_rest_are_out() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(
+                &[(0, S::Online), (1, S::Unreachable), (2, S::Unreachable)],
+                0,
+            )
+            .own(1, S::Offline)
+            .own(2, S::Offline)
+            .decide();
+        assert_eq!(d.operation, Operation::Leave { member: 0 });
+        assert!(condition(&d, "QuorumLost").status);
+    }
+
+    #[test]
+    fn requested_switchover_promotes_the_target_and_reports_completion() {
+        let d = healthy3().with(|i| i.switchover_to = Some(2)).decide();
+        assert_eq!(
+            d.operation,
+            Operation::SetPrimary {
+                via: 0,
+                target: 2,
+                target_uuid: uuid(2)
+            }
+        );
+        assert!(!d.switchover_complete);
+        let done = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 2)
+            .with(|i| i.switchover_to = Some(2))
+            .decide();
+        assert!(done.switchover_complete);
+        assert_eq!(done.operation, Operation::None);
+    }
+
+    #[test]
+    fn the_primary_hands_over_before_its_pod_is_deleted_or_updated() {
+        for update in [false, true] {
+            let d = healthy3()
+                .with(|i| {
+                    i.pods[0].deleting = !update;
+                    i.pods[0].update_pending = update;
+                })
+                .decide();
+            assert!(
+                matches!(d.operation, Operation::SetPrimary { target: 1, .. }),
+                "{:?}",
+                d.operation
+            );
+        }
+    }
+
+    #[test]
+    fn scaling_down_makes_extra_members_leave_before_their_pods_go() {
+        let d = healthy3().with(|i| i.instances = 2).decide();
+        assert_eq!(d.operation, Operation::Leave { member: 2 });
+        assert_eq!(d.statefulset_replicas, 3);
+        let d = healthy3()
+            .own(2, S::Offline)
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .with(|i| i.instances = 2)
+            .decide();
+        assert_eq!(d.statefulset_replicas, 2);
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 2)
+            .with(|i| i.instances = 2)
+            .decide();
+        assert!(matches!(
+            d.operation,
+            Operation::SetPrimary { target: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn scaling_up_adds_members() {
+        let d = Fx::new(5)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+            .decide();
+        assert!(matches!(d.operation, Operation::Clone { member: 3, .. }));
+    }
+
+    #[test]
+    fn a_recovering_member_is_not_in_the_ro_service() {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Recovering)], 0)
+            .decide();
+        assert_eq!(d.labels[&2], None);
+        assert_eq!(d.operation, Operation::None);
+        assert!(condition(&d, "Progressing").status);
+    }
+
+    #[test]
+    fn two_groups_with_quorum_are_split_brain() {
+        let mut fx = Fx::new(5);
+        for o in 0..5 {
+            fx = fx.gtids(o, &g("1-3"));
+        }
+        let fx = fx
+            .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0)
+            .group(&[(3, S::Online), (4, S::Online)], 3);
+        let d = fx.decide();
+        // 3 and 4 alone have quorum in a view of two.
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "SplitBrain");
+    }
+
+    #[test]
+    fn unreachable_pods_keep_their_label_while_nothing_is_certain() {
+        let d = Fx::new(3)
+            .unreachable(0)
+            .unreachable(1)
+            .unreachable(2)
+            .with(|i| i.pods[0].role_label = Some(Role::Primary))
+            .decide();
+        assert_eq!(d.labels[&0], Some(Role::Primary));
+        assert_eq!(d.operation, Operation::None);
+    }
+
+    #[test]
+    fn history_is_pruned_and_extended() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let fx = healthy3().with(|i| {
+            i.history.push(ActionRecord {
+                ordinal: 1,
+                kind: ActionKind::Join,
+                at: now - jiff::SignedDuration::from_secs(300),
+            });
+        });
+        let observed = Observed {
+            input: fx.input,
+            members: fx.members,
+        };
+        let record = ActionRecord {
+            ordinal: 2,
+            kind: ActionKind::Clone,
+            at: now,
+        };
+        assert_eq!(
+            updated_history(&observed, Some(record.clone())),
+            vec![record]
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! [`MemberOps`] over SQL with mysql_async: connect as the operator's admin user, run the
+//! statements [`super::sql`] builds. Every call has a deadline; passwords never reach an error
+//! or a log line.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use tracing::{debug, warn};
+
+use super::gtid::GtidSet;
+use super::observe::{Endpoint, MemberState};
+use super::ops::{MemberOps, OpsError};
+use super::sql::{self, Accounts, Capabilities, Credentials, Statement};
+
+/// Seconds `group_replication_set_as_primary` lets running transactions finish.
+const SWITCHOVER_TIMEOUT_S: u32 = 30;
+
+/// The SQL implementation.
+#[derive(Debug, Clone)]
+pub struct SqlOps {
+    /// The operator's account (exists on every member before Group Replication starts).
+    pub admin: Credentials,
+    /// Accounts created on a new group; `recovery` also serves clone.
+    pub accounts: Accounts,
+    /// Deadline of a connection attempt plus a read (gather should stay fast).
+    pub observe_timeout: Duration,
+    /// Deadline of a group operation (START GROUP_REPLICATION waits for the member to join).
+    pub operation_timeout: Duration,
+}
+
+struct Session<'a> {
+    conn: Conn,
+    endpoint: &'a Endpoint,
+}
+
+impl Session<'_> {
+    fn failed(&self, what: &Statement, e: mysql_async::Error) -> OpsError {
+        // A server error may quote the statement; for a statement with a secret only the code
+        // is kept.
+        let has_secret = what.sql() != what.to_string();
+        let message = match (&e, has_secret) {
+            (mysql_async::Error::Server(s), true) => format!("server error {}", s.code),
+            (_, true) => "the statement failed (details withheld: it carries a password)".into(),
+            _ => e.to_string(),
+        };
+        OpsError::Statement {
+            endpoint: self.endpoint.to_string(),
+            what: what.to_string(),
+            message,
+        }
+    }
+
+    async fn run(&mut self, statement: &Statement) -> Result<(), OpsError> {
+        debug!(endpoint = %self.endpoint, statement = %statement, "running");
+        match self.conn.query_drop(statement.sql()).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(statement, e)),
+        }
+    }
+
+    async fn run_text(&mut self, sql: &str) -> Result<(), OpsError> {
+        self.run(&Statement::from_text(sql)).await
+    }
+
+    async fn rows<T: mysql_async::prelude::FromRow + Send + 'static>(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<T>, OpsError> {
+        match self.conn.query::<T, _>(sql).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.failed(&Statement::from_text(sql), e)),
+        }
+    }
+
+    fn protocol(&self, message: impl ToString) -> OpsError {
+        OpsError::Protocol {
+            endpoint: self.endpoint.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn capabilities(&mut self) -> Result<Capabilities, OpsError> {
+        let version: Vec<String> = self.rows(sql::SELECT_VERSION).await?;
+        let plugins: Vec<(String, String)> = self.rows(&sql::select_plugins()).await?;
+        let variables: Vec<(String, Option<String>)> = self.rows(&sql::select_variables()).await?;
+        let variables: Vec<String> = variables.into_iter().map(|(name, _)| name).collect();
+        let version = version.into_iter().next().unwrap_or_default();
+        Capabilities::from_probe(&version, &plugins, &variables).map_err(|e| self.protocol(e))
+    }
+}
+
+impl SqlOps {
+    async fn connect<'a>(&self, endpoint: &'a Endpoint) -> Result<Session<'a>, OpsError> {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(endpoint.host.clone())
+            .tcp_port(endpoint.port)
+            .user(Some(self.admin.user.clone()))
+            .pass(Some(self.admin.password.clone()))
+            .prefer_socket(false);
+        let conn = Conn::new(opts).await.map_err(|e| OpsError::Unreachable {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut session = Session { conn, endpoint };
+        session.run_text(sql::SESSION_SETUP).await?;
+        Ok(session)
+    }
+
+    async fn deadline<T>(
+        &self,
+        endpoint: &Endpoint,
+        limit: Duration,
+        work: impl Future<Output = Result<T, OpsError>>,
+    ) -> Result<T, OpsError> {
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(OpsError::Unreachable {
+                endpoint: endpoint.to_string(),
+                reason: format!("no answer within {} ms", limit.as_millis()),
+            })
+        })
+    }
+
+    async fn read_state(&self, at: &Endpoint) -> Result<MemberState, OpsError> {
+        let mut s = self.connect(at).await?;
+        let capabilities = s.capabilities().await?;
+        let me: Vec<(String, String, String)> = s.rows(sql::SELECT_SELF).await?;
+        let Some((server_uuid, executed, read_only)) = me.into_iter().next() else {
+            return Err(s.protocol("SELECT @@server_uuid returned no row"));
+        };
+        let received: Vec<Option<String>> = s.rows(sql::SELECT_RECEIVED).await?;
+        let received = received.into_iter().next().flatten().unwrap_or_default();
+        let rows: Vec<sql::MemberRowText> = s
+            .rows::<(
+                String,
+                Option<String>,
+                Option<u16>,
+                String,
+                Option<String>,
+                Option<String>,
+            )>(sql::SELECT_MEMBERS)
+            .await?
+            .into_iter()
+            .map(|(id, host, port, state, role, version)| {
+                (
+                    id,
+                    host.unwrap_or_default(),
+                    port,
+                    state,
+                    role.unwrap_or_default(),
+                    version.unwrap_or_default(),
+                )
+            })
+            .collect();
+        let group = sql::parse_members(rows).map_err(|e| s.protocol(e))?;
+        let queue: Vec<Option<u64>> = s.rows(sql::SELECT_QUEUE).await?;
+        let cloning = if capabilities.clone {
+            let states: Vec<Option<String>> = s.rows(sql::SELECT_CLONE_STATE).await?;
+            sql::clone_running(states.into_iter().flatten())
+        } else {
+            false
+        };
+        let parse = |text: &str| GtidSet::parse(text);
+        Ok(MemberState {
+            server_uuid: server_uuid.to_ascii_lowercase(),
+            capabilities,
+            gtid_executed: parse(&executed).map_err(|e| s.protocol(e))?,
+            gtid_received: parse(&received).map_err(|e| s.protocol(e))?,
+            super_read_only: sql::parse_bool(&read_only),
+            group,
+            applier_queue: queue.into_iter().next().flatten().unwrap_or(0),
+            cloning,
+        })
+    }
+
+    async fn bootstrap_now(&self, at: &Endpoint) -> Result<(), OpsError> {
+        let mut s = self.connect(at).await?;
+        let capabilities = s.capabilities().await?;
+        let started = async {
+            s.run_text(sql::BOOTSTRAP_ON).await?;
+            s.run_text(sql::START_GR).await
+        }
+        .await;
+        // Never leave bootstrap_group ON, whatever happened: on this session if it still works,
+        // else on a new one.
+        if s.run_text(sql::BOOTSTRAP_OFF).await.is_err() {
+            let mut again = self.connect(at).await?;
+            again.run_text(sql::BOOTSTRAP_OFF).await?;
+        }
+        started?;
+        let accounts =
+            sql::account_statements(&capabilities, &self.accounts).map_err(|e| s.protocol(e))?;
+        for statement in &accounts {
+            s.run(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn join_now(&self, at: &Endpoint, restart: bool) -> Result<(), OpsError> {
+        let mut s = self.connect(at).await?;
+        s.run_text(sql::BOOTSTRAP_OFF).await?;
+        if restart {
+            s.run_text(sql::STOP_GR).await?;
+        }
+        s.run_text(sql::RECOVERY_PUBLIC_KEY).await?;
+        let credentials =
+            sql::recovery_credentials(&self.accounts.recovery).map_err(|e| s.protocol(e))?;
+        s.run(&credentials).await?;
+        s.run_text(sql::START_GR).await
+    }
+}
+
+impl MemberOps for SqlOps {
+    async fn observe(&self, at: &Endpoint) -> Result<MemberState, OpsError> {
+        self.deadline(at, self.observe_timeout, self.read_state(at))
+            .await
+    }
+
+    async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, self.bootstrap_now(at))
+            .await
+    }
+
+    async fn join(&self, at: &Endpoint, restart: bool) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, self.join_now(at, restart))
+            .await
+    }
+
+    /// Starts the clone and returns: it runs for as long as the data takes and ends with mysqld
+    /// restarting, so it is left running on its own session; later ticks see it in
+    /// `performance_schema.clone_status`.
+    async fn clone_from(&self, at: &Endpoint, donor: &Endpoint) -> Result<(), OpsError> {
+        let statements = sql::clone_statements(&donor.host, donor.port, &self.accounts.recovery)
+            .map_err(|e| OpsError::Protocol {
+                endpoint: at.to_string(),
+                message: e.to_string(),
+            })?;
+        let mut s = self
+            .deadline(at, self.operation_timeout, self.connect(at))
+            .await?;
+        s.run(&statements[0]).await?;
+        let endpoint = at.clone();
+        let clone = statements[1].clone();
+        let Session { conn, .. } = s;
+        tokio::spawn(async move {
+            let mut s = Session {
+                conn,
+                endpoint: &endpoint,
+            };
+            // The recipient restarts when the clone is done, which drops this session.
+            if let Err(e) = s.run(&clone).await {
+                warn!(endpoint = %endpoint, error = %e, "clone ended with an error (a restart after a completed clone also ends this way)");
+            }
+        });
+        Ok(())
+    }
+
+    async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            self.connect(at).await?.run_text(sql::STOP_GR).await
+        })
+        .await
+    }
+
+    async fn set_primary(&self, at: &Endpoint, server_uuid: &str) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            let mut s = self.connect(at).await?;
+            let versions: Vec<Option<String>> = s.rows(sql::SELECT_MEMBER_VERSIONS).await?;
+            let versions: Vec<String> = versions
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
+            let with_timeout =
+                sql::group_supports_primary_timeout(versions.iter().map(String::as_str));
+            s.run(&sql::set_as_primary(
+                with_timeout,
+                server_uuid,
+                SWITCHOVER_TIMEOUT_S,
+            ))
+            .await
+        })
+        .await
+    }
+
+    async fn force_members(
+        &self,
+        at: &Endpoint,
+        local_addresses: &[String],
+    ) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            let mut s = self.connect(at).await?;
+            let [force, clear] = sql::force_members_statements(local_addresses);
+            let forced = s.run(&force).await;
+            s.run(&clear).await?;
+            forced
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::observe::{ClonePolicy, ClusterInput};
+
+    fn creds(user: &str) -> Credentials {
+        Credentials {
+            user: user.into(),
+            password: "secret-pw".into(),
+        }
+    }
+
+    fn ops() -> SqlOps {
+        SqlOps {
+            admin: creds("iop"),
+            accounts: Accounts {
+                recovery: creds("gr"),
+                router: creds("router"),
+                backup: creds("backup"),
+            },
+            observe_timeout: Duration::from_millis(200),
+            operation_timeout: Duration::from_millis(200),
+        }
+    }
+
+    /// The controller runs ticks on a multi-threaded runtime: the future must be `Send`.
+    #[test]
+    fn a_tick_over_sql_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let input = ClusterInput {
+            name: "db".into(),
+            namespace: "ns".into(),
+            cluster_domain: "cluster.local".into(),
+            group_port: 3306,
+            instances: 1,
+            pods: vec![],
+            switchover_to: None,
+            force_quorum_from: None,
+            clone_policy: ClonePolicy::default(),
+            history: vec![],
+            flap_window: Duration::from_secs(30),
+            now: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let ops = ops();
+        let future = crate::topology::tick(&ops, input);
+        assert_send(&future);
+        assert!(!format!("{ops:?}").contains("secret-pw"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_member_is_an_error_within_the_deadline() {
+        // Port 9 on localhost: nothing listens (connection refused) or the deadline hits.
+        let endpoint = Endpoint {
+            ordinal: 0,
+            host: "127.0.0.1".into(),
+            port: 9,
+        };
+        let started = std::time::Instant::now();
+        let err = ops().observe(&endpoint).await.expect_err("nothing listens");
+        assert!(matches!(err, OpsError::Unreachable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(!err.to_string().contains("secret-pw"));
+    }
+}

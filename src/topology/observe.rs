@@ -1,0 +1,354 @@
+//! What the state machine sees: the cluster as the lead fills it in from the `MySQLCluster` and
+//! its pods ([`ClusterInput`]), and what each member said when asked ([`Observed`]).
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::gtid::GtidSet;
+use super::sql::Capabilities;
+
+/// Port of the classic protocol on every member.
+pub const MYSQL_PORT: u16 = 3306;
+
+/// The label that drives the `C` (primary) and `C-ro` (secondary) Services.
+pub const ROLE_LABEL: &str = "innodb-operator.io/role";
+
+/// A member's role as the Services see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Secondary,
+}
+
+impl Role {
+    /// The value of [`ROLE_LABEL`].
+    pub fn label_value(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
+}
+
+/// Kubernetes pod phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// One pod of the StatefulSet as the lead sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub ordinal: u32,
+    pub phase: PodPhase,
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// The pod runs an older StatefulSet revision and will be replaced.
+    pub update_pending: bool,
+    /// The pod's current value of [`ROLE_LABEL`].
+    pub role_label: Option<Role>,
+}
+
+/// When a member whose data cannot join the group may be replaced by a clone of a healthy one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ClonePolicy {
+    /// Never clone: empty members recover through binary logs, errant members stop with a condition.
+    Never,
+    /// Clone empty members only (errant members stop with a condition).
+    #[default]
+    EmptyOnly,
+    /// Also replace a member with errant transactions by a clone (its extra transactions are lost).
+    ReplaceErrant,
+}
+
+/// Kinds of automatic action, for anti-flapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionKind {
+    Join,
+    Clone,
+    Leave,
+    Switchover,
+}
+
+/// An automatic action the operator took on a member; the lead keeps these in the status so
+/// anti-flapping survives operator restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub ordinal: u32,
+    pub kind: ActionKind,
+    pub at: Timestamp,
+}
+
+/// Everything the state machine needs from the `MySQLCluster` and its pods.
+#[derive(Debug, Clone)]
+pub struct ClusterInput {
+    pub name: String,
+    pub namespace: String,
+    /// Cluster DNS domain, usually `cluster.local`.
+    pub cluster_domain: String,
+    /// Port of `group_replication_local_address`: 3306 with the MYSQL communication stack,
+    /// 33061 with XCOM.
+    pub group_port: u16,
+    /// `spec.instances` (1–9).
+    pub instances: u32,
+    /// The pods that exist (any order).
+    pub pods: Vec<PodInfo>,
+    /// A switchover the user asked for (spec field or annotation): the ordinal to promote.
+    pub switchover_to: Option<u32>,
+    /// The user's explicit order to force quorum from the partition of these ordinals.
+    pub force_quorum_from: Option<Vec<u32>>,
+    pub clone_policy: ClonePolicy,
+    /// Recent automatic actions (from the status).
+    pub history: Vec<ActionRecord>,
+    /// No second automatic action of the same kind on the same member within this window.
+    pub flap_window: std::time::Duration,
+    pub now: Timestamp,
+}
+
+impl ClusterInput {
+    /// The pod name of an ordinal.
+    pub fn pod_name(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+
+    /// `<cluster>-<ordinal>.<cluster>-instances.<ns>.svc.<domain>`: the member's `report_host`.
+    pub fn host(&self, ordinal: u32) -> String {
+        format!(
+            "{}-{ordinal}.{}-instances.{}.svc.{}",
+            self.name, self.name, self.namespace, self.cluster_domain
+        )
+    }
+
+    pub fn endpoint(&self, ordinal: u32) -> Endpoint {
+        Endpoint {
+            ordinal,
+            host: self.host(ordinal),
+            port: MYSQL_PORT,
+        }
+    }
+
+    /// The ordinal a member host name belongs to, if it is one of this cluster's.
+    pub fn ordinal_of_host(&self, host: &str) -> Option<u32> {
+        let first = host.split('.').next()?;
+        let rest = first.strip_prefix(&self.name)?.strip_prefix('-')?;
+        let ordinal: u32 = rest.parse().ok()?;
+        let domain = &host[first.len()..];
+        let in_service = domain
+            .strip_prefix('.')
+            .and_then(|d| d.strip_prefix(self.name.as_str()))
+            .is_some_and(|d| d.starts_with("-instances."));
+        (domain.is_empty() || in_service).then_some(ordinal)
+    }
+
+    pub fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
+        self.pods.iter().find(|p| p.ordinal == ordinal)
+    }
+
+    /// Every ordinal that belongs to the cluster: the desired ones and any pod still there.
+    pub fn ordinals(&self) -> Vec<u32> {
+        let mut ordinals: Vec<u32> = (0..self.instances)
+            .chain(self.pods.iter().map(|p| p.ordinal))
+            .collect();
+        ordinals.sort_unstable();
+        ordinals.dedup();
+        ordinals
+    }
+}
+
+/// Where a member listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ordinal: u32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// `MEMBER_STATE` of `performance_schema.replication_group_members`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberStatus {
+    Online,
+    Recovering,
+    Offline,
+    Error,
+    Unreachable,
+}
+
+impl MemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Online => "ONLINE",
+            MemberStatus::Recovering => "RECOVERING",
+            MemberStatus::Offline => "OFFLINE",
+            MemberStatus::Error => "ERROR",
+            MemberStatus::Unreachable => "UNREACHABLE",
+        }
+    }
+
+    /// Whether the member takes part in a group (as far as it knows).
+    pub fn in_group(self) -> bool {
+        matches!(self, MemberStatus::Online | MemberStatus::Recovering)
+    }
+}
+
+/// One row of `performance_schema.replication_group_members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberRow {
+    pub member_id: String,
+    pub host: String,
+    pub port: u16,
+    pub state: MemberStatus,
+    /// `None` when the column is empty (member not in a group).
+    pub role: Option<Role>,
+    pub version: String,
+}
+
+/// What one member reported about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberState {
+    pub server_uuid: String,
+    pub capabilities: Capabilities,
+    pub gtid_executed: GtidSet,
+    /// `received_transaction_set` of the `group_replication_applier` channel.
+    pub gtid_received: GtidSet,
+    pub super_read_only: bool,
+    /// The member's view of the group (its own row when it is not in one).
+    pub group: Vec<GroupMemberRow>,
+    /// `COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE` of the member's own stats row.
+    pub applier_queue: u64,
+    /// A clone into this member is running (`performance_schema.clone_status`).
+    pub cloning: bool,
+}
+
+impl MemberState {
+    /// Every transaction the member holds: executed plus received-not-yet-applied.
+    pub fn transactions(&self) -> GtidSet {
+        self.gtid_executed.union(&self.gtid_received)
+    }
+
+    /// The member's own row in its view.
+    pub fn own_row(&self) -> Option<&GroupMemberRow> {
+        self.group.iter().find(|r| r.member_id == self.server_uuid)
+    }
+
+    /// The member's own state (OFFLINE when it shows no row for itself).
+    pub fn own_status(&self) -> MemberStatus {
+        self.own_row().map_or(MemberStatus::Offline, |r| r.state)
+    }
+
+    /// Whether this member's view has quorum: more than half of its members reachable.
+    pub fn has_quorum(&self) -> bool {
+        let reachable = self
+            .group
+            .iter()
+            .filter(|r| r.state != MemberStatus::Unreachable)
+            .count();
+        self.own_status().in_group() && reachable * 2 > self.group.len()
+    }
+}
+
+/// Whether and how the operator reached a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Reachable(Box<MemberState>),
+    /// The pod runs but the member did not answer.
+    Unreachable {
+        reason: String,
+    },
+    /// No pod, or the pod is not running.
+    NoPod,
+}
+
+/// One ordinal of the cluster, observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub ordinal: u32,
+    pub reach: Reach,
+}
+
+impl Member {
+    pub fn state(&self) -> Option<&MemberState> {
+        match &self.reach {
+            Reach::Reachable(state) => Some(state),
+            _ => None,
+        }
+    }
+}
+
+/// The input plus what every member said: the only argument of [`super::decide::decide`].
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub input: ClusterInput,
+    /// One entry per ordinal of [`ClusterInput::ordinals`], in order.
+    pub members: Vec<Member>,
+}
+
+impl Observed {
+    pub fn member(&self, ordinal: u32) -> Option<&Member> {
+        self.members.iter().find(|m| m.ordinal == ordinal)
+    }
+
+    pub fn state(&self, ordinal: u32) -> Option<&MemberState> {
+        self.member(ordinal).and_then(Member::state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> ClusterInput {
+        ClusterInput {
+            name: "db".into(),
+            namespace: "prod".into(),
+            cluster_domain: "cluster.local".into(),
+            group_port: 3306,
+            instances: 3,
+            pods: vec![],
+            switchover_to: None,
+            force_quorum_from: None,
+            clone_policy: ClonePolicy::default(),
+            history: vec![],
+            flap_window: std::time::Duration::from_secs(30),
+            now: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn host_names_round_trip_to_ordinals() {
+        let input = input();
+        assert_eq!(input.host(2), "db-2.db-instances.prod.svc.cluster.local");
+        assert_eq!(input.ordinal_of_host(&input.host(2)), Some(2));
+        assert_eq!(input.ordinal_of_host("db-7"), Some(7));
+        assert_eq!(input.ordinal_of_host("dbx-1.dbx-instances.prod.svc"), None);
+        assert_eq!(input.ordinal_of_host("db-1.other.prod.svc"), None);
+        assert_eq!(input.ordinal_of_host("db-a.db-instances"), None);
+    }
+
+    #[test]
+    fn ordinals_cover_desired_and_leftover_pods() {
+        let mut input = input();
+        input.pods.push(PodInfo {
+            ordinal: 4,
+            phase: PodPhase::Running,
+            ready: true,
+            deleting: false,
+            update_pending: false,
+            role_label: None,
+        });
+        assert_eq!(input.ordinals(), vec![0, 1, 2, 4]);
+    }
+}

@@ -1,0 +1,169 @@
+//! The operations the state machine can run on members, the [`MemberOps`] trait they go through
+//! (SQL in production, the simulator in tests), and the two I/O steps around `decide`:
+//! [`gather`] (ask every member) and [`execute`] (run the one chosen operation).
+
+use std::future::Future;
+
+use futures::future::join_all;
+use thiserror::Error;
+
+use super::observe::{ClusterInput, Endpoint, Member, MemberState, Observed, PodPhase, Reach};
+
+/// What went wrong talking to a member. Messages never contain a password.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum OpsError {
+    #[error("cannot reach {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("{what} failed on {endpoint}: {message}")]
+    Statement {
+        endpoint: String,
+        what: String,
+        message: String,
+    },
+    #[error("{endpoint} answered something unexpected: {message}")]
+    Protocol { endpoint: String, message: String },
+    #[error(
+        "{operation} needs member {ordinal}, which the last observation does not show reachable"
+    )]
+    NotObserved {
+        operation: &'static str,
+        ordinal: u32,
+    },
+}
+
+/// The single action a tick may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Nothing to do (or nothing safe to do); see the conditions.
+    None,
+    /// Start a new group on `seed` (bootstrap ON, START, OFF) and create the accounts.
+    Bootstrap { seed: u32 },
+    /// Start Group Replication on `member` with the stored recovery credentials
+    /// (`restart`: stop it first, it is in ERROR).
+    Join { member: u32, restart: bool },
+    /// Replace `member`'s data with a clone of `donor` (mysqld restarts afterwards).
+    Clone { member: u32, donor: u32 },
+    /// Stop Group Replication on `member`.
+    Leave { member: u32 },
+    /// Make `target` the primary, asking through `via` (an ONLINE member).
+    SetPrimary {
+        via: u32,
+        target: u32,
+        target_uuid: String,
+    },
+    /// The user's order: force the membership to `members`, asking through `via`.
+    ForceQuorum { via: u32, members: Vec<u32> },
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::None => "none",
+            Operation::Bootstrap { .. } => "bootstrap",
+            Operation::Join { .. } => "join",
+            Operation::Clone { .. } => "clone",
+            Operation::Leave { .. } => "leave",
+            Operation::SetPrimary { .. } => "switchover",
+            Operation::ForceQuorum { .. } => "force-quorum",
+        }
+    }
+}
+
+/// Member operations. Each call is one complete step; implementations bound their own time.
+pub trait MemberOps {
+    /// Reads the member's state (capabilities, GTID sets, its view of the group, stats).
+    fn observe(&self, at: &Endpoint) -> impl Future<Output = Result<MemberState, OpsError>> + Send;
+    /// Bootstraps a group on this member (never leaving `group_replication_bootstrap_group` ON),
+    /// then creates the replicated accounts.
+    fn bootstrap(&self, at: &Endpoint) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// Stores the recovery credentials and starts Group Replication (stopping it first when
+    /// `restart`).
+    fn join(
+        &self,
+        at: &Endpoint,
+        restart: bool,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// Clones `donor` into this member.
+    fn clone_from(
+        &self,
+        at: &Endpoint,
+        donor: &Endpoint,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// Stops Group Replication.
+    fn leave(&self, at: &Endpoint) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// `group_replication_set_as_primary`, run on `at`.
+    fn set_primary(
+        &self,
+        at: &Endpoint,
+        server_uuid: &str,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// `group_replication_force_members` (then reset to empty), run on `at`.
+    fn force_members(
+        &self,
+        at: &Endpoint,
+        local_addresses: &[String],
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+}
+
+/// Asks every ordinal of the cluster for its state, concurrently. Pods that are not running are
+/// not asked.
+pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
+    let ordinals = input.ordinals();
+    let asks = ordinals.iter().map(|&ordinal| {
+        let running = input
+            .pod(ordinal)
+            .is_some_and(|p| p.phase == PodPhase::Running);
+        let endpoint = input.endpoint(ordinal);
+        async move {
+            let reach = if !running {
+                Reach::NoPod
+            } else {
+                match ops.observe(&endpoint).await {
+                    Ok(state) => Reach::Reachable(Box::new(state)),
+                    Err(e) => Reach::Unreachable {
+                        reason: e.to_string(),
+                    },
+                }
+            };
+            Member { ordinal, reach }
+        }
+    });
+    let members = join_all(asks).await;
+    Observed { input, members }
+}
+
+/// Runs the decided operation.
+pub async fn execute<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    operation: &Operation,
+) -> Result<(), OpsError> {
+    let input = &observed.input;
+    let at = |ordinal: u32, operation: &'static str| {
+        observed
+            .state(ordinal)
+            .map(|_| input.endpoint(ordinal))
+            .ok_or(OpsError::NotObserved { operation, ordinal })
+    };
+    match operation {
+        Operation::None => Ok(()),
+        Operation::Bootstrap { seed } => ops.bootstrap(&at(*seed, "bootstrap")?).await,
+        Operation::Join { member, restart } => ops.join(&at(*member, "join")?, *restart).await,
+        Operation::Clone { member, donor } => {
+            ops.clone_from(&at(*member, "clone")?, &input.endpoint(*donor))
+                .await
+        }
+        Operation::Leave { member } => ops.leave(&at(*member, "leave")?).await,
+        Operation::SetPrimary {
+            via, target_uuid, ..
+        } => ops.set_primary(&at(*via, "switchover")?, target_uuid).await,
+        Operation::ForceQuorum { via, members } => {
+            let addresses: Vec<String> = members
+                .iter()
+                .map(|&m| format!("{}:{}", input.host(m), input.group_port))
+                .collect();
+            ops.force_members(&at(*via, "force-quorum")?, &addresses)
+                .await
+        }
+    }
+}

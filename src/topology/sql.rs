@@ -1,0 +1,667 @@
+//! SQL statement builders and result parsers, per server capabilities. Pure: no I/O.
+//!
+//! Capabilities come from probing the server (its version number, `information_schema.PLUGINS`
+//! and which variables exist), never from `version_comment`. Every statement that carries a
+//! password is a [`Statement`] whose `Debug`/`Display` show it redacted.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use super::observe::{GroupMemberRow, MemberStatus, Role};
+
+/// A result the operator could not make sense of.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SqlError {
+    #[error("server version {0:?} is not of the form major.minor.patch")]
+    BadVersion(String),
+    #[error("MySQL {0} is too old: Group Replication management needs 8.0.23 or later")]
+    TooOld(ServerVersion),
+    #[error("replication_group_members has an unknown MEMBER_STATE {0:?}")]
+    BadState(String),
+    #[error("replication_group_members has an unknown MEMBER_ROLE {0:?}")]
+    BadRole(String),
+    #[error("a password contains a NUL byte; choose another")]
+    BadPassword,
+}
+
+/// A user name and password. The password never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The accounts the operator creates on a new group (they replicate to every member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    /// Group Replication distributed recovery and clone donor.
+    pub recovery: Credentials,
+    pub router: Credentials,
+    pub backup: Credentials,
+}
+
+/// `major.minor.patch` of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl ServerVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        ServerVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses `@@version` (`8.0.36`, `8.4.2-commercial`, `8.0.36-28`, ...).
+    pub fn parse(text: &str) -> Result<Self, SqlError> {
+        let bad = || SqlError::BadVersion(text.to_string());
+        let numeric = text.split(['-', ' ']).next().unwrap_or_default();
+        let mut parts = numeric.split('.').map(|p| p.parse::<u32>());
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) => {
+                Ok(ServerVersion::new(major, minor, patch))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// What a server supports, from probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub version: ServerVersion,
+    /// The `group_replication` plugin is ACTIVE.
+    pub group_replication: bool,
+    /// The `clone` plugin is ACTIVE.
+    pub clone: bool,
+    /// `group_replication_communication_stack` exists (8.0.27+): the MYSQL stack and the
+    /// `GROUP_REPLICATION_STREAM` privilege are available.
+    pub communication_stack: bool,
+}
+
+/// Plugin names the probe asks about.
+pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
+/// Variables the probe asks about.
+pub const PROBED_VARIABLES: [&str; 1] = ["group_replication_communication_stack"];
+
+impl Capabilities {
+    /// From `@@version`, `(PLUGIN_NAME, PLUGIN_STATUS)` rows and the names of existing variables.
+    pub fn from_probe(
+        version: &str,
+        plugins: &[(String, String)],
+        variables: &[String],
+    ) -> Result<Self, SqlError> {
+        let version = ServerVersion::parse(version)?;
+        if version < ServerVersion::new(8, 0, 23) {
+            return Err(SqlError::TooOld(version));
+        }
+        let active = |name: &str| {
+            plugins
+                .iter()
+                .any(|(n, s)| n.eq_ignore_ascii_case(name) && s.eq_ignore_ascii_case("ACTIVE"))
+        };
+        Ok(Capabilities {
+            version,
+            group_replication: active("group_replication"),
+            clone: active("clone"),
+            communication_stack: variables
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case("group_replication_communication_stack")),
+        })
+    }
+}
+
+/// One SQL statement; `Debug` and `Display` show it with secrets redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Statement {
+    sql: String,
+    shown: String,
+}
+
+impl Statement {
+    /// A statement without secrets.
+    pub fn from_text(sql: impl Into<String>) -> Self {
+        let sql = sql.into();
+        Statement {
+            shown: sql.clone(),
+            sql,
+        }
+    }
+
+    /// A statement in which `{secret}` stands for a quoted secret.
+    fn with_secret(template: &str, secret: &str) -> Result<Self, SqlError> {
+        Ok(Statement {
+            sql: template.replace("{secret}", &quote(secret)?),
+            shown: template.replace("{secret}", "'<redacted>'"),
+        })
+    }
+
+    /// The text to send to the server. Never log it: use `Display`.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Statement({:?})", self.shown)
+    }
+}
+
+/// A single-quoted string literal. Valid whether or not `NO_BACKSLASH_ESCAPES` is set is not
+/// possible for backslashes, so the session must run without it (see [`SESSION_SETUP`]).
+pub fn quote(text: &str) -> Result<String, SqlError> {
+    if text.contains('\0') {
+        return Err(SqlError::BadPassword);
+    }
+    Ok(format!(
+        "'{}'",
+        text.replace('\\', "\\\\").replace('\'', "''")
+    ))
+}
+
+fn quote_name(text: &str) -> String {
+    // User and host names come from the operator's own configuration; a NUL cannot occur.
+    quote(text).unwrap_or_else(|_| "''".to_string())
+}
+
+/// Run once per session: string literals above rely on backslash escapes.
+pub const SESSION_SETUP: &str = "SET SESSION sql_mode = 'TRADITIONAL'";
+
+// ---- probes and reads ----
+
+pub const SELECT_VERSION: &str = "SELECT @@GLOBAL.version";
+
+pub fn select_plugins() -> String {
+    format!(
+        "SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME IN ({})",
+        PROBED_PLUGINS.map(|p| format!("'{p}'")).join(", ")
+    )
+}
+
+/// `SHOW GLOBAL VARIABLES` (rows: name, value) works on every server the probe may meet.
+pub fn select_variables() -> String {
+    format!(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({})",
+        PROBED_VARIABLES.map(|p| format!("'{p}'")).join(", ")
+    )
+}
+
+pub const SELECT_SELF: &str =
+    "SELECT @@GLOBAL.server_uuid, @@GLOBAL.gtid_executed, @@GLOBAL.super_read_only";
+
+pub const SELECT_RECEIVED: &str = "SELECT RECEIVED_TRANSACTION_SET FROM \
+     performance_schema.replication_connection_status WHERE CHANNEL_NAME = 'group_replication_applier'";
+
+pub const SELECT_MEMBERS: &str = "SELECT MEMBER_ID, MEMBER_HOST, MEMBER_PORT, MEMBER_STATE, \
+     MEMBER_ROLE, MEMBER_VERSION FROM performance_schema.replication_group_members";
+
+pub const SELECT_MEMBER_VERSIONS: &str =
+    "SELECT MEMBER_VERSION FROM performance_schema.replication_group_members";
+
+pub const SELECT_QUEUE: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE FROM \
+     performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@GLOBAL.server_uuid";
+
+/// Only queried when the clone plugin is active (the table comes with it).
+pub const SELECT_CLONE_STATE: &str = "SELECT STATE FROM performance_schema.clone_status";
+
+/// Whether `clone_status` rows show a clone running.
+pub fn clone_running(states: impl IntoIterator<Item = String>) -> bool {
+    states
+        .into_iter()
+        .any(|s| s.eq_ignore_ascii_case("In Progress"))
+}
+
+/// One row of [`SELECT_MEMBERS`] as text columns.
+pub type MemberRowText = (String, String, Option<u16>, String, String, String);
+
+/// Parses [`SELECT_MEMBERS`] rows. With Group Replication stopped the server shows one row for
+/// itself with state OFFLINE, an empty host and empty role.
+pub fn parse_members(rows: Vec<MemberRowText>) -> Result<Vec<GroupMemberRow>, SqlError> {
+    rows.into_iter()
+        .map(|(member_id, host, port, state, role, version)| {
+            let state = match state.to_ascii_uppercase().as_str() {
+                "ONLINE" => MemberStatus::Online,
+                "RECOVERING" => MemberStatus::Recovering,
+                "OFFLINE" => MemberStatus::Offline,
+                "ERROR" => MemberStatus::Error,
+                "UNREACHABLE" => MemberStatus::Unreachable,
+                _ => return Err(SqlError::BadState(state)),
+            };
+            let role = match role.to_ascii_uppercase().as_str() {
+                "PRIMARY" => Some(Role::Primary),
+                "SECONDARY" => Some(Role::Secondary),
+                "" => None,
+                _ => return Err(SqlError::BadRole(role)),
+            };
+            Ok(GroupMemberRow {
+                member_id: member_id.to_ascii_lowercase(),
+                host,
+                port: port.unwrap_or(0),
+                state,
+                role,
+                version,
+            })
+        })
+        .collect()
+}
+
+/// `@@super_read_only` comes back as 0/1 or OFF/ON depending on the client path.
+pub fn parse_bool(text: &str) -> bool {
+    matches!(text.to_ascii_uppercase().as_str(), "1" | "ON" | "TRUE")
+}
+
+// ---- accounts ----
+
+fn create_user(user: &Credentials) -> Result<Statement, SqlError> {
+    Statement::with_secret(
+        &format!(
+            "CREATE USER IF NOT EXISTS {}@'%' IDENTIFIED BY {{secret}}",
+            quote_name(&user.user)
+        ),
+        &user.password,
+    )
+}
+
+fn grant(privileges: &str, on: &str, user: &str) -> Statement {
+    Statement::from_text(format!(
+        "GRANT {privileges} ON {on} TO {}@'%'",
+        quote_name(user)
+    ))
+}
+
+/// The accounts created on the primary right after a bootstrap. They are written to the binary
+/// log on purpose: every member gets them through the group.
+pub fn account_statements(
+    caps: &Capabilities,
+    accounts: &Accounts,
+) -> Result<Vec<Statement>, SqlError> {
+    let mut recovery_privileges = String::from("REPLICATION SLAVE, CONNECTION_ADMIN, BACKUP_ADMIN");
+    if caps.communication_stack {
+        recovery_privileges.push_str(", GROUP_REPLICATION_STREAM");
+    }
+    let router = &accounts.router.user;
+    Ok(vec![
+        create_user(&accounts.recovery)?,
+        grant(&recovery_privileges, "*.*", &accounts.recovery.user),
+        create_user(&accounts.router)?,
+        grant("SELECT, EXECUTE", "mysql_innodb_cluster_metadata.*", router),
+        grant(
+            "SELECT",
+            "performance_schema.replication_group_members",
+            router,
+        ),
+        grant(
+            "SELECT",
+            "performance_schema.replication_group_member_stats",
+            router,
+        ),
+        grant("SELECT", "performance_schema.global_variables", router),
+        create_user(&accounts.backup)?,
+        grant(
+            "SELECT, SHOW VIEW, EVENT, TRIGGER, RELOAD, REPLICATION CLIENT, BACKUP_ADMIN",
+            "*.*",
+            &accounts.backup.user,
+        ),
+    ])
+}
+
+/// The operator's own account, created on every member before Group Replication starts (by the
+/// pod's init), with binary logging off so it never becomes a transaction of its own.
+pub fn admin_account_statements(
+    caps: &Capabilities,
+    admin: &Credentials,
+) -> Result<Vec<Statement>, SqlError> {
+    let mut dynamic = String::from(
+        "GROUP_REPLICATION_ADMIN, CLONE_ADMIN, SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, \
+         CONNECTION_ADMIN, BACKUP_ADMIN",
+    );
+    if caps.communication_stack {
+        dynamic.push_str(", GROUP_REPLICATION_STREAM");
+    }
+    Ok(vec![
+        Statement::from_text("SET SESSION sql_log_bin = 0"),
+        create_user(admin)?,
+        Statement::from_text(format!(
+            "GRANT SELECT, EXECUTE, RELOAD, SHOW VIEW, EVENT, TRIGGER, REPLICATION SLAVE, \
+             REPLICATION CLIENT, CREATE USER ON *.* TO {}@'%' WITH GRANT OPTION",
+            quote_name(&admin.user)
+        )),
+        Statement::from_text(format!(
+            "GRANT {dynamic} ON *.* TO {}@'%' WITH GRANT OPTION",
+            quote_name(&admin.user)
+        )),
+        Statement::from_text("SET SESSION sql_log_bin = 1"),
+    ])
+}
+
+// ---- group operations ----
+
+pub const BOOTSTRAP_ON: &str = "SET GLOBAL group_replication_bootstrap_group = ON";
+pub const BOOTSTRAP_OFF: &str = "SET GLOBAL group_replication_bootstrap_group = OFF";
+pub const START_GR: &str = "START GROUP_REPLICATION";
+pub const STOP_GR: &str = "STOP GROUP_REPLICATION";
+/// `caching_sha2_password` recovery without TLS needs the donor's public key.
+pub const RECOVERY_PUBLIC_KEY: &str = "SET GLOBAL group_replication_recovery_get_public_key = ON";
+
+/// Stores the recovery credentials for the `group_replication_recovery` channel (8.0.23+ form;
+/// 8.4 removed `CHANGE MASTER TO`).
+pub fn recovery_credentials(recovery: &Credentials) -> Result<Statement, SqlError> {
+    Statement::with_secret(
+        &format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_USER = {}, SOURCE_PASSWORD = {{secret}} \
+             FOR CHANNEL 'group_replication_recovery'",
+            quote_name(&recovery.user)
+        ),
+        &recovery.password,
+    )
+}
+
+/// Restricts clone donors to `donor`, then clones from it (the recipient restarts afterwards).
+pub fn clone_statements(
+    donor_host: &str,
+    donor_port: u16,
+    recovery: &Credentials,
+) -> Result<Vec<Statement>, SqlError> {
+    Ok(vec![
+        Statement::from_text(format!(
+            "SET GLOBAL clone_valid_donor_list = {}",
+            quote_name(&format!("{donor_host}:{donor_port}"))
+        )),
+        Statement::with_secret(
+            &format!(
+                "CLONE INSTANCE FROM {}@{}:{donor_port} IDENTIFIED BY {{secret}}",
+                quote_name(&recovery.user),
+                quote_name(donor_host)
+            ),
+            &recovery.password,
+        )?,
+    ])
+}
+
+/// Whether every member's `MEMBER_VERSION` is 8.0.29 or later: only then does
+/// `group_replication_set_as_primary` honour its timeout (an unparsable version counts as no).
+pub fn group_supports_primary_timeout<'a>(versions: impl IntoIterator<Item = &'a str>) -> bool {
+    versions
+        .into_iter()
+        .all(|v| ServerVersion::parse(v).is_ok_and(|v| v >= ServerVersion::new(8, 0, 29)))
+}
+
+/// `group_replication_set_as_primary`, with a timeout for running transactions when every
+/// member supports it (see [`group_supports_primary_timeout`]).
+pub fn set_as_primary(with_timeout: bool, server_uuid: &str, timeout_s: u32) -> Statement {
+    let uuid = quote_name(server_uuid);
+    if with_timeout {
+        Statement::from_text(format!(
+            "SELECT group_replication_set_as_primary({uuid}, {timeout_s})"
+        ))
+    } else {
+        Statement::from_text(format!("SELECT group_replication_set_as_primary({uuid})"))
+    }
+}
+
+/// Forces the membership, then clears the variable (it must not stay set).
+pub fn force_members_statements(local_addresses: &[String]) -> [Statement; 2] {
+    [
+        Statement::from_text(format!(
+            "SET GLOBAL group_replication_force_members = {}",
+            quote_name(&local_addresses.join(","))
+        )),
+        Statement::from_text("SET GLOBAL group_replication_force_members = ''"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(version: &str, stack: bool) -> Capabilities {
+        let plugins = vec![
+            ("group_replication".to_string(), "ACTIVE".to_string()),
+            ("clone".to_string(), "DISABLED".to_string()),
+        ];
+        let variables = if stack {
+            vec!["group_replication_communication_stack".to_string()]
+        } else {
+            vec![]
+        };
+        Capabilities::from_probe(version, &plugins, &variables).unwrap()
+    }
+
+    fn creds(user: &str, password: &str) -> Credentials {
+        Credentials {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn versions_parse_with_suffixes() {
+        assert_eq!(
+            ServerVersion::parse("8.0.36").unwrap(),
+            ServerVersion::new(8, 0, 36)
+        );
+        assert_eq!(
+            ServerVersion::parse("8.4.2-commercial").unwrap(),
+            ServerVersion::new(8, 4, 2)
+        );
+        assert_eq!(
+            ServerVersion::parse("8.0.36-28").unwrap(),
+            ServerVersion::new(8, 0, 36)
+        );
+        assert!(ServerVersion::parse("8.0").is_err());
+        assert!(ServerVersion::parse("").is_err());
+        assert!(ServerVersion::parse("eight").is_err());
+    }
+
+    #[test]
+    fn capabilities_come_from_probes_not_vendor_strings() {
+        let c80 = caps("8.0.28", true);
+        assert!(c80.group_replication);
+        assert!(!c80.clone, "a DISABLED plugin is not available");
+        assert!(!caps("8.0.26", false).communication_stack);
+        assert_eq!(
+            Capabilities::from_probe("8.0.20", &[], &[]),
+            Err(SqlError::TooOld(ServerVersion::new(8, 0, 20)))
+        );
+        // MariaDB answers the probes without a group_replication plugin.
+        let maria = Capabilities::from_probe("10.11.6-MariaDB-0+deb12u1", &[], &[]).unwrap();
+        assert!(!maria.group_replication);
+    }
+
+    #[test]
+    fn secrets_are_quoted_and_never_shown() {
+        let s = recovery_credentials(&creds("gr_recovery", "p'w\\d")).unwrap();
+        assert_eq!(
+            s.sql(),
+            "CHANGE REPLICATION SOURCE TO SOURCE_USER = 'gr_recovery', SOURCE_PASSWORD = 'p''w\\\\d' \
+             FOR CHANNEL 'group_replication_recovery'"
+        );
+        assert!(!s.to_string().contains("p''w"));
+        assert!(!format!("{s:?}").contains("p''w"));
+        assert!(s.to_string().contains("'<redacted>'"));
+        assert!(!format!("{:?}", creds("u", "hunter2")).contains("hunter2"));
+        assert_eq!(
+            recovery_credentials(&creds("u", "a\0b")),
+            Err(SqlError::BadPassword)
+        );
+    }
+
+    #[test]
+    fn recovery_account_gets_the_stream_privilege_only_where_it_exists() {
+        let accounts = Accounts {
+            recovery: creds("gr", "x"),
+            router: creds("router", "y"),
+            backup: creds("backup", "z"),
+        };
+        let with = account_statements(&caps("8.4.0", true), &accounts).unwrap();
+        let without = account_statements(&caps("8.0.25", false), &accounts).unwrap();
+        assert_eq!(
+            with[1].sql(),
+            "GRANT REPLICATION SLAVE, CONNECTION_ADMIN, BACKUP_ADMIN, GROUP_REPLICATION_STREAM ON *.* TO 'gr'@'%'"
+        );
+        assert_eq!(
+            without[1].sql(),
+            "GRANT REPLICATION SLAVE, CONNECTION_ADMIN, BACKUP_ADMIN ON *.* TO 'gr'@'%'"
+        );
+        assert_eq!(
+            with[0].to_string(),
+            "CREATE USER IF NOT EXISTS 'gr'@'%' IDENTIFIED BY '<redacted>'"
+        );
+        assert!(with.iter().all(|s| !s.sql().contains("sql_log_bin")));
+    }
+
+    #[test]
+    fn admin_account_is_created_without_binary_logging() {
+        let stmts = admin_account_statements(&caps("8.4.0", true), &creds("iop", "s")).unwrap();
+        assert_eq!(stmts.first().unwrap().sql(), "SET SESSION sql_log_bin = 0");
+        assert_eq!(stmts.last().unwrap().sql(), "SET SESSION sql_log_bin = 1");
+        assert!(
+            stmts[3]
+                .sql()
+                .contains("GROUP_REPLICATION_ADMIN, CLONE_ADMIN")
+        );
+    }
+
+    #[test]
+    fn clone_and_switchover_statements() {
+        let stmts = clone_statements(
+            "db-0.db-instances.ns.svc.cluster.local",
+            3306,
+            &creds("gr", "pw"),
+        )
+        .unwrap();
+        assert_eq!(
+            stmts[0].sql(),
+            "SET GLOBAL clone_valid_donor_list = 'db-0.db-instances.ns.svc.cluster.local:3306'"
+        );
+        assert_eq!(
+            stmts[1].sql(),
+            "CLONE INSTANCE FROM 'gr'@'db-0.db-instances.ns.svc.cluster.local':3306 IDENTIFIED BY 'pw'"
+        );
+        assert!(!stmts[1].to_string().contains("'pw'"));
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert_eq!(
+            set_as_primary(false, uuid, 30).sql(),
+            format!("SELECT group_replication_set_as_primary('{uuid}')")
+        );
+        assert_eq!(
+            set_as_primary(true, uuid, 30).sql(),
+            format!("SELECT group_replication_set_as_primary('{uuid}', 30)")
+        );
+        assert!(group_supports_primary_timeout(["8.0.29", "8.4.2"]));
+        assert!(!group_supports_primary_timeout(["8.4.2", "8.0.28"]));
+        assert!(!group_supports_primary_timeout(["8.4.2", ""]));
+        let force = force_members_statements(&["a:3306".into(), "b:3306".into()]);
+        assert_eq!(
+            force[0].sql(),
+            "SET GLOBAL group_replication_force_members = 'a:3306,b:3306'"
+        );
+        assert_eq!(
+            force[1].sql(),
+            "SET GLOBAL group_replication_force_members = ''"
+        );
+    }
+
+    #[test]
+    fn probe_queries_name_what_they_probe() {
+        assert_eq!(
+            select_plugins(),
+            "SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME IN ('group_replication', 'clone')"
+        );
+        assert!(select_variables().ends_with("IN ('group_replication_communication_stack')"));
+    }
+
+    #[test]
+    fn member_rows_parse_for_80_and_84() {
+        let rows = parse_members(vec![
+            (
+                "AAAAAAAA-0000-0000-0000-000000000001".into(),
+                "db-0.db-instances.ns.svc.cluster.local".into(),
+                Some(3306),
+                "ONLINE".into(),
+                "PRIMARY".into(),
+                "8.4.2".into(),
+            ),
+            (
+                "aaaaaaaa-0000-0000-0000-000000000002".into(),
+                "db-1.db-instances.ns.svc.cluster.local".into(),
+                Some(3306),
+                "UNREACHABLE".into(),
+                "SECONDARY".into(),
+                "8.0.36".into(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(rows[0].member_id, "aaaaaaaa-0000-0000-0000-000000000001");
+        assert_eq!(rows[0].role, Some(Role::Primary));
+        assert_eq!(rows[1].state, MemberStatus::Unreachable);
+        // GR stopped: the server's own row, OFFLINE, no host, no role, NULL port.
+        let offline = parse_members(vec![(
+            "aaaaaaaa-0000-0000-0000-000000000003".into(),
+            String::new(),
+            None,
+            "OFFLINE".into(),
+            String::new(),
+            String::new(),
+        )])
+        .unwrap();
+        assert_eq!(offline[0].role, None);
+        assert_eq!(offline[0].state, MemberStatus::Offline);
+        assert!(matches!(
+            parse_members(vec![(
+                "x".into(),
+                "h".into(),
+                None,
+                "WEIRD".into(),
+                String::new(),
+                String::new()
+            )]),
+            Err(SqlError::BadState(_))
+        ));
+        assert!(matches!(
+            parse_members(vec![(
+                "x".into(),
+                "h".into(),
+                None,
+                "ONLINE".into(),
+                "BOSS".into(),
+                String::new()
+            )]),
+            Err(SqlError::BadRole(_))
+        ));
+        assert!(clone_running(["In Progress".to_string()]));
+        assert!(!clone_running([
+            "Completed".to_string(),
+            "Failed".to_string()
+        ]));
+        assert!(parse_bool("ON") && parse_bool("1") && !parse_bool("0") && !parse_bool("OFF"));
+    }
+}
