@@ -1,1 +1,2 @@
 //! innodb-operator: a Kubernetes operator for MySQL InnoDB Cluster.
+pub mod xproto;

@@ -1,0 +1,6 @@
+//! X protocol (port 33060) monitor: framing, the few messages it needs, a client for the
+//! capabilities health probe and for a TLS session that receives Group Replication notices, and a
+//! monitor that keeps one task per member and publishes probe results and reconcile wake-ups.
+
+pub mod frame;
+pub mod messages;
