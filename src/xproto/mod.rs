@@ -2,5 +2,9 @@
 //! capabilities health probe and for a TLS session that receives Group Replication notices, and a
 //! monitor that keeps one task per member and publishes probe results and reconcile wake-ups.
 
+pub mod backoff;
+pub mod client;
 pub mod frame;
 pub mod messages;
+pub mod notice;
+pub mod tls;
