@@ -6,5 +6,14 @@ pub mod backoff;
 pub mod client;
 pub mod frame;
 pub mod messages;
+pub mod monitor;
 pub mod notice;
 pub mod tls;
+
+pub use client::{ConnOptions, Credentials, Endpoint, SessionOptions};
+pub use monitor::{
+    ClusterTargets, MemberEvent, Monitor, MonitorConfig, MonitorHandle, ProbeResult, Wake,
+    WakeReason,
+};
+pub use notice::{GrEvent, GrEventKind};
+pub use tls::{TlsOptions, TlsVerify};
