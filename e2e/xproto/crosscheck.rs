@@ -380,6 +380,7 @@ fn frames_agree_with_oracle_mysqlx_protobuf_classes() {
     let written = write_rust_frames(dir.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/xproto/crosscheck.py");
     let output = Command::new(&python)
+        .arg("-B")
         .arg(&script)
         .arg(dir.path())
         .output()
