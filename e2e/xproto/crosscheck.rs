@@ -1,7 +1,11 @@
-//! Cross-check against an independent implementation: frames written by our encoder are decoded
-//! with Oracle's generated protobuf classes (PyPI `mysqlx-connector-python`), and frames Oracle's
-//! classes encoded are decoded here. Needs the venv from `e2e/lib/install-python-deps.sh`; under
-//! `CI=true` a missing venv fails the test.
+//! Cross-checks against an independent implementation, Oracle's X DevAPI client for Python (PyPI
+//! `mysqlx-connector-python`):
+//! - frames written by our encoder are decoded with its generated protobuf classes, and frames
+//!   its classes encoded are decoded here (`crosscheck.py`);
+//! - its client stack (TLS with host name verification, PLAIN, message reader) talks to our test
+//!   server and receives Group Replication notices (`oracle_client.py`).
+//!
+//! Needs the venv from `e2e/lib/install-python-deps.sh`; under `CI=true` a missing venv fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +26,9 @@ use innodb_operator::xproto::{GrEvent, GrEventKind};
 use prost::Message;
 use tokio_util::codec::Decoder;
 
+use crate::server::{Behavior, FakeXServer, PASSWORD, USER};
+
+/// The venv's Python; `None` (after saying so) outside CI when it is missing, a panic under CI.
 fn python() -> Option<PathBuf> {
     let path = match std::env::var_os("IOP_PYTHON") {
         Some(path) => PathBuf::from(path),
@@ -30,7 +37,24 @@ fn python() -> Option<PathBuf> {
         )
         .join("venv/bin/python"),
     };
-    path.exists().then_some(path)
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "{} is missing: run e2e/lib/install-python-deps.sh (mysqlx-connector-python venv)",
+        path.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("NOT RUN: {msg}");
+    None
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("e2e/xproto")
+        .join(name)
 }
 
 fn scalar_any(scalar: Scalar) -> Any {
@@ -369,19 +393,13 @@ fn check_python_frames(dir: &Path) -> Vec<String> {
 #[test]
 fn frames_agree_with_oracle_mysqlx_protobuf_classes() {
     let Some(python) = python() else {
-        let msg = "the Python venv with mysqlx-connector-python is missing: run e2e/lib/install-python-deps.sh";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("NOT RUN: {msg}");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let written = write_rust_frames(dir.path());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/xproto/crosscheck.py");
     let output = Command::new(&python)
         .arg("-B")
-        .arg(&script)
+        .arg(script("crosscheck.py"))
         .arg(dir.path())
         .output()
         .unwrap();
@@ -410,4 +428,66 @@ fn frames_agree_with_oracle_mysqlx_protobuf_classes() {
     .map(|name| format!("{name}.bin"));
     assert_eq!(checked, expected, "every Python frame file is checked");
     println!("{stdout}");
+}
+
+#[tokio::test]
+async fn oracle_client_connects_authenticates_and_receives_notices_from_the_test_server() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+    let Some(python) = python() else {
+        return;
+    };
+    let server = FakeXServer::start(Behavior::Normal).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let mut child = tokio::process::Command::new(python)
+        .arg("-B")
+        .arg(script("oracle_client.py"))
+        .arg("127.0.0.1")
+        .arg(server.addr.port().to_string())
+        .arg(&ca)
+        .args([USER, PASSWORD, "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let within = std::time::Duration::from_secs(30);
+    let mut next_line = async || {
+        tokio::time::timeout(within, lines.next_line())
+            .await
+            .expect("oracle_client.py timed out")
+            .unwrap()
+    };
+    let first = next_line().await;
+    if first.as_deref() != Some("READY") {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).await.unwrap();
+        panic!("oracle_client.py did not get ready: {first:?}\n{err}");
+    }
+    let sent = [(1, "7:1"), (2, "7:2"), (3, "7:2"), (4, "7:3")];
+    for (kind, view) in sent {
+        assert_eq!(server.push_notice(kind, view), 1);
+    }
+    for (kind, view) in sent {
+        assert_eq!(next_line().await.unwrap(), format!("notice {kind} {view}"));
+    }
+    assert_eq!(next_line().await.as_deref(), Some("CLOSED"));
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.capability_gets,
+            stats.tls_upgrades,
+            stats.auth_ok,
+            stats.notice_sessions,
+            stats.closes
+        ),
+        (1, 1, 1, 1, 1),
+        "{stats:?}"
+    );
 }

@@ -1,5 +1,7 @@
-//! End-to-end tests of the X protocol client and monitor against a small X server on loopback.
+//! End-to-end tests of the X protocol client and monitor against a small X server on loopback,
+//! and cross-checks against Oracle's implementation (`crosscheck`).
 
+mod crosscheck;
 mod server;
 
 use std::time::{Duration, Instant};
