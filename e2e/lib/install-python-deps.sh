@@ -23,6 +23,6 @@ if [ ! -x "$venv/bin/pip" ]; then
 fi
 if ! "$venv/bin/python" -c 'import mysqlx.protobuf, google.protobuf' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'mysqlx-connector-python>=9' 'protobuf>=4.21'
+    'mysqlx-connector-python>=9,<27' 'protobuf>=4.21,<7'
 fi
 "$venv/bin/python" -c 'import mysqlx, google.protobuf; print("mysqlx", mysqlx.__version__ if hasattr(mysqlx, "__version__") else "?", "protobuf", google.protobuf.__version__)'
