@@ -30,12 +30,14 @@
 pub mod backoff;
 pub mod client;
 pub mod frame;
+pub mod health;
 pub mod messages;
 pub mod monitor;
 pub mod notice;
 pub mod tls;
 
 pub use client::{ConnOptions, Credentials, Endpoint, SessionOptions};
+pub use health::MemberHealth;
 pub use monitor::{
     ClusterTargets, MemberEvent, Monitor, MonitorConfig, MonitorHandle, ProbeResult, Wake,
     WakeReason,

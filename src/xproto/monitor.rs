@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::backoff::Backoff;
 use super::client::{self, ClientError, ConnOptions, Endpoint, Session, SessionOptions};
+use super::health::{HealthBoard, MemberHealth};
 use super::notice::GrEvent;
 use super::tls::{self, TlsError};
 
@@ -133,6 +135,8 @@ impl Monitor {
             root: root.clone(),
             _stop_on_drop: root.drop_guard(),
             clusters: Mutex::default(),
+            health: HealthBoard::default(),
+            next_task_id: AtomicU64::new(0),
         };
         (
             MonitorHandle {
@@ -162,6 +166,8 @@ struct Shared<K> {
     root: CancellationToken,
     _stop_on_drop: DropGuard,
     clusters: Mutex<HashMap<K, ClusterState>>,
+    health: HealthBoard<K>,
+    next_task_id: AtomicU64,
 }
 
 #[derive(Default)]
@@ -172,9 +178,10 @@ struct ClusterState {
 }
 
 impl ClusterState {
-    fn stop_all(&mut self) {
-        for (_, token) in self.members.drain() {
+    fn stop_all<K: Eq + Hash + Clone>(&mut self, cluster: &K, health: &HealthBoard<K>) {
+        for (endpoint, token) in self.members.drain() {
             token.cancel();
+            health.unregister(cluster, &endpoint);
         }
     }
 }
@@ -199,8 +206,9 @@ where
             _ => None,
         };
         let state = clusters.entry(cluster.clone()).or_default();
+        let health = &self.shared.health;
         if changed_session {
-            state.stop_all();
+            state.stop_all(&cluster, health);
             state.session = targets.session.clone();
             state.tls_config = new_tls;
         }
@@ -209,6 +217,7 @@ where
             let keep = wanted.contains(endpoint);
             if !keep {
                 token.cancel();
+                health.unregister(&cluster, endpoint);
             }
             keep
         });
@@ -217,11 +226,15 @@ where
                 continue;
             }
             let token = self.shared.root.child_token();
+            let id = self.shared.next_task_id.fetch_add(1, Ordering::Relaxed);
+            health.register(&cluster, endpoint, id);
             let member = Member {
+                id,
                 cluster: cluster.clone(),
                 endpoint: endpoint.clone(),
                 config: self.shared.config,
                 tx: self.shared.tx.clone(),
+                health: health.clone(),
                 session: state.session.clone().zip(state.tls_config.clone()),
             };
             tokio::spawn(member.run(token.clone()));
@@ -241,8 +254,14 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(mut state) = clusters.remove(cluster) {
-            state.stop_all();
+            state.stop_all(cluster, &self.shared.health);
         }
+    }
+
+    /// The latest probe and session state of each monitored member of `cluster`, sorted by
+    /// endpoint.
+    pub fn health(&self, cluster: &K) -> Vec<MemberHealth> {
+        self.shared.health.snapshot(cluster)
     }
 
     /// The endpoints currently monitored for `cluster`, sorted.
@@ -273,14 +292,22 @@ enum SessionEnd {
 }
 
 struct Member<K> {
+    /// Identifies this task in the health board.
+    id: u64,
     cluster: K,
     endpoint: Endpoint,
     config: MonitorConfig,
     tx: mpsc::Sender<MemberEvent<K>>,
+    health: HealthBoard<K>,
     session: Option<(SessionOptions, Arc<rustls::ClientConfig>)>,
 }
 
-impl<K: Clone + Debug + Send + Sync + 'static> Member<K> {
+impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
+    fn update_health(&self, f: impl FnOnce(&mut MemberHealth)) {
+        self.health
+            .update(&self.cluster, &self.endpoint, self.id, f);
+    }
+
     async fn run(self, cancel: CancellationToken) {
         let sessions = async {
             match &self.session {
@@ -320,6 +347,7 @@ impl<K: Clone + Debug + Send + Sync + 'static> Member<K> {
                 tracing::debug!(cluster = ?self.cluster, endpoint = %self.endpoint, %error, "X protocol probe failed");
             }
             let now_healthy = outcome.is_ok();
+            self.update_health(|h| h.record_probe(&outcome));
             let result = ProbeResult {
                 cluster: self.cluster.clone(),
                 endpoint: self.endpoint.clone(),
@@ -360,6 +388,7 @@ impl<K: Clone + Debug + Send + Sync + 'static> Member<K> {
             {
                 Ok(mut session) => {
                     attempt = 0;
+                    self.update_health(|h| h.session_open = true);
                     tracing::info!(cluster = ?self.cluster, endpoint = %self.endpoint, "X protocol notice session open");
                     if !self.wake(WakeReason::SessionOpened).await {
                         return;
@@ -368,6 +397,7 @@ impl<K: Clone + Debug + Send + Sync + 'static> Member<K> {
                         SessionEnd::ReceiverGone => return,
                         SessionEnd::Lost(error) => error,
                     };
+                    self.update_health(|h| h.session_open = false);
                     tracing::warn!(cluster = ?self.cluster, endpoint = %self.endpoint, %error, "X protocol notice session lost; reconnecting");
                     if !self.wake(WakeReason::SessionLost(error.to_string())).await {
                         return;
