@@ -268,6 +268,24 @@ async fn monitor_wakes_on_notices_reconnects_and_is_not_blocked_by_a_dead_member
     })
     .await;
 
+    let health = handle.health(&"ns/c");
+    assert_eq!(health.len(), 2);
+    let (good_health, dead_health) = if health[0].endpoint == a {
+        (&health[0], &health[1])
+    } else {
+        (&health[1], &health[0])
+    };
+    assert!(good_health.session_open, "{good_health:?}");
+    assert!(
+        matches!(good_health.last_probe, Some(Ok(_))),
+        "{good_health:?}"
+    );
+    assert!(!dead_health.session_open, "{dead_health:?}");
+    assert!(
+        dead_health.consecutive_probe_failures >= 1,
+        "{dead_health:?}"
+    );
+
     // A notice wakes the cluster without waiting for a poll, although the other member never
     // answers (the bound is loose for loaded CI machines; latency is measured in the bench).
     let pushed = Instant::now();
@@ -321,6 +339,7 @@ async fn monitor_wakes_on_notices_reconnects_and_is_not_blocked_by_a_dead_member
     handle
         .set_targets("ns/c", ClusterTargets::default())
         .unwrap();
+    assert!(handle.health(&"ns/c").is_empty());
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = (good.stats().connections, dead.stats().connections);
     tokio::time::sleep(Duration::from_millis(700)).await;
