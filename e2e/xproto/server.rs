@@ -125,6 +125,8 @@ impl FakeXServer {
                     return;
                 };
                 accept_state.count(|s| s.connections += 1);
+                // Like mysqld: no Nagle delay on small protocol messages.
+                stream.set_nodelay(true).unwrap();
                 tokio::spawn(handle(stream, accept_state.clone()));
             }
         });

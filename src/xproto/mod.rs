@@ -23,6 +23,8 @@
 //!         tls: TlsOptions { verify: TlsVerify::AcceptSelfSigned, server_name: None },
 //!     }),
 //! })?;
+//! // in the topology step: per-member probe/session state
+//! let health: Vec<MemberHealth> = monitor.health(&ObjectRef::from_obj(&*cluster));
 //! // on cleanup (finalizer / deletion):
 //! monitor.remove(&ObjectRef::from_obj(&*cluster));
 //! ```
