@@ -409,6 +409,142 @@ mod tests {
         );
     }
 
+    use bytes::BytesMut;
+    use prost::Message as _;
+    use tokio::io::AsyncWriteExt;
+
+    use crate::xproto::frame::encode_frame;
+    use crate::xproto::messages::{
+        Error, GroupReplicationStateChanged, NoticeFrame, NoticeType, Severity,
+    };
+    use crate::xproto::notice::GrEventKind;
+
+    /// A connection whose server side has already written `replies` and closes after reading
+    /// the client's request.
+    async fn conn_with_replies(replies: &[ServerMessage]) -> Conn<tokio::io::DuplexStream> {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut wire = BytesMut::new();
+        for reply in replies {
+            let frame = reply.to_frame();
+            encode_frame(frame.msg_type, &frame.payload, 1 << 20, &mut wire).unwrap();
+        }
+        server.write_all(&wire).await.unwrap();
+        tokio::spawn(async move {
+            let mut request = [0u8; 256];
+            let _ = tokio::io::AsyncReadExt::read(&mut server, &mut request).await;
+        });
+        Conn {
+            framed: Framed::new(client, FrameCodec::new(1 << 20)),
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn gr_notice(kind: u32) -> ServerMessage {
+        ServerMessage::Notice(NoticeFrame {
+            r#type: NoticeType::GroupReplicationStateChanged as u32,
+            scope: None,
+            payload: Some(
+                GroupReplicationStateChanged {
+                    r#type: kind,
+                    view_id: None,
+                }
+                .encode_to_vec(),
+            ),
+        })
+    }
+
+    fn ping() -> ClientMessage {
+        ClientMessage::StmtExecute(admin_command("ping", vec![]))
+    }
+
+    #[tokio::test]
+    async fn call_skips_notices_and_keeps_group_replication_events() {
+        let warning = ServerMessage::Notice(NoticeFrame {
+            r#type: NoticeType::Warning as u32,
+            scope: None,
+            payload: None,
+        });
+        let ok = ServerMessage::StmtExecuteOk(messages::StmtExecuteOk {});
+        let mut conn = conn_with_replies(&[warning, gr_notice(3), ok.clone()]).await;
+        let mut events = VecDeque::new();
+        assert_eq!(conn.call(ping(), "ping", &mut events).await.unwrap(), ok);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, GrEventKind::RoleChange);
+    }
+
+    #[tokio::test]
+    async fn server_errors_and_closes_are_reported() {
+        let fatal = ServerMessage::Error(Error {
+            severity: Some(Severity::Fatal as i32),
+            code: 5000,
+            msg: "bye".into(),
+            sql_state: "HY000".into(),
+        });
+        let mut conn = conn_with_replies(&[fatal]).await;
+        let err = conn
+            .call(ping(), "ping", &mut VecDeque::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Server {
+                    code: 5000,
+                    fatal: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut conn = conn_with_replies(&[]).await;
+        let err = conn
+            .call(ping(), "ping", &mut VecDeque::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Closed("ping")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_server_messages_are_errors() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        // RESULTSET_ROW (13) is not expected by this client.
+        server.write_all(&[1, 0, 0, 0, 13]).await.unwrap();
+        let mut conn = Conn {
+            framed: Framed::new(client, FrameCodec::new(1024)),
+            io_timeout: Duration::from_secs(5),
+        };
+        let err = conn.next_message("test").await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Message(MessageError::UnknownType(13))),
+            "{err}"
+        );
+        // An Error whose string field runs past the payload.
+        server
+            .write_all(&[4, 0, 0, 0, 1, 0x1a, 0x10, b'x'])
+            .await
+            .unwrap();
+        let err = conn.next_message("test").await.unwrap_err();
+        assert!(matches!(err, ClientError::Message(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let (client, _server) = tokio::io::duplex(1024);
+        let mut conn = Conn {
+            framed: Framed::new(client, FrameCodec::new(1024)),
+            io_timeout: Duration::from_millis(50),
+        };
+        let err = conn
+            .call(ping(), "ping", &mut VecDeque::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { what: "ping", .. }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn endpoint_display_brackets_ipv6() {
         assert_eq!(Endpoint::new("db-0", 33060).to_string(), "db-0:33060");
