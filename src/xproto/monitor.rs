@@ -37,6 +37,15 @@ pub struct MonitorConfig {
     pub channel_capacity: usize,
 }
 
+/// The shortest probe interval honoured; a zero interval would spin.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+impl MonitorConfig {
+    fn probe_period(&self) -> Duration {
+        self.probe_interval.max(MIN_PROBE_INTERVAL)
+    }
+}
+
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
@@ -335,7 +344,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
 
     /// Probes forever; returns only when the consumer is gone.
     async fn probe_loop(&self) {
-        let mut tick = tokio::time::interval(self.config.probe_interval);
+        let mut tick = tokio::time::interval(self.config.probe_period());
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut healthy = None;
         loop {
@@ -415,7 +424,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
 
     /// Forwards notices as wake-ups and pings the session every probe interval.
     async fn serve(&self, session: &mut Session) -> SessionEnd {
-        let period = self.config.probe_interval;
+        let period = self.config.probe_period();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -485,6 +494,19 @@ mod tests {
         handle.set_targets("d", targets(vec![a.clone()])).unwrap();
         handle.remove(&"d");
         assert!(handle.endpoints(&"d").is_empty());
+    }
+
+    #[test]
+    fn zero_probe_interval_is_clamped() {
+        let config = MonitorConfig {
+            probe_interval: Duration::ZERO,
+            ..MonitorConfig::default()
+        };
+        assert_eq!(config.probe_period(), MIN_PROBE_INTERVAL);
+        assert_eq!(
+            MonitorConfig::default().probe_period(),
+            Duration::from_secs(5)
+        );
     }
 
     #[tokio::test]
