@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The smallest ceiling used, so that a zero configuration cannot make a reconnect loop spin.
+pub const MIN_DELAY: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub initial: Duration,
@@ -20,10 +23,15 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay before retry number `attempt` (0-based). `jitter` in `[0, 1]` picks a point in
-    /// `[ceiling / 2, ceiling]`, where `ceiling = min(max, initial * 2^attempt)`.
+    /// `[ceiling / 2, ceiling]`, where `ceiling = min(max, initial * 2^attempt)`, at least
+    /// [`MIN_DELAY`].
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let factor = 2u32.saturating_pow(attempt.min(31));
-        let ceiling = self.initial.saturating_mul(factor).min(self.max);
+        let ceiling = self
+            .initial
+            .saturating_mul(factor)
+            .min(self.max)
+            .max(MIN_DELAY);
         let half = ceiling / 2;
         let jitter = if jitter.is_nan() {
             0.0
@@ -59,6 +67,16 @@ mod tests {
         assert_eq!(B.delay(10, 1.0), Duration::from_secs(5));
         assert_eq!(B.delay(u32::MAX, 1.0), Duration::from_secs(5));
         assert_eq!(B.delay(u32::MAX, 0.0), Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn zero_configuration_still_waits() {
+        let zero = Backoff {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        assert_eq!(zero.delay(5, 1.0), MIN_DELAY);
+        assert_eq!(zero.delay(5, 0.0), MIN_DELAY / 2);
     }
 
     #[test]
