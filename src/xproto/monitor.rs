@@ -487,13 +487,21 @@ mod tests {
             .set_targets("c", targets(vec![a.clone(), b.clone()]))
             .unwrap();
         assert_eq!(handle.endpoints(&"c"), vec![a.clone(), b.clone()]);
+        let health: Vec<Endpoint> = handle
+            .health(&"c")
+            .into_iter()
+            .map(|h| h.endpoint)
+            .collect();
+        assert_eq!(health, vec![a.clone(), b.clone()]);
         handle.set_targets("c", targets(vec![b.clone()])).unwrap();
         assert_eq!(handle.endpoints(&"c"), vec![b.clone()]);
+        assert_eq!(handle.health(&"c").len(), 1);
         handle.set_targets("c", targets(vec![])).unwrap();
         assert!(handle.endpoints(&"c").is_empty());
         handle.set_targets("d", targets(vec![a.clone()])).unwrap();
         handle.remove(&"d");
         assert!(handle.endpoints(&"d").is_empty());
+        assert!(handle.health(&"d").is_empty());
     }
 
     #[test]
