@@ -335,6 +335,30 @@ async fn monitor_wakes_on_notices_reconnects_and_is_not_blocked_by_a_dead_member
     // Pings keep running on the session.
     good.wait_for("session pings", |s| s.pings >= 1).await;
 
+    // The good member keeps its 200 ms probe rhythm (about 7 in the window) while every probe of
+    // the dead one hangs until its timeout.
+    let window = Duration::from_millis(1500);
+    let mut good_probes = 0;
+    let mut dead_probes = 0;
+    let _ = tokio::time::timeout(window, async {
+        while let Some(event) = events.next().await {
+            if let MemberEvent::Probe(p) = event {
+                if p.endpoint == a && p.outcome.is_ok() {
+                    good_probes += 1;
+                } else if p.endpoint == d {
+                    dead_probes += 1;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(good_probes >= 4, "{good_probes} good probes in {window:?}");
+    // Each dead probe ends at its 400 ms deadline, so a few finish in the window, never more.
+    assert!(
+        (1..=5).contains(&dead_probes),
+        "{dead_probes} dead probes in {window:?}"
+    );
+
     // Removing the targets stops the member tasks: no new connections afterwards.
     handle
         .set_targets("ns/c", ClusterTargets::default())
