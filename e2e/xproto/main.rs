@@ -175,6 +175,20 @@ async fn session_verifies_the_server_against_a_ca() {
 }
 
 #[tokio::test]
+async fn a_server_without_tls_is_refused_before_credentials_are_sent() {
+    let server = FakeXServer::start(Behavior::NoTls).await;
+    let options = session_options(TlsVerify::AcceptSelfSigned, None, PASSWORD);
+    let err = open_session(&server, &options).await.err().unwrap();
+    assert!(
+        matches!(err, ClientError::Server { code: 5001, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("enabling TLS"), "{err}");
+    let stats = server.stats();
+    assert_eq!((stats.auth_ok, stats.auth_failures), (0, 0));
+}
+
+#[tokio::test]
 async fn wrong_password_is_a_clear_error_without_the_password() {
     let server = FakeXServer::start(Behavior::Normal).await;
     let options = session_options(TlsVerify::AcceptSelfSigned, None, "not-the-password");

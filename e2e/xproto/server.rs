@@ -28,6 +28,8 @@ pub const PASSWORD: &str = "monitor-pw-123";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
     Normal,
+    /// Like `Normal`, but TLS is not configured: `CapabilitiesSet { tls }` fails.
+    NoTls,
     /// Accepts and reads but never writes a byte.
     Silent,
     /// Sends a frame header declaring 4 GiB - 1 bytes.
@@ -196,7 +198,7 @@ async fn handle(mut stream: TcpStream, state: Arc<State>) {
             let _ = stream.write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 2]).await;
             let _ = kill.changed().await;
         }
-        Behavior::Normal => {
+        Behavior::Normal | Behavior::NoTls => {
             let framed = Framed::new(stream, FrameCodec::default());
             if let Some(plain) = serve(framed, false, &state, &mut kill).await {
                 let parts = plain.into_parts();
@@ -297,7 +299,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }
             ClientMessage::CapabilitiesSet(set) => {
-                if !tls && set.capabilities.get("tls").and_then(Any::as_bool) == Some(true) {
+                let wants_tls = set.capabilities.get("tls").and_then(Any::as_bool) == Some(true);
+                if !tls && wants_tls && state.behavior != Behavior::NoTls {
                     send(&mut framed, ServerMessage::Ok(Ok { msg: None })).await?;
                     return Some(framed);
                 }
