@@ -206,6 +206,16 @@ def string_any(text):
     return scalar_any(type=dt.Scalar.V_STRING, v_string=dt.Scalar.String(value=text.encode()))
 
 
+def enable_notices_frame(names):
+    """A StmtExecute frame for `enable_notices` with the given notice names."""
+    enable = sql.StmtExecute(namespace="mysqlx", stmt=b"enable_notices")
+    fld = enable.args.add(type=dt.Any.OBJECT).obj.fld.add(key="notice")
+    fld.value.type = dt.Any.ARRAY
+    for name in names:
+        fld.value.array.value.add().CopyFrom(string_any(name))
+    return frame(CLIENT.SQL_STMT_EXECUTE, enable)
+
+
 def python_frames():
     capabilities = conn.Capabilities()
     cap = capabilities.capabilities.add(name="tls")
@@ -222,11 +232,6 @@ def python_frames():
         return frame(SERVER.NOTICE, notice.Frame(type=notice.Frame.GROUP_REPLICATION_STATE_CHANGED, scope=notice.Frame.GLOBAL, payload=payload))
 
     changes = notice.GroupReplicationStateChanged
-    enable = sql.StmtExecute(namespace="mysqlx", stmt=b"enable_notices")
-    arg = enable.args.add(type=dt.Any.OBJECT)
-    fld = arg.obj.fld.add(key="notice")
-    fld.value.type = dt.Any.ARRAY
-    fld.value.array.value.add().CopyFrom(string_any("group_replication/membership/view"))
     set_tls = conn.CapabilitiesSet()
     set_tls.capabilities.capabilities.add(name="tls").value.CopyFrom(scalar_any(type=dt.Scalar.V_BOOL, v_bool=True))
     return {
@@ -245,7 +250,7 @@ def python_frames():
                 gr(changes.MEMBER_STATE_CHANGE, "1:3"),
             ]
         ),
-        "client_enable_notices": frame(CLIENT.SQL_STMT_EXECUTE, enable),
+        "client_enable_notices": enable_notices_frame([GR_NOTICES[1]]),
         "client_capabilities_set": frame(CLIENT.CON_CAPABILITIES_SET, set_tls),
         "client_authenticate_start": frame(CLIENT.SESS_AUTHENTICATE_START, session.AuthenticateStart(mech_name="PLAIN", auth_data=b"\0u\0p")),
     }

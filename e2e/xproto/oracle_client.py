@@ -7,34 +7,13 @@ with Oracle's message reader, then Connection.Close.
 usage: oracle_client.py HOST PORT CA_FILE USER PASSWORD NOTICES
 Prints "READY" once notices are enabled, then one line "notice TYPE VIEW_ID" per GR notice.
 """
-import struct
 import sys
 
 from mysqlx.connection import Connection
 from mysqlx.constants import Compression, SSLMode
-from mysqlx.protobuf import mysqlx_datatypes_pb2 as dt
 from mysqlx.protobuf import mysqlx_notice_pb2 as notice
-from mysqlx.protobuf import mysqlx_pb2 as mysqlx
-from mysqlx.protobuf import mysqlx_sql_pb2 as sql
 
-GR_NOTICES = [
-    "group_replication/membership/quorum_loss",
-    "group_replication/membership/view",
-    "group_replication/status/role_change",
-    "group_replication/status/state_change",
-]
-
-
-def enable_notices_frame():
-    stmt = sql.StmtExecute(namespace="mysqlx", stmt=b"enable_notices")
-    fld = stmt.args.add(type=dt.Any.OBJECT).obj.fld.add(key="notice")
-    fld.value.type = dt.Any.ARRAY
-    for name in GR_NOTICES:
-        item = fld.value.array.value.add(type=dt.Any.SCALAR)
-        item.scalar.type = dt.Scalar.V_STRING
-        item.scalar.v_string.value = name.encode()
-    payload = stmt.SerializeToString()
-    return struct.pack("<IB", len(payload) + 1, mysqlx.ClientMessages.SQL_STMT_EXECUTE) + payload
+from crosscheck import GR_NOTICES, enable_notices_frame
 
 
 def main():
@@ -53,7 +32,7 @@ def main():
     )
     conn.connect()
     reader = conn.protocol._reader
-    conn.stream.sendall(enable_notices_frame())
+    conn.stream.sendall(enable_notices_frame(GR_NOTICES))
     while True:
         msg = reader.read_message()
         if msg.type == "Mysqlx.Sql.StmtExecuteOk":
