@@ -57,15 +57,6 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn scalar_any(scalar: Scalar) -> Any {
-    Any {
-        r#type: AnyType::Scalar as i32,
-        scalar: Some(scalar),
-        obj: None,
-        array: None,
-    }
-}
-
 fn rust_frames() -> Vec<(&'static str, Frame)> {
     let capability = |name: &str, value: Any| Capability {
         name: name.into(),
@@ -131,7 +122,7 @@ fn rust_frames() -> Vec<(&'static str, Frame)> {
             .into_iter()
             .map(|(key, scalar)| ObjectField {
                 key: key.into(),
-                value: scalar_any(scalar),
+                value: Any::from_scalar(scalar),
             })
             .collect(),
         })),

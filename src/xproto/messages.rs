@@ -155,7 +155,7 @@ pub struct Any {
 }
 
 impl Any {
-    fn scalar(scalar: Scalar) -> Self {
+    pub fn from_scalar(scalar: Scalar) -> Self {
         Self {
             r#type: AnyType::Scalar as i32,
             scalar: Some(scalar),
@@ -165,7 +165,7 @@ impl Any {
     }
 
     pub fn bool(value: bool) -> Self {
-        Self::scalar(Scalar {
+        Self::from_scalar(Scalar {
             r#type: ScalarType::VBool as i32,
             v_bool: Some(value),
             ..Default::default()
@@ -173,7 +173,7 @@ impl Any {
     }
 
     pub fn string(value: &str) -> Self {
-        Self::scalar(Scalar {
+        Self::from_scalar(Scalar {
             r#type: ScalarType::VString as i32,
             v_string: Some(ScalarString {
                 value: value.as_bytes().to_vec(),
