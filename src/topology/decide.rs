@@ -512,9 +512,12 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
         .iter()
         .filter_map(|m| m.state().map(|s| (m.ordinal, s.transactions())))
         .collect();
+    // Among members holding everything (equal sets), prefer a pod that is not going away.
+    let terminating = |o: u32| observed.input.pod(o).is_none_or(|p| p.deleting);
     let seed = states
         .iter()
-        .find(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
+        .filter(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
+        .min_by_key(|(o, _)| (terminating(*o), *o))
         .and_then(|(o, _)| Some((*o, observed.state(*o)?)));
     let Some((seed, state)) = seed else {
         let all = states
@@ -902,6 +905,17 @@ mod tests {
             .gtids(0, &g("1-7"))
             .gtids(1, &g("1-9"))
             .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn an_equal_seed_whose_pod_is_not_terminating_is_preferred() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-9"))
+            .gtids(1, &g("1-9"))
+            .gtids(2, &g("1-8"))
+            .with(|i| i.pods[0].deleting = true)
             .decide();
         assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
     }
