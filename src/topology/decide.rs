@@ -173,15 +173,19 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         }
     }
 
-    // 3. The primary's pod is going away or being updated: hand over first.
+    // 3. The primary's pod is going away: hand over first. For an update, hand over only to an
+    //    already updated member (secondaries are updated first, see `update_next`).
     if let Some(primary) = group.primary {
-        let going = input
-            .pod(primary)
-            .is_some_and(|p| p.deleting || p.update_pending);
-        if going
+        let deleting = input.pod(primary).is_some_and(|p| p.deleting);
+        let updating = input.pod(primary).is_some_and(|p| p.update_pending);
+        if (deleting || updating)
             && !flapping(observed, primary, ActionKind::Switchover)
             && let Some(op) = best_secondary(observed, group, primary)
-                .filter(|&t| input.pod(t).is_some_and(|p| !p.deleting))
+                .filter(|&t| {
+                    input
+                        .pod(t)
+                        .is_some_and(|p| !p.deleting && (deleting || !p.update_pending))
+                })
                 .and_then(|t| set_primary(group, t))
         {
             return Verdict::run(
@@ -1031,6 +1035,67 @@ mod tests {
                 d.operation
             );
         }
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_secondaries_first_and_the_primary_after_handing_over() {
+        let pending = |i: &mut ClusterInput| {
+            for p in &mut i.pods {
+                p.update_pending = true;
+            }
+        };
+        let d = healthy3().with(pending).decide();
+        assert_eq!(
+            d.operation,
+            Operation::None,
+            "no hand-over to a member still to update"
+        );
+        assert_eq!(d.update_next, Some(1), "secondaries first");
+        let d = healthy3()
+            .with(|i| i.pods[0].update_pending = true)
+            .decide();
+        assert!(
+            matches!(d.operation, Operation::SetPrimary { target: 1, .. }),
+            "then hand over"
+        );
+        assert_eq!(
+            d.update_next, None,
+            "nothing is deleted while an operation runs"
+        );
+        let d = healthy3()
+            .with(|i| {
+                i.pods[1].update_pending = true;
+                i.pods[2].update_pending = true;
+            })
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(d.update_next, Some(1));
+        let d = healthy3()
+            .with(|i| {
+                i.pods[2].update_pending = true;
+                i.pods[1].deleting = true;
+            })
+            .decide();
+        assert_eq!(d.update_next, None, "one pod at a time");
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .with(|i| i.pods[1].update_pending = true)
+            .decide();
+        assert_eq!(d.update_next, None, "not while a member is missing");
+        let d = Fx::new(1)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online)], 0)
+            .with(|i| {
+                i.pods[0].update_pending = true;
+                i.pods[0].role_label = Some(Role::Primary);
+            })
+            .decide();
+        assert_eq!(
+            d.update_next,
+            Some(0),
+            "a single member is updated in place"
+        );
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct Decision {
     pub labels: BTreeMap<u32, Option<Role>>,
     /// What the StatefulSet's replicas should be: members leave the group before their pod goes.
     pub statefulset_replicas: u32,
+    /// Rolling update (StatefulSet `OnDelete`): the one pod the lead may delete now. Only while
+    /// every member is ONLINE and nothing else runs, secondaries first; the primary's turn comes
+    /// after `decide` has moved the primary away (it is then a secondary); a single-member
+    /// cluster's only pod goes when its turn comes.
+    pub update_next: Option<u32>,
     /// The requested switchover is done: clear the request.
     pub switchover_complete: bool,
     /// The force-quorum order is being carried out by this operation: clear the annotation once it
@@ -185,6 +190,15 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         existing_max.max(in_group_max)
     };
     let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
+    // A single member cannot hand over: its update is the (unavoidable) outage.
+    let alone = input.instances == 1;
+    let update_next = input
+        .pods
+        .iter()
+        .filter(|p| p.update_pending && !p.deleting && (alone || Some(p.ordinal) != primary))
+        .map(|p| p.ordinal)
+        .min()
+        .filter(|_| online && !acting && input.pods.iter().all(|p| !p.deleting));
     let record = verdict.record.and_then(|kind| {
         let ordinal = match &verdict.operation {
             Operation::Join { member, .. }
@@ -215,5 +229,6 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         events,
         labels,
         statefulset_replicas,
+        update_next,
     }
 }
