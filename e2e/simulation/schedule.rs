@@ -292,7 +292,12 @@ impl Run<'_> {
             .members
             .iter()
             .any(|(&o, m)| o >= self.instances && m.pod != Pod::Absent);
-        all_online && labels && !extra
+        // A rolling update must also have finished.
+        let updated = w
+            .members
+            .values()
+            .all(|m| m.pod == Pod::Absent || !m.update_pending);
+        all_online && labels && !extra && updated
     }
 
     /// The only acceptable way not to recover: a member holds transactions the group never had
@@ -379,6 +384,13 @@ impl Run<'_> {
                 if w.m(o).pod != Pod::Absent {
                     w.remove_pod(o);
                 }
+            }
+        }
+        // The lead's OnDelete rollout: delete the pod the decision names.
+        if let Some(o) = decision.update_next {
+            let mut w = self.w();
+            if w.m(o).running() && w.m(o).deleting_until.is_none() {
+                w.mm(o).deleting_until = Some(now + 1_000);
             }
         }
         if decision.switchover_complete || self.switchover.is_some_and(|(_, until)| until <= now) {
@@ -494,6 +506,13 @@ impl Run<'_> {
                 let target = self.rng.random_range(0..self.instances);
                 self.switchover = Some((target, now + 60_000));
                 Some(format!("user asks for a switchover to {target}"))
+            }
+            92..96 => {
+                let mut w = self.w();
+                for m in w.members.values_mut().filter(|m| m.pod != Pod::Absent) {
+                    m.update_pending = true;
+                }
+                Some("rolling update: every pod runs an old revision".to_string())
             }
             _ => {
                 let instances = [1, 2, 3, 3, 4, 5, 5, 7, 9][self.rng.random_range(0..9)];

@@ -247,6 +247,8 @@ impl World {
             }
             let m = self.mm(o);
             m.deleting_until = None;
+            // Recreated from the StatefulSet's current revision.
+            m.update_pending = false;
             m.pod = Pod::Down { until: now + 3_000 };
             m.gr = Gr::Off;
             m.cloning = None;
@@ -641,6 +643,7 @@ impl World {
     pub fn remove_pod(&mut self, o: u32) {
         if let Some(m) = self.members.get_mut(&o) {
             m.pod = Pod::Absent;
+            m.update_pending = false;
             m.gr = Gr::Off;
             m.label = None;
             m.deleting_until = None;

@@ -1,82 +1,20 @@
 //! `decide(observed) -> Decision`: the topology state machine as one pure function. It picks at
 //! most one operation and says what the status, Events and role labels should be.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use super::diagnose::{Diagnosis, Health, QuorumGroup, diagnose};
-use super::labels;
-use super::observe::{ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, Role};
+use super::observe::{ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach};
 use super::ops::Operation;
-
-/// Condition types the topology sets.
-pub const CONDITION_TYPES: [&str; 5] = [
-    "Ready",
-    "Available",
-    "Progressing",
-    "Degraded",
-    "QuorumLost",
-];
-
-/// A status condition (`status` is "True"/"False" on the object).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-/// An Event to record on the `MySQLCluster`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-/// One member in the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberReport {
-    pub name: String,
-    pub role: Option<Role>,
-    /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
-    pub state: String,
-}
-
-/// What the lead does with one tick's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Run this (through [`super::ops::execute`]); then re-tick after `requeue`.
-    pub operation: Operation,
-    /// Append to the status history once the operation was attempted (anti-flapping).
-    pub record: Option<ActionRecord>,
-    /// All five condition types, every tick.
-    pub conditions: Vec<Condition>,
-    pub members: Vec<MemberReport>,
-    /// Pod name of the primary.
-    pub primary: Option<String>,
-    pub events: Vec<Event>,
-    /// Desired role label per existing pod ordinal.
-    pub labels: BTreeMap<u32, Option<Role>>,
-    /// What the StatefulSet's replicas should be: members leave the group before their pod goes.
-    pub statefulset_replicas: u32,
-    /// The requested switchover is done: clear the request.
-    pub switchover_complete: bool,
-    /// The force-quorum order is being carried out by this operation: clear the annotation once it
-    /// succeeded (it must never fire twice).
-    pub force_quorum_consumed: bool,
-    pub requeue: Duration,
-}
+use super::status::assemble;
+pub use super::status::{Condition, Decision, Event, MemberReport};
 
 /// Why no operation (or which one) was chosen: becomes the conditions' reason and message.
-struct Verdict {
-    operation: Operation,
-    record: Option<ActionKind>,
-    reason: &'static str,
-    message: String,
+pub(super) struct Verdict {
+    pub(super) operation: Operation,
+    pub(super) record: Option<ActionKind>,
+    pub(super) reason: &'static str,
+    pub(super) message: String,
     /// The operator cannot proceed without the user.
-    needs_user: bool,
+    pub(super) needs_user: bool,
 }
 
 impl Verdict {
@@ -235,15 +173,19 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         }
     }
 
-    // 3. The primary's pod is going away or being updated: hand over first.
+    // 3. The primary's pod is going away: hand over first. For an update, hand over only to an
+    //    already updated member (secondaries are updated first, see `update_next`).
     if let Some(primary) = group.primary {
-        let going = input
-            .pod(primary)
-            .is_some_and(|p| p.deleting || p.update_pending);
-        if going
+        let deleting = input.pod(primary).is_some_and(|p| p.deleting);
+        let updating = input.pod(primary).is_some_and(|p| p.update_pending);
+        if (deleting || updating)
             && !flapping(observed, primary, ActionKind::Switchover)
             && let Some(op) = best_secondary(observed, group, primary)
-                .filter(|&t| input.pod(t).is_some_and(|p| !p.deleting))
+                .filter(|&t| {
+                    input
+                        .pod(t)
+                        .is_some_and(|p| !p.deleting && (deleting || !p.update_pending))
+                })
                 .and_then(|t| set_primary(group, t))
         {
             return Verdict::run(
@@ -512,9 +454,12 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
         .iter()
         .filter_map(|m| m.state().map(|s| (m.ordinal, s.transactions())))
         .collect();
+    // Among members holding everything (equal sets), prefer a pod that is not going away.
+    let terminating = |o: u32| observed.input.pod(o).is_none_or(|p| p.deleting);
     let seed = states
         .iter()
-        .find(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
+        .filter(|(_, mine)| states.iter().all(|(_, other)| other.is_subset(mine)))
+        .min_by_key(|(o, _)| (terminating(*o), *o))
         .and_then(|(o, _)| Some((*o, observed.state(*o)?)));
     let Some((seed, state)) = seed else {
         let all = states
@@ -554,155 +499,6 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
         ),
     )
 }
-
-fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
-    let input = &observed.input;
-    let labels = labels::desired(observed, diagnosis);
-    let group = diagnosis.group.as_ref();
-    let primary = group.and_then(|g| g.primary);
-    let members: Vec<MemberReport> = observed
-        .members
-        .iter()
-        .map(|m| {
-            let row = group.and_then(|g| g.row(m.ordinal));
-            let state = match (row, &m.reach) {
-                (Some(r), _) => r.state.as_str().to_string(),
-                (None, Reach::Reachable(s)) => s.own_status().as_str().to_string(),
-                (None, Reach::Unreachable { .. }) => "UNREACHABLE".to_string(),
-                (None, Reach::NoPod) => "MISSING".to_string(),
-            };
-            MemberReport {
-                name: name(observed, m.ordinal),
-                role: labels.get(&m.ordinal).copied().flatten(),
-                state,
-            }
-        })
-        .collect();
-    let labels_applied = input
-        .pods
-        .iter()
-        .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
-    let online = diagnosis.health == Health::Online;
-    let acting = verdict.operation != Operation::None;
-    let ready = online && labels_applied && !acting;
-    let quorum_lost = diagnosis.health == Health::NoQuorum;
-    let cond = |type_: &'static str, status: bool, reason: &str, message: &str| Condition {
-        type_,
-        status,
-        reason: reason.to_string(),
-        message: message.to_string(),
-    };
-    let (reason, message) = (verdict.reason, verdict.message.as_str());
-    let conditions = vec![
-        cond(
-            "Ready",
-            ready,
-            if ready { "Online" } else { reason },
-            if ready {
-                "every member is ONLINE and the Services select them"
-            } else {
-                message
-            },
-        ),
-        cond(
-            "Available",
-            primary.is_some(),
-            if primary.is_some() {
-                "PrimaryOnline"
-            } else {
-                "NoPrimary"
-            },
-            &match primary {
-                Some(p) => format!(
-                    "{} is the ONLINE primary of a group with quorum",
-                    name(observed, p)
-                ),
-                None => "no ONLINE primary in a group with quorum".to_string(),
-            },
-        ),
-        cond(
-            "Progressing",
-            acting || (!online && !verdict.needs_user),
-            reason,
-            message,
-        ),
-        cond(
-            "Degraded",
-            !online,
-            if online { "Online" } else { reason },
-            message,
-        ),
-        cond(
-            "QuorumLost",
-            quorum_lost,
-            if quorum_lost { "QuorumLost" } else { "Quorum" },
-            if quorum_lost {
-                message
-            } else {
-                "a group with quorum exists or none is running"
-            },
-        ),
-    ];
-    let mut events = Vec::new();
-    if acting {
-        events.push(Event {
-            warning: matches!(verdict.operation, Operation::ForceQuorum { .. }),
-            reason: verdict.reason.to_string(),
-            message: verdict.message.clone(),
-        });
-    } else if verdict.needs_user {
-        events.push(Event {
-            warning: true,
-            reason: verdict.reason.to_string(),
-            message: verdict.message.clone(),
-        });
-    }
-    let in_group_max = diagnosis
-        .group
-        .iter()
-        .flat_map(|g| g.participants())
-        .chain(diagnosis.stranded.iter().copied())
-        .max();
-    let existing_max = input.pods.iter().map(|p| p.ordinal).max();
-    let keep = if group.is_some() {
-        in_group_max
-    } else {
-        existing_max.max(in_group_max)
-    };
-    let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
-    let record = verdict.record.and_then(|kind| {
-        let ordinal = match &verdict.operation {
-            Operation::Join { member, .. }
-            | Operation::Clone { member, .. }
-            | Operation::Leave { member } => *member,
-            Operation::SetPrimary { .. } => primary?,
-            _ => return None,
-        };
-        Some(ActionRecord {
-            ordinal,
-            kind,
-            at: input.now,
-        })
-    });
-    Decision {
-        switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
-        force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
-        requeue: if ready {
-            Duration::from_secs(10)
-        } else {
-            Duration::from_secs(1)
-        },
-        operation: verdict.operation,
-        record,
-        conditions,
-        members,
-        primary: primary.map(|p| name(observed, p)),
-        events,
-        labels,
-        statefulset_replicas,
-    }
-}
-
 /// The history to store after a tick: entries older than the window dropped, `record` added.
 pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec<ActionRecord> {
     let input = &observed.input;
@@ -719,8 +515,11 @@ pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::topology::gtid::GtidSet;
+    use crate::topology::observe::Role;
     use crate::topology::observe::{
         ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S, PodInfo, PodPhase,
     };
@@ -902,6 +701,17 @@ mod tests {
             .gtids(0, &g("1-7"))
             .gtids(1, &g("1-9"))
             .gtids(2, &g("1-8"))
+            .decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
+    }
+
+    #[test]
+    fn an_equal_seed_whose_pod_is_not_terminating_is_preferred() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-9"))
+            .gtids(1, &g("1-9"))
+            .gtids(2, &g("1-8"))
+            .with(|i| i.pods[0].deleting = true)
             .decide();
         assert_eq!(d.operation, Operation::Bootstrap { seed: 1 });
     }
@@ -1225,6 +1035,67 @@ mod tests {
                 d.operation
             );
         }
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_secondaries_first_and_the_primary_after_handing_over() {
+        let pending = |i: &mut ClusterInput| {
+            for p in &mut i.pods {
+                p.update_pending = true;
+            }
+        };
+        let d = healthy3().with(pending).decide();
+        assert_eq!(
+            d.operation,
+            Operation::None,
+            "no hand-over to a member still to update"
+        );
+        assert_eq!(d.update_next, Some(1), "secondaries first");
+        let d = healthy3()
+            .with(|i| i.pods[0].update_pending = true)
+            .decide();
+        assert!(
+            matches!(d.operation, Operation::SetPrimary { target: 1, .. }),
+            "then hand over"
+        );
+        assert_eq!(
+            d.update_next, None,
+            "nothing is deleted while an operation runs"
+        );
+        let d = healthy3()
+            .with(|i| {
+                i.pods[1].update_pending = true;
+                i.pods[2].update_pending = true;
+            })
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(d.update_next, Some(1));
+        let d = healthy3()
+            .with(|i| {
+                i.pods[2].update_pending = true;
+                i.pods[1].deleting = true;
+            })
+            .decide();
+        assert_eq!(d.update_next, None, "one pod at a time");
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .with(|i| i.pods[1].update_pending = true)
+            .decide();
+        assert_eq!(d.update_next, None, "not while a member is missing");
+        let d = Fx::new(1)
+            .gtids(0, &g("1-10"))
+            .group(&[(0, S::Online)], 0)
+            .with(|i| {
+                i.pods[0].update_pending = true;
+                i.pods[0].role_label = Some(Role::Primary);
+            })
+            .decide();
+        assert_eq!(
+            d.update_next,
+            Some(0),
+            "a single member is updated in place"
+        );
     }
 
     #[test]

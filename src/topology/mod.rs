@@ -13,10 +13,12 @@ pub mod mysql;
 pub mod observe;
 pub mod ops;
 pub mod sql;
+pub mod status;
 
-pub use decide::{Condition, Decision, Event, MemberReport, decide, updated_history};
+pub use decide::{decide, updated_history};
 pub use observe::{ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, Role};
 pub use ops::{MemberOps, Operation, OpsError};
+pub use status::{Condition, Decision, Event, MemberReport};
 
 /// What one tick observed, decided and how the operation went.
 #[derive(Debug)]

@@ -1,0 +1,234 @@
+//! What a tick reports: conditions, Events, members, labels, replicas, requeue. Pure: built
+//! from the observation, the diagnosis and the verdict `decide` reached.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::decide::Verdict;
+use super::diagnose::{Diagnosis, Health};
+use super::labels;
+use super::observe::{ActionRecord, Observed, Reach, Role};
+use super::ops::Operation;
+
+/// Condition types the topology sets.
+pub const CONDITION_TYPES: [&str; 5] = [
+    "Ready",
+    "Available",
+    "Progressing",
+    "Degraded",
+    "QuorumLost",
+];
+
+/// A status condition (`status` is "True"/"False" on the object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// An Event to record on the `MySQLCluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One member in the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    pub name: String,
+    pub role: Option<Role>,
+    /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
+    pub state: String,
+}
+
+/// What the lead does with one tick's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Run this (through [`super::ops::execute`]); then re-tick after `requeue`.
+    pub operation: Operation,
+    /// Append to the status history once the operation was attempted (anti-flapping).
+    pub record: Option<ActionRecord>,
+    /// All five condition types, every tick.
+    pub conditions: Vec<Condition>,
+    pub members: Vec<MemberReport>,
+    /// Pod name of the primary.
+    pub primary: Option<String>,
+    pub events: Vec<Event>,
+    /// Desired role label per existing pod ordinal.
+    pub labels: BTreeMap<u32, Option<Role>>,
+    /// What the StatefulSet's replicas should be: members leave the group before their pod goes.
+    pub statefulset_replicas: u32,
+    /// Rolling update (StatefulSet `OnDelete`): the one pod the lead may delete now. Only while
+    /// every member is ONLINE and nothing else runs, secondaries first; the primary's turn comes
+    /// after `decide` has moved the primary away (it is then a secondary); a single-member
+    /// cluster's only pod goes when its turn comes.
+    pub update_next: Option<u32>,
+    /// The requested switchover is done: clear the request.
+    pub switchover_complete: bool,
+    /// The force-quorum order is being carried out by this operation: clear the annotation once it
+    /// succeeded (it must never fire twice).
+    pub force_quorum_consumed: bool,
+    pub requeue: Duration,
+}
+
+pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
+    let input = &observed.input;
+    let labels = labels::desired(observed, diagnosis);
+    let group = diagnosis.group.as_ref();
+    let primary = group.and_then(|g| g.primary);
+    let members: Vec<MemberReport> = observed
+        .members
+        .iter()
+        .map(|m| {
+            let row = group.and_then(|g| g.row(m.ordinal));
+            let state = match (row, &m.reach) {
+                (Some(r), _) => r.state.as_str().to_string(),
+                (None, Reach::Reachable(s)) => s.own_status().as_str().to_string(),
+                (None, Reach::Unreachable { .. }) => "UNREACHABLE".to_string(),
+                (None, Reach::NoPod) => "MISSING".to_string(),
+            };
+            MemberReport {
+                name: observed.input.pod_name(m.ordinal),
+                role: labels.get(&m.ordinal).copied().flatten(),
+                state,
+            }
+        })
+        .collect();
+    let labels_applied = input
+        .pods
+        .iter()
+        .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
+    let online = diagnosis.health == Health::Online;
+    let acting = verdict.operation != Operation::None;
+    let ready = online && labels_applied && !acting;
+    let quorum_lost = diagnosis.health == Health::NoQuorum;
+    let cond = |type_: &'static str, status: bool, reason: &str, message: &str| Condition {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+    };
+    let (reason, message) = (verdict.reason, verdict.message.as_str());
+    let conditions = vec![
+        cond(
+            "Ready",
+            ready,
+            if ready { "Online" } else { reason },
+            if ready {
+                "every member is ONLINE and the Services select them"
+            } else {
+                message
+            },
+        ),
+        cond(
+            "Available",
+            primary.is_some(),
+            if primary.is_some() {
+                "PrimaryOnline"
+            } else {
+                "NoPrimary"
+            },
+            &match primary {
+                Some(p) => format!(
+                    "{} is the ONLINE primary of a group with quorum",
+                    observed.input.pod_name(p)
+                ),
+                None => "no ONLINE primary in a group with quorum".to_string(),
+            },
+        ),
+        cond(
+            "Progressing",
+            acting || (!online && !verdict.needs_user),
+            reason,
+            message,
+        ),
+        cond(
+            "Degraded",
+            !online,
+            if online { "Online" } else { reason },
+            message,
+        ),
+        cond(
+            "QuorumLost",
+            quorum_lost,
+            if quorum_lost { "QuorumLost" } else { "Quorum" },
+            if quorum_lost {
+                message
+            } else {
+                "a group with quorum exists or none is running"
+            },
+        ),
+    ];
+    let mut events = Vec::new();
+    if acting {
+        events.push(Event {
+            warning: matches!(verdict.operation, Operation::ForceQuorum { .. }),
+            reason: verdict.reason.to_string(),
+            message: verdict.message.clone(),
+        });
+    } else if verdict.needs_user {
+        events.push(Event {
+            warning: true,
+            reason: verdict.reason.to_string(),
+            message: verdict.message.clone(),
+        });
+    }
+    let in_group_max = diagnosis
+        .group
+        .iter()
+        .flat_map(|g| g.participants())
+        .chain(diagnosis.stranded.iter().copied())
+        .max();
+    let existing_max = input.pods.iter().map(|p| p.ordinal).max();
+    let keep = if group.is_some() {
+        in_group_max
+    } else {
+        existing_max.max(in_group_max)
+    };
+    let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
+    // A single member cannot hand over: its update is the (unavoidable) outage.
+    let alone = input.instances == 1;
+    let update_next = input
+        .pods
+        .iter()
+        .filter(|p| p.update_pending && !p.deleting && (alone || Some(p.ordinal) != primary))
+        .map(|p| p.ordinal)
+        .min()
+        .filter(|_| online && !acting && input.pods.iter().all(|p| !p.deleting));
+    let record = verdict.record.and_then(|kind| {
+        let ordinal = match &verdict.operation {
+            Operation::Join { member, .. }
+            | Operation::Clone { member, .. }
+            | Operation::Leave { member } => *member,
+            Operation::SetPrimary { .. } => primary?,
+            _ => return None,
+        };
+        Some(ActionRecord {
+            ordinal,
+            kind,
+            at: input.now,
+        })
+    });
+    Decision {
+        switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
+        force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
+        requeue: if ready {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        },
+        operation: verdict.operation,
+        record,
+        conditions,
+        members,
+        primary: primary.map(|p| observed.input.pod_name(p)),
+        events,
+        labels,
+        statefulset_replicas,
+        update_next,
+    }
+}
