@@ -19,12 +19,25 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
 use crate::api::{Backup, MySQLCluster};
 use crate::backups::{self, BackupError};
+use crate::cluster::build::mycnf::MYSQLX_PORT;
 use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::cluster::validate::ValidCluster;
 use crate::cluster::{self, ReconcileError};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
+use crate::topology::Event as TopologyEvent;
+use crate::topology::mysql::SqlOps;
+use crate::xproto::{
+    self,
+    client::SessionOptions,
+    monitor::{ClusterTargets, MemberEvent, Monitor, MonitorConfig, MonitorHandle},
+    tls::{TlsOptions, TlsVerify},
+};
 
 /// Settings of the controller.
 #[derive(Clone, Debug)]
@@ -39,12 +52,91 @@ pub struct Config {
     pub image: String,
 }
 
+/// The key the X protocol monitor files a cluster's members under.
+pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
+
 /// What every reconcile gets.
 pub struct Context {
     pub client: Client,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Sessions to every member's X protocol port: health probes and Group Replication notices
+    /// that wake the cluster's reconcile.
+    pub monitor: MonitorHandle<ClusterKey>,
+    /// Topology Events already published per cluster (reason, message), so a condition that
+    /// persists is announced once, not every tick.
+    published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,
+}
+
+impl Context {
+    fn key(ns: &str, name: &str) -> ClusterKey {
+        ObjectRef::new(name).within(ns)
+    }
+
+    /// Points the monitor at the cluster's members, with the operator's account for the
+    /// notice session (TLS, PLAIN). Idempotent.
+    pub fn monitor_targets(&self, valid: &ValidCluster, ops: &SqlOps) {
+        let names = &valid.names;
+        let targets = ClusterTargets {
+            endpoints: (0..valid.instances)
+                .map(|i| {
+                    xproto::client::Endpoint::new(
+                        names.pod_fqdn(i, &valid.domain),
+                        MYSQLX_PORT as u16,
+                    )
+                })
+                .collect(),
+            session: Some(SessionOptions {
+                credentials: xproto::client::Credentials::new(
+                    ops.admin.user.clone(),
+                    ops.admin.password.clone(),
+                ),
+                tls: TlsOptions {
+                    verify: TlsVerify::AcceptSelfSigned,
+                    server_name: None,
+                },
+            }),
+        };
+        if let Err(e) = self
+            .monitor
+            .set_targets(Self::key(&names.namespace, &names.cluster), targets)
+        {
+            warn!(error = %e, "cannot monitor the members over the X protocol");
+        }
+    }
+
+    /// The Events of this tick not yet published for the cluster (those published before and
+    /// no longer current are forgotten, so they are announced again if they come back).
+    pub fn new_events<'a>(
+        &self,
+        ns: &str,
+        name: &str,
+        events: &'a [TopologyEvent],
+    ) -> Vec<&'a TopologyEvent> {
+        let current: BTreeSet<(String, String)> = events
+            .iter()
+            .map(|e| (e.reason.clone(), e.message.clone()))
+            .collect();
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let before = published
+            .insert(Self::key(ns, name), current)
+            .unwrap_or_default();
+        events
+            .iter()
+            .filter(|e| !before.contains(&(e.reason.clone(), e.message.clone())))
+            .collect()
+    }
+
+    /// Stops monitoring a deleted cluster.
+    pub fn forget(&self, ns: &str, name: &str) {
+        let key = Self::key(ns, name);
+        self.monitor.remove(&key);
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
 }
 
 /// Why the controller could not start.
@@ -156,11 +248,21 @@ pub async fn run(
         controller: "innodb-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (monitor, member_events) = Monitor::start::<ClusterKey>(MonitorConfig::default());
+    let probe_metrics = metrics.clone();
+    let wakes = member_events.filter_map(move |event| {
+        if let MemberEvent::Probe(probe) = &event {
+            probe_metrics.member_probe(probe.latency_seconds());
+        }
+        future::ready(event.into_wake_key())
+    });
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
+        monitor: monitor.clone(),
+        published: Mutex::new(HashMap::new()),
     });
 
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
@@ -214,6 +316,7 @@ pub async fn run(
             watcher(api::<Pod>(&client, &config.namespace), owned).touched_objects(),
             pods_to_cluster,
         )
+        .reconcile_on(wakes)
         .graceful_shutdown_on(async move { shutdown_signal.cancelled().await })
         .run(
             |obj, ctx: Arc<Context>| async move {
@@ -248,6 +351,7 @@ pub async fn run(
     )
     .for_each(log_result);
     future::join(clusters_loop, backups_loop).await;
+    monitor.shutdown();
     info!("controller stopped; shutting down");
     shutdown.cancel();
     let _ = http_task.await;

@@ -21,6 +21,8 @@ pub struct Metrics {
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,
     writes: Counter,
+    probes: Histogram,
+    probe_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -30,6 +32,8 @@ impl Default for Metrics {
         let failures = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let writes = Counter::default();
+        let probes = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let probe_failures = Counter::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -46,12 +50,24 @@ impl Default for Metrics {
             "Writes (apply, create, delete, status) made to the Kubernetes API",
             writes.clone(),
         );
+        registry.register(
+            "member_probe_seconds",
+            "Round trip of the X protocol capabilities probe to a member",
+            probes.clone(),
+        );
+        registry.register(
+            "member_probe_failures",
+            "X protocol probes that got no answer",
+            probe_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
             writes,
+            probes,
+            probe_failures,
         }
     }
 }
@@ -75,6 +91,16 @@ impl Metrics {
     /// Counts API writes.
     pub fn api_writes(&self, n: u64) {
         self.writes.inc_by(n);
+    }
+
+    /// Counts an X protocol probe: its latency, or a failure when it got no answer.
+    pub fn member_probe(&self, latency_seconds: Option<f64>) {
+        match latency_seconds {
+            Some(l) => self.probes.observe(l),
+            None => {
+                self.probe_failures.inc();
+            }
+        }
     }
 
     /// The text exposition of every metric.

@@ -110,6 +110,29 @@ pub struct MySQLClusterSpec {
     /// Scheduling overrides for the member pods.
     #[serde(default)]
     pub pod_template: PodTemplateOverrides,
+    /// When a member whose data cannot join the group may be re-provisioned by a clone of a
+    /// healthy member: `Never`, `EmptyOnly` (default: new or wiped members), or `ReplaceErrant`
+    /// (also members with errant transactions, which are then lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_policy: Option<ClonePolicySpec>,
+}
+
+/// Annotation naming the ordinal to make primary (a switchover on request); the operator
+/// removes it when the switchover is done.
+pub const SWITCHOVER_ANNOTATION: &str = "innodb-operator.io/switchover-to";
+/// Annotation with the ordinals (e.g. `0,1`) of the partition to force quorum from after a
+/// majority was lost for good. Only a person sets it; the operator removes it once carried out.
+pub const FORCE_QUORUM_ANNOTATION: &str = "innodb-operator.io/force-quorum-from";
+
+/// When a member may be replaced by a clone.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum ClonePolicySpec {
+    Never,
+    #[default]
+    EmptyOnly,
+    ReplaceErrant,
 }
 
 fn default_version() -> String {
@@ -345,9 +368,24 @@ pub struct MySQLClusterStatus {
     /// The Group Replication group name (a UUID fixed when the cluster was created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
+    /// Recent automatic actions on members (join, clone, leave, switchover), kept so that
+    /// anti-flapping survives operator restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_actions: Vec<ActionStatus>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// One automatic action the operator took on a member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionStatus {
+    pub ordinal: i32,
+    /// Join, Clone, Leave or Switchover.
+    pub kind: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// One member as last observed.

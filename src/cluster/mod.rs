@@ -6,6 +6,7 @@ pub mod build;
 pub mod dereference;
 pub mod observe;
 pub mod status;
+pub mod topology_step;
 pub mod validate;
 
 #[cfg(test)]
@@ -22,13 +23,17 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION};
+use crate::api::conditions::Desired;
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::controller::Context;
 use apply::{ApplyError, FIELD_MANAGER};
 use build::names::Names;
+use build::secrets;
 use dereference::DereferenceError;
 use observe::ObserveError;
-use status::Observed;
+use status::{Observed, TopologyView};
+use topology_step::TopologyError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -51,6 +56,8 @@ pub enum ReconcileError {
     #[error(transparent)]
     Observe(#[from] ObserveError),
     #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
     Schedules(#[from] crate::backups::schedules::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
     Status {
@@ -69,6 +76,7 @@ impl ReconcileError {
             ReconcileError::Apply(ApplyError::Conflict { .. }) => "conflict",
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Observe(_) => "observe",
+            ReconcileError::Topology(_) => "topology",
             ReconcileError::Schedules(_) => "schedules",
             ReconcileError::Status { .. } => "status",
         }
@@ -89,7 +97,10 @@ pub async fn reconcile(
     let api: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster = match api.get_opt(&name).await {
         Ok(Some(c)) => c,
-        Ok(None) => return Ok(Action::await_change()),
+        Ok(None) => {
+            ctx.forget(&ns, &name);
+            return Ok(Action::await_change());
+        }
         Err(kube::Error::SerdeError(e)) => {
             report_malformed(&ctx, &api, &meta, &e.to_string()).await;
             return Ok(Action::await_change());
@@ -98,6 +109,7 @@ pub async fn reconcile(
     };
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector delete the children.
+        ctx.forget(&ns, &name);
         return Ok(Action::await_change());
     }
     let deref = dereference::dereference(&ctx.client, &cluster).await?;
@@ -109,7 +121,10 @@ pub async fn reconcile(
         router_desired: cluster.spec.router.instances,
         ..Default::default()
     };
-    let outcome = match validate::validate(&cluster, &deref, &ctx.config.cluster_domain) {
+    let workloads = observe::observe(&ctx.client, &names).await?;
+    let mut requeue = CONVERGING;
+    let valid = match validate::validate(&cluster, &deref, &ctx.config.cluster_domain) {
+        Ok(v) => Some(v),
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
             publish(
@@ -124,117 +139,235 @@ pub async fn reconcile(
             observed.error = Some((invalid.reason().to_string(), invalid.to_string()));
             None
         }
-        Ok(valid) => {
-            let desired = build::build(&valid, &deref.existing_accounts, &mut rand::rng());
-            let uid = cluster.uid().unwrap_or_default();
-            match apply::apply(&ctx.client, &names, &uid, &desired).await {
-                Ok(outcome) => Some(outcome),
-                Err(e) => {
-                    publish(
-                        &ctx,
-                        &cluster,
-                        EventType::Warning,
-                        "ApplyFailed",
-                        "Apply",
-                        &e.to_string(),
-                    )
-                    .await;
-                    observed.error = Some(("ApplyFailed".to_string(), e.to_string()));
-                    write_status(&ctx, &api, &cluster, &observed).await?;
-                    return Err(e.into());
-                }
-            }
-        }
     };
-    if let Some(outcome) = &outcome {
-        ctx.metrics.api_writes(outcome.writes() as u64);
-        observed.changed = outcome.writes() > 0;
-        if !outcome.created_secrets.is_empty() {
-            let msg = format!(
-                "created credentials Secrets {}",
-                outcome.created_secrets.join(", ")
-            );
-            publish(
-                &ctx,
+    if let Some(mut valid) = valid {
+        // The Group Replication topology: one tick, then what it asks of Kubernetes.
+        let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
+            let ops = topology_step::sql_ops(&ctx.client, &names).await?;
+            ctx.monitor_targets(&valid, &ops);
+            let input = topology_step::cluster_input(
+                &valid,
                 &cluster,
-                EventType::Normal,
-                "CredentialsCreated",
-                "Create",
-                &msg,
-            )
-            .await;
-        }
-        if !outcome.applied.is_empty() {
-            let msg = format!("applied {}", outcome.applied.join(", "));
-            info!(%msg);
-            publish(&ctx, &cluster, EventType::Normal, "Applied", "Apply", &msg).await;
-        }
-        if !outcome.pruned.is_empty() {
-            let msg = format!(
-                "deleted {}, no longer needed by the spec",
-                outcome.pruned.join(", ")
+                &workloads.pods,
+                workloads.statefulset.as_ref(),
+                jiff::Timestamp::now(),
             );
-            publish(&ctx, &cluster, EventType::Normal, "Pruned", "Delete", &msg).await;
+            let tick = topology_step::tick(&ops, input).await;
+            if let Err(e) = &tick.outcome {
+                let note = format!("{} failed: {e}", tick.decision.operation.name());
+                publish(
+                    &ctx,
+                    &cluster,
+                    EventType::Warning,
+                    "OperationFailed",
+                    "Topology",
+                    &note,
+                )
+                .await;
+            }
+            Some((tick.decision, tick.history))
+        } else {
+            None
+        };
+        if let Some((decision, _)) = &decision {
+            valid.statefulset_replicas = decision.statefulset_replicas.max(1) as i32;
         }
-    }
-    let mut next_schedule = None;
-    if observed.error.is_none() {
+        let desired = build::build(&valid, &deref.existing_accounts, &mut rand::rng());
+        let uid = cluster.uid().unwrap_or_default();
+        let outcome = match apply::apply(&ctx.client, &names, &uid, &desired).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                publish(
+                    &ctx,
+                    &cluster,
+                    EventType::Warning,
+                    "ApplyFailed",
+                    "Apply",
+                    &e.to_string(),
+                )
+                .await;
+                observed.error = Some(("ApplyFailed".to_string(), e.to_string()));
+                observed.pods = workloads.pod_views();
+                write_status(&ctx, &api, &cluster, &observed).await?;
+                return Err(e.into());
+            }
+        };
+        report_outcome(&ctx, &cluster, &outcome).await;
+        let mut writes = outcome.writes();
+        if let Some((decision, history)) = decision {
+            writes += carry_out(&ctx, &cluster, &workloads, &decision).await?;
+            requeue = requeue.min(decision.requeue);
+            observed.topology = Some(TopologyView {
+                conditions: decision
+                    .conditions
+                    .iter()
+                    .map(|c| Desired::new(c.type_, c.status, &c.reason, c.message.clone()))
+                    .collect(),
+                members: decision
+                    .members
+                    .iter()
+                    .map(|m| MemberStatus {
+                        name: m.name.clone(),
+                        role: m
+                            .role
+                            .map(|r| r.label_value().to_uppercase())
+                            .unwrap_or_default(),
+                        state: m.state.clone(),
+                    })
+                    .collect(),
+                primary: decision.primary.clone(),
+                history: topology_step::history_to_status(&history),
+            });
+        }
+        ctx.metrics.api_writes(writes as u64);
+        observed.changed = writes > 0;
         let schedules =
             crate::backups::schedules::run(&ctx.client, &cluster, chrono::Utc::now()).await?;
-        for name in &schedules.created {
-            let msg = format!("created scheduled Backup {name}");
-            publish(
-                &ctx,
-                &cluster,
-                EventType::Normal,
-                "BackupScheduled",
-                "Create",
-                &msg,
-            )
-            .await;
+        report_schedules(&ctx, &cluster, &schedules).await;
+        if let Some(next) = schedules.next_in {
+            // Wake up for the next scheduled backup, a second after it is due.
+            requeue = requeue.min(next + Duration::from_secs(1));
         }
-        if !schedules.deleted.is_empty() {
-            let msg = format!("retention deleted Backups {}", schedules.deleted.join(", "));
-            publish(
-                &ctx,
-                &cluster,
-                EventType::Normal,
-                "BackupsExpired",
-                "Delete",
-                &msg,
-            )
-            .await;
-        }
-        for invalid in &schedules.invalid {
-            publish(
-                &ctx,
-                &cluster,
-                EventType::Warning,
-                "InvalidSchedule",
-                "Schedule",
-                invalid,
-            )
-            .await;
-        }
-        ctx.metrics
-            .api_writes((schedules.created.len() + schedules.deleted.len()) as u64);
-        next_schedule = schedules.next_in;
     }
-    let workloads = observe::observe(&ctx.client, &names).await?;
-    observed.pods = workloads.pods;
-    observed.statefulset_rolled_out = workloads.statefulset_rolled_out;
+    observed.pods = workloads.pod_views();
+    observed.statefulset_rolled_out = workloads.rolled_out();
     observed.router_ready = workloads.router_ready;
     let settled = write_status(&ctx, &api, &cluster, &observed).await?;
-    let wait = if observed.error.is_some() {
+    if observed.error.is_some() {
         return Ok(Action::await_change());
-    } else if settled {
-        RESYNC
+    }
+    Ok(Action::requeue(if settled {
+        requeue.max(CONVERGING).min(RESYNC)
     } else {
-        CONVERGING
-    };
-    // Wake up for the next scheduled backup, a second after it is due.
-    let wait = next_schedule.map_or(wait, |n| wait.min(n + Duration::from_secs(1)));
-    Ok(Action::requeue(wait))
+        requeue
+    }))
+}
+
+/// Carries out what the topology decision asks of Kubernetes; returns the writes made.
+async fn carry_out(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    workloads: &observe::Workloads,
+    decision: &crate::topology::Decision,
+) -> Result<usize, ReconcileError> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let changes = topology_step::label_changes(&name, &workloads.pods, &decision.labels);
+    let mut writes = topology_step::apply_labels(&ctx.client, &ns, &changes).await?;
+    if let Some(ordinal) = decision.update_next {
+        let pod = format!("{name}-{ordinal}");
+        topology_step::replace_pod(&ctx.client, &ns, &pod).await?;
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "RollingUpdate",
+            "Update",
+            &format!("replacing {pod} with the new spec"),
+        )
+        .await;
+        writes += 1;
+    }
+    if decision.switchover_complete && cluster.annotations().contains_key(SWITCHOVER_ANNOTATION) {
+        topology_step::clear_annotation(&ctx.client, cluster, SWITCHOVER_ANNOTATION).await?;
+        writes += 1;
+    }
+    if decision.force_quorum_consumed && cluster.annotations().contains_key(FORCE_QUORUM_ANNOTATION)
+    {
+        topology_step::clear_annotation(&ctx.client, cluster, FORCE_QUORUM_ANNOTATION).await?;
+        writes += 1;
+    }
+    for event in ctx.new_events(&ns, &name, &decision.events) {
+        let type_ = if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(
+            ctx,
+            cluster,
+            type_,
+            &event.reason,
+            "Topology",
+            &event.message,
+        )
+        .await;
+    }
+    Ok(writes)
+}
+
+async fn report_outcome(ctx: &Context, cluster: &MySQLCluster, outcome: &apply::Outcome) {
+    if !outcome.created_secrets.is_empty() {
+        let msg = format!(
+            "created credentials Secrets {}",
+            outcome.created_secrets.join(", ")
+        );
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "CredentialsCreated",
+            "Create",
+            &msg,
+        )
+        .await;
+    }
+    if !outcome.applied.is_empty() {
+        let msg = format!("applied {}", outcome.applied.join(", "));
+        info!(%msg);
+        publish(ctx, cluster, EventType::Normal, "Applied", "Apply", &msg).await;
+    }
+    if !outcome.pruned.is_empty() {
+        let msg = format!(
+            "deleted {}, no longer needed by the spec",
+            outcome.pruned.join(", ")
+        );
+        publish(ctx, cluster, EventType::Normal, "Pruned", "Delete", &msg).await;
+    }
+}
+
+async fn report_schedules(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    schedules: &crate::backups::schedules::ScheduleOutcome,
+) {
+    for name in &schedules.created {
+        let msg = format!("created scheduled Backup {name}");
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "BackupScheduled",
+            "Create",
+            &msg,
+        )
+        .await;
+    }
+    if !schedules.deleted.is_empty() {
+        let msg = format!("retention deleted Backups {}", schedules.deleted.join(", "));
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "BackupsExpired",
+            "Delete",
+            &msg,
+        )
+        .await;
+    }
+    for invalid in &schedules.invalid {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "InvalidSchedule",
+            "Schedule",
+            invalid,
+        )
+        .await;
+    }
+    ctx.metrics
+        .api_writes((schedules.created.len() + schedules.deleted.len()) as u64);
 }
 
 /// Writes the status when it differs from the current one; returns whether the cluster is

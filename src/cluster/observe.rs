@@ -10,11 +10,24 @@ use super::build::names::{Component, Names, ROLE_LABEL, to_selector};
 use super::status::PodView;
 
 /// What the workloads report.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Workloads {
-    pub pods: Vec<PodView>,
-    pub statefulset_rolled_out: bool,
+    /// The member pods, by name.
+    pub pods: Vec<Pod>,
+    pub statefulset: Option<StatefulSet>,
     pub router_ready: i32,
+}
+
+impl Workloads {
+    /// The member pods as the status sees them.
+    pub fn pod_views(&self) -> Vec<PodView> {
+        self.pods.iter().map(pod_view).collect()
+    }
+
+    /// Whether the StatefulSet runs its current spec on every replica.
+    pub fn rolled_out(&self) -> bool {
+        self.statefulset.as_ref().is_some_and(rolled_out)
+    }
 }
 
 /// A read that failed.
@@ -68,18 +81,16 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Workloads, Observ
             what: "pods",
             source,
         })?;
-    let mut views: Vec<PodView> = list.items.iter().map(pod_view).collect();
-    views.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut pods = list.items;
+    pods.sort_by_key(|p| p.metadata.name.clone());
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
-    let statefulset_rolled_out = sts
+    let statefulset = sts
         .get_opt(&names.statefulset())
         .await
         .map_err(|source| ObserveError {
             what: "StatefulSet",
             source,
-        })?
-        .as_ref()
-        .is_some_and(rolled_out);
+        })?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
     let router_ready = deployments
         .get_opt(&names.router())
@@ -92,8 +103,8 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Workloads, Observ
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     Ok(Workloads {
-        pods: views,
-        statefulset_rolled_out,
+        pods,
+        statefulset,
         router_ready,
     })
 }

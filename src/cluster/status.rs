@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::cluster::{MemberStatus, MySQLClusterStatus};
+use crate::api::cluster::{ActionStatus, MemberStatus, MySQLClusterStatus};
 use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY};
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
@@ -35,6 +35,18 @@ pub struct Observed {
     pub error: Option<(String, String)>,
     /// The operator wrote something in this reconcile.
     pub changed: bool,
+    /// What the Group Replication state machine reported, when it ran.
+    pub topology: Option<TopologyView>,
+}
+
+/// The topology step's report for the status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopologyView {
+    /// All five condition types.
+    pub conditions: Vec<Desired>,
+    pub members: Vec<MemberStatus>,
+    pub primary: Option<String>,
+    pub history: Vec<ActionStatus>,
 }
 
 fn member_state(p: &PodView) -> String {
@@ -52,8 +64,42 @@ fn is_online(p: &PodView) -> bool {
     }
 }
 
-/// The conditions for `o`.
+/// The conditions for `o`: the topology's when it ran (with the router tier folded into
+/// Ready), else what the pods say.
 pub fn conditions(o: &Observed) -> Vec<Desired> {
+    match (&o.topology, &o.error) {
+        (Some(t), None) => topology_conditions(o, t),
+        _ => pod_conditions(o),
+    }
+}
+
+fn topology_conditions(o: &Observed, t: &TopologyView) -> Vec<Desired> {
+    let routers_ready = o.router_ready >= o.router_desired;
+    t.conditions
+        .iter()
+        .map(|c| {
+            if c.type_ == READY && c.status && !routers_ready {
+                Desired::new(
+                    READY,
+                    false,
+                    "RoutersNotReady",
+                    format!("{}/{} routers ready", o.router_ready, o.router_desired),
+                )
+            } else if c.type_ == PROGRESSING && o.changed && !c.status {
+                Desired::new(
+                    PROGRESSING,
+                    true,
+                    "Reconciling",
+                    "the operator is applying the spec",
+                )
+            } else {
+                c.clone()
+            }
+        })
+        .collect()
+}
+
+fn pod_conditions(o: &Observed) -> Vec<Desired> {
     let online = o.pods.iter().filter(|p| is_online(p)).count() as i32;
     let primary = o
         .pods
@@ -149,7 +195,7 @@ pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
         "Failed"
     } else if is(READY) {
         "Ready"
-    } else if o.pods.iter().all(|p| !p.ready) {
+    } else if o.pods.iter().all(|p| !p.ready) && !is(crate::api::conditions::AVAILABLE) {
         "Pending"
     } else if is(DEGRADED) {
         "Degraded"
@@ -162,27 +208,37 @@ pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
 pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
     let desired = conditions(o);
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let mut members: Vec<MemberStatus> = o
-        .pods
-        .iter()
-        .map(|p| MemberStatus {
-            name: p.name.clone(),
-            role: p.role.clone().map(|r| r.to_uppercase()).unwrap_or_default(),
-            state: member_state(p),
-        })
-        .collect();
+    let (mut members, primary, recent_actions) = match &o.topology {
+        Some(t) => (t.members.clone(), t.primary.clone(), t.history.clone()),
+        None => (
+            o.pods
+                .iter()
+                .map(|p| MemberStatus {
+                    name: p.name.clone(),
+                    role: p.role.clone().map(|r| r.to_uppercase()).unwrap_or_default(),
+                    state: member_state(p),
+                })
+                .collect(),
+            o.pods
+                .iter()
+                .find(|p| p.role.as_deref() == Some("primary"))
+                .map(|p| p.name.clone()),
+            old.map(|s| s.recent_actions.clone()).unwrap_or_default(),
+        ),
+    };
     members.sort_by(|a, b| a.name.cmp(&b.name));
+    let online_instances = match &o.topology {
+        Some(_) => members.iter().filter(|m| m.state == "ONLINE").count() as i32,
+        None => o.pods.iter().filter(|p| is_online(p)).count() as i32,
+    };
     MySQLClusterStatus {
         phase: Some(phase(o, &desired).to_string()),
         conditions: conditions::merge(old_conditions, &desired, o.generation, now),
-        primary: o
-            .pods
-            .iter()
-            .find(|p| p.role.as_deref() == Some("primary"))
-            .map(|p| p.name.clone()),
-        online_instances: o.pods.iter().filter(|p| is_online(p)).count() as i32,
+        primary,
+        online_instances,
         members,
         group_name: Some(o.group_name.clone()),
+        recent_actions,
         observed_generation: o.generation,
     }
 }
@@ -212,6 +268,7 @@ mod tests {
             router_ready: 2,
             error: None,
             changed: false,
+            topology: None,
         }
     }
 
@@ -283,5 +340,37 @@ mod tests {
         let s = status(&o, None, &now());
         assert_eq!(s.online_instances, 1);
         assert_eq!(s.members[1].state, "RECOVERING");
+    }
+
+    #[test]
+    fn topology_report_drives_the_status_and_routers_gate_ready() {
+        let mut o = observed(vec![pod("c-0", true, Some("primary"))]);
+        o.topology = Some(TopologyView {
+            conditions: vec![
+                Desired::new(READY, true, "AllOnline", "3/3 members online"),
+                Desired::new(AVAILABLE, true, "PrimaryOnline", "c-0"),
+                Desired::new(PROGRESSING, false, "Stable", ""),
+                Desired::new(DEGRADED, false, "AsExpected", ""),
+                Desired::new(crate::api::conditions::QUORUM_LOST, false, "HasQuorum", ""),
+            ],
+            members: vec![MemberStatus {
+                name: "c-0".into(),
+                role: "PRIMARY".into(),
+                state: "ONLINE".into(),
+            }],
+            primary: Some("c-0".into()),
+            history: vec![],
+        });
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Ready"));
+        assert_eq!(s.online_instances, 1);
+        assert_eq!(s.conditions.len(), 5);
+        o.router_ready = 1;
+        let s = status(&o, None, &now());
+        let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "RoutersNotReady")
+        );
     }
 }

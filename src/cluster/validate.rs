@@ -23,6 +23,9 @@ pub struct ValidCluster {
     pub router_image: String,
     pub pull_policy: Option<String>,
     pub instances: i32,
+    /// Replicas of the StatefulSet: `instances`, except while members leave the group before
+    /// their pods go (the topology step decides).
+    pub statefulset_replicas: i32,
     pub stack: CommunicationStack,
     pub storage: StorageSpec,
     pub resources: Option<ResourceRequirements>,
@@ -204,6 +207,7 @@ pub fn validate(
         }),
         pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         instances: spec.instances,
+        statefulset_replicas: spec.instances,
         stack: cluster.communication_stack(),
         storage: spec.storage.clone(),
         resources: spec.resources.clone(),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -307,7 +308,13 @@ pub fn statefulset(c: &ValidCluster) -> StatefulSet {
     StatefulSet {
         metadata: c.meta(c.names.statefulset(), Component::Database),
         spec: Some(StatefulSetSpec {
-            replicas: Some(c.instances),
+            replicas: Some(c.statefulset_replicas),
+            // The operator replaces pods itself, one at a time, secondaries first and the primary
+            // only after a switchover.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                ..Default::default()
+            }),
             service_name: Some(c.names.instances_service()),
             pod_management_policy: Some("Parallel".to_string()),
             selector: LabelSelector {

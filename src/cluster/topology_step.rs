@@ -1,0 +1,380 @@
+//! Step 5 of the reconcile: the Group Replication topology. Fills the state machine's input from
+//! the cluster and its pods (pure), runs one tick (gather → decide → at most one operation over
+//! SQL), and carries out what the decision asks of Kubernetes: role labels on pods, the one pod
+//! a rolling update may replace now, and clearing one-shot annotations.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::build::names::{Names, ROLE_LABEL};
+use super::build::secrets::Account;
+use super::validate::ValidCluster;
+use crate::api::MySQLCluster;
+use crate::api::cluster::{
+    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION,
+};
+use crate::cluster::build::mycnf::local_address_port;
+use crate::topology::mysql::SqlOps;
+use crate::topology::observe::ActionKind;
+use crate::topology::sql::{Accounts, Credentials};
+use crate::topology::{
+    self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role, Tick,
+};
+
+/// No second automatic action of the same kind on the same member within this window.
+pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
+/// Deadline of connecting to a member and reading its state.
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Deadline of one group operation (START GROUP_REPLICATION waits for the member to join).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A read or write around the tick that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("reading the credentials Secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "credentials Secret {0} has no password: delete it and the operator makes a new one only for a new cluster"
+    )]
+    NoPassword(String),
+    #[error("{what}: {source}")]
+    Write {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The ordinal of a member pod of `cluster`.
+pub fn ordinal(cluster: &str, pod: &str) -> Option<u32> {
+    pod.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
+}
+
+/// A pod as the state machine sees it. `update_revision` is the StatefulSet's current target.
+pub fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) -> Option<PodInfo> {
+    let ordinal = ordinal(cluster, &pod.name_any())?;
+    let status = pod.status.as_ref();
+    let phase = match status.and_then(|s| s.phase.as_deref()) {
+        Some("Running") => PodPhase::Running,
+        Some("Succeeded") => PodPhase::Succeeded,
+        Some("Failed") => PodPhase::Failed,
+        Some("Pending") | None => PodPhase::Pending,
+        Some(_) => PodPhase::Unknown,
+    };
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let revision = pod.labels().get("controller-revision-hash");
+    let update_pending = matches!((revision, update_revision), (Some(r), Some(u)) if r != u);
+    let role_label = match pod.labels().get(ROLE_LABEL).map(String::as_str) {
+        Some("primary") => Some(Role::Primary),
+        Some("secondary") => Some(Role::Secondary),
+        _ => None,
+    };
+    Some(PodInfo {
+        ordinal,
+        phase,
+        ready,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        update_pending,
+        role_label,
+    })
+}
+
+/// `0,1` → `[0, 1]`; anything else is not an order.
+pub fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
+    let list: Option<Vec<u32>> = text.split(',').map(|p| p.trim().parse().ok()).collect();
+    list.filter(|l| !l.is_empty())
+}
+
+fn kind_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Join => "Join",
+        ActionKind::Clone => "Clone",
+        ActionKind::Leave => "Leave",
+        ActionKind::Switchover => "Switchover",
+    }
+}
+
+/// The action history as the status stores it.
+pub fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
+    history
+        .iter()
+        .map(|r| ActionStatus {
+            ordinal: r.ordinal as i32,
+            kind: kind_name(r.kind).to_string(),
+            at: r.at.to_string(),
+        })
+        .collect()
+}
+
+/// The action history from the status (entries that cannot be read are dropped).
+pub fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
+    actions
+        .iter()
+        .filter_map(|a| {
+            let kind = [
+                ActionKind::Join,
+                ActionKind::Clone,
+                ActionKind::Leave,
+                ActionKind::Switchover,
+            ]
+            .into_iter()
+            .find(|k| kind_name(*k) == a.kind)?;
+            Some(ActionRecord {
+                ordinal: u32::try_from(a.ordinal).ok()?,
+                kind,
+                at: a.at.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The state machine's input for `cluster` with its `pods`.
+pub fn cluster_input(
+    valid: &ValidCluster,
+    cluster: &MySQLCluster,
+    pods: &[Pod],
+    statefulset: Option<&StatefulSet>,
+    now: jiff::Timestamp,
+) -> ClusterInput {
+    let update_revision = statefulset
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.as_deref());
+    let annotations = cluster.annotations();
+    ClusterInput {
+        name: valid.names.cluster.clone(),
+        namespace: valid.names.namespace.clone(),
+        cluster_domain: valid.domain.clone(),
+        group_port: local_address_port(valid.stack) as u16,
+        instances: valid.instances as u32,
+        pods: pods
+            .iter()
+            .filter_map(|p| pod_info(&valid.names.cluster, p, update_revision))
+            .collect(),
+        switchover_to: annotations
+            .get(SWITCHOVER_ANNOTATION)
+            .and_then(|v| v.trim().parse().ok()),
+        force_quorum_from: annotations
+            .get(FORCE_QUORUM_ANNOTATION)
+            .and_then(|v| parse_ordinals(v)),
+        clone_policy: match cluster.spec.clone_policy.unwrap_or_default() {
+            ClonePolicySpec::Never => ClonePolicy::Never,
+            ClonePolicySpec::EmptyOnly => ClonePolicy::EmptyOnly,
+            ClonePolicySpec::ReplaceErrant => ClonePolicy::ReplaceErrant,
+        },
+        history: history_from_status(
+            cluster
+                .status
+                .as_ref()
+                .map(|s| s.recent_actions.as_slice())
+                .unwrap_or_default(),
+        ),
+        flap_window: FLAP_WINDOW,
+        now,
+    }
+}
+
+async fn credentials(
+    client: &Client,
+    names: &Names,
+    account: Account,
+) -> Result<Credentials, TopologyError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+    let name = names.secret(account.suffix());
+    let secret = secrets
+        .get(&name)
+        .await
+        .map_err(|source| TopologyError::Secret {
+            name: name.clone(),
+            source,
+        })?;
+    let data = secret.data.unwrap_or_default();
+    let read = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let password = read("password").ok_or_else(|| TopologyError::NoPassword(name.clone()))?;
+    Ok(Credentials {
+        user: read("username").unwrap_or_else(|| account.user().to_string()),
+        password,
+    })
+}
+
+/// The SQL operations with the cluster's credentials.
+pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyError> {
+    Ok(SqlOps {
+        admin: credentials(client, names, Account::Admin).await?,
+        accounts: Accounts {
+            recovery: credentials(client, names, Account::Replication).await?,
+            router: credentials(client, names, Account::Router).await?,
+            backup: credentials(client, names, Account::Backup).await?,
+        },
+        observe_timeout: OBSERVE_TIMEOUT,
+        operation_timeout: OPERATION_TIMEOUT,
+    })
+}
+
+/// One tick of the state machine.
+pub async fn tick(ops: &SqlOps, input: ClusterInput) -> Tick {
+    topology::tick(ops, input).await
+}
+
+/// The label changes the decision asks for: pod name → new value (`None` removes the label).
+pub fn label_changes(
+    cluster: &str,
+    pods: &[Pod],
+    desired: &BTreeMap<u32, Option<Role>>,
+) -> Vec<(String, Option<&'static str>)> {
+    pods.iter()
+        .filter_map(|p| {
+            let ordinal = ordinal(cluster, &p.name_any())?;
+            let want = desired.get(&ordinal)?.map(Role::label_value);
+            let have = p.labels().get(ROLE_LABEL).map(String::as_str);
+            (have != want).then(|| (p.name_any(), want))
+        })
+        .collect()
+}
+
+/// Sets the role labels; returns how many pods were written.
+pub async fn apply_labels(
+    client: &Client,
+    ns: &str,
+    changes: &[(String, Option<&'static str>)],
+) -> Result<usize, TopologyError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for (name, value) in changes {
+        let patch = json!({"metadata": {"labels": {ROLE_LABEL: value}}});
+        pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| TopologyError::Write {
+                what: format!("labelling pod {name}"),
+                source,
+            })?;
+        tracing::info!(pod = %name, role = ?value, "role label set");
+    }
+    Ok(changes.len())
+}
+
+/// Deletes the one pod a rolling update may replace now (the StatefulSet recreates it).
+pub async fn replace_pod(client: &Client, ns: &str, name: &str) -> Result<(), TopologyError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(TopologyError::Write {
+            what: format!("replacing pod {name} for the rolling update"),
+            source,
+        }),
+    }
+}
+
+/// Removes a one-shot annotation (switchover done, force-quorum carried out).
+pub async fn clear_annotation(
+    client: &Client,
+    cluster: &MySQLCluster,
+    key: &str,
+) -> Result<(), TopologyError> {
+    let api: Api<MySQLCluster> =
+        Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {key: null}}});
+    api.patch(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| TopologyError::Write {
+        what: format!("removing annotation {key}"),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::testing::{cluster_from_yaml, valid_cluster};
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn pods_become_state_machine_input() {
+        let p = pod(
+            "metadata: {name: orders-2, labels: {controller-revision-hash: r1, innodb-operator.io/role: secondary}}\n\
+             status: {phase: Running, conditions: [{type: Ready, status: 'True'}]}",
+        );
+        let info = pod_info("orders", &p, Some("r2")).unwrap();
+        assert_eq!(info.ordinal, 2);
+        assert_eq!(info.phase, PodPhase::Running);
+        assert!(info.ready && info.update_pending && !info.deleting);
+        assert_eq!(info.role_label, Some(Role::Secondary));
+        assert!(!pod_info("orders", &p, Some("r1")).unwrap().update_pending);
+        assert!(pod_info("orders", &pod("metadata: {name: orders-router-x}"), None).is_none());
+        assert!(pod_info("other", &p, None).is_none());
+    }
+
+    #[test]
+    fn annotations_become_requests() {
+        let c = cluster_from_yaml(
+            "metadata: {name: orders, namespace: db, uid: u, annotations: {innodb-operator.io/switchover-to: '2', innodb-operator.io/force-quorum-from: '0, 1'}}\n\
+             spec: {clonePolicy: ReplaceErrant}\n",
+        );
+        let v = valid_cluster("spec: {}");
+        let input = cluster_input(&v, &c, &[], None, jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(input.switchover_to, Some(2));
+        assert_eq!(input.force_quorum_from, Some(vec![0, 1]));
+        assert_eq!(input.clone_policy, ClonePolicy::ReplaceErrant);
+        assert_eq!(input.group_port, 3306);
+        assert_eq!(parse_ordinals("0,x"), None);
+        assert_eq!(parse_ordinals(""), None);
+    }
+
+    #[test]
+    fn history_round_trips_through_the_status() {
+        let h = vec![ActionRecord {
+            ordinal: 1,
+            kind: ActionKind::Clone,
+            at: "2026-11-23T10:00:00Z".parse().unwrap(),
+        }];
+        let st = history_to_status(&h);
+        assert_eq!(st[0].kind, "Clone");
+        assert_eq!(history_from_status(&st), h);
+        let junk = vec![ActionStatus {
+            ordinal: -1,
+            kind: "Dance".into(),
+            at: "x".into(),
+        }];
+        assert!(history_from_status(&junk).is_empty());
+    }
+
+    #[test]
+    fn only_changed_labels_are_written() {
+        let pods = vec![
+            pod("metadata: {name: orders-0, labels: {innodb-operator.io/role: primary}}"),
+            pod("metadata: {name: orders-1, labels: {innodb-operator.io/role: primary}}"),
+            pod("metadata: {name: orders-2}"),
+        ];
+        let desired = BTreeMap::from([
+            (0, Some(Role::Primary)),
+            (1, Some(Role::Secondary)),
+            (2, None),
+        ]);
+        assert_eq!(
+            label_changes("orders", &pods, &desired),
+            vec![("orders-1".to_string(), Some("secondary"))]
+        );
+    }
+}
