@@ -18,6 +18,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde::Deserialize;
 
+pub mod operator;
+
 pub const TESTENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/testenv/testenv.sh");
 
 /// A running control plane, shared by the tests of one binary.
@@ -42,6 +44,8 @@ pub fn control_plane() -> Option<&'static ControlPlane> {
 }
 
 fn start() -> Option<ControlPlane> {
+    // aws-lc-rs and ring are both linked in; pick one as the binary does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let bin_dir = PathBuf::from(run(Command::new(TESTENV).arg("bin")).trim());
     if !bin_dir.join("kube-apiserver").exists() {
         let msg = format!(
@@ -195,6 +199,7 @@ impl ControlPlane {
 pub struct AuditEvent {
     pub stage: String,
     pub verb: String,
+    #[serde(rename = "requestURI")]
     pub request_uri: String,
     pub user: AuditUser,
     #[serde(default)]

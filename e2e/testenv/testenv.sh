@@ -204,8 +204,12 @@ KUBECONFIG
 # start DIR NAME ARGS...: runs a binary in its own session, logs to DIR/logs/NAME.log.
 start() {
   local d=$1 name=$2; shift 2
-  setsid "$TESTENV_BIN/$name" "$@" > "$d/logs/$name.log" 2>&1 < /dev/null &
-  echo $! > "$d/pids/$name.pid"
+  # The pid is written by the process itself: setsid forks when the caller has job control.
+  setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' start "$d/pids/$name.pid" "$TESTENV_BIN/$name" "$@" \
+    > "$d/logs/$name.log" 2>&1 < /dev/null &
+  local i
+  for i in $(seq 1 50); do [ -s "$d/pids/$name.pid" ] && return 0; sleep 0.1; done
+  die "$name did not start"
 }
 
 running() { [ -f "$1/pids/$2.pid" ] && kill -0 "$(cat "$1/pids/$2.pid")" 2>/dev/null; }
@@ -342,10 +346,12 @@ cmd_up() {
   wait_for "$d" kube-controller-manager 60 api GET /api/v1/namespaces/default/serviceaccounts/default
   if [ -n "${TESTENV_OWNER_PID:-}" ]; then
     # Stop everything when the process that asked for this control plane goes away, however it
-    # ends (a test binary that panics or is killed included).
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3"' \
-      watchdog "$TESTENV_OWNER_PID" "$here/testenv.sh" "$d" > "$d/logs/watchdog.log" 2>&1 < /dev/null &
-    echo $! > "$d/watchdog.pid"
+    # ends (a test binary that panics or is killed included), and remove its state unless
+    # TESTENV_KEEP=1 asks to keep the logs.
+    setsid bash -c 'echo $$ > "$4"; while kill -0 "$1" 2>/dev/null; do sleep 1; done
+      "$2" down "$3"; [ "${TESTENV_KEEP:-0}" = 1 ] || rm -rf "$3"' \
+      watchdog "$TESTENV_OWNER_PID" "$here/testenv.sh" "$d" "$d/watchdog.pid" \
+      > "$d/logs/watchdog.log" 2>&1 < /dev/null &
   fi
   log "control plane up in $d ($((SECONDS - start))s)"
   cmd_env "$d"
