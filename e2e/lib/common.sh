@@ -23,3 +23,22 @@ ensure_rust() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
   cargo --version
 }
+
+# cargo_test ARGS...: `cargo test ARGS` whose pass/fail counts are added to the run's totals.
+export IOP_TEST_LOG="${IOP_TEST_LOG:-$(mktemp -t iop-tests.XXXXXX)}"
+cargo_test() {
+  cargo test --locked "$@" 2>&1 | tee -a "$IOP_TEST_LOG"
+  return "${PIPESTATUS[0]}"
+}
+
+# test_totals: one closing line with every cargo test result of this run.
+test_totals() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { printf "%d passed, %d failed\n", p, f }' "$IOP_TEST_LOG"
+}
+
+ensure_kubectl() {
+  command -v kubectl >/dev/null 2>&1 && return 0
+  echo "installing kubectl (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null
+}

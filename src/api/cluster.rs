@@ -1,0 +1,372 @@
+//! `MySQLCluster`: a single-primary Group Replication cluster, its routers and its backups.
+
+// `printcolumn(...)` repeats `type_ = ...` by design; clippy reads it as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::storage::S3Storage;
+
+/// The MySQL version a new cluster gets when the spec names none (an 8.4 LTS release).
+pub const DEFAULT_VERSION: &str = "8.4.7";
+
+/// Desired state of a MySQL InnoDB Cluster.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "innodb-operator.io",
+    version = "v1alpha1",
+    kind = "MySQLCluster",
+    plural = "mysqlclusters",
+    singular = "mysqlcluster",
+    shortname = "myc",
+    category = "innodb",
+    namespaced,
+    status = "MySQLClusterStatus",
+    doc = "A MySQL InnoDB Cluster: a single-primary Group Replication group run as a StatefulSet, MySQL Routers in front of it, and backups streamed to S3.",
+    printcolumn(
+        name = "Instances",
+        type_ = "integer",
+        json_path = ".spec.instances",
+        description = "Desired members"
+    ),
+    printcolumn(
+        name = "Online",
+        type_ = "integer",
+        json_path = ".status.onlineInstances",
+        description = "Members ONLINE in the group"
+    ),
+    printcolumn(
+        name = "Primary",
+        type_ = "string",
+        json_path = ".status.primary",
+        description = "Pod of the primary member"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Summary of the conditions"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)").message("restoreFrom cannot be changed after the cluster is created"),
+    validation = Rule::new("has(self.groupCommunicationStack) == has(oldSelf.groupCommunicationStack) && (!has(self.groupCommunicationStack) || self.groupCommunicationStack == oldSelf.groupCommunicationStack)").message("groupCommunicationStack cannot be changed: the whole group would have to be restarted")
+)]
+pub struct MySQLClusterSpec {
+    /// MySQL server version: 8.0.27 or later 8.0 releases, or 8.4 LTS releases.
+    #[serde(default = "default_version")]
+    #[schemars(regex(pattern = r"^8\.(0\.(2[7-9]|[3-9][0-9])|4\.[0-9]{1,2})$"))]
+    pub version: String,
+    /// Container image of the server; defaults to the official `mysql:<version>` image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Pull policy for the server and router images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Number of Group Replication members (1-9; an odd number tolerates the most failures).
+    #[serde(default = "default_instances")]
+    #[schemars(range(min = 1, max = 9))]
+    pub instances: i32,
+    /// Group communication stack: MYSQL (the server's own connections, as InnoDB Cluster uses)
+    /// or XCOM (a separate port 33061). Fixed when the cluster is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_communication_stack: Option<CommunicationStack>,
+    /// Data volume of each member.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory of the `mysql` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra `[mysqld]` settings appended to the generated my.cnf. Settings the operator manages
+    /// (server_id, gtid_mode, group_replication_*, ...) are rejected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
+    pub mycnf: BTreeMap<String, String>,
+    /// MySQL Router tier in front of the group.
+    #[serde(default)]
+    pub router: RouterSpec,
+    /// TLS for client and group connections.
+    #[serde(default)]
+    pub tls: TlsSpec,
+    /// Backup storage and schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
+    /// Create the cluster from a backup instead of empty. Fixed when the cluster is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreSource>,
+    /// Scheduling overrides for the member pods.
+    #[serde(default)]
+    pub pod_template: PodTemplateOverrides,
+}
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_string()
+}
+
+fn default_instances() -> i32 {
+    3
+}
+
+/// Image pull policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Group Replication's group communication stack.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum CommunicationStack {
+    #[default]
+    MYSQL,
+    XCOM,
+}
+
+/// The data volume of each member.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable"))]
+pub struct StorageSpec {
+    /// Size of each member's volume (e.g. `20Gi`).
+    #[serde(default = "default_storage_size")]
+    #[schemars(schema_with = "quantity_string")]
+    pub size: Quantity,
+    /// StorageClass of the volumes; empty means the cluster default. Fixed when the cluster is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("10Gi".to_string())
+}
+
+/// A positive Kubernetes quantity, checked with the CEL quantity library.
+fn quantity_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "maxLength": 64,
+        "default": "10Gi",
+        "x-kubernetes-validations": [
+            {"rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+             "message": "must be a positive Kubernetes quantity such as 10Gi or 500M"}
+        ]
+    })
+}
+
+/// The MySQL Router tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterSpec {
+    /// Number of router pods (0 disables the router tier).
+    #[serde(default = "default_router_instances")]
+    #[schemars(range(min = 0, max = 32))]
+    pub instances: i32,
+    /// Router image; defaults to the official community router image of the server's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// CPU and memory of the router container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for RouterSpec {
+    fn default() -> Self {
+        Self {
+            instances: default_router_instances(),
+            image: None,
+            resources: None,
+        }
+    }
+}
+
+fn default_router_instances() -> i32 {
+    2
+}
+
+/// TLS of client and group connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A `kubernetes.io/tls` Secret (keys `tls.crt`, `tls.key` and `ca.crt`). Without it each
+    /// server uses the self-signed certificate it generates on first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+}
+
+/// Where backups go and when they are taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupConfig {
+    /// The S3 location backups of this cluster go to.
+    pub storage: S3Storage,
+    /// Backups taken on a cron schedule; each becomes an ordinary `Backup` object.
+    #[serde(default)]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub schedules: Vec<BackupSchedule>,
+}
+
+/// One backup schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSchedule {
+    /// Name of the schedule, used in the names of its Backup objects.
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Five-field cron expression in UTC (minute hour day-of-month month day-of-week), or a macro
+    /// such as `@daily`.
+    #[x_kube(validation = Rule::new(CRON_RULE).message("schedule must be a five-field cron expression such as '0 3 * * *' or one of @hourly, @daily, @weekly, @monthly, @yearly"))]
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: String,
+    /// Keep this many succeeded backups of the schedule; older ones are deleted.
+    #[serde(default = "default_keep")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: i32,
+    /// Set false to pause the schedule without deleting it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// CEL rule for cron syntax: five whitespace-separated fields of numbers, ranges, steps, lists,
+/// `*`, month and weekday names; or a macro.
+pub const CRON_RULE: &str = r"self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || self.matches('^\\s*([0-9*/,-]+)\\s+([0-9*/,-]+)\\s+([0-9*/,?LW-]+)\\s+([0-9A-Za-z*/,-]+)\\s+([0-9A-Za-z*/,?L#-]+)\\s*$')";
+
+fn default_keep() -> i32 {
+    7
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a new cluster is restored from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.backup) != has(self.s3)").message("restoreFrom needs exactly one of backup or s3"))]
+pub struct RestoreSource {
+    /// A succeeded `Backup` in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// A backup location in S3 (the prefix that holds its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
+}
+
+/// A backup stored in S3.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Location {
+    /// The bucket and credentials.
+    pub storage: S3Storage,
+    /// The key prefix of the backup (the folder holding `manifest.json`).
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+}
+
+/// Scheduling overrides for the member pods.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Replaces the default anti-affinity (members spread over nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the member pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node selector of the member pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// PriorityClass of the member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// Observed state of a MySQL InnoDB Cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterStatus {
+    /// One word for the conditions: Pending, Initializing, Ready, Degraded, Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Ready, Available, Progressing, Degraded, QuorumLost, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Members of the group as last observed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Pod name of the primary member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Members ONLINE in the group.
+    #[serde(default)]
+    pub online_instances: i32,
+    /// The Group Replication group name (a UUID fixed when the cluster was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One member as last observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// PRIMARY, SECONDARY, or empty when not in the group.
+    #[serde(default)]
+    pub role: String,
+    /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE, or the pod's state when MySQL cannot be reached.
+    #[serde(default)]
+    pub state: String,
+}
+
+impl MySQLCluster {
+    /// The spec's group communication stack, with the default applied.
+    pub fn communication_stack(&self) -> CommunicationStack {
+        self.spec.group_communication_stack.unwrap_or_default()
+    }
+}

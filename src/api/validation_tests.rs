@@ -1,0 +1,110 @@
+//! The CRD's own validation (OpenAPI and CEL rules), evaluated client-side with kube's CEL
+//! interpreter. The control-plane tests check the same corpus against a real API server.
+
+use kube::core::cel::{validate_cel, validate_cel_update};
+use serde_json::{Value, json};
+
+use super::{Backup, MySQLCluster};
+
+fn cluster(spec: Value) -> MySQLCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "innodb-operator.io/v1alpha1",
+        "kind": "MySQLCluster",
+        "metadata": {"name": "orders", "namespace": "db"},
+        "spec": spec,
+    }))
+    .expect("fixture deserializes")
+}
+
+fn cel_error(spec: Value) -> Option<String> {
+    validate_cel(&cluster(spec)).err().map(|e| e.to_string())
+}
+
+#[test]
+fn good_specs_pass() {
+    for spec in [
+        json!({}),
+        json!({"backup": {"storage": {"bucket": "b-1"}, "schedules": [
+            {"name": "nightly", "schedule": "0 3 * * *"},
+            {"name": "hourly", "schedule": "@hourly"},
+            {"name": "weekdays", "schedule": "*/15 8-18 * * MON-FRI"}]}}),
+        json!({"storage": {"size": "500Mi"}}),
+        json!({"restoreFrom": {"backup": "nightly-1"}}),
+    ] {
+        assert_eq!(cel_error(spec.clone()), None, "{spec}");
+    }
+}
+
+#[test]
+fn bad_specs_fail_with_a_message_users_understand() {
+    let cases = [
+        (
+            json!({"backup": {"storage": {"bucket": "b"}, "schedules": [{"name": "n", "schedule": "every day"}]}}),
+            "five-field cron",
+        ),
+        (
+            json!({"backup": {"storage": {"bucket": "b"}, "schedules": [{"name": "n", "schedule": "0 3 * *"}]}}),
+            "five-field cron",
+        ),
+        (
+            json!({"storage": {"size": "ten gigs"}}),
+            "positive Kubernetes quantity",
+        ),
+        (
+            json!({"storage": {"size": "0"}}),
+            "positive Kubernetes quantity",
+        ),
+        (json!({"restoreFrom": {}}), "exactly one of backup or s3"),
+        (
+            json!({"backup": {"storage": {"bucket": "b", "prefix": "/abs"}}}),
+            "must not start with '/'",
+        ),
+    ];
+    for (spec, message) in cases {
+        let err = cel_error(spec.clone()).unwrap_or_else(|| panic!("{spec} passed"));
+        assert!(err.contains(message), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn immutable_fields_cannot_change() {
+    let old = cluster(json!({"storage": {"size": "10Gi", "storageClassName": "fast"}}));
+    let changed = cluster(json!({"storage": {"size": "10Gi", "storageClassName": "slow"}}));
+    let err = validate_cel_update(&changed, &old).unwrap_err().to_string();
+    assert!(err.contains("storageClassName is immutable"), "{err}");
+    let removed = cluster(json!({"storage": {"size": "10Gi"}}));
+    assert!(validate_cel_update(&removed, &old).is_err());
+    assert!(validate_cel_update(&old.clone(), &old).is_ok());
+
+    let xcom = cluster(json!({"groupCommunicationStack": "XCOM"}));
+    let err = validate_cel_update(&cluster(json!({})), &xcom)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("groupCommunicationStack cannot be changed"),
+        "{err}"
+    );
+
+    let restored = cluster(json!({"restoreFrom": {"backup": "a"}}));
+    let err = validate_cel_update(&restored, &cluster(json!({})))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("restoreFrom cannot be changed"), "{err}");
+}
+
+#[test]
+fn backup_cluster_name_is_immutable() {
+    let backup = |cluster: &str| -> Backup {
+        serde_json::from_value(json!({
+            "apiVersion": "innodb-operator.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "b", "namespace": "db"},
+            "spec": {"clusterName": cluster},
+        }))
+        .unwrap()
+    };
+    let err = validate_cel_update(&backup("other"), &backup("orders"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("clusterName is immutable"), "{err}");
+    assert!(validate_cel_update(&backup("orders"), &backup("orders")).is_ok());
+}

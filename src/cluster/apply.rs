@@ -1,0 +1,377 @@
+//! Step 4 of the reconcile: server-side apply of the desired objects with one field manager,
+//! create-only for Secrets, and pruning of what the cluster no longer needs.
+//!
+//! The decisions (apply, skip, refuse, prune) are pure functions; the I/O around them is thin.
+//! An object whose applied hash is unchanged is not written again, so a steady cluster causes no
+//! API writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::build::names::{APPLIED_HASH_ANNOTATION, Names};
+use super::build::{Desired, Kind, Object};
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "innodb-operator";
+
+/// What to do with one desired object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// It is missing or differs: apply it.
+    Apply,
+    /// It is exactly as last applied: no write.
+    Skip,
+    /// An object of that name exists and belongs to someone else: do not take it over.
+    Conflict,
+}
+
+/// What happened to a cluster's objects in one apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// `Kind/name` of each object written.
+    pub applied: Vec<String>,
+    /// `Kind/name` of each object deleted because the cluster no longer needs it.
+    pub pruned: Vec<String>,
+    /// Names of the Secrets created.
+    pub created_secrets: Vec<String>,
+}
+
+impl Outcome {
+    /// Number of writes this apply made.
+    pub fn writes(&self) -> usize {
+        self.applied.len() + self.pruned.len() + self.created_secrets.len()
+    }
+}
+
+/// A write or read that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{kind:?} {name} exists and is not managed by this MySQLCluster: delete or rename it")]
+    Conflict { kind: Kind, name: String },
+    #[error("applying {kind:?} {name}: {source}")]
+    Apply {
+        kind: Kind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing {kind:?} objects of the cluster: {source}")]
+    List {
+        kind: Kind,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting {kind:?} {name}, which the cluster no longer needs: {source}")]
+    Prune {
+        kind: Kind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating Secret {name}: {source}")]
+    CreateSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("serializing {kind:?} {name}: {source}")]
+    Serialize {
+        kind: Kind,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Hash of an object as it will be applied (without the hash annotation itself).
+pub fn object_hash<K: Serialize>(obj: &K) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_vec(obj)?;
+    Ok(hex::encode(&Sha256::digest(json)[..12]))
+}
+
+/// Whether `meta` belongs to the cluster with uid `owner_uid`.
+pub fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner_uid && r.controller == Some(true))
+}
+
+/// Decides what to do with a desired object given the metadata of the existing one.
+pub fn decide(desired_hash: &str, existing: Option<&ObjectMeta>, owner_uid: &str) -> Step {
+    match existing {
+        None => Step::Apply,
+        Some(meta) if !owned_by(meta, owner_uid) => Step::Conflict,
+        Some(meta) => {
+            let applied = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
+            if applied.map(String::as_str) == Some(desired_hash) {
+                Step::Skip
+            } else {
+                Step::Apply
+            }
+        }
+    }
+}
+
+/// Names of the existing objects (found by the cluster's labels) to delete: owned by the
+/// cluster and not desired any more.
+pub fn prune_plan(
+    desired: &BTreeSet<String>,
+    existing: &[ObjectMeta],
+    owner_uid: &str,
+) -> Vec<String> {
+    existing
+        .iter()
+        .filter(|m| owned_by(m, owner_uid) && m.deletion_timestamp.is_none())
+        .filter_map(|m| m.name.clone())
+        .filter(|n| !desired.contains(n))
+        .collect()
+}
+
+/// Applies `desired` for the cluster `names` whose uid is `owner_uid`.
+pub async fn apply(
+    client: &Client,
+    names: &Names,
+    owner_uid: &str,
+    desired: &Desired,
+) -> Result<Outcome, ApplyError> {
+    let mut outcome = Outcome::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+    for secret in &desired.secrets {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        match secrets.create(&PostParams::default(), secret).await {
+            Ok(_) => outcome.created_secrets.push(name),
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(source) => return Err(ApplyError::CreateSecret { name, source }),
+        }
+    }
+    for object in &desired.objects {
+        let written = match object {
+            Object::ConfigMap(o) => apply_one(client, names, owner_uid, Kind::ConfigMap, o).await?,
+            Object::Service(o) => apply_one(client, names, owner_uid, Kind::Service, o).await?,
+            Object::StatefulSet(o) => {
+                apply_one(client, names, owner_uid, Kind::StatefulSet, o).await?
+            }
+            Object::PodDisruptionBudget(o) => {
+                apply_one(client, names, owner_uid, Kind::PodDisruptionBudget, o).await?
+            }
+            Object::Deployment(o) => {
+                apply_one(client, names, owner_uid, Kind::Deployment, o).await?
+            }
+        };
+        if written {
+            outcome
+                .applied
+                .push(format!("{:?}/{}", object.kind(), object.name()));
+        }
+    }
+    let mut wanted: BTreeMap<Kind, BTreeSet<String>> = BTreeMap::new();
+    for o in &desired.objects {
+        wanted
+            .entry(o.kind())
+            .or_default()
+            .insert(o.name().to_string());
+    }
+    for kind in Kind::ALL {
+        let want = wanted.remove(&kind).unwrap_or_default();
+        let pruned = match kind {
+            Kind::ConfigMap => prune::<ConfigMap>(client, names, owner_uid, kind, &want).await?,
+            Kind::Service => prune::<Service>(client, names, owner_uid, kind, &want).await?,
+            Kind::StatefulSet => {
+                prune::<StatefulSet>(client, names, owner_uid, kind, &want).await?
+            }
+            Kind::PodDisruptionBudget => {
+                prune::<PodDisruptionBudget>(client, names, owner_uid, kind, &want).await?
+            }
+            Kind::Deployment => prune::<Deployment>(client, names, owner_uid, kind, &want).await?,
+        };
+        outcome
+            .pruned
+            .extend(pruned.into_iter().map(|n| format!("{kind:?}/{n}")));
+    }
+    Ok(outcome)
+}
+
+/// Applies one object unless it is unchanged; returns whether it wrote.
+async fn apply_one<K>(
+    client: &Client,
+    names: &Names,
+    owner_uid: &str,
+    kind: Kind,
+    obj: &K,
+) -> Result<bool, ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let hash = object_hash(obj).map_err(|source| ApplyError::Serialize {
+        kind,
+        name: name.clone(),
+        source,
+    })?;
+    let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
+    let existing = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|source| ApplyError::Apply {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
+    match decide(&hash, existing.as_ref().map(|e| &e.metadata), owner_uid) {
+        Step::Skip => return Ok(false),
+        Step::Conflict => return Err(ApplyError::Conflict { kind, name }),
+        Step::Apply => {}
+    }
+    let mut obj = obj.clone();
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .map_err(|source| ApplyError::Apply {
+        kind,
+        name: name.clone(),
+        source,
+    })?;
+    tracing::info!(kind = ?kind, %name, "applied");
+    Ok(true)
+}
+
+async fn prune<K>(
+    client: &Client,
+    names: &Names,
+    owner_uid: &str,
+    kind: Kind,
+    want: &BTreeSet<String>,
+) -> Result<Vec<String>, ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
+    let existing = api
+        .list_metadata(&ListParams::default().labels(&names.selector_string()))
+        .await
+        .map_err(|source| ApplyError::List { kind, source })?;
+    let metas: Vec<ObjectMeta> = existing.items.into_iter().map(|o| o.metadata).collect();
+    let doomed = prune_plan(want, &metas, owner_uid);
+    for name in &doomed {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => tracing::info!(kind = ?kind, %name, "pruned"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(ApplyError::Prune {
+                    kind,
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(doomed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn meta(name: &str, owner: Option<&str>, hash: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            owner_references: owner.map(|uid| {
+                vec![OwnerReference {
+                    uid: uid.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            }),
+            annotations: hash
+                .map(|h| [(APPLIED_HASH_ANNOTATION.to_string(), h.to_string())].into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn applies_missing_and_changed_skips_unchanged_refuses_foreign() {
+        assert_eq!(decide("h1", None, "u"), Step::Apply);
+        assert_eq!(
+            decide("h1", Some(&meta("a", Some("u"), Some("h1"))), "u"),
+            Step::Skip
+        );
+        assert_eq!(
+            decide("h2", Some(&meta("a", Some("u"), Some("h1"))), "u"),
+            Step::Apply
+        );
+        assert_eq!(
+            decide("h1", Some(&meta("a", Some("u"), None)), "u"),
+            Step::Apply
+        );
+        assert_eq!(
+            decide("h1", Some(&meta("a", None, Some("h1"))), "u"),
+            Step::Conflict
+        );
+        assert_eq!(
+            decide("h1", Some(&meta("a", Some("other"), Some("h1"))), "u"),
+            Step::Conflict
+        );
+    }
+
+    #[test]
+    fn prunes_only_owned_undesired_objects() {
+        let want: BTreeSet<String> = ["keep".to_string()].into();
+        let mut terminating = meta("going", Some("u"), None);
+        terminating.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+            ));
+        let existing = vec![
+            meta("keep", Some("u"), None),
+            meta("old-router", Some("u"), None),
+            meta("users-object", None, None),
+            meta("other-cluster", Some("v"), None),
+            terminating,
+        ];
+        assert_eq!(
+            prune_plan(&want, &existing, "u"),
+            vec!["old-router".to_string()]
+        );
+    }
+
+    #[test]
+    fn hash_changes_with_content_and_is_stable() {
+        let a = ConfigMap {
+            data: Some([("k".to_string(), "v".to_string())].into()),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(object_hash(&a).unwrap(), object_hash(&b).unwrap());
+        b.data = Some([("k".to_string(), "w".to_string())].into());
+        assert_ne!(object_hash(&a).unwrap(), object_hash(&b).unwrap());
+    }
+}

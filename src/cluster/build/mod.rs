@@ -1,0 +1,112 @@
+//! Step 3 of the reconcile: pure functions from the validated cluster to the objects it needs.
+//! No client and no clock here; randomness (new passwords) comes in from the caller.
+
+pub mod mycnf;
+pub mod names;
+pub mod router;
+pub mod secrets;
+pub mod services;
+pub mod statefulset;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use rand::Rng;
+
+pub use super::validate::ValidCluster;
+use secrets::Account;
+
+/// One object the cluster needs, applied with server-side apply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    ConfigMap(ConfigMap),
+    Service(Service),
+    StatefulSet(StatefulSet),
+    PodDisruptionBudget(PodDisruptionBudget),
+    Deployment(Deployment),
+}
+
+/// The kinds the operator applies and prunes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    ConfigMap,
+    Service,
+    StatefulSet,
+    PodDisruptionBudget,
+    Deployment,
+}
+
+impl Kind {
+    /// Every kind, in the order they are applied (configuration before what reads it).
+    pub const ALL: [Kind; 5] = [
+        Kind::ConfigMap,
+        Kind::Service,
+        Kind::StatefulSet,
+        Kind::PodDisruptionBudget,
+        Kind::Deployment,
+    ];
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Service(_) => Kind::Service,
+            Object::StatefulSet(_) => Kind::StatefulSet,
+            Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
+            Object::Deployment(_) => Kind::Deployment,
+        }
+    }
+
+    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::StatefulSet(o) => &o.metadata,
+            Object::PodDisruptionBudget(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+}
+
+/// Everything a cluster needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Applied on every reconcile (skipped when unchanged).
+    pub objects: Vec<Object>,
+    /// Created once when missing; never updated.
+    pub secrets: Vec<Secret>,
+}
+
+/// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
+pub fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
+    let mut objects = vec![
+        Object::ConfigMap(mycnf::config_map(c)),
+        Object::Service(services::instances(c)),
+        Object::Service(services::read_write(c)),
+        Object::Service(services::read_only(c)),
+        Object::StatefulSet(statefulset::statefulset(c)),
+        Object::PodDisruptionBudget(statefulset::pdb(c)),
+    ];
+    if c.router_instances > 0 {
+        objects.extend([
+            Object::ConfigMap(router::config_map(c)),
+            Object::Service(router::headless_service(c)),
+            Object::Service(router::lb_service(c)),
+            Object::Deployment(router::deployment(c)),
+        ]);
+    }
+    Desired {
+        objects,
+        secrets: secrets::missing_secrets(c, existing, rng),
+    }
+}

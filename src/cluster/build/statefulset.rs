@@ -1,0 +1,348 @@
+//! The member StatefulSet `C` and its PodDisruptionBudget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use super::mycnf::{
+    self, CONF_DIR, CREATE_ADMIN_KEY, GR_PORT, INIT_SCRIPT_KEY, MYSQL_PORT, MYSQLX_PORT,
+    TEMPLATE_DIR, TLS_DIR,
+};
+use super::names::Component;
+use super::secrets::Account;
+use crate::cluster::validate::ValidCluster;
+
+/// UID and GID of the `mysql` user in the official images.
+pub const MYSQL_UID: i64 = 999;
+/// Pod annotation with the hash of the configuration, so a config change rolls the members.
+pub const CONFIG_HASH_ANNOTATION: &str = "innodb-operator.io/config-hash";
+const DATA_DIR: &str = "/var/lib/mysql";
+const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
+
+/// The restricted container security context every container of the operator uses.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The restricted pod security context (Pod Security Standard `restricted`).
+pub fn restricted_pod(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret,
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }
+}
+
+/// `mysqladmin ping` answers 0 whenever mysqld is up, even when it refuses the login, so it
+/// needs no credentials; it keeps answering while Group Replication is RECOVERING or a clone is
+/// donated, so probes never fight the group's own recovery.
+fn ping_probe(period: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "mysqladmin".to_string(),
+                format!("--socket={SOCKET}"),
+                "ping".to_string(),
+            ]),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// Hash of everything in the ConfigMap the pods read, so a change rolls them.
+pub fn config_hash(c: &ValidCluster) -> String {
+    let mut h = Sha256::new();
+    h.update(mycnf::mycnf(c));
+    h.update(mycnf::init_script(c));
+    h.update(mycnf::create_admin_script());
+    hex::encode(&h.finalize()[..8])
+}
+
+fn default_affinity(c: &ValidCluster) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(c.names.pod_selector(Component::Database)),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_string(),
+                        ..Default::default()
+                    },
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn volumes(c: &ValidCluster) -> Vec<Volume> {
+    let mut v = vec![
+        Volume {
+            name: "config-template".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: c.names.config_map(),
+                default_mode: Some(0o444),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        empty_dir("conf-d"),
+        empty_dir("run"),
+        empty_dir("tmp"),
+        empty_dir("initdb"),
+    ];
+    if let Some(secret) = &c.tls_secret {
+        v.push(Volume {
+            name: "tls".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    v
+}
+
+fn init_container(c: &ValidCluster) -> Container {
+    Container {
+        name: "init-member".to_string(),
+        image: Some(c.image.clone()),
+        image_pull_policy: c.pull_policy.clone(),
+        command: Some(vec![
+            "bash".to_string(),
+            "-c".to_string(),
+            format!(
+                "sh {TEMPLATE_DIR}/{INIT_SCRIPT_KEY} && cp {TEMPLATE_DIR}/{CREATE_ADMIN_KEY} /docker-entrypoint-initdb.d/"
+            ),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".to_string(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(vec![
+            mount("config-template", TEMPLATE_DIR, true),
+            mount("conf-d", CONF_DIR, false),
+            mount("initdb", "/docker-entrypoint-initdb.d", false),
+        ]),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
+}
+
+fn mysql_container(c: &ValidCluster) -> Container {
+    let mut mounts = vec![
+        mount("data", DATA_DIR, false),
+        mount("conf-d", CONF_DIR, true),
+        mount("run", "/var/run/mysqld", false),
+        mount("tmp", "/tmp", false),
+        mount("initdb", "/docker-entrypoint-initdb.d", true),
+    ];
+    if c.tls_secret.is_some() {
+        mounts.push(mount("tls", TLS_DIR, true));
+    }
+    Container {
+        name: "mysql".to_string(),
+        image: Some(c.image.clone()),
+        image_pull_policy: c.pull_policy.clone(),
+        args: Some(vec!["mysqld".to_string()]),
+        env: Some(vec![
+            secret_env(
+                "MYSQL_ROOT_PASSWORD",
+                c.names.secret(Account::Root.suffix()),
+                "password",
+            ),
+            secret_env(
+                "INNODB_ADMIN_PASSWORD",
+                c.names.secret(Account::Admin.suffix()),
+                "password",
+            ),
+        ]),
+        ports: Some(vec![
+            container_port("mysql", MYSQL_PORT),
+            container_port("mysqlx", MYSQLX_PORT),
+            container_port("gr", GR_PORT),
+        ]),
+        startup_probe: Some(ping_probe(10, 360)),
+        liveness_probe: Some(ping_probe(10, 6)),
+        readiness_probe: Some(ping_probe(5, 2)),
+        resources: c.resources.clone(),
+        volume_mounts: Some(mounts),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
+}
+
+/// The member StatefulSet.
+pub fn statefulset(c: &ValidCluster) -> StatefulSet {
+    let template_meta = ObjectMeta {
+        labels: Some(c.names.labels(Component::Database)),
+        annotations: Some(BTreeMap::from([(
+            CONFIG_HASH_ANNOTATION.to_string(),
+            config_hash(c),
+        )])),
+        ..Default::default()
+    };
+    let pt = &c.pod_template;
+    let pod = PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(restricted_pod(MYSQL_UID)),
+        termination_grace_period_seconds: Some(120),
+        affinity: Some(pt.affinity.clone().unwrap_or_else(|| default_affinity(c))),
+        tolerations: (!pt.tolerations.is_empty()).then(|| pt.tolerations.clone()),
+        node_selector: (!pt.node_selector.is_empty()).then(|| pt.node_selector.clone()),
+        priority_class_name: pt.priority_class_name.clone(),
+        init_containers: Some(vec![init_container(c)]),
+        containers: vec![mysql_container(c)],
+        volumes: Some(volumes(c)),
+        ..Default::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_string()),
+            labels: Some(c.names.labels(Component::Database)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: c.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    c.storage.size.clone(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: c.meta(c.names.statefulset(), Component::Database),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(c.instances),
+            service_name: Some(c.names.instances_service()),
+            pod_management_policy: Some("Parallel".to_string()),
+            selector: LabelSelector {
+                match_labels: Some(c.names.pod_selector(Component::Database)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_string()),
+                    when_scaled: Some("Retain".to_string()),
+                },
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The PodDisruptionBudget: one member at a time, so a drain never takes the majority.
+pub fn pdb(c: &ValidCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: c.meta(c.names.pdb(), Component::Database),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(c.names.pod_selector(Component::Database)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

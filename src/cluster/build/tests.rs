@@ -1,0 +1,461 @@
+//! Builder tests from YAML fixtures: each object a cluster needs, for MySQL 8.0 and 8.4.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use rand::SeedableRng;
+
+use super::mycnf::{self, is_managed_option};
+use super::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
+use super::secrets::Account;
+use super::{Kind, Object, build, router, services, statefulset};
+use crate::cluster::testing::{GROUP_NAME, valid_cluster};
+
+fn testdata(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/cluster/build/testdata")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Compares with a golden file; `UPDATE_GOLDEN=1 cargo test` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/cluster/build/testdata")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    pretty_assertions::assert_eq!(
+        testdata(name),
+        actual,
+        "golden file {name}: UPDATE_GOLDEN=1 to accept"
+    );
+}
+
+fn pod_spec(c: &super::ValidCluster) -> PodSpec {
+    statefulset::statefulset(c)
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+}
+
+fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap()
+}
+
+#[test]
+fn mycnf_for_84_matches_golden_and_omits_removed_options() {
+    let c = valid_cluster(
+        "spec: {version: '8.4.7', instances: 3, mycnf: {innodb_buffer_pool_size: 1G}}",
+    );
+    let cnf = mycnf::mycnf(&c);
+    golden("my-8.4.cnf", &cnf);
+    for removed in [
+        "binlog_transaction_dependency_tracking",
+        "transaction_write_set_extraction",
+        "master_info_repository",
+        "relay_log_info_repository",
+        "group_replication_ip_whitelist",
+        "default_authentication_plugin",
+    ] {
+        assert!(
+            !cnf.contains(removed),
+            "8.4 removed {removed}, mysqld would not start"
+        );
+    }
+}
+
+#[test]
+fn mycnf_for_80_matches_golden() {
+    let c = valid_cluster("spec: {version: '8.0.40', instances: 5, groupCommunicationStack: XCOM}");
+    let cnf = mycnf::mycnf(&c);
+    golden("my-8.0-xcom.cnf", &cnf);
+    assert!(cnf.contains("binlog_transaction_dependency_tracking=WRITESET"));
+    assert!(cnf.contains("orders-4.orders-instances.db.svc.cluster.local:33061"));
+}
+
+#[test]
+fn mycnf_has_the_group_replication_essentials() {
+    let c = valid_cluster("spec: {}");
+    let cnf = mycnf::mycnf(&c);
+    for line in [
+        "gtid_mode=ON",
+        "enforce_gtid_consistency=ON",
+        "plugin_load_add=group_replication.so",
+        "plugin_load_add=mysql_clone.so",
+        "loose_group_replication_start_on_boot=OFF",
+        "loose_group_replication_bootstrap_group=OFF",
+        "loose_group_replication_communication_stack=MYSQL",
+    ] {
+        assert!(cnf.lines().any(|l| l == line), "missing {line}");
+    }
+    assert!(cnf.contains(&format!("loose_group_replication_group_name={GROUP_NAME}")));
+    let seeds = cnf
+        .lines()
+        .find_map(|l| l.strip_prefix("loose_group_replication_group_seeds="))
+        .unwrap();
+    assert_eq!(seeds.split(',').count(), 3);
+    assert!(
+        seeds.split(',').all(|s| s.ends_with(":3306")),
+        "MYSQL stack uses the SQL port: {seeds}"
+    );
+    assert!(
+        !cnf.contains("bootstrap_group=ON"),
+        "never bootstrap from an option file"
+    );
+}
+
+#[test]
+fn managed_options_are_recognised_with_prefixes() {
+    for k in [
+        "server_id",
+        "server-id",
+        "loose_server_id",
+        "loose-group_replication_group_seeds",
+        "gtid-mode",
+    ] {
+        assert!(is_managed_option(k), "{k}");
+    }
+    for k in [
+        "innodb_buffer_pool_size",
+        "max_connections",
+        "loose_innodb_x",
+    ] {
+        assert!(!is_managed_option(k), "{k}");
+    }
+}
+
+#[test]
+fn init_script_computes_member_settings_from_the_ordinal() {
+    let c = valid_cluster("spec: {}");
+    let script = mycnf::init_script(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("tpl");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&tpl).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(tpl.join(mycnf::MYCNF_KEY), mycnf::mycnf(&c)).unwrap();
+    let script = script
+        .replace(mycnf::TEMPLATE_DIR, tpl.to_str().unwrap())
+        .replace(mycnf::CONF_DIR, conf.to_str().unwrap());
+    let run = |pod: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("POD_NAME", pod)
+            .output()
+            .unwrap()
+    };
+    let out = run("orders-2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let member = std::fs::read_to_string(conf.join("10-member.cnf")).unwrap();
+    assert!(member.contains("server_id=1002"), "{member}");
+    assert!(member.contains("report_host=orders-2.orders-instances.db.svc.cluster.local"));
+    assert!(member.contains(
+        "loose_group_replication_local_address=orders-2.orders-instances.db.svc.cluster.local:3306"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(conf.join("00-innodb-operator.cnf")).unwrap(),
+        mycnf::mycnf(&c)
+    );
+    let bad = run("orders-x");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read an ordinal"));
+}
+
+#[test]
+fn create_admin_script_escapes_the_password() {
+    let script = mycnf::create_admin_script();
+    let stub = format!("docker_process_sql() {{ cat; }}\n{script}");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&stub)
+        .env("INNODB_ADMIN_PASSWORD", r#"a'b\c$d"e"#)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.contains(r#"IDENTIFIED BY 'a\'b\\c$d"e'"#), "{sql}");
+    assert!(
+        sql.starts_with("SET SESSION sql_log_bin = 0;"),
+        "account creation must not replicate: {sql}"
+    );
+}
+
+#[test]
+fn instances_service_publishes_srv_for_every_member() {
+    let c = valid_cluster("spec: {}");
+    let svc = services::instances(&c);
+    assert_eq!(svc.metadata.name.as_deref(), Some("orders-instances"));
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.publish_not_ready_addresses, Some(true));
+    let ports: Vec<_> = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("mysql".into(), 3306),
+            ("mysqlx".into(), 33060),
+            ("gr".into(), 33061)
+        ]
+    );
+}
+
+#[test]
+fn rw_and_ro_services_select_by_role() {
+    let c = valid_cluster("spec: {}");
+    let rw = services::read_write(&c);
+    let ro = services::read_only(&c);
+    assert_eq!(rw.metadata.name.as_deref(), Some("orders"));
+    assert_eq!(ro.metadata.name.as_deref(), Some("orders-ro"));
+    assert_eq!(rw.spec.unwrap().selector.unwrap()[ROLE_LABEL], ROLE_PRIMARY);
+    assert_eq!(
+        ro.spec.unwrap().selector.unwrap()[ROLE_LABEL],
+        ROLE_SECONDARY
+    );
+}
+
+#[test]
+fn statefulset_is_restricted_and_spreads_members() {
+    let c = valid_cluster(
+        "spec: {instances: 5, storage: {size: 50Gi, storageClassName: fast}, podTemplate: {priorityClassName: db, tolerations: [{key: dedicated, operator: Exists}]}}",
+    );
+    let sts = statefulset::statefulset(&c);
+    let spec = sts.spec.clone().unwrap();
+    assert_eq!(spec.replicas, Some(5));
+    assert_eq!(spec.service_name.as_deref(), Some("orders-instances"));
+    let claim = &spec.volume_claim_templates.unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "50Gi"
+    );
+    let pod = spec.template.spec.unwrap();
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+    }
+    let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+    let term = &anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap()[0];
+    assert_eq!(
+        term.pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(pod.priority_class_name.as_deref(), Some("db"));
+    assert_eq!(pod.tolerations.unwrap().len(), 1);
+}
+
+#[test]
+fn probes_tolerate_recovery() {
+    let c = valid_cluster("spec: {}");
+    let spec = pod_spec(&c);
+    let mysql = container(&spec, "mysql");
+    let startup = mysql.startup_probe.as_ref().unwrap();
+    // A member may spend a long time in crash recovery or receiving a clone.
+    assert!(startup.period_seconds.unwrap() * startup.failure_threshold.unwrap() >= 3600);
+    let liveness = mysql.liveness_probe.as_ref().unwrap();
+    let cmd = liveness.exec.as_ref().unwrap().command.as_ref().unwrap();
+    assert_eq!(cmd[0], "mysqladmin");
+    assert!(
+        cmd.contains(&"ping".to_string()),
+        "liveness must only ask whether mysqld runs"
+    );
+    assert!(
+        !cmd.iter().any(|a| a.contains("member_state")),
+        "liveness must not depend on the GR state"
+    );
+}
+
+#[test]
+fn secrets_are_referenced_never_inlined() {
+    let c = valid_cluster("spec: {}");
+    let spec = pod_spec(&c);
+    let mysql = container(&spec, "mysql");
+    for env in mysql.env.as_ref().unwrap() {
+        assert!(env.value.is_none(), "{} must come from a Secret", env.name);
+        let r = env
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert!(r.name.starts_with("orders-"));
+    }
+    let init = container(&spec, "init-member");
+    let pod_name = &init.env.as_ref().unwrap()[0];
+    assert_eq!(pod_name.name, "POD_NAME");
+    assert_eq!(
+        pod_name
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.name"
+    );
+}
+
+#[test]
+fn tls_secret_is_mounted_and_configured() {
+    let c = valid_cluster("spec: {tls: {secretName: orders-tls}}");
+    let spec = pod_spec(&c);
+    let vol = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "tls")
+        .unwrap();
+    assert_eq!(
+        vol.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("orders-tls")
+    );
+    assert!(mycnf::mycnf(&c).contains("ssl_cert=/etc/mysql/tls/tls.crt"));
+    let plain = valid_cluster("spec: {}");
+    assert!(!mycnf::mycnf(&plain).contains("ssl_cert"));
+}
+
+#[test]
+fn config_changes_roll_the_members() {
+    let a = valid_cluster("spec: {}");
+    let b = valid_cluster("spec: {mycnf: {max_connections: '900'}}");
+    let hash = |c| {
+        statefulset::statefulset(c)
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[statefulset::CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    assert_ne!(hash(&a), hash(&b));
+    assert_eq!(hash(&a), hash(&valid_cluster("spec: {}")));
+}
+
+#[test]
+fn pdb_allows_one_member_down() {
+    let c = valid_cluster("spec: {}");
+    let pdb = statefulset::pdb(&c).spec.unwrap();
+    assert_eq!(
+        pdb.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+}
+
+#[test]
+fn router_routes_through_the_role_services() {
+    let c = valid_cluster("spec: {router: {instances: 3}}");
+    let conf = router::router_conf(&c);
+    golden("mysqlrouter.conf", &conf);
+    let d = router::deployment(&c).spec.unwrap();
+    assert_eq!(d.replicas, Some(3));
+    let headless = router::headless_service(&c);
+    assert_eq!(headless.metadata.name.as_deref(), Some("orders-router"));
+    let hspec = headless.spec.unwrap();
+    assert_eq!(hspec.cluster_ip.as_deref(), Some("None"));
+    let names: Vec<_> = hspec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.unwrap())
+        .collect();
+    assert!(names.contains(&"mysql".to_string()) && names.contains(&"mysqlx".to_string()));
+    let lb = router::lb_service(&c);
+    assert_eq!(lb.spec.unwrap().cluster_ip, None);
+}
+
+#[test]
+fn every_object_is_labelled_and_owned() {
+    let c = valid_cluster("spec: {}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let desired = build(&c, &BTreeSet::new(), &mut rng);
+    let mut seen = BTreeSet::new();
+    for o in &desired.objects {
+        let m = o.meta();
+        let labels = m.labels.as_ref().unwrap();
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/component",
+        ] {
+            assert!(labels.contains_key(key), "{} lacks {key}", o.name());
+        }
+        let owner = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("MySQLCluster", Some(true))
+        );
+        assert!(
+            seen.insert((o.kind(), o.name().to_string())),
+            "duplicate {}",
+            o.name()
+        );
+    }
+    let kinds: BTreeSet<Kind> = desired.objects.iter().map(Object::kind).collect();
+    assert_eq!(kinds, Kind::ALL.into_iter().collect());
+    assert_eq!(desired.secrets.len(), Account::ALL.len());
+}
+
+#[test]
+fn router_objects_go_when_routers_are_disabled() {
+    let c = valid_cluster("spec: {router: {instances: 0}}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let all = BTreeSet::from(Account::ALL);
+    let desired = build(&c, &all, &mut rng);
+    assert!(desired.objects.iter().all(|o| !o.name().contains("router")));
+    assert!(
+        desired.secrets.is_empty(),
+        "existing Secrets are never rebuilt"
+    );
+}

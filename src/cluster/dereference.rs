@@ -1,0 +1,133 @@
+//! Step 1 of the reconcile: read what the cluster refers to or has made before (credentials
+//! Secrets, the TLS Secret, the group name). All reads, no writes.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+use uuid::Uuid;
+
+use super::build::mycnf::MYCNF_KEY;
+use super::build::names::Names;
+use super::build::secrets::Account;
+use crate::api::MySQLCluster;
+
+/// What the cluster refers to, as found in the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dereferenced {
+    /// The Group Replication group name: kept in status, recovered from the existing config when
+    /// status was lost, or new for a new cluster.
+    pub group_name: Uuid,
+    /// Accounts whose credentials Secret already exists (never regenerated).
+    pub existing_accounts: BTreeSet<Account>,
+    /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
+    pub tls_secret_keys: Option<Vec<String>>,
+}
+
+/// A read that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DereferenceError {
+    #[error("reading {kind} {name}: {source}")]
+    Read {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the MySQLCluster has no namespace")]
+    NoNamespace,
+}
+
+/// Reads everything the cluster refers to.
+pub async fn dereference(
+    client: &Client,
+    cluster: &MySQLCluster,
+) -> Result<Dereferenced, DereferenceError> {
+    let ns = cluster
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(DereferenceError::NoNamespace)?;
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let names = Names::new(name, ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+
+    let mut existing_accounts = BTreeSet::new();
+    for account in Account::ALL {
+        let secret_name = names.secret(account.suffix());
+        if get_opt(&secrets, "Secret", &secret_name).await?.is_some() {
+            existing_accounts.insert(account);
+        }
+    }
+    let tls_secret_keys = match &cluster.spec.tls.secret_name {
+        None => None,
+        Some(secret_name) => get_opt(&secrets, "Secret", secret_name)
+            .await?
+            .map(|s| s.data.unwrap_or_default().into_keys().collect()),
+    };
+    let status_group = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.group_name.as_deref());
+    let group_name = match status_group.and_then(|g| Uuid::parse_str(g).ok()) {
+        Some(g) => g,
+        None => {
+            let existing = get_opt(&config_maps, "ConfigMap", &names.config_map()).await?;
+            existing
+                .and_then(|cm| cm.data)
+                .and_then(|d| d.get(MYCNF_KEY).and_then(|cnf| group_name_in_mycnf(cnf)))
+                .unwrap_or_else(Uuid::new_v4)
+        }
+    };
+    Ok(Dereferenced {
+        group_name,
+        existing_accounts,
+        tls_secret_keys,
+    })
+}
+
+async fn get_opt<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+) -> Result<Option<K>, DereferenceError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|source| DereferenceError::Read {
+            kind,
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// The group name written in an existing my.cnf, if any.
+pub fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
+    mycnf.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("loose_group_replication_group_name=")?;
+        Uuid::parse_str(v.trim()).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_group_name_in_an_old_config() {
+        let cnf = "[mysqld]\nport=3306\nloose_group_replication_group_name=6f1c8d8e-4a59-4bd4-9a3e-2f0d7d5d1a10\n";
+        assert_eq!(
+            group_name_in_mycnf(cnf).unwrap().to_string(),
+            "6f1c8d8e-4a59-4bd4-9a3e-2f0d7d5d1a10"
+        );
+        assert_eq!(
+            group_name_in_mycnf("[mysqld]\nloose_group_replication_group_name=nope\n"),
+            None
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Step 5 (before the topology step takes over): read the cluster's pods and workloads as the
+//! API server sees them, for the status.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use super::build::names::{Component, Names, ROLE_LABEL, to_selector};
+use super::status::PodView;
+
+/// What the workloads report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Workloads {
+    pub pods: Vec<PodView>,
+    pub statefulset_rolled_out: bool,
+    pub router_ready: i32,
+}
+
+/// A read that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the cluster's {what}: {source}")]
+pub struct ObserveError {
+    what: &'static str,
+    #[source]
+    source: kube::Error,
+}
+
+/// A pod as the status sees it.
+pub fn pod_view(p: &Pod) -> PodView {
+    let status = p.status.as_ref();
+    PodView {
+        name: p.metadata.name.clone().unwrap_or_default(),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".to_string()),
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        role: p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ROLE_LABEL).cloned()),
+        member_state: None,
+    }
+}
+
+/// Whether the StatefulSet runs its current spec on every replica.
+pub fn rolled_out(sts: &StatefulSet) -> bool {
+    let desired = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = &sts.status else { return false };
+    st.observed_generation == sts.metadata.generation
+        && st.ready_replicas.unwrap_or(0) == desired
+        && st.updated_replicas.unwrap_or(0) == desired
+        && st.current_revision.is_some()
+        && st.current_revision == st.update_revision
+}
+
+/// Reads the pods, the StatefulSet and the router Deployment of `names`.
+pub async fn observe(client: &Client, names: &Names) -> Result<Workloads, ObserveError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+    let selector = to_selector(&names.pod_selector(Component::Database));
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| ObserveError {
+            what: "pods",
+            source,
+        })?;
+    let mut views: Vec<PodView> = list.items.iter().map(pod_view).collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
+    let statefulset_rolled_out = sts
+        .get_opt(&names.statefulset())
+        .await
+        .map_err(|source| ObserveError {
+            what: "StatefulSet",
+            source,
+        })?
+        .as_ref()
+        .is_some_and(rolled_out);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
+    let router_ready = deployments
+        .get_opt(&names.router())
+        .await
+        .map_err(|source| ObserveError {
+            what: "router Deployment",
+            source,
+        })?
+        .and_then(|d| d.status)
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Ok(Workloads {
+        pods: views,
+        statefulset_rolled_out,
+        router_ready,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_view_reads_phase_readiness_and_role() {
+        let p: Pod = serde_yaml::from_str(
+            "metadata: {name: c-0, labels: {innodb-operator.io/role: primary}}\n\
+             status: {phase: Running, conditions: [{type: Ready, status: 'True'}]}\n",
+        )
+        .unwrap();
+        let v = pod_view(&p);
+        assert_eq!(
+            (v.name.as_str(), v.phase.as_str(), v.ready),
+            ("c-0", "Running", true)
+        );
+        assert_eq!(v.role.as_deref(), Some("primary"));
+        let empty = pod_view(&Pod::default());
+        assert_eq!((empty.phase.as_str(), empty.ready), ("Pending", false));
+    }
+
+    #[test]
+    fn rollout_needs_matching_revisions_and_ready_replicas() {
+        let done: StatefulSet = serde_yaml::from_str(
+            "metadata: {generation: 2}\nspec: {replicas: 3, selector: {}, serviceName: s, template: {}}\n\
+             status: {observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3, currentRevision: r1, updateRevision: r1}\n",
+        )
+        .unwrap();
+        assert!(rolled_out(&done));
+        let mut rolling = done.clone();
+        rolling.status.as_mut().unwrap().update_revision = Some("r2".into());
+        assert!(!rolled_out(&rolling));
+        let mut stale = done;
+        stale.metadata.generation = Some(3);
+        assert!(!rolled_out(&stale));
+    }
+}

@@ -1,0 +1,287 @@
+//! Step 6 of the reconcile: the status from what was observed, as a pure function. The
+//! conditions say what a user needs to know; the phase sums them up in one word.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::cluster::{MemberStatus, MySQLClusterStatus};
+use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY};
+
+/// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodView {
+    pub name: String,
+    /// Pod phase: Pending, Running, ...
+    pub phase: String,
+    /// The pod's Ready condition.
+    pub ready: bool,
+    /// Value of the role label (`primary`, `secondary`) if any.
+    pub role: Option<String>,
+    /// Group Replication member state when known (ONLINE, RECOVERING, ...).
+    pub member_state: Option<String>,
+}
+
+/// Everything the status is computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub group_name: String,
+    pub desired_instances: i32,
+    pub pods: Vec<PodView>,
+    /// The StatefulSet has rolled out its current spec to every pod.
+    pub statefulset_rolled_out: bool,
+    pub router_desired: i32,
+    pub router_ready: i32,
+    /// A problem that stops the reconcile (invalid spec, failed write): reason and message.
+    pub error: Option<(String, String)>,
+    /// The operator wrote something in this reconcile.
+    pub changed: bool,
+}
+
+fn member_state(p: &PodView) -> String {
+    match &p.member_state {
+        Some(s) => s.clone(),
+        None if p.ready => "PodReady".to_string(),
+        None => format!("Pod{}", p.phase),
+    }
+}
+
+fn is_online(p: &PodView) -> bool {
+    match &p.member_state {
+        Some(s) => s == "ONLINE",
+        None => p.ready,
+    }
+}
+
+/// The conditions for `o`.
+pub fn conditions(o: &Observed) -> Vec<Desired> {
+    let online = o.pods.iter().filter(|p| is_online(p)).count() as i32;
+    let primary = o
+        .pods
+        .iter()
+        .find(|p| p.role.as_deref() == Some("primary") && p.ready);
+    let router_ok = o.router_ready >= o.router_desired;
+    let all_online = online >= o.desired_instances;
+    let progressing =
+        !o.statefulset_rolled_out || o.changed || (o.pods.len() as i32) != o.desired_instances;
+
+    let mut out = Vec::new();
+    if let Some((reason, message)) = &o.error {
+        out.push(Desired::new(READY, false, reason, message.clone()));
+        out.push(Desired::new(DEGRADED, true, reason, message.clone()));
+    } else {
+        let (ready, reason, msg) = if all_online && router_ok && primary.is_some() {
+            (
+                true,
+                "AllMembersOnline",
+                format!("{online}/{} members online", o.desired_instances),
+            )
+        } else if !all_online {
+            (
+                false,
+                "MembersNotOnline",
+                format!("{online}/{} members online", o.desired_instances),
+            )
+        } else if primary.is_none() {
+            (
+                false,
+                "NoPrimary",
+                "no member is labelled primary yet".to_string(),
+            )
+        } else {
+            (
+                false,
+                "RoutersNotReady",
+                format!("{}/{} routers ready", o.router_ready, o.router_desired),
+            )
+        };
+        out.push(Desired::new(READY, ready, reason, msg));
+        let degraded = !all_online && !progressing;
+        out.push(Desired::new(
+            DEGRADED,
+            degraded,
+            if degraded {
+                "MembersDown"
+            } else {
+                "AsExpected"
+            },
+            if degraded {
+                format!(
+                    "{} of {} members are not online: see the members in status and the pods' logs",
+                    o.desired_instances - online,
+                    o.desired_instances
+                )
+            } else {
+                String::new()
+            },
+        ));
+    }
+    out.push(match primary {
+        Some(p) => Desired::new(
+            AVAILABLE,
+            true,
+            "PrimaryReady",
+            format!("{} accepts writes", p.name),
+        ),
+        None => Desired::new(
+            AVAILABLE,
+            false,
+            "NoPrimary",
+            "no ready primary: writes are not accepted",
+        ),
+    });
+    out.push(if progressing {
+        Desired::new(
+            PROGRESSING,
+            true,
+            "Reconciling",
+            "the operator is applying the spec",
+        )
+    } else {
+        Desired::new(PROGRESSING, false, "Reconciled", "the spec is applied")
+    });
+    out
+}
+
+/// One word for the conditions.
+pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
+    let is = |t: &str| desired.iter().any(|d| d.type_ == t && d.status);
+    if o.error.is_some() {
+        "Failed"
+    } else if is(READY) {
+        "Ready"
+    } else if o.pods.iter().all(|p| !p.ready) {
+        "Pending"
+    } else if is(DEGRADED) {
+        "Degraded"
+    } else {
+        "Initializing"
+    }
+}
+
+/// The full status for `o`, merged with `old` so unchanged conditions keep their times.
+pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
+    let desired = conditions(o);
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut members: Vec<MemberStatus> = o
+        .pods
+        .iter()
+        .map(|p| MemberStatus {
+            name: p.name.clone(),
+            role: p.role.clone().map(|r| r.to_uppercase()).unwrap_or_default(),
+            state: member_state(p),
+        })
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    MySQLClusterStatus {
+        phase: Some(phase(o, &desired).to_string()),
+        conditions: conditions::merge(old_conditions, &desired, o.generation, now),
+        primary: o
+            .pods
+            .iter()
+            .find(|p| p.role.as_deref() == Some("primary"))
+            .map(|p| p.name.clone()),
+        online_instances: o.pods.iter().filter(|p| is_online(p)).count() as i32,
+        members,
+        group_name: Some(o.group_name.clone()),
+        observed_generation: o.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: bool, role: Option<&str>) -> PodView {
+        PodView {
+            name: name.into(),
+            phase: "Running".into(),
+            ready,
+            role: role.map(Into::into),
+            member_state: None,
+        }
+    }
+
+    fn observed(pods: Vec<PodView>) -> Observed {
+        Observed {
+            generation: Some(3),
+            group_name: "g".into(),
+            desired_instances: 3,
+            pods,
+            statefulset_rolled_out: true,
+            router_desired: 2,
+            router_ready: 2,
+            error: None,
+            changed: false,
+        }
+    }
+
+    fn now() -> Time {
+        Time("2026-11-23T00:00:00Z".parse().unwrap())
+    }
+
+    #[test]
+    fn healthy_cluster_is_ready_and_available() {
+        let o = observed(vec![
+            pod("c-0", true, Some("primary")),
+            pod("c-1", true, Some("secondary")),
+            pod("c-2", true, Some("secondary")),
+        ]);
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Ready"));
+        assert_eq!(s.primary.as_deref(), Some("c-0"));
+        assert_eq!(s.online_instances, 3);
+        assert!(conditions::is_true(&s.conditions, READY));
+        assert!(conditions::is_true(&s.conditions, AVAILABLE));
+        assert!(!conditions::is_true(&s.conditions, DEGRADED));
+        assert!(!conditions::is_true(&s.conditions, PROGRESSING));
+        assert_eq!(s.members[0].role, "PRIMARY");
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn member_down_after_rollout_is_degraded() {
+        let o = observed(vec![
+            pod("c-0", true, Some("primary")),
+            pod("c-1", true, Some("secondary")),
+            pod("c-2", false, None),
+        ]);
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
+        assert!(conditions::is_true(&s.conditions, DEGRADED));
+        assert!(conditions::is_true(&s.conditions, AVAILABLE));
+        assert_eq!(s.members[2].state, "PodRunning");
+    }
+
+    #[test]
+    fn new_cluster_is_pending_and_progressing() {
+        let mut o = observed(vec![pod("c-0", false, None)]);
+        o.statefulset_rolled_out = false;
+        o.changed = true;
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert!(conditions::is_true(&s.conditions, PROGRESSING));
+        assert!(!conditions::is_true(&s.conditions, DEGRADED));
+        assert!(!conditions::is_true(&s.conditions, AVAILABLE));
+    }
+
+    #[test]
+    fn error_fails_the_cluster_with_its_reason() {
+        let mut o = observed(vec![]);
+        o.error = Some(("InvalidMycnf".into(), "spec.mycnf sets server_id".into()));
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        let degraded = s.conditions.iter().find(|c| c.type_ == DEGRADED).unwrap();
+        assert_eq!(degraded.reason, "InvalidMycnf");
+        assert!(degraded.message.contains("server_id"));
+    }
+
+    #[test]
+    fn group_member_state_wins_over_pod_readiness() {
+        let mut p = pod("c-1", true, None);
+        p.member_state = Some("RECOVERING".into());
+        let o = observed(vec![pod("c-0", true, Some("primary")), p]);
+        let s = status(&o, None, &now());
+        assert_eq!(s.online_instances, 1);
+        assert_eq!(s.members[1].state, "RECOVERING");
+    }
+}

@@ -1,0 +1,225 @@
+//! Wiring of the controller: watches (metadata only, on what the operator owns), the reconcile
+//! loop, the HTTP endpoint and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ListParams, PartialObjectMeta};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::MySQLCluster;
+use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::cluster::{self, ReconcileError};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// DNS domain of the Kubernetes cluster (`cluster.local`).
+    pub cluster_domain: String,
+    /// Only this namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_addr: SocketAddr,
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the MySQLCluster CRD is not served by the API server ({0}): install it with `kubectl apply -f crds/` or the Helm chart"
+    )]
+    CrdMissing(#[source] kube::Error),
+    #[error("serving the HTTP endpoint on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A metadata-only Api of `K` in the watched namespace(s).
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug,
+    PartialObjectMeta<K>: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy(
+    _: Arc<PartialObjectMeta<MySQLCluster>>,
+    err: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.failed(err.kind());
+    warn!(error = %err, kind = err.kind(), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the controller until `shutdown` is cancelled (SIGTERM or Ctrl-C in `main`).
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let clusters = api::<MySQLCluster>(&client, &config.namespace);
+    clusters
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(StartError::CrdMissing)?;
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let addr = config.http_addr;
+    let http_listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Http { addr, source })?;
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http::serve(http_listener, health, async move {
+            http_shutdown.cancelled().await
+        })
+        .await
+        {
+            error!(error = %e, "HTTP endpoint failed");
+        }
+    });
+
+    let reporter = Reporter {
+        controller: "innodb-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let (reader, writer) = reflector::store::<PartialObjectMeta<MySQLCluster>>();
+    let trigger = watcher(clusters, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let store = reader.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Relaxed);
+            info!("MySQLCluster watch synced");
+        }
+    });
+    let pods_to_cluster = |pod: PartialObjectMeta<Pod>| {
+        let cluster = pod.labels().get(LABEL_INSTANCE)?.clone();
+        Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+    };
+    let shutdown_signal = shutdown.clone();
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)))
+        .owns_stream(
+            watcher(
+                api::<StatefulSet>(&client, &config.namespace),
+                owned.clone(),
+            )
+            .touched_objects(),
+        )
+        .owns_stream(
+            watcher(api::<Service>(&client, &config.namespace), owned.clone()).touched_objects(),
+        )
+        .owns_stream(
+            watcher(api::<ConfigMap>(&client, &config.namespace), owned.clone()).touched_objects(),
+        )
+        .owns_stream(
+            watcher(api::<Deployment>(&client, &config.namespace), owned.clone()).touched_objects(),
+        )
+        .owns_stream(
+            watcher(
+                api::<PodDisruptionBudget>(&client, &config.namespace),
+                owned.clone(),
+            )
+            .touched_objects(),
+        )
+        .watches_stream(
+            watcher(api::<Pod>(&client, &config.namespace), owned).touched_objects(),
+            pods_to_cluster,
+        )
+        .graceful_shutdown_on(async move { shutdown_signal.cancelled().await })
+        .run(
+            |obj, ctx: Arc<Context>| async move {
+                let start = Instant::now();
+                let result = cluster::reconcile(obj, ctx.clone()).await;
+                ctx.metrics.reconciled(start.elapsed());
+                result
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|res| {
+            if let Err(e) = res {
+                match e {
+                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
+                    other => warn!(error = %other, "controller"),
+                }
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped; shutting down");
+    shutdown.cancel();
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+        }
+        token.cancel();
+    });
+}
