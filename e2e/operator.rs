@@ -467,6 +467,7 @@ fn rejection(result: Result<DynamicObject, kube::Error>, case: &str) -> String {
 async fn invalid_specs_are_rejected_by_the_apiserver() {
     let Some(cp) = control_plane() else { return };
     chart(cp);
+    let _schema = SCHEMA.lock().await;
     let (admin, ns) = cp.namespace("invalid").await;
     let api = clusters(&admin, &ns);
     let dry_run = PostParams {
@@ -661,5 +662,115 @@ async fn steady_state_and_restart_write_nothing() {
         Vec::<String>::new(),
         "writes by the restarted operator in steady state (log: {})",
         op.log.display()
+    );
+}
+
+/// Held by the tests that depend on the exact MySQLCluster schema, and by the one that loosens
+/// it for a moment to store an object the operator cannot read.
+static SCHEMA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Stores `doc` under a schema that lets `mycnf` hold anything (as an older CRD version might
+/// have), then puts the shipped schema back.
+async fn create_under_loose_schema(admin: &Client, ns: &str, doc: &Value) {
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let name = "mysqlclusters.innodb-operator.io";
+    let original = crds.get(name).await.expect("CRD");
+    let mut loose = serde_json::to_value(&original).unwrap();
+    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["mycnf"] = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crds.replace(
+        name,
+        &PostParams::default(),
+        &serde_json::from_value(loose).unwrap(),
+    )
+    .await
+    .expect("loosen the CRD");
+    let api = clusters(admin, ns);
+    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    wait_for("the loose schema to take effect", TIMEOUT, || async {
+        api.create(&PostParams::default(), &obj).await.ok()
+    })
+    .await;
+    let mut restored = original.clone();
+    restored.metadata.resource_version = crds.get(name).await.unwrap().metadata.resource_version;
+    crds.replace(name, &PostParams::default(), &restored)
+        .await
+        .expect("restore the CRD");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut probe = obj.clone();
+    probe.metadata.name = Some("probe".into());
+    wait_for("the shipped schema to be back", TIMEOUT, || async {
+        api.create(&dry_run, &probe).await.is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_object_does_not_stop_the_others() {
+    let Some(cp) = control_plane() else { return };
+    chart(cp);
+    let (admin, ns) = cp.namespace("malformed").await;
+    let without_backup = |name: &str| {
+        let mut doc = sample_cluster(name);
+        doc["spec"].as_object_mut().unwrap().remove("backup");
+        doc
+    };
+    let broken = merged(
+        &without_backup("broken"),
+        &json!({"spec": {"mycnf": {"max_connections": 500, "sql_mode": ["STRICT_ALL_TABLES"]}}}),
+    );
+    {
+        let _schema = SCHEMA.lock().await;
+        create_under_loose_schema(&admin, &ns, &broken).await;
+    }
+    let op = operator(cp, &admin, &ns).await;
+    apply(&admin, &ns, &without_backup("good"))
+        .await
+        .expect("apply good");
+    wait_for("the good cluster to be reconciled", TIMEOUT, || {
+        condition(&admin, &ns, "good", "Ready")
+    })
+    .await;
+    Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+        .get("good")
+        .await
+        .expect("StatefulSet of the good cluster");
+
+    // The broken one is reported on the object, not silently skipped.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
+    let event = wait_for("an Event about the unreadable cluster", TIMEOUT, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+    assert!(
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("mycnf") || n.contains("invalid type")),
+        "the Event does not say what is wrong: {:?}",
+        event.note
+    );
+    assert!(
+        Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+            .get_opt("broken")
+            .await
+            .unwrap()
+            .is_none(),
+        "the operator built objects from a spec it could not read"
+    );
+    // Still serving after all of it.
+    assert_eq!(
+        support::operator::http_status(op.http, "/healthz").await,
+        Some(200)
     );
 }
