@@ -18,6 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde::Deserialize;
 
+pub mod chart;
 pub mod operator;
 
 pub const TESTENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/testenv/testenv.sh");
