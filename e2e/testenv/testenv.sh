@@ -357,25 +357,43 @@ cmd_up() {
   cmd_env "$d"
 }
 
-cmd_down() {
-  local d f pid
-  d="$(state_dir "${1:-}")"
-  [ -d "$d/pids" ] || return 0
-  # Stop in reverse dependency order; etcd last so the others can shut down cleanly.
-  for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    f="$d/pids/$name.pid"
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
+# stop_all DIR NAME...: SIGTERM to each, then up to 10 s for all of them, then SIGKILL.
+stop_all() {
+  local d=$1 name pid pids=() names=()
+  shift
+  for name in "$@"; do
+    [ -f "$d/pids/$name.pid" ] || continue
+    pid=$(cat "$d/pids/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then
-        log "$name did not stop on SIGTERM within 5s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
+      pids+=("$pid")
+      names+=("$name")
     fi
-    rm -f "$f"
   done
+  local i left
+  for _ in $(seq 1 100); do
+    left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      log "${names[$i]} did not stop on SIGTERM within 10s; killing it"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+  done
+  for name in "$@"; do rm -f "$d/pids/$name.pid"; done
+}
+
+cmd_down() {
+  local d pid
+  d="$(state_dir "${1:-}")"
+  [ -d "$d/pids" ] || return 0
+  # Clients of the apiserver first, then the apiserver, etcd last.
+  stop_all "$d" kwok kube-scheduler kube-controller-manager
+  stop_all "$d" kube-apiserver
+  stop_all "$d" etcd
   if [ -f "$d/watchdog.pid" ]; then
     pid=$(cat "$d/watchdog.pid")
     rm -f "$d/watchdog.pid"
