@@ -397,7 +397,8 @@ cmd_down() {
   if [ -f "$d/watchdog.pid" ]; then
     pid=$(cat "$d/watchdog.pid")
     rm -f "$d/watchdog.pid"
-    [ "$pid" != "$$" ] && kill "$pid" 2>/dev/null || true
+    # The watchdog runs `down` itself: it must not kill itself before it cleans up.
+    [ "$pid" != "$PPID" ] && kill "$pid" 2>/dev/null || true
   fi
   log "control plane in $d stopped"
 }
