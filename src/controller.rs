@@ -19,7 +19,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::MySQLCluster;
+use crate::api::{Backup, MySQLCluster};
+use crate::backups::{self, BackupError};
 use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::cluster::{self, ReconcileError};
 use crate::http::{self, Health};
@@ -34,6 +35,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub http_addr: SocketAddr,
+    /// The operator's own image, which backup Jobs run.
+    pub image: String,
 }
 
 /// What every reconcile gets.
@@ -81,6 +84,39 @@ fn error_policy(
     ctx.metrics.failed(err.kind());
     warn!(error = %err, kind = err.kind(), "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15))
+}
+
+fn backup_error_policy(_: Arc<Backup>, err: &BackupError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(err.kind());
+    warn!(error = %err, kind = err.kind(), "backup reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(30))
+}
+
+fn log_result<K, E, Q>(
+    res: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, Q>>,
+) -> future::Ready<()>
+where
+    K: Resource,
+    K::DynamicType: std::fmt::Debug,
+    E: std::error::Error,
+    Q: std::error::Error,
+{
+    match res {
+        Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+        Err(other) => warn!(error = %other, "controller"),
+    }
+    future::ready(())
+}
+
+/// A typed Api of `K` in the watched namespace(s).
+fn api_full<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Runs the controller until `shutdown` is cancelled (SIGTERM or Ctrl-C in `main`).
@@ -158,7 +194,7 @@ pub async fn run(
         Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
     };
     let shutdown_signal = shutdown.clone();
-    Controller::for_stream(trigger, reader)
+    let clusters_loop = Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)))
         .owns_stream(
             watcher(
@@ -196,18 +232,31 @@ pub async fn run(
                 result
             },
             error_policy,
-            ctx,
+            ctx.clone(),
         )
-        .for_each(|res| {
-            if let Err(e) = res {
-                match e {
-                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
-                    other => warn!(error = %other, "controller"),
-                }
-            }
-            future::ready(())
-        })
-        .await;
+        .for_each(log_result);
+    let backup_shutdown = shutdown.clone();
+    let backups_loop = Controller::new(
+        api_full::<Backup>(&client, &config.namespace),
+        watcher::Config::default(),
+    )
+    .owns(
+        api_full::<k8s_openapi::api::batch::v1::Job>(&client, &config.namespace),
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")),
+    )
+    .graceful_shutdown_on(async move { backup_shutdown.cancelled().await })
+    .run(
+        |obj, ctx: Arc<Context>| async move {
+            let start = Instant::now();
+            let result = backups::reconcile(obj, ctx.clone()).await;
+            ctx.metrics.reconciled(start.elapsed());
+            result
+        },
+        backup_error_policy,
+        ctx,
+    )
+    .for_each(log_result);
+    future::join(clusters_loop, backups_loop).await;
     info!("controller stopped; shutting down");
     shutdown.cancel();
     let _ = http_task.await;

@@ -1,9 +1,13 @@
 //! innodb-operator: a Kubernetes operator for MySQL InnoDB Cluster.
 //!
-//! One binary, several roles (see `main.rs`): the controller (`run`), the CRD printer (`crd`).
-//! The reconcile pipeline is in [`cluster`]; the API types in [`api`].
+//! One binary, several roles (see `main.rs`): the controller (`run`), the CRD printer (`crd`),
+//! and what backup and restore Jobs run (`backup`, `restore`). The cluster reconcile pipeline
+//! is in [`cluster`], the Backup controller in [`backups`], the dump engine in [`backup`], the
+//! API types in [`api`].
 
 pub mod api;
+pub mod backup;
+pub mod backups;
 pub mod cluster;
 pub mod controller;
 pub mod crd;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use innodb_operator::backup::cli::{self, BackupArgs, RestoreArgs};
 use innodb_operator::{controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,14 @@ enum Command {
         /// Address of the /healthz, /readyz and /metrics endpoint.
         #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
         http_addr: SocketAddr,
+        /// The operator's own image (backup Jobs run it).
+        #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
+        image: String,
     },
+    /// Stream a consistent dump of a MySQL server into S3 (what a Backup Job runs).
+    Backup(BackupArgs),
+    /// Load a backup from S3 into an empty MySQL server (what a restore runs).
+    Restore(RestoreArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind into each --dir.
     Crd {
         #[arg(long)]
@@ -50,6 +58,14 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
+        Command::Backup(args) => {
+            telemetry::init(cli.log_format);
+            cli::backup(args).await
+        }
+        Command::Restore(args) => {
+            telemetry::init(cli.log_format);
+            cli::restore(args).await
+        }
         Command::Crd { dir } if dir.is_empty() => {
             print!("{}", crd::all_yaml());
             ExitCode::SUCCESS
@@ -72,6 +88,7 @@ async fn main() -> ExitCode {
             cluster_domain,
             namespace,
             http_addr,
+            image,
         } => {
             telemetry::init(cli.log_format);
             let client = match kube::Client::try_default().await {
@@ -87,6 +104,7 @@ async fn main() -> ExitCode {
                 cluster_domain,
                 namespace,
                 http_addr,
+                image,
             };
             match controller::run(client, config, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,8 @@ pub enum ReconcileError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Schedules(#[from] crate::backups::schedules::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
     Status {
         name: String,
@@ -67,6 +69,7 @@ impl ReconcileError {
             ReconcileError::Apply(ApplyError::Conflict { .. }) => "conflict",
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Observe(_) => "observe",
+            ReconcileError::Schedules(_) => "schedules",
             ReconcileError::Status { .. } => "status",
         }
     }
@@ -174,18 +177,64 @@ pub async fn reconcile(
             publish(&ctx, &cluster, EventType::Normal, "Pruned", "Delete", &msg).await;
         }
     }
+    let mut next_schedule = None;
+    if observed.error.is_none() {
+        let schedules =
+            crate::backups::schedules::run(&ctx.client, &cluster, chrono::Utc::now()).await?;
+        for name in &schedules.created {
+            let msg = format!("created scheduled Backup {name}");
+            publish(
+                &ctx,
+                &cluster,
+                EventType::Normal,
+                "BackupScheduled",
+                "Create",
+                &msg,
+            )
+            .await;
+        }
+        if !schedules.deleted.is_empty() {
+            let msg = format!("retention deleted Backups {}", schedules.deleted.join(", "));
+            publish(
+                &ctx,
+                &cluster,
+                EventType::Normal,
+                "BackupsExpired",
+                "Delete",
+                &msg,
+            )
+            .await;
+        }
+        for invalid in &schedules.invalid {
+            publish(
+                &ctx,
+                &cluster,
+                EventType::Warning,
+                "InvalidSchedule",
+                "Schedule",
+                invalid,
+            )
+            .await;
+        }
+        ctx.metrics
+            .api_writes((schedules.created.len() + schedules.deleted.len()) as u64);
+        next_schedule = schedules.next_in;
+    }
     let workloads = observe::observe(&ctx.client, &names).await?;
     observed.pods = workloads.pods;
     observed.statefulset_rolled_out = workloads.statefulset_rolled_out;
     observed.router_ready = workloads.router_ready;
     let settled = write_status(&ctx, &api, &cluster, &observed).await?;
-    Ok(if observed.error.is_some() {
-        Action::await_change()
+    let wait = if observed.error.is_some() {
+        return Ok(Action::await_change());
     } else if settled {
-        Action::requeue(RESYNC)
+        RESYNC
     } else {
-        Action::requeue(CONVERGING)
-    })
+        CONVERGING
+    };
+    // Wake up for the next scheduled backup, a second after it is due.
+    let wait = next_schedule.map_or(wait, |n| wait.min(n + Duration::from_secs(1)));
+    Ok(Action::requeue(wait))
 }
 
 /// Writes the status when it differs from the current one; returns whether the cluster is

@@ -1,0 +1,221 @@
+//! The `backup` and `restore` subcommands a Job runs. Secrets come from the environment or a
+//! file, never from arguments. The result is one JSON line on stdout; any failure exits non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::restore::{self, RestoreConfig};
+use super::s3::S3Config;
+use super::{MysqlConfig, dump::BackupConfig};
+
+#[derive(Args, Clone, Debug)]
+pub struct S3Args {
+    /// S3 endpoint URL (MinIO, Ceph, ...); AWS when omitted.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "S3_BUCKET")]
+    pub bucket: String,
+    /// Key prefix of the backup (one backup per prefix).
+    #[arg(long, env = "S3_PREFIX")]
+    pub prefix: String,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Path-style addressing (needed by most self-hosted S3 servers).
+    #[arg(long, env = "S3_PATH_STYLE", default_value_t = false)]
+    pub path_style: bool,
+    /// Attempts per S3 request (retries with backoff on throttling, 5xx and connection errors).
+    #[arg(long, default_value_t = 5)]
+    pub s3_attempts: u32,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct MysqlArgs {
+    #[arg(long, env = "MYSQL_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "MYSQL_PORT", default_value_t = 3306)]
+    pub port: u16,
+    #[arg(long, env = "MYSQL_USER", default_value = "root")]
+    pub user: String,
+    /// Name of the environment variable that holds the password.
+    #[arg(long, default_value = "MYSQL_PASSWORD")]
+    pub password_env: String,
+    /// File that holds the password (wins over --password-env).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    /// Parallel dump connections.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Multipart part size in MiB (≥ 5); memory is about workers × (parts in flight + 1) × this.
+    #[arg(long, default_value_t = 5)]
+    pub part_size_mib: usize,
+    /// Parts of one object uploading while the next fills.
+    #[arg(long, default_value_t = 1)]
+    pub parts_in_flight: usize,
+    /// Target uncompressed chunk size in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub chunk_mib: u64,
+    #[arg(long, default_value_t = 3)]
+    pub zstd_level: i32,
+    /// Databases to dump (repeatable); all but the system schemas when omitted.
+    #[arg(long = "database")]
+    pub databases: Vec<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+    /// Parallel load connections.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Do not set the backup's GTID set on the target.
+    #[arg(long)]
+    pub skip_gtid: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("environment variable {0} is not set; it must hold the {1}")]
+    MissingEnv(String, &'static str),
+    #[error("cannot read the password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn env(name: &str, what: &'static str) -> Result<String, CliError> {
+    std::env::var(name).map_err(|_| CliError::MissingEnv(name.to_string(), what))
+}
+
+impl S3Args {
+    pub fn config(&self) -> Result<S3Config, CliError> {
+        Ok(S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            path_style: self.path_style,
+            access_key_id: env("AWS_ACCESS_KEY_ID", "S3 access key id")?,
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY", "S3 secret access key")?,
+            max_attempts: self.s3_attempts,
+        })
+    }
+}
+
+impl MysqlArgs {
+    pub fn config(&self) -> Result<MysqlConfig, CliError> {
+        let password = match &self.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|source| CliError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            None => env(&self.password_env, "MySQL password")?,
+        };
+        Ok(MysqlConfig {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password,
+        })
+    }
+}
+
+impl BackupArgs {
+    pub fn config(&self) -> Result<BackupConfig, CliError> {
+        Ok(BackupConfig {
+            mysql: self.mysql.config()?,
+            s3: self.s3.config()?,
+            prefix: self.s3.prefix.clone(),
+            workers: self.workers,
+            part_size: self.part_size_mib << 20,
+            parts_in_flight: self.parts_in_flight,
+            chunk_bytes: self.chunk_mib << 20,
+            zstd_level: self.zstd_level,
+            databases: self.databases.clone(),
+        })
+    }
+}
+
+impl RestoreArgs {
+    pub fn config(&self) -> Result<RestoreConfig, CliError> {
+        Ok(RestoreConfig {
+            mysql: self.mysql.config()?,
+            s3: self.s3.config()?,
+            prefix: self.s3.prefix.clone(),
+            workers: self.workers,
+            apply_gtid: !self.skip_gtid,
+        })
+    }
+}
+
+/// Also writes the result line to `$RESULT_FILE` when set: a Job sets it to its termination
+/// message path, so the operator reads the result from the pod's status.
+fn write_result_file(line: &str) {
+    if let Ok(path) = std::env::var("RESULT_FILE")
+        && let Err(e) = std::fs::write(&path, line)
+    {
+        tracing::warn!(%path, error = %e, "cannot write the result file");
+    }
+}
+
+/// Prints `value` as one JSON line on stdout (or the failure as one JSON line) and maps the
+/// outcome to the process exit code.
+fn report<T: serde::Serialize, E: std::fmt::Display>(outcome: Result<T, E>) -> ExitCode {
+    match outcome {
+        Ok(v) => match serde_json::to_string(&v) {
+            Ok(line) => {
+                println!("{line}");
+                write_result_file(&line);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot serialize the result: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "failed");
+            let line = serde_json::json!({"status": "Failed", "error": e.to_string()}).to_string();
+            println!("{line}");
+            write_result_file(&line);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `innodb-operator backup`.
+pub async fn backup(args: BackupArgs) -> ExitCode {
+    let outcome = match args.config() {
+        Ok(cfg) => super::run(cfg)
+            .await
+            .map(|m| m.summary())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    report(outcome)
+}
+
+/// `innodb-operator restore`.
+pub async fn restore(args: RestoreArgs) -> ExitCode {
+    let outcome = match args.config() {
+        Ok(cfg) => restore::run(cfg).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    report(outcome)
+}

@@ -1,0 +1,484 @@
+//! `backup::run`: snapshot, schema, chunk plan, parallel chunk dumps streamed to S3, manifest last.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::chunk::{self, KeyRange};
+use super::encode::{self, EncodeError};
+use super::manifest::{self, ChunkEntry, Manifest, TableEntry};
+use super::s3::{self, Bucket, S3Config, S3Error};
+use super::schema::{self, SchemaError, TableData};
+use super::snapshot::{self, SnapshotError};
+use super::{MysqlConfig, normalize_prefix, sql};
+
+/// Everything one backup needs.
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    pub mysql: MysqlConfig,
+    pub s3: S3Config,
+    /// Key prefix of this backup in the bucket (one backup per prefix).
+    pub prefix: String,
+    /// Parallel dump connections.
+    pub workers: usize,
+    /// Base multipart part size in bytes (≥ 5 MiB).
+    pub part_size: usize,
+    /// Parts of one object uploading while the next fills.
+    pub parts_in_flight: usize,
+    /// Target uncompressed size of one chunk.
+    pub chunk_bytes: u64,
+    pub zstd_level: i32,
+    /// Databases to dump; empty for all but the system ones.
+    pub databases: Vec<String>,
+}
+
+impl BackupConfig {
+    /// Peak bytes held in upload buffers: every worker fills one part while
+    /// `parts_in_flight` of its parts upload.
+    pub fn buffer_budget(&self) -> usize {
+        self.workers * (self.parts_in_flight + 1) * self.part_size
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("invalid backup settings: {0}")]
+    Config(String),
+    #[error(
+        "s3://{bucket}/{key} already exists: a complete backup is at this prefix; \
+         choose a new prefix for every backup"
+    )]
+    AlreadyExists { bucket: String, key: String },
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("dumping {table} failed: {source}")]
+    Query {
+        table: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("encoding a row of {table} failed: {source}")]
+    Encode {
+        table: String,
+        #[source]
+        source: EncodeError,
+    },
+    #[error("zstd compression of {table} failed: {source}")]
+    Compress {
+        table: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a dump worker stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+/// Raw bytes encoded before they go through the hash and the compressor.
+const ENCODE_BATCH: usize = 256 << 10;
+/// Compressed bytes collected before they are handed to the uploader.
+const UPLOAD_BATCH: usize = 1 << 20;
+
+/// Checks the settings before anything touches a server.
+pub fn validate(cfg: &BackupConfig) -> Result<(), BackupError> {
+    if cfg.workers == 0 || cfg.workers > 64 {
+        return Err(BackupError::Config(format!(
+            "workers must be 1..=64, got {}",
+            cfg.workers
+        )));
+    }
+    if cfg.part_size < s3::MIN_PART_SIZE || cfg.part_size > s3::MAX_PART_SIZE {
+        return Err(BackupError::Config(format!(
+            "part size must be between 5 MiB and 5 GiB (S3 limits), got {} bytes",
+            cfg.part_size
+        )));
+    }
+    if cfg.chunk_bytes < 1 << 20 {
+        return Err(BackupError::Config(
+            "chunk size must be at least 1 MiB".to_string(),
+        ));
+    }
+    if !(1..=19).contains(&cfg.zstd_level) {
+        return Err(BackupError::Config(format!(
+            "zstd level must be 1..=19, got {}",
+            cfg.zstd_level
+        )));
+    }
+    if cfg.s3.bucket.is_empty() {
+        return Err(BackupError::Config("bucket is empty".to_string()));
+    }
+    Ok(())
+}
+
+/// Runs one backup. On success the manifest is in the bucket and returned; on any failure no
+/// manifest is written, open multipart uploads are aborted and the chunk objects already stored
+/// are deleted (best effort: with S3 unreachable they stay, and still no manifest names them).
+pub async fn run(cfg: BackupConfig) -> Result<Manifest, BackupError> {
+    validate(&cfg)?;
+    let bucket = Bucket::open(&cfg.s3).await?;
+    let prefix = normalize_prefix(&cfg.prefix);
+    let manifest_key = format!("{prefix}{}", manifest::MANIFEST);
+    if bucket.exists(&manifest_key).await? {
+        return Err(BackupError::AlreadyExists {
+            bucket: bucket.name().to_string(),
+            key: manifest_key,
+        });
+    }
+    let written = Arc::new(Mutex::new(Vec::<String>::new()));
+    match dump(&cfg, &bucket, &prefix, written.clone()).await {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            clean_up(&bucket, &prefix, &written).await;
+            Err(e)
+        }
+    }
+}
+
+async fn clean_up(bucket: &Bucket, prefix: &str, written: &Mutex<Vec<String>>) {
+    let ours: Vec<String> = written.lock().map(|w| w.clone()).unwrap_or_default();
+    match bucket.open_uploads(&format!("{prefix}data/")).await {
+        Ok(open) => {
+            for (key, _) in open.iter().filter(|(k, _)| ours.contains(k)) {
+                if let Err(e) = bucket.abort_uploads(key).await {
+                    tracing::warn!(error = %e, "could not abort a multipart upload of the failed backup");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not list multipart uploads to abort"),
+    }
+    for key in &ours {
+        if let Err(e) = bucket.delete_prefix(key).await {
+            tracing::warn!(error = %e, "could not delete an object of the failed backup");
+        }
+    }
+}
+
+/// One unit of work: a key range of one table.
+struct Job {
+    table: usize,
+    index: usize,
+    range: KeyRange,
+}
+
+async fn dump(
+    cfg: &BackupConfig,
+    bucket: &Bucket,
+    prefix: &str,
+    written: Arc<Mutex<Vec<String>>>,
+) -> Result<Manifest, BackupError> {
+    let started_at = jiff::Timestamp::now().to_string();
+    let (mut snap, (schema, tables)) =
+        snapshot::take(&cfg.mysql.opts(), cfg.workers, async |conn: &mut Conn| {
+            schema::read(conn, &cfg.databases)
+                .await
+                .map_err(BackupError::from)
+        })
+        .await?;
+
+    let mut jobs = VecDeque::new();
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    // Biggest tables first so the long chunks do not end up last.
+    order.sort_by_key(|&i| std::cmp::Reverse(tables[i].est_rows * tables[i].avg_row_bytes.max(1)));
+    let mut chunk_counts = vec![0usize; tables.len()];
+    for i in order {
+        let ranges = plan(&mut snap.workers[0], &tables[i], cfg.chunk_bytes).await?;
+        chunk_counts[i] = ranges.len();
+        for (index, range) in ranges.into_iter().enumerate() {
+            written
+                .lock()
+                .map_err(|e| BackupError::Worker(e.to_string()))?
+                .push(format!(
+                    "{prefix}{}",
+                    manifest::chunk_object(&tables[i].database, &tables[i].name, index)
+                ));
+            jobs.push_back(Job {
+                table: i,
+                index,
+                range,
+            });
+        }
+    }
+    tracing::info!(
+        tables = tables.len(),
+        chunks = jobs.len(),
+        buffer_budget_mib = cfg.buffer_budget() >> 20,
+        "dump planned"
+    );
+
+    let tables = Arc::new(tables);
+    let queue = Arc::new(Mutex::new(jobs));
+    let mut set = JoinSet::new();
+    for conn in std::mem::take(&mut snap.workers) {
+        let (tables, queue, bucket, cfg) =
+            (tables.clone(), queue.clone(), bucket.clone(), cfg.clone());
+        let prefix = prefix.to_string();
+        set.spawn(async move { worker(conn, &tables, &queue, &bucket, &prefix, &cfg).await });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let outcome = joined.map_err(|e| BackupError::Worker(e.to_string()));
+        match outcome.and_then(|r| r) {
+            Ok((conn, done)) => {
+                snap.workers.push(conn);
+                results.extend(done);
+            }
+            Err(e) => {
+                set.abort_all();
+                return Err(e);
+            }
+        }
+    }
+
+    let mut entries: Vec<TableEntry> = tables
+        .iter()
+        .zip(&chunk_counts)
+        .map(|(t, &n)| TableEntry {
+            database: t.database.clone(),
+            name: t.name.clone(),
+            columns: t.columns.clone(),
+            split_column: t.split_column.clone(),
+            chunks: Vec::with_capacity(n),
+        })
+        .collect();
+    results.sort_by_key(|(t, i, _)| (*t, *i));
+    for (t, _, entry) in results {
+        entries[t].chunks.push(entry);
+    }
+    let gtid = snap.gtid.clone();
+    let server_version = snap.server_version.clone();
+    let lock_method = snap.method.name().to_string();
+    snap.finish().await?;
+
+    let manifest = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        server_version,
+        started_at,
+        finished_at: jiff::Timestamp::now().to_string(),
+        lock_method,
+        gtid,
+        schema,
+        tables: entries,
+    };
+    let body = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| BackupError::Worker(format!("manifest serialization: {e}")))?;
+    bucket
+        .put(&format!("{prefix}{}", manifest::MANIFEST), body)
+        .await?;
+    Ok(manifest)
+}
+
+/// Chunk ranges of one table, read inside the snapshot.
+async fn plan(
+    conn: &mut Conn,
+    table: &TableData,
+    chunk_bytes: u64,
+) -> Result<Vec<KeyRange>, BackupError> {
+    let per_chunk = chunk::rows_per_chunk(table.avg_row_bytes, chunk_bytes);
+    let Some(col) = &table.split_column else {
+        return Ok(vec![KeyRange::ALL]);
+    };
+    if table.est_rows <= per_chunk {
+        return Ok(vec![KeyRange::ALL]);
+    }
+    let c = sql::ident(col);
+    let q = format!(
+        "SELECT CAST(MIN({c}) AS CHAR), CAST(MAX({c}) AS CHAR) FROM {}",
+        sql::qualified(&table.database, &table.name)
+    );
+    let bounds: Option<(Option<String>, Option<String>)> =
+        conn.query_first(q)
+            .await
+            .map_err(|source| BackupError::Query {
+                table: format!("{}.{}", table.database, table.name),
+                source,
+            })?;
+    let parse = |s: Option<String>| s.and_then(|v| v.parse::<i128>().ok());
+    Ok(match bounds {
+        Some((lo, hi)) => match (parse(lo), parse(hi)) {
+            (Some(lo), Some(hi)) => chunk::plan_ranges(lo, hi, table.est_rows, per_chunk),
+            _ => vec![KeyRange::ALL],
+        },
+        None => vec![KeyRange::ALL],
+    })
+}
+
+type Done = Vec<(usize, usize, ChunkEntry)>;
+
+async fn worker(
+    mut conn: Conn,
+    tables: &[TableData],
+    queue: &Mutex<VecDeque<Job>>,
+    bucket: &Bucket,
+    prefix: &str,
+    cfg: &BackupConfig,
+) -> Result<(Conn, Done), BackupError> {
+    let mut done = Vec::new();
+    loop {
+        let job = queue
+            .lock()
+            .map_err(|e| BackupError::Worker(e.to_string()))?
+            .pop_front();
+        let Some(job) = job else {
+            return Ok((conn, done));
+        };
+        let table = &tables[job.table];
+        let entry = dump_chunk(&mut conn, table, &job, bucket, prefix, cfg).await?;
+        done.push((job.table, job.index, entry));
+    }
+}
+
+async fn dump_chunk(
+    conn: &mut Conn,
+    table: &TableData,
+    job: &Job,
+    bucket: &Bucket,
+    prefix: &str,
+    cfg: &BackupConfig,
+) -> Result<ChunkEntry, BackupError> {
+    let name = format!("{}.{}", table.database, table.name);
+    let object = manifest::chunk_object(&table.database, &table.name, job.index);
+    let mut writer = bucket.writer(
+        format!("{prefix}{object}"),
+        cfg.part_size,
+        cfg.parts_in_flight,
+    );
+    let predicate = table
+        .split_column
+        .as_deref()
+        .and_then(|c| job.range.predicate(c))
+        .map(|p| format!(" WHERE {p}"))
+        .unwrap_or_default();
+    let query = format!(
+        "SELECT {} FROM {}{predicate}",
+        encode::select_list(&table.columns),
+        sql::qualified(&table.database, &table.name)
+    );
+    let streamed = async {
+        let query_err = |source| BackupError::Query {
+            table: name.clone(),
+            source,
+        };
+        let compress_err = |source| BackupError::Compress {
+            table: name.clone(),
+            source,
+        };
+        let mut result = conn.query_iter(query).await.map_err(query_err)?;
+        let mut zenc = zstd::stream::write::Encoder::new(
+            Vec::with_capacity(UPLOAD_BATCH + (64 << 10)),
+            cfg.zstd_level,
+        )
+        .map_err(compress_err)?;
+        let mut raw = Vec::with_capacity(ENCODE_BATCH + (64 << 10));
+        let mut sha = Sha256::new();
+        let (mut rows, mut raw_bytes) = (0u64, 0u64);
+        loop {
+            let row = result.next().await.map_err(query_err)?;
+            if let Some(row) = &row {
+                encode::push_row(&mut raw, (0..row.len()).filter_map(|i| row.as_ref(i))).map_err(
+                    |source| BackupError::Encode {
+                        table: name.clone(),
+                        source,
+                    },
+                )?;
+                rows += 1;
+            }
+            if raw.len() >= ENCODE_BATCH || (row.is_none() && !raw.is_empty()) {
+                sha.update(&raw);
+                raw_bytes += raw.len() as u64;
+                zenc.write_all(&raw).map_err(compress_err)?;
+                raw.clear();
+            }
+            if row.is_none() {
+                break;
+            }
+            if zenc.get_ref().len() >= UPLOAD_BATCH {
+                let out = std::mem::take(zenc.get_mut());
+                writer.write(&out).await?;
+                zenc.get_mut().reserve(UPLOAD_BATCH);
+            }
+        }
+        let rest = zenc.finish().map_err(compress_err)?;
+        writer.write(&rest).await?;
+        Ok::<_, BackupError>((rows, raw_bytes, hex::encode(sha.finalize())))
+    }
+    .await;
+    let (rows, raw_bytes, raw_sha256) = match streamed {
+        Ok(v) => v,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    let stored = writer.finish().await?;
+    tracing::debug!(table = %name, chunk = job.index, rows, raw_bytes, stored = stored.bytes, "chunk stored");
+    Ok(ChunkEntry {
+        object,
+        range: job.range.clone(),
+        rows,
+        raw_bytes,
+        raw_sha256,
+        object_bytes: stored.bytes,
+        object_sha256: stored.sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> BackupConfig {
+        BackupConfig {
+            mysql: MysqlConfig {
+                host: "h".into(),
+                port: 3306,
+                user: "u".into(),
+                password: "p".into(),
+            },
+            s3: S3Config {
+                endpoint: None,
+                region: "us-east-1".into(),
+                bucket: "b".into(),
+                path_style: true,
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                max_attempts: 3,
+            },
+            prefix: "x".into(),
+            workers: 4,
+            part_size: 5 << 20,
+            parts_in_flight: 1,
+            chunk_bytes: 64 << 20,
+            zstd_level: 3,
+            databases: vec![],
+        }
+    }
+
+    #[test]
+    fn settings_outside_s3_limits_are_refused() {
+        assert!(validate(&cfg()).is_ok());
+        let small = BackupConfig {
+            part_size: 1 << 20,
+            ..cfg()
+        };
+        assert!(matches!(validate(&small), Err(BackupError::Config(m)) if m.contains("5 MiB")));
+        let none = BackupConfig {
+            workers: 0,
+            ..cfg()
+        };
+        assert!(validate(&none).is_err());
+    }
+
+    #[test]
+    fn buffer_budget_is_independent_of_data_size() {
+        assert_eq!(cfg().buffer_budget(), 4 * 2 * (5 << 20));
+    }
+}

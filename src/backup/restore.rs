@@ -1,0 +1,596 @@
+//! `restore::run`: parallel load of a backup into an empty server. Every chunk streams from S3
+//! through zstd into `LOAD DATA LOCAL INFILE` inside its own transaction; its object and row
+//! checksums and row count are checked against the manifest before it commits. Then views,
+//! routines, triggers, events and accounts, and last the GTID set, so the restored server can
+//! start (or join) a group.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+use super::encode;
+use super::manifest::{self, ChunkEntry, GtidFlavor, Manifest, ManifestError, TableEntry};
+use super::s3::{Bucket, S3Config, S3Error};
+use super::schema::Ddl;
+use super::{MysqlConfig, normalize_prefix, sql};
+
+#[derive(Clone, Debug)]
+pub struct RestoreConfig {
+    pub mysql: MysqlConfig,
+    pub s3: S3Config,
+    pub prefix: String,
+    /// Parallel load connections.
+    pub workers: usize,
+    /// Set the backup's GTID set on the target (it must be a fresh server: its binary log is reset).
+    pub apply_gtid: bool,
+}
+
+/// What a restore did; printed as one JSON line by the restore Job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RestoreReport {
+    pub status: &'static str,
+    pub tables: usize,
+    pub chunks: usize,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// The target's GTID position after the restore.
+    pub gtid_set: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("invalid restore settings: {0}")]
+    Config(String),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(
+        "s3://{bucket}/{key} does not exist: there is no complete backup at this prefix \
+         (a backup without its manifest was interrupted and cannot be restored)"
+    )]
+    NoManifest { bucket: String, key: String },
+    #[error("{key}: {source}")]
+    Manifest {
+        key: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("cannot connect to the restore target: {0}")]
+    Connect(#[source] mysql_async::Error),
+    #[error("restore step `{what}` failed: {source}")]
+    Sql {
+        what: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error(
+        "the target already has database(s) {0:?}; restore only into an empty server \
+         (drop them or use a fresh server)"
+    )]
+    NotEmpty(Vec<String>),
+    #[error(
+        "object {object} is corrupt: {detail}; the backup cannot be trusted, restore another one"
+    )]
+    Corrupt { object: String, detail: String },
+    #[error("{object}: loaded {loaded} rows but the manifest says {expected}")]
+    RowCount {
+        object: String,
+        expected: u64,
+        loaded: u64,
+    },
+    #[error("loading {object} raised {count} warning(s), first: {first}")]
+    Warnings {
+        object: String,
+        count: u16,
+        first: String,
+    },
+    #[error(
+        "the backup's GTID set is {backup:?} but the target is {target:?}; restore into the \
+         same server family or pass --skip-gtid"
+    )]
+    Flavor {
+        backup: GtidFlavor,
+        target: Option<GtidFlavor>,
+    },
+    #[error("could not create view(s) {0:?}: their dependencies are missing from the backup")]
+    Views(Vec<String>),
+    #[error("a restore worker stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+fn sql_err(what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> RestoreError {
+    let what = what.into();
+    move |source| RestoreError::Sql { what, source }
+}
+
+/// Session settings of every restore connection: no binary logging (the GTID set is set
+/// explicitly at the end), no per-row constraint checks, UTC timestamps.
+const SESSION: &[&str] = &[
+    "SET NAMES utf8mb4",
+    "SET SESSION sql_log_bin = 0",
+    "SET SESSION foreign_key_checks = 0",
+    "SET SESSION unique_checks = 0",
+    "SET SESSION time_zone = '+00:00'",
+    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+];
+
+async fn connect(cfg: &MysqlConfig) -> Result<Conn, RestoreError> {
+    let mut conn = Conn::new(cfg.opts()).await.map_err(RestoreError::Connect)?;
+    for s in SESSION {
+        conn.query_drop(*s).await.map_err(sql_err(*s))?;
+    }
+    Ok(conn)
+}
+
+/// Reads and checks the manifest at `prefix`.
+pub async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, RestoreError> {
+    let key = format!("{}{}", normalize_prefix(prefix), manifest::MANIFEST);
+    if !bucket.exists(&key).await? {
+        return Err(RestoreError::NoManifest {
+            bucket: bucket.name().to_string(),
+            key,
+        });
+    }
+    let bytes = bucket.get_all(&key).await?;
+    manifest::parse(&bytes).map_err(|source| RestoreError::Manifest { key, source })
+}
+
+/// Restores the backup at `cfg.prefix` into the (empty) server `cfg.mysql`.
+pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
+    if cfg.workers == 0 || cfg.workers > 64 {
+        return Err(RestoreError::Config(format!(
+            "workers must be 1..=64, got {}",
+            cfg.workers
+        )));
+    }
+    let start = Instant::now();
+    let bucket = Bucket::open(&cfg.s3).await?;
+    let prefix = normalize_prefix(&cfg.prefix);
+    let m = Arc::new(read_manifest(&bucket, &prefix).await?);
+    let mut conn = connect(&cfg.mysql).await?;
+    let target_flavor = gtid_flavor(&mut conn).await?;
+    if cfg.apply_gtid && !m.gtid.set.is_empty() && target_flavor != Some(m.gtid.flavor) {
+        return Err(RestoreError::Flavor {
+            backup: m.gtid.flavor,
+            target: target_flavor,
+        });
+    }
+    check_empty(&mut conn, &m).await?;
+
+    for db in &m.schema.databases {
+        conn.query_drop(&db.create)
+            .await
+            .map_err(sql_err(format!("create database {}", db.name)))?;
+        use_db(&mut conn, &db.name).await?;
+        for t in &db.tables {
+            run_ddl(
+                &mut conn,
+                t,
+                &format!("create table {}.{}", db.name, t.name),
+            )
+            .await?;
+        }
+    }
+
+    load_all(&cfg, &bucket, &prefix, m.clone()).await?;
+
+    create_views(&mut conn, &m).await?;
+    for db in &m.schema.databases {
+        use_db(&mut conn, &db.name).await?;
+        for (kind, items) in [
+            ("routine", &db.routines),
+            ("trigger", &db.triggers),
+            ("event", &db.events),
+        ] {
+            for d in items {
+                run_ddl(
+                    &mut conn,
+                    d,
+                    &format!("create {kind} {}.{}", db.name, d.name),
+                )
+                .await?;
+            }
+        }
+    }
+    conn.query_drop(SESSION[5])
+        .await
+        .map_err(sql_err(SESSION[5]))?;
+    restore_accounts(&mut conn, &m).await?;
+
+    let gtid_set = if cfg.apply_gtid {
+        apply_gtid(&mut conn, &m).await?
+    } else {
+        String::new()
+    };
+    let _ = conn.disconnect().await;
+    let chunks: Vec<_> = m.chunks().collect();
+    Ok(RestoreReport {
+        status: "Succeeded",
+        tables: m.tables.len(),
+        chunks: chunks.len(),
+        rows: chunks.iter().map(|(_, c)| c.rows).sum(),
+        raw_bytes: chunks.iter().map(|(_, c)| c.raw_bytes).sum(),
+        stored_bytes: chunks.iter().map(|(_, c)| c.object_bytes).sum(),
+        gtid_set,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+async fn use_db(conn: &mut Conn, db: &str) -> Result<(), RestoreError> {
+    conn.query_drop(format!("USE {}", sql::ident(db)))
+        .await
+        .map_err(sql_err(format!("use {db}")))
+}
+
+/// Runs a CREATE statement under its own sql_mode (restoring the session's afterwards).
+async fn run_ddl(conn: &mut Conn, ddl: &Ddl, what: &str) -> Result<(), RestoreError> {
+    if let Some(mode) = &ddl.sql_mode {
+        conn.query_drop(format!("SET SESSION sql_mode = {}", sql::literal(mode)))
+            .await
+            .map_err(sql_err(format!("{what}: set sql_mode")))?;
+    }
+    let result = conn.query_drop(&ddl.statement).await.map_err(sql_err(what));
+    if ddl.sql_mode.is_some() {
+        conn.query_drop(SESSION[5])
+            .await
+            .map_err(sql_err(SESSION[5]))?;
+    }
+    result
+}
+
+async fn gtid_flavor(conn: &mut Conn) -> Result<Option<GtidFlavor>, RestoreError> {
+    let names: Vec<String> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('gtid_binlog_state', 'gtid_executed')",
+        )
+        .await
+        .map(|rows: Vec<(String, String)>| rows.into_iter().map(|r| r.0).collect())
+        .map_err(sql_err("read GTID variables"))?;
+    Ok(if names.iter().any(|n| n == "gtid_binlog_state") {
+        Some(GtidFlavor::Mariadb)
+    } else if names.iter().any(|n| n == "gtid_executed") {
+        Some(GtidFlavor::Mysql)
+    } else {
+        None
+    })
+}
+
+async fn check_empty(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
+    let existing: Vec<String> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        .await
+        .map_err(sql_err("list databases"))?;
+    let clash: Vec<String> = m
+        .schema
+        .databases
+        .iter()
+        .filter(|d| existing.contains(&d.name))
+        .map(|d| d.name.clone())
+        .collect();
+    if clash.is_empty() {
+        Ok(())
+    } else {
+        Err(RestoreError::NotEmpty(clash))
+    }
+}
+
+/// Loads every chunk with `cfg.workers` connections, biggest chunks first.
+async fn load_all(
+    cfg: &RestoreConfig,
+    bucket: &Bucket,
+    prefix: &str,
+    m: Arc<Manifest>,
+) -> Result<(), RestoreError> {
+    let mut jobs: Vec<(usize, usize)> = m
+        .tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, e)| (0..e.chunks.len()).map(move |c| (t, c)))
+        .collect();
+    jobs.sort_by_key(|&(t, c)| std::cmp::Reverse(m.tables[t].chunks[c].raw_bytes));
+    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
+    let mut set = JoinSet::new();
+    for _ in 0..cfg.workers {
+        let conn = connect(&cfg.mysql).await?;
+        let (queue, bucket, m) = (queue.clone(), bucket.clone(), m.clone());
+        let prefix = prefix.to_string();
+        set.spawn(async move { load_worker(conn, &queue, &bucket, &prefix, &m).await });
+    }
+    while let Some(joined) = set.join_next().await {
+        let outcome = joined.map_err(|e| RestoreError::Worker(e.to_string()));
+        if let Err(e) = outcome.and_then(|r| r) {
+            set.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn load_worker(
+    mut conn: Conn,
+    queue: &Mutex<VecDeque<(usize, usize)>>,
+    bucket: &Bucket,
+    prefix: &str,
+    m: &Manifest,
+) -> Result<(), RestoreError> {
+    loop {
+        let next = queue
+            .lock()
+            .map_err(|e| RestoreError::Worker(e.to_string()))?
+            .pop_front();
+        let Some((t, c)) = next else {
+            let _ = conn.disconnect().await;
+            return Ok(());
+        };
+        let table = &m.tables[t];
+        load_chunk(&mut conn, bucket, prefix, table, &table.chunks[c]).await?;
+    }
+}
+
+async fn load_chunk(
+    conn: &mut Conn,
+    bucket: &Bucket,
+    prefix: &str,
+    table: &TableEntry,
+    chunk: &ChunkEntry,
+) -> Result<(), RestoreError> {
+    let key = format!("{prefix}{}", chunk.object);
+    let body = bucket.get(&key).await?;
+    let verdict = Arc::new(Mutex::new(None::<String>));
+    let stream = verified_rows(body, chunk.clone(), verdict.clone());
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(sql_err("start transaction"))?;
+    conn.set_infile_handler(async move { Ok(stream.boxed()) });
+    let stmt = encode::load_statement(&chunk.object, &table.database, &table.name, &table.columns);
+    let loaded = conn.query_drop(stmt).await;
+    let corrupt = verdict.lock().ok().and_then(|mut v| v.take());
+    let outcome = match (loaded, corrupt) {
+        (_, Some(detail)) => Err(RestoreError::Corrupt {
+            object: key.clone(),
+            detail,
+        }),
+        (Err(e), None) => Err(sql_err(format!("load {key}"))(e)),
+        (Ok(()), None) => check_load(conn, &key, chunk).await,
+    };
+    match outcome {
+        Ok(()) => conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(sql_err(format!("commit {key}"))),
+        Err(e) => {
+            let _ = conn.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Row count and warnings of the load just done.
+async fn check_load(conn: &mut Conn, key: &str, chunk: &ChunkEntry) -> Result<(), RestoreError> {
+    let (loaded, warnings) = (conn.affected_rows(), conn.get_warnings());
+    if warnings > 0 {
+        let first: Option<(String, u32, String)> = conn
+            .query_first("SHOW WARNINGS LIMIT 1")
+            .await
+            .map_err(sql_err("show warnings"))?;
+        return Err(RestoreError::Warnings {
+            object: key.to_string(),
+            count: warnings,
+            first: first.map(|w| w.2).unwrap_or_default(),
+        });
+    }
+    if loaded != chunk.rows {
+        return Err(RestoreError::RowCount {
+            object: key.to_string(),
+            expected: chunk.rows,
+            loaded,
+        });
+    }
+    Ok(())
+}
+
+/// Decompressing stream state: hashes both the stored and the decompressed bytes and, at the end,
+/// compares them with the manifest. A mismatch ends the stream with an error (so the server sees
+/// an aborted load) and leaves the reason in `verdict`.
+struct Verify {
+    body: ByteStream,
+    decoder: Decoder<'static>,
+    chunk: ChunkEntry,
+    object: (Sha256, u64),
+    raw: (Sha256, u64),
+    frame_done: bool,
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+fn verified_rows(
+    body: ByteStream,
+    chunk: ChunkEntry,
+    verdict: Arc<Mutex<Option<String>>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let state = Decoder::new().map(|decoder| Verify {
+        body,
+        decoder,
+        chunk,
+        object: (Sha256::new(), 0),
+        raw: (Sha256::new(), 0),
+        frame_done: false,
+        verdict,
+    });
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut s = match state? {
+            Ok(s) => s,
+            Err(e) => return Some((Err(e), None)),
+        };
+        match s.body.next().await {
+            Some(Ok(input)) => match s.decode(&input) {
+                Ok(out) => Some((Ok(out), Some(Ok(s)))),
+                Err(e) => Some((Err(s.fail(e.to_string())), None)),
+            },
+            Some(Err(e)) => Some((
+                Err(std::io::Error::other(format!(
+                    "reading the object from S3: {e}"
+                ))),
+                None,
+            )),
+            None => match s.check() {
+                Ok(()) => None,
+                Err(detail) => Some((Err(s.fail(detail)), None)),
+            },
+        }
+    })
+}
+
+impl Verify {
+    fn decode(&mut self, input: &[u8]) -> std::io::Result<Bytes> {
+        self.object.0.update(input);
+        self.object.1 += input.len() as u64;
+        let mut out = Vec::with_capacity(input.len() * 4);
+        let mut buf = vec![0u8; 256 << 10];
+        let mut inb = InBuffer::around(input);
+        loop {
+            let mut outb = OutBuffer::around(&mut buf[..]);
+            let hint = self.decoder.run(&mut inb, &mut outb)?;
+            let n = outb.pos();
+            out.extend_from_slice(&buf[..n]);
+            self.frame_done = hint == 0;
+            if inb.pos() == input.len() && n < buf.len() {
+                break;
+            }
+        }
+        self.raw.0.update(&out);
+        self.raw.1 += out.len() as u64;
+        Ok(Bytes::from(out))
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let object = hex::encode(std::mem::take(&mut self.object.0).finalize());
+        let raw = hex::encode(std::mem::take(&mut self.raw.0).finalize());
+        let c = &self.chunk;
+        if self.object.1 != c.object_bytes || object != c.object_sha256 {
+            return Err(format!(
+                "stored object is {} bytes with sha256 {object}, the manifest says {} bytes with sha256 {}",
+                self.object.1, c.object_bytes, c.object_sha256
+            ));
+        }
+        if !self.frame_done {
+            return Err("the zstd stream is truncated".to_string());
+        }
+        if self.raw.1 != c.raw_bytes || raw != c.raw_sha256 {
+            return Err(format!(
+                "decompressed rows are {} bytes with sha256 {raw}, the manifest says {} bytes with sha256 {}",
+                self.raw.1, c.raw_bytes, c.raw_sha256
+            ));
+        }
+        Ok(())
+    }
+
+    fn fail(&self, detail: String) -> std::io::Error {
+        if let Ok(mut v) = self.verdict.lock() {
+            v.get_or_insert(detail.clone());
+        }
+        std::io::Error::other(detail)
+    }
+}
+
+/// Creates the views, retrying those that depend on views not yet created.
+async fn create_views(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
+    let mut pending: Vec<(&str, &Ddl)> = m
+        .schema
+        .databases
+        .iter()
+        .flat_map(|d| d.views.iter().map(move |v| (d.name.as_str(), v)))
+        .collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut failed = Vec::new();
+        for (db, v) in pending {
+            use_db(conn, db).await?;
+            if conn.query_drop(&v.statement).await.is_err() {
+                failed.push((db, v));
+            }
+        }
+        if failed.len() == before {
+            return Err(RestoreError::Views(
+                failed
+                    .iter()
+                    .map(|(d, v)| format!("{d}.{}", v.name))
+                    .collect(),
+            ));
+        }
+        pending = failed;
+    }
+    Ok(())
+}
+
+async fn restore_accounts(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
+    for a in &m.schema.accounts {
+        let exists: Option<u64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?",
+                (&a.user, &a.host),
+            )
+            .await
+            .map_err(sql_err("look up account"))?;
+        if exists.unwrap_or(0) > 0 {
+            tracing::warn!(user = %a.user, host = %a.host, "account exists on the target; kept as is");
+            continue;
+        }
+        let what = format!("create account {}@{}", a.user, a.host);
+        conn.query_drop(&a.create).await.map_err(sql_err(&what))?;
+        for g in &a.grants {
+            conn.query_drop(g).await.map_err(sql_err(&what))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the target's GTID state the backup's, and returns it as read back from the server.
+async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreError> {
+    let set = sql::literal(&m.gtid.set);
+    match m.gtid.flavor {
+        GtidFlavor::Mariadb => {
+            for s in [
+                "RESET MASTER".to_string(),
+                format!("SET GLOBAL gtid_binlog_state = {set}"),
+                format!("SET GLOBAL gtid_slave_pos = {set}"),
+            ] {
+                conn.query_drop(&s).await.map_err(sql_err(&s))?;
+            }
+            let pos: Option<String> = conn
+                .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
+                .await
+                .map_err(sql_err("read gtid_binlog_pos"))?;
+            Ok(pos.unwrap_or_default())
+        }
+        GtidFlavor::Mysql => {
+            // 8.4 renamed RESET MASTER; try the new name first.
+            if conn
+                .query_drop("RESET BINARY LOGS AND GTIDS")
+                .await
+                .is_err()
+            {
+                conn.query_drop("RESET MASTER")
+                    .await
+                    .map_err(sql_err("RESET MASTER"))?;
+            }
+            let s = format!("SET GLOBAL gtid_purged = {set}");
+            conn.query_drop(&s).await.map_err(sql_err(&s))?;
+            let pos: Option<String> = conn
+                .query_first("SELECT @@GLOBAL.gtid_executed")
+                .await
+                .map_err(sql_err("read gtid_executed"))?;
+            Ok(pos.unwrap_or_default().replace('\n', ""))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What a Backup needs next, as pure functions of what was observed: its status, its Job, the
+//! result the Job reported. A Backup is Succeeded only when its Job succeeded **and** reported a
+//! complete result (the manifest is written last, so a result means the backup is whole).
+
+use serde::Deserialize;
+
+use crate::api::BackupPhase;
+use crate::api::cluster::MemberStatus;
+
+/// The Job of a Backup, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobView {
+    pub succeeded: bool,
+    pub failed: bool,
+    /// The Job's failure condition message (deadline exceeded, pod failed).
+    pub condition_message: Option<String>,
+    /// What the backup container wrote to its termination message (one JSON line), or the
+    /// tail of its log when it failed without writing one.
+    pub result: Option<String>,
+}
+
+/// The result line the backup command writes when it finished (fields the status shows).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct JobResult {
+    pub status: String,
+    #[serde(default)]
+    pub stored_bytes: u64,
+    #[serde(default)]
+    pub gtid_set: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The next step for a Backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Finished (Succeeded or Failed): nothing to do.
+    Done,
+    /// Create the Job.
+    CreateJob,
+    /// The Job is running: look again later.
+    Wait,
+    /// The backup is complete.
+    Succeed { size_bytes: u64, gtid_set: String },
+    /// The backup failed; the message says why and what to do.
+    Fail(String),
+}
+
+/// Decides the next step from the Backup's phase and its Job.
+pub fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> Step {
+    match (phase, job) {
+        (Some(BackupPhase::Succeeded | BackupPhase::Failed), _) => Step::Done,
+        (None | Some(BackupPhase::Pending), None) => Step::CreateJob,
+        (Some(BackupPhase::Running), None) => {
+            Step::Fail("the backup Job disappeared before it finished; take a new backup".to_string())
+        }
+        (_, Some(j)) if j.succeeded => match j.result.as_deref().map(serde_json::from_str::<JobResult>) {
+            Some(Ok(r)) if r.status == "Succeeded" => Step::Succeed {
+                size_bytes: r.stored_bytes,
+                gtid_set: r.gtid_set,
+            },
+            Some(Ok(r)) => Step::Fail(format!(
+                "the backup Job reported {}: {}",
+                r.status,
+                r.error.unwrap_or_default()
+            )),
+            Some(Err(e)) => Step::Fail(format!(
+                "the backup Job finished but its result cannot be read ({e}); the backup is not known to be complete"
+            )),
+            None => Step::Fail(
+                "the backup Job finished without reporting a result; the backup is not known to be complete".to_string(),
+            ),
+        },
+        (_, Some(j)) if j.failed => {
+            let detail = j
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<JobResult>(r).ok())
+                .and_then(|r| r.error)
+                .or_else(|| j.result.clone())
+                .or_else(|| j.condition_message.clone())
+                .unwrap_or_else(|| "no details".to_string());
+            Step::Fail(format!("the backup Job failed: {}", detail.trim()))
+        }
+        (_, Some(_)) => Step::Wait,
+    }
+}
+
+/// The member to back up: an ONLINE secondary (so the primary keeps its I/O for writes), else
+/// the primary. `None` when no member is ONLINE.
+pub fn pick_source(members: &[MemberStatus]) -> Option<String> {
+    let online = |role: &str| {
+        members
+            .iter()
+            .filter(|m| m.state == "ONLINE" && m.role == role)
+            .map(|m| m.name.clone())
+            .min()
+    };
+    online("SECONDARY").or_else(|| online("PRIMARY"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(succeeded: bool, failed: bool, result: Option<&str>) -> JobView {
+        JobView {
+            succeeded,
+            failed,
+            condition_message: Some("BackoffLimitExceeded".into()),
+            result: result.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn lifecycle() {
+        assert_eq!(next_step(None, None), Step::CreateJob);
+        assert_eq!(
+            next_step(Some(BackupPhase::Running), Some(&job(false, false, None))),
+            Step::Wait
+        );
+        let ok = r#"{"status":"Succeeded","stored_bytes":1234,"gtid_set":"u:1-10"}"#;
+        assert_eq!(
+            next_step(
+                Some(BackupPhase::Running),
+                Some(&job(true, false, Some(ok)))
+            ),
+            Step::Succeed {
+                size_bytes: 1234,
+                gtid_set: "u:1-10".into()
+            }
+        );
+        assert_eq!(next_step(Some(BackupPhase::Succeeded), None), Step::Done);
+        assert_eq!(
+            next_step(Some(BackupPhase::Failed), Some(&job(false, true, None))),
+            Step::Done
+        );
+    }
+
+    #[test]
+    fn never_succeeds_without_a_complete_result() {
+        for result in [
+            None,
+            Some("garbage"),
+            Some(r#"{"status":"Failed","error":"S3 down"}"#),
+        ] {
+            let step = next_step(Some(BackupPhase::Running), Some(&job(true, false, result)));
+            assert!(matches!(step, Step::Fail(_)), "{result:?} gave {step:?}");
+        }
+        assert!(
+            matches!(next_step(Some(BackupPhase::Running), None), Step::Fail(m) if m.contains("disappeared"))
+        );
+    }
+
+    #[test]
+    fn failure_says_why() {
+        let step = next_step(
+            Some(BackupPhase::Running),
+            Some(&job(
+                false,
+                true,
+                Some(r#"{"status":"Failed","error":"bucket b does not exist"}"#),
+            )),
+        );
+        assert_eq!(
+            step,
+            Step::Fail("the backup Job failed: bucket b does not exist".into())
+        );
+        let step = next_step(Some(BackupPhase::Running), Some(&job(false, true, None)));
+        assert_eq!(
+            step,
+            Step::Fail("the backup Job failed: BackoffLimitExceeded".into())
+        );
+    }
+
+    #[test]
+    fn source_prefers_an_online_secondary() {
+        let m = |name: &str, role: &str, state: &str| MemberStatus {
+            name: name.into(),
+            role: role.into(),
+            state: state.into(),
+        };
+        let members = vec![
+            m("c-0", "PRIMARY", "ONLINE"),
+            m("c-1", "SECONDARY", "RECOVERING"),
+            m("c-2", "SECONDARY", "ONLINE"),
+        ];
+        assert_eq!(pick_source(&members).as_deref(), Some("c-2"));
+        assert_eq!(pick_source(&members[..2]).as_deref(), Some("c-0"));
+        assert_eq!(pick_source(&members[1..2]), None);
+    }
+}
