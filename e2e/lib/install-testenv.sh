@@ -6,21 +6,17 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 missing=()
-for tool in curl openssl jq setsid base64; do
+# Go itself needs no package: testenv.sh uses /usr/local/go or the go on PATH when it is new
+# enough, and otherwise fetches the pinned toolchain from the Go module proxy.
+for tool in curl openssl jq setsid base64 unzip; do
   command -v "$tool" > /dev/null || missing+=("$tool")
 done
-if ! command -v go > /dev/null && [ ! -x /usr/local/go/bin/go ]; then
-  # Debian's Go may be older than the Kubernetes release needs; testenv.sh then lets it fetch
-  # the right toolchain from the Go module proxy (GOTOOLCHAIN).
-  missing+=(go)
-fi
 if [ "${#missing[@]}" -gt 0 ]; then
   pkgs=()
   for tool in "${missing[@]}"; do
     case "$tool" in
       setsid) pkgs+=(util-linux) ;;
       base64) pkgs+=(coreutils) ;;
-      go) pkgs+=(golang-go) ;;
       *) pkgs+=("$tool") ;;
     esac
   done

@@ -26,10 +26,31 @@ die() { log "error: $*"; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # build
 
+# go_toolchain: Go $GO_MIN itself, fetched as the module golang.org/toolchain from the Go module
+# proxy (what `GOTOOLCHAIN` does), for machines whose Go is missing or too old to switch.
+go_toolchain() {
+  local v="v0.0.1-go$GO_MIN.linux-amd64" dir="$IOP_CACHE/go/toolchain"
+  local root="$dir/golang.org/toolchain@$v"
+  if [ ! -x "$root/bin/go" ]; then
+    log "fetching Go $GO_MIN (module golang.org/toolchain@$v) from the Go module proxy"
+    mkdir -p "$dir"
+    curl -fsSL "https://proxy.golang.org/golang.org/toolchain/@v/$v.zip" -o "$dir/$v.zip"
+    rm -rf "$root"
+    unzip -q "$dir/$v.zip" -d "$dir"
+    rm -f "$dir/$v.zip"
+    # Module zips carry no file modes.
+    chmod +x "$root"/bin/* "$root"/pkg/tool/*/*
+  fi
+  echo "$root/bin/go"
+}
+
 go_env() {
   local go=/usr/local/go/bin/go
   [ -x "$go" ] || go="$(command -v go || true)"
-  [ -n "$go" ] || die "Go is not installed (expected /usr/local/go/bin/go); install Go >= 1.26"
+  # GOTOOLCHAIN switching needs Go >= 1.21; anything older (Debian 12 has 1.19) is bypassed.
+  if [ -z "$go" ] || [ "$(printf '%s\n%s\n' go1.21 "$(GOTOOLCHAIN=local "$go" env GOVERSION 2>/dev/null || echo go1.0)" | sort -V | head -n1)" != go1.21 ]; then
+    go=$(go_toolchain)
+  fi
   GO="$go"
   export GOFLAGS=-trimpath CGO_ENABLED=0
   export GOCACHE="${GOCACHE:-$IOP_CACHE/go/build}"
