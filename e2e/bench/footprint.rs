@@ -41,12 +41,32 @@ fn usage(pid: u32) -> (u64, f64) {
     (hwm, ticks as f64 / 100.0)
 }
 
-fn operator_writes(cp: &ControlPlane, user: &str, ns: &str) -> usize {
+/// The operator's writes into `ns` so far, each as "verb resource[/subresource]".
+fn operator_writes(cp: &ControlPlane, user: &str, ns: &str) -> Vec<String> {
     cp.audit_writes()
-        .iter()
+        .into_iter()
         .filter(|e| e.user.username == user)
-        .filter(|e| e.object_ref.as_ref().and_then(|r| r.namespace.as_deref()) == Some(ns))
-        .count()
+        .filter_map(|e| {
+            let r = e.object_ref?;
+            (r.namespace.as_deref() == Some(ns)).then(|| {
+                let sub = r.subresource.map(|s| format!("/{s}")).unwrap_or_default();
+                format!("{} {}{sub}", e.verb, r.resource)
+            })
+        })
+        .collect()
+}
+
+/// "3x patch mysqlclusters/status, 1x create events" for a list of writes.
+fn summary(writes: &[String]) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for w in writes {
+        *counts.entry(w).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(w, n)| format!("{n}x {w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn reconciled(api: &Api<DynamicObject>) -> usize {
@@ -108,9 +128,15 @@ async fn measure(cp: &ControlPlane, clusters: usize, steady: Duration) -> Row {
     let reconcile_secs = start.elapsed().as_secs_f64();
     // Let the reactions to the operator's own writes (pods starting, status) play out.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let initial_writes = operator_writes(cp, &user, &ns);
+    let initial_writes = operator_writes(cp, &user, &ns).len();
     tokio::time::sleep(steady).await;
-    let steady_writes = operator_writes(cp, &user, &ns) - initial_writes;
+    let steady_writes = operator_writes(cp, &user, &ns).split_off(initial_writes);
+    if !steady_writes.is_empty() {
+        eprintln!(
+            "{clusters} clusters, steady-state writes: {}",
+            summary(&steady_writes)
+        );
+    }
     let (hwm_kib, cpu_secs) = usage(op.pid());
     drop(op);
     Row {
@@ -118,7 +144,7 @@ async fn measure(cp: &ControlPlane, clusters: usize, steady: Duration) -> Row {
         reconcile_secs,
         peak_rss_mib: hwm_kib as f64 / 1024.0,
         cpu_secs,
-        writes_per_min: steady_writes as f64 * 60.0 / steady.as_secs_f64(),
+        writes_per_min: steady_writes.len() as f64 * 60.0 / steady.as_secs_f64(),
         initial_writes,
     }
 }
