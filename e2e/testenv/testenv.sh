@@ -278,7 +278,7 @@ create_nodes() {
         annotations: {"kwok.x-k8s.io/node": "fake"},
         labels: {"type": "kwok", "kubernetes.io/hostname": $n, "kubernetes.io/os": "linux",
                  "kubernetes.io/arch": "amd64", "topology.kubernetes.io/zone": $z}},
-      status: {capacity: {cpu: "32", memory: "256Gi", pods: "110", "ephemeral-storage": "1Ti"}}}')" > /dev/null
+      status: {capacity: {cpu: "512", memory: "4Ti", pods: "1000", "ephemeral-storage": "100Ti"}}}')" > /dev/null
   done
 }
 
