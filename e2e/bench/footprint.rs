@@ -198,9 +198,9 @@ async fn main() {
     }
     println!("operator: {}", support::operator::BINARY);
     println!(
-        "| clusters | time to reconciled (s) | writes to reconcile | peak RSS (MiB) | CPU (s) | steady writes/min |"
+        "| clusters | all reconciled (s) | all pods Running (s) | writes until settled | peak RSS (MiB) | CPU (s) | steady writes/min |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
             "| {} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {:.1} |",
