@@ -277,9 +277,18 @@ pub async fn run(
         );
     let store = reader.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Relaxed);
-            info!("MySQLCluster watch synced");
+        // `wait_until_ready` wakes only the task that polled it last, and the controller polls
+        // it too: poll again until it resolves, or /readyz would never turn ready.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    ready.store(true, Ordering::Relaxed);
+                    info!("MySQLCluster watch synced");
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
         }
     });
     let pods_to_cluster = |pod: PartialObjectMeta<Pod>| {

@@ -1,0 +1,729 @@
+//! The operator and its Helm chart against a real control plane: the chart installs, the
+//! operator binary of this build runs as a local process with the chart's ServiceAccount token
+//! (so a missing RBAC rule fails the test), the samples are accepted and reconciled into objects
+//! the apiserver validates and the controller-manager runs, bad specs are rejected by the
+//! apiserver, deletion garbage-collects, a malformed object does not stop the others, and a
+//! restarted operator writes nothing.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::chart::{RELEASE_NS, chart, operator};
+use support::{ControlPlane, control_plane, wait_for};
+
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/samples");
+const TIMEOUT: Duration = Duration::from_secs(90);
+const INSTANCE: &str = "app.kubernetes.io/instance";
+
+fn cluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("innodb-operator.io", "v1alpha1", "MySQLCluster"),
+        "mysqlclusters",
+    )
+}
+
+fn clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &cluster_resource())
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("read sample");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("sample is YAML"))
+        .filter(|doc: &Value| !doc.is_null())
+        .collect()
+}
+
+/// Server-side applies one manifest (any kind, resolved by discovery) into `ns`.
+async fn apply(client: &Client, ns: &str, doc: &Value) -> Result<DynamicObject, kube::Error> {
+    let (group, version) = match doc["apiVersion"]
+        .as_str()
+        .expect("apiVersion")
+        .split_once('/')
+    {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (
+            String::new(),
+            doc["apiVersion"].as_str().unwrap_or_default().to_string(),
+        ),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, doc["kind"].as_str().expect("kind"));
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let name = doc["metadata"]["name"].as_str().expect("name");
+    api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(doc))
+        .await
+}
+
+fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+async fn condition(client: &Client, ns: &str, name: &str, type_: &str) -> Option<Value> {
+    let obj = clusters(client, ns).get(name).await.ok()?;
+    let generation = obj.metadata.generation?;
+    let status = obj.data.get("status")?;
+    (status["observedGeneration"].as_i64() == Some(generation)).then_some(())?;
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+#[tokio::test]
+async fn chart_installs_crds_and_least_privilege_rbac() {
+    let Some(cp) = control_plane() else { return };
+    let sa = chart(cp);
+    let admin = cp.admin().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for name in [
+        "mysqlclusters.innodb-operator.io",
+        "backups.innodb-operator.io",
+    ] {
+        let crd = crds
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("CRD {name}: {e}"));
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "CRD {name} is not Established");
+        // The chart ships the same CRDs as `crds/` (what `innodb-operator crd` prints).
+        let file = format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let shipped: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).expect("crds/ file"))
+                .expect("CRD yaml");
+        assert_eq!(
+            serde_json::to_value(&crd.spec.versions).unwrap()[0]["schema"],
+            serde_json::to_value(&shipped.spec.versions).unwrap()[0]["schema"],
+            "the installed schema of {name} differs from {file}"
+        );
+    }
+    // The ServiceAccount may do what the operator needs and nothing beyond it.
+    let client = cp.service_account_client(&admin, RELEASE_NS, sa).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let err = secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("the operator must not list Secrets");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err:?}"
+    );
+    clusters(&client, "default")
+        .list(&ListParams::default())
+        .await
+        .expect("the operator lists MySQLClusters");
+}
+
+#[tokio::test]
+async fn samples_are_reconciled_and_deletion_collects_everything() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("samples").await;
+    // The sample cluster's README step: the S3 credentials Secret it names.
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "s3-credentials"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("create s3-credentials");
+    let _op = operator(cp, &admin, &ns).await;
+
+    let mut samples: Vec<_> = std::fs::read_dir(SAMPLES)
+        .expect("config/samples")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    samples.sort();
+    assert!(!samples.is_empty(), "no samples in {SAMPLES}");
+    let mut applied = 0;
+    for path in &samples {
+        for doc in documents(path) {
+            apply(&admin, &ns, &doc)
+                .await
+                .unwrap_or_else(|e| panic!("{} rejected: {e}", path.display()));
+            applied += 1;
+        }
+    }
+    assert!(applied >= 2, "expected a MySQLCluster and a Backup sample");
+
+    let cluster = clusters(&admin, &ns).get("orders").await.expect("orders");
+    let uid = cluster.uid().expect("uid");
+    let instances = cluster.data["spec"]["instances"]
+        .as_i64()
+        .expect("instances") as usize;
+    let routers = cluster.data["spec"]["router"]["instances"]
+        .as_i64()
+        .unwrap_or(0) as usize;
+    let selector = ListParams::default().labels(&format!("{INSTANCE}=orders"));
+
+    // The members run on kwok nodes.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    wait_for("member and router pods Running", TIMEOUT, || async {
+        let list = pods.list(&selector).await.ok()?;
+        let running = list
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count();
+        (running == instances + routers).then_some(())
+    })
+    .await;
+    let sts = Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+        .get("orders")
+        .await
+        .expect("StatefulSet orders");
+    assert!(
+        owned_by(&sts.metadata, &uid),
+        "StatefulSet not owned by the cluster"
+    );
+    assert_eq!(
+        sts.spec.as_ref().and_then(|s| s.replicas),
+        Some(instances as i32)
+    );
+
+    // Every child carries the cluster's labels and is owned by it.
+    let services = Api::<Service>::namespaced(admin.clone(), &ns)
+        .list(&selector)
+        .await
+        .unwrap();
+    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .list(&selector)
+        .await
+        .unwrap();
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns)
+        .list(&selector)
+        .await
+        .unwrap();
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(admin.clone(), &ns)
+        .list(&selector)
+        .await
+        .unwrap();
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .list(&selector)
+        .await
+        .unwrap();
+    let service_names: Vec<String> = services.items.iter().map(|s| s.name_any()).collect();
+    for expected in ["orders", "orders-ro", "orders-instances"] {
+        assert!(
+            service_names.iter().any(|n| n == expected),
+            "no Service {expected}: {service_names:?}"
+        );
+    }
+    assert!(!configmaps.items.is_empty(), "no ConfigMap for the cluster");
+    assert!(
+        !secrets.items.is_empty(),
+        "no credentials Secret for the cluster"
+    );
+    assert_eq!(pdbs.items.len(), 1, "PodDisruptionBudgets");
+    assert_eq!(
+        deployments.items.len(),
+        usize::from(routers > 0),
+        "router Deployments"
+    );
+    let metas = services
+        .items
+        .iter()
+        .map(|o| &o.metadata)
+        .chain(configmaps.items.iter().map(|o| &o.metadata))
+        .chain(secrets.items.iter().map(|o| &o.metadata))
+        .chain(pdbs.items.iter().map(|o| &o.metadata))
+        .chain(deployments.items.iter().map(|o| &o.metadata));
+    for meta in metas {
+        assert!(
+            owned_by(meta, &uid),
+            "{:?} is not owned by the cluster",
+            meta.name
+        );
+    }
+
+    // Status: conditions for the current generation, and the printer columns kubectl shows.
+    let ready = wait_for(
+        "a Ready condition for the current generation",
+        TIMEOUT,
+        || condition(&admin, &ns, "orders", "Ready"),
+    )
+    .await;
+    assert!(
+        ready["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{ready}"
+    );
+    let table = printer_table(&admin, &ns).await;
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect();
+    let row = table["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["cells"][0] == "orders"))
+        .expect("a row for orders")["cells"]
+        .as_array()
+        .expect("cells")
+        .clone();
+    let cell = |name: &str| -> Value {
+        let i = columns
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no column {name}: {columns:?}"));
+        row[i].clone()
+    };
+    assert_eq!(cell("Instances"), json!(instances), "Instances column");
+    assert!(cell("Online").is_i64(), "Online column: {}", cell("Online"));
+    assert!(
+        cell("Status").as_str().is_some_and(|s| !s.is_empty()),
+        "Status column: {}",
+        cell("Status")
+    );
+
+    // Deleting the cluster lets the garbage collector remove everything it owned.
+    clusters(&admin, &ns)
+        .delete("orders", &DeleteParams::foreground())
+        .await
+        .expect("delete orders");
+    wait_for(
+        "the cluster and its children to be gone",
+        TIMEOUT,
+        || async {
+            let left = Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+                .list(&selector)
+                .await
+                .ok()?
+                .items
+                .len()
+                + Api::<Service>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Secret>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Deployment>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<PodDisruptionBudget>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + Api::<Pod>::namespaced(admin.clone(), &ns)
+                    .list(&selector)
+                    .await
+                    .ok()?
+                    .items
+                    .len()
+                + usize::from(
+                    clusters(&admin, &ns)
+                        .get_opt("orders")
+                        .await
+                        .ok()?
+                        .is_some(),
+                );
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The MySQLCluster list as the apiserver renders it for kubectl (the printer columns).
+async fn printer_table(client: &Client, ns: &str) -> Value {
+    let url = format!("/apis/innodb-operator.io/v1alpha1/namespaces/{ns}/mysqlclusters");
+    let request = http::Request::get(url)
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .expect("request");
+    client
+        .request::<Value>(request)
+        .await
+        .expect("Table of MySQLClusters")
+}
+
+/// `base` with `patch` merged in (RFC 7386 JSON merge patch semantics).
+fn merged(base: &Value, patch: &Value) -> Value {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            let mut out = b.clone();
+            for (k, v) in p {
+                if v.is_null() {
+                    out.remove(k);
+                } else {
+                    let merged_value = merged(out.get(k).unwrap_or(&Value::Null), v);
+                    out.insert(k.clone(), merged_value);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, p) => p.clone(),
+    }
+}
+
+fn sample_cluster(name: &str) -> Value {
+    let doc = documents(&Path::new(SAMPLES).join("mysqlcluster.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "MySQLCluster")
+        .expect("a MySQLCluster sample");
+    merged(&doc, &json!({"metadata": {"name": name}}))
+}
+
+fn rejection(result: Result<DynamicObject, kube::Error>, case: &str) -> String {
+    match result {
+        Ok(_) => panic!("{case}: the apiserver accepted it"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{case}: {status:?}");
+            status.message
+        }
+        Err(e) => panic!("{case}: unexpected error {e}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_specs_are_rejected_by_the_apiserver() {
+    let Some(cp) = control_plane() else { return };
+    chart(cp);
+    let _schema = SCHEMA.lock().await;
+    let (admin, ns) = cp.namespace("invalid").await;
+    let api = clusters(&admin, &ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let schedule =
+        |s: &str| json!({"backup": {"schedules": [{"name": "nightly", "schedule": s, "keep": 7}]}});
+    let corpus = [
+        (
+            "no members",
+            json!({"instances": 0}),
+            "greater than or equal to 1",
+        ),
+        (
+            "ten members",
+            json!({"instances": 10}),
+            "less than or equal to 9",
+        ),
+        (
+            "negative members",
+            json!({"instances": -3}),
+            "greater than or equal to 1",
+        ),
+        ("MySQL 5.7", json!({"version": "5.7.44"}), "spec.version"),
+        ("MySQL 8.0.26", json!({"version": "8.0.26"}), "spec.version"),
+        (
+            "size in words",
+            json!({"storage": {"size": "ten gigs"}}),
+            "must be a positive Kubernetes quantity",
+        ),
+        (
+            "size zero",
+            json!({"storage": {"size": "0"}}),
+            "must be a positive Kubernetes quantity",
+        ),
+        (
+            "negative size",
+            json!({"storage": {"size": "-1Gi"}}),
+            "must be a positive Kubernetes quantity",
+        ),
+        (
+            "33 routers",
+            json!({"router": {"instances": 33}}),
+            "less than or equal to 32",
+        ),
+        (
+            "cron with four fields",
+            schedule("0 3 * *"),
+            "five-field cron expression",
+        ),
+        (
+            "cron in words",
+            schedule("every night"),
+            "five-field cron expression",
+        ),
+        (
+            "unknown cron macro",
+            schedule("@fortnightly"),
+            "five-field cron expression",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, spec, expected) in corpus {
+        let doc = merged(&sample_cluster("bad"), &json!({"spec": spec}));
+        let obj: DynamicObject = serde_json::from_value(doc).expect("object");
+        match api.create(&dry_run, &obj).await {
+            Ok(_) => failures.push(format!("{case}: accepted")),
+            Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(expected) => {}
+            Err(e) => failures.push(format!("{case}: expected 422 with {expected:?}, got {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The sample itself is valid: the corpus fails for its mutation, not for the base.
+    let good: DynamicObject = serde_json::from_value(sample_cluster("good")).unwrap();
+    api.create(&dry_run, &good)
+        .await
+        .expect("the sample is accepted");
+
+    // Fields fixed at creation cannot change.
+    let fixed = merged(
+        &sample_cluster("fixed"),
+        &json!({"spec": {"storage": {"storageClassName": "standard"}, "groupCommunicationStack": "MYSQL"}}),
+    );
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(fixed).unwrap(),
+    )
+    .await
+    .expect("create fixed");
+    let patch_dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    for (case, patch, expected) in [
+        (
+            "change storageClassName",
+            json!({"spec": {"storage": {"storageClassName": "fast"}}}),
+            "storage.storageClassName is immutable",
+        ),
+        (
+            "change groupCommunicationStack",
+            json!({"spec": {"groupCommunicationStack": "XCOM"}}),
+            "groupCommunicationStack cannot be changed",
+        ),
+    ] {
+        let message = rejection(
+            api.patch("fixed", &patch_dry, &Patch::Merge(&patch)).await,
+            case,
+        );
+        assert!(message.contains(expected), "{case}: {message}");
+    }
+}
+
+fn operator_user(cp: &ControlPlane) -> String {
+    format!("system:serviceaccount:{RELEASE_NS}:{}", chart(cp))
+}
+
+/// The operator's writes into `ns` recorded by the apiserver so far.
+fn operator_writes(cp: &ControlPlane, ns: &str) -> Vec<String> {
+    let user = operator_user(cp);
+    cp.audit_writes()
+        .into_iter()
+        .filter(|e| e.user.username == user)
+        .filter_map(|e| {
+            let r = e.object_ref?;
+            (r.namespace.as_deref() == Some(ns)).then(|| {
+                format!(
+                    "{} {}/{}{}",
+                    e.verb,
+                    r.resource,
+                    r.name.unwrap_or_default(),
+                    r.subresource.map(|s| format!("/{s}")).unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
+/// Waits until the operator has written nothing into `ns` for `quiet`, and returns its writes.
+async fn settled_writes(cp: &ControlPlane, ns: &str, quiet: Duration) -> Vec<String> {
+    let mut last = operator_writes(cp, ns);
+    let mut since = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = operator_writes(cp, ns);
+        if now.len() != last.len() {
+            last = now;
+            since = std::time::Instant::now();
+        } else if since.elapsed() >= quiet {
+            return last;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator keeps writing: {last:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn steady_state_and_restart_write_nothing() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("steady").await;
+    let mut spec = sample_cluster("quiet");
+    spec["spec"].as_object_mut().unwrap().remove("backup");
+    let op = operator(cp, &admin, &ns).await;
+    apply(&admin, &ns, &spec).await.expect("apply cluster");
+    wait_for(
+        "a Ready condition for the current generation",
+        TIMEOUT,
+        || condition(&admin, &ns, "quiet", "Ready"),
+    )
+    .await;
+    let before = settled_writes(cp, &ns, Duration::from_secs(10)).await;
+    assert!(
+        !before.is_empty(),
+        "the audit log shows no operator writes at all"
+    );
+
+    assert!(
+        op.stop().await,
+        "the operator did not exit cleanly on SIGTERM"
+    );
+    let op = operator(cp, &admin, &ns).await;
+    // Long enough for the restarted operator to list, reconcile and requeue.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after = operator_writes(cp, &ns);
+    assert_eq!(
+        after[before.len()..].to_vec(),
+        Vec::<String>::new(),
+        "writes by the restarted operator in steady state (log: {})",
+        op.log.display()
+    );
+}
+
+/// Held by the tests that depend on the exact MySQLCluster schema, and by the one that loosens
+/// it for a moment to store an object the operator cannot read.
+static SCHEMA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Stores `doc` under a schema that lets `mycnf` hold anything (as an older CRD version might
+/// have), then puts the shipped schema back.
+async fn create_under_loose_schema(admin: &Client, ns: &str, doc: &Value) {
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let name = "mysqlclusters.innodb-operator.io";
+    let original = crds.get(name).await.expect("CRD");
+    let mut loose = serde_json::to_value(&original).unwrap();
+    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["mycnf"] = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crds.replace(
+        name,
+        &PostParams::default(),
+        &serde_json::from_value(loose).unwrap(),
+    )
+    .await
+    .expect("loosen the CRD");
+    let api = clusters(admin, ns);
+    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    wait_for("the loose schema to take effect", TIMEOUT, || async {
+        api.create(&PostParams::default(), &obj).await.ok()
+    })
+    .await;
+    let mut restored = original.clone();
+    restored.metadata.resource_version = crds.get(name).await.unwrap().metadata.resource_version;
+    crds.replace(name, &PostParams::default(), &restored)
+        .await
+        .expect("restore the CRD");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut probe = obj.clone();
+    probe.metadata.name = Some("probe".into());
+    wait_for("the shipped schema to be back", TIMEOUT, || async {
+        api.create(&dry_run, &probe).await.is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_object_does_not_stop_the_others() {
+    let Some(cp) = control_plane() else { return };
+    chart(cp);
+    let (admin, ns) = cp.namespace("malformed").await;
+    let without_backup = |name: &str| {
+        let mut doc = sample_cluster(name);
+        doc["spec"].as_object_mut().unwrap().remove("backup");
+        doc
+    };
+    let broken = merged(
+        &without_backup("broken"),
+        &json!({"spec": {"mycnf": {"max_connections": 500, "sql_mode": ["STRICT_ALL_TABLES"]}}}),
+    );
+    {
+        let _schema = SCHEMA.lock().await;
+        create_under_loose_schema(&admin, &ns, &broken).await;
+    }
+    let op = operator(cp, &admin, &ns).await;
+    apply(&admin, &ns, &without_backup("good"))
+        .await
+        .expect("apply good");
+    wait_for("the good cluster to be reconciled", TIMEOUT, || {
+        condition(&admin, &ns, "good", "Ready")
+    })
+    .await;
+    Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+        .get("good")
+        .await
+        .expect("StatefulSet of the good cluster");
+
+    // The broken one is reported on the object, not silently skipped.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
+    let event = wait_for("an Event about the unreadable cluster", TIMEOUT, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
+    assert!(
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("mycnf") || n.contains("invalid type")),
+        "the Event does not say what is wrong: {:?}",
+        event.note
+    );
+    assert!(
+        Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+            .get_opt("broken")
+            .await
+            .unwrap()
+            .is_none(),
+        "the operator built objects from a spec it could not read"
+    );
+    // Still serving after all of it.
+    assert_eq!(
+        support::operator::http_status(op.http, "/healthz").await,
+        Some(200)
+    );
+}

@@ -1,0 +1,253 @@
+//! Test fixture for the control-plane tier: one real control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, kwok) per test binary, started by
+//! `e2e/testenv/testenv.sh`, and one namespace per test.
+//!
+//! Each test binary compiles this module on its own and uses part of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::Deserialize;
+
+pub mod chart;
+pub mod operator;
+
+pub const TESTENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/testenv/testenv.sh");
+
+/// A running control plane, shared by the tests of one binary.
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub audit_log: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The control plane of this test binary, started on first use. `None` (the test returns early)
+/// only outside CI when the binaries were never built; under `CI=true` that is a failure, and a
+/// control plane that fails to start is always a failure.
+pub fn control_plane() -> Option<&'static ControlPlane> {
+    static CP: OnceLock<Option<ControlPlane>> = OnceLock::new();
+    CP.get_or_init(start).as_ref()
+}
+
+fn start() -> Option<ControlPlane> {
+    // aws-lc-rs and ring are both linked in; pick one as the binary does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bin_dir = PathBuf::from(run(Command::new(TESTENV).arg("bin")).trim());
+    if !bin_dir.join("kube-apiserver").exists() {
+        let msg = format!(
+            "control-plane binaries are missing in {}: run `{TESTENV} build` (about 20 min cold)",
+            bin_dir.display()
+        );
+        assert!(!in_ci(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("innodb-operator-testenv-{}", std::process::id()));
+    // The script's watchdog stops everything when this process exits, however it exits.
+    run(Command::new(TESTENV)
+        .arg("up")
+        .arg(&dir)
+        .env("TESTENV_OWNER_PID", std::process::id().to_string()));
+    Some(ControlPlane {
+        kubeconfig: dir.join("kubeconfig"),
+        audit_log: dir.join("audit.log"),
+        dir,
+        bin_dir,
+    })
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl ControlPlane {
+    /// Client configuration with the admin (system:masters) credentials.
+    pub async fn admin_config(&self) -> Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read testenv kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("testenv kubeconfig is valid")
+    }
+
+    /// A client with admin credentials. Make one per test: a client belongs to the runtime
+    /// that created it.
+    pub async fn admin(&self) -> Client {
+        Client::try_from(self.admin_config().await).expect("build admin client")
+    }
+
+    /// A fresh namespace for one test, named after it.
+    pub async fn namespace(&self, test: &str) -> (Client, String) {
+        let client = self.admin().await;
+        let name = format!("{}-{:08x}", test.replace('_', "-"), rand::random::<u32>());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"innodb-operator.io/test": test}}
+        }))
+        .expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        (client, name)
+    }
+
+    /// A bound token for a ServiceAccount from the TokenRequest API: requests made with it are
+    /// authorized by RBAC exactly as in a pod running as that account.
+    pub async fn service_account_token(&self, client: &Client, ns: &str, sa: &str) -> String {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec!["https://kubernetes.default.svc.cluster.local".into()]),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .create_token_request(sa, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("token for {ns}/{sa}: {e}"))
+            .status
+            .and_then(|s| s.token)
+            .expect("token request returns a token")
+    }
+
+    /// A kubeconfig file that authenticates as the ServiceAccount `ns/sa`, for a process (the
+    /// operator) that reads `KUBECONFIG`.
+    pub async fn service_account_kubeconfig(
+        &self,
+        client: &Client,
+        ns: &str,
+        sa: &str,
+        path: &Path,
+    ) -> PathBuf {
+        let token = self.service_account_token(client, ns, sa).await;
+        let admin: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
+                .expect("kubeconfig yaml");
+        let cluster = &admin["clusters"][0]["cluster"];
+        let doc = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "testenv", "cluster": {
+                "server": cluster["server"].as_str(),
+                "certificate-authority-data": cluster["certificate-authority-data"].as_str(),
+            }}],
+            "users": [{"name": sa, "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "testenv", "user": sa, "namespace": ns}}],
+            "current-context": "sa",
+        });
+        std::fs::write(path, serde_yaml::to_string(&doc).expect("yaml")).expect("write kubeconfig");
+        path.to_path_buf()
+    }
+
+    /// A client that authenticates as the ServiceAccount `ns/sa`.
+    pub async fn service_account_client(&self, admin: &Client, ns: &str, sa: &str) -> Client {
+        let token = self.service_account_token(admin, ns, sa).await;
+        let mut config = self.admin_config().await;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        Client::try_from(config).expect("build service account client")
+    }
+
+    /// Every write the apiserver recorded so far (create, update, patch, delete).
+    pub fn audit_writes(&self) -> Vec<AuditEvent> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+            .filter(|e| e.stage == "ResponseComplete")
+            .collect()
+    }
+
+    /// A command for a program of the testenv (helm, kubectl-like tools) using this control plane.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
+        cmd
+    }
+}
+
+/// One entry of the apiserver's audit log (only the fields the tests look at).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub stage: String,
+    pub verb: String,
+    #[serde(rename = "requestURI")]
+    pub request_uri: String,
+    pub user: AuditUser,
+    #[serde(default)]
+    pub object_ref: Option<AuditObjectRef>,
+    #[serde(default)]
+    pub response_status: Option<AuditStatus>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditUser {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditObjectRef {
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub subresource: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditStatus {
+    #[serde(default)]
+    pub code: u16,
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` naming what it waited for.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

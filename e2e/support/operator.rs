@@ -1,0 +1,113 @@
+//! The operator binary of this build, run as a local process against the test control plane.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_innodb-operator");
+
+/// A running `innodb-operator run`; killed when dropped (also when the test panics).
+pub struct Operator {
+    child: Child,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator with the credentials in `kubeconfig`, watching `namespace` only (so
+    /// tests running side by side do not share an operator), and waits until it is ready.
+    pub async fn start(kubeconfig: &Path, namespace: &str, log: PathBuf) -> Operator {
+        let http = free_port();
+        let out = std::fs::File::create(&log).expect("create operator log");
+        let child = Command::new(BINARY)
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--http-addr",
+                &http.to_string(),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,innodb_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {BINARY}: {e}"));
+        let mut op = Operator { child, http, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = op.child.try_wait() {
+                panic!("operator exited with {status}:\n{}", op.log_text());
+            }
+            if http_status(http, "/readyz").await == Some(200) {
+                return op;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator not ready on {http} after 60s:\n{}",
+                op.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the operator the way Kubernetes does (SIGTERM) and returns whether it exited cleanly.
+    pub async fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for operator") {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator ignored SIGTERM for 20s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local addr")
+}
+
+/// The status code of a plain HTTP GET, or None when nothing answers.
+pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let body = http_get(addr, path).await?;
+    body.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The whole response (status line, headers, body) of a plain HTTP/1.0 GET.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback, built from Go modules: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods become Running), plus
+# helm for chart tests. No container engine is needed.
+#
+#   testenv.sh build        build the pinned binaries into $TESTENV_BIN (cached; a no-op when warm)
+#   testenv.sh up [DIR]     start everything with state in DIR, wait until healthy, print env
+#   testenv.sh down [DIR]   stop what `up` started in DIR (no process is left behind)
+#   testenv.sh env [DIR]    print `export KUBECONFIG=...` lines for a running control plane
+#   testenv.sh bin          print the directory holding the binaries
+#
+# Environment: IOP_CACHE (default /root/.cache/innodb-operator), TESTENV_NODES (fake nodes, 3),
+# TESTENV_DIR (state dir, default $IOP_CACHE/testenv/run), versions in versions.sh.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/versions.sh"
+IOP_CACHE="${IOP_CACHE:-/root/.cache/innodb-operator}"
+TESTENV_ROOT="$IOP_CACHE/testenv/$KUBE_VERSION"
+TESTENV_BIN="$TESTENV_ROOT/bin"
+TESTENV_NODES="${TESTENV_NODES:-3}"
+
+log() { echo "testenv: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+# go_toolchain: Go $GO_MIN itself, fetched as the module golang.org/toolchain from the Go module
+# proxy (what `GOTOOLCHAIN` does), for machines whose Go is missing or too old to switch.
+go_toolchain() {
+  local v="v0.0.1-go$GO_MIN.linux-amd64" dir="$IOP_CACHE/go/toolchain"
+  local root="$dir/golang.org/toolchain@$v"
+  if [ ! -x "$root/bin/go" ]; then
+    log "fetching Go $GO_MIN (module golang.org/toolchain@$v) from the Go module proxy"
+    mkdir -p "$dir"
+    curl -fsSL "https://proxy.golang.org/golang.org/toolchain/@v/$v.zip" -o "$dir/$v.zip"
+    rm -rf "$root"
+    unzip -q "$dir/$v.zip" -d "$dir"
+    rm -f "$dir/$v.zip"
+    # Module zips carry no file modes.
+    chmod +x "$root"/bin/* "$root"/pkg/tool/*/*
+  fi
+  echo "$root/bin/go"
+}
+
+go_env() {
+  local go=/usr/local/go/bin/go
+  [ -x "$go" ] || go="$(command -v go || true)"
+  # GOTOOLCHAIN switching needs Go >= 1.21; anything older (Debian 12 has 1.19) is bypassed.
+  if [ -z "$go" ] || [ "$(printf '%s\n%s\n' go1.21 "$(GOTOOLCHAIN=local "$go" env GOVERSION 2>/dev/null || echo go1.0)" | sort -V | head -n1)" != go1.21 ]; then
+    go=$(go_toolchain)
+  fi
+  GO="$go"
+  export GOFLAGS=-trimpath CGO_ENABLED=0
+  export GOCACHE="${GOCACHE:-$IOP_CACHE/go/build}"
+  export GOMODCACHE="${GOMODCACHE:-$IOP_CACHE/go/mod}"
+  export GOPATH="${GOPATH:-$IOP_CACHE/go/path}"
+  # Kubernetes needs Go >= $GO_MIN; an older local Go fetches that toolchain from the module proxy.
+  local have
+  have=$(GOTOOLCHAIN=local "$GO" env GOVERSION)
+  if [ "$(printf '%s\n%s\n' "go$GO_MIN" "$have" | sort -V | head -n1)" = "go$GO_MIN" ]; then
+    export GOTOOLCHAIN=local
+  else
+    log "local $have is older than go$GO_MIN; using toolchain go$GO_MIN from the module proxy"
+    export GOTOOLCHAIN="go$GO_MIN"
+  fi
+}
+
+# wrapper_module DIR NAME: a scratch module that only requires what it builds.
+wrapper_module() {
+  local dir=$1 name=$2
+  mkdir -p "$dir"
+  if [ ! -f "$dir/go.mod" ]; then
+    printf 'module iop-testenv/%s\n\ngo 1.26.0\n' "$name" > "$dir/go.mod"
+  fi
+}
+
+# The kube binaries: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+# with ./staging paths, which only work inside its own repository. The wrapper requires the
+# release and points each staging module at its published tag (v1.X.Y -> v0.X.Y).
+build_kube() {
+  local dir="$TESTENV_ROOT/src/kube" staging="v0.${KUBE_VERSION#v1.}"
+  wrapper_module "$dir" kube
+  cd "$dir"
+  if ! grep -q "k8s.io/kubernetes $KUBE_VERSION" go.mod; then
+    "$GO" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" > /dev/null
+    local upstream
+    upstream="$("$GO" env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBE_VERSION.mod"
+    local mods
+    mods=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$upstream")
+    [ -n "$mods" ] || die "no staging replace directives found in $upstream"
+    for m in $mods; do "$GO" mod edit -replace "$m=$m@$staging"; done
+    "$GO" mod edit -require "k8s.io/kubernetes@$KUBE_VERSION"
+  fi
+  "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION"
+  local v pkg ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    v="${KUBE_VERSION#v}"
+    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${v%%.*}"
+    v="${v#*.}"
+    ldflags+=" -X $pkg.gitMinor=${v%%.*} -X $pkg.gitTreeState=clean"
+    ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  nice -n 15 "$GO" build -ldflags "$ldflags" -o "$TESTENV_BIN/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+# build_go NAME PKG VERSION [LDFLAGS]: one main package of a module that can be required as is.
+build_go() {
+  local name=$1 pkg=$2 version=$3 ldflags="-s -w ${4:-}"
+  local dir="$TESTENV_ROOT/src/$name"
+  wrapper_module "$dir" "$name"
+  cd "$dir"
+  "$GO" get "$pkg@$version"
+  nice -n 15 "$GO" build -ldflags "$ldflags" -o "$TESTENV_BIN/$name" "$pkg"
+}
+
+# have NAME VERSION: the binary exists and was built from VERSION.
+have() { [ -x "$TESTENV_BIN/$1" ] && [ "$(cat "$TESTENV_BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
+built() { echo "$2" > "$TESTENV_BIN/.$1.version"; }
+
+cmd_build() {
+  go_env
+  mkdir -p "$TESTENV_BIN"
+  local start=$SECONDS
+  if ! have kube-apiserver "$KUBE_VERSION" || ! have kube-controller-manager "$KUBE_VERSION" ||
+     ! have kube-scheduler "$KUBE_VERSION"; then
+    log "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION"
+    build_kube
+    for b in kube-apiserver kube-controller-manager kube-scheduler; do built "$b" "$KUBE_VERSION"; done
+  fi
+  if ! have etcd "$ETCD_VERSION"; then
+    log "building etcd $ETCD_VERSION"
+    build_go etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+    built etcd "$ETCD_VERSION"
+  fi
+  if ! have kwok "$KWOK_VERSION"; then
+    log "building kwok $KWOK_VERSION"
+    build_go kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
+      "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+    built kwok "$KWOK_VERSION"
+  fi
+  if ! have helm "$HELM_VERSION"; then
+    log "building helm $HELM_VERSION"
+    build_go helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
+      "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    built helm "$HELM_VERSION"
+  fi
+  log "binaries ready in $TESTENV_BIN ($((SECONDS - start))s)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# up / down
+
+state_dir() { echo "${1:-${TESTENV_DIR:-$IOP_CACHE/testenv/run}}"; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_ports N: N distinct loopback ports nobody listens on (a random start spreads concurrent runs).
+free_ports() {
+  local n=$1 p=$((20000 + RANDOM % 30000)) got=()
+  while [ "${#got[@]}" -lt "$n" ]; do
+    port_free "$p" && got+=("$p")
+    p=$((p + 1))
+  done
+  echo "${got[@]}"
+}
+
+# pki DIR: a CA, the apiserver's serving certificate (127.0.0.1, localhost), a client certificate
+# in system:masters for the admin kubeconfig, and the service-account token signing key.
+pki() {
+  local d=$1
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+    openssl req -x509 -new -key ca.key -days 30 -subj "/CN=testenv-ca" -out ca.crt \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    leaf() { # leaf NAME SUBJECT EXTENSIONS
+      openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
+      openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+      printf '%b' "$3" > "$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+        -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+      rm -f "$1.csr" "$1.ext"
+    }
+    leaf apiserver "/CN=kube-apiserver" \
+      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
+    leaf admin "/O=system:masters/CN=testenv-admin" \
+      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    openssl ecparam -name prime256v1 -genkey -noout -out sa.key 2>/dev/null
+    openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+b64() { base64 -w0 < "$1"; }
+
+write_kubeconfig() { # write_kubeconfig DIR PORT
+  local d=$1 port=$2
+  cat > "$d/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority-data: $(b64 "$d/pki/ca.crt")
+users:
+- name: admin
+  user:
+    client-certificate-data: $(b64 "$d/pki/admin.crt")
+    client-key-data: $(b64 "$d/pki/admin.key")
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: admin, namespace: default}
+current-context: testenv
+KUBECONFIG
+}
+
+# start DIR NAME ARGS...: runs a binary in its own session, logs to DIR/logs/NAME.log.
+start() {
+  local d=$1 name=$2; shift 2
+  # The pid is written by the process itself: setsid forks when the caller has job control.
+  setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' start "$d/pids/$name.pid" "$TESTENV_BIN/$name" "$@" \
+    > "$d/logs/$name.log" 2>&1 < /dev/null &
+  local i
+  for i in $(seq 1 50); do [ -s "$d/pids/$name.pid" ] && return 0; sleep 0.1; done
+  die "$name did not start"
+}
+
+running() { [ -f "$1/pids/$2.pid" ] && kill -0 "$(cat "$1/pids/$2.pid")" 2>/dev/null; }
+
+# wait_for DIR NAME SECONDS CMD...: until CMD succeeds; fails early when NAME's process died.
+wait_for() {
+  local d=$1 name=$2 timeout=$3; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" > /dev/null 2>&1; do
+    if ! running "$d" "$name"; then
+      tail -n 30 "$d/logs/$name.log" >&2 || true
+      die "$name exited during startup (log: $d/logs/$name.log)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 30 "$d/logs/$name.log" >&2 || true
+      die "$name not healthy after ${timeout}s (log: $d/logs/$name.log)"
+    fi
+    sleep 0.2
+  done
+}
+
+# api METHOD PATH [BODY]: a request to the apiserver as admin.
+api() {
+  local d=$STATE method=$1 path=$2
+  curl -sSf --cacert "$d/pki/ca.crt" --cert "$d/pki/admin.crt" --key "$d/pki/admin.key" \
+    -X "$method" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} \
+    "https://127.0.0.1:$(cat "$d/ports/apiserver")$path"
+}
+
+# healthz NAME: a component's /healthz on its secure port (always allowed without credentials).
+healthz() {
+  [ "$(curl -sk "https://127.0.0.1:$(cat "$STATE/ports/$1")/healthz")" = ok ]
+}
+
+nodes_ready() {
+  [ "$(api GET /api/v1/nodes | jq '[.items[] | select(.status.conditions // [] | any(.type == "Ready" and .status == "True"))] | length')" -ge "$TESTENV_NODES" ]
+}
+
+create_nodes() {
+  local i
+  for i in $(seq 0 $((TESTENV_NODES - 1))); do
+    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" '{
+      apiVersion: "v1", kind: "Node",
+      metadata: {name: $n,
+        annotations: {"kwok.x-k8s.io/node": "fake"},
+        labels: {"type": "kwok", "kubernetes.io/hostname": $n, "kubernetes.io/os": "linux",
+                 "kubernetes.io/arch": "amd64", "topology.kubernetes.io/zone": $z}},
+      status: {capacity: {cpu: "512", memory: "4Ti", pods: "1000", "ephemeral-storage": "100Ti"}}}')" > /dev/null
+  done
+}
+
+create_storage_class() {
+  api POST /apis/storage.k8s.io/v1/storageclasses '{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass",
+    "metadata":{"name":"standard","annotations":{"storageclass.kubernetes.io/is-default-class":"true"}},
+    "provisioner":"testenv.innodb-operator.io/kwok","volumeBindingMode":"Immediate",
+    "reclaimPolicy":"Delete","allowVolumeExpansion":true}' > /dev/null
+}
+
+write_audit_policy() {
+  cat > "$1/audit-policy.yaml" <<'POLICY'
+# Every write (who, what, which object) at Metadata level; reads are not recorded.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+POLICY
+}
+
+cmd_up() {
+  local d
+  d="$(state_dir "${1:-}")"
+  STATE=$d
+  if [ -d "$d/pids" ] && ls "$d"/pids/*.pid > /dev/null 2>&1; then
+    for f in "$d"/pids/*.pid; do
+      kill -0 "$(cat "$f")" 2>/dev/null && die "a control plane is already running in $d; run: $0 down $d"
+    done
+  fi
+  for tool in curl openssl jq setsid; do
+    command -v "$tool" > /dev/null || die "$tool is missing: run e2e/lib/install-testenv.sh"
+  done
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+    [ -x "$TESTENV_BIN/$b" ] || die "$TESTENV_BIN/$b is missing: run $0 build"
+  done
+  local start=$SECONDS
+  rm -rf "$d"
+  mkdir -p "$d/logs" "$d/pids" "$d/ports"
+  pki "$d/pki"
+  write_audit_policy "$d"
+  local ports
+  read -r -a ports <<< "$(free_ports 6)"
+  local names=(etcd etcd-peer apiserver controller-manager scheduler kwok)
+  for i in "${!names[@]}"; do echo "${ports[$i]}" > "$d/ports/${names[$i]}"; done
+  local etcd_port=${ports[0]} peer_port=${ports[1]} api_port=${ports[2]}
+
+  start "$d" etcd --name=testenv --data-dir="$d/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level=warn
+  wait_for "$d" etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  start "$d" kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --tls-cert-file="$d/pki/apiserver.crt" --tls-private-key-file="$d/pki/apiserver.key" \
+    --client-ca-file="$d/pki/ca.crt" --authorization-mode=RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$d/pki/sa.pub" --service-account-signing-key-file="$d/pki/sa.key" \
+    --api-audiences=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range=10.0.0.0/16 --endpoint-reconciler-type=none --allow-privileged=true \
+    --audit-policy-file="$d/audit-policy.yaml" --audit-log-path="$d/audit.log" --audit-log-format=json \
+    --audit-log-mode=blocking --profiling=false --cert-dir="$d/pki"
+  write_kubeconfig "$d" "$api_port"
+  wait_for "$d" kube-apiserver 60 api GET /readyz
+
+  start "$d" kube-controller-manager --kubeconfig="$d/kubeconfig" \
+    --authentication-kubeconfig="$d/kubeconfig" --authorization-kubeconfig="$d/kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="${ports[3]}" --cert-dir="$d/pki/kcm" --leader-elect=false \
+    --root-ca-file="$d/pki/ca.crt" --service-account-private-key-file="$d/pki/sa.key" \
+    --use-service-account-credentials=false
+  start "$d" kube-scheduler --kubeconfig="$d/kubeconfig" \
+    --authentication-kubeconfig="$d/kubeconfig" --authorization-kubeconfig="$d/kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="${ports[4]}" --cert-dir="$d/pki/scheduler" --leader-elect=false
+  start "$d" kwok --kubeconfig="$d/kubeconfig" --config="$here/kwok-stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --server-address="127.0.0.1:${ports[5]}" --node-lease-duration-seconds=40
+  create_storage_class
+  create_nodes
+  wait_for "$d" kube-controller-manager 60 healthz controller-manager
+  wait_for "$d" kube-scheduler 60 healthz scheduler
+  wait_for "$d" kwok 60 nodes_ready
+  # The service-account controller made the default ServiceAccount: the controllers are working.
+  wait_for "$d" kube-controller-manager 60 api GET /api/v1/namespaces/default/serviceaccounts/default
+  if [ -n "${TESTENV_OWNER_PID:-}" ]; then
+    # Stop everything when the process that asked for this control plane goes away, however it
+    # ends (a test binary that panics or is killed included), and remove its state unless
+    # TESTENV_KEEP=1 asks to keep the logs.
+    setsid bash -c 'echo $$ > "$4"; while kill -0 "$1" 2>/dev/null; do sleep 1; done
+      "$2" down "$3"; [ "${TESTENV_KEEP:-0}" = 1 ] || rm -rf "$3"' \
+      watchdog "$TESTENV_OWNER_PID" "$here/testenv.sh" "$d" "$d/watchdog.pid" \
+      > "$d/logs/watchdog.log" 2>&1 < /dev/null &
+  fi
+  log "control plane up in $d ($((SECONDS - start))s)"
+  cmd_env "$d"
+}
+
+# stop_all DIR NAME...: SIGTERM to each, then up to 10 s for all of them, then SIGKILL.
+stop_all() {
+  local d=$1 name pid pids=() names=()
+  shift
+  for name in "$@"; do
+    [ -f "$d/pids/$name.pid" ] || continue
+    pid=$(cat "$d/pids/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+      names+=("$name")
+    fi
+  done
+  local i left
+  for _ in $(seq 1 100); do
+    left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      log "${names[$i]} did not stop on SIGTERM within 10s; killing it"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+  done
+  for name in "$@"; do rm -f "$d/pids/$name.pid"; done
+}
+
+cmd_down() {
+  local d pid
+  d="$(state_dir "${1:-}")"
+  [ -d "$d/pids" ] || return 0
+  # Clients of the apiserver first, then the apiserver, etcd last.
+  stop_all "$d" kwok kube-scheduler kube-controller-manager
+  stop_all "$d" kube-apiserver
+  stop_all "$d" etcd
+  if [ -f "$d/watchdog.pid" ]; then
+    pid=$(cat "$d/watchdog.pid")
+    rm -f "$d/watchdog.pid"
+    # The watchdog runs `down` itself: it must not kill itself before it cleans up.
+    [ "$pid" != "$PPID" ] && kill "$pid" 2>/dev/null || true
+  fi
+  log "control plane in $d stopped"
+}
+
+cmd_env() {
+  local d
+  d="$(state_dir "${1:-}")"
+  [ -f "$d/kubeconfig" ] || die "no control plane in $d"
+  echo "export KUBECONFIG=$d/kubeconfig"
+  echo "export TESTENV_DIR=$d"
+  echo "export TESTENV_AUDIT_LOG=$d/audit.log"
+  echo "export PATH=$TESTENV_BIN:\$PATH"
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) cmd_up "${2:-}" ;;
+  down) cmd_down "${2:-}" ;;
+  env) cmd_env "${2:-}" ;;
+  bin) echo "$TESTENV_BIN" ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
