@@ -7,6 +7,7 @@
 #            | floor: parallel LOAD DATA INFILE
 # each measured with GNU time (wall, peak RSS of the largest process, user+sys CPU).
 # Usage: e2e/bench/backup.sh [TABLES] [ROWS_PER_TABLE]   (default 6 x 1,000,000 = ~1.2 GB)
+# REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source e2e/lib/common.sh
@@ -20,7 +21,14 @@ e2e/lib/install-mariadb.sh --bench >/dev/null
 e2e/lib/install-s3.sh >/dev/null
 command -v aws >/dev/null || python3 -m pip install -q awscli
 
-rm -rf "$BENCH" && mkdir -p "$BENCH"/{src,dst,s3,stage,outfile,results}
+REUSE=${REUSE:-0}
+[ -d "$BENCH/src/data" ] || REUSE=0
+if [ "$REUSE" = 1 ]; then
+  rm -rf "$BENCH"/{s3,stage,outfile,results}
+else
+  rm -rf "$BENCH"
+fi
+mkdir -p "$BENCH"/{src,dst,s3,stage,outfile,results}
 chmod 777 "$BENCH/outfile"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -28,7 +36,7 @@ trap cleanup EXIT
 
 start_mariadb() { # name port server-id
   local dir=$BENCH/$1
-  mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+  [ "$REUSE" = 1 ] || mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
     --skip-test-db --user=root >/dev/null
   /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$2" \
     --tmpdir="$dir" --bind-address=127.0.0.1 --user=root --server-id="$3" --log-bin="$dir/data/binlog" \
@@ -50,6 +58,7 @@ S3="--endpoint-url http://127.0.0.1:$S3P"
 for _ in $(seq 100); do aws $S3 s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
 aws $S3 s3 mb s3://bench >/dev/null
 
+if [ "$REUSE" != 1 ]; then
 echo "== preparing data: $TABLES x $ROWS sysbench rows + every-type table"
 mariadb -uroot -h127.0.0.1 -P$SRC -e "CREATE DATABASE sbtest"
 sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC --mysql-user=root \
@@ -68,13 +77,9 @@ INSERT INTO every (ti, bi, de, fl, db, bt, d, dt, ts, tm, yr, vc, l1, vb, bl, js
     JSON_OBJECT('n', seq, 's', MD5(seq)), POINT(seq, -seq), IF(seq % 2, 'a', 'b'), 'x,y'
   FROM seq_1_to_200000;
 SQL
+fi
 mariadb -uroot -h127.0.0.1 -P$SRC -e "SELECT table_schema, ROUND(SUM(data_length + index_length) / 1048576) AS MiB, SUM(table_rows) AS rows_est FROM information_schema.tables WHERE table_schema IN ('sbtest','types') GROUP BY 1"
 
-# Release build without LTO (same code, a faster build); the data above is loaded meanwhile.
-if [ -z "${IOP_BIN:-}" ]; then
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo build --release --bin innodb-operator
-fi
 RESULTS=$BENCH/results/results.tsv
 : >"$RESULTS"
 measure() { # kind name cmd...
@@ -92,8 +97,6 @@ reset_dst() {
 }
 
 echo "== backups (workers/threads = $WORKERS)"
-measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
-  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
 measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
   --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
   && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging/"
@@ -109,9 +112,6 @@ mariadb-dump -uroot -h127.0.0.1 -P$SRC --no-data $DBS >"$BENCH/stage/schema.sql"
 
 echo "== restores into an empty server"
 reset_dst
-measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
-  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
-reset_dst
 measure restore mysql bash -c "mariadb -uroot -h127.0.0.1 -P$DST --init-command='SET sql_log_bin=0' <$BENCH/stage/dump.sql"
 reset_dst
 measure restore myloader myloader --host 127.0.0.1 --port $DST --user root --threads "$WORKERS" \
@@ -120,6 +120,18 @@ reset_dst
 mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
 measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$DST \
   -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {}\""
+
+# Release build without LTO (same code, a faster build); built last so the baselines run meanwhile.
+if [ -z "${IOP_BIN:-}" ]; then
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo build --release --bin innodb-operator
+fi
+echo "== ours"
+measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+reset_dst
+measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
 
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
 echo
