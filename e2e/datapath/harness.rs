@@ -91,6 +91,7 @@ impl Mariadb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .arg(format!("--port={port}"))
             .arg(format!("--server-id={server_id}"))
             .arg(format!("--log-bin={}", data.join("binlog").display()))

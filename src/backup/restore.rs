@@ -594,3 +594,63 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::chunk::KeyRange;
+
+    fn chunk_for(raw: &[u8], object: &[u8]) -> ChunkEntry {
+        ChunkEntry {
+            object: "o".into(),
+            range: KeyRange::ALL,
+            rows: 0,
+            raw_bytes: raw.len() as u64,
+            raw_sha256: hex::encode(Sha256::digest(raw)),
+            object_bytes: object.len() as u64,
+            object_sha256: hex::encode(Sha256::digest(object)),
+        }
+    }
+
+    async fn drain(object: Vec<u8>, chunk: ChunkEntry) -> (Vec<u8>, Option<String>) {
+        let verdict = Arc::new(Mutex::new(None));
+        let mut s = Box::pin(verified_rows(
+            ByteStream::from(object),
+            chunk,
+            verdict.clone(),
+        ));
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        let v = verdict.lock().unwrap().clone();
+        (out, v)
+    }
+
+    #[tokio::test]
+    async fn intact_objects_stream_their_rows() {
+        let raw = b"1\ta\n2\t\\N\n".repeat(10_000);
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let (out, verdict) = drain(object.clone(), chunk_for(&raw, &object)).await;
+        assert_eq!(verdict, None);
+        assert_eq!(out, raw);
+    }
+
+    #[tokio::test]
+    async fn flipped_and_truncated_objects_are_reported() {
+        let raw = b"1\ta\n".repeat(50_000);
+        let object = zstd::encode_all(&raw[..], 3).unwrap();
+        let entry = chunk_for(&raw, &object);
+        let mut flipped = object.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 1;
+        let (_, verdict) = drain(flipped, entry.clone()).await;
+        assert!(verdict.is_some(), "flip detected");
+        let truncated = object[..object.len() - 3].to_vec();
+        let (_, verdict) = drain(truncated, entry).await;
+        assert!(verdict.unwrap().contains("stored object is"));
+    }
+}

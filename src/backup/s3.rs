@@ -381,16 +381,25 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    /// Appends `data`, uploading a part whenever one is full.
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), S3Error> {
+    /// Appends `data`, uploading a part whenever one is full. The buffer never grows past one
+    /// part, so memory is (parts in flight + 1) × part size whatever the object size.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
         self.sha.update(data);
         self.bytes += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= part_size(self.next_part, self.base_part)
-            && let Err(e) = self.send_part().await
-        {
-            self.abort().await;
-            return Err(e);
+        while !data.is_empty() {
+            let target = part_size(self.next_part, self.base_part);
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(target);
+            }
+            let take = (target - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == target
+                && let Err(e) = self.send_part().await
+            {
+                self.abort().await;
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Backup/restore benchmark (not a test): one MariaDB source with >= 1 GB of sysbench tables plus an
+# every-type table, one MinIO, and end-to-end runs of
+#   backup:  ours (db -> zstd -> S3 multipart, streaming) | mydumper to a local dir + `aws s3 cp`
+#            | mariadb-dump --single-transaction | zstd | `aws s3 cp -` | floor: parallel SELECT INTO OUTFILE
+#   restore: ours (S3 -> server) | mariadb < dump.sql | myloader from the local dir
+#            | floor: parallel LOAD DATA INFILE
+# each measured with GNU time (wall, peak RSS of the largest process, user+sys CPU).
+# Usage: e2e/bench/backup.sh [TABLES] [ROWS_PER_TABLE]   (default 6 x 1,000,000 = ~1.2 GB)
+# REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source e2e/lib/common.sh
+TABLES=${1:-6}
+ROWS=${2:-1000000}
+WORKERS=${WORKERS:-4}
+BENCH=${BENCH_DIR:-$IOP_CACHE/bench-backup}
+BIN=${IOP_BIN:-$CARGO_TARGET_DIR/release/innodb-operator}
+
+e2e/lib/install-mariadb.sh --bench >/dev/null
+e2e/lib/install-s3.sh >/dev/null
+command -v aws >/dev/null || python3 -m pip install -q awscli
+
+REUSE=${REUSE:-0}
+[ -d "$BENCH/src/data" ] || REUSE=0
+if [ "$REUSE" = 1 ]; then
+  rm -rf "$BENCH"/{s3,stage,outfile,results}
+else
+  rm -rf "$BENCH"
+fi
+mkdir -p "$BENCH"/{src,dst,s3,stage,outfile,results}
+chmod 777 "$BENCH/outfile"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start_mariadb() { # name port server-id
+  local dir=$BENCH/$1
+  [ "$REUSE" = 1 ] || mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+    --skip-test-db --user=root >/dev/null
+  /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$2" \
+    --tmpdir="$dir" --bind-address=127.0.0.1 --user=root --server-id="$3" --log-bin="$dir/data/binlog" \
+    --innodb-buffer-pool-size=2G --innodb-log-file-size=1G --innodb-flush-log-at-trx-commit=2 \
+    --skip-name-resolve --max-allowed-packet=256M --secure-file-priv="$BENCH/outfile" \
+    >"$dir/error.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$2" -e 'SELECT 1' >/dev/null 2>&1 && return; sleep 0.3; done
+  echo "mariadbd $1 did not start" >&2; return 1
+}
+SRC=23306; DST=23307; S3P=29000
+start_mariadb src $SRC 1
+start_mariadb dst $DST 2
+export AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key MYSQL_PASSWORD=
+MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
+  "$IOP_CACHE/bin/minio" server "$BENCH/s3" --address 127.0.0.1:$S3P --console-address 127.0.0.1:$((S3P+1)) --quiet &
+pids+=($!)
+S3="--endpoint-url http://127.0.0.1:$S3P"
+for _ in $(seq 100); do aws $S3 s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
+aws $S3 s3 mb s3://bench >/dev/null
+
+if [ "$REUSE" != 1 ]; then
+echo "== preparing data: $TABLES x $ROWS sysbench rows + every-type table"
+mariadb -uroot -h127.0.0.1 -P$SRC -e "CREATE DATABASE sbtest"
+sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC --mysql-user=root \
+  --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+mariadb --default-character-set=utf8mb4 -uroot -h127.0.0.1 -P$SRC <<'SQL'
+CREATE DATABASE types CHARACTER SET utf8mb4;
+USE types;
+CREATE TABLE every (id INT AUTO_INCREMENT PRIMARY KEY, ti TINYINT, bi BIGINT UNSIGNED, de DECIMAL(30,10),
+  fl FLOAT, db DOUBLE, bt BIT(13), d DATE, dt DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), yr YEAR,
+  vc VARCHAR(200), l1 VARCHAR(50) CHARACTER SET latin1, vb VARBINARY(64), bl BLOB, js JSON, pt POINT,
+  en ENUM('a','b'), st SET('x','y'), gv INT AS (ti * 2) VIRTUAL);
+INSERT INTO every (ti, bi, de, fl, db, bt, d, dt, ts, tm, yr, vc, l1, vb, bl, js, pt, en, st)
+  SELECT seq % 100, seq * 1000003, seq / 7, seq / 3, seq / 11, seq % 8192, '2020-02-29' + INTERVAL seq % 3000 DAY,
+    '2001-01-01' + INTERVAL seq SECOND, FROM_UNIXTIME(1000000000 + seq), SEC_TO_TIME(seq % 80000), 1901 + seq % 255,
+    CONCAT('row\t', seq, '\n', MD5(seq)), 'café', UNHEX(MD5(seq)), IF(seq % 3 = 0, NULL, UNHEX(SHA2(seq, 512))),
+    JSON_OBJECT('n', seq, 's', MD5(seq)), POINT(seq, -seq), IF(seq % 2, 'a', 'b'), 'x,y'
+  FROM seq_1_to_200000;
+SQL
+fi
+mariadb -uroot -h127.0.0.1 -P$SRC -e "SELECT table_schema, ROUND(SUM(data_length + index_length) / 1048576) AS MiB, SUM(table_rows) AS rows_est FROM information_schema.tables WHERE table_schema IN ('sbtest','types') GROUP BY 1"
+
+RESULTS=$BENCH/results/results.tsv
+: >"$RESULTS"
+measure() { # kind name cmd...
+  local kind=$1 name=$2; shift 2
+  sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  /usr/bin/time -f '%e %M %U %S' -o "$BENCH/results/time" "$@" >"$BENCH/results/$name.out" 2>"$BENCH/results/$name.err" \
+    || { echo "$name FAILED:"; tail -5 "$BENCH/results/$name.err"; return 1; }
+  read -r wall rss user sys <"$BENCH/results/time"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$wall" "$((rss / 1024))" "$(echo "$user + $sys" | bc)" >>"$RESULTS"
+  echo "$kind $name: ${wall}s, peak RSS $((rss / 1024)) MiB, CPU $(echo "$user + $sys" | bc)s"
+}
+DBS="--databases sbtest types"
+reset_dst() {
+  mariadb -uroot -h127.0.0.1 -P$DST -e "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS types; RESET MASTER"
+}
+
+echo "== backups (workers/threads = $WORKERS)"
+measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
+  --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
+  && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging/"
+measure backup streaming bash -c "set -o pipefail; mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction \
+  --quick --hex-blob $DBS | zstd -3 -q | aws $S3 s3 cp - s3://bench/streaming/dump.sql.zst"
+tables=$(mariadb -N -uroot -h127.0.0.1 -P$SRC -e "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema IN ('sbtest','types')")
+measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$SRC \
+  -e \"SELECT * FROM {} INTO OUTFILE '$BENCH/outfile/{}.tsv'\""
+
+# dump.sql for `mariadb < dump.sql` (not timed), the schema for the LOAD DATA floor
+mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction --quick --hex-blob $DBS >"$BENCH/stage/dump.sql"
+mariadb-dump -uroot -h127.0.0.1 -P$SRC --no-data $DBS >"$BENCH/stage/schema.sql"
+
+echo "== restores into an empty server"
+reset_dst
+measure restore mysql bash -c "mariadb -uroot -h127.0.0.1 -P$DST --init-command='SET sql_log_bin=0' <$BENCH/stage/dump.sql"
+reset_dst
+measure restore myloader myloader --host 127.0.0.1 --port $DST --user root --threads "$WORKERS" \
+  --directory "$BENCH/stage/dump" --overwrite-tables
+reset_dst
+mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
+measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$DST \
+  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {}\""
+
+# Release build without LTO (same code, a faster build); built last so the baselines run meanwhile.
+if [ -z "${IOP_BIN:-}" ]; then
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo build --release --bin innodb-operator
+fi
+echo "== ours"
+measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+reset_dst
+measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
+
+raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
+echo
+echo "data: $((raw / 1048576)) MiB of rows (logical, uncompressed); workers/threads: $WORKERS"
+echo "| run | tool | seconds | MiB/s | peak RSS MiB | CPU s | ours is N× faster |"
+echo "|---|---|---|---|---|---|---|"
+while IFS=$'\t' read -r kind name wall rss cpu; do
+  ours=$(awk -F'\t' -v k="$kind" '$1 == k && $2 == "ours" {print $3}' "$RESULTS")
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
+    "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$(echo "scale=2; $wall / $ours" | bc)"
+done <"$RESULTS"
