@@ -80,12 +80,13 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
-fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
+/// An environment variable read from a key of a Secret (never inlined in the pod spec).
+pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: secret,
+                name: secret.to_string(),
                 key: key.to_string(),
                 optional: Some(false),
             }),
@@ -236,12 +237,12 @@ fn mysql_container(c: &ValidCluster) -> Container {
         env: Some(vec![
             secret_env(
                 "MYSQL_ROOT_PASSWORD",
-                c.names.secret(Account::Root.suffix()),
+                &c.names.secret(Account::Root.suffix()),
                 "password",
             ),
             secret_env(
                 "INNODB_ADMIN_PASSWORD",
-                c.names.secret(Account::Admin.suffix()),
+                &c.names.secret(Account::Admin.suffix()),
                 "password",
             ),
         ]),
