@@ -11,6 +11,7 @@ pub mod backups;
 pub mod cluster;
 pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;

@@ -25,21 +25,7 @@ pub enum SqlError {
     BadPassword,
 }
 
-/// A user name and password. The password never shows in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+pub use crate::credentials::Credentials;
 
 /// The accounts the operator creates on a new group (they replicate to every member).
 #[derive(Debug, Clone, PartialEq, Eq)]

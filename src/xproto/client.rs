@@ -53,39 +53,16 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// An account for PLAIN authentication. `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    password: String,
-}
+pub use crate::credentials::Credentials;
 
-impl Credentials {
-    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Self {
-            user: user.into(),
-            password: password.into(),
-        }
-    }
-
-    /// PLAIN `auth_data`: empty default schema, user, password, separated by NUL.
-    fn plain_auth_data(&self) -> Vec<u8> {
-        let mut data = Vec::with_capacity(self.user.len() + self.password.len() + 2);
-        data.push(0);
-        data.extend_from_slice(self.user.as_bytes());
-        data.push(0);
-        data.extend_from_slice(self.password.as_bytes());
-        data
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+/// PLAIN `auth_data`: empty default schema, user, password, separated by NUL.
+fn plain_auth_data(c: &Credentials) -> Vec<u8> {
+    let mut data = Vec::with_capacity(c.user.len() + c.password.len() + 2);
+    data.push(0);
+    data.extend_from_slice(c.user.as_bytes());
+    data.push(0);
+    data.extend_from_slice(c.password.as_bytes());
+    data
 }
 
 /// What a session needs beyond the endpoint.
@@ -323,7 +300,7 @@ impl Session {
         let what = "PLAIN authentication";
         let start = AuthenticateStart {
             mech_name: "PLAIN".into(),
-            auth_data: Some(session.credentials.plain_auth_data()),
+            auth_data: Some(plain_auth_data(&session.credentials)),
             initial_response: None,
         };
         let reply = conn
@@ -404,7 +381,7 @@ mod tests {
     #[test]
     fn plain_auth_data_layout() {
         assert_eq!(
-            Credentials::new("u", "pw").plain_auth_data(),
+            plain_auth_data(&Credentials::new("u", "pw")),
             b"\0u\0pw".to_vec()
         );
     }
