@@ -8,7 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 missing=()
 # Go itself needs no package: testenv.sh uses /usr/local/go or the go on PATH when it is new
 # enough, and otherwise fetches the pinned toolchain from the Go module proxy.
-for tool in curl openssl jq setsid base64 unzip; do
+# `ip` (iproute2): the failover benchmark puts the fake members on the pods' addresses.
+for tool in curl openssl jq setsid base64 unzip ip; do
   command -v "$tool" > /dev/null || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -17,6 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     case "$tool" in
       setsid) pkgs+=(util-linux) ;;
       base64) pkgs+=(coreutils) ;;
+      ip) pkgs+=(iproute2) ;;
       *) pkgs+=("$tool") ;;
     esac
   done

@@ -656,6 +656,7 @@ pub fn cluster_input(w: &World, naming: &ClusterInput, now: u64) -> ClusterInput
             deleting: m.deleting_until.is_some(),
             update_pending: m.update_pending,
             role_label: m.label,
+            ip: None,
         })
         .collect();
     ClusterInput {

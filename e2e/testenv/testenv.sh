@@ -272,12 +272,13 @@ nodes_ready() {
 create_nodes() {
   local i
   for i in $(seq 0 $((TESTENV_NODES - 1))); do
-    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" '{
+    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" --arg i "$i" '{
       apiVersion: "v1", kind: "Node",
       metadata: {name: $n,
         annotations: {"kwok.x-k8s.io/node": "fake"},
         labels: {"type": "kwok", "kubernetes.io/hostname": $n, "kubernetes.io/os": "linux",
                  "kubernetes.io/arch": "amd64", "topology.kubernetes.io/zone": $z}},
+      spec: {podCIDR: "198.18.\($i).0/24", podCIDRs: ["198.18.\($i).0/24"]},
       status: {capacity: {cpu: "512", memory: "4Ti", pods: "1000", "ephemeral-storage": "100Ti"}}}')" > /dev/null
   done
 }

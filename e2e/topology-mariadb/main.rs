@@ -136,11 +136,7 @@ async fn topology_sql_on_a_real_server() {
         observe_timeout: Duration::from_secs(10),
         operation_timeout: Duration::from_secs(10),
     };
-    let endpoint = Endpoint {
-        ordinal: 0,
-        host: "127.0.0.1".into(),
-        port: server.port,
-    };
+    let endpoint = Endpoint::named(0, "127.0.0.1", server.port);
     let err = ops
         .observe(&endpoint)
         .await

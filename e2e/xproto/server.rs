@@ -89,6 +89,8 @@ impl TestPki {
 
 struct State {
     behavior: Behavior,
+    /// The PLAIN authentication data a client must send (`\0user\0password`).
+    plain: String,
     acceptor: TlsAcceptor,
     notices: broadcast::Sender<GroupReplicationStateChanged>,
     kill: watch::Sender<u64>,
@@ -109,12 +111,26 @@ pub struct FakeXServer {
 }
 
 impl FakeXServer {
+    /// On a free loopback port, for [`USER`] with [`PASSWORD`].
     pub async fn start(behavior: Behavior) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), behavior, USER, PASSWORD).await
+    }
+
+    /// On `addr`, accepting `user` with `password`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        behavior: Behavior,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind the X protocol server to {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
         let pki = TestPki::new();
         let state = Arc::new(State {
             behavior,
+            plain: format!("\0{user}\0{password}"),
             acceptor: pki.acceptor,
             notices: broadcast::channel(64).0,
             kill: watch::channel(0).0,
@@ -141,7 +157,7 @@ impl FakeXServer {
     }
 
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::new("127.0.0.1", self.addr.port())
+        Endpoint::new(self.addr.ip().to_string(), self.addr.port())
     }
 
     /// Sends a GroupReplicationStateChanged notice to every session that enabled notices;
@@ -318,10 +334,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             ClientMessage::AuthenticateStart(start) => {
-                let expected = format!("\0{USER}\0{PASSWORD}");
                 if tls
                     && start.mech_name == "PLAIN"
-                    && start.auth_data.as_deref() == Some(expected.as_bytes())
+                    && start.auth_data.as_deref() == Some(state.plain.as_bytes())
                 {
                     authenticated = true;
                     state.count(|s| s.auth_ok += 1);

@@ -144,7 +144,6 @@ pub async fn reconcile(
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
         let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
             let ops = topology_step::sql_ops(&ctx.client, &names).await?;
-            ctx.monitor_targets(&valid, &ops);
             let input = topology_step::cluster_input(
                 &valid,
                 &cluster,
@@ -152,6 +151,7 @@ pub async fn reconcile(
                 workloads.statefulset.as_ref(),
                 jiff::Timestamp::now(),
             );
+            ctx.monitor_targets(&input, &ops);
             let tick = topology_step::tick(&ops, input).await;
             if let Err(e) = &tick.outcome {
                 let note = format!("{} failed: {e}", tick.decision.operation.name());

@@ -88,6 +88,7 @@ pub fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) -> Opti
         deleting: pod.metadata.deletion_timestamp.is_some(),
         update_pending,
         role_label,
+        ip: status.and_then(|s| s.pod_ip.clone()),
     })
 }
 
@@ -230,20 +231,26 @@ pub async fn tick(ops: &SqlOps, input: ClusterInput) -> Tick {
     topology::tick(ops, input).await
 }
 
-/// The label changes the decision asks for: pod name → new value (`None` removes the label).
+/// The label changes the decision asks for: pod name → new value (`None` removes the label),
+/// in the order they must be written: every pod that stops being primary before the one that
+/// becomes primary, so the rw Service never selects two pods, not even between two writes.
 pub fn label_changes(
     cluster: &str,
     pods: &[Pod],
     desired: &BTreeMap<u32, Option<Role>>,
 ) -> Vec<(String, Option<&'static str>)> {
-    pods.iter()
+    let mut changes: Vec<(String, Option<&'static str>)> = pods
+        .iter()
         .filter_map(|p| {
             let ordinal = ordinal(cluster, &p.name_any())?;
             let want = desired.get(&ordinal)?.map(Role::label_value);
             let have = p.labels().get(ROLE_LABEL).map(String::as_str);
             (have != want).then(|| (p.name_any(), want))
         })
-        .collect()
+        .collect();
+    let promotes = |want: &Option<&str>| *want == Some(Role::Primary.label_value());
+    changes.sort_by_key(|(_, want)| promotes(want));
+    changes
 }
 
 /// Sets the role labels; returns how many pods were written.
@@ -375,6 +382,27 @@ mod tests {
         assert_eq!(
             label_changes("orders", &pods, &desired),
             vec![("orders-1".to_string(), Some("secondary"))]
+        );
+    }
+
+    #[test]
+    fn the_old_primary_is_demoted_before_the_new_one_is_promoted() {
+        let pods = vec![
+            pod("metadata: {name: orders-0, labels: {innodb-operator.io/role: secondary}}"),
+            pod("metadata: {name: orders-1, labels: {innodb-operator.io/role: secondary}}"),
+            pod("metadata: {name: orders-2, labels: {innodb-operator.io/role: primary}}"),
+        ];
+        let desired = BTreeMap::from([
+            (0, Some(Role::Primary)),
+            (1, Some(Role::Secondary)),
+            (2, None),
+        ]);
+        assert_eq!(
+            label_changes("orders", &pods, &desired),
+            vec![
+                ("orders-2".to_string(), None),
+                ("orders-0".to_string(), Some("primary"))
+            ]
         );
     }
 }

@@ -553,6 +553,7 @@ mod tests {
                         deleting: false,
                         update_pending: false,
                         role_label: None,
+                        ip: None,
                     })
                     .collect(),
                 switchover_to: None,

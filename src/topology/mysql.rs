@@ -93,7 +93,7 @@ impl Session<'_> {
 impl SqlOps {
     async fn connect<'a>(&self, endpoint: &'a Endpoint) -> Result<Session<'a>, OpsError> {
         let opts = OptsBuilder::default()
-            .ip_or_hostname(endpoint.host.clone())
+            .ip_or_hostname(endpoint.address.clone())
             .tcp_port(endpoint.port)
             .user(Some(self.admin.user.clone()))
             .pass(Some(self.admin.password.clone()))
@@ -350,11 +350,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_member_is_an_error_within_the_deadline() {
         // Port 9 on localhost: nothing listens (connection refused) or the deadline hits.
-        let endpoint = Endpoint {
-            ordinal: 0,
-            host: "127.0.0.1".into(),
-            port: 9,
-        };
+        let endpoint = Endpoint::named(0, "127.0.0.1", 9);
         let started = std::time::Instant::now();
         let err = ops().observe(&endpoint).await.expect_err("nothing listens");
         assert!(matches!(err, OpsError::Unreachable { .. }), "{err}");

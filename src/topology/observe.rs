@@ -55,6 +55,8 @@ pub struct PodInfo {
     pub update_pending: bool,
     /// The pod's current value of [`ROLE_LABEL`].
     pub role_label: Option<Role>,
+    /// `status.podIP`: where the operator connects (no DNS in the failover path).
+    pub ip: Option<String>,
 }
 
 /// When a member whose data cannot join the group may be replaced by a clone of a healthy one.
@@ -127,10 +129,18 @@ impl ClusterInput {
         )
     }
 
+    /// Where the operator reaches a member: the pod's IP when it has one (a DNS answer for a
+    /// recreated pod can lag behind it), else its host name.
     pub fn endpoint(&self, ordinal: u32) -> Endpoint {
+        let host = self.host(ordinal);
+        let address = self
+            .pod(ordinal)
+            .and_then(|p| p.ip.clone())
+            .unwrap_or_else(|| host.clone());
         Endpoint {
             ordinal,
-            host: self.host(ordinal),
+            host,
+            address,
             port: MYSQL_PORT,
         }
     }
@@ -167,8 +177,24 @@ impl ClusterInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub ordinal: u32,
+    /// The member's host name (its `report_host`): what other members and clone use.
     pub host: String,
+    /// What the operator connects to: the pod IP, or `host` when the pod has none yet.
+    pub address: String,
     pub port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint reached at its host name.
+    pub fn named(ordinal: u32, host: impl Into<String>, port: u16) -> Self {
+        let host = host.into();
+        Endpoint {
+            ordinal,
+            address: host.clone(),
+            host,
+            port,
+        }
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -348,7 +374,31 @@ mod tests {
             deleting: false,
             update_pending: false,
             role_label: None,
+            ip: Some("198.18.0.4".into()),
         });
         assert_eq!(input.ordinals(), vec![0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn members_are_reached_at_their_pod_ip_and_named_by_host() {
+        let mut input = input();
+        input.pods.push(PodInfo {
+            ordinal: 1,
+            phase: PodPhase::Running,
+            ready: true,
+            deleting: false,
+            update_pending: false,
+            role_label: None,
+            ip: Some("198.18.0.7".into()),
+        });
+        let with_ip = input.endpoint(1);
+        assert_eq!(with_ip.address, "198.18.0.7");
+        assert_eq!(with_ip.host, "db-1.db-instances.prod.svc.cluster.local");
+        assert_eq!(
+            with_ip.to_string(),
+            "db-1.db-instances.prod.svc.cluster.local:3306"
+        );
+        let without = input.endpoint(2);
+        assert_eq!(without.address, without.host);
     }
 }

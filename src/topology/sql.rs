@@ -319,33 +319,25 @@ pub fn account_statements(
     ])
 }
 
-/// The operator's own account, created on every member before Group Replication starts (by the
-/// pod's init), with binary logging off so it never becomes a transaction of its own.
-pub fn admin_account_statements(
-    caps: &Capabilities,
-    admin: &Credentials,
-) -> Result<Vec<Statement>, SqlError> {
-    let mut dynamic = String::from(
-        "GROUP_REPLICATION_ADMIN, CLONE_ADMIN, SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, \
-         CONNECTION_ADMIN, BACKUP_ADMIN",
-    );
-    if caps.communication_stack {
-        dynamic.push_str(", GROUP_REPLICATION_STREAM");
-    }
-    Ok(vec![
-        Statement::from_text("SET SESSION sql_log_bin = 0"),
-        create_user(admin)?,
-        Statement::from_text(format!(
+/// The operator's own privileges, granted by the pod's first-start script (as root, with binary
+/// logging off, so the account never becomes a transaction of its own). Least privilege: Group
+/// Replication and clone administration, reading state, and creating the cluster's other
+/// accounts — `WITH GRANT OPTION` because a grantor must hold what it grants them. No data
+/// changes, no DDL, no SUPER. `GROUP_REPLICATION_STREAM` exists from 8.0.27, the oldest
+/// version the operator accepts.
+pub fn admin_grants(user: &str) -> [String; 2] {
+    let user = quote_name(user);
+    [
+        format!(
             "GRANT SELECT, EXECUTE, RELOAD, SHOW VIEW, EVENT, TRIGGER, REPLICATION SLAVE, \
-             REPLICATION CLIENT, CREATE USER ON *.* TO {}@'%' WITH GRANT OPTION",
-            quote_name(&admin.user)
-        )),
-        Statement::from_text(format!(
-            "GRANT {dynamic} ON *.* TO {}@'%' WITH GRANT OPTION",
-            quote_name(&admin.user)
-        )),
-        Statement::from_text("SET SESSION sql_log_bin = 1"),
-    ])
+             REPLICATION CLIENT, CREATE USER ON *.* TO {user}@'%' WITH GRANT OPTION"
+        ),
+        format!(
+            "GRANT GROUP_REPLICATION_ADMIN, CLONE_ADMIN, SYSTEM_VARIABLES_ADMIN, \
+             REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, BACKUP_ADMIN, GROUP_REPLICATION_STREAM \
+             ON *.* TO {user}@'%' WITH GRANT OPTION"
+        ),
+    ]
 }
 
 // ---- group operations ----
@@ -500,13 +492,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn recovery_account_gets_the_stream_privilege_only_where_it_exists() {
-        let accounts = Accounts {
+    fn accounts() -> Accounts {
+        Accounts {
             recovery: creds("gr", "x"),
             router: creds("router", "y"),
             backup: creds("backup", "z"),
-        };
+        }
+    }
+
+    #[test]
+    fn recovery_account_gets_the_stream_privilege_only_where_it_exists() {
+        let accounts = accounts();
         let with = account_statements(&caps("8.4.0", true), &accounts).unwrap();
         let without = account_statements(&caps("8.0.25", false), &accounts).unwrap();
         assert_eq!(
@@ -525,15 +521,25 @@ mod tests {
     }
 
     #[test]
-    fn admin_account_is_created_without_binary_logging() {
-        let stmts = admin_account_statements(&caps("8.4.0", true), &creds("iop", "s")).unwrap();
-        assert_eq!(stmts.first().unwrap().sql(), "SET SESSION sql_log_bin = 0");
-        assert_eq!(stmts.last().unwrap().sql(), "SET SESSION sql_log_bin = 1");
-        assert!(
-            stmts[3]
-                .sql()
-                .contains("GROUP_REPLICATION_ADMIN, CLONE_ADMIN")
-        );
+    fn admin_holds_what_it_grants_and_nothing_broader() {
+        let grants = admin_grants("iop").join("\n");
+        let accounts = account_statements(&caps("8.4.0", true), &accounts()).unwrap();
+        for statement in accounts.iter().filter(|s| s.sql().starts_with("GRANT ")) {
+            let privileges = statement.sql()["GRANT ".len()..]
+                .split(" ON ")
+                .next()
+                .unwrap();
+            for p in privileges.split(", ") {
+                assert!(grants.contains(p), "admin cannot grant {p}: {grants}");
+            }
+        }
+        assert!(grants.matches("WITH GRANT OPTION").count() == 2);
+        for broad in [
+            "ALL", "SUPER", "INSERT", "UPDATE", "DELETE", "DROP", "CREATE,", "SHUTDOWN",
+        ] {
+            assert!(!grants.contains(broad), "{broad} in {grants}");
+        }
+        assert!(admin_grants("o'x")[0].contains("TO 'o''x'@'%'"), "{grants}");
     }
 
     #[test]

@@ -195,6 +195,11 @@ fn create_admin_script_escapes_the_password() {
         sql.starts_with("SET SESSION sql_log_bin = 0;"),
         "account creation must not replicate: {sql}"
     );
+    // The least-privilege grants reach the server as written (nothing expanded by the shell).
+    for grant in crate::topology::sql::admin_grants("innodb_admin") {
+        assert!(sql.contains(&format!("{grant};")), "{sql}");
+    }
+    assert!(!sql.contains("ALL PRIVILEGES"), "{sql}");
 }
 
 #[test]

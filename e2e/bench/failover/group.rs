@@ -1,0 +1,230 @@
+//! The Group Replication group behind the benchmark's fake members: who is ONLINE, who is
+//! primary, the view, and the answers a member gives to each statement the operator's SQL
+//! operations send. Anything else is answered with an error and recorded, so a change to the
+//! operator's statements shows up as a benchmark failure, not as a silently wrong answer.
+
+use innodb_operator::topology::sql;
+
+/// What the fake members report as `@@version` and `MEMBER_VERSION`.
+pub const VERSION: &str = "8.4.6";
+/// The group's GTID source (its group name).
+const GROUP_NAME: &str = "4c9a1f0e-8b1d-4e55-9d59-2f6f1b7c0a01";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Online,
+    /// Gone: its pod's addresses refuse connections.
+    Down,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// `report_host`: the pod's name in the `-instances` Service.
+    pub host: String,
+    pub uuid: String,
+    pub status: Status,
+}
+
+/// A reply to one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Ok,
+    Rows {
+        columns: Vec<String>,
+        rows: Vec<Vec<Option<String>>>,
+    },
+    Error(String),
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub members: Vec<Member>,
+    pub primary: usize,
+    view: u64,
+    transactions: u64,
+    /// Statements no fake member knows how to answer.
+    pub unexpected: Vec<String>,
+}
+
+fn rows<const N: usize>(columns: [&str; N], rows: Vec<[Option<String>; N]>) -> Answer {
+    Answer::Rows {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: rows.into_iter().map(Vec::from).collect(),
+    }
+}
+
+impl Group {
+    /// A group of every host, ONLINE, with the first as primary.
+    pub fn new(hosts: Vec<String>) -> Group {
+        let members = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, host)| Member {
+                host,
+                uuid: format!("00000000-0000-4000-8000-{:012x}", i + 1),
+                status: Status::Online,
+            })
+            .collect();
+        Group {
+            members,
+            primary: 0,
+            view: 1,
+            transactions: 1000,
+            unexpected: Vec::new(),
+        }
+    }
+
+    pub fn view_id(&self) -> String {
+        format!("17640000000000000:{}", self.view)
+    }
+
+    pub fn online(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].status == Status::Online)
+            .collect()
+    }
+
+    /// The next ONLINE member after the primary, in ordinal order.
+    pub fn next_primary(&self) -> usize {
+        let n = self.members.len();
+        (1..n)
+            .map(|k| (self.primary + k) % n)
+            .find(|&i| self.members[i].status == Status::Online)
+            .expect("another ONLINE member")
+    }
+
+    /// A switchover (or an election among all members): `to` becomes primary, same view.
+    pub fn set_primary(&mut self, to: usize) {
+        self.transactions += 50;
+        self.primary = to;
+    }
+
+    /// The primary is expelled (its pod stops answering); the rest elect `next_primary`.
+    pub fn fail_primary(&mut self) -> (usize, usize) {
+        let old = self.primary;
+        let new = self.next_primary();
+        self.members[old].status = Status::Down;
+        self.view += 1;
+        self.set_primary(new);
+        (old, new)
+    }
+
+    /// A member comes back and rejoins by itself (`group_replication_autorejoin_tries`).
+    pub fn rejoin(&mut self, member: usize) {
+        self.members[member].status = Status::Online;
+        self.view += 1;
+    }
+
+    fn gtid_executed(&self) -> String {
+        format!("{GROUP_NAME}:1-{}", self.transactions)
+    }
+
+    /// `me`'s reply to `query` (asked only while `me` is ONLINE).
+    pub fn answer(&mut self, me: usize, query: &str) -> Answer {
+        let query = query.trim();
+        let member = &self.members[me];
+        if query == sql::SESSION_SETUP {
+            return Answer::Ok;
+        }
+        if query == sql::SELECT_VERSION {
+            return rows(["@@GLOBAL.version"], vec![[Some(VERSION.into())]]);
+        }
+        if query == sql::select_plugins() {
+            return rows(
+                ["PLUGIN_NAME", "PLUGIN_STATUS"],
+                sql::PROBED_PLUGINS
+                    .iter()
+                    .map(|p| [Some(p.to_string()), Some("ACTIVE".into())])
+                    .collect(),
+            );
+        }
+        if query == sql::select_variables() {
+            return rows(
+                ["Variable_name", "Value"],
+                vec![[
+                    Some("group_replication_communication_stack".into()),
+                    Some("MYSQL".into()),
+                ]],
+            );
+        }
+        if query == sql::SELECT_SELF {
+            let read_only = if me == self.primary { "0" } else { "1" };
+            return rows(
+                ["server_uuid", "gtid_executed", "super_read_only"],
+                vec![[
+                    Some(member.uuid.clone()),
+                    Some(self.gtid_executed()),
+                    Some(read_only.into()),
+                ]],
+            );
+        }
+        if query == sql::SELECT_RECEIVED {
+            return rows(
+                ["RECEIVED_TRANSACTION_SET"],
+                vec![[Some(self.gtid_executed())]],
+            );
+        }
+        if query == sql::SELECT_MEMBERS {
+            let members = self
+                .online()
+                .into_iter()
+                .map(|i| {
+                    let role = if i == self.primary {
+                        "PRIMARY"
+                    } else {
+                        "SECONDARY"
+                    };
+                    [
+                        Some(self.members[i].uuid.clone()),
+                        Some(self.members[i].host.clone()),
+                        Some("3306".into()),
+                        Some("ONLINE".into()),
+                        Some(role.into()),
+                        Some(VERSION.into()),
+                    ]
+                })
+                .collect();
+            return rows(
+                [
+                    "MEMBER_ID",
+                    "MEMBER_HOST",
+                    "MEMBER_PORT",
+                    "MEMBER_STATE",
+                    "MEMBER_ROLE",
+                    "MEMBER_VERSION",
+                ],
+                members,
+            );
+        }
+        if query == sql::SELECT_QUEUE {
+            return rows(
+                ["COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE"],
+                vec![[Some("0".into())]],
+            );
+        }
+        if query == sql::SELECT_CLONE_STATE {
+            return rows(["STATE"], vec![]);
+        }
+        // mysql_async reads session limits when it connects: `SELECT @@a,@@b`.
+        if let Some(names) = query.strip_prefix("SELECT @@")
+            && let Some(values) = names
+                .split(",")
+                .map(|n| match n.trim().trim_start_matches("@@") {
+                    "max_allowed_packet" => Some(Some("67108864".to_string())),
+                    "wait_timeout" => Some(Some("28800".to_string())),
+                    "socket" => Some(None),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+        {
+            return Answer::Rows {
+                columns: names.split(',').map(|n| n.trim().to_string()).collect(),
+                rows: vec![values],
+            };
+        }
+        self.unexpected.push(query.to_string());
+        Answer::Error(format!(
+            "the benchmark's fake member does not know: {query}"
+        ))
+    }
+}
