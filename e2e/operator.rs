@@ -721,6 +721,13 @@ async fn a_malformed_object_does_not_stop_the_others() {
             .is_none(),
         "the operator built objects from a spec it could not read"
     );
+    // ... and in its status, where `kubectl get` shows it.
+    let ready = wait_for("the unreadable cluster's Ready condition", TIMEOUT, || {
+        condition(&admin, &ns, "broken", "Ready")
+    })
+    .await;
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "InvalidObject", "{ready}");
     // Still serving after all of it.
     assert_eq!(
         support::operator::http_status(op.http, "/healthz").await,

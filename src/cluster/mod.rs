@@ -432,8 +432,15 @@ async fn report_malformed(
     };
     let mut st = status::status(&observed, None, &Time(jiff::Timestamp::now()));
     st.group_name = None;
-    if let Err(e) = patch_status(ctx, api, &meta.name_any(), &st).await {
-        warn!(error = %e, "could not report the malformed object in its status");
+    // A merge patch: server-side apply would have to read the whole stored object into its
+    // typed form first, which is exactly what fails for this object.
+    let patch = json!({ "status": st });
+    match api
+        .patch_status(&meta.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => ctx.metrics.api_writes(1),
+        Err(e) => warn!(error = %e, "could not report the malformed object in its status"),
     }
     let reference = meta.object_ref(&());
     publish_ref(
