@@ -163,7 +163,8 @@ fn quorum_is_forced_only_on_the_users_order() {
             world,
             naming: &naming,
         };
-        let observed = futures::executor::block_on(ops::gather(&sim, input));
+        let observed =
+            futures::executor::block_on(ops::gather(&sim, input, ops::Patience::Everyone));
         let decision = schedule::real(&observed);
         futures::executor::block_on(ops::execute(&sim, &observed, &decision.operation))
             .expect("the operation succeeds");

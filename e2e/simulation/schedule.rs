@@ -340,7 +340,7 @@ impl Run<'_> {
             world: &self.world,
             naming: &self.naming,
         };
-        let observed = block_on(ops::gather(&sim, input));
+        let observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
         let decision = (self.decide)(&observed);
         let outcome = block_on(ops::execute(&sim, &observed, &decision.operation));
         if decision.operation != Operation::None {

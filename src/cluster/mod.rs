@@ -436,7 +436,11 @@ async fn report_malformed(
     // typed form first, which is exactly what fails for this object.
     let patch = json!({ "status": st });
     match api
-        .patch_status(&meta.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &meta.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => ctx.metrics.api_writes(1),

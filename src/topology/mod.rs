@@ -5,6 +5,8 @@
 //! a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in production, the simulator in tests).
 //! [`tick`] does all three. The SQL the operator issues is listed in `SQL.md` next to this file.
 
+use std::time::Duration;
+
 pub mod decide;
 pub mod diagnose;
 pub mod gtid;
@@ -32,9 +34,13 @@ pub struct Tick {
     pub history: Vec<ActionRecord>,
 }
 
+/// How long a tick waits for stragglers once the group's majority answered (see
+/// [`ops::Patience`]): far above a healthy member's answer time, far below the observe deadline.
+pub const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
+
 /// One reconcile tick of the topology.
 pub async fn tick<O: MemberOps>(ops: &O, input: ClusterInput) -> Tick {
-    let observed = ops::gather(ops, input).await;
+    let observed = ops::gather(ops, input, ops::Patience::Quorum(STRAGGLER_WAIT)).await;
     let decision = decide(&observed);
     let outcome = ops::execute(ops, &observed, &decision.operation).await;
     if let Err(e) = &outcome {
@@ -56,7 +62,9 @@ mod tests {
     use std::time::Duration;
 
     use super::gtid::GtidSet;
-    use super::observe::{ActionKind, Endpoint, GroupMemberRow, MemberState, MemberStatus};
+    use super::observe::{
+        ActionKind, Endpoint, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
+    };
     use super::sql::{Capabilities, ServerVersion};
     use super::*;
 
@@ -66,6 +74,8 @@ mod tests {
         online: Vec<u32>,
         fail: bool,
         calls: Mutex<Vec<String>>,
+        /// Members that answer only after this long (`None`: never, like a member cut off).
+        slow: Vec<(u32, Option<Duration>)>,
     }
 
     fn uuid(o: u32) -> String {
@@ -89,6 +99,11 @@ mod tests {
 
     impl MemberOps for Recorder {
         async fn observe(&self, at: &Endpoint) -> Result<MemberState, OpsError> {
+            match self.slow.iter().find(|(o, _)| *o == at.ordinal) {
+                Some((_, Some(delay))) => tokio::time::sleep(*delay).await,
+                Some((_, None)) => std::future::pending().await,
+                None => {}
+            }
             let row = |o: u32, host: &str, state| GroupMemberRow {
                 member_id: uuid(o),
                 host: host.replace(&format!("-{}.", at.ordinal), &format!("-{o}.")),
@@ -146,13 +161,17 @@ mod tests {
     }
 
     fn input() -> ClusterInput {
+        input_of(2)
+    }
+
+    fn input_of(instances: u32) -> ClusterInput {
         ClusterInput {
             name: "db".into(),
             namespace: "ns".into(),
             cluster_domain: "cluster.local".into(),
             group_port: 3306,
-            instances: 2,
-            pods: (0..2)
+            instances,
+            pods: (0..instances)
                 .map(|ordinal| PodInfo {
                     ordinal,
                     phase: PodPhase::Running,
@@ -172,14 +191,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_tick_gathers_decides_and_runs_one_operation() {
+    #[tokio::test]
+    async fn a_tick_gathers_decides_and_runs_one_operation() {
         let ops = Recorder {
             online: vec![],
             fail: false,
             calls: Mutex::new(vec![]),
+            slow: vec![],
         };
-        let tick = futures::executor::block_on(tick(&ops, input()));
+        let tick = tick(&ops, input()).await;
         assert_eq!(tick.decision.operation, Operation::Bootstrap { seed: 0 });
         assert_eq!(
             *ops.calls.lock().unwrap(),
@@ -189,14 +209,15 @@ mod tests {
         assert!(tick.history.is_empty(), "a bootstrap is not anti-flapped");
     }
 
-    #[test]
-    fn a_failed_join_is_reported_and_still_counts_for_anti_flapping() {
+    #[tokio::test]
+    async fn a_failed_join_is_reported_and_still_counts_for_anti_flapping() {
         let ops = Recorder {
             online: vec![0],
             fail: true,
             calls: Mutex::new(vec![]),
+            slow: vec![],
         };
-        let tick = futures::executor::block_on(tick(&ops, input()));
+        let tick = tick(&ops, input()).await;
         assert_eq!(
             tick.decision.operation,
             Operation::Join {
@@ -212,12 +233,100 @@ mod tests {
         );
         let mut again = input();
         again.history = tick.history;
-        let next = futures::executor::block_on(super::tick(&ops, again));
+        let next = super::tick(&ops, again).await;
         assert_eq!(next.decision.operation, Operation::None);
         assert_eq!(
             ops.calls.lock().unwrap().len(),
             1,
             "no second join within the window"
         );
+    }
+
+    fn three(online: Vec<u32>, slow: Vec<(u32, Option<Duration>)>) -> Recorder {
+        Recorder {
+            online,
+            fail: false,
+            calls: Mutex::new(vec![]),
+            slow,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_that_never_answers_does_not_hold_the_tick_once_the_majority_answered() {
+        let ops = three(vec![0, 1, 2], vec![(2, None)]);
+        let gather = ops::gather(
+            &ops,
+            input_of(3),
+            ops::Patience::Quorum(Duration::from_millis(50)),
+        );
+        let observed = tokio::time::timeout(Duration::from_secs(2), gather)
+            .await
+            .expect("the silent member held the gather");
+        assert!(observed.state(0).is_some() && observed.state(1).is_some());
+        let silent = &observed.members[2];
+        assert_eq!(silent.ordinal, 2);
+        assert!(
+            matches!(&silent.reach, Reach::Unreachable { reason } if reason.contains("majority")),
+            "{silent:?}"
+        );
+        // The rest of the tick goes on with it unknown: the group still has its primary.
+        let decision = decide(&observed);
+        assert_eq!(decision.labels[&0], Some(Role::Primary));
+    }
+
+    #[tokio::test]
+    async fn without_a_majority_every_member_is_waited_for() {
+        // Only member 0 answers at once; 1 answers late, 2 never: the wait goes past the limit
+        // until 1 makes the majority, and only then is 2 given up on.
+        let slow = Duration::from_millis(150);
+        let ops = three(vec![0, 1, 2], vec![(1, Some(slow)), (2, None)]);
+        let gather = ops::gather(
+            &ops,
+            input_of(3),
+            ops::Patience::Quorum(Duration::from_millis(20)),
+        );
+        let observed = tokio::time::timeout(Duration::from_secs(2), gather)
+            .await
+            .expect("gather returned once the majority answered");
+        assert!(
+            observed.state(0).is_some() && observed.state(1).is_some(),
+            "{observed:?}"
+        );
+        assert!(observed.state(2).is_none());
+        // Everyone: even a majority does not cut the wait short.
+        let ops = three(vec![0, 1, 2], vec![(2, Some(slow))]);
+        let observed = ops::gather(&ops, input_of(3), ops::Patience::Everyone).await;
+        assert!(observed.state(2).is_some());
+    }
+
+    #[test]
+    fn a_majority_is_counted_in_the_answering_members_view() {
+        let input = input_of(3);
+        let ops = three(vec![0, 1, 2], vec![]);
+        let member = |o: u32| Member {
+            ordinal: o,
+            reach: Reach::Reachable(Box::new(
+                futures::executor::block_on(ops.observe(&input.endpoint(o))).unwrap(),
+            )),
+        };
+        assert!(!ops::majority_answered(&input, &[member(0)]));
+        assert!(ops::majority_answered(&input, &[member(0), member(2)]));
+        // OFFLINE members do not make a majority of anything.
+        let offline = three(vec![], vec![]);
+        let alone = |o: u32| Member {
+            ordinal: o,
+            reach: Reach::Reachable(Box::new(
+                futures::executor::block_on(offline.observe(&input.endpoint(o))).unwrap(),
+            )),
+        };
+        assert!(!ops::majority_answered(
+            &input,
+            &[alone(0), alone(1), alone(2)]
+        ));
+        let unreachable = Member {
+            ordinal: 1,
+            reach: Reach::Unreachable { reason: "x".into() },
+        };
+        assert!(!ops::majority_answered(&input, &[member(0), unreachable]));
     }
 }

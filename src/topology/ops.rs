@@ -3,11 +3,15 @@
 //! [`gather`] (ask every member) and [`execute`] (run the one chosen operation).
 
 use std::future::Future;
+use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use thiserror::Error;
 
-use super::observe::{ClusterInput, Endpoint, Member, MemberState, Observed, PodPhase, Reach};
+use super::observe::{
+    ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach,
+};
 
 /// What went wrong talking to a member. Messages never contain a password.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -105,30 +109,114 @@ pub trait MemberOps {
     ) -> impl Future<Output = Result<(), OpsError>> + Send;
 }
 
+/// How long [`gather`] waits for members that are slow to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// For every member (each bounded by the operations' own deadline).
+    Everyone,
+    /// For every member until the group's majority has answered; then the others only until
+    /// this long after the start. A member cut off by the network holds a connection open
+    /// without answering, and would otherwise hold the whole tick — and the failover behind
+    /// it — for the full observe deadline. The members not heard from count as unreachable,
+    /// which every rule already treats as "could be alive": nothing unsafe follows, the next
+    /// tick asks them again.
+    Quorum(Duration),
+}
+
+/// Whether members holding a majority of a group's view have answered: some answered member
+/// is ONLINE in its own view, and more than half of that view's members answered and say of
+/// themselves that they are ONLINE. Pure.
+pub fn majority_answered(input: &ClusterInput, answered: &[Member]) -> bool {
+    fn online(m: &Member) -> Option<&MemberState> {
+        match &m.reach {
+            Reach::Reachable(s) => (s.own_status() == MemberStatus::Online).then_some(s.as_ref()),
+            _ => None,
+        }
+    }
+    answered.iter().filter_map(online).any(|state| {
+        let view: Vec<Option<u32>> = state
+            .group
+            .iter()
+            .map(|row| input.ordinal_of_host(&row.host))
+            .collect();
+        let heard = view
+            .iter()
+            .flatten()
+            .filter(|&&o| {
+                answered
+                    .iter()
+                    .any(|m| m.ordinal == o && online(m).is_some())
+            })
+            .count();
+        heard * 2 > view.len()
+    })
+}
+
 /// Asks every ordinal of the cluster for its state, concurrently. Pods that are not running are
 /// not asked.
-pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
+pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patience) -> Observed {
+    let started = tokio::time::Instant::now();
     let ordinals = input.ordinals();
-    let asks = ordinals.iter().map(|&ordinal| {
-        let running = input
-            .pod(ordinal)
-            .is_some_and(|p| p.phase == PodPhase::Running);
-        let endpoint = input.endpoint(ordinal);
-        async move {
-            let reach = if !running {
-                Reach::NoPod
-            } else {
-                match ops.observe(&endpoint).await {
-                    Ok(state) => Reach::Reachable(Box::new(state)),
-                    Err(e) => Reach::Unreachable {
-                        reason: e.to_string(),
-                    },
-                }
-            };
-            Member { ordinal, reach }
+    let mut asks: FuturesUnordered<_> = ordinals
+        .iter()
+        .map(|&ordinal| {
+            let running = input
+                .pod(ordinal)
+                .is_some_and(|p| p.phase == PodPhase::Running);
+            let endpoint = input.endpoint(ordinal);
+            async move {
+                let reach = if !running {
+                    Reach::NoPod
+                } else {
+                    match ops.observe(&endpoint).await {
+                        Ok(state) => Reach::Reachable(Box::new(state)),
+                        Err(e) => Reach::Unreachable {
+                            reason: e.to_string(),
+                        },
+                    }
+                };
+                Member { ordinal, reach }
+            }
+        })
+        .collect();
+    let mut members = Vec::with_capacity(ordinals.len());
+    let mut cutoff = None;
+    loop {
+        if cutoff.is_none()
+            && let Patience::Quorum(limit) = patience
+            && !asks.is_empty()
+            && majority_answered(&input, &members)
+        {
+            cutoff = Some(Box::pin(tokio::time::sleep_until(started + limit)));
         }
-    });
-    let members = join_all(asks).await;
+        let next = match cutoff.as_mut() {
+            None => asks.next().await,
+            Some(deadline) => tokio::select! {
+                next = asks.next() => next,
+                () = deadline => None,
+            },
+        };
+        match next {
+            Some(member) => members.push(member),
+            None => break,
+        }
+    }
+    if let Patience::Quorum(limit) = patience {
+        for &ordinal in &ordinals {
+            if !members.iter().any(|m| m.ordinal == ordinal) {
+                members.push(Member {
+                    ordinal,
+                    reach: Reach::Unreachable {
+                        reason: format!(
+                            "no answer within {} ms while the group's majority answered",
+                            limit.as_millis()
+                        ),
+                    },
+                });
+            }
+        }
+    }
+    members.sort_by_key(|m| m.ordinal);
     Observed { input, members }
 }
 

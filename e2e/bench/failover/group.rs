@@ -15,6 +15,8 @@ pub enum Status {
     Online,
     /// Gone: its pod's addresses refuse connections.
     Down,
+    /// Cut off by the network: connections open but nothing ever answers.
+    Partitioned,
 }
 
 #[derive(Debug, Clone)]
@@ -99,11 +101,12 @@ impl Group {
         self.primary = to;
     }
 
-    /// The primary is expelled (its pod stops answering); the rest elect `next_primary`.
-    pub fn fail_primary(&mut self) -> (usize, usize) {
+    /// The primary is expelled (`how`: its pod is gone or cut off); the rest elect
+    /// `next_primary`.
+    pub fn fail_primary(&mut self, how: Status) -> (usize, usize) {
         let old = self.primary;
         let new = self.next_primary();
-        self.members[old].status = Status::Down;
+        self.members[old].status = how;
         self.view += 1;
         self.set_primary(new);
         (old, new)

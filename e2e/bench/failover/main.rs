@@ -7,9 +7,10 @@
 //! The members are fakes on the pods' IPs (kwok gives the pods addresses in 198.18.0.0/15; the
 //! benchmark adds them to `lo`, which needs CAP_NET_ADMIN): each answers the operator's SQL reads
 //! from one simulated group (opensrv-mysql) and speaks the X protocol with TLS, PLAIN and Group
-//! Replication notices. Rounds alternate a switchover (all members stay ONLINE) and a failover
-//! (the primary's pod stops answering, the others elect the next member; it comes back by
-//! auto-rejoin before the next round).
+//! Replication notices. Rounds cycle through a switchover (all members stay ONLINE), a failover
+//! (the primary's pod is gone and refuses connections) and a partition (connections to the
+//! primary hang); the others elect the next member, and the old primary comes back by
+//! auto-rejoin before the next round.
 //!
 //!   cargo bench --bench failover_control_plane                 # 40 rounds
 //!   FAILOVER_ROUNDS=10 cargo bench --profile dev --bench failover_control_plane
@@ -42,7 +43,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use group::Group;
+use group::{Group, Status};
 use xserver::{Behavior, FakeXServer};
 
 const CLUSTER: &str = "bench";
@@ -263,8 +264,16 @@ async fn admin_credentials(client: &Client, ns: &str) -> (String, String) {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
+    /// The primary moves; every member stays ONLINE.
     Switchover,
+    /// The primary's pod is gone: its addresses refuse connections.
     Failover,
+    /// The primary is cut off: connections to it open but nothing answers.
+    Partition,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Switchover, Kind::Failover, Kind::Partition];
 }
 
 struct Sample {
@@ -422,11 +431,7 @@ async fn bench() {
 
     let mut samples = Vec::new();
     for round in 0..rounds {
-        let kind = if round % 2 == 0 {
-            Kind::Switchover
-        } else {
-            Kind::Failover
-        };
+        let kind = Kind::ALL[round % Kind::ALL.len()];
         let (old, new) = {
             let mut g = group.lock().unwrap();
             match kind {
@@ -435,15 +440,16 @@ async fn bench() {
                     g.set_primary(new);
                     (old, new)
                 }
-                Kind::Failover => g.fail_primary(),
+                Kind::Failover => g.fail_primary(Status::Down),
+                Kind::Partition => g.fail_primary(Status::Partitioned),
             }
         };
-        if kind == Kind::Failover {
-            members.x[old] = None; // its sessions drop, its port refuses
+        if kind != Kind::Switchover {
+            members.x[old] = None; // its notice session drops
         }
         let notices = match kind {
             Kind::Switchover => vec![GroupReplicationChange::MemberRoleChange],
-            Kind::Failover => vec![
+            Kind::Failover | Kind::Partition => vec![
                 GroupReplicationChange::MembershipViewChange,
                 GroupReplicationChange::MemberRoleChange,
             ],
@@ -473,7 +479,7 @@ async fn bench() {
             label: labelled - t0,
             endpoints: selected - t0,
         });
-        if kind == Kind::Failover {
+        if kind != Kind::Switchover {
             group.lock().unwrap().rejoin(old);
             members.start_x(old).await;
             members.announce(&[GroupReplicationChange::MembershipViewChange]);
@@ -503,7 +509,7 @@ async fn bench() {
         "role change (X notice) -> rw Service EndpointSlice selects the new primary \
          (real kube-apiserver and kube-controller-manager, the operator binary of this build):"
     );
-    for kind in [Kind::Switchover, Kind::Failover] {
+    for kind in Kind::ALL {
         let of = |f: fn(&Sample) -> Duration| {
             samples
                 .iter()

@@ -9,8 +9,10 @@ use opensrv_mysql::{
     AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, OkResponse,
     ParamParser, QueryResultWriter, StatementMetaWriter,
 };
+use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpListener;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::group::{Answer, Group, Status, VERSION};
@@ -97,6 +99,14 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Member {
     }
 }
 
+/// Keeps a connection open without a byte of answer while `me` is cut off.
+async fn hold(stream: TcpStream, me: usize, group: Arc<Mutex<Group>>) {
+    while group.lock().unwrap().members[me].status == Status::Partitioned {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stream);
+}
+
 /// Serves member `me` on `addr` until the task is aborted.
 pub async fn serve(addr: SocketAddr, me: usize, group: Arc<Mutex<Group>>) -> JoinHandle<()> {
     let listener = TcpListener::bind(addr)
@@ -107,8 +117,13 @@ pub async fn serve(addr: SocketAddr, me: usize, group: Arc<Mutex<Group>>) -> Joi
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            if group.lock().unwrap().members[me].status == Status::Down {
-                continue; // dropped: the client sees the connection close at once
+            match group.lock().unwrap().members[me].status {
+                Status::Online => {}
+                Status::Down => continue, // dropped: the client sees the connection close at once
+                Status::Partitioned => {
+                    tokio::spawn(hold(stream, me, group.clone()));
+                    continue;
+                }
             }
             stream.set_nodelay(true).ok();
             let (r, w) = stream.into_split();
