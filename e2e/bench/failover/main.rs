@@ -91,8 +91,14 @@ impl<T: Clone> Timeline<T> {
             .collect()
     }
 
-    /// When the first value at or after `since` satisfied `pred`.
-    async fn first(&self, since: Instant, what: &str, pred: impl Fn(&T) -> bool) -> Instant {
+    /// When the first value at or after `since` satisfied `pred`; `Err(what)` when none did
+    /// within [`ROUND_LIMIT`].
+    async fn first(
+        &self,
+        since: Instant,
+        what: &str,
+        pred: impl Fn(&T) -> bool,
+    ) -> Result<Instant, String> {
         let mut seen = self.count.subscribe();
         let deadline = tokio::time::Instant::from_std(since + ROUND_LIMIT);
         loop {
@@ -104,13 +110,13 @@ impl<T: Clone> Timeline<T> {
                 .find(|(at, v)| *at >= since && pred(v))
                 .map(|(at, _)| *at);
             if let Some(at) = hit {
-                return at;
+                return Ok(at);
             }
             if tokio::time::timeout_at(deadline, seen.changed())
                 .await
                 .is_err()
             {
-                panic!("{what}: not within {} s", ROUND_LIMIT.as_secs());
+                return Err(format!("{what}: not within {} s", ROUND_LIMIT.as_secs()));
             }
         }
     }
@@ -344,6 +350,22 @@ impl Members {
     }
 }
 
+/// Fails the benchmark with what the operator logged as a warning or error.
+fn fail(operator: &support::operator::Operator, what: String) -> ! {
+    let log = operator.log_text();
+    let problems: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .filter(|l| !l.contains("xproto::monitor"))
+        .collect();
+    let tail = &problems[problems.len().saturating_sub(30)..];
+    panic!(
+        "{what}\noperator warnings and errors (last {}):\n{}",
+        tail.len(),
+        tail.join("\n")
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(bench());
@@ -422,7 +444,8 @@ async fn bench() {
     let start = Instant::now() - ROUND_LIMIT / 2;
     endpoints
         .first(start, "the rw Service selects member 0 at first", serves(0))
-        .await;
+        .await
+        .unwrap_or_else(|e| fail(&operator, e));
     members.monitored().await;
     println!(
         "cluster ready, operator monitoring {MEMBERS} members; {rounds} rounds (operator: {})",
@@ -466,14 +489,16 @@ async fn bench() {
                 &format!("round {round}: {} labelled primary", pod(new)),
                 primary_is(new),
             )
-            .await;
+            .await
+            .unwrap_or_else(|e| fail(&operator, e));
         let selected = endpoints
             .first(
                 t0,
                 &format!("round {round}: rw Service selects {}", pod(new)),
                 serves(new),
             )
-            .await;
+            .await
+            .unwrap_or_else(|e| fail(&operator, e));
         samples.push(Sample {
             kind,
             label: labelled - t0,
@@ -490,7 +515,8 @@ async fn bench() {
                     &format!("{back} back as secondary"),
                     |l| l.get(&back).cloned().flatten().as_deref() == Some("secondary"),
                 )
-                .await;
+                .await
+                .unwrap_or_else(|e| fail(&operator, e));
         }
         members.monitored().await;
     }
