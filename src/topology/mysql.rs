@@ -91,7 +91,15 @@ impl Session<'_> {
 }
 
 impl SqlOps {
+    /// Opens a session, within the observe deadline whatever the operation: a member that
+    /// cannot even complete a handshake in that time is unreachable, and an operation must not
+    /// hold the cluster's reconcile (and the role labels behind it) waiting for one.
     async fn connect<'a>(&self, endpoint: &'a Endpoint) -> Result<Session<'a>, OpsError> {
+        self.deadline(endpoint, self.observe_timeout, self.open(endpoint))
+            .await
+    }
+
+    async fn open<'a>(&self, endpoint: &'a Endpoint) -> Result<Session<'a>, OpsError> {
         let opts = OptsBuilder::default()
             .ip_or_hostname(endpoint.address.clone())
             .tcp_port(endpoint.port)
@@ -235,9 +243,7 @@ impl MemberOps for SqlOps {
                 endpoint: at.to_string(),
                 message: e.to_string(),
             })?;
-        let mut s = self
-            .deadline(at, self.operation_timeout, self.connect(at))
-            .await?;
+        let mut s = self.connect(at).await?;
         s.run(&statements[0]).await?;
         let endpoint = at.clone();
         let clone = statements[1].clone();

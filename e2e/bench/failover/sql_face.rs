@@ -22,6 +22,12 @@ struct Member {
     group: Arc<Mutex<Group>>,
 }
 
+impl Member {
+    fn status(&self) -> Status {
+        self.group.lock().unwrap().members[self.me].status
+    }
+}
+
 #[async_trait::async_trait]
 impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Member {
     type Error = io::Error;
@@ -68,6 +74,10 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Member {
         query: &'a str,
         results: QueryResultWriter<'a, W>,
     ) -> io::Result<()> {
+        // Cut off mid-session: nothing more reaches the client until the partition heals.
+        while self.status() == Status::Partitioned {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let answer = self.group.lock().unwrap().answer(self.me, query);
         match answer {
             Answer::Ok => results.completed(OkResponse::default()).await,
@@ -100,9 +110,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Member {
 }
 
 /// Keeps a connection open without a byte of answer while `me` is cut off.
-async fn hold(stream: TcpStream, me: usize, group: Arc<Mutex<Group>>) {
-    while group.lock().unwrap().members[me].status == Status::Partitioned {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+async fn hold(stream: TcpStream, member: Member) {
+    while member.status() == Status::Partitioned {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(stream);
 }
@@ -117,20 +127,20 @@ pub async fn serve(addr: SocketAddr, me: usize, group: Arc<Mutex<Group>>) -> Joi
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            match group.lock().unwrap().members[me].status {
+            let member = Member {
+                me,
+                group: group.clone(),
+            };
+            match member.status() {
                 Status::Online => {}
                 Status::Down => continue, // dropped: the client sees the connection close at once
                 Status::Partitioned => {
-                    tokio::spawn(hold(stream, me, group.clone()));
+                    tokio::spawn(hold(stream, member));
                     continue;
                 }
             }
             stream.set_nodelay(true).ok();
             let (r, w) = stream.into_split();
-            let member = Member {
-                me,
-                group: group.clone(),
-            };
             tokio::spawn(async move {
                 let _ = AsyncMysqlIntermediary::run_on(member, r, w).await;
             });
