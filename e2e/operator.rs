@@ -482,6 +482,11 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
             schedule("@fortnightly"),
             "five-field cron expression",
         ),
+        (
+            "cron minute out of range",
+            schedule("99 3 * * *"),
+            "values in range",
+        ),
     ];
     let mut failures = Vec::new();
     for (case, spec, expected) in corpus {

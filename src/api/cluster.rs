@@ -279,7 +279,7 @@ pub struct BackupSchedule {
     pub name: String,
     /// Five-field cron expression in UTC (minute hour day-of-month month day-of-week), or a macro
     /// such as `@daily`.
-    #[x_kube(validation = Rule::new(CRON_RULE).message("schedule must be a five-field cron expression such as '0 3 * * *' or one of @hourly, @daily, @weekly, @monthly, @yearly"))]
+    #[x_kube(validation = Rule::new(CRON_RULE).message("schedule must be a five-field cron expression with values in range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7), such as '0 3 * * *', or one of @hourly, @daily, @weekly, @monthly, @yearly"))]
     #[schemars(length(min = 1, max = 128))]
     pub schedule: String,
     /// Keep this many succeeded backups of the schedule; older ones are deleted.
@@ -291,9 +291,11 @@ pub struct BackupSchedule {
     pub enabled: bool,
 }
 
-/// CEL rule for cron syntax: five whitespace-separated fields of numbers, ranges, steps, lists,
-/// `*`, month and weekday names; or a macro.
-pub const CRON_RULE: &str = r"self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || self.matches('^\\s*([0-9*/,-]+)\\s+([0-9*/,-]+)\\s+([0-9*/,?LW-]+)\\s+([0-9A-Za-z*/,-]+)\\s+([0-9A-Za-z*/,?L#-]+)\\s*$')";
+/// CEL rule for cron syntax, as the schedule parser (croner) reads it: five whitespace-separated
+/// fields, each `*`, a value in the field's range (minute 0-59, hour 0-23, day 1-31, month 1-12 or
+/// JAN-DEC, weekday 0-7 or SUN-SAT), a range, a step, or a list of those; `?`, `L`, `15W` for the
+/// day, `?`, `5L`, `1#2` for the weekday; or a macro. So `99 3 * * *` is refused at `kubectl apply`.
+pub const CRON_RULE: &str = r"self.matches('^@(yearly|annually|monthly|weekly|daily|hourly)$') || self.matches('(?i)^\\s*(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?(,(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?)*\\s+(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?(,(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?)*\\s+(\\?|L|(3[01]|[12][0-9]|0?[1-9])W|(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?(,(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?)*)\\s+(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?(,(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?)*\\s+(\\?|[0-7]L|[0-7]#[1-5]|(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?(,(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?)*)\\s*$')";
 
 fn default_keep() -> i32 {
     7

@@ -47,6 +47,10 @@ fn bad_specs_fail_with_a_message_users_understand() {
             "five-field cron",
         ),
         (
+            json!({"backup": {"storage": {"bucket": "b"}, "schedules": [{"name": "n", "schedule": "99 3 * * *"}]}}),
+            "values in range",
+        ),
+        (
             json!({"storage": {"size": "ten gigs"}}),
             "positive Kubernetes quantity",
         ),
@@ -107,4 +111,43 @@ fn backup_cluster_name_is_immutable() {
         .to_string();
     assert!(err.contains("clusterName is immutable"), "{err}");
     assert!(validate_cel_update(&backup("orders"), &backup("orders")).is_ok());
+}
+
+/// The schema's cron rule and the schedule parser agree: what the API server accepts the
+/// operator can run, and what it refuses the parser would have refused too.
+#[test]
+fn the_cron_rule_accepts_what_the_schedule_parser_runs() {
+    let with = |schedule: &str| json!({"backup": {"storage": {"bucket": "b"}, "schedules": [{"name": "n", "schedule": schedule}]}});
+    for good in [
+        "0 3 * * *",
+        "*/15 8-18 * * MON-FRI",
+        "5,35 */2 1-15/3 * SUN",
+        "59 23 31 12 7",
+        "0 0 L * ?",
+        "0 0 15W * *",
+        "0 12 * JAN-MAR 1#2",
+        "0 12 * * 5L",
+        "@daily",
+        "@annually",
+    ] {
+        assert_eq!(cel_error(with(good)), None, "{good}");
+        crate::backups::schedule::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for bad in [
+        "99 3 * * *",
+        "0 24 * * *",
+        "0 3 32 * *",
+        "0 3 0 * *",
+        "0 3 * 13 *",
+        "0 3 * * 8",
+        "@midnight",
+    ] {
+        assert!(cel_error(with(bad)).is_some(), "{bad} passed the schema");
+        assert!(
+            crate::backups::schedule::parse(bad).is_err(),
+            "{bad}: the parser would run it"
+        );
+    }
+    // Seconds are a croner extension the API does not offer.
+    assert!(cel_error(with("0 3 * * * *")).is_some());
 }
