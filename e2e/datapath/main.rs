@@ -36,6 +36,7 @@ fn restore_config(db: &Mariadb, s3: S3Config, prefix: &str) -> RestoreConfig {
         prefix: prefix.into(),
         workers: 4,
         apply_gtid: true,
+        skip_accounts: vec![],
     }
 }
 

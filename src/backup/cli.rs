@@ -85,6 +85,10 @@ pub struct RestoreArgs {
     /// Do not set the backup's GTID set on the target.
     #[arg(long)]
     pub skip_gtid: bool,
+    /// Do not restore this account (a user name, every host; repeatable): the target's own
+    /// service accounts keep their passwords.
+    #[arg(long = "skip-account")]
+    pub skip_accounts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +166,7 @@ impl RestoreArgs {
             prefix: self.s3.prefix.clone(),
             workers: self.workers,
             apply_gtid: !self.skip_gtid,
+            skip_accounts: self.skip_accounts.clone(),
         })
     }
 }

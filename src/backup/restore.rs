@@ -33,6 +33,9 @@ pub struct RestoreConfig {
     pub workers: usize,
     /// Set the backup's GTID set on the target (it must be a fresh server: its binary log is reset).
     pub apply_gtid: bool,
+    /// Accounts (user names, any host) not restored: the target's own service accounts, whose
+    /// passwords differ from the source's.
+    pub skip_accounts: Vec<String>,
 }
 
 /// What a restore did; printed as one JSON line by the restore Job.
@@ -206,7 +209,7 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     conn.query_drop(SESSION[5])
         .await
         .map_err(sql_err(SESSION[5]))?;
-    restore_accounts(&mut conn, &m).await?;
+    restore_accounts(&mut conn, &m, &cfg.skip_accounts).await?;
 
     let gtid_set = if cfg.apply_gtid {
         apply_gtid(&mut conn, &m).await?
@@ -533,8 +536,26 @@ async fn create_views(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError>
     Ok(())
 }
 
-async fn restore_accounts(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
-    for a in &m.schema.accounts {
+/// The accounts of the manifest to restore: all but the users in `skip`.
+fn restorable<'a>(
+    accounts: &'a [super::schema::Account],
+    skip: &'a [String],
+) -> impl Iterator<Item = &'a super::schema::Account> {
+    accounts.iter().filter(move |a| {
+        let skipped = skip.contains(&a.user);
+        if skipped {
+            tracing::info!(user = %a.user, host = %a.host, "account not restored: the target manages its own");
+        }
+        !skipped
+    })
+}
+
+async fn restore_accounts(
+    conn: &mut Conn,
+    m: &Manifest,
+    skip: &[String],
+) -> Result<(), RestoreError> {
+    for a in restorable(&m.schema.accounts, skip) {
         let exists: Option<u64> = conn
             .exec_first(
                 "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?",
@@ -599,6 +620,28 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 mod tests {
     use super::*;
     use crate::backup::chunk::KeyRange;
+
+    #[test]
+    fn skipped_accounts_are_not_restored_on_any_host() {
+        let account = |user: &str, host: &str| super::super::schema::Account {
+            user: user.into(),
+            host: host.into(),
+            create: String::new(),
+            grants: vec![],
+        };
+        let accounts = vec![
+            account("app", "%"),
+            account("innodb_repl", "%"),
+            account("innodb_repl", "localhost"),
+            account("reporting", "10.%"),
+        ];
+        let skip = vec!["innodb_repl".to_string(), "innodb_router".to_string()];
+        let kept: Vec<(&str, &str)> = restorable(&accounts, &skip)
+            .map(|a| (a.user.as_str(), a.host.as_str()))
+            .collect();
+        assert_eq!(kept, vec![("app", "%"), ("reporting", "10.%")]);
+        assert_eq!(restorable(&accounts, &[]).count(), 4);
+    }
 
     fn chunk_for(raw: &[u8], object: &[u8]) -> ChunkEntry {
         ChunkEntry {

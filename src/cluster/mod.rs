@@ -5,6 +5,8 @@ pub mod apply;
 pub mod build;
 pub mod dereference;
 pub mod observe;
+pub mod restore;
+pub mod restore_step;
 pub mod status;
 pub mod topology_step;
 pub mod validate;
@@ -32,6 +34,7 @@ use build::names::Names;
 use build::secrets;
 use dereference::DereferenceError;
 use observe::ObserveError;
+use restore_step::RestoreStepError;
 use status::{Observed, TopologyView};
 use topology_step::TopologyError;
 
@@ -58,6 +61,8 @@ pub enum ReconcileError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
     #[error(transparent)]
+    Restore(#[from] RestoreStepError),
+    #[error(transparent)]
     Schedules(#[from] crate::backups::schedules::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
     Status {
@@ -77,6 +82,7 @@ impl ReconcileError {
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Observe(_) => "observe",
             ReconcileError::Topology(_) => "topology",
+            ReconcileError::Restore(_) => "restore",
             ReconcileError::Schedules(_) => "schedules",
             ReconcileError::Status { .. } => "status",
         }
@@ -143,6 +149,34 @@ pub async fn reconcile(
     if let Some(mut valid) = valid {
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
         let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
+            // A cluster created from a backup: the restore into its first member gates the
+            // group's first start.
+            let now = jiff::Timestamp::now();
+            let restore = restore_step::run(
+                &ctx,
+                &cluster,
+                deref.restore.as_ref(),
+                &workloads.pods,
+                &Time(now),
+            )
+            .await?;
+            if let Some(event) = &restore.event {
+                let type_ = if event.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                publish(
+                    &ctx,
+                    &cluster,
+                    type_,
+                    event.reason,
+                    "Restore",
+                    &event.message,
+                )
+                .await;
+            }
+            observed.restore = restore.status;
             let ops = topology_step::sql_ops(&ctx.client, &names).await?;
             ctx.monitor_targets(&valid, &ops);
             let input = topology_step::cluster_input(
@@ -150,7 +184,8 @@ pub async fn reconcile(
                 &cluster,
                 &workloads.pods,
                 workloads.statefulset.as_ref(),
-                jiff::Timestamp::now(),
+                restore.gate,
+                now,
             );
             let tick = topology_step::tick(&ops, input).await;
             if let Err(e) = &tick.outcome {

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::cluster::{ActionStatus, MemberStatus, MySQLClusterStatus};
+use crate::api::cluster::{ActionStatus, MemberStatus, MySQLClusterStatus, RestoreStatus};
 use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY};
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
@@ -37,6 +37,8 @@ pub struct Observed {
     pub changed: bool,
     /// What the Group Replication state machine reported, when it ran.
     pub topology: Option<TopologyView>,
+    /// The restore of `spec.restoreFrom`, when one was asked for.
+    pub restore: Option<RestoreStatus>,
 }
 
 /// The topology step's report for the status.
@@ -206,7 +208,13 @@ pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
 
 /// The full status for `o`, merged with `old` so unchanged conditions keep their times.
 pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
-    let desired = conditions(o);
+    let mut desired = conditions(o);
+    // Before the restore step ran (e.g. an invalid spec), the restore as last recorded.
+    let restore = o
+        .restore
+        .clone()
+        .or_else(|| old.and_then(|s| s.restore.clone()));
+    desired.extend(super::restore::condition(restore.as_ref()));
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (mut members, primary, recent_actions) = match &o.topology {
         Some(t) => (t.members.clone(), t.primary.clone(), t.history.clone()),
@@ -240,6 +248,7 @@ pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MyS
         group_name: Some(o.group_name.clone()),
         recent_actions,
         observed_generation: o.generation,
+        restore,
     }
 }
 
@@ -269,6 +278,7 @@ mod tests {
             error: None,
             changed: false,
             topology: None,
+            restore: None,
         }
     }
 
