@@ -238,7 +238,7 @@ pub(crate) async fn job_view(
         let list = pods
             .list(&ListParams::default().labels(&format!("job-name={job_name}")))
             .await
-            .map_err(kube_err("the backup Job's pods"))?;
+            .map_err(kube_err("the Job's pods"))?;
         result = list.items.iter().find_map(|p| {
             p.status
                 .as_ref()?
