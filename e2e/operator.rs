@@ -830,7 +830,9 @@ async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_su
         let restored = condition(&admin, &ns, "restored", "Restored").await?;
         (restored["status"] == "False" && restored["reason"] == "RestoreRunning").then_some(())?;
         let ready = condition(&admin, &ns, "restored", "Ready").await?;
-        (ready["reason"] == "RestoreInProgress").then_some(())
+        (ready["reason"] == "RestoreInProgress").then_some(())?;
+        let obj = clusters(&admin, &ns).get("restored").await.ok()?;
+        (obj.data["status"]["phase"] == "Restoring").then_some(())
     })
     .await;
 

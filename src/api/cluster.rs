@@ -349,7 +349,7 @@ pub struct PodTemplateOverrides {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MySQLClusterStatus {
-    /// One word for the conditions: Pending, Initializing, Ready, Degraded, Failed.
+    /// One word for the conditions: Pending, Restoring, Initializing, Ready, Degraded, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Ready, Available, Progressing, Degraded, QuorumLost, ...

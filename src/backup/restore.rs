@@ -171,51 +171,20 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     }
     check_empty(&mut conn, &m).await?;
 
-    for db in &m.schema.databases {
-        conn.query_drop(&db.create)
+    // LOAD DATA LOCAL needs the server's `local_infile`, which MySQL 8 turns off by default: it is
+    // on for the restore only, and back off afterwards whether the restore worked or not.
+    let turned_on = enable_local_infile(&mut conn).await?;
+    let loaded = load(&cfg, &bucket, &prefix, m.clone(), &mut conn).await;
+    if turned_on {
+        let reset = conn
+            .query_drop(LOCAL_INFILE_OFF)
             .await
-            .map_err(sql_err(format!("create database {}", db.name)))?;
-        use_db(&mut conn, &db.name).await?;
-        for t in &db.tables {
-            run_ddl(
-                &mut conn,
-                t,
-                &format!("create table {}.{}", db.name, t.name),
-            )
-            .await?;
+            .map_err(sql_err(LOCAL_INFILE_OFF));
+        if let (Ok(_), Err(e)) = (&loaded, reset) {
+            return Err(e);
         }
     }
-
-    load_all(&cfg, &bucket, &prefix, m.clone()).await?;
-
-    create_views(&mut conn, &m).await?;
-    for db in &m.schema.databases {
-        use_db(&mut conn, &db.name).await?;
-        for (kind, items) in [
-            ("routine", &db.routines),
-            ("trigger", &db.triggers),
-            ("event", &db.events),
-        ] {
-            for d in items {
-                run_ddl(
-                    &mut conn,
-                    d,
-                    &format!("create {kind} {}.{}", db.name, d.name),
-                )
-                .await?;
-            }
-        }
-    }
-    conn.query_drop(SESSION[5])
-        .await
-        .map_err(sql_err(SESSION[5]))?;
-    restore_accounts(&mut conn, &m, &cfg.skip_accounts).await?;
-
-    let gtid_set = if cfg.apply_gtid {
-        apply_gtid(&mut conn, &m).await?
-    } else {
-        String::new()
-    };
+    let gtid_set = loaded?;
     let _ = conn.disconnect().await;
     let chunks: Vec<_> = m.chunks().collect();
     Ok(RestoreReport {
@@ -227,6 +196,72 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
         stored_bytes: chunks.iter().map(|(_, c)| c.object_bytes).sum(),
         gtid_set,
         seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+const LOCAL_INFILE_OFF: &str = "SET GLOBAL local_infile = OFF";
+
+/// Turns the server's `local_infile` on when it is off; returns whether it did.
+async fn enable_local_infile(conn: &mut Conn) -> Result<bool, RestoreError> {
+    let on: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.local_infile")
+        .await
+        .map_err(sql_err("read local_infile"))?;
+    if on == Some(1) {
+        return Ok(false);
+    }
+    conn.query_drop("SET GLOBAL local_infile = ON")
+        .await
+        .map_err(sql_err(
+            "SET GLOBAL local_infile = ON (LOAD DATA LOCAL needs it; the restore account needs \
+             SYSTEM_VARIABLES_ADMIN or SUPER)",
+        ))?;
+    Ok(true)
+}
+
+/// Creates the schema, loads every chunk, then the other objects, the accounts and the GTID
+/// set; returns the target's GTID position.
+async fn load(
+    cfg: &RestoreConfig,
+    bucket: &Bucket,
+    prefix: &str,
+    m: Arc<Manifest>,
+    conn: &mut Conn,
+) -> Result<String, RestoreError> {
+    for db in &m.schema.databases {
+        conn.query_drop(&db.create)
+            .await
+            .map_err(sql_err(format!("create database {}", db.name)))?;
+        use_db(conn, &db.name).await?;
+        for t in &db.tables {
+            run_ddl(conn, t, &format!("create table {}.{}", db.name, t.name)).await?;
+        }
+    }
+
+    load_all(cfg, bucket, prefix, m.clone()).await?;
+
+    create_views(conn, &m).await?;
+    for db in &m.schema.databases {
+        use_db(conn, &db.name).await?;
+        for (kind, items) in [
+            ("routine", &db.routines),
+            ("trigger", &db.triggers),
+            ("event", &db.events),
+        ] {
+            for d in items {
+                run_ddl(conn, d, &format!("create {kind} {}.{}", db.name, d.name)).await?;
+            }
+        }
+    }
+    conn.query_drop(SESSION[5])
+        .await
+        .map_err(sql_err(SESSION[5]))?;
+    restore_accounts(conn, &m, &cfg.skip_accounts).await?;
+
+    Ok(if cfg.apply_gtid {
+        apply_gtid(conn, &m).await?
+    } else {
+        String::new()
     })
 }
 

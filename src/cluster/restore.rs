@@ -148,7 +148,7 @@ pub struct RestoreInput<'a> {
     pub now: &'a Time,
 }
 
-/// An Event to record about the restore.
+/// An Event to record about the restore (a Normal one: warnings come from the topology).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreEvent {
     pub warning: bool,
@@ -323,36 +323,23 @@ pub fn plan(i: &RestoreInput) -> Plan {
     };
     status.phase = Some(phase);
     status.message = Some(message.clone());
-    let news = old_phase != Some(phase) || old.message.as_deref() != Some(message.as_str());
-    let event = news
-        .then(|| match phase {
-            RestorePhase::Running if create_job => Some(RestoreEvent {
+    // Starts and successes are told here; a failure or an unusable source holds the group, and
+    // the topology's Warning Event (reason RestoreFailed / RestoreSourceNotFound) tells it.
+    let event = match phase {
+        RestorePhase::Running if create_job => Some(RestoreEvent {
+            warning: false,
+            reason: "RestoreStarted",
+            message: message.clone(),
+        }),
+        RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
+            Some(RestoreEvent {
                 warning: false,
-                reason: "RestoreStarted",
+                reason: "Restored",
                 message: message.clone(),
-            }),
-            RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
-                Some(RestoreEvent {
-                    warning: false,
-                    reason: "Restored",
-                    message: message.clone(),
-                })
-            }
-            RestorePhase::Failed => Some(RestoreEvent {
-                warning: true,
-                reason: "RestoreFailed",
-                message: message.clone(),
-            }),
-            RestorePhase::Pending if matches!(gate, RestoreGate::Blocked { .. }) => {
-                Some(RestoreEvent {
-                    warning: true,
-                    reason: "RestoreSourceNotFound",
-                    message: message.clone(),
-                })
-            }
-            _ => None,
-        })
-        .flatten();
+            })
+        }
+        _ => None,
+    };
     Plan {
         status: Some(status),
         gate,
@@ -688,7 +675,10 @@ mod tests {
             let s = p.status.unwrap();
             assert_eq!(s.phase, Some(RestorePhase::Failed));
             assert_eq!(s.completion_time, Some(now()));
-            assert!(p.event.unwrap().warning);
+            assert_eq!(
+                p.event, None,
+                "the topology's Warning Event tells the failure"
+            );
         }
     }
 
@@ -710,13 +700,13 @@ mod tests {
     }
 
     #[test]
-    fn an_unusable_source_holds_the_group_and_says_so_once() {
+    fn an_unusable_source_holds_the_group_and_says_why() {
         let missing = Unresolved {
             waiting: false,
             message: "Backup nightly does not exist in this namespace".into(),
         };
         let p = Case {
-            location: Some(Err(missing.clone())),
+            location: Some(Err(missing)),
             ..Case::new()
         }
         .plan();
@@ -728,17 +718,10 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(p.event.as_ref().unwrap().reason, "RestoreSourceNotFound");
+        assert_eq!(p.event, None, "the topology's Warning Event tells it");
         let c = condition(p.status.as_ref()).unwrap();
         assert_eq!((c.status, c.reason.as_str()), (false, "RestorePending"));
         assert!(c.message.contains("does not exist"));
-        let again = Case {
-            location: Some(Err(missing)),
-            old: p.status.clone(),
-            ..Case::new()
-        }
-        .plan();
-        assert_eq!(again.event, None);
         let running = Case {
             location: Some(Err(Unresolved {
                 waiting: true,
