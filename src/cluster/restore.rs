@@ -174,8 +174,9 @@ fn after_failure(cluster: &str, job_name: &str, first_member: &str) -> String {
     format!(
         "the group is not started. Read the Job's log (kubectl logs job/{job_name}) and fix the \
          cause; then, if {first_member} holds none of the backup's databases yet, delete the Job \
-         {job_name} to retry; otherwise delete the MySQLCluster {cluster} and the \
-         PersistentVolumeClaim data-{first_member}, and create the MySQLCluster again"
+         {job_name} to retry; otherwise delete the MySQLCluster {cluster} and its data volumes \
+         (kubectl delete pvc -l app.kubernetes.io/instance={cluster}), and create the \
+         MySQLCluster again"
     )
 }
 
@@ -671,7 +672,10 @@ mod tests {
                 message.contains("delete the Job restore-orders"),
                 "{message}"
             );
-            assert!(message.contains("data-orders-0"), "{message}");
+            assert!(
+                message.contains("delete pvc -l app.kubernetes.io/instance=orders"),
+                "{message}"
+            );
             let s = p.status.unwrap();
             assert_eq!(s.phase, Some(RestorePhase::Failed));
             assert_eq!(s.completion_time, Some(now()));
