@@ -37,6 +37,7 @@ fn restore_config(db: &Mariadb, s3: S3Config, prefix: &str) -> RestoreConfig {
         workers: 4,
         apply_gtid: true,
         skip_accounts: vec![],
+        wait_for_server: std::time::Duration::ZERO,
     }
 }
 

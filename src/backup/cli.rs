@@ -89,6 +89,10 @@ pub struct RestoreArgs {
     /// service accounts keep their passwords.
     #[arg(long = "skip-account")]
     pub skip_accounts: Vec<String>,
+    /// Keep trying this many seconds while the server cannot be reached (a member still
+    /// initialising); a refused login fails at once.
+    #[arg(long, default_value_t = 0)]
+    pub wait_for_server_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +171,7 @@ impl RestoreArgs {
             workers: self.workers,
             apply_gtid: !self.skip_gtid,
             skip_accounts: self.skip_accounts.clone(),
+            wait_for_server: std::time::Duration::from_secs(self.wait_for_server_seconds),
         })
     }
 }

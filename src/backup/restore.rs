@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
@@ -36,6 +36,9 @@ pub struct RestoreConfig {
     /// Accounts (user names, any host) not restored: the target's own service accounts, whose
     /// passwords differ from the source's.
     pub skip_accounts: Vec<String>,
+    /// How long to keep trying while the server refuses connections (a member that is still
+    /// initialising); zero tries once.
+    pub wait_for_server: Duration,
 }
 
 /// What a restore did; printed as one JSON line by the restore Job.
@@ -136,6 +139,21 @@ async fn connect(cfg: &MysqlConfig) -> Result<Conn, RestoreError> {
     Ok(conn)
 }
 
+/// Connects, retrying for up to `wait` while the server cannot be reached at all (not while it
+/// refuses the login: that is reported at once).
+async fn connect_waiting(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, RestoreError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match connect(cfg).await {
+            Err(RestoreError::Connect(mysql_async::Error::Io(e))) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "the server cannot be reached yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads and checks the manifest at `prefix`.
 pub async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, RestoreError> {
     let key = format!("{}{}", normalize_prefix(prefix), manifest::MANIFEST);
@@ -161,7 +179,7 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     let bucket = Bucket::open(&cfg.s3).await?;
     let prefix = normalize_prefix(&cfg.prefix);
     let m = Arc::new(read_manifest(&bucket, &prefix).await?);
-    let mut conn = connect(&cfg.mysql).await?;
+    let mut conn = connect_waiting(&cfg.mysql, cfg.wait_for_server).await?;
     let target_flavor = gtid_flavor(&mut conn).await?;
     if cfg.apply_gtid && !m.gtid.set.is_empty() && target_flavor != Some(m.gtid.flavor) {
         return Err(RestoreError::Flavor {

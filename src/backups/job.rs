@@ -29,6 +29,9 @@ pub const DEADLINE_SECONDS: i64 = 6 * 3600;
 pub const TTL_AFTER_FINISHED_SECONDS: i32 = 24 * 3600;
 /// UID of the operator image's non-root user.
 pub const OPERATOR_UID: i64 = 65532;
+/// How long a restore waits for its member to accept connections: the member's pod is Ready
+/// while the image's entrypoint still initialises it on a server without networking.
+pub const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
 /// What the Job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,9 @@ impl Mode {
     fn args(self) -> Vec<String> {
         let mut args = vec![self.as_str().to_string(), "--log-format=json".to_string()];
         if self == Mode::Restore {
+            args.push(format!(
+                "--wait-for-server-seconds={RESTORE_WAIT_FOR_SERVER_SECONDS}"
+            ));
             for account in Account::ALL.iter().filter(|a| **a != Account::Root) {
                 args.push("--skip-account".to_string());
                 args.push(account.user().to_string());
@@ -381,7 +387,7 @@ mod tests {
         assert_eq!(c.name, "restore");
         assert_eq!(
             c.args.as_ref().unwrap().join(" "),
-            "restore --log-format=json --skip-account innodb_admin --skip-account innodb_repl \
+            "restore --log-format=json --wait-for-server-seconds=600 --skip-account innodb_admin --skip-account innodb_repl \
              --skip-account innodb_router --skip-account innodb_backup"
         );
         assert_eq!(c.termination_message_path.as_deref(), Some(RESULT_FILE));
