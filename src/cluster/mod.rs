@@ -42,6 +42,8 @@ use topology_step::TopologyError;
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a cluster that is still converging is looked at again.
 pub const CONVERGING: Duration = Duration::from_secs(10);
+/// How often a cluster whose first member is being restored is looked at.
+pub const RESTORE_POLL: Duration = Duration::from_secs(5);
 
 /// Why a reconcile failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,7 @@ pub async fn reconcile(
             None
         }
     };
+    let mut restore_poll = None;
     if let Some(mut valid) = valid {
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
         let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
@@ -177,6 +180,10 @@ pub async fn reconcile(
                 .await;
             }
             observed.restore = restore.status;
+            if restore.gate != crate::topology::RestoreGate::Open {
+                // A restore takes minutes to hours: look less often at a member that is loading.
+                restore_poll = Some(RESTORE_POLL);
+            }
             let ops = topology_step::sql_ops(&ctx.client, &names).await?;
             ctx.monitor_targets(&valid, &ops);
             let input = topology_step::cluster_input(
@@ -231,7 +238,9 @@ pub async fn reconcile(
         let mut writes = outcome.writes();
         if let Some((decision, history)) = decision {
             writes += carry_out(&ctx, &cluster, &workloads, &decision).await?;
-            requeue = requeue.min(decision.requeue);
+            requeue = requeue
+                .min(decision.requeue)
+                .max(restore_poll.unwrap_or_default());
             observed.topology = Some(TopologyView {
                 conditions: decision
                     .conditions
