@@ -138,6 +138,8 @@ pub struct RestoreInput<'a> {
     /// Name of the cluster's restore Job and the Job as observed.
     pub job_name: &'a str,
     pub job: Option<&'a JobView>,
+    /// When the Job was created (the start time when the status lost it).
+    pub job_created: Option<&'a Time>,
     /// Name of the first member's pod and whether it runs with mysqld up (Ready).
     pub first_member: &'a str,
     pub first_member_ready: bool,
@@ -215,6 +217,7 @@ pub fn plan(i: &RestoreInput) -> Plan {
         )
     } else if let Some(job) = i.job {
         status.job_name = Some(i.job_name.to_string());
+        status.start_time = status.start_time.or_else(|| i.job_created.cloned());
         match outcome(job, "restore") {
             Outcome::Running => (
                 RestorePhase::Running,
@@ -503,6 +506,7 @@ mod tests {
         job: Option<JobView>,
         ready: bool,
         started: bool,
+        created: Time,
     }
 
     impl Case {
@@ -521,6 +525,7 @@ mod tests {
                 job: None,
                 ready: true,
                 started: false,
+                created: Time("2026-11-23T09:00:00Z".parse().unwrap()),
             }
         }
 
@@ -531,6 +536,7 @@ mod tests {
                 old: self.old.as_ref(),
                 job_name: "restore-orders",
                 job: self.job.as_ref(),
+                job_created: Some(&self.created),
                 first_member: "orders-0",
                 first_member_ready: self.ready,
                 group_started: self.started,
@@ -607,7 +613,14 @@ mod tests {
             .plan();
             assert!(!p.create_job);
             assert!(held(&p));
-            assert_eq!(p.status.unwrap().phase, Some(RestorePhase::Running));
+            let s = p.status.clone().unwrap();
+            assert_eq!(s.phase, Some(RestorePhase::Running));
+            let expected_start = if old.is_some() {
+                now()
+            } else {
+                Case::new().created
+            };
+            assert_eq!(s.start_time, Some(expected_start));
             assert_eq!(p.event, None, "the start was told when the Job was created");
         }
     }

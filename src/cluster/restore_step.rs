@@ -88,6 +88,9 @@ pub async fn run(
         old,
         job_name: &job_name,
         job: view.as_ref(),
+        job_created: job
+            .as_ref()
+            .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
         first_member_ready,
         group_started: group_started(cluster),
