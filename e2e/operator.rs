@@ -900,6 +900,23 @@ async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_su
         },
     )
     .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("restored"))
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["RestoreStarted", "Restored"] {
+        assert_eq!(
+            reasons.iter().filter(|r| *r == reason).count(),
+            1,
+            "{reason} Events in {reasons:?}"
+        );
+    }
     drop(op);
 }
 

@@ -164,20 +164,8 @@ pub async fn reconcile(
             )
             .await?;
             if let Some(event) = &restore.event {
-                let type_ = if event.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                };
-                publish(
-                    &ctx,
-                    &cluster,
-                    type_,
-                    event.reason,
-                    "Restore",
-                    &event.message,
-                )
-                .await;
+                let (reason, note) = (event.reason, &event.message);
+                publish(&ctx, &cluster, EventType::Normal, reason, "Restore", note).await;
             }
             observed.restore = restore.status;
             if restore.gate != crate::topology::RestoreGate::Open {

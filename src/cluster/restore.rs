@@ -150,10 +150,10 @@ pub struct RestoreInput<'a> {
     pub now: &'a Time,
 }
 
-/// An Event to record about the restore (a Normal one: warnings come from the topology).
+/// A Normal Event to record about the restore (its warnings come from the topology, which
+/// holds the group).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreEvent {
-    pub warning: bool,
     pub reason: &'static str,
     pub message: String,
 }
@@ -229,11 +229,7 @@ pub fn plan(i: &RestoreInput) -> Plan {
             ),
             Outcome::Succeeded(result) => {
                 status.gtid_set = Some(result.gtid_set.clone());
-                status.completion_time = old
-                    .completion_time
-                    .clone()
-                    .filter(|_| old_phase == Some(RestorePhase::Succeeded))
-                    .or(Some(i.now.clone()));
+                status.completion_time = Some(i.now.clone());
                 (
                     RestorePhase::Succeeded,
                     format!(
@@ -331,13 +327,11 @@ pub fn plan(i: &RestoreInput) -> Plan {
     // the topology's Warning Event (reason RestoreFailed / RestoreSourceNotFound) tells it.
     let event = match phase {
         RestorePhase::Running if create_job => Some(RestoreEvent {
-            warning: false,
             reason: "RestoreStarted",
             message: message.clone(),
         }),
         RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
             Some(RestoreEvent {
-                warning: false,
                 reason: "Restored",
                 message: message.clone(),
             })
@@ -596,7 +590,7 @@ mod tests {
         assert_eq!(s.source.as_deref(), Some("s3://b/prod/x/"));
         assert_eq!(s.start_time, Some(now()));
         let e = start.event.unwrap();
-        assert_eq!((e.warning, e.reason), (false, "RestoreStarted"));
+        assert_eq!(e.reason, "RestoreStarted");
         let c = condition(start.status.as_ref()).unwrap();
         assert_eq!((c.status, c.reason.as_str()), (false, "RestoreRunning"));
     }
