@@ -770,7 +770,7 @@ async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_su
         .uid()
         .expect("uid");
 
-    // The Job: owned by the cluster, against member 0, as the operator's account, S3 secrets
+    // The Job: owned by the cluster, against member 0, as root, S3 secrets
     // by reference only.
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
     let job = wait_for("the restore Job", TIMEOUT, || async {
@@ -801,7 +801,7 @@ async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_su
         value("MYSQL_HOST").value.unwrap(),
         format!("restored-0.restored-instances.{ns}.svc.cluster.local")
     );
-    assert_eq!(value("MYSQL_USER").value.unwrap(), "innodb_admin");
+    assert_eq!(value("MYSQL_USER").value.unwrap(), "root");
     assert_eq!(value("S3_PREFIX").value.unwrap(), prefix);
     assert_eq!(value("S3_BUCKET").value.unwrap(), "mysql-backups");
     assert_eq!(
@@ -816,7 +816,7 @@ async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_su
     };
     assert_eq!(
         secret_ref("MYSQL_PASSWORD"),
-        ("restored-admin".into(), "password".into())
+        ("restored-root".into(), "password".into())
     );
     assert_eq!(
         secret_ref("AWS_SECRET_ACCESS_KEY"),

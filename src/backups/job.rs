@@ -38,10 +38,12 @@ pub const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 pub enum Mode {
     /// Dump a member of a running cluster into S3, as the backup account.
     Backup,
-    /// Load a backup into the first member of a new cluster before its group starts, as the
-    /// operator's admin account. The cluster's own accounts are not restored from the backup
-    /// (their passwords are this cluster's). The Job is kept after it finished: a failed one is
-    /// what a person deletes to retry.
+    /// Load a backup into the first member of a new cluster before its group starts, as `root`:
+    /// a backup holds any schema object, definer, account and grant, which only a full account
+    /// can recreate (the operator's own account is least-privilege: no DDL, no data). The
+    /// cluster's own accounts are not restored from the backup (their passwords are this
+    /// cluster's). The Job is kept after it finished: a failed one is what a person deletes to
+    /// retry.
     Restore,
 }
 
@@ -57,7 +59,7 @@ impl Mode {
     fn account(self) -> Account {
         match self {
             Mode::Backup => Account::Backup,
-            Mode::Restore => Account::Admin,
+            Mode::Restore => Account::Root,
         }
     }
 
@@ -349,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_job_loads_member_0_as_admin_and_keeps_the_clusters_own_accounts() {
+    fn restore_job_loads_member_0_as_root_and_keeps_the_clusters_own_accounts() {
         let cluster: MySQLCluster = serde_yaml::from_str(
             "apiVersion: innodb-operator.io/v1alpha1\nkind: MySQLCluster\n\
              metadata: {name: orders, namespace: shop, uid: 7d1c0c1e-2c1a-4a73-9d45-3f6f1f0f2a12}\n\
@@ -397,9 +399,9 @@ mod tests {
             get("MYSQL_HOST").value.as_deref(),
             Some("orders-0.orders-instances.shop.svc.cluster.local")
         );
-        assert_eq!(get("MYSQL_USER").value.as_deref(), Some("innodb_admin"));
+        assert_eq!(get("MYSQL_USER").value.as_deref(), Some("root"));
         let pw = get("MYSQL_PASSWORD").value_from.as_ref().unwrap();
-        assert_eq!(pw.secret_key_ref.as_ref().unwrap().name, "orders-admin");
+        assert_eq!(pw.secret_key_ref.as_ref().unwrap().name, "orders-root");
         assert_eq!(
             get("S3_PREFIX").value.as_deref(),
             Some("shop/orders/nightly-1/")
