@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -737,5 +738,242 @@ async fn a_malformed_object_does_not_stop_the_others() {
     assert_eq!(
         support::operator::http_status(op.http, "/healthz").await,
         Some(200)
+    );
+}
+
+/// The `restore` block of a cluster's status, once it has one.
+async fn restore_status(client: &Client, ns: &str, name: &str) -> Option<Value> {
+    let obj = clusters(client, ns).get(name).await.ok()?;
+    obj.data.get("status")?.get("restore").cloned()
+}
+
+/// A cluster to restore: one member, no routers, restored from `restore_from`.
+fn restored_cluster(name: &str, restore_from: Value) -> Value {
+    let mut doc = sample_cluster(name);
+    let spec = doc["spec"].as_object_mut().unwrap();
+    spec.remove("backup");
+    spec.insert("instances".into(), json!(1));
+    spec.insert("router".into(), json!({"instances": 0}));
+    spec.insert("restoreFrom".into(), restore_from);
+    doc
+}
+
+#[tokio::test]
+async fn a_restored_cluster_runs_one_restore_job_and_holds_its_group_until_it_succeeds() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("restore").await;
+    let op = operator(cp, &admin, &ns).await;
+    let prefix = "prod/shop/orders/orders-nightly-202611230300/";
+    let doc = restored_cluster(
+        "restored",
+        json!({"s3": {
+            "storage": {
+                "bucket": "mysql-backups",
+                "endpoint": "http://minio.storage:9000",
+                "forcePathStyle": true,
+                "credentialsSecret": {"name": "s3-credentials"}
+            },
+            "path": prefix
+        }}),
+    );
+    let uid = apply(&admin, &ns, &doc)
+        .await
+        .expect("apply restored cluster")
+        .uid()
+        .expect("uid");
+
+    // The Job: owned by the cluster, against member 0, as root, S3 secrets
+    // by reference only.
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    let job = wait_for("the restore Job", TIMEOUT, || async {
+        jobs.get_opt("restore-restored").await.ok().flatten()
+    })
+    .await;
+    assert!(
+        owned_by(&job.metadata, &uid),
+        "Job not owned by the cluster"
+    );
+    let pod_spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let c = &pod_spec.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    assert_eq!(args[0], "restore");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--skip-account" && w[1] == "innodb_repl"),
+        "{args:?}"
+    );
+    let env = c.env.clone().unwrap_or_default();
+    let value = |n: &str| {
+        env.iter()
+            .find(|e| e.name == n)
+            .unwrap_or_else(|| panic!("no {n} in {env:?}"))
+            .clone()
+    };
+    assert_eq!(
+        value("MYSQL_HOST").value.unwrap(),
+        format!("restored-0.restored-instances.{ns}.svc.cluster.local")
+    );
+    assert_eq!(value("MYSQL_USER").value.unwrap(), "root");
+    assert_eq!(value("S3_PREFIX").value.unwrap(), prefix);
+    assert_eq!(value("S3_BUCKET").value.unwrap(), "mysql-backups");
+    assert_eq!(
+        value("S3_ENDPOINT").value.unwrap(),
+        "http://minio.storage:9000"
+    );
+    let secret_ref = |n: &str| {
+        let e = value(n);
+        assert_eq!(e.value, None, "{n} is inlined");
+        let r = e.value_from.unwrap().secret_key_ref.unwrap();
+        (r.name, r.key)
+    };
+    assert_eq!(
+        secret_ref("MYSQL_PASSWORD"),
+        ("restored-root".into(), "password".into())
+    );
+    assert_eq!(
+        secret_ref("AWS_SECRET_ACCESS_KEY"),
+        ("s3-credentials".into(), "AWS_SECRET_ACCESS_KEY".into())
+    );
+
+    // While it runs: the restore is Running and the group is held.
+    wait_for("restore Running and the group held", TIMEOUT, || async {
+        let r = restore_status(&admin, &ns, "restored").await?;
+        (r["phase"] == "Running" && r["jobName"] == "restore-restored").then_some(())?;
+        let restored = condition(&admin, &ns, "restored", "Restored").await?;
+        (restored["status"] == "False" && restored["reason"] == "RestoreRunning").then_some(())?;
+        let ready = condition(&admin, &ns, "restored", "Ready").await?;
+        (ready["reason"] == "RestoreInProgress").then_some(())?;
+        let obj = clusters(&admin, &ns).get("restored").await.ok()?;
+        (obj.data["status"]["phase"] == "Restoring").then_some(())
+    })
+    .await;
+
+    // A restarted operator follows the same Job.
+    assert!(op.stop().await, "the operator did not exit cleanly");
+    let op = operator(cp, &admin, &ns).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restore_jobs = jobs
+        .list(&ListParams::default().labels(&format!(
+            "{INSTANCE}=restored,app.kubernetes.io/component=restore"
+        )))
+        .await
+        .expect("list Jobs");
+    assert_eq!(restore_jobs.items.len(), 1, "a second restore Job");
+    assert_eq!(restore_jobs.items[0].uid(), job.uid());
+
+    // The restore container finishes and reports its result as a real one would (kwok plays
+    // the kubelet; the controller-manager's Job controller completes the Job).
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let pod = wait_for("the restore Job's pod", TIMEOUT, || async {
+        let list = pods
+            .list(&ListParams::default().labels("job-name=restore-restored"))
+            .await
+            .ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    let gtid_set = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42";
+    let result = json!({"status": "Succeeded", "tables": 3, "chunks": 3, "rows": 10,
+        "raw_bytes": 100, "stored_bytes": 50, "gtid_set": gtid_set, "seconds": 1.0})
+    .to_string();
+    let now = jiff::Timestamp::now().to_string();
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": "Succeeded",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+            "containerStatuses": [{
+                "name": "restore", "image": c.image, "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                    "message": result, "startedAt": now, "finishedAt": now}}
+            }]
+        }})),
+    )
+    .await
+    .expect("finish the restore pod");
+    let restored = wait_for("restore Succeeded", TIMEOUT, || async {
+        let r = restore_status(&admin, &ns, "restored").await?;
+        (r["phase"] == "Succeeded").then_some(r)
+    })
+    .await;
+    assert_eq!(restored["gtidSet"], gtid_set);
+    assert!(restored["completionTime"].is_string());
+    wait_for(
+        "Restored True and the group no longer held",
+        TIMEOUT,
+        || async {
+            let c = condition(&admin, &ns, "restored", "Restored").await?;
+            (c["status"] == "True").then_some(())?;
+            // mysqld does not run on kwok: the group now waits for its members instead.
+            let ready = condition(&admin, &ns, "restored", "Ready").await?;
+            (ready["reason"] != "RestoreInProgress").then_some(())
+        },
+    )
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("restored"))
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["RestoreStarted", "Restored"] {
+        assert_eq!(
+            reasons.iter().filter(|r| *r == reason).count(),
+            1,
+            "{reason} Events in {reasons:?}"
+        );
+    }
+    drop(op);
+}
+
+#[tokio::test]
+async fn a_cluster_restored_from_a_missing_backup_says_what_to_do_and_restores_nothing() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("restore-missing").await;
+    let _op = operator(cp, &admin, &ns).await;
+    let doc = restored_cluster("lost", json!({"backup": "no-such-backup"}));
+    apply(&admin, &ns, &doc).await.expect("apply cluster");
+    let restored = wait_for("the Restored condition", TIMEOUT, || async {
+        let c = condition(&admin, &ns, "lost", "Restored").await?;
+        (c["reason"] == "RestorePending").then_some(c)
+    })
+    .await;
+    assert_eq!(restored["status"], "False");
+    let message = restored["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Backup no-such-backup does not exist"),
+        "{message}"
+    );
+    let degraded = wait_for("the group held for the user", TIMEOUT, || async {
+        let c = condition(&admin, &ns, "lost", "Degraded").await?;
+        (c["reason"] == "RestoreSourceNotFound").then_some(c)
+    })
+    .await;
+    assert_eq!(degraded["status"], "True");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
+    wait_for("a RestoreSourceNotFound Event", TIMEOUT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("RestoreSourceNotFound")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("lost")
+            })
+            .then_some(())
+    })
+    .await;
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    assert!(
+        jobs.get_opt("restore-lost")
+            .await
+            .expect("get Job")
+            .is_none(),
+        "a restore Job was created without a backup"
     );
 }

@@ -36,6 +36,8 @@ fn restore_config(db: &Mariadb, s3: S3Config, prefix: &str) -> RestoreConfig {
         prefix: prefix.into(),
         workers: 4,
         apply_gtid: true,
+        skip_accounts: vec![],
+        wait_for_server: std::time::Duration::ZERO,
     }
 }
 
@@ -338,5 +340,73 @@ async fn a_corrupted_object_is_detected_at_restore() {
         rows,
         Some(0),
         "the corrupt chunk was rolled back, not half-loaded"
+    );
+}
+
+/// The restore as the operator's restore Job runs it into a new cluster's first member: the
+/// server's `local_infile` is off (MySQL 8's default) and is off again afterwards, and the
+/// cluster's own service accounts in the backup are not restored (the new cluster has its own
+/// passwords for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts() {
+    let (src, dst, s3) = tokio::join!(Mariadb::start(61), Mariadb::start(62), Minio::start());
+    s3.create_bucket("job").await;
+    let mut c = src.conn().await;
+    fixtures::load(&mut c, fixtures::EVERY_TYPE).await;
+    c.query_drop("CREATE USER 'innodb_repl'@'%' IDENTIFIED BY 'the-old-clusters-password'")
+        .await
+        .unwrap();
+    let m = backup::run(backup_config(&src, s3.config("job"), "job/1"))
+        .await
+        .expect("backup");
+
+    let mut d = dst.conn().await;
+    d.query_drop("SET GLOBAL local_infile = OFF").await.unwrap();
+    let mut cfg = restore_config(&dst, s3.config("job"), "job/1");
+    cfg.skip_accounts = vec!["innodb_repl".into(), "innodb_admin".into()];
+    restore::run(cfg)
+        .await
+        .expect("restore with local_infile off");
+
+    let on: Option<i64> = d.query_first("SELECT @@GLOBAL.local_infile").await.unwrap();
+    assert_eq!(on, Some(0), "local_infile is off again after the restore");
+    let users: Vec<String> = d
+        .query("SELECT DISTINCT User FROM mysql.user ORDER BY User")
+        .await
+        .unwrap();
+    assert!(users.iter().any(|u| u == "app"), "{users:?}");
+    assert!(
+        !users.iter().any(|u| u == "innodb_repl"),
+        "a service account was restored: {users:?}"
+    );
+    let want = fixtures::table_digests(&mut c, &["types"]).await;
+    let got = fixtures::table_digests(&mut d, &["types"]).await;
+    assert_eq!(got, want, "every row equal");
+
+    // A restore that fails while loading leaves it off too.
+    for db in &m.schema.databases {
+        d.query_drop(format!("DROP DATABASE `{}`", db.name))
+            .await
+            .unwrap();
+    }
+    let (_, chunk) = m.chunks().next().expect("a chunk");
+    let key = format!("job/1/{}", chunk.object);
+    s3.client()
+        .put_object()
+        .bucket("job")
+        .key(&key)
+        .body(b"not zstd".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let err = restore::run(restore_config(&dst, s3.config("job"), "job/1"))
+        .await
+        .expect_err("a corrupt chunk fails the restore");
+    assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
+    let on: Option<i64> = d.query_first("SELECT @@GLOBAL.local_infile").await.unwrap();
+    assert_eq!(
+        on,
+        Some(0),
+        "local_infile is off again after a failed restore"
     );
 }

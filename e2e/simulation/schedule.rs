@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use innodb_operator::topology::gtid::{GtidSet, Uuid};
-use innodb_operator::topology::observe::{ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
+use innodb_operator::topology::observe::{
+    ClonePolicy, ClusterInput, PodInfo, PodPhase, RestoreGate, Role,
+};
 use innodb_operator::topology::{
     ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
 };
@@ -682,6 +684,8 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         history: vec![],
         flap_window: FLAP_WINDOW,
         now: jiff::Timestamp::UNIX_EPOCH,
+        // Clusters in the simulation start empty: no restore holds their first start.
+        restore: RestoreGate::Open,
     }
 }
 

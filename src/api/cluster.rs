@@ -351,7 +351,7 @@ pub struct PodTemplateOverrides {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MySQLClusterStatus {
-    /// One word for the conditions: Pending, Initializing, Ready, Degraded, Failed.
+    /// One word for the conditions: Pending, Restoring, Initializing, Ready, Degraded, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Ready, Available, Progressing, Degraded, QuorumLost, ...
@@ -377,6 +377,46 @@ pub struct MySQLClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The restore of `spec.restoreFrom` into the first member, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// Lifecycle of the restore into a new cluster's first member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RestorePhase {
+    /// Waiting for the source or for the first member to be up.
+    Pending,
+    /// The restore Job runs.
+    Running,
+    /// The first member holds the backup; the group starts from it.
+    Succeeded,
+    /// The restore failed; the group is not started (see the message for what to do).
+    Failed,
+}
+
+/// The restore of `spec.restoreFrom`, as last observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RestorePhase>,
+    /// Where the backup is read from (`s3://bucket/prefix/`, and the Backup's name if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The Job that runs the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// The GTID set the first member holds after the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// What happened, in words; on failure, what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One automatic action the operator took on a member.

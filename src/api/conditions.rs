@@ -13,6 +13,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// The group has lost its majority and cannot accept writes.
 pub const QUORUM_LOST: &str = "QuorumLost";
+/// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
+pub const RESTORED: &str = "Restored";
 
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,10 +79,17 @@ pub fn merge(
 }
 
 fn order(type_: &str) -> usize {
-    [READY, AVAILABLE, PROGRESSING, DEGRADED, QUORUM_LOST]
-        .iter()
-        .position(|t| *t == type_)
-        .unwrap_or(usize::MAX)
+    [
+        READY,
+        AVAILABLE,
+        PROGRESSING,
+        DEGRADED,
+        QUORUM_LOST,
+        RESTORED,
+    ]
+    .iter()
+    .position(|t| *t == type_)
+    .unwrap_or(usize::MAX)
 }
 
 /// Whether condition `type_` is True in `conditions`.

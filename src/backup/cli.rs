@@ -85,6 +85,14 @@ pub struct RestoreArgs {
     /// Do not set the backup's GTID set on the target.
     #[arg(long)]
     pub skip_gtid: bool,
+    /// Do not restore this account (a user name, every host; repeatable): the target's own
+    /// service accounts keep their passwords.
+    #[arg(long = "skip-account")]
+    pub skip_accounts: Vec<String>,
+    /// Keep trying this many seconds while the server cannot be reached (a member still
+    /// initialising); a refused login fails at once.
+    #[arg(long, default_value_t = 0)]
+    pub wait_for_server_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +170,8 @@ impl RestoreArgs {
             prefix: self.s3.prefix.clone(),
             workers: self.workers,
             apply_gtid: !self.skip_gtid,
+            skip_accounts: self.skip_accounts.clone(),
+            wait_for_server: std::time::Duration::from_secs(self.wait_for_server_seconds),
         })
     }
 }

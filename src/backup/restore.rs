@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
@@ -33,6 +33,12 @@ pub struct RestoreConfig {
     pub workers: usize,
     /// Set the backup's GTID set on the target (it must be a fresh server: its binary log is reset).
     pub apply_gtid: bool,
+    /// Accounts (user names, any host) not restored: the target's own service accounts, whose
+    /// passwords differ from the source's.
+    pub skip_accounts: Vec<String>,
+    /// How long to keep trying while the server refuses connections (a member that is still
+    /// initialising); zero tries once.
+    pub wait_for_server: Duration,
 }
 
 /// What a restore did; printed as one JSON line by the restore Job.
@@ -133,6 +139,21 @@ async fn connect(cfg: &MysqlConfig) -> Result<Conn, RestoreError> {
     Ok(conn)
 }
 
+/// Connects, retrying for up to `wait` while the server cannot be reached at all (not while it
+/// refuses the login: that is reported at once).
+async fn connect_waiting(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, RestoreError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match connect(cfg).await {
+            Err(RestoreError::Connect(mysql_async::Error::Io(e))) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "the server cannot be reached yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads and checks the manifest at `prefix`.
 pub async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, RestoreError> {
     let key = format!("{}{}", normalize_prefix(prefix), manifest::MANIFEST);
@@ -158,7 +179,7 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     let bucket = Bucket::open(&cfg.s3).await?;
     let prefix = normalize_prefix(&cfg.prefix);
     let m = Arc::new(read_manifest(&bucket, &prefix).await?);
-    let mut conn = connect(&cfg.mysql).await?;
+    let mut conn = connect_waiting(&cfg.mysql, cfg.wait_for_server).await?;
     let target_flavor = gtid_flavor(&mut conn).await?;
     if cfg.apply_gtid && !m.gtid.set.is_empty() && target_flavor != Some(m.gtid.flavor) {
         return Err(RestoreError::Flavor {
@@ -168,51 +189,20 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     }
     check_empty(&mut conn, &m).await?;
 
-    for db in &m.schema.databases {
-        conn.query_drop(&db.create)
+    // LOAD DATA LOCAL needs the server's `local_infile`, which MySQL 8 turns off by default: it is
+    // on for the restore only, and back off afterwards whether the restore worked or not.
+    let turned_on = enable_local_infile(&mut conn).await?;
+    let loaded = load(&cfg, &bucket, &prefix, m.clone(), &mut conn).await;
+    if turned_on {
+        let reset = conn
+            .query_drop(LOCAL_INFILE_OFF)
             .await
-            .map_err(sql_err(format!("create database {}", db.name)))?;
-        use_db(&mut conn, &db.name).await?;
-        for t in &db.tables {
-            run_ddl(
-                &mut conn,
-                t,
-                &format!("create table {}.{}", db.name, t.name),
-            )
-            .await?;
+            .map_err(sql_err(LOCAL_INFILE_OFF));
+        if let (Ok(_), Err(e)) = (&loaded, reset) {
+            return Err(e);
         }
     }
-
-    load_all(&cfg, &bucket, &prefix, m.clone()).await?;
-
-    create_views(&mut conn, &m).await?;
-    for db in &m.schema.databases {
-        use_db(&mut conn, &db.name).await?;
-        for (kind, items) in [
-            ("routine", &db.routines),
-            ("trigger", &db.triggers),
-            ("event", &db.events),
-        ] {
-            for d in items {
-                run_ddl(
-                    &mut conn,
-                    d,
-                    &format!("create {kind} {}.{}", db.name, d.name),
-                )
-                .await?;
-            }
-        }
-    }
-    conn.query_drop(SESSION[5])
-        .await
-        .map_err(sql_err(SESSION[5]))?;
-    restore_accounts(&mut conn, &m).await?;
-
-    let gtid_set = if cfg.apply_gtid {
-        apply_gtid(&mut conn, &m).await?
-    } else {
-        String::new()
-    };
+    let gtid_set = loaded?;
     let _ = conn.disconnect().await;
     let chunks: Vec<_> = m.chunks().collect();
     Ok(RestoreReport {
@@ -224,6 +214,72 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
         stored_bytes: chunks.iter().map(|(_, c)| c.object_bytes).sum(),
         gtid_set,
         seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+const LOCAL_INFILE_OFF: &str = "SET GLOBAL local_infile = OFF";
+
+/// Turns the server's `local_infile` on when it is off; returns whether it did.
+async fn enable_local_infile(conn: &mut Conn) -> Result<bool, RestoreError> {
+    let on: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.local_infile")
+        .await
+        .map_err(sql_err("read local_infile"))?;
+    if on == Some(1) {
+        return Ok(false);
+    }
+    conn.query_drop("SET GLOBAL local_infile = ON")
+        .await
+        .map_err(sql_err(
+            "SET GLOBAL local_infile = ON (LOAD DATA LOCAL needs it; the restore account needs \
+             SYSTEM_VARIABLES_ADMIN or SUPER)",
+        ))?;
+    Ok(true)
+}
+
+/// Creates the schema, loads every chunk, then the other objects, the accounts and the GTID
+/// set; returns the target's GTID position.
+async fn load(
+    cfg: &RestoreConfig,
+    bucket: &Bucket,
+    prefix: &str,
+    m: Arc<Manifest>,
+    conn: &mut Conn,
+) -> Result<String, RestoreError> {
+    for db in &m.schema.databases {
+        conn.query_drop(&db.create)
+            .await
+            .map_err(sql_err(format!("create database {}", db.name)))?;
+        use_db(conn, &db.name).await?;
+        for t in &db.tables {
+            run_ddl(conn, t, &format!("create table {}.{}", db.name, t.name)).await?;
+        }
+    }
+
+    load_all(cfg, bucket, prefix, m.clone()).await?;
+
+    create_views(conn, &m).await?;
+    for db in &m.schema.databases {
+        use_db(conn, &db.name).await?;
+        for (kind, items) in [
+            ("routine", &db.routines),
+            ("trigger", &db.triggers),
+            ("event", &db.events),
+        ] {
+            for d in items {
+                run_ddl(conn, d, &format!("create {kind} {}.{}", db.name, d.name)).await?;
+            }
+        }
+    }
+    conn.query_drop(SESSION[5])
+        .await
+        .map_err(sql_err(SESSION[5]))?;
+    restore_accounts(conn, &m, &cfg.skip_accounts).await?;
+
+    Ok(if cfg.apply_gtid {
+        apply_gtid(conn, &m).await?
+    } else {
+        String::new()
     })
 }
 
@@ -533,8 +589,26 @@ async fn create_views(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError>
     Ok(())
 }
 
-async fn restore_accounts(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
-    for a in &m.schema.accounts {
+/// The accounts of the manifest to restore: all but the users in `skip`.
+fn restorable<'a>(
+    accounts: &'a [super::schema::Account],
+    skip: &'a [String],
+) -> impl Iterator<Item = &'a super::schema::Account> {
+    accounts.iter().filter(move |a| {
+        let skipped = skip.contains(&a.user);
+        if skipped {
+            tracing::info!(user = %a.user, host = %a.host, "account not restored: the target manages its own");
+        }
+        !skipped
+    })
+}
+
+async fn restore_accounts(
+    conn: &mut Conn,
+    m: &Manifest,
+    skip: &[String],
+) -> Result<(), RestoreError> {
+    for a in restorable(&m.schema.accounts, skip) {
         let exists: Option<u64> = conn
             .exec_first(
                 "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?",
@@ -599,6 +673,28 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 mod tests {
     use super::*;
     use crate::backup::chunk::KeyRange;
+
+    #[test]
+    fn skipped_accounts_are_not_restored_on_any_host() {
+        let account = |user: &str, host: &str| super::super::schema::Account {
+            user: user.into(),
+            host: host.into(),
+            create: String::new(),
+            grants: vec![],
+        };
+        let accounts = vec![
+            account("app", "%"),
+            account("innodb_repl", "%"),
+            account("innodb_repl", "localhost"),
+            account("reporting", "10.%"),
+        ];
+        let skip = vec!["innodb_repl".to_string(), "innodb_router".to_string()];
+        let kept: Vec<(&str, &str)> = restorable(&accounts, &skip)
+            .map(|a| (a.user.as_str(), a.host.as_str()))
+            .collect();
+        assert_eq!(kept, vec![("app", "%"), ("reporting", "10.%")]);
+        assert_eq!(restorable(&accounts, &[]).count(), 4);
+    }
 
     fn chunk_for(raw: &[u8], object: &[u8]) -> ChunkEntry {
         ChunkEntry {

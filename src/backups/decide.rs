@@ -46,43 +46,66 @@ pub enum Step {
     Fail(String),
 }
 
+/// What a backup or restore Job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running.
+    Running,
+    /// Succeeded and reported a complete result.
+    Succeeded(JobResult),
+    /// Failed, or finished without a complete result: why.
+    Failed(String),
+}
+
+/// What the Job of a `what` ("backup", "restore") came to. It succeeded only when it finished
+/// **and** reported `Succeeded` in a result that can be read.
+pub fn outcome(j: &JobView, what: &str) -> Outcome {
+    if j.succeeded {
+        return match j.result.as_deref().map(serde_json::from_str::<JobResult>) {
+            Some(Ok(r)) if r.status == "Succeeded" => Outcome::Succeeded(r),
+            Some(Ok(r)) => Outcome::Failed(format!(
+                "the {what} Job reported {}: {}",
+                r.status,
+                r.error.unwrap_or_default()
+            )),
+            Some(Err(e)) => Outcome::Failed(format!(
+                "the {what} Job finished but its result cannot be read ({e}); the {what} is not known to be complete"
+            )),
+            None => Outcome::Failed(format!(
+                "the {what} Job finished without reporting a result; the {what} is not known to be complete"
+            )),
+        };
+    }
+    if j.failed {
+        let detail = j
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<JobResult>(r).ok())
+            .and_then(|r| r.error)
+            .or_else(|| j.result.clone())
+            .or_else(|| j.condition_message.clone())
+            .unwrap_or_else(|| "no details".to_string());
+        return Outcome::Failed(format!("the {what} Job failed: {}", detail.trim()));
+    }
+    Outcome::Running
+}
+
 /// Decides the next step from the Backup's phase and its Job.
 pub fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> Step {
     match (phase, job) {
         (Some(BackupPhase::Succeeded | BackupPhase::Failed), _) => Step::Done,
         (None | Some(BackupPhase::Pending), None) => Step::CreateJob,
-        (Some(BackupPhase::Running), None) => {
-            Step::Fail("the backup Job disappeared before it finished; take a new backup".to_string())
-        }
-        (_, Some(j)) if j.succeeded => match j.result.as_deref().map(serde_json::from_str::<JobResult>) {
-            Some(Ok(r)) if r.status == "Succeeded" => Step::Succeed {
+        (Some(BackupPhase::Running), None) => Step::Fail(
+            "the backup Job disappeared before it finished; take a new backup".to_string(),
+        ),
+        (_, Some(j)) => match outcome(j, "backup") {
+            Outcome::Running => Step::Wait,
+            Outcome::Succeeded(r) => Step::Succeed {
                 size_bytes: r.stored_bytes,
                 gtid_set: r.gtid_set,
             },
-            Some(Ok(r)) => Step::Fail(format!(
-                "the backup Job reported {}: {}",
-                r.status,
-                r.error.unwrap_or_default()
-            )),
-            Some(Err(e)) => Step::Fail(format!(
-                "the backup Job finished but its result cannot be read ({e}); the backup is not known to be complete"
-            )),
-            None => Step::Fail(
-                "the backup Job finished without reporting a result; the backup is not known to be complete".to_string(),
-            ),
+            Outcome::Failed(message) => Step::Fail(message),
         },
-        (_, Some(j)) if j.failed => {
-            let detail = j
-                .result
-                .as_deref()
-                .and_then(|r| serde_json::from_str::<JobResult>(r).ok())
-                .and_then(|r| r.error)
-                .or_else(|| j.result.clone())
-                .or_else(|| j.condition_message.clone())
-                .unwrap_or_else(|| "no details".to_string());
-            Step::Fail(format!("the backup Job failed: {}", detail.trim()))
-        }
-        (_, Some(_)) => Step::Wait,
     }
 }
 

@@ -1,5 +1,6 @@
-//! The Job that takes one backup: the operator's own image running `innodb-operator backup`
-//! against one member, streaming to S3. Pure: built from the Backup, the storage and the source.
+//! The Jobs that move a backup between a member and S3: the operator's own image running
+//! `innodb-operator backup` (from a member of a cluster) or `innodb-operator restore` (into the
+//! first member of a new cluster). One builder for both; pure.
 
 use std::collections::BTreeMap;
 
@@ -7,11 +8,11 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use super::schedule::CLUSTER_LABEL;
-use crate::api::{Backup, S3Storage};
+use crate::api::{Backup, MySQLCluster, S3Storage};
 use crate::cluster::build::mycnf::MYSQL_PORT;
 use crate::cluster::build::names::{
     LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names,
@@ -19,37 +20,106 @@ use crate::cluster::build::names::{
 use crate::cluster::build::secrets::Account;
 use crate::cluster::build::statefulset::{restricted_container, restricted_pod, secret_env};
 
-/// Where the backup container writes its one-line JSON result; Kubernetes copies it into the
-/// pod's status (`terminated.message`), where the operator reads it.
+/// Where the container writes its one-line JSON result; Kubernetes copies it into the pod's
+/// status (`terminated.message`), where the operator reads it.
 pub const RESULT_FILE: &str = "/dev/termination-log";
-/// A backup that runs longer than this is stopped and Failed.
+/// A Job that runs longer than this is stopped and Failed.
 pub const DEADLINE_SECONDS: i64 = 6 * 3600;
-/// Finished Jobs are kept this long for their logs.
+/// Finished backup Jobs are kept this long for their logs.
 pub const TTL_AFTER_FINISHED_SECONDS: i32 = 24 * 3600;
 /// UID of the operator image's non-root user.
 pub const OPERATOR_UID: i64 = 65532;
+/// How long a restore waits for its member to accept connections: the member's pod is Ready
+/// while the image's entrypoint still initialises it on a server without networking.
+pub const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
-/// What a backup Job needs besides the Backup itself.
+/// What the Job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Dump a member of a running cluster into S3, as the backup account.
+    Backup,
+    /// Load a backup into the first member of a new cluster before its group starts, as `root`:
+    /// a backup holds any schema object, definer, account and grant, which only a full account
+    /// can recreate (the operator's own account is least-privilege: no DDL, no data). The
+    /// cluster's own accounts are not restored from the backup (their passwords are this
+    /// cluster's). The Job is kept after it finished: a failed one is what a person deletes to
+    /// retry.
+    Restore,
+}
+
+impl Mode {
+    /// The subcommand, and the container's and component label's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Backup => "backup",
+            Mode::Restore => "restore",
+        }
+    }
+
+    fn account(self) -> Account {
+        match self {
+            Mode::Backup => Account::Backup,
+            Mode::Restore => Account::Root,
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        let mut args = vec![self.as_str().to_string(), "--log-format=json".to_string()];
+        if self == Mode::Restore {
+            args.push(format!(
+                "--wait-for-server-seconds={RESTORE_WAIT_FOR_SERVER_SECONDS}"
+            ));
+            for account in Account::ALL.iter().filter(|a| **a != Account::Root) {
+                args.push("--skip-account".to_string());
+                args.push(account.user().to_string());
+            }
+        }
+        args
+    }
+
+    fn ttl_after_finished(self) -> Option<i32> {
+        match self {
+            Mode::Backup => Some(TTL_AFTER_FINISHED_SECONDS),
+            Mode::Restore => None,
+        }
+    }
+}
+
+/// Everything a Job needs besides its name and owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobInput {
-    /// The operator image (the same binary runs the backup).
+    pub mode: Mode,
+    /// The operator image (the same binary runs the backup and the restore).
     pub image: String,
-    /// Host name of the member to back up.
-    pub source_host: String,
-    /// Where the backup goes.
+    /// The cluster whose member the Job talks to (its credentials Secrets are used).
+    pub cluster: String,
+    pub namespace: String,
+    /// Host name of that member.
+    pub host: String,
+    /// The bucket and its credentials.
     pub storage: S3Storage,
-    /// The key prefix of this backup in the bucket.
+    /// The key prefix of the backup in the bucket.
     pub prefix: String,
 }
 
-/// Name of the Job of a Backup.
-pub fn job_name(backup: &str) -> String {
-    let name = format!("backup-{backup}");
+/// `<kind>-<name>`, cut to a valid label value (the Job controller labels pods with it).
+fn job_name_for(mode: Mode, name: &str) -> String {
+    let name = format!("{}-{name}", mode.as_str());
     name.chars()
         .take(63)
         .collect::<String>()
         .trim_end_matches('-')
         .to_string()
+}
+
+/// Name of the Job of a Backup.
+pub fn job_name(backup: &str) -> String {
+    job_name_for(Mode::Backup, backup)
+}
+
+/// Name of the restore Job of a cluster.
+pub fn restore_job_name(cluster: &str) -> String {
+    job_name_for(Mode::Restore, cluster)
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -60,26 +130,43 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-/// The Job for `backup` (owned by it, so deleting the Backup deletes the Job).
-pub fn job(backup: &Backup, input: &JobInput) -> Job {
-    let ns = backup.namespace().unwrap_or_default();
-    let cluster = &backup.spec.cluster_name;
-    let names = Names::new(cluster, &ns);
+/// The Job of `backup` (owned by it, so deleting the Backup deletes the Job).
+pub fn backup_job(backup: &Backup, input: &JobInput) -> Job {
+    job(
+        job_name(&backup.name_any()),
+        backup.controller_owner_ref(&()),
+        input,
+    )
+}
+
+/// The restore Job of `cluster` (owned by it).
+pub fn restore_job(cluster: &MySQLCluster, input: &JobInput) -> Job {
+    job(
+        restore_job_name(&cluster.name_any()),
+        cluster.controller_owner_ref(&()),
+        input,
+    )
+}
+
+fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
+    let mode = input.mode;
+    let names = Names::new(&input.cluster, &input.namespace);
     let labels = BTreeMap::from([
         (LABEL_NAME.to_string(), "mysql-innodb-cluster".to_string()),
-        (LABEL_INSTANCE.to_string(), cluster.clone()),
+        (LABEL_INSTANCE.to_string(), input.cluster.clone()),
         (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-        (LABEL_COMPONENT.to_string(), "backup".to_string()),
-        (CLUSTER_LABEL.to_string(), cluster.clone()),
+        (LABEL_COMPONENT.to_string(), mode.as_str().to_string()),
+        (CLUSTER_LABEL.to_string(), input.cluster.clone()),
     ]);
     let s = &input.storage;
+    let account = mode.account();
     let mut envs = vec![
-        env("MYSQL_HOST", input.source_host.clone()),
+        env("MYSQL_HOST", input.host.clone()),
         env("MYSQL_PORT", MYSQL_PORT.to_string()),
-        env("MYSQL_USER", Account::Backup.user()),
+        env("MYSQL_USER", account.user()),
         secret_env(
             "MYSQL_PASSWORD",
-            &names.secret(Account::Backup.suffix()),
+            &names.secret(account.suffix()),
             "password",
         ),
         env("S3_BUCKET", s.bucket.clone()),
@@ -104,9 +191,9 @@ pub fn job(backup: &Backup, input: &JobInput) -> Job {
         ));
     }
     let container = Container {
-        name: "backup".to_string(),
+        name: mode.as_str().to_string(),
         image: Some(input.image.clone()),
-        args: Some(vec!["backup".to_string(), "--log-format=json".to_string()]),
+        args: Some(mode.args()),
         env: Some(envs),
         termination_message_path: Some(RESULT_FILE.to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -120,17 +207,18 @@ pub fn job(backup: &Backup, input: &JobInput) -> Job {
     };
     Job {
         metadata: ObjectMeta {
-            name: Some(job_name(&backup.name_any())),
-            namespace: Some(ns),
+            name: Some(name),
+            namespace: Some(input.namespace.clone()),
             labels: Some(labels.clone()),
-            owner_references: backup.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: owner.map(|o| vec![o]),
             ..Default::default()
         },
         spec: Some(JobSpec {
-            // A failed backup is Failed: the schedule takes the next one, a person retries.
+            // One attempt: a failed backup is Failed (the schedule takes the next one); a failed
+            // restore may have loaded part of the data, so it is never retried on its own.
             backoff_limit: Some(0),
             active_deadline_seconds: Some(DEADLINE_SECONDS),
-            ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED_SECONDS),
+            ttl_seconds_after_finished: mode.ttl_after_finished(),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -172,8 +260,11 @@ mod tests {
 
     fn input() -> JobInput {
         JobInput {
+            mode: Mode::Backup,
             image: "innodb-operator:1".into(),
-            source_host: "orders-1.orders-instances.shop.svc.cluster.local".into(),
+            cluster: "orders".into(),
+            namespace: "shop".into(),
+            host: "orders-1.orders-instances.shop.svc.cluster.local".into(),
             storage: S3Storage {
                 bucket: "b".into(),
                 region: "eu-west-1".into(),
@@ -192,7 +283,7 @@ mod tests {
 
     #[test]
     fn job_runs_once_as_non_root_and_never_inlines_secrets() {
-        let j = job(&backup(), &input());
+        let j = backup_job(&backup(), &input());
         assert_eq!(j.metadata.name.as_deref(), Some("backup-nightly-1"));
         assert_eq!(
             j.metadata.owner_references.as_ref().unwrap()[0].kind,
@@ -200,6 +291,10 @@ mod tests {
         );
         let spec = j.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(
+            spec.ttl_seconds_after_finished,
+            Some(TTL_AFTER_FINISHED_SECONDS)
+        );
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];
@@ -251,5 +346,66 @@ mod tests {
     fn long_names_are_cut_to_a_valid_label_value() {
         let name = job_name(&"x".repeat(80));
         assert_eq!(name.len(), 63);
+        assert_eq!(restore_job_name(&"y".repeat(80)).len(), 63);
+        assert_eq!(restore_job_name("orders"), "restore-orders");
+    }
+
+    #[test]
+    fn restore_job_loads_member_0_as_root_and_keeps_the_clusters_own_accounts() {
+        let cluster: MySQLCluster = serde_yaml::from_str(
+            "apiVersion: innodb-operator.io/v1alpha1\nkind: MySQLCluster\n\
+             metadata: {name: orders, namespace: shop, uid: 7d1c0c1e-2c1a-4a73-9d45-3f6f1f0f2a12}\n\
+             spec: {}\n",
+        )
+        .unwrap();
+        let input = JobInput {
+            mode: Mode::Restore,
+            host: "orders-0.orders-instances.shop.svc.cluster.local".into(),
+            ..input()
+        };
+        let j = restore_job(&cluster, &input);
+        assert_eq!(j.metadata.name.as_deref(), Some("restore-orders"));
+        let owner = &j.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("MySQLCluster", Some(true))
+        );
+        assert_eq!(
+            j.metadata.labels.as_ref().unwrap()[LABEL_COMPONENT],
+            "restore"
+        );
+        let spec = j.spec.unwrap();
+        assert_eq!(
+            spec.backoff_limit,
+            Some(0),
+            "a partial load is never retried on its own"
+        );
+        assert_eq!(
+            spec.ttl_seconds_after_finished, None,
+            "the Job is kept: deleting it retries"
+        );
+        let pod = spec.template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.name, "restore");
+        assert_eq!(
+            c.args.as_ref().unwrap().join(" "),
+            "restore --log-format=json --wait-for-server-seconds=600 --skip-account innodb_admin --skip-account innodb_repl \
+             --skip-account innodb_router --skip-account innodb_backup"
+        );
+        assert_eq!(c.termination_message_path.as_deref(), Some(RESULT_FILE));
+        let env = c.env.as_ref().unwrap();
+        let get = |n: &str| env.iter().find(|e| e.name == n).unwrap();
+        assert_eq!(
+            get("MYSQL_HOST").value.as_deref(),
+            Some("orders-0.orders-instances.shop.svc.cluster.local")
+        );
+        assert_eq!(get("MYSQL_USER").value.as_deref(), Some("root"));
+        let pw = get("MYSQL_PASSWORD").value_from.as_ref().unwrap();
+        assert_eq!(pw.secret_key_ref.as_ref().unwrap().name, "orders-root");
+        assert_eq!(
+            get("S3_PREFIX").value.as_deref(),
+            Some("shop/orders/nightly-1/")
+        );
+        assert!(get("AWS_ACCESS_KEY_ID").value.is_none());
     }
 }

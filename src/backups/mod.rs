@@ -183,13 +183,16 @@ async fn create_job(
     let names = Names::new(cluster_name, &ns);
     let prefix = storage.backup_prefix(&ns, cluster_name, &backup.name_any());
     let input = job::JobInput {
+        mode: job::Mode::Backup,
         image: ctx.config.image.clone(),
-        source_host: names.pod_fqdn(ordinal, &ctx.config.cluster_domain),
+        cluster: cluster_name.clone(),
+        namespace: ns.clone(),
+        host: names.pod_fqdn(ordinal, &ctx.config.cluster_domain),
         storage: storage.clone(),
         prefix: prefix.clone(),
     };
     match jobs
-        .create(&PostParams::default(), &job::job(backup, &input))
+        .create(&PostParams::default(), &job::backup_job(backup, &input))
         .await
     {
         Ok(_) => ctx.metrics.api_writes(1),
@@ -210,7 +213,7 @@ async fn create_job(
 }
 
 /// The Job as the decision needs it, with the result its pod reported.
-async fn job_view(
+pub(crate) async fn job_view(
     ctx: &Context,
     ns: &str,
     job_name: &str,
@@ -235,7 +238,7 @@ async fn job_view(
         let list = pods
             .list(&ListParams::default().labels(&format!("job-name={job_name}")))
             .await
-            .map_err(kube_err("the backup Job's pods"))?;
+            .map_err(kube_err("the Job's pods"))?;
         result = list.items.iter().find_map(|p| {
             p.status
                 .as_ref()?

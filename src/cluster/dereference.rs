@@ -1,5 +1,5 @@
 //! Step 1 of the reconcile: read what the cluster refers to or has made before (credentials
-//! Secrets, the TLS Secret, the group name). All reads, no writes.
+//! Secrets, the TLS Secret, the group name, the backup to restore from). All reads, no writes.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::build::mycnf::MYCNF_KEY;
 use super::build::names::Names;
 use super::build::secrets::Account;
-use crate::api::MySQLCluster;
+use super::restore::{self, RestoreLocation, Unresolved};
+use crate::api::{Backup, MySQLCluster};
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct Dereferenced {
     pub existing_accounts: BTreeSet<Account>,
     /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
     pub tls_secret_keys: Option<Vec<String>>,
+    /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
+    /// `restoreFrom`, or once the restore is over (nothing is read then).
+    pub restore: Option<Result<RestoreLocation, Unresolved>>,
 }
 
 /// A read that failed.
@@ -80,11 +84,53 @@ pub async fn dereference(
                 .unwrap_or_else(Uuid::new_v4)
         }
     };
+    let restore = restore_location(client, cluster, ns).await?;
     Ok(Dereferenced {
         group_name,
         existing_accounts,
         tls_secret_keys,
+        restore,
     })
+}
+
+/// Resolves `spec.restoreFrom` while the restore has not succeeded.
+async fn restore_location(
+    client: &Client,
+    cluster: &MySQLCluster,
+    ns: &str,
+) -> Result<Option<Result<RestoreLocation, Unresolved>>, DereferenceError> {
+    let Some(from) = &cluster.spec.restore_from else {
+        return Ok(None);
+    };
+    let done = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.as_ref())
+        .and_then(|r| r.phase)
+        == Some(crate::api::cluster::RestorePhase::Succeeded);
+    if done {
+        return Ok(None);
+    }
+    let name = match (&from.backup, &from.s3) {
+        (_, Some(s3)) => return Ok(Some(Ok(restore::from_s3(s3)))),
+        (Some(name), None) => name,
+        (None, None) => return Ok(None),
+    };
+    let backups: Api<Backup> = Api::namespaced(client.clone(), ns);
+    let backup = get_opt(&backups, "Backup", name).await?;
+    let source_cluster = match &backup {
+        Some(b) if b.spec.storage.is_none() => {
+            let clusters: Api<MySQLCluster> = Api::namespaced(client.clone(), ns);
+            get_opt(&clusters, "MySQLCluster", &b.spec.cluster_name).await?
+        }
+        _ => None,
+    };
+    Ok(Some(restore::locate(
+        name,
+        backup.as_ref(),
+        source_cluster.as_ref(),
+        cluster,
+    )))
 }
 
 async fn get_opt<K>(

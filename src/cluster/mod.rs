@@ -5,6 +5,8 @@ pub mod apply;
 pub mod build;
 pub mod dereference;
 pub mod observe;
+pub mod restore;
+pub mod restore_step;
 pub mod status;
 pub mod topology_step;
 pub mod validate;
@@ -32,6 +34,7 @@ use build::names::Names;
 use build::secrets;
 use dereference::DereferenceError;
 use observe::ObserveError;
+use restore_step::RestoreStepError;
 use status::{Observed, TopologyView};
 use topology_step::TopologyError;
 
@@ -39,6 +42,8 @@ use topology_step::TopologyError;
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a cluster that is still converging is looked at again.
 pub const CONVERGING: Duration = Duration::from_secs(10);
+/// How often a cluster whose first member is being restored is looked at.
+pub const RESTORE_POLL: Duration = Duration::from_secs(5);
 
 /// Why a reconcile failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,8 @@ pub enum ReconcileError {
     Observe(#[from] ObserveError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Restore(#[from] RestoreStepError),
     #[error(transparent)]
     Schedules(#[from] crate::backups::schedules::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
@@ -77,6 +84,7 @@ impl ReconcileError {
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Observe(_) => "observe",
             ReconcileError::Topology(_) => "topology",
+            ReconcileError::Restore(_) => "restore",
             ReconcileError::Schedules(_) => "schedules",
             ReconcileError::Status { .. } => "status",
         }
@@ -140,16 +148,38 @@ pub async fn reconcile(
             None
         }
     };
+    let mut restore_poll = None;
     if let Some(mut valid) = valid {
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
         let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
+            // A cluster created from a backup: the restore into its first member gates the
+            // group's first start.
+            let now = jiff::Timestamp::now();
+            let restore = restore_step::run(
+                &ctx,
+                &cluster,
+                deref.restore.as_ref(),
+                &workloads.pods,
+                &Time(now),
+            )
+            .await?;
+            if let Some(event) = &restore.event {
+                let (reason, note) = (event.reason, &event.message);
+                publish(&ctx, &cluster, EventType::Normal, reason, "Restore", note).await;
+            }
+            observed.restore = restore.status;
+            if restore.gate != crate::topology::RestoreGate::Open {
+                // A restore takes minutes to hours: look less often at a member that is loading.
+                restore_poll = Some(RESTORE_POLL);
+            }
             let ops = topology_step::sql_ops(&ctx.client, &names).await?;
             let input = topology_step::cluster_input(
                 &valid,
                 &cluster,
                 &workloads.pods,
                 workloads.statefulset.as_ref(),
-                jiff::Timestamp::now(),
+                restore.gate,
+                now,
             );
             ctx.monitor_targets(&input, &ops);
             let tick = topology_step::tick(&ops, input).await;
@@ -196,7 +226,9 @@ pub async fn reconcile(
         let mut writes = outcome.writes();
         if let Some((decision, history)) = decision {
             writes += carry_out(&ctx, &cluster, &workloads, &decision).await?;
-            requeue = requeue.min(decision.requeue);
+            requeue = requeue
+                .min(decision.requeue)
+                .max(restore_poll.unwrap_or_default());
             observed.topology = Some(TopologyView {
                 conditions: decision
                     .conditions

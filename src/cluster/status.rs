@@ -3,7 +3,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::cluster::{ActionStatus, MemberStatus, MySQLClusterStatus};
+use crate::api::cluster::{
+    ActionStatus, MemberStatus, MySQLClusterStatus, RestorePhase, RestoreStatus,
+};
 use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY};
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
@@ -37,6 +39,8 @@ pub struct Observed {
     pub changed: bool,
     /// What the Group Replication state machine reported, when it ran.
     pub topology: Option<TopologyView>,
+    /// The restore of `spec.restoreFrom`, when one was asked for.
+    pub restore: Option<RestoreStatus>,
 }
 
 /// The topology step's report for the status.
@@ -188,11 +192,14 @@ fn pod_conditions(o: &Observed) -> Vec<Desired> {
     out
 }
 
-/// One word for the conditions.
-pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
+/// One word for the conditions (and the restore of a cluster created from a backup).
+pub fn phase(o: &Observed, desired: &[Desired], restore: Option<&RestoreStatus>) -> &'static str {
     let is = |t: &str| desired.iter().any(|d| d.type_ == t && d.status);
-    if o.error.is_some() {
+    let restore = restore.and_then(|r| r.phase);
+    if o.error.is_some() || restore == Some(RestorePhase::Failed) {
         "Failed"
+    } else if matches!(restore, Some(RestorePhase::Pending | RestorePhase::Running)) {
+        "Restoring"
     } else if is(READY) {
         "Ready"
     } else if o.pods.iter().all(|p| !p.ready) && !is(crate::api::conditions::AVAILABLE) {
@@ -206,7 +213,13 @@ pub fn phase(o: &Observed, desired: &[Desired]) -> &'static str {
 
 /// The full status for `o`, merged with `old` so unchanged conditions keep their times.
 pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
-    let desired = conditions(o);
+    let mut desired = conditions(o);
+    // Before the restore step ran (e.g. an invalid spec), the restore as last recorded.
+    let restore = o
+        .restore
+        .clone()
+        .or_else(|| old.and_then(|s| s.restore.clone()));
+    desired.extend(super::restore::condition(restore.as_ref()));
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (mut members, primary, recent_actions) = match &o.topology {
         Some(t) => (t.members.clone(), t.primary.clone(), t.history.clone()),
@@ -232,7 +245,7 @@ pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MyS
         None => o.pods.iter().filter(|p| is_online(p)).count() as i32,
     };
     MySQLClusterStatus {
-        phase: Some(phase(o, &desired).to_string()),
+        phase: Some(phase(o, &desired, restore.as_ref()).to_string()),
         conditions: conditions::merge(old_conditions, &desired, o.generation, now),
         primary,
         online_instances,
@@ -240,6 +253,7 @@ pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MyS
         group_name: Some(o.group_name.clone()),
         recent_actions,
         observed_generation: o.generation,
+        restore,
     }
 }
 
@@ -269,6 +283,7 @@ mod tests {
             error: None,
             changed: false,
             topology: None,
+            restore: None,
         }
     }
 
@@ -319,6 +334,33 @@ mod tests {
         assert!(conditions::is_true(&s.conditions, PROGRESSING));
         assert!(!conditions::is_true(&s.conditions, DEGRADED));
         assert!(!conditions::is_true(&s.conditions, AVAILABLE));
+    }
+
+    #[test]
+    fn a_restore_shows_in_the_phase_and_its_own_condition() {
+        let mut o = observed(vec![pod("c-0", true, None)]);
+        o.restore = Some(RestoreStatus {
+            phase: Some(RestorePhase::Running),
+            message: Some("restoring s3://b/p/ into c-0".into()),
+            ..Default::default()
+        });
+        let s = status(&o, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Restoring"));
+        let c = s.conditions.iter().find(|c| c.type_ == "Restored").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "RestoreRunning")
+        );
+        assert_eq!(s.restore, o.restore);
+        // Steps that do not reach the restore (an invalid spec) keep the recorded one.
+        let kept = status(&observed(vec![]), Some(&s), &now());
+        assert_eq!(kept.restore, o.restore);
+        o.restore.as_mut().unwrap().phase = Some(RestorePhase::Failed);
+        assert_eq!(status(&o, None, &now()).phase.as_deref(), Some("Failed"));
+        o.restore.as_mut().unwrap().phase = Some(RestorePhase::Succeeded);
+        let done = status(&o, None, &now());
+        assert_ne!(done.phase.as_deref(), Some("Restoring"));
+        assert!(conditions::is_true(&done.conditions, "Restored"));
     }
 
     #[test]

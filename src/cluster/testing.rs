@@ -26,6 +26,7 @@ pub fn deref() -> Dereferenced {
         group_name: Uuid::parse_str(GROUP_NAME).unwrap(),
         existing_accounts: BTreeSet::new(),
         tls_secret_keys: None,
+        restore: None,
     }
 }
 

@@ -147,6 +147,7 @@ pub fn cluster_input(
     cluster: &MySQLCluster,
     pods: &[Pod],
     statefulset: Option<&StatefulSet>,
+    restore: topology::RestoreGate,
     now: jiff::Timestamp,
 ) -> ClusterInput {
     let update_revision = statefulset
@@ -183,6 +184,7 @@ pub fn cluster_input(
         ),
         flap_window: FLAP_WINDOW,
         now,
+        restore,
     }
 }
 
@@ -340,7 +342,14 @@ mod tests {
              spec: {clonePolicy: ReplaceErrant}\n",
         );
         let v = valid_cluster("spec: {}");
-        let input = cluster_input(&v, &c, &[], None, jiff::Timestamp::UNIX_EPOCH);
+        let input = cluster_input(
+            &v,
+            &c,
+            &[],
+            None,
+            Default::default(),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));
         assert_eq!(input.clone_policy, ClonePolicy::ReplaceErrant);

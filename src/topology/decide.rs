@@ -2,7 +2,9 @@
 //! most one operation and says what the status, Events and role labels should be.
 
 use super::diagnose::{Diagnosis, Health, QuorumGroup, diagnose};
-use super::observe::{ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach};
+use super::observe::{
+    ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, RestoreGate,
+};
 use super::ops::Operation;
 use super::status::assemble;
 pub use super::status::{Condition, Decision, Event, MemberReport};
@@ -439,6 +441,23 @@ fn force_quorum(observed: &Observed, partition: &[u32]) -> Verdict {
 }
 
 fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
+    // A cluster created from a backup starts its group only from the restored first member,
+    // once the restore succeeded: never from an empty member, never from a half-loaded one.
+    match &observed.input.restore {
+        RestoreGate::Open => {}
+        RestoreGate::Waiting { reason, message } => {
+            return Verdict::wait(
+                reason,
+                format!(
+                    "the group starts once the backup is restored into {}: {message}",
+                    name(observed, 0)
+                ),
+            );
+        }
+        RestoreGate::Blocked { reason, message } => {
+            return Verdict::blocked(reason, message.clone());
+        }
+    }
     if !diagnosis.unreachable.is_empty() {
         return Verdict::wait(
             "WaitingForAllMembers",
@@ -562,6 +581,7 @@ mod tests {
                 history: vec![],
                 flap_window: Duration::from_secs(30),
                 now: jiff::Timestamp::from_second(1_000_000).unwrap(),
+                restore: RestoreGate::Open,
             };
             let members = (0..n)
                 .map(|o| Member {
@@ -684,6 +704,110 @@ mod tests {
         assert_eq!(d.operation, Operation::Bootstrap { seed: 0 });
         assert!(condition(&d, "Progressing").status);
         assert!(!condition(&d, "Ready").status);
+    }
+
+    #[test]
+    fn no_member_starts_the_group_while_the_restore_into_the_first_has_not_succeeded() {
+        let pending = || RestoreGate::Waiting {
+            reason: "RestoreInProgress",
+            message: "the restore Job runs".into(),
+        };
+        // Member 0 is loading (empty so far); another member holding data must not seed.
+        let d = Fx::new(3)
+            .gtids(1, &g("1-5"))
+            .with(|i| i.restore = pending())
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let progressing = condition(&d, "Progressing");
+        assert!(progressing.status);
+        assert_eq!(progressing.reason, "RestoreInProgress");
+        assert!(
+            progressing.message.contains("restored into db-0")
+                && progressing.message.contains("Job runs"),
+            "{}",
+            progressing.message
+        );
+        assert!(!condition(&d, "Ready").status);
+        assert!(d.events.is_empty(), "waiting is not an Event every tick");
+        // Every member empty and answering (what bootstraps a new cluster) is held as well.
+        let d = Fx::new(3).with(|i| i.restore = pending()).decide();
+        assert_eq!(d.operation, Operation::None);
+        // Member 0 answering mid-load with part of the data: still held.
+        let d = Fx::new(3)
+            .gtids(0, &g("1-3"))
+            .with(|i| i.restore = pending())
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+    }
+
+    #[test]
+    fn a_failed_restore_blocks_the_first_start_and_says_what_to_do() {
+        let d = Fx::new(3)
+            .with(|i| {
+                i.restore = RestoreGate::Blocked {
+                    reason: "RestoreFailed",
+                    message: "delete the Job restore-db to retry".into(),
+                }
+            })
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let degraded = condition(&d, "Degraded");
+        assert_eq!(degraded.reason, "RestoreFailed");
+        assert!(degraded.message.contains("delete the Job"));
+        assert!(
+            !condition(&d, "Progressing").status,
+            "it waits for a person"
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.warning && e.reason == "RestoreFailed")
+        );
+    }
+
+    #[test]
+    fn after_the_restore_the_group_starts_from_the_restored_first_member() {
+        // The restored member holds the backup's GTID set; the others are new and empty.
+        let d = Fx::new(3)
+            .gtids(0, &g("1-1000"))
+            .with(|i| i.restore = RestoreGate::Open)
+            .decide();
+        assert_eq!(d.operation, Operation::Bootstrap { seed: 0 });
+        // Then the empty members are provisioned from it by clone.
+        let d = Fx::new(3)
+            .gtids(0, &g("1-1000"))
+            .group(&[(0, S::Online)], 0)
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Clone {
+                member: 1,
+                donor: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_gate_does_not_touch_a_running_group() {
+        let d = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .gtids(2, &g("1-4"))
+            .group(&[(0, S::Online), (1, S::Online)], 0)
+            .with(|i| {
+                i.restore = RestoreGate::Waiting {
+                    reason: "RestorePending",
+                    message: "status was lost".into(),
+                }
+            })
+            .decide();
+        assert_eq!(
+            d.operation,
+            Operation::Join {
+                member: 2,
+                restart: false
+            }
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod sql;
 pub mod status;
 
 pub use decide::{decide, updated_history};
-pub use observe::{ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, Role};
+pub use observe::{
+    ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
+};
 pub use ops::{MemberOps, Operation, OpsError};
 pub use status::{Condition, Decision, Event, MemberReport};
 
@@ -188,6 +190,7 @@ mod tests {
             history: vec![],
             flap_window: Duration::from_secs(30),
             now: jiff::Timestamp::from_second(1_000).unwrap(),
+            restore: RestoreGate::Open,
         }
     }
 

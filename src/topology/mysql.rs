@@ -346,6 +346,7 @@ mod tests {
             history: vec![],
             flap_window: Duration::from_secs(30),
             now: jiff::Timestamp::UNIX_EPOCH,
+            restore: Default::default(),
         };
         let ops = ops();
         let future = crate::topology::tick(&ops, input);

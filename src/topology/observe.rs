@@ -89,6 +89,28 @@ pub struct ActionRecord {
     pub at: Timestamp,
 }
 
+/// Whether the group may be started, for a cluster created from a backup (`spec.restoreFrom`):
+/// the backup is loaded into the first member, which then starts the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RestoreGate {
+    /// No restore was asked for, or it succeeded: the group starts as usual (the restored first
+    /// member holds every other member's transactions, so it is the seed).
+    #[default]
+    Open,
+    /// The restore has not finished (first member not up yet, Job running): no member starts
+    /// the group. `reason` and `message` say why.
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
+    /// The restore failed or its source cannot be used: no member starts the group until a
+    /// person acts; `message` says what to do.
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+}
+
 /// Everything the state machine needs from the `MySQLCluster` and its pods.
 #[derive(Debug, Clone)]
 pub struct ClusterInput {
@@ -113,6 +135,8 @@ pub struct ClusterInput {
     /// No second automatic action of the same kind on the same member within this window.
     pub flap_window: std::time::Duration,
     pub now: Timestamp,
+    /// Holds the first start of the group while a restore from a backup has not succeeded.
+    pub restore: RestoreGate,
 }
 
 impl ClusterInput {
@@ -350,6 +374,7 @@ mod tests {
             history: vec![],
             flap_window: std::time::Duration::from_secs(30),
             now: Timestamp::UNIX_EPOCH,
+            restore: RestoreGate::Open,
         }
     }
 

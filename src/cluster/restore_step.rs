@@ -1,0 +1,131 @@
+//! The restore step of the reconcile (clusters with `spec.restoreFrom`): reads the restore Job,
+//! asks [`super::restore::plan`] what is next, and creates the Job when it is time. The Job is
+//! owned by the cluster, so it goes with it.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::build::names::Names;
+use super::restore::{self, Plan, RestoreInput, RestoreLocation};
+use super::topology_step::pod_info;
+use crate::api::MySQLCluster;
+use crate::api::cluster::RestorePhase;
+use crate::backups::{self, BackupError, job};
+use crate::controller::Context;
+use crate::topology::PodPhase;
+
+/// A read or write of the restore step that failed; the reconcile is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreStepError {
+    #[error("reading the restore Job {name}: {source}")]
+    Read {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating the restore Job {name}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading the result of the restore Job: {0}")]
+    Result(#[from] BackupError),
+}
+
+/// Whether the status shows a member that was in a group: the group was started before.
+fn group_started(cluster: &MySQLCluster) -> bool {
+    cluster.status.as_ref().is_some_and(|s| {
+        s.primary.is_some()
+            || s.members
+                .iter()
+                .any(|m| m.state == "ONLINE" || m.state == "RECOVERING")
+    })
+}
+
+/// Plans the restore of `cluster` and creates its Job when the plan says so.
+pub async fn run(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    location: Option<&Result<RestoreLocation, restore::Unresolved>>,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    now: &Time,
+) -> Result<Plan, RestoreStepError> {
+    let name = cluster.name_any();
+    let ns = cluster.namespace().unwrap_or_default();
+    let names = Names::new(&name, &ns);
+    let job_name = job::restore_job_name(&name);
+    let old = cluster.status.as_ref().and_then(|s| s.restore.as_ref());
+    let finished = old.and_then(|r| r.phase) == Some(RestorePhase::Succeeded);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let job = match &cluster.spec.restore_from {
+        Some(_) if !finished => {
+            jobs.get_opt(&job_name)
+                .await
+                .map_err(|source| RestoreStepError::Read {
+                    name: job_name.clone(),
+                    source,
+                })?
+        }
+        _ => None,
+    };
+    let view = match &job {
+        Some(j) => Some(backups::job_view(ctx, &ns, &job_name, j).await?),
+        None => None,
+    };
+    let first_member = names.pod(0);
+    let first_member_ready = pods
+        .iter()
+        .filter(|p| p.name_any() == first_member)
+        .filter_map(|p| pod_info(&name, p, None))
+        .any(|p| p.phase == PodPhase::Running && p.ready && !p.deleting);
+    let plan = restore::plan(&RestoreInput {
+        requested: cluster.spec.restore_from.as_ref(),
+        location,
+        old,
+        job_name: &job_name,
+        job: view.as_ref(),
+        job_created: job
+            .as_ref()
+            .and_then(|j| j.metadata.creation_timestamp.as_ref()),
+        first_member: &first_member,
+        first_member_ready,
+        group_started: group_started(cluster),
+        cluster: &name,
+        now,
+    });
+    if plan.create_job
+        && let Some(Ok(location)) = location
+    {
+        let input = job::JobInput {
+            mode: job::Mode::Restore,
+            image: ctx.config.image.clone(),
+            cluster: name.clone(),
+            namespace: ns.clone(),
+            host: names.pod_fqdn(0, &ctx.config.cluster_domain),
+            storage: location.storage.clone(),
+            prefix: location.prefix.clone(),
+        };
+        match jobs
+            .create(&PostParams::default(), &job::restore_job(cluster, &input))
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics.api_writes(1);
+                info!(job = %job_name, source = %location.source, "restore Job created");
+            }
+            // Created by an earlier reconcile whose status write was lost: it is the one.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(source) => {
+                return Err(RestoreStepError::Create {
+                    name: job_name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
