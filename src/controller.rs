@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PartialObjectMeta};
@@ -324,6 +325,10 @@ pub async fn run(
             )
             .touched_objects(),
         )
+        // The restore Job: its outcome lifts the hold on the group's first start at once.
+        .owns_stream(
+            watcher(api::<Job>(&client, &config.namespace), owned.clone()).touched_objects(),
+        )
         .watches_stream(
             watcher(api::<Pod>(&client, &config.namespace), owned).touched_objects(),
             pods_to_cluster,
@@ -347,7 +352,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .owns(
-        api_full::<k8s_openapi::api::batch::v1::Job>(&client, &config.namespace),
+        api_full::<Job>(&client, &config.namespace),
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")),
     )
     .graceful_shutdown_on(async move { backup_shutdown.cancelled().await })
