@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -25,6 +25,7 @@ use crate::backup::s3::{Bucket, S3Config};
 use crate::cluster::apply::FIELD_MANAGER;
 use crate::cluster::build::names::Names;
 use crate::controller::Context;
+use crate::credentials::SecretText;
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).
@@ -342,19 +343,11 @@ async fn cleanup(backup: &Backup, ctx: &Context) -> Result<Action, BackupError> 
 async fn s3_config(ctx: &Context, ns: &str, storage: &S3Storage) -> Result<S3Config, BackupError> {
     let (mut id, mut key) = (String::new(), String::new());
     if let Some(creds) = &storage.credentials_secret {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        let secret = secrets
-            .get(&creds.name)
+        let data = SecretText::read(&ctx.client, ns, &creds.name)
             .await
             .map_err(kube_err(format!("Secret {}", creds.name)))?;
-        let data = secret.data.unwrap_or_default();
-        let read = |k: &str| {
-            data.get(k)
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                .unwrap_or_default()
-        };
-        id = read(&creds.access_key_id_key);
-        key = read(&creds.secret_access_key_key);
+        id = data.get(&creds.access_key_id_key).unwrap_or_default();
+        key = data.get(&creds.secret_access_key_key).unwrap_or_default();
     }
     Ok(S3Config {
         endpoint: storage.endpoint.clone(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -20,6 +20,7 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION,
 };
 use crate::cluster::build::mycnf::local_address_port;
+use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
@@ -193,20 +194,14 @@ async fn credentials(
     names: &Names,
     account: Account,
 ) -> Result<Credentials, TopologyError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
     let name = names.secret(account.suffix());
-    let secret = secrets
-        .get(&name)
+    let data = SecretText::read(client, &names.namespace, &name)
         .await
         .map_err(|source| TopologyError::Secret {
             name: name.clone(),
             source,
         })?;
-    let data = secret.data.unwrap_or_default();
-    let read = |k: &str| {
-        data.get(k)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
+    let read = |k: &str| data.get(k);
     let password = read("password").ok_or_else(|| TopologyError::NoPassword(name.clone()))?;
     Ok(Credentials {
         user: read("username").unwrap_or_else(|| account.user().to_string()),
