@@ -544,6 +544,9 @@ struct Verify {
     raw: (Sha256, u64),
     frame_done: bool,
     verdict: Arc<Mutex<Option<String>>>,
+    /// Decoder output space, allocated once per chunk (a fresh buffer per network read would be
+    /// a new mapping to fault in every time).
+    scratch: Vec<u8>,
 }
 
 fn verified_rows(
@@ -559,6 +562,7 @@ fn verified_rows(
         raw: (Sha256::new(), 0),
         frame_done: false,
         verdict,
+        scratch: vec![0u8; 256 << 10],
     });
     futures::stream::unfold(Some(state), |state| async move {
         let mut s = match state? {
@@ -589,7 +593,7 @@ impl Verify {
         self.object.0.update(input);
         self.object.1 += input.len() as u64;
         let mut out = Vec::with_capacity(input.len() * 4);
-        let mut buf = vec![0u8; 256 << 10];
+        let buf = &mut self.scratch;
         let mut inb = InBuffer::around(input);
         loop {
             let mut outb = OutBuffer::around(&mut buf[..]);

@@ -2,7 +2,10 @@
 //! deferred, the index build once all its chunks are in.
 //!
 //! Loads go to the table with the most bytes still to hand out, so the big tables start first and
-//! the end of the restore is many small pieces spread over every worker. A table takes at most
+//! the end of the restore is many small pieces spread over every worker. Within a table, chunks
+//! go in key order: InnoDB then appends to its clustered index instead of splitting pages in the
+//! middle (loading a table's chunks largest-first put its open-ended last chunk first). A table
+//! takes at most
 //! `max_parallel` loads at a time: where the server serializes loads of one table (a table-level
 //! AUTO-INC lock or bulk-insert table lock), a second worker on it would only wait, while it could
 //! load another table.
@@ -37,7 +40,7 @@ pub enum Next {
 
 #[derive(Debug)]
 struct Table {
-    /// Chunks not handed out yet, biggest first.
+    /// Chunks not handed out yet, in key (manifest) order.
     pending: VecDeque<(usize, u64)>,
     pending_bytes: u64,
     running: usize,
@@ -69,12 +72,9 @@ impl Schedule {
             running: 0,
         };
         for (t, p) in plans.iter().enumerate() {
-            let mut pending: Vec<(usize, u64)> =
-                p.chunk_bytes.iter().copied().enumerate().collect();
-            pending.sort_by_key(|&(c, b)| (std::cmp::Reverse(b), c));
             s.tables.push(Table {
                 pending_bytes: p.chunk_bytes.iter().sum(),
-                pending: pending.into(),
+                pending: p.chunk_bytes.iter().copied().enumerate().collect(),
                 running: 0,
                 max_parallel: p.max_parallel.max(1),
                 unfinished: p.chunk_bytes.len(),
@@ -158,15 +158,15 @@ mod tests {
     }
 
     #[test]
-    fn biggest_table_first_then_the_others_and_indexes_after_the_last_chunk() {
+    fn biggest_table_first_chunks_in_key_order_and_indexes_after_the_last_chunk() {
         let mut s = Schedule::new(&[plan(&[10, 30], 1, true), plan(&[50], 4, false)]);
         assert_eq!(run(&mut s), Job::Load { table: 1, chunk: 0 });
-        assert_eq!(run(&mut s), Job::Load { table: 0, chunk: 1 });
+        assert_eq!(run(&mut s), Job::Load { table: 0, chunk: 0 });
         // table 0 is at its limit, table 1 has nothing left
         assert_eq!(s.next_job(), Next::Wait);
-        s.finished(Job::Load { table: 0, chunk: 1 });
-        assert_eq!(run(&mut s), Job::Load { table: 0, chunk: 0 });
         s.finished(Job::Load { table: 0, chunk: 0 });
+        assert_eq!(run(&mut s), Job::Load { table: 0, chunk: 1 });
+        s.finished(Job::Load { table: 0, chunk: 1 });
         assert_eq!(run(&mut s), Job::BuildIndexes { table: 0 });
         assert_eq!(s.next_job(), Next::Wait);
         s.finished(Job::BuildIndexes { table: 0 });
