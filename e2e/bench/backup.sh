@@ -126,7 +126,8 @@ measure restore myloader myloader --host 127.0.0.1 --port $DST --user root --thr
 reset_dst
 mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
 measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$DST \
-  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {} CHARACTER SET binary\""
+  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {} CHARACTER SET binary\"" \
+  || echo "(the LOAD DATA floor is informational: MariaDB refuses the OUTFILE form of spatial values)"
 fi
 
 if [ -z "${IOP_BIN:-}" ]; then
