@@ -8,6 +8,10 @@
 # each measured with GNU time (wall, peak RSS of the largest process, user+sys CPU).
 # Usage: e2e/bench/backup.sh [TABLES] [ROWS_PER_TABLE]   (default 6 x 1,000,000 = ~1.2 GB)
 # REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
+# BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
+# Ours is the release build (Cargo.toml [profile.release]: opt-level 3 everywhere, thin LTO), or
+# IOP_BIN. The machine's load average is recorded with every measurement: on a shared machine
+# compare CPU seconds first, wall time second.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source e2e/lib/common.sh
@@ -22,6 +26,7 @@ e2e/lib/install-s3.sh >/dev/null
 command -v aws >/dev/null || python3 -m pip install -q awscli
 
 REUSE=${REUSE:-0}
+BASELINES=${BASELINES:-1}
 [ -d "$BENCH/src/data" ] || REUSE=0
 if [ "$REUSE" = 1 ]; then
   rm -rf "$BENCH"/{s3,stage,outfile,results}
@@ -88,14 +93,16 @@ measure() { # kind name cmd...
   /usr/bin/time -f '%e %M %U %S' -o "$BENCH/results/time" "$@" >"$BENCH/results/$name.out" 2>"$BENCH/results/$name.err" \
     || { echo "$name FAILED:"; tail -5 "$BENCH/results/$name.err"; return 1; }
   read -r wall rss user sys <"$BENCH/results/time"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$wall" "$((rss / 1024))" "$(echo "$user + $sys" | bc)" >>"$RESULTS"
-  echo "$kind $name: ${wall}s, peak RSS $((rss / 1024)) MiB, CPU $(echo "$user + $sys" | bc)s"
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$wall" "$((rss / 1024))" "$(echo "$user + $sys" | bc)" "$load" >>"$RESULTS"
+  echo "$kind $name: ${wall}s, peak RSS $((rss / 1024)) MiB, CPU $(echo "$user + $sys" | bc)s, load $load"
 }
 DBS="--databases sbtest types"
 reset_dst() {
   mariadb -uroot -h127.0.0.1 -P$DST -e "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS types; RESET MASTER"
 }
 
+if [ "$BASELINES" = 1 ]; then
 echo "== backups (workers/threads = $WORKERS)"
 measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
   --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
@@ -119,12 +126,14 @@ measure restore myloader myloader --host 127.0.0.1 --port $DST --user root --thr
 reset_dst
 mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
 measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$DST \
-  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {}\""
+  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {} CHARACTER SET binary\"" \
+  || echo "(the LOAD DATA floor is informational: MariaDB refuses the OUTFILE form of spatial values)"
+fi
 
-# Release build without LTO (same code, a faster build); built last so the baselines run meanwhile.
 if [ -z "${IOP_BIN:-}" ]; then
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo build --release --bin innodb-operator
+  build_start=$SECONDS
+  cargo build --release --bin innodb-operator
+  echo "release build: $((SECONDS - build_start))s (0 when it was up to date)"
 fi
 echo "== ours"
 measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
@@ -136,10 +145,10 @@ measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
 echo
 echo "data: $((raw / 1048576)) MiB of rows (logical, uncompressed); workers/threads: $WORKERS"
-echo "| run | tool | seconds | MiB/s | peak RSS MiB | CPU s | ours is N× faster |"
-echo "|---|---|---|---|---|---|---|"
-while IFS=$'\t' read -r kind name wall rss cpu; do
+echo "| run | tool | seconds | MiB/s | peak RSS MiB | CPU s | load avg | ours is N× faster |"
+echo "|---|---|---|---|---|---|---|---|"
+while IFS=$'\t' read -r kind name wall rss cpu load; do
   ours=$(awk -F'\t' -v k="$kind" '$1 == k && $2 == "ours" {print $3}' "$RESULTS")
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
-    "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$(echo "scale=2; $wall / $ours" | bc)"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
+    "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$load" "$(echo "scale=2; $wall / $ours" | bc)"
 done <"$RESULTS"

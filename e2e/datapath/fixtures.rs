@@ -40,6 +40,11 @@ pub const EVERY_TYPE: &[&str] = &[
        FROM seq_1_to_3000",
     "CREATE TABLE types.nopk (a INT, b VARCHAR(20), c BLOB) ENGINE=InnoDB",
     "INSERT INTO types.nopk SELECT seq % 50, IF(seq % 7 = 0, NULL, CONCAT('v', seq % 13)), IF(seq % 5 = 0, '', UNHEX(HEX(seq))) FROM seq_1_to_20000",
+    // Secondary indexes the restore defers (plain ones) and keeps (unique, the AUTO_INCREMENT
+    // column's only key); the restored definition must be the same.
+    "CREATE TABLE types.keyed (a INT NOT NULL AUTO_INCREMENT, b INT, c VARCHAR(20), d INT,
+        KEY a (a), UNIQUE KEY c (c), KEY bd (b, d), KEY cp (c(5)) COMMENT 'prefix')",
+    "INSERT INTO types.keyed (b, c, d) SELECT seq % 97, CONCAT('k', seq), seq % 13 FROM seq_1_to_5000",
     "CREATE TABLE types.parent (id BIGINT PRIMARY KEY, name VARCHAR(20))",
     "CREATE TABLE types.child (id INT PRIMARY KEY, parent_id BIGINT, FOREIGN KEY (parent_id) REFERENCES types.parent(id))",
     "INSERT INTO types.parent VALUES (1, 'p1'), (2, 'p2')",
@@ -90,6 +95,30 @@ pub async fn load<S: AsRef<str>>(conn: &mut Conn, statements: &[S]) {
             .await
             .unwrap_or_else(|e| panic!("fixture statement failed: {e}\n{}", s.as_ref()));
     }
+}
+
+/// `SHOW CREATE TABLE` of every base table, so a restore proves it rebuilt the same definitions
+/// (indexes included, whatever order it created them in).
+pub async fn table_definitions(conn: &mut Conn, dbs: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for db in dbs {
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                (db,),
+            )
+            .await
+            .expect("list tables");
+        for t in tables {
+            let create: Option<(String, String)> = conn
+                .query_first(format!("SHOW CREATE TABLE `{db}`.`{t}`"))
+                .await
+                .expect("show create table");
+            out.push((format!("{db}.{t}"), create.expect("a definition").1));
+        }
+    }
+    out
 }
 
 /// Per table: row count, CHECKSUM TABLE, and a sha256 over every row in a total order of all

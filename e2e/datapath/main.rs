@@ -129,6 +129,11 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
     let want = fixtures::table_digests(&mut c, &["types", "big"]).await;
     let got = fixtures::table_digests(&mut d, &["types", "big"]).await;
     assert_eq!(got, want, "every row of every table equal");
+    assert_eq!(
+        fixtures::table_definitions(&mut d, &["types", "big"]).await,
+        fixtures::table_definitions(&mut c, &["types", "big"]).await,
+        "every table definition equal (deferred indexes rebuilt)"
+    );
     // generated columns are recomputed, the schema objects and accounts exist
     let gs: Option<String> = d
         .query_first("SELECT gs FROM types.every WHERE id = 1")

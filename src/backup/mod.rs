@@ -11,9 +11,11 @@ pub mod encode;
 pub mod manifest;
 pub mod restore;
 pub mod s3;
+pub mod schedule;
 pub mod schema;
 pub mod snapshot;
 pub mod sql;
+pub mod tabledef;
 
 pub use dump::{BackupConfig, BackupError, run};
 pub use manifest::Manifest;
