@@ -73,6 +73,9 @@ impl Mariadb {
         let out = Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            // Its own tmpdir: bootstraps running side by side in a shared /tmp have failed with
+            // "Could not remove temporary table" (seen once in CI-like runs).
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
