@@ -27,7 +27,8 @@ ensure_rust() {
 # cargo_test ARGS...: `cargo test ARGS` whose pass/fail counts are added to the run's totals.
 export IOP_TEST_LOG="${IOP_TEST_LOG:-$(mktemp -t iop-tests.XXXXXX)}"
 cargo_test() {
-  cargo test --locked "$@" 2>&1 | tee -a "$IOP_TEST_LOG"
+  # A failing test's message says what failed; backtraces (IOP_BACKTRACE=1) would bury it.
+  RUST_BACKTRACE="${IOP_BACKTRACE:-0}" cargo test --locked "$@" 2>&1 | tee -a "$IOP_TEST_LOG"
   return "${PIPESTATUS[0]}"
 }
 

@@ -21,7 +21,7 @@ TESTENV_BIN="$TESTENV_ROOT/bin"
 TESTENV_NODES="${TESTENV_NODES:-3}"
 
 log() { echo "testenv: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() { DIED="$*"; log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # build
@@ -162,8 +162,13 @@ state_dir() { echo "${1:-${TESTENV_DIR:-$IOP_CACHE/testenv/run}}"; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # free_ports N: N distinct loopback ports nobody listens on (a random start spreads concurrent runs).
+# They lie below the kernel's ephemeral range: a port from that range, free when chosen, can be
+# taken as the source port of one of the apiserver's own connections before its component binds.
 free_ports() {
-  local n=$1 p=$((20000 + RANDOM % 30000)) got=()
+  local n=$1 low=32768 p got=()
+  read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 12000 ] || low=32768
+  p=$((10000 + RANDOM % (low - 12000)))
   while [ "${#got[@]}" -lt "$n" ]; do
     port_free "$p" && got+=("$p")
     p=$((p + 1))
@@ -241,11 +246,9 @@ wait_for() {
   local deadline=$((SECONDS + timeout))
   until "$@" > /dev/null 2>&1; do
     if ! running "$d" "$name"; then
-      tail -n 30 "$d/logs/$name.log" >&2 || true
       die "$name exited during startup (log: $d/logs/$name.log)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$d/logs/$name.log" >&2 || true
       die "$name not healthy after ${timeout}s (log: $d/logs/$name.log)"
     fi
     sleep 0.2
@@ -321,6 +324,9 @@ cmd_up() {
   local start=$SECONDS
   rm -rf "$d"
   mkdir -p "$d/logs" "$d/pids" "$d/ports"
+  # A start that fails half way stops what it started, so that trying again in the same
+  # directory works, and shows every component's last lines (the failing one may be a symptom).
+  trap 'up_failed "$STATE"' EXIT
   pki "$d/pki"
   write_audit_policy "$d"
   local ports
@@ -375,6 +381,7 @@ cmd_up() {
       watchdog "$TESTENV_OWNER_PID" "$here/testenv.sh" "$d" "$d/watchdog.pid" \
       > "$d/logs/watchdog.log" 2>&1 < /dev/null &
   fi
+  trap - EXIT
   log "control plane up in $d ($((SECONDS - start))s)"
   cmd_env "$d"
 }
@@ -406,6 +413,18 @@ stop_all() {
     fi
   done
   for name in "$@"; do rm -f "$d/pids/$name.pid"; done
+}
+
+# up_failed DIR: the EXIT trap of a failed `up`.
+up_failed() {
+  local d=$1 f
+  for f in "$d"/logs/*.log; do
+    [ -s "$f" ] || continue
+    log "last lines of $f:"
+    tail -n 8 "$f" >&2 || true
+  done
+  cmd_down "$d" >&2 || true
+  log "error: the control plane did not start: ${DIED:-see above}"
 }
 
 cmd_down() {
