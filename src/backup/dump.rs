@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use super::chunk::{self, KeyRange};
@@ -81,11 +80,20 @@ pub enum BackupError {
     Worker(String),
 }
 
-/// Raw bytes encoded before they go through the hash and the compressor. Each batch becomes one
-/// zstd frame (an object is a series of frames, which any zstd decoder reads as one stream):
-/// compressing a whole buffer at once skips the copy into, and the wrap-around of, a streaming
-/// compressor's window, and at the fast levels (window ≤ 1 MiB) costs almost no ratio.
+/// Raw bytes encoded before they go through the compressor. Each batch becomes one zstd frame
+/// with its content checksum (an object is a series of frames, which any zstd decoder reads as
+/// one stream and verifies frame by frame): compressing a whole buffer at once skips the copy
+/// into, and the wrap-around of, a streaming compressor's window, and at the fast levels
+/// (window ≤ 1 MiB) costs almost no ratio. The frame checksum (XXH64, ~1% of the compression
+/// time) replaces a sha256 of the raw rows, which cost 7% of a backup's CPU.
 const ENCODE_BATCH: usize = 1 << 20;
+
+/// The compressor of chunk frames: each frame carries its content checksum.
+pub(super) fn frame_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_checksum(true)?;
+    Ok(c)
+}
 
 /// Checks the settings before anything touches a server.
 pub fn validate(cfg: &BackupConfig) -> Result<(), BackupError> {
@@ -372,10 +380,9 @@ async fn dump_chunk(
             source,
         };
         let mut result = conn.query_iter(query).await.map_err(query_err)?;
-        let mut compressor = zstd::bulk::Compressor::new(cfg.zstd_level).map_err(compress_err)?;
+        let mut compressor = frame_compressor(cfg.zstd_level).map_err(compress_err)?;
         let mut raw = Vec::with_capacity(ENCODE_BATCH + (64 << 10));
         let mut packed = Vec::new();
-        let mut sha = Sha256::new();
         let (mut rows, mut raw_bytes, mut frames) = (0u64, 0u64, 0u64);
         loop {
             let row = result.next().await.map_err(query_err)?;
@@ -390,7 +397,6 @@ async fn dump_chunk(
             }
             // An empty chunk still gets one (empty) frame: a restore needs a complete frame.
             if raw.len() >= ENCODE_BATCH || (row.is_none() && (!raw.is_empty() || frames == 0)) {
-                sha.update(&raw);
                 raw_bytes += raw.len() as u64;
                 packed.clear();
                 packed.reserve(zstd::zstd_safe::compress_bound(raw.len()));
@@ -405,10 +411,10 @@ async fn dump_chunk(
                 break;
             }
         }
-        Ok::<_, BackupError>((rows, raw_bytes, hex::encode(sha.finalize())))
+        Ok::<_, BackupError>((rows, raw_bytes))
     }
     .await;
-    let (rows, raw_bytes, raw_sha256) = match streamed {
+    let (rows, raw_bytes) = match streamed {
         Ok(v) => v,
         Err(e) => {
             writer.abort().await;
@@ -422,7 +428,6 @@ async fn dump_chunk(
         range: job.range.clone(),
         rows,
         raw_bytes,
-        raw_sha256,
         object_bytes: stored.bytes,
         object_sha256: stored.sha256,
     })

@@ -10,8 +10,9 @@ use super::schema::Schema;
 
 /// Object name of the manifest under the backup prefix.
 pub const MANIFEST: &str = "manifest.json";
-/// Version of this manifest layout; restore refuses others.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of this manifest layout; restore refuses others. Version 2: chunk objects carry zstd
+/// content checksums in every frame instead of a sha256 of the raw rows in the manifest.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -61,9 +62,8 @@ pub struct ChunkEntry {
     pub object: String,
     pub range: KeyRange,
     pub rows: u64,
-    /// Size and sha256 of the uncompressed rows.
+    /// Size of the uncompressed rows (their integrity: each zstd frame's content checksum).
     pub raw_bytes: u64,
-    pub raw_sha256: String,
     /// Size and sha256 of the stored (zstd) object.
     pub object_bytes: u64,
     pub object_sha256: String,
