@@ -108,10 +108,25 @@ measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user roo
   --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
   && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging/"
 measure backup streaming bash -c "set -o pipefail; mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction \
-  --quick --hex-blob $DBS | zstd -3 -q | aws $S3 s3 cp - s3://bench/streaming/dump.sql.zst"
+  --quick --hex-blob $DBS | zstd -1 -T0 -q | aws $S3 s3 cp - s3://bench/streaming/dump.sql.zst"
 tables=$(mariadb -N -uroot -h127.0.0.1 -P$SRC -e "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema IN ('sbtest','types')")
-measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$SRC \
-  -e \"SELECT * FROM {} INTO OUTFILE '$BENCH/outfile/{}.tsv'\""
+# The floors: one SELECT ... INTO OUTFILE per table, one LOAD DATA INFILE per table. OUTFILE writes
+# BIT values as raw bytes without escaping a newline among them, and POINT in the server's internal
+# form, which LOAD DATA does not read back: the every-type table travels them as an integer and
+# WKB, and skips its generated column. (A timing floor, not a lossless copy: OUTFILE prints FLOAT
+# with 6 significant digits.)
+every_out="id, ti, bi, de, fl, db, bt + 0, d, dt, ts, tm, yr, vc, l1, vb, bl, js, ST_AsBinary(pt), en, st"
+every_in="(id, ti, bi, de, fl, db, @bt, d, dt, ts, tm, yr, vc, l1, vb, bl, js, @pt, en, st)
+  SET bt = CAST(@bt AS UNSIGNED), pt = ST_GeomFromWKB(@pt)"
+for t in $tables; do
+  out="*" in=""
+  [ "$t" = types.every ] && out=$every_out in=$every_in
+  echo "SELECT $out FROM $t INTO OUTFILE '$BENCH/outfile/$t.tsv'" >"$BENCH/stage/outfile-$t.sql"
+  echo "SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode='';
+    LOAD DATA INFILE '$BENCH/outfile/$t.tsv' INTO TABLE $t CHARACTER SET binary $in;" >"$BENCH/stage/infile-$t.sql"
+done
+measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
+  'mariadb -uroot -h127.0.0.1 -P$SRC <$BENCH/stage/outfile-{}.sql'"
 
 # dump.sql for `mariadb < dump.sql` (not timed), the schema for the LOAD DATA floor
 mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction --quick --hex-blob $DBS >"$BENCH/stage/dump.sql"
@@ -125,9 +140,8 @@ measure restore myloader myloader --host 127.0.0.1 --port $DST --user root --thr
   --directory "$BENCH/stage/dump" --overwrite-tables
 reset_dst
 mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
-measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} mariadb -uroot -h127.0.0.1 -P$DST \
-  -e \"SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode=''; LOAD DATA INFILE '$BENCH/outfile/{}.tsv' INTO TABLE {} CHARACTER SET binary\"" \
-  || echo "(the LOAD DATA floor is informational: MariaDB refuses the OUTFILE form of spatial values)"
+measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
+  'mariadb -uroot -h127.0.0.1 -P$DST <$BENCH/stage/infile-{}.sql'"
 fi
 
 if [ -z "${IOP_BIN:-}" ]; then
