@@ -10,8 +10,9 @@ use super::schema::Schema;
 
 /// Object name of the manifest under the backup prefix.
 pub const MANIFEST: &str = "manifest.json";
-/// Version of this manifest layout; restore refuses others. Version 2: chunk objects carry zstd
-/// content checksums in every frame instead of a sha256 of the raw rows in the manifest.
+/// Version of this manifest layout; restore refuses others. Version 2: zstd content checksums in
+/// every frame and an XXH3 of each chunk's rows, instead of two SHA-256 (raw rows, stored object),
+/// which cost a sixth of a backup's CPU.
 pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,11 +63,17 @@ pub struct ChunkEntry {
     pub object: String,
     pub range: KeyRange,
     pub rows: u64,
-    /// Size of the uncompressed rows (their integrity: each zstd frame's content checksum).
+    /// Size and XXH3-64 (hex) of the uncompressed rows. Each zstd frame also carries its content
+    /// checksum, and S3 checked every part against its signed SHA-256 when it was uploaded.
     pub raw_bytes: u64,
-    /// Size and sha256 of the stored (zstd) object.
+    pub raw_xxh3: String,
+    /// Size of the stored (zstd) object.
     pub object_bytes: u64,
-    pub object_sha256: String,
+}
+
+/// How a chunk's XXH3-64 is written in the manifest.
+pub fn xxh3_hex(hash: u64) -> String {
+    format!("{hash:016x}")
 }
 
 /// The one-line result a backup Job prints.

@@ -16,9 +16,9 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use xxhash_rust::xxh3::Xxh3;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::encode;
@@ -595,16 +595,16 @@ async fn check_load(conn: &mut Conn, key: &str, chunk: &ChunkEntry) -> Result<()
     Ok(())
 }
 
-/// Decompressing stream state: hashes both the stored and the decompressed bytes and, at the end,
-/// compares them with the manifest. A mismatch ends the stream with an error (so the server sees
+/// Decompressing stream state: counts the stored bytes, lets the decoder check every frame's
+/// content checksum, hashes the decompressed rows and, at the end, compares sizes and hash with
+/// the manifest. A mismatch ends the stream with an error (so the server sees
 /// an aborted load) and leaves the reason in `verdict`.
 struct Verify {
     body: ByteStream,
     decoder: Decoder<'static>,
     chunk: ChunkEntry,
-    object: (Sha256, u64),
-    /// Decompressed bytes so far (their integrity: the decoder checks every frame's checksum).
-    raw_bytes: u64,
+    object_bytes: u64,
+    raw: (Xxh3, u64),
     frame_done: bool,
     verdict: Arc<Mutex<Option<String>>>,
     /// Decoder output space, allocated once per chunk (a fresh buffer per network read would be
@@ -621,8 +621,8 @@ fn verified_rows(
         body,
         decoder,
         chunk,
-        object: (Sha256::new(), 0),
-        raw_bytes: 0,
+        object_bytes: 0,
+        raw: (Xxh3::new(), 0),
         frame_done: false,
         verdict,
         scratch: vec![0u8; 256 << 10],
@@ -653,8 +653,7 @@ fn verified_rows(
 
 impl Verify {
     fn decode(&mut self, input: &[u8]) -> std::io::Result<Bytes> {
-        self.object.0.update(input);
-        self.object.1 += input.len() as u64;
+        self.object_bytes += input.len() as u64;
         let mut out = Vec::with_capacity(input.len() * 4);
         let buf = &mut self.scratch;
         let mut inb = InBuffer::around(input);
@@ -668,26 +667,27 @@ impl Verify {
                 break;
             }
         }
-        self.raw_bytes += out.len() as u64;
+        self.raw.0.update(&out);
+        self.raw.1 += out.len() as u64;
         Ok(Bytes::from(out))
     }
 
     fn check(&mut self) -> Result<(), String> {
-        let object = hex::encode(std::mem::take(&mut self.object.0).finalize());
         let c = &self.chunk;
-        if self.object.1 != c.object_bytes || object != c.object_sha256 {
+        if self.object_bytes != c.object_bytes {
             return Err(format!(
-                "stored object is {} bytes with sha256 {object}, the manifest says {} bytes with sha256 {}",
-                self.object.1, c.object_bytes, c.object_sha256
+                "stored object is {} bytes, the manifest says {}",
+                self.object_bytes, c.object_bytes
             ));
         }
         if !self.frame_done {
             return Err("the zstd stream is truncated".to_string());
         }
-        if self.raw_bytes != c.raw_bytes {
+        let raw = manifest::xxh3_hex(self.raw.0.digest());
+        if self.raw.1 != c.raw_bytes || raw != c.raw_xxh3 {
             return Err(format!(
-                "decompressed rows are {} bytes, the manifest says {}",
-                self.raw_bytes, c.raw_bytes
+                "decompressed rows are {} bytes with XXH3 {raw}, the manifest says {} bytes with XXH3 {}",
+                self.raw.1, c.raw_bytes, c.raw_xxh3
             ));
         }
         Ok(())
@@ -852,8 +852,8 @@ mod tests {
             range: KeyRange::ALL,
             rows: 0,
             raw_bytes: raw.len() as u64,
+            raw_xxh3: manifest::xxh3_hex(xxhash_rust::xxh3::xxh3_64(raw)),
             object_bytes: object.len() as u64,
-            object_sha256: hex::encode(Sha256::digest(object)),
         }
     }
 
@@ -925,5 +925,16 @@ mod tests {
         let (_, verdict) = drain(object.clone(), chunk_for(&raw, &object)).await;
         let verdict = verdict.expect("a checksum mismatch is reported");
         assert!(verdict.contains("checksum"), "{verdict}");
+    }
+
+    #[tokio::test]
+    async fn an_object_of_another_chunk_is_reported() {
+        // Same sizes, intact frames, other rows (an object swapped or overwritten in the bucket).
+        let (ours, theirs) = (b"1\tone\n".repeat(9_000), b"2\ttwo\n".repeat(9_000));
+        let object = frame(&theirs);
+        let mut entry = chunk_for(&ours, &object);
+        entry.raw_bytes = theirs.len() as u64;
+        let (_, verdict) = drain(object, entry).await;
+        assert!(verdict.expect("reported").contains("XXH3"));
     }
 }

@@ -14,7 +14,6 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 /// S3's smallest part (all but the last).
@@ -87,12 +86,11 @@ pub struct Bucket {
     name: String,
 }
 
-/// What a finished object is: its key, size and sha256.
+/// What a finished object is: its key and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredObject {
     pub key: String,
     pub bytes: u64,
-    pub sha256: String,
 }
 
 impl Bucket {
@@ -121,8 +119,9 @@ impl Bucket {
                     .operation_attempt_timeout(Duration::from_secs(300))
                     .build(),
             )
-            // Integrity is end to end: sha256 of every object is in the manifest and checked on
-            // restore, so the per-request CRC would only cost CPU.
+            // Integrity: SigV4 signs every payload's SHA-256 (S3 refuses a part that does not
+            // match), zstd frames carry content checksums and the manifest each chunk's XXH3,
+            // checked on restore; a per-request CRC on top would only cost CPU.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(ep) = &cfg.endpoint {
@@ -181,7 +180,6 @@ impl Bucket {
             pending: VecDeque::new(),
             done: Vec::new(),
             bytes: 0,
-            sha: Sha256::new(),
         }
     }
 
@@ -190,7 +188,6 @@ impl Bucket {
         let stored = StoredObject {
             key: key.to_string(),
             bytes: body.len() as u64,
-            sha256: hex::encode(Sha256::digest(&body)),
         };
         self.client
             .put_object()
@@ -377,14 +374,12 @@ pub struct ObjectWriter {
     pending: VecDeque<JoinHandle<Result<CompletedPart, S3Error>>>,
     done: Vec<CompletedPart>,
     bytes: u64,
-    sha: Sha256,
 }
 
 impl ObjectWriter {
     /// Appends `data`, uploading a part whenever one is full. The buffer never grows past one
     /// part, so memory is (parts in flight + 1) × part size whatever the object size.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
-        self.sha.update(data);
         self.bytes += data.len() as u64;
         while !data.is_empty() {
             let target = part_size(self.next_part, self.base_part);
@@ -483,7 +478,6 @@ impl ObjectWriter {
         let stored = StoredObject {
             key: self.key.clone(),
             bytes: self.bytes,
-            sha256: hex::encode(self.sha.clone().finalize()),
         };
         let Some(_) = &self.upload_id else {
             self.bucket
