@@ -9,6 +9,7 @@
 # Usage: e2e/bench/backup.sh [TABLES] [ROWS_PER_TABLE]   (default 6 x 1,000,000 = ~1.2 GB)
 # REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
 # BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
+# SRC_PORT, DST_PORT and S3_PORT (default 23306, 23307, 29000) let two runs share a machine.
 # Ours is the release build (Cargo.toml [profile.release]: opt-level 3 everywhere, thin LTO), or
 # IOP_BIN. The machine's load average is recorded with every measurement: on a shared machine
 # compare CPU seconds first, wall time second.
@@ -52,7 +53,7 @@ start_mariadb() { # name port server-id
   for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$2" -e 'SELECT 1' >/dev/null 2>&1 && return; sleep 0.3; done
   echo "mariadbd $1 did not start" >&2; return 1
 }
-SRC=23306; DST=23307; S3P=29000
+SRC=${SRC_PORT:-23306}; DST=${DST_PORT:-23307}; S3P=${S3_PORT:-29000}
 start_mariadb src $SRC 1
 start_mariadb dst $DST 2
 export AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key MYSQL_PASSWORD=
