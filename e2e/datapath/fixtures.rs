@@ -97,19 +97,23 @@ pub async fn load<S: AsRef<str>>(conn: &mut Conn, statements: &[S]) {
     }
 }
 
+/// The base tables of `db`, by name.
+async fn base_tables(conn: &mut Conn, db: &str) -> Vec<String> {
+    conn.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+         AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        (db,),
+    )
+    .await
+    .expect("list tables")
+}
+
 /// `SHOW CREATE TABLE` of every base table, so a restore proves it rebuilt the same definitions
 /// (indexes included, whatever order it created them in).
 pub async fn table_definitions(conn: &mut Conn, dbs: &[&str]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for db in dbs {
-        let tables: Vec<String> = conn
-            .exec(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
-                 AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-                (db,),
-            )
-            .await
-            .expect("list tables");
+        let tables = base_tables(conn, db).await;
         for t in tables {
             let create: Option<(String, String)> = conn
                 .query_first(format!("SHOW CREATE TABLE `{db}`.`{t}`"))
@@ -126,14 +130,7 @@ pub async fn table_definitions(conn: &mut Conn, dbs: &[&str]) -> Vec<(String, St
 pub async fn table_digests(conn: &mut Conn, dbs: &[&str]) -> Vec<(String, u64, u64, String)> {
     let mut out = Vec::new();
     for db in dbs {
-        let tables: Vec<String> = conn
-            .exec(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
-                 AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-                (db,),
-            )
-            .await
-            .expect("list tables");
+        let tables = base_tables(conn, db).await;
         for t in tables {
             let cols: Vec<(String, String)> = conn
                 .exec(
