@@ -214,7 +214,7 @@ async fn database_killed_mid_dump_fails_and_aborts_uploads() {
         .await
         .unwrap()
         .expect_err("backup must fail when the server dies");
-    assert!(matches!(err, BackupError::Query { .. }), "{err}");
+    assert!(matches!(err, BackupError::Rows { .. }), "{err}");
     assert!(!has_manifest(&s3, "bkt", "kill/1").await);
     assert_eq!(
         open_uploads(&s3, "bkt").await,

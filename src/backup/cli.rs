@@ -55,11 +55,11 @@ pub struct BackupArgs {
     /// Parallel dump connections.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
-    /// Multipart part size in MiB (≥ 5); memory is about workers × (parts in flight + 1) × this.
+    /// Multipart part size in MiB (≥ 5); part buffers take (workers + parts in flight) × this.
     #[arg(long, default_value_t = 5)]
     pub part_size_mib: usize,
-    /// Parts of one object uploading while the next fills.
-    #[arg(long, default_value_t = 1)]
+    /// Part uploads in flight across all workers while each fills its next part.
+    #[arg(long, default_value_t = 2)]
     pub parts_in_flight: usize,
     /// Target uncompressed chunk size in MiB.
     #[arg(long, default_value_t = 64)]

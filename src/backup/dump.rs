@@ -9,11 +9,12 @@ use tokio::task::JoinSet;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::chunk::{self, KeyRange};
-use super::encode::{self, EncodeError};
+use super::encode;
 use super::manifest::{self, ChunkEntry, Manifest, TableEntry};
-use super::s3::{self, Bucket, S3Config, S3Error};
+use super::s3::{self, Bucket, PartBudget, S3Config, S3Error};
 use super::schema::{self, SchemaError, TableData};
 use super::snapshot::{self, SnapshotError};
+use super::wire::{WireConn, WireError};
 use super::{MysqlConfig, normalize_prefix, sql};
 
 /// Everything one backup needs.
@@ -27,7 +28,7 @@ pub struct BackupConfig {
     pub workers: usize,
     /// Base multipart part size in bytes (≥ 5 MiB).
     pub part_size: usize,
-    /// Parts of one object uploading while the next fills.
+    /// Part uploads in flight across all workers while every worker fills its next part.
     pub parts_in_flight: usize,
     /// Target uncompressed size of one chunk.
     pub chunk_bytes: u64,
@@ -37,10 +38,14 @@ pub struct BackupConfig {
 }
 
 impl BackupConfig {
-    /// Peak bytes held in upload buffers: every worker fills one part while
-    /// `parts_in_flight` of its parts upload.
+    /// Part buffers shared by all workers: one filling per worker plus the uploads in flight.
+    pub fn part_buffers(&self) -> usize {
+        self.workers + self.parts_in_flight
+    }
+
+    /// Peak bytes held in part buffers.
     pub fn buffer_budget(&self) -> usize {
-        self.workers * (self.parts_in_flight + 1) * self.part_size
+        self.part_buffers() * self.part_size
     }
 }
 
@@ -65,11 +70,11 @@ pub enum BackupError {
         #[source]
         source: mysql_async::Error,
     },
-    #[error("encoding a row of {table} failed: {source}")]
-    Encode {
+    #[error("reading the rows of {table} failed: {source}")]
+    Rows {
         table: String,
         #[source]
-        source: EncodeError,
+        source: WireError,
     },
     #[error("zstd compression of {table} failed: {source}")]
     Compress {
@@ -107,6 +112,12 @@ pub fn validate(cfg: &BackupConfig) -> Result<(), BackupError> {
         return Err(BackupError::Config(format!(
             "part size must be between 5 MiB and 5 GiB (S3 limits), got {} bytes",
             cfg.part_size
+        )));
+    }
+    if !(1..=64).contains(&cfg.parts_in_flight) {
+        return Err(BackupError::Config(format!(
+            "parts in flight must be 1..=64, got {}",
+            cfg.parts_in_flight
         )));
     }
     if cfg.chunk_bytes < 1 << 20 {
@@ -184,7 +195,7 @@ async fn dump(
 ) -> Result<Manifest, BackupError> {
     let started_at = jiff::Timestamp::now().to_string();
     let (mut snap, (schema, tables)) =
-        snapshot::take(&cfg.mysql.opts(), cfg.workers, async |conn: &mut Conn| {
+        snapshot::take(&cfg.mysql, cfg.workers, async |conn: &mut Conn| {
             schema::read(conn, &cfg.databases)
                 .await
                 .map_err(BackupError::from)
@@ -197,7 +208,7 @@ async fn dump(
     order.sort_by_key(|&i| std::cmp::Reverse(tables[i].est_rows * tables[i].avg_row_bytes.max(1)));
     let mut chunk_counts = vec![0usize; tables.len()];
     for i in order {
-        let ranges = plan(&mut snap.workers[0], &tables[i], cfg.chunk_bytes).await?;
+        let ranges = plan(&mut snap.coordinator, &tables[i], cfg.chunk_bytes).await?;
         chunk_counts[i] = ranges.len();
         for (index, range) in ranges.into_iter().enumerate() {
             written
@@ -223,12 +234,15 @@ async fn dump(
 
     let tables = Arc::new(tables);
     let queue = Arc::new(Mutex::new(jobs));
+    let out = Output {
+        bucket: bucket.clone(),
+        prefix: prefix.to_string(),
+        parts: PartBudget::new(cfg.part_buffers()),
+    };
     let mut set = JoinSet::new();
     for conn in std::mem::take(&mut snap.workers) {
-        let (tables, queue, bucket, cfg) =
-            (tables.clone(), queue.clone(), bucket.clone(), cfg.clone());
-        let prefix = prefix.to_string();
-        set.spawn(async move { worker(conn, &tables, &queue, &bucket, &prefix, &cfg).await });
+        let (tables, queue, out, cfg) = (tables.clone(), queue.clone(), out.clone(), cfg.clone());
+        set.spawn(async move { worker(conn, &tables, &queue, &out, &cfg).await });
     }
     let mut results = Vec::new();
     while let Some(joined) = set.join_next().await {
@@ -284,7 +298,8 @@ async fn dump(
     Ok(manifest)
 }
 
-/// Chunk ranges of one table, read inside the snapshot.
+/// Chunk ranges of one table. The coordinator reads the key bounds outside the snapshot: the
+/// first and last ranges are open, so rows beyond bounds that moved are still dumped.
 async fn plan(
     conn: &mut Conn,
     table: &TableData,
@@ -321,14 +336,22 @@ async fn plan(
 
 type Done = Vec<(usize, usize, ChunkEntry)>;
 
+/// Where the workers' chunk objects go.
+#[derive(Clone)]
+struct Output {
+    bucket: Bucket,
+    prefix: String,
+    /// Part buffers shared by all workers.
+    parts: PartBudget,
+}
+
 async fn worker(
-    mut conn: Conn,
+    mut conn: WireConn,
     tables: &[TableData],
     queue: &Mutex<VecDeque<Job>>,
-    bucket: &Bucket,
-    prefix: &str,
+    out: &Output,
     cfg: &BackupConfig,
-) -> Result<(Conn, Done), BackupError> {
+) -> Result<(WireConn, Done), BackupError> {
     let mut done = Vec::new();
     loop {
         let job = queue
@@ -339,25 +362,24 @@ async fn worker(
             return Ok((conn, done));
         };
         let table = &tables[job.table];
-        let entry = dump_chunk(&mut conn, table, &job, bucket, prefix, cfg).await?;
+        let entry = dump_chunk(&mut conn, table, &job, out, cfg).await?;
         done.push((job.table, job.index, entry));
     }
 }
 
 async fn dump_chunk(
-    conn: &mut Conn,
+    conn: &mut WireConn,
     table: &TableData,
     job: &Job,
-    bucket: &Bucket,
-    prefix: &str,
+    out: &Output,
     cfg: &BackupConfig,
 ) -> Result<ChunkEntry, BackupError> {
     let name = format!("{}.{}", table.database, table.name);
     let object = manifest::chunk_object(&table.database, &table.name, job.index);
-    let mut writer = bucket.writer(
-        format!("{prefix}{object}"),
+    let mut writer = out.bucket.writer(
+        format!("{}{object}", out.prefix),
         cfg.part_size,
-        cfg.parts_in_flight,
+        out.parts.clone(),
     );
     let predicate = table
         .split_column
@@ -371,7 +393,7 @@ async fn dump_chunk(
         sql::qualified(&table.database, &table.name)
     );
     let streamed = async {
-        let query_err = |source| BackupError::Query {
+        let rows_err = |source| BackupError::Rows {
             table: name.clone(),
             source,
         };
@@ -379,25 +401,23 @@ async fn dump_chunk(
             table: name.clone(),
             source,
         };
-        let mut result = conn.query_iter(query).await.map_err(query_err)?;
+        let mut result = conn.query(&query).await.map_err(rows_err)?;
         let mut compressor = frame_compressor(cfg.zstd_level).map_err(compress_err)?;
         let mut raw = Vec::with_capacity(ENCODE_BATCH + (64 << 10));
         let mut packed = Vec::new();
         let mut hash = Xxh3::new();
         let (mut rows, mut raw_bytes, mut frames) = (0u64, 0u64, 0u64);
         loop {
-            let row = result.next().await.map_err(query_err)?;
-            if let Some(row) = &row {
-                encode::push_row(&mut raw, (0..row.len()).filter_map(|i| row.as_ref(i))).map_err(
-                    |source| BackupError::Encode {
-                        table: name.clone(),
-                        source,
-                    },
-                )?;
-                rows += 1;
-            }
+            let more = match result.next().await.map_err(rows_err)? {
+                Some(row) => {
+                    encode::push_row(&mut raw, row.fields()).map_err(rows_err)?;
+                    rows += 1;
+                    true
+                }
+                None => false,
+            };
             // An empty chunk still gets one (empty) frame: a restore needs a complete frame.
-            if raw.len() >= ENCODE_BATCH || (row.is_none() && (!raw.is_empty() || frames == 0)) {
+            if raw.len() >= ENCODE_BATCH || (!more && (!raw.is_empty() || frames == 0)) {
                 hash.update(&raw);
                 raw_bytes += raw.len() as u64;
                 packed.clear();
@@ -409,7 +429,7 @@ async fn dump_chunk(
                 writer.write(&packed).await?;
                 raw.clear();
             }
-            if row.is_none() {
+            if !more {
                 break;
             }
         }
@@ -483,6 +503,12 @@ mod tests {
 
     #[test]
     fn buffer_budget_is_independent_of_data_size() {
-        assert_eq!(cfg().buffer_budget(), 4 * 2 * (5 << 20));
+        // one part filling per worker plus the uploads in flight, shared by all workers
+        assert_eq!(cfg().buffer_budget(), (4 + 1) * (5 << 20));
+        let bad = BackupConfig {
+            parts_in_flight: 0,
+            ..cfg()
+        };
+        assert!(validate(&bad).is_err());
     }
 }

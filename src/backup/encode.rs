@@ -4,10 +4,10 @@
 //! `SET NAMES binary`), so binary strings, JSON, spatial values and any character set round-trip
 //! losslessly; NULL is `\N` and the empty string is an empty field.
 
-use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 
 use super::sql;
+use super::wire::WireError;
 
 /// How one column is selected by the dump and assigned by the restore.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,34 +79,19 @@ pub fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]
     stmt
 }
 
-/// A value the text protocol should never produce.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "column {column} arrived as a binary-protocol value ({value:?}); chunk queries must use the text protocol"
-)]
-pub struct EncodeError {
-    pub column: usize,
-    pub value: String,
-}
-
-/// Appends one row (text-protocol values) as a line.
+/// Appends one row (text-protocol fields, `None` for NULL) as a line; a malformed field stops
+/// it with the row decoder's error.
 pub fn push_row<'a>(
     out: &mut Vec<u8>,
-    row: impl IntoIterator<Item = &'a Value>,
-) -> Result<(), EncodeError> {
-    for (i, v) in row.into_iter().enumerate() {
+    fields: impl IntoIterator<Item = Result<Option<&'a [u8]>, WireError>>,
+) -> Result<(), WireError> {
+    for (i, field) in fields.into_iter().enumerate() {
         if i > 0 {
             out.push(b'\t');
         }
-        match v {
-            Value::NULL => out.extend_from_slice(b"\\N"),
-            Value::Bytes(b) => push_escaped(out, b),
-            other => {
-                return Err(EncodeError {
-                    column: i,
-                    value: format!("{other:?}"),
-                });
-            }
+        match field? {
+            None => out.extend_from_slice(b"\\N"),
+            Some(b) => push_escaped(out, b),
         }
     }
     out.push(b'\n');
@@ -151,13 +136,8 @@ mod tests {
     #[test]
     fn null_empty_and_special_bytes_are_distinct() {
         let mut out = Vec::new();
-        let row = [
-            Value::NULL,
-            Value::Bytes(vec![]),
-            Value::Bytes(b"a\tb\nc\\d\0e".to_vec()),
-            Value::Bytes(b"\\N".to_vec()),
-        ];
-        push_row(&mut out, &row).unwrap();
+        let row: [Option<&[u8]>; 4] = [None, Some(b""), Some(b"a\tb\nc\\d\0e"), Some(b"\\N")];
+        push_row(&mut out, row.map(Ok)).unwrap();
         assert_eq!(out, b"\\N\t\ta\\tb\\nc\\\\d\\0e\t\\\\N\n" as &[u8]);
     }
 
@@ -200,8 +180,8 @@ mod tests {
     }
 
     #[test]
-    fn binary_protocol_values_are_rejected() {
-        let err = push_row(&mut Vec::new(), &[Value::Int(1)]).unwrap_err();
-        assert_eq!(err.column, 0);
+    fn a_malformed_field_stops_the_row() {
+        let fields = [Ok(Some(&b"a"[..])), Err(WireError::Malformed("x".into()))];
+        assert!(push_row(&mut Vec::new(), fields).is_err());
     }
 }

@@ -16,6 +16,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod sql;
 pub mod tabledef;
+pub mod wire;
 
 pub use dump::{BackupConfig, BackupError, run};
 pub use manifest::Manifest;

@@ -2,6 +2,7 @@
 //! streaming reads, and the clean-up a failed backup needs.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -14,6 +15,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// S3's smallest part (all but the last).
@@ -167,13 +169,14 @@ impl Bucket {
         }
     }
 
-    /// Starts a streaming upload of `key`.
-    pub fn writer(&self, key: String, base_part: usize, parts_in_flight: usize) -> ObjectWriter {
+    /// Starts a streaming upload of `key`; its part buffers come from `budget`.
+    pub fn writer(&self, key: String, base_part: usize, budget: PartBudget) -> ObjectWriter {
         ObjectWriter {
             bucket: self.clone(),
             key,
             base_part: base_part.max(MIN_PART_SIZE),
-            parts_in_flight: parts_in_flight.max(1),
+            budget,
+            permit: None,
             buf: Vec::new(),
             upload_id: None,
             next_part: 1,
@@ -360,14 +363,38 @@ where
     }
 }
 
-/// A streaming upload: bytes are buffered up to one part and parts go up while the next fills,
-/// at most `parts_in_flight` at a time. Objects that fit in one part are a single PutObject.
-/// On any error the multipart upload is aborted before the error is returned.
+/// The part buffers every writer of one backup shares: a writer takes one before it fills a
+/// part and the part's upload gives it back. Memory for parts is at most `buffers` parts, however
+/// many objects and workers there are; a writer whose next part has no buffer waits for an
+/// upload to finish.
+#[derive(Clone, Debug)]
+pub struct PartBudget(Arc<Semaphore>);
+
+impl PartBudget {
+    pub fn new(buffers: usize) -> Self {
+        PartBudget(Arc::new(Semaphore::new(buffers.max(1))))
+    }
+
+    async fn take(&self) -> OwnedSemaphorePermit {
+        // The semaphore is never closed, so acquiring only waits.
+        loop {
+            if let Ok(p) = self.0.clone().acquire_owned().await {
+                return p;
+            }
+        }
+    }
+}
+
+/// A streaming upload: bytes are buffered up to one part and a full part goes up while the next
+/// fills. Objects that fit in one part are a single PutObject. On any error the multipart upload
+/// is aborted before the error is returned.
 pub struct ObjectWriter {
     bucket: Bucket,
     key: String,
     base_part: usize,
-    parts_in_flight: usize,
+    budget: PartBudget,
+    /// The budget's buffer that `buf` fills.
+    permit: Option<OwnedSemaphorePermit>,
     buf: Vec<u8>,
     upload_id: Option<String>,
     next_part: i32,
@@ -378,11 +405,14 @@ pub struct ObjectWriter {
 
 impl ObjectWriter {
     /// Appends `data`, uploading a part whenever one is full. The buffer never grows past one
-    /// part, so memory is (parts in flight + 1) × part size whatever the object size.
+    /// part, and every part buffer is one of the budget's.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
         self.bytes += data.len() as u64;
         while !data.is_empty() {
             let target = part_size(self.next_part, self.base_part);
+            if self.permit.is_none() {
+                self.permit = Some(self.budget.take().await);
+            }
             if self.buf.capacity() == 0 {
                 self.buf.reserve_exact(target);
             }
@@ -423,15 +453,14 @@ impl ObjectWriter {
                 id
             }
         };
-        while self.pending.len() >= self.parts_in_flight {
-            self.collect_oldest().await?;
-        }
         let body = Bytes::from(std::mem::take(&mut self.buf));
+        let permit = self.permit.take();
         let n = self.next_part;
         self.next_part += 1;
         let bucket = self.bucket.clone();
         let key = self.key.clone();
         self.pending.push_back(tokio::spawn(async move {
+            let _buffer_returns_after_upload = permit;
             let out = bucket
                 .client
                 .upload_part()
@@ -483,6 +512,7 @@ impl ObjectWriter {
             self.bucket
                 .put(&self.key, std::mem::take(&mut self.buf))
                 .await?;
+            self.permit = None;
             return Ok(stored);
         };
         if !self.buf.is_empty() {
@@ -529,6 +559,19 @@ impl ObjectWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn part_buffers_wait_for_an_upload_to_give_one_back() {
+        let budget = PartBudget::new(2);
+        let a = budget.take().await;
+        let _b = budget.take().await;
+        let third = tokio::time::timeout(Duration::from_millis(50), budget.take()).await;
+        assert!(third.is_err(), "a third buffer is never handed out");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(1), budget.take())
+            .await
+            .expect("a returned buffer is handed out again");
+    }
 
     #[test]
     fn part_sizes_grow_by_tiers() {

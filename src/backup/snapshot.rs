@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
 
+use super::MysqlConfig;
 use super::manifest::{Gtid, GtidFlavor};
+use super::wire::{WireConn, WireError};
 
 /// How commits are held still while the workers' snapshots start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,12 @@ pub enum SnapshotError {
         #[source]
         source: mysql_async::Error,
     },
+    #[error("snapshot step `{step}` on a dump connection failed: {source}")]
+    Worker {
+        step: String,
+        #[source]
+        source: WireError,
+    },
     #[error(
         "the server reports neither gtid_executed nor gtid_binlog_pos; it is not MySQL 5.6+ or \
          MariaDB 10+ and cannot be backed up by this tool"
@@ -98,9 +106,14 @@ const SESSION: &[&str] = &[
     "SET SESSION lock_wait_timeout = 60",
 ];
 
-/// Opens a connection with the dump session settings.
-pub async fn connect(opts: &Opts) -> Result<Conn, SnapshotError> {
-    let mut conn = Conn::new(opts.clone())
+fn worker_step(step: impl Into<String>) -> impl FnOnce(WireError) -> SnapshotError {
+    let step = step.into();
+    move |source| SnapshotError::Worker { step, source }
+}
+
+/// Opens the coordinator connection (mysql_async: locks, schema, position).
+async fn connect_coordinator(cfg: &MysqlConfig) -> Result<Conn, SnapshotError> {
+    let mut conn = Conn::new(cfg.opts())
         .await
         .map_err(SnapshotError::Connect)?;
     for s in SESSION {
@@ -109,11 +122,22 @@ pub async fn connect(opts: &Opts) -> Result<Conn, SnapshotError> {
     Ok(conn)
 }
 
+/// Opens a dump connection (the lean data-path client) with the dump session settings.
+async fn connect_worker(cfg: &MysqlConfig) -> Result<WireConn, SnapshotError> {
+    let mut conn = WireConn::connect(cfg)
+        .await
+        .map_err(worker_step("connect"))?;
+    for s in SESSION {
+        conn.execute(s).await.map_err(worker_step(*s))?;
+    }
+    Ok(conn)
+}
+
 /// Snapshot transactions on every worker, all seeing the same committed state.
 pub struct Snapshot {
     /// Holds `LOCK INSTANCE FOR BACKUP` (MySQL 8) until [`Snapshot::finish`].
     pub coordinator: Conn,
-    pub workers: Vec<Conn>,
+    pub workers: Vec<WireConn>,
     pub method: LockMethod,
     pub gtid: Gtid,
     pub server_version: String,
@@ -121,15 +145,19 @@ pub struct Snapshot {
 
 /// Takes the snapshot; `while_locked` runs on the coordinator while commits are still held (the
 /// schema is read there so it matches the data).
-pub async fn take<T, E, F>(opts: &Opts, workers: usize, while_locked: F) -> Result<(Snapshot, T), E>
+pub async fn take<T, E, F>(
+    cfg: &MysqlConfig,
+    workers: usize,
+    while_locked: F,
+) -> Result<(Snapshot, T), E>
 where
     E: From<SnapshotError>,
     F: AsyncFnOnce(&mut Conn) -> Result<T, E>,
 {
-    let mut coordinator = connect(opts).await?;
+    let mut coordinator = connect_coordinator(cfg).await?;
     let mut conns = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
-        conns.push(connect(opts).await?);
+        conns.push(connect_worker(cfg).await?);
     }
     let server_version: String = coordinator
         .query_first("SELECT VERSION()")
@@ -142,9 +170,10 @@ where
     let method = lock(&mut coordinator).await?;
     let locked = async {
         for w in conns.iter_mut() {
-            w.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
+            w.execute(START)
                 .await
-                .map_err(step("START TRANSACTION WITH CONSISTENT SNAPSHOT"))
+                .map_err(worker_step(START))
                 .map_err(E::from)?;
         }
         let gtid = position(&mut coordinator, flavor).await.map_err(E::from)?;
@@ -189,7 +218,7 @@ impl Snapshot {
                 .map_err(step("UNLOCK INSTANCE"))?;
         }
         for w in self.workers {
-            let _ = w.disconnect().await;
+            w.close().await;
         }
         let _ = coordinator.disconnect().await;
         Ok(())
