@@ -25,8 +25,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION};
-use crate::api::conditions::Desired;
+use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::controller::Context;
 use apply::{ApplyError, FIELD_MANAGER};
@@ -35,7 +34,7 @@ use build::secrets;
 use dereference::DereferenceError;
 use observe::ObserveError;
 use restore_step::RestoreStepError;
-use status::{Observed, TopologyView};
+use status::Observed;
 use topology_step::TopologyError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
@@ -229,27 +228,7 @@ pub async fn reconcile(
             requeue = requeue
                 .min(decision.requeue)
                 .max(restore_poll.unwrap_or_default());
-            observed.topology = Some(TopologyView {
-                conditions: decision
-                    .conditions
-                    .iter()
-                    .map(|c| Desired::new(c.type_, c.status, &c.reason, c.message.clone()))
-                    .collect(),
-                members: decision
-                    .members
-                    .iter()
-                    .map(|m| MemberStatus {
-                        name: m.name.clone(),
-                        role: m
-                            .role
-                            .map(|r| r.label_value().to_uppercase())
-                            .unwrap_or_default(),
-                        state: m.state.clone(),
-                    })
-                    .collect(),
-                primary: decision.primary.clone(),
-                history: topology_step::history_to_status(&history),
-            });
+            observed.topology = Some(topology_step::topology_view(&decision, &history));
         }
         ctx.metrics.api_writes(writes as u64);
         observed.changed = writes > 0;

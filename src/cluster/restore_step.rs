@@ -12,7 +12,7 @@ use super::build::names::Names;
 use super::restore::{self, Plan, RestoreInput, RestoreLocation};
 use super::topology_step::pod_info;
 use crate::api::MySQLCluster;
-use crate::api::cluster::RestorePhase;
+use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
 use crate::backups::{self, BackupError, job};
 use crate::controller::Context;
 use crate::topology::PodPhase;
@@ -37,8 +37,8 @@ pub enum RestoreStepError {
 }
 
 /// Whether the status shows a member that was in a group: the group was started before.
-fn group_started(cluster: &MySQLCluster) -> bool {
-    cluster.status.as_ref().is_some_and(|s| {
+pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
+    status.is_some_and(|s| {
         s.primary.is_some()
             || s.members
                 .iter()
@@ -93,7 +93,7 @@ pub async fn run(
             .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
         first_member_ready,
-        group_started: group_started(cluster),
+        group_started: group_started(cluster.status.as_ref()),
         cluster: &name,
         now,
     });
@@ -128,4 +128,35 @@ pub async fn run(
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::cluster::MemberStatus;
+
+    fn member(state: &str) -> MemberStatus {
+        MemberStatus {
+            name: "orders-1".into(),
+            role: String::new(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_status_with_a_primary_or_a_member_in_a_group_says_the_group_ran() {
+        assert!(!group_started(None));
+        let mut s = MySQLClusterStatus {
+            members: vec![member("OFFLINE"), member("PodReady"), member("UNREACHABLE")],
+            ..Default::default()
+        };
+        assert!(!group_started(Some(&s)));
+        for state in ["ONLINE", "RECOVERING"] {
+            s.members = vec![member("OFFLINE"), member(state)];
+            assert!(group_started(Some(&s)), "{state}");
+        }
+        s.members.clear();
+        s.primary = Some("orders-0".into());
+        assert!(group_started(Some(&s)));
+    }
 }

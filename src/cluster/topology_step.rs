@@ -14,11 +14,13 @@ use serde_json::json;
 
 use super::build::names::{Names, ROLE_LABEL};
 use super::build::secrets::Account;
+use super::status::TopologyView;
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
 use crate::api::cluster::{
-    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION,
+    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
+use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::local_address_port;
 use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
@@ -105,6 +107,31 @@ fn kind_name(kind: ActionKind) -> &'static str {
         ActionKind::Clone => "Clone",
         ActionKind::Leave => "Leave",
         ActionKind::Switchover => "Switchover",
+    }
+}
+
+/// What the status keeps of one tick: its conditions, members, primary and action history.
+pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) -> TopologyView {
+    TopologyView {
+        conditions: decision
+            .conditions
+            .iter()
+            .map(|c| Desired::new(c.type_, c.status, &c.reason, c.message.clone()))
+            .collect(),
+        members: decision
+            .members
+            .iter()
+            .map(|m| MemberStatus {
+                name: m.name.clone(),
+                role: m
+                    .role
+                    .map(|r| r.label_value().to_uppercase())
+                    .unwrap_or_default(),
+                state: m.state.clone(),
+            })
+            .collect(),
+        primary: decision.primary.clone(),
+        history: history_to_status(history),
     }
 }
 
@@ -312,6 +339,65 @@ mod tests {
 
     fn pod(yaml: &str) -> Pod {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_tick_becomes_the_status_topology_view() {
+        use crate::topology::{Condition, Decision, MemberReport, Operation};
+        let decision = Decision {
+            operation: Operation::None,
+            record: None,
+            conditions: vec![Condition {
+                type_: "Ready",
+                status: true,
+                reason: "Online".into(),
+                message: "every member is ONLINE".into(),
+            }],
+            members: vec![
+                MemberReport {
+                    name: "orders-0".into(),
+                    role: Some(Role::Primary),
+                    state: "ONLINE".into(),
+                },
+                MemberReport {
+                    name: "orders-1".into(),
+                    role: None,
+                    state: "UNREACHABLE".into(),
+                },
+            ],
+            primary: Some("orders-0".into()),
+            events: vec![],
+            labels: BTreeMap::new(),
+            statefulset_replicas: 2,
+            update_next: None,
+            switchover_complete: false,
+            force_quorum_consumed: false,
+            requeue: Duration::from_secs(1),
+        };
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let history = [ActionRecord {
+            ordinal: 1,
+            kind: ActionKind::Join,
+            at,
+        }];
+        let view = topology_view(&decision, &history);
+        assert_eq!(view.primary.as_deref(), Some("orders-0"));
+        assert_eq!(
+            view.members
+                .iter()
+                .map(|m| (m.name.as_str(), m.role.as_str(), m.state.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("orders-0", "PRIMARY", "ONLINE"),
+                ("orders-1", "", "UNREACHABLE")
+            ]
+        );
+        assert_eq!(view.conditions.len(), 1);
+        assert_eq!(
+            (view.conditions[0].type_, view.conditions[0].status),
+            ("Ready", true)
+        );
+        assert_eq!(view.history, history_to_status(&history));
     }
 
     #[test]
