@@ -286,15 +286,17 @@ fn restore_schedules_hold_every_invariant() {
     let failed_restores = outcomes.iter().filter(|o| o.restore_failed).count() as u64;
     println!(
         "{count} restore schedules in {elapsed:.1}s ({:.0}/s): {} failed; {} restore Jobs, {} of \
-         them failed, {} user retries, {} lost status writes; {} ended Ready after the restore \
-         and the fault phase, {failed_restores} on a reported failed restore; {} operator \
-         ticks, {} operations, {} faults, {:.1} simulated hours",
+         them failed, {} user retries, {} lost status writes, {} objects recreated without their \
+         status; {} ended Ready after the restore and the fault phase, {failed_restores} on a \
+         reported failed restore; {} operator ticks, {} operations, {} faults, {:.1} simulated \
+         hours",
         count as f64 / elapsed,
         failures.len(),
         sum(|o| o.restore_jobs),
         sum(|o| o.restore_failures),
         sum(|o| o.restore_retries),
         sum(|o| o.lost_status_writes),
+        sum(|o| o.recreations),
         outcomes.len() as u64 - failed_restores,
         sum(|o| o.ticks),
         sum(|o| o.operations),
@@ -320,6 +322,7 @@ fn restore_schedules_hold_every_invariant() {
         "users retry failed restores"
     );
     assert!(sum(|o| o.lost_status_writes) > 0, "status writes are lost");
+    assert!(sum(|o| o.recreations) > 0, "objects are recreated");
 }
 
 /// The real `decide`, except that it ignores the restore gate: the group may start before the

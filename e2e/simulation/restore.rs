@@ -8,11 +8,11 @@ use innodb_operator::api::cluster::{MySQLClusterStatus, RestoreSource, S3Locatio
 use innodb_operator::backups::decide::JobView;
 use innodb_operator::backups::job::restore_job_name;
 use innodb_operator::cluster::restore::{self, Plan, RestoreInput, RestoreLocation, Unresolved};
-use innodb_operator::cluster::restore_step::group_started;
+use innodb_operator::cluster::restore_step::nothing_to_restore;
 use innodb_operator::cluster::status::{self, Observed as StatusInput};
 use innodb_operator::cluster::topology_step::topology_view;
 use innodb_operator::topology::gtid::{GtidSet, Uuid};
-use innodb_operator::topology::{ActionRecord, Decision};
+use innodb_operator::topology::{ActionRecord, Decision, Observed};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -84,6 +84,8 @@ pub struct RestoreSim {
     pub failures: u64,
     pub retries: u64,
     pub lost_writes: u64,
+    /// Times the MySQLCluster was recreated from a copy of its spec.
+    pub recreations: u64,
     /// The Job's failure was reported (status Failed, the topology's RestoreFailed) since then.
     pub failure_reported_since: Option<u64>,
 }
@@ -128,6 +130,7 @@ impl RestoreSim {
             failures: 0,
             retries: 0,
             lost_writes: 0,
+            recreations: 0,
             failure_reported_since: None,
         }
     }
@@ -165,11 +168,15 @@ impl RestoreSim {
 
     /// The operator's restore step: reads the status, the Job and pod 0, asks the real
     /// [`restore::plan`], and creates the Job when the plan says so.
-    pub fn step(&mut self, w: &World, now: u64, rng: &mut SmallRng) -> Plan {
+    pub fn step(
+        &mut self,
+        w: &mut World,
+        members: &Observed,
+        now: u64,
+        rng: &mut SmallRng,
+    ) -> Plan {
         let job_name = restore_job_name(CLUSTER);
         let view = self.job_view();
-        let first = w.members.get(&0);
-        let first_member_ready = first.is_some_and(|m| m.running() && m.deleting_until.is_none());
         let created = self.job.as_ref().map(|j| time(j.created));
         let plan = restore::plan(&RestoreInput {
             requested: Some(&self.source),
@@ -179,13 +186,25 @@ impl RestoreSim {
             job: view.as_ref(),
             job_created: created.as_ref(),
             first_member: &format!("{CLUSTER}-0"),
-            first_member_ready,
-            group_started: group_started(self.status.as_ref()),
+            first_member_ready: restore::first_member_ready(members),
+            group_started: nothing_to_restore(self.status.as_ref(), members),
             cluster: CLUSTER,
             now: &time(now),
         });
         // Creating a Job that exists is a 409 the step ignores.
         if plan.create_job && self.job.is_none() {
+            let holding: Vec<u32> = w
+                .members
+                .iter()
+                .filter(|(_, m)| m.group().is_some() || !m.transactions().is_empty())
+                .map(|(&o, _)| o)
+                .collect();
+            if !holding.is_empty() {
+                w.violations.push(format!(
+                    "t={now}ms: a restore Job is created although members {holding:?} hold the \
+                     cluster's data (it cannot load into them, and the cluster is then held)"
+                ));
+            }
             self.jobs += 1;
             self.job = Some(Job {
                 created: now,
@@ -341,6 +360,16 @@ impl RestoreSim {
             return true;
         }
         false
+    }
+
+    /// The MySQLCluster is recreated from a copy of its spec (a GitOps re-apply, a restore of
+    /// the namespace's objects): the status is gone, the Job went with the old object, the data
+    /// volumes stay.
+    pub fn object_recreated(&mut self) {
+        self.status = None;
+        self.job = None;
+        self.retry_at = None;
+        self.recreations += 1;
     }
 
     /// Deletes the failed Job when the user's retry is due.

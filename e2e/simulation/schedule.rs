@@ -56,6 +56,7 @@ pub struct Outcome {
     pub restore_failures: u64,
     pub restore_retries: u64,
     pub lost_status_writes: u64,
+    pub recreations: u64,
     pub restore_failed: bool,
 }
 
@@ -276,6 +277,7 @@ impl Run<'_> {
                     self.outcome.restore_failures = r.failures;
                     self.outcome.restore_retries = r.retries;
                     self.outcome.lost_status_writes = r.lost_writes;
+                    self.outcome.recreations = r.recreations;
                 }
                 return done;
             }
@@ -411,19 +413,24 @@ impl Run<'_> {
 
     fn tick(&mut self, now: u64) {
         self.outcome.ticks += 1;
-        let mut input = self.input(now);
-        // The restore step runs before the topology and gates the group's first start.
-        let plan = self.restore.as_mut().map(|r| {
-            let plan = r.step(&self.world.lock().expect("world lock"), now, &mut self.rng);
-            input.restore = plan.gate.clone();
-            plan
-        });
+        let input = self.input(now);
         self.w().cost_ms = 0;
         let sim = SimOps {
             world: &self.world,
             naming: &self.naming,
         };
-        let observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
+        let mut observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
+        // The restore step runs on what the members said and gates the group's first start.
+        let plan = self.restore.as_mut().map(|r| {
+            let plan = r.step(
+                &mut self.world.lock().expect("world lock"),
+                &observed,
+                now,
+                &mut self.rng,
+            );
+            observed.input.restore = plan.gate.clone();
+            plan
+        });
         let decision = (self.decide)(&observed);
         let outcome = block_on(ops::execute(&sim, &observed, &decision.operation));
         if decision.operation != Operation::None {
@@ -507,6 +514,8 @@ impl Run<'_> {
         self.outcome.faults += 1;
         let (kind, pin) = if self.restore.is_some() && self.phase == Phase::Setup {
             self.restore_fault_kind()
+        } else if self.restore.is_some() && self.rng.random_bool(0.05) {
+            (300, None)
         } else {
             (self.rng.random_range(0..100), None)
         };
@@ -603,6 +612,28 @@ impl Run<'_> {
                 let target = self.rng.random_range(0..self.instances);
                 self.switchover = Some((target, now + 60_000));
                 Some(format!("user asks for a switchover to {target}"))
+            }
+            300 => {
+                // The StatefulSet goes with the old object: every pod is recreated.
+                let mut w = self.world.lock().expect("world lock");
+                for m in w.members.values_mut().filter(|m| m.pod != Pod::Absent) {
+                    m.pod = Pod::Down {
+                        until: now + self.rng.random_range(3_000..15_000),
+                    };
+                    m.gr = Gr::Off;
+                    m.deleting_until = None;
+                    m.cloning = None;
+                }
+                w.notice = true;
+                drop(w);
+                if let Some(r) = self.restore.as_mut() {
+                    r.object_recreated();
+                }
+                self.history.clear();
+                Some(
+                    "the MySQLCluster is recreated from a copy of its spec (status and Job gone)"
+                        .into(),
+                )
             }
             92..96 => {
                 let mut w = self.w();

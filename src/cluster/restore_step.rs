@@ -10,12 +10,11 @@ use tracing::info;
 
 use super::build::names::Names;
 use super::restore::{self, Plan, RestoreInput, RestoreLocation};
-use super::topology_step::pod_info;
 use crate::api::MySQLCluster;
 use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
 use crate::backups::{self, BackupError, job};
 use crate::controller::Context;
-use crate::topology::PodPhase;
+use crate::topology::Observed;
 
 /// A read or write of the restore step that failed; the reconcile is retried.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +45,19 @@ pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
     })
 }
 
-/// Plans the restore of `cluster` and creates its Job when the plan says so.
+/// Whether there is nothing to restore because the cluster's data exists: the status says a
+/// group ran, or the members say so ([`restore::data_exists`]) when the status was lost.
+pub fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observed) -> bool {
+    group_started(status) || restore::data_exists(members)
+}
+
+/// Plans the restore of `cluster` and creates its Job when the plan says so; `members` is what
+/// the members said in this reconcile.
 pub async fn run(
     ctx: &Context,
     cluster: &MySQLCluster,
     location: Option<&Result<RestoreLocation, restore::Unresolved>>,
-    pods: &[k8s_openapi::api::core::v1::Pod],
+    members: &Observed,
     now: &Time,
 ) -> Result<Plan, RestoreStepError> {
     let name = cluster.name_any();
@@ -77,11 +83,6 @@ pub async fn run(
         None => None,
     };
     let first_member = names.pod(0);
-    let first_member_ready = pods
-        .iter()
-        .filter(|p| p.name_any() == first_member)
-        .filter_map(|p| pod_info(&name, p, None))
-        .any(|p| p.phase == PodPhase::Running && p.ready && !p.deleting);
     let plan = restore::plan(&RestoreInput {
         requested: cluster.spec.restore_from.as_ref(),
         location,
@@ -92,8 +93,8 @@ pub async fn run(
             .as_ref()
             .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
-        first_member_ready,
-        group_started: group_started(cluster.status.as_ref()),
+        first_member_ready: restore::first_member_ready(members),
+        group_started: nothing_to_restore(cluster.status.as_ref(), members),
         cluster: &name,
         now,
     });

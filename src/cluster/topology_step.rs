@@ -26,9 +26,7 @@ use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
-use crate::topology::{
-    self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role, Tick,
-};
+use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 
 /// No second automatic action of the same kind on the same member within this window.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
@@ -169,13 +167,13 @@ pub fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
         .collect()
 }
 
-/// The state machine's input for `cluster` with its `pods`.
+/// The state machine's input for `cluster` with its `pods`. The group's first start is held
+/// until the restore step, which runs on what the members said, sets the gate.
 pub fn cluster_input(
     valid: &ValidCluster,
     cluster: &MySQLCluster,
     pods: &[Pod],
     statefulset: Option<&StatefulSet>,
-    restore: topology::RestoreGate,
     now: jiff::Timestamp,
 ) -> ClusterInput {
     let update_revision = statefulset
@@ -212,7 +210,10 @@ pub fn cluster_input(
         ),
         flap_window: FLAP_WINDOW,
         now,
-        restore,
+        restore: topology::RestoreGate::Waiting {
+            reason: "RestorePending",
+            message: "the restore step has not run yet".into(),
+        },
     }
 }
 
@@ -248,11 +249,6 @@ pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyE
         observe_timeout: OBSERVE_TIMEOUT,
         operation_timeout: OPERATION_TIMEOUT,
     })
-}
-
-/// One tick of the state machine.
-pub async fn tick(ops: &SqlOps, input: ClusterInput) -> Tick {
-    topology::tick(ops, input).await
 }
 
 /// The label changes the decision asks for: pod name → new value (`None` removes the label),
@@ -423,14 +419,8 @@ mod tests {
              spec: {clonePolicy: ReplaceErrant}\n",
         );
         let v = valid_cluster("spec: {}");
-        let input = cluster_input(
-            &v,
-            &c,
-            &[],
-            None,
-            Default::default(),
-            jiff::Timestamp::UNIX_EPOCH,
-        );
+        let input = cluster_input(&v, &c, &[], None, jiff::Timestamp::UNIX_EPOCH);
+        assert_ne!(input.restore, topology::RestoreGate::Open);
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));
         assert_eq!(input.clone_policy, ClonePolicy::ReplaceErrant);
