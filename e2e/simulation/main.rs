@@ -287,7 +287,7 @@ fn restore_schedules_hold_every_invariant() {
     println!(
         "{count} restore schedules in {elapsed:.1}s ({:.0}/s): {} failed; {} restore Jobs, {} of \
          them failed, {} user retries, {} lost status writes, {} objects recreated without their \
-         status; {} ended Ready after the restore and the fault phase, {failed_restores} on a \
+         status ({} Jobs created over data member 0 did not show); {} ended Ready after the restore and the fault phase, {failed_restores} on a \
          reported failed restore; {} operator ticks, {} operations, {} faults, {:.1} simulated \
          hours",
         count as f64 / elapsed,
@@ -297,6 +297,7 @@ fn restore_schedules_hold_every_invariant() {
         sum(|o| o.restore_retries),
         sum(|o| o.lost_status_writes),
         sum(|o| o.recreations),
+        sum(|o| o.jobs_over_data),
         outcomes.len() as u64 - failed_restores,
         sum(|o| o.ticks),
         sum(|o| o.operations),

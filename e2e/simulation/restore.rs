@@ -86,6 +86,8 @@ pub struct RestoreSim {
     pub lost_writes: u64,
     /// Times the MySQLCluster was recreated from a copy of its spec.
     pub recreations: u64,
+    /// Restore Jobs created while members held the cluster's data.
+    pub jobs_over_data: u64,
     /// The Job's failure was reported (status Failed, the topology's RestoreFailed) since then.
     pub failure_reported_since: Option<u64>,
 }
@@ -131,6 +133,7 @@ impl RestoreSim {
             retries: 0,
             lost_writes: 0,
             recreations: 0,
+            jobs_over_data: 0,
             failure_reported_since: None,
         }
     }
@@ -178,15 +181,16 @@ impl RestoreSim {
         let job_name = restore_job_name(CLUSTER);
         let view = self.job_view();
         let created = self.job.as_ref().map(|j| time(j.created));
+        let old = self.status.as_ref().and_then(|s| s.restore.as_ref());
         let plan = restore::plan(&RestoreInput {
             requested: Some(&self.source),
             location: Some(&self.location),
-            old: self.status.as_ref().and_then(|s| s.restore.as_ref()),
+            old,
             job_name: &job_name,
             job: view.as_ref(),
             job_created: created.as_ref(),
             first_member: &format!("{CLUSTER}-0"),
-            first_member_ready: restore::first_member_ready(members),
+            first_member_ready: restore::first_member_ready(members, old),
             group_started: nothing_to_restore(self.status.as_ref(), members),
             cluster: CLUSTER,
             now: &time(now),
@@ -199,11 +203,10 @@ impl RestoreSim {
                 .filter(|(_, m)| m.group().is_some() || !m.transactions().is_empty())
                 .map(|(&o, _)| o)
                 .collect();
+            // Harmless (the Job refuses a member that is not empty, and the data then opens
+            // the gate) but wasted: counted. Only a member 0 the operator cannot read gets one.
             if !holding.is_empty() {
-                w.violations.push(format!(
-                    "t={now}ms: a restore Job is created although members {holding:?} hold the \
-                     cluster's data (it cannot load into them, and the cluster is then held)"
-                ));
+                self.jobs_over_data += 1;
             }
             self.jobs += 1;
             self.job = Some(Job {

@@ -57,6 +57,7 @@ pub struct Outcome {
     pub restore_retries: u64,
     pub lost_status_writes: u64,
     pub recreations: u64,
+    pub jobs_over_data: u64,
     pub restore_failed: bool,
 }
 
@@ -278,6 +279,7 @@ impl Run<'_> {
                     self.outcome.restore_retries = r.retries;
                     self.outcome.lost_status_writes = r.lost_writes;
                     self.outcome.recreations = r.recreations;
+                    self.outcome.jobs_over_data = r.jobs_over_data;
                 }
                 return done;
             }

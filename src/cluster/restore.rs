@@ -217,7 +217,12 @@ pub fn plan(i: &RestoreInput) -> Plan {
             old.message.clone().unwrap_or_default(),
             RestoreGate::Open,
         )
-    } else if let Some(job) = i.job {
+    } else if let Some(job) = i
+        .job
+        // A failed Job next to data that exists (it refused a member that was restored or in a
+        // group before) does not hold that data: see the next branch.
+        .filter(|j| !(i.group_started && matches!(outcome(j, "restore"), Outcome::Failed(_))))
+    {
         status.job_name = Some(i.job_name.to_string());
         status.start_time = status.start_time.or_else(|| i.job_created.cloned());
         match outcome(job, "restore") {
@@ -263,7 +268,7 @@ pub fn plan(i: &RestoreInput) -> Plan {
         // The status was lost (or the object recreated from a copy, its Job gone with the old
         // one): data that exists is never restored over, and the group starts from it.
         (
-            old_phase.unwrap_or(RestorePhase::Succeeded),
+            RestorePhase::Succeeded,
             format!(
                 "the members hold the cluster's data already (a group ran, or {} was restored \
                  before); nothing is restored",
@@ -367,13 +372,16 @@ pub fn data_exists(observed: &Observed) -> bool {
 }
 
 /// Whether the first member is ready to be restored into: its pod runs Ready and is not being
-/// deleted, and its mysqld answered in this reconcile (so [`data_exists`] saw what it holds).
-pub fn first_member_ready(observed: &Observed) -> bool {
+/// deleted. Without a restore record in the status (`old`), its mysqld must also have answered
+/// in this reconcile, so that [`data_exists`] saw what it holds: a new cluster's first status
+/// (written before its pods exist) has the record, so a Ready pod without one belongs to a
+/// cluster whose status was lost or that was recreated over existing data volumes.
+pub fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> bool {
     observed
         .input
         .pod(0)
         .is_some_and(|p| p.phase == PodPhase::Running && p.ready && !p.deleting)
-        && observed.state(0).is_some()
+        && (old.is_some() || observed.state(0).is_some())
 }
 
 /// The `Restored` condition for a restore status (none when no restore was asked for).
@@ -859,18 +867,27 @@ mod tests {
         // Member 0 restored (gtid_purged), or a group ran: the data exists.
         assert!(data_exists(&members(gtids, None)));
         assert!(data_exists(&members("", Some(2))));
-        // Unreachable members say nothing, and an unreachable member 0 is not restored into.
+        // Unreachable members say nothing; an unreachable member 0 is restored into only when
+        // the status has the restore's record (so no earlier restore or group is forgotten).
+        let pending = Case {
+            ready: false,
+            ..Case::new()
+        }
+        .plan()
+        .status;
         let mut m = members("", None);
-        assert!(first_member_ready(&m));
+        assert!(first_member_ready(&m, None));
         m.members[0].reach = crate::topology::observe::Reach::Unreachable {
             reason: "timeout".into(),
         };
-        assert!(!data_exists(&m) && !first_member_ready(&m));
+        assert!(!data_exists(&m));
+        assert!(!first_member_ready(&m, None));
+        assert!(first_member_ready(&m, pending.as_ref()));
         let mut m = members("", None);
         m.input.pods[0].deleting = true;
-        assert!(!first_member_ready(&m));
+        assert!(!first_member_ready(&m, pending.as_ref()));
         m.input.pods.remove(0);
-        assert!(!first_member_ready(&m));
+        assert!(!first_member_ready(&m, pending.as_ref()));
     }
 
     #[test]
@@ -887,5 +904,25 @@ mod tests {
             s.message.unwrap().contains("nothing is restored"),
             "says why nothing is restored"
         );
+        // A Job created before the data was seen refuses the member; that does not hold it.
+        let refused = r#"{"status":"Failed","error":"the target already has database(s)"}"#;
+        let p = Case {
+            started: true,
+            old: Case::new().plan().status,
+            job: Some(job(false, true, Some(refused))),
+            ..Case::new()
+        }
+        .plan();
+        assert_eq!(p.gate, RestoreGate::Open);
+        assert_eq!(p.status.unwrap().phase, Some(RestorePhase::Succeeded));
+        // A running or succeeded Job is followed as before.
+        let p = Case {
+            started: true,
+            old: Case::new().plan().status,
+            job: Some(job(false, false, None)),
+            ..Case::new()
+        }
+        .plan();
+        assert!(held(&p));
     }
 }

@@ -93,7 +93,7 @@ pub async fn run(
             .as_ref()
             .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
-        first_member_ready: restore::first_member_ready(members),
+        first_member_ready: restore::first_member_ready(members, old),
         group_started: nothing_to_restore(cluster.status.as_ref(), members),
         cluster: &name,
         now,
