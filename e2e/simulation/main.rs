@@ -5,6 +5,10 @@
 //! (`SIM_SEED=<seed> cargo test --test simulation -- --nocapture`).
 //! `a_broken_rule_is_caught` drives the simulator with a decision function that wraps the real
 //! `decide` and bootstraps while a member does not answer, and expects a violation.
+//! `restore_schedules_hold_every_invariant` runs `SIM_RESTORE_SCHEDULES` (default 2,000) schedules
+//! of clusters created from a backup (replay: `SIM_RESTORE_SEED=<seed> cargo test --test
+//! simulation restore_schedules -- --nocapture`); `a_group_started_before_the_restore_is_caught`
+//! runs them with a `decide` that ignores the restore gate and expects a violation.
 
 mod restore;
 mod schedule;
