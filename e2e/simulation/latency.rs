@@ -1,6 +1,10 @@
 //! Failover latency on the simulator clock: from an election (or switchover) to the rw Service
 //! selecting the new primary. `cargo bench --bench failover_latency` prints p50/p99.
 
+#[path = "restore.rs"]
+mod restore;
+// The restore schedules (`schedule::run_restore`) are the simulation test's, not this bench's.
+#[allow(dead_code)]
 #[path = "schedule.rs"]
 mod schedule;
 #[path = "simops.rs"]

@@ -5,7 +5,12 @@
 //! (`SIM_SEED=<seed> cargo test --test simulation -- --nocapture`).
 //! `a_broken_rule_is_caught` drives the simulator with a decision function that wraps the real
 //! `decide` and bootstraps while a member does not answer, and expects a violation.
+//! `restore_schedules_hold_every_invariant` runs `SIM_RESTORE_SCHEDULES` (default 2,000) schedules
+//! of clusters created from a backup (replay: `SIM_RESTORE_SEED=<seed> cargo test --test
+//! simulation restore_schedules -- --nocapture`); `a_group_started_before_the_restore_is_caught`
+//! runs them with a `decide` that ignores the restore gate and expects a violation.
 
+mod restore;
 mod schedule;
 mod simops;
 mod world;
@@ -19,8 +24,15 @@ use innodb_operator::topology::{Decision, Observed, Operation};
 
 use schedule::{DecideFn, Outcome};
 
+/// One schedule: `schedule::run` or `schedule::run_restore`.
+type RunFn = fn(u64, &DecideFn, bool) -> Result<Outcome, String>;
+
 /// Runs `seeds` on every core; returns the outcomes and the failures (sorted by seed).
-fn run_many(seeds: std::ops::Range<u64>, decide: &DecideFn) -> (Vec<Outcome>, Vec<(u64, String)>) {
+fn run_many(
+    seeds: std::ops::Range<u64>,
+    decide: &DecideFn,
+    one: RunFn,
+) -> (Vec<Outcome>, Vec<(u64, String)>) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicU64::new(seeds.start);
     let results = std::sync::Mutex::new((Vec::new(), Vec::new()));
@@ -32,7 +44,7 @@ fn run_many(seeds: std::ops::Range<u64>, decide: &DecideFn) -> (Vec<Outcome>, Ve
                     if seed >= seeds.end {
                         break;
                     }
-                    let result = schedule::run(seed, decide, false);
+                    let result = one(seed, decide, false);
                     let mut r = results.lock().expect("results lock");
                     match result {
                         Ok(outcome) => r.0.push(outcome),
@@ -61,7 +73,7 @@ fn ten_thousand_schedules_hold_every_invariant() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let started = Instant::now();
-    let (outcomes, failures) = run_many(0..count, &schedule::real);
+    let (outcomes, failures) = run_many(0..count, &schedule::real, schedule::run);
     let elapsed = started.elapsed().as_secs_f64();
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     println!(
@@ -116,7 +128,7 @@ fn bootstrap_despite_unreachable(observed: &Observed) -> Decision {
 
 #[test]
 fn a_broken_rule_is_caught() {
-    let (outcomes, failures) = run_many(0..2_000, &bootstrap_despite_unreachable);
+    let (outcomes, failures) = run_many(0..2_000, &bootstrap_despite_unreachable, schedule::run);
     // (The replay line of a failure names the real `decide`; only the first line applies here.)
     let first = failures
         .first()
@@ -253,4 +265,96 @@ fn quorum_is_forced_only_on_the_users_order() {
     assert_eq!(group.members.len(), 3, "every member is back: {group:?}");
     assert_eq!(w.components().iter().filter(|c| c.quorum).count(), 1);
     assert!(w.violations.is_empty(), "{:?}", w.violations);
+}
+
+/// Clusters created from a backup (issue 5): `SIM_RESTORE_SCHEDULES` (default 2,000) seeded
+/// schedules in which member 0 is restored by the Job under faults before the group may start;
+/// a failing seed prints its replay line (`SIM_RESTORE_SEED=<seed>`).
+#[test]
+fn restore_schedules_hold_every_invariant() {
+    if let Ok(seed) = std::env::var("SIM_RESTORE_SEED") {
+        let seed: u64 = seed.parse().expect("SIM_RESTORE_SEED is a number");
+        let outcome = schedule::run_restore(seed, &schedule::real, true);
+        println!("seed {seed}: {outcome:?}");
+        assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        return;
+    }
+    let count: u64 = std::env::var("SIM_RESTORE_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let started = Instant::now();
+    let (outcomes, failures) = run_many(0..count, &schedule::real, schedule::run_restore);
+    let elapsed = started.elapsed().as_secs_f64();
+    let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    let failed_restores = outcomes.iter().filter(|o| o.restore_failed).count() as u64;
+    println!(
+        "{count} restore schedules in {elapsed:.1}s ({:.0}/s): {} failed; {} restore Jobs, {} of \
+         them failed, {} user retries, {} lost status writes, {} objects recreated without their \
+         status ({} Jobs created over data member 0 did not show); {} ended Ready after the restore and the fault phase, {failed_restores} on a \
+         reported failed restore; {} operator ticks, {} operations, {} faults, {:.1} simulated \
+         hours",
+        count as f64 / elapsed,
+        failures.len(),
+        sum(|o| o.restore_jobs),
+        sum(|o| o.restore_failures),
+        sum(|o| o.restore_retries),
+        sum(|o| o.lost_status_writes),
+        sum(|o| o.recreations),
+        sum(|o| o.jobs_over_data),
+        outcomes.len() as u64 - failed_restores,
+        sum(|o| o.ticks),
+        sum(|o| o.operations),
+        sum(|o| o.faults),
+        sum(|o| o.sim_ms) as f64 / 3_600_000.0,
+    );
+    for (_, failure) in failures.iter().take(20) {
+        eprintln!("{failure}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} restore schedules broke an invariant",
+        failures.len()
+    );
+    // Every path was taken: restores that succeed, that fail and stay reported, retries.
+    assert!(sum(|o| o.restore_jobs) >= count, "every schedule restores");
+    assert!(
+        failed_restores > 0 && failed_restores < count,
+        "some restores fail"
+    );
+    assert!(
+        sum(|o| o.restore_retries) > 0,
+        "users retry failed restores"
+    );
+    assert!(sum(|o| o.lost_status_writes) > 0, "status writes are lost");
+    assert!(sum(|o| o.recreations) > 0, "objects are recreated");
+}
+
+/// The real `decide`, except that it ignores the restore gate: the group may start before the
+/// restore into member 0 succeeded.
+fn ignore_the_restore_gate(observed: &Observed) -> Decision {
+    let mut open = observed.clone();
+    open.input.restore = innodb_operator::topology::RestoreGate::Open;
+    schedule::real(&open)
+}
+
+#[test]
+fn a_group_started_before_the_restore_is_caught() {
+    let (outcomes, failures) = run_many(0..500, &ignore_the_restore_gate, schedule::run_restore);
+    let first = failures
+        .first()
+        .and_then(|(_, f)| f.lines().next())
+        .unwrap_or_default()
+        .to_string();
+    println!(
+        "mutation 'ignore the restore gate': {} of {} schedules caught it; first: {first}",
+        failures.len(),
+        failures.len() + outcomes.len()
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|(_, f)| f.contains("does not hold the restored backup")),
+        "the simulator did not notice a group started before the restore: {first}"
+    );
 }

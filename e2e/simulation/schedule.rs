@@ -17,6 +17,7 @@ use innodb_operator::topology::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::restore::RestoreSim;
 use crate::simops::SimOps;
 use crate::world::{GROUP, Gr, Pod, World};
 
@@ -24,6 +25,12 @@ use crate::world::{GROUP, Gr, Pod, World};
 pub const LABEL_BOUND_MS: u64 = 3_000;
 /// A new cluster must be Ready within this bound.
 pub const SETUP_BOUND_MS: u64 = 60_000;
+/// A new cluster created from a backup must be Ready (or report a failed restore) within this
+/// bound: the restore Job waits up to 10 min for member 0, then loads for up to 2 min, and the
+/// user may retry twice.
+pub const RESTORE_SETUP_BOUND_MS: u64 = 3_600_000;
+/// A failed restore must stay reported, with no group started, this long before a schedule ends.
+pub const FAILURE_WATCH_MS: u64 = 120_000;
 /// After the last fault, the cluster must be Ready again within this bound.
 pub const LIVENESS_BOUND_MS: u64 = 300_000;
 /// Anti-flapping window the simulated cluster uses.
@@ -43,6 +50,15 @@ pub struct Outcome {
     /// Ended in a stop the operator correctly refused to resolve alone (errant transactions).
     pub justified_stop: bool,
     pub sim_ms: u64,
+    /// Schedules that started from a backup: restore Jobs created, failed, retried by the
+    /// user; status writes lost; and whether the schedule ended on a reported failed restore.
+    pub restore_jobs: u64,
+    pub restore_failures: u64,
+    pub restore_retries: u64,
+    pub lost_status_writes: u64,
+    pub recreations: u64,
+    pub jobs_over_data: u64,
+    pub restore_failed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,10 +91,23 @@ struct Run<'a> {
     last: Option<Decision>,
     outcome: Outcome,
     trace: Option<Vec<String>>,
+    /// The cluster is created from a backup.
+    restore: Option<RestoreSim>,
 }
 
 /// Runs schedule `seed` with the given decision function.
 pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String> {
+    run_with(seed, decide, trace, false)
+}
+
+/// Runs schedule `seed` of a cluster created from a backup: its pods start at random times,
+/// the restore Job loads member 0 under faults (member 0 restarting, the Job failing, operator
+/// restarts, lost status writes), and only then may the group start.
+pub fn run_restore(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String> {
+    run_with(seed, decide, trace, true)
+}
+
+fn run_with(seed: u64, decide: &DecideFn, trace: bool, restore: bool) -> Result<Outcome, String> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let instances = [1, 3, 3, 3, 5, 5, 7][rng.random_range(0..7)];
     let clone_policy = [
@@ -87,11 +116,28 @@ pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String>
         ClonePolicy::ReplaceErrant,
     ][rng.random_range(0..3)];
     let naming = naming(instances, clone_policy);
+    let mut world = World::new(instances);
+    let restore = restore.then(|| {
+        let sim = RestoreSim::new(&mut rng);
+        world.backup = Some(sim.backup.clone());
+        // The pods start in any order: members other than 0 may be up long before it.
+        for m in world.members.values_mut() {
+            m.pod = Pod::Down {
+                until: rng.random_range(0..30_000),
+            };
+        }
+        sim
+    });
+    let next_fault = if restore.is_some() {
+        rng.random_range(500..10_000)
+    } else {
+        u64::MAX
+    };
     let mut run = Run {
         seed,
         decide,
         rng,
-        world: Mutex::new(World::new(instances)),
+        world: Mutex::new(world),
         naming,
         instances,
         clone_policy,
@@ -101,7 +147,7 @@ pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String>
         operator_down_until: 0,
         pending_labels: None,
         next_write: 1_000,
-        next_fault: u64::MAX,
+        next_fault,
         partition_until: u64::MAX,
         phase: Phase::Setup,
         primary: None,
@@ -109,6 +155,7 @@ pub fn run(seed: u64, decide: &DecideFn, trace: bool) -> Result<Outcome, String>
         last: None,
         outcome: Outcome::default(),
         trace: trace.then(Vec::new),
+        restore,
     };
     let result = run.go();
     if let Some(lines) = &run.trace {
@@ -131,8 +178,13 @@ impl Run<'_> {
     }
 
     fn fail(&self, now: u64, what: String) -> String {
+        let (var, test) = if self.restore.is_some() {
+            ("SIM_RESTORE_SEED", "restore_schedules")
+        } else {
+            ("SIM_SEED", "ten_thousand")
+        };
         format!(
-            "seed {} violated an invariant at t={now}ms: {what}\n  replay: SIM_SEED={} cargo test --test simulation -- --nocapture",
+            "seed {} violated an invariant at t={now}ms: {what}\n  replay: {var}={} cargo test --test simulation {test} -- --nocapture",
             self.seed, self.seed
         )
     }
@@ -141,8 +193,12 @@ impl Run<'_> {
         loop {
             let tick_at = self.next_tick.max(self.operator_down_until);
             let labels_at = self.pending_labels.as_ref().map_or(u64::MAX, |(t, _)| *t);
+            let restore_at = self
+                .restore
+                .as_ref()
+                .map_or(u64::MAX, |r| r.next_deadline());
             let phase_at = match self.phase {
-                Phase::Setup => SETUP_BOUND_MS,
+                Phase::Setup => self.setup_bound(),
                 Phase::Faults { until } => until,
                 Phase::Heal { since } => since + LIVENESS_BOUND_MS,
             };
@@ -153,6 +209,7 @@ impl Run<'_> {
                 self.next_fault,
                 self.partition_until,
                 self.w().next_deadline(),
+                restore_at,
                 phase_at,
             ]
             .into_iter()
@@ -163,6 +220,7 @@ impl Run<'_> {
                 w.now = now;
                 w.settle();
             }
+            self.restore_job(now);
             if now >= self.partition_until {
                 self.partition_until = u64::MAX;
                 let mut w = self.w();
@@ -193,7 +251,12 @@ impl Run<'_> {
             }
             if self.next_fault <= now {
                 self.fault(now);
-                self.next_fault = now + self.rng.random_range(1_000..15_000);
+                let gap = if self.restore.is_some() && self.phase == Phase::Setup {
+                    10_000..90_000
+                } else {
+                    1_000..15_000
+                };
+                self.next_fault = now + self.rng.random_range(gap);
             }
             if tick_at <= now {
                 self.tick(now);
@@ -210,6 +273,14 @@ impl Run<'_> {
             self.check(now)?;
             if let Some(done) = self.advance_phase(now)? {
                 self.outcome.sim_ms = now;
+                if let Some(r) = &self.restore {
+                    self.outcome.restore_jobs = r.jobs;
+                    self.outcome.restore_failures = r.failures;
+                    self.outcome.restore_retries = r.retries;
+                    self.outcome.lost_status_writes = r.lost_writes;
+                    self.outcome.recreations = r.recreations;
+                    self.outcome.jobs_over_data = r.jobs_over_data;
+                }
                 return done;
             }
         }
@@ -217,6 +288,7 @@ impl Run<'_> {
 
     fn advance_phase(&mut self, now: u64) -> Result<Option<Result<(), String>>, String> {
         let ready = self.ready(now);
+        let failure_watched = self.phase == Phase::Setup && self.restore_failure_watched(now)?;
         match self.phase {
             Phase::Setup if ready => {
                 let until = now + self.rng.random_range(20_000..120_000);
@@ -224,10 +296,17 @@ impl Run<'_> {
                 self.next_fault = now + self.rng.random_range(500..5_000);
                 self.log(now, || format!("ready; faults until {until}ms"));
             }
-            Phase::Setup if now >= SETUP_BOUND_MS => {
+            Phase::Setup if failure_watched => {
+                self.outcome.restore_failed = true;
+                return Ok(Some(Ok(())));
+            }
+            Phase::Setup if now >= self.setup_bound() => {
                 return Err(self.fail(
                     now,
-                    format!("a new cluster was not Ready within {SETUP_BOUND_MS}ms"),
+                    format!(
+                        "a new cluster was not Ready within {}ms",
+                        self.setup_bound()
+                    ),
                 ));
             }
             Phase::Faults { until } if now >= until => {
@@ -342,7 +421,18 @@ impl Run<'_> {
             world: &self.world,
             naming: &self.naming,
         };
-        let observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
+        let mut observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
+        // The restore step runs on what the members said and gates the group's first start.
+        let plan = self.restore.as_mut().map(|r| {
+            let plan = r.step(
+                &mut self.world.lock().expect("world lock"),
+                &observed,
+                now,
+                &mut self.rng,
+            );
+            observed.input.restore = plan.gate.clone();
+            plan
+        });
         let decision = (self.decide)(&observed);
         let outcome = block_on(ops::execute(&sim, &observed, &decision.operation));
         if decision.operation != Operation::None {
@@ -371,6 +461,9 @@ impl Run<'_> {
             self.log(now, || format!("sets at bootstrap: {sets:?}"));
         }
         self.history = updated_history(&observed, decision.record.clone());
+        if let (Some(r), Some(plan)) = (self.restore.as_mut(), &plan) {
+            r.write_status(plan, &decision, &self.history, now, &mut self.rng);
+        }
         let cost = self.w().cost_ms;
         self.pending_labels = Some((now + cost, decision.labels.clone()));
         {
@@ -403,12 +496,17 @@ impl Run<'_> {
         self.last = Some(decision);
     }
 
-    fn pick(&mut self, filter: impl Fn(&crate::world::SimMember) -> bool) -> Option<u32> {
+    /// A random member that exists and passes `filter`; only `pin` when it is given.
+    fn pick(
+        &mut self,
+        pin: Option<u32>,
+        filter: impl Fn(&crate::world::SimMember) -> bool,
+    ) -> Option<u32> {
         let candidates: Vec<u32> = self
             .w()
             .members
             .iter()
-            .filter(|(_, m)| m.pod != Pod::Absent && filter(m))
+            .filter(|(o, m)| pin.is_none_or(|p| p == **o) && m.pod != Pod::Absent && filter(m))
             .map(|(&o, _)| o)
             .collect();
         (!candidates.is_empty()).then(|| candidates[self.rng.random_range(0..candidates.len())])
@@ -416,11 +514,17 @@ impl Run<'_> {
 
     fn fault(&mut self, now: u64) {
         self.outcome.faults += 1;
-        let kind = self.rng.random_range(0..100);
+        let (kind, pin) = if self.restore.is_some() && self.phase == Phase::Setup {
+            self.restore_fault_kind()
+        } else if self.restore.is_some() && self.rng.random_bool(0.05) {
+            (300, None)
+        } else {
+            (self.rng.random_range(0..100), None)
+        };
         let line = match kind {
             0..22 => {
                 let down = self.rng.random_range(2_000..40_000);
-                self.pick(|m| m.running()).map(|o| {
+                self.pick(pin, |m| m.running()).map(|o| {
                     let mut w = self.w();
                     w.mm(o).pod = Pod::Down { until: now + down };
                     w.mm(o).gr = Gr::Off;
@@ -430,7 +534,7 @@ impl Run<'_> {
             }
             22..32 => {
                 let grace = self.rng.random_range(500..8_000);
-                self.pick(|m| m.running() && m.deleting_until.is_none())
+                self.pick(pin, |m| m.running() && m.deleting_until.is_none())
                     .map(|o| {
                         self.w().mm(o).deleting_until = Some(now + grace);
                         format!("delete pod {o} (grace {grace}ms)")
@@ -460,14 +564,14 @@ impl Run<'_> {
             }
             46..56 => {
                 let len = self.rng.random_range(3_000..30_000);
-                self.pick(|_| true).map(|o| {
+                self.pick(None, |_| true).map(|o| {
                     self.w().mm(o).blocked_until = now + len;
                     format!("operator cannot reach {o} for {len}ms")
                 })
             }
             56..66 => {
                 let len = self.rng.random_range(5_000..60_000);
-                self.pick(|m| m.running()).map(|o| {
+                self.pick(None, |m| m.running()).map(|o| {
                     self.w().mm(o).slow_until = now + len;
                     format!("{o} slow for {len}ms")
                 })
@@ -496,7 +600,9 @@ impl Run<'_> {
                 Some(format!("complete outage {downs:?}"))
             }
             78..81 => self
-                .pick(|m| m.running() && m.group().is_none() && m.cloning.is_none())
+                .pick(None, |m| {
+                    m.running() && m.group().is_none() && m.cloning.is_none()
+                })
                 .map(|o| {
                     let mut w = self.w();
                     let uuid = Uuid::parse(&w.m(o).uuid).expect("simulated server_uuid");
@@ -508,6 +614,28 @@ impl Run<'_> {
                 let target = self.rng.random_range(0..self.instances);
                 self.switchover = Some((target, now + 60_000));
                 Some(format!("user asks for a switchover to {target}"))
+            }
+            300 => {
+                // The StatefulSet goes with the old object: every pod is recreated.
+                let mut w = self.world.lock().expect("world lock");
+                for m in w.members.values_mut().filter(|m| m.pod != Pod::Absent) {
+                    m.pod = Pod::Down {
+                        until: now + self.rng.random_range(3_000..15_000),
+                    };
+                    m.gr = Gr::Off;
+                    m.deleting_until = None;
+                    m.cloning = None;
+                }
+                w.notice = true;
+                drop(w);
+                if let Some(r) = self.restore.as_mut() {
+                    r.object_recreated();
+                }
+                self.history.clear();
+                Some(
+                    "the MySQLCluster is recreated from a copy of its spec (status and Job gone)"
+                        .into(),
+                )
             }
             92..96 => {
                 let mut w = self.w();
@@ -525,6 +653,103 @@ impl Run<'_> {
         if let Some(line) = line {
             self.log(now, || format!("FAULT {line}"));
         }
+    }
+
+    /// While a cluster is being restored (a fault kind of [`Run::fault`] and the member it
+    /// must hit): member 0, the restore target, crashing or being deleted; any member crashing;
+    /// operator restarts; complete outages.
+    fn restore_fault_kind(&mut self) -> (u32, Option<u32>) {
+        match self.rng.random_range(0..100) {
+            0..30 => (0, Some(0)),
+            30..45 => (22, Some(0)),
+            45..65 => (0, None),
+            65..90 => (66, None),
+            _ => (74, None),
+        }
+    }
+
+    fn setup_bound(&self) -> u64 {
+        if self.restore.is_some() {
+            RESTORE_SETUP_BOUND_MS
+        } else {
+            SETUP_BOUND_MS
+        }
+    }
+
+    /// Moves the restore Job on, and the user's retry of a failed one.
+    fn restore_job(&mut self, now: u64) {
+        let Some(r) = self.restore.as_mut() else {
+            return;
+        };
+        let mut w = self.world.lock().expect("world lock");
+        let mut lines = Vec::new();
+        if r.user_retry(now) {
+            lines.push("the user deletes the failed restore Job to retry".to_string());
+            w.notice = true;
+        }
+        if let Some(line) = r.advance(&mut w, now, &mut self.rng) {
+            lines.push(line);
+            // The Job's completion wakes the operator (it watches its Jobs).
+            w.notice = true;
+        }
+        drop(w);
+        for line in lines {
+            self.log(now, || line);
+        }
+    }
+
+    /// Whether a failed restore has been reported for [`FAILURE_WATCH_MS`] with no group
+    /// started and no retry coming; an error when the failure is not reported as it must be.
+    fn restore_failure_watched(&mut self, now: u64) -> Result<bool, String> {
+        let Some(r) = self.restore.as_mut() else {
+            return Ok(false);
+        };
+        if !r.failed() {
+            r.failure_reported_since = None;
+            return Ok(false);
+        }
+        let reported = |d: &Decision| {
+            d.conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.status && c.reason == "RestoreFailed")
+        };
+        let told = self.last.as_ref().is_some_and(reported)
+            && r.status
+                .as_ref()
+                .is_some_and(|s| s.phase.as_deref() == Some("Failed"));
+        if !told {
+            return Ok(false);
+        }
+        let since = *r.failure_reported_since.get_or_insert(now);
+        if r.user_reads_failure(&self.world.lock().expect("world lock"), now, &mut self.rng) {
+            return Ok(false);
+        }
+        if r.retry_at.is_some() || now < since + FAILURE_WATCH_MS {
+            return Ok(false);
+        }
+        let w = self.world.lock().expect("world lock");
+        if let Some((o, _)) = w.members.iter().find(|(_, m)| m.group().is_some()) {
+            let o = *o;
+            drop(w);
+            return Err(self.fail(
+                now,
+                format!("the restore failed but member {o} is in a group"),
+            ));
+        }
+        let message = r
+            .status
+            .as_ref()
+            .and_then(|s| s.restore.as_ref())
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        drop(w);
+        if !message.contains("kubectl logs job/") {
+            return Err(self.fail(
+                now,
+                format!("the failed restore's status does not say what to do: {message}"),
+            ));
+        }
+        Ok(true)
     }
 
     fn check(&mut self, now: u64) -> Result<(), String> {
@@ -549,6 +774,36 @@ impl Run<'_> {
             return Err(self.fail(
                 now,
                 format!("{quorum_groups} groups have quorum: split brain"),
+            ));
+        }
+        let (groups, lacks) = {
+            let w = self.w();
+            let groups: std::collections::BTreeSet<u64> =
+                w.members.values().filter_map(|m| m.group()).collect();
+            // The restored backup is part of the group's data for good.
+            let lacks = match (&w.backup, &group) {
+                (Some(b), Some((c, set)))
+                    if c.members.iter().any(|&o| w.m(o).online(now)) && !b.is_subset(set) =>
+                {
+                    b.subtract(set)
+                }
+                _ => GtidSet::new(),
+            };
+            (groups, lacks)
+        };
+        if groups.len() > 1 {
+            return Err(self.fail(
+                now,
+                format!(
+                    "members are in {} different groups {groups:?}",
+                    groups.len()
+                ),
+            ));
+        }
+        if !lacks.is_empty() {
+            return Err(self.fail(
+                now,
+                format!("the group lacks {lacks} of the restored backup"),
             ));
         }
         if let Some((c, set)) = &group {

@@ -65,6 +65,8 @@ pub struct SimMember {
     /// Role label on the pod.
     pub label: Option<Role>,
     pub update_pending: bool,
+    /// Holds part of a backup's databases, loaded without GTIDs by a restore that did not finish.
+    pub partial: bool,
 }
 
 impl SimMember {
@@ -82,6 +84,7 @@ impl SimMember {
             cloning: None,
             label: None,
             update_pending: false,
+            partial: false,
         }
     }
 
@@ -132,6 +135,8 @@ pub struct World {
     pub notice: bool,
     /// Time the operator spends in the current tick (gather latency, timeouts).
     pub cost_ms: u64,
+    /// The GTID set of the backup the cluster was created from (`spec.restoreFrom`).
+    pub backup: Option<GtidSet>,
 }
 
 impl World {
@@ -262,6 +267,7 @@ impl World {
             {
                 m.executed = data.clone();
                 m.received = data.clone();
+                m.partial = false;
                 m.cloning = None;
                 m.pod = Pod::Down { until: now + 3_000 };
                 m.gr = Gr::Off;
@@ -490,6 +496,20 @@ impl World {
             return Err("group replication is running".into());
         }
         let seed = self.m(o).transactions();
+        if let Some(backup) = &self.backup
+            && (self.m(o).partial || !backup.is_subset(&seed))
+        {
+            self.violations.push(format!(
+                "t={}ms: bootstrap from member {o}, which does not hold the restored backup {backup} \
+                 (it holds {seed}{})",
+                self.now,
+                if self.m(o).partial {
+                    " and part of the backup's databases"
+                } else {
+                    ""
+                }
+            ));
+        }
         for (&other, m) in self.members.iter().filter(|(_, m)| m.pod != Pod::Absent) {
             let lacks = m.transactions().subtract(&seed);
             if other != o && !lacks.is_empty() {
@@ -536,6 +556,13 @@ impl World {
         if !self.m(o).transactions().is_subset(&set) {
             return Err("the member has transactions not present in the group".into());
         }
+        if self.m(o).partial {
+            self.violations.push(format!(
+                "t={}ms: member {o} joins the group holding part of a backup's databases that no \
+                 transaction of the group describes",
+                self.now
+            ));
+        }
         let mut view = c.view.clone();
         view.insert(o);
         self.mm(o).gr = Gr::In {
@@ -557,6 +584,12 @@ impl World {
         }
         if !self.linked(o, donor) {
             return Err("donor not reachable".into());
+        }
+        if self.m(donor).partial {
+            self.violations.push(format!(
+                "t={}ms: member {o} clones member {donor}, which holds a half-restored backup",
+                self.now
+            ));
         }
         let data = self.m(donor).executed.clone();
         let until = self.now + 5_000;

@@ -25,8 +25,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION};
-use crate::api::conditions::Desired;
+use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::controller::Context;
 use apply::{ApplyError, FIELD_MANAGER};
@@ -35,7 +34,7 @@ use build::secrets;
 use dereference::DereferenceError;
 use observe::ObserveError;
 use restore_step::RestoreStepError;
-use status::{Observed, TopologyView};
+use status::Observed;
 use topology_step::TopologyError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
@@ -152,17 +151,23 @@ pub async fn reconcile(
     if let Some(mut valid) = valid {
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
         let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
-            // A cluster created from a backup: the restore into its first member gates the
-            // group's first start.
             let now = jiff::Timestamp::now();
-            let restore = restore_step::run(
-                &ctx,
+            let ops = topology_step::sql_ops(&ctx.client, &names).await?;
+            let input = topology_step::cluster_input(
+                &valid,
                 &cluster,
-                deref.restore.as_ref(),
                 &workloads.pods,
-                &Time(now),
-            )
-            .await?;
+                workloads.statefulset.as_ref(),
+                now,
+            );
+            ctx.monitor_targets(&input, &ops);
+            let mut members = crate::topology::observe(&ops, input).await;
+            // A cluster created from a backup: the restore into its first member gates the
+            // group's first start (what the members hold tells whether there is anything to
+            // restore when the status was lost).
+            let restore =
+                restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
+                    .await?;
             if let Some(event) = &restore.event {
                 let (reason, note) = (event.reason, &event.message);
                 publish(&ctx, &cluster, EventType::Normal, reason, "Restore", note).await;
@@ -172,17 +177,8 @@ pub async fn reconcile(
                 // A restore takes minutes to hours: look less often at a member that is loading.
                 restore_poll = Some(RESTORE_POLL);
             }
-            let ops = topology_step::sql_ops(&ctx.client, &names).await?;
-            let input = topology_step::cluster_input(
-                &valid,
-                &cluster,
-                &workloads.pods,
-                workloads.statefulset.as_ref(),
-                restore.gate,
-                now,
-            );
-            ctx.monitor_targets(&input, &ops);
-            let tick = topology_step::tick(&ops, input).await;
+            members.input.restore = restore.gate;
+            let tick = crate::topology::act(&ops, members).await;
             if let Err(e) = &tick.outcome {
                 let note = format!("{} failed: {e}", tick.decision.operation.name());
                 publish(
@@ -229,27 +225,7 @@ pub async fn reconcile(
             requeue = requeue
                 .min(decision.requeue)
                 .max(restore_poll.unwrap_or_default());
-            observed.topology = Some(TopologyView {
-                conditions: decision
-                    .conditions
-                    .iter()
-                    .map(|c| Desired::new(c.type_, c.status, &c.reason, c.message.clone()))
-                    .collect(),
-                members: decision
-                    .members
-                    .iter()
-                    .map(|m| MemberStatus {
-                        name: m.name.clone(),
-                        role: m
-                            .role
-                            .map(|r| r.label_value().to_uppercase())
-                            .unwrap_or_default(),
-                        state: m.state.clone(),
-                    })
-                    .collect(),
-                primary: decision.primary.clone(),
-                history: topology_step::history_to_status(&history),
-            });
+            observed.topology = Some(topology_step::topology_view(&decision, &history));
         }
         ctx.metrics.api_writes(writes as u64);
         observed.changed = writes > 0;

@@ -11,7 +11,7 @@ use crate::api::cluster::{RestorePhase, RestoreSource, RestoreStatus, S3Location
 use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
 use crate::backups::decide::{JobView, Outcome, outcome};
-use crate::topology::RestoreGate;
+use crate::topology::{Observed, PodPhase, RestoreGate};
 
 /// Where the backup to restore is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +143,9 @@ pub struct RestoreInput<'a> {
     /// Name of the first member's pod and whether it runs with mysqld up (Ready).
     pub first_member: &'a str,
     pub first_member_ready: bool,
-    /// The group was started before (the status shows a member in a group): nothing to restore.
+    /// The cluster's data exists already ([`super::restore_step::nothing_to_restore`]: the
+    /// status shows a group, a member is in one, or member 0 holds transactions): nothing to
+    /// restore.
     pub group_started: bool,
     /// The name of the cluster (for the messages).
     pub cluster: &'a str,
@@ -215,7 +217,12 @@ pub fn plan(i: &RestoreInput) -> Plan {
             old.message.clone().unwrap_or_default(),
             RestoreGate::Open,
         )
-    } else if let Some(job) = i.job {
+    } else if let Some(job) = i
+        .job
+        // A failed Job next to data that exists (it refused a member that was restored or in a
+        // group before) does not hold that data: see the next branch.
+        .filter(|j| !(i.group_started && matches!(outcome(j, "restore"), Outcome::Failed(_))))
+    {
         status.job_name = Some(i.job_name.to_string());
         status.start_time = status.start_time.or_else(|| i.job_created.cloned());
         match outcome(job, "restore") {
@@ -258,11 +265,15 @@ pub fn plan(i: &RestoreInput) -> Plan {
             }
         }
     } else if i.group_started {
-        // The status was lost (or the object recreated from a copy): a running group is never
-        // overwritten.
+        // The status was lost (or the object recreated from a copy, its Job gone with the old
+        // one): data that exists is never restored over, and the group starts from it.
         (
-            old_phase.unwrap_or(RestorePhase::Succeeded),
-            "the group was started before; nothing is restored".to_string(),
+            RestorePhase::Succeeded,
+            format!(
+                "the members hold the cluster's data already (a group ran, or {} was restored \
+                 before); nothing is restored",
+                i.first_member
+            ),
             RestoreGate::Open,
         )
     } else {
@@ -344,6 +355,33 @@ pub fn plan(i: &RestoreInput) -> Plan {
         create_job,
         event,
     }
+}
+
+/// Whether the members hold the cluster's data as observed: a member is in a group, or the first
+/// member holds transactions (a new member holds none: its accounts are created without binary
+/// logging; a restore sets the backup's GTID set last, so a half-loaded member holds none either).
+pub fn data_exists(observed: &Observed) -> bool {
+    observed
+        .state(0)
+        .is_some_and(|s| !s.transactions().is_empty())
+        || observed
+            .members
+            .iter()
+            .filter_map(|m| m.state())
+            .any(|s| s.own_status().in_group())
+}
+
+/// Whether the first member is ready to be restored into: its pod runs Ready and is not being
+/// deleted. Without a restore record in the status (`old`), its mysqld must also have answered
+/// in this reconcile, so that [`data_exists`] saw what it holds: a new cluster's first status
+/// (written before its pods exist) has the record, so a Ready pod without one belongs to a
+/// cluster whose status was lost or that was recreated over existing data volumes.
+pub fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> bool {
+    observed
+        .input
+        .pod(0)
+        .is_some_and(|p| p.phase == PodPhase::Running && p.ready && !p.deleting)
+        && (old.is_some() || observed.state(0).is_some())
 }
 
 /// The `Restored` condition for a restore status (none when no restore was asked for).
@@ -745,6 +783,113 @@ mod tests {
         assert_eq!(running.event, None);
     }
 
+    /// Three members as observed: member 0 holds `gtids`; member `in_group` (if any) is ONLINE.
+    fn members(gtids: &str, in_group: Option<u32>) -> Observed {
+        use crate::topology::gtid::GtidSet;
+        use crate::topology::observe::{
+            ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
+        };
+        use crate::topology::sql::{Capabilities, ServerVersion};
+        let input = ClusterInput {
+            name: "orders".into(),
+            namespace: "shop".into(),
+            cluster_domain: "cluster.local".into(),
+            group_port: 3306,
+            instances: 3,
+            pods: (0..3)
+                .map(|ordinal| crate::topology::PodInfo {
+                    ordinal,
+                    phase: PodPhase::Running,
+                    ready: true,
+                    deleting: false,
+                    update_pending: false,
+                    role_label: None,
+                    ip: None,
+                })
+                .collect(),
+            switchover_to: None,
+            force_quorum_from: None,
+            clone_policy: Default::default(),
+            history: vec![],
+            flap_window: std::time::Duration::from_secs(30),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            restore: RestoreGate::Open,
+        };
+        let state = |o: u32| {
+            let uuid = format!("00000000-0000-0000-0000-00000000000{o}");
+            MemberState {
+                server_uuid: uuid.clone(),
+                capabilities: Capabilities {
+                    version: ServerVersion::new(8, 4, 2),
+                    group_replication: true,
+                    clone: true,
+                    communication_stack: true,
+                },
+                gtid_executed: if o == 0 {
+                    GtidSet::parse(gtids).unwrap()
+                } else {
+                    GtidSet::new()
+                },
+                gtid_received: GtidSet::new(),
+                super_read_only: true,
+                group: vec![GroupMemberRow {
+                    member_id: uuid,
+                    host: input.host(o),
+                    port: 3306,
+                    state: if in_group == Some(o) {
+                        MemberStatus::Online
+                    } else {
+                        MemberStatus::Offline
+                    },
+                    role: None,
+                    version: "8.4.2".into(),
+                }],
+                applier_queue: 0,
+                cloning: false,
+            }
+        };
+        Observed {
+            members: (0..3)
+                .map(|o| Member {
+                    ordinal: o,
+                    reach: Reach::Reachable(Box::new(state(o))),
+                })
+                .collect(),
+            input,
+        }
+    }
+
+    #[test]
+    fn the_members_say_whether_the_data_exists() {
+        let gtids = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1-42";
+        // New members (or member 0 half-loaded: its GTID set comes last): nothing yet.
+        assert!(!data_exists(&members("", None)));
+        // Member 0 restored (gtid_purged), or a group ran: the data exists.
+        assert!(data_exists(&members(gtids, None)));
+        assert!(data_exists(&members("", Some(2))));
+        // Unreachable members say nothing; an unreachable member 0 is restored into only when
+        // the status has the restore's record (so no earlier restore or group is forgotten).
+        let pending = Case {
+            ready: false,
+            ..Case::new()
+        }
+        .plan()
+        .status;
+        let mut m = members("", None);
+        assert!(first_member_ready(&m, None));
+        m.members[0].reach = crate::topology::observe::Reach::Unreachable {
+            reason: "timeout".into(),
+        };
+        assert!(!data_exists(&m));
+        assert!(!first_member_ready(&m, None));
+        assert!(first_member_ready(&m, pending.as_ref()));
+        let mut m = members("", None);
+        m.input.pods[0].deleting = true;
+        assert!(!first_member_ready(&m, pending.as_ref()));
+        m.input.pods.remove(0);
+        assert!(!first_member_ready(&m, pending.as_ref()));
+    }
+
     #[test]
     fn a_group_that_already_ran_is_never_restored_over() {
         let p = Case {
@@ -754,5 +899,30 @@ mod tests {
         .plan();
         assert!(!p.create_job);
         assert_eq!(p.gate, RestoreGate::Open);
+        let s = p.status.unwrap();
+        assert!(
+            s.message.unwrap().contains("nothing is restored"),
+            "says why nothing is restored"
+        );
+        // A Job created before the data was seen refuses the member; that does not hold it.
+        let refused = r#"{"status":"Failed","error":"the target already has database(s)"}"#;
+        let p = Case {
+            started: true,
+            old: Case::new().plan().status,
+            job: Some(job(false, true, Some(refused))),
+            ..Case::new()
+        }
+        .plan();
+        assert_eq!(p.gate, RestoreGate::Open);
+        assert_eq!(p.status.unwrap().phase, Some(RestorePhase::Succeeded));
+        // A running or succeeded Job is followed as before.
+        let p = Case {
+            started: true,
+            old: Case::new().plan().status,
+            job: Some(job(false, false, None)),
+            ..Case::new()
+        }
+        .plan();
+        assert!(held(&p));
     }
 }

@@ -10,12 +10,11 @@ use tracing::info;
 
 use super::build::names::Names;
 use super::restore::{self, Plan, RestoreInput, RestoreLocation};
-use super::topology_step::pod_info;
 use crate::api::MySQLCluster;
-use crate::api::cluster::RestorePhase;
+use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
 use crate::backups::{self, BackupError, job};
 use crate::controller::Context;
-use crate::topology::PodPhase;
+use crate::topology::Observed;
 
 /// A read or write of the restore step that failed; the reconcile is retried.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +36,8 @@ pub enum RestoreStepError {
 }
 
 /// Whether the status shows a member that was in a group: the group was started before.
-fn group_started(cluster: &MySQLCluster) -> bool {
-    cluster.status.as_ref().is_some_and(|s| {
+pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
+    status.is_some_and(|s| {
         s.primary.is_some()
             || s.members
                 .iter()
@@ -46,12 +45,19 @@ fn group_started(cluster: &MySQLCluster) -> bool {
     })
 }
 
-/// Plans the restore of `cluster` and creates its Job when the plan says so.
+/// Whether there is nothing to restore because the cluster's data exists: the status says a
+/// group ran, or the members say so ([`restore::data_exists`]) when the status was lost.
+pub fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observed) -> bool {
+    group_started(status) || restore::data_exists(members)
+}
+
+/// Plans the restore of `cluster` and creates its Job when the plan says so; `members` is what
+/// the members said in this reconcile.
 pub async fn run(
     ctx: &Context,
     cluster: &MySQLCluster,
     location: Option<&Result<RestoreLocation, restore::Unresolved>>,
-    pods: &[k8s_openapi::api::core::v1::Pod],
+    members: &Observed,
     now: &Time,
 ) -> Result<Plan, RestoreStepError> {
     let name = cluster.name_any();
@@ -77,11 +83,6 @@ pub async fn run(
         None => None,
     };
     let first_member = names.pod(0);
-    let first_member_ready = pods
-        .iter()
-        .filter(|p| p.name_any() == first_member)
-        .filter_map(|p| pod_info(&name, p, None))
-        .any(|p| p.phase == PodPhase::Running && p.ready && !p.deleting);
     let plan = restore::plan(&RestoreInput {
         requested: cluster.spec.restore_from.as_ref(),
         location,
@@ -92,8 +93,8 @@ pub async fn run(
             .as_ref()
             .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
-        first_member_ready,
-        group_started: group_started(cluster),
+        first_member_ready: restore::first_member_ready(members, old),
+        group_started: nothing_to_restore(cluster.status.as_ref(), members),
         cluster: &name,
         now,
     });
@@ -128,4 +129,35 @@ pub async fn run(
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::cluster::MemberStatus;
+
+    fn member(state: &str) -> MemberStatus {
+        MemberStatus {
+            name: "orders-1".into(),
+            role: String::new(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_status_with_a_primary_or_a_member_in_a_group_says_the_group_ran() {
+        assert!(!group_started(None));
+        let mut s = MySQLClusterStatus {
+            members: vec![member("OFFLINE"), member("PodReady"), member("UNREACHABLE")],
+            ..Default::default()
+        };
+        assert!(!group_started(Some(&s)));
+        for state in ["ONLINE", "RECOVERING"] {
+            s.members = vec![member("OFFLINE"), member(state)];
+            assert!(group_started(Some(&s)), "{state}");
+        }
+        s.members.clear();
+        s.primary = Some("orders-0".into());
+        assert!(group_started(Some(&s)));
+    }
 }

@@ -14,19 +14,19 @@ use serde_json::json;
 
 use super::build::names::{Names, ROLE_LABEL};
 use super::build::secrets::Account;
+use super::status::TopologyView;
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
 use crate::api::cluster::{
-    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION,
+    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
+use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::local_address_port;
 use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
-use crate::topology::{
-    self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role, Tick,
-};
+use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 
 /// No second automatic action of the same kind on the same member within this window.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
@@ -108,6 +108,31 @@ fn kind_name(kind: ActionKind) -> &'static str {
     }
 }
 
+/// What the status keeps of one tick: its conditions, members, primary and action history.
+pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) -> TopologyView {
+    TopologyView {
+        conditions: decision
+            .conditions
+            .iter()
+            .map(|c| Desired::new(c.type_, c.status, &c.reason, c.message.clone()))
+            .collect(),
+        members: decision
+            .members
+            .iter()
+            .map(|m| MemberStatus {
+                name: m.name.clone(),
+                role: m
+                    .role
+                    .map(|r| r.label_value().to_uppercase())
+                    .unwrap_or_default(),
+                state: m.state.clone(),
+            })
+            .collect(),
+        primary: decision.primary.clone(),
+        history: history_to_status(history),
+    }
+}
+
 /// The action history as the status stores it.
 pub fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
     history
@@ -142,13 +167,13 @@ pub fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
         .collect()
 }
 
-/// The state machine's input for `cluster` with its `pods`.
+/// The state machine's input for `cluster` with its `pods`. The group's first start is held
+/// until the restore step, which runs on what the members said, sets the gate.
 pub fn cluster_input(
     valid: &ValidCluster,
     cluster: &MySQLCluster,
     pods: &[Pod],
     statefulset: Option<&StatefulSet>,
-    restore: topology::RestoreGate,
     now: jiff::Timestamp,
 ) -> ClusterInput {
     let update_revision = statefulset
@@ -185,7 +210,10 @@ pub fn cluster_input(
         ),
         flap_window: FLAP_WINDOW,
         now,
-        restore,
+        restore: topology::RestoreGate::Waiting {
+            reason: "RestorePending",
+            message: "the restore step has not run yet".into(),
+        },
     }
 }
 
@@ -221,11 +249,6 @@ pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyE
         observe_timeout: OBSERVE_TIMEOUT,
         operation_timeout: OPERATION_TIMEOUT,
     })
-}
-
-/// One tick of the state machine.
-pub async fn tick(ops: &SqlOps, input: ClusterInput) -> Tick {
-    topology::tick(ops, input).await
 }
 
 /// The label changes the decision asks for: pod name → new value (`None` removes the label),
@@ -315,6 +338,65 @@ mod tests {
     }
 
     #[test]
+    fn a_tick_becomes_the_status_topology_view() {
+        use crate::topology::{Condition, Decision, MemberReport, Operation};
+        let decision = Decision {
+            operation: Operation::None,
+            record: None,
+            conditions: vec![Condition {
+                type_: "Ready",
+                status: true,
+                reason: "Online".into(),
+                message: "every member is ONLINE".into(),
+            }],
+            members: vec![
+                MemberReport {
+                    name: "orders-0".into(),
+                    role: Some(Role::Primary),
+                    state: "ONLINE".into(),
+                },
+                MemberReport {
+                    name: "orders-1".into(),
+                    role: None,
+                    state: "UNREACHABLE".into(),
+                },
+            ],
+            primary: Some("orders-0".into()),
+            events: vec![],
+            labels: BTreeMap::new(),
+            statefulset_replicas: 2,
+            update_next: None,
+            switchover_complete: false,
+            force_quorum_consumed: false,
+            requeue: Duration::from_secs(1),
+        };
+        let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let history = [ActionRecord {
+            ordinal: 1,
+            kind: ActionKind::Join,
+            at,
+        }];
+        let view = topology_view(&decision, &history);
+        assert_eq!(view.primary.as_deref(), Some("orders-0"));
+        assert_eq!(
+            view.members
+                .iter()
+                .map(|m| (m.name.as_str(), m.role.as_str(), m.state.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("orders-0", "PRIMARY", "ONLINE"),
+                ("orders-1", "", "UNREACHABLE")
+            ]
+        );
+        assert_eq!(view.conditions.len(), 1);
+        assert_eq!(
+            (view.conditions[0].type_, view.conditions[0].status),
+            ("Ready", true)
+        );
+        assert_eq!(view.history, history_to_status(&history));
+    }
+
+    #[test]
     fn pods_become_state_machine_input() {
         let p = pod(
             "metadata: {name: orders-2, labels: {controller-revision-hash: r1, innodb-operator.io/role: secondary}}\n\
@@ -337,14 +419,8 @@ mod tests {
              spec: {clonePolicy: ReplaceErrant}\n",
         );
         let v = valid_cluster("spec: {}");
-        let input = cluster_input(
-            &v,
-            &c,
-            &[],
-            None,
-            Default::default(),
-            jiff::Timestamp::UNIX_EPOCH,
-        );
+        let input = cluster_input(&v, &c, &[], None, jiff::Timestamp::UNIX_EPOCH);
+        assert_ne!(input.restore, topology::RestoreGate::Open);
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));
         assert_eq!(input.clone_policy, ClonePolicy::ReplaceErrant);

@@ -42,7 +42,16 @@ pub const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
 
 /// One reconcile tick of the topology.
 pub async fn tick<O: MemberOps>(ops: &O, input: ClusterInput) -> Tick {
-    let observed = ops::gather(ops, input, ops::Patience::Quorum(STRAGGLER_WAIT)).await;
+    act(ops, observe(ops, input).await).await
+}
+
+/// The first half of a tick: what every member says.
+pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
+    ops::gather(ops, input, ops::Patience::Quorum(STRAGGLER_WAIT)).await
+}
+
+/// The second half of a tick: decide from what was observed and carry out the one operation.
+pub async fn act<O: MemberOps>(ops: &O, observed: Observed) -> Tick {
     let decision = decide(&observed);
     let outcome = ops::execute(ops, &observed, &decision.operation).await;
     if let Err(e) = &outcome {
