@@ -33,7 +33,7 @@ REUSE=${REUSE:-0}
 BASELINES=${BASELINES:-1}
 [ -d "$BENCH/src/data" ] || REUSE=0
 if [ "$REUSE" = 1 ]; then
-  rm -rf "$BENCH"/{s3,stage,outfile,results}
+  rm -rf "$BENCH"/{s3,s3tls,certs,stage,outfile,results}
 else
   rm -rf "$BENCH"
 fi
