@@ -10,6 +10,9 @@
 # REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
 # BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
 # SRC_PORT, DST_PORT and S3_PORT (default 23306, 23307, 29000) let two runs share a machine.
+# TLS=1 also serves the bucket over HTTPS (a private CA made with openssl, on S3_PORT + 2) and
+# measures ours backing up through it (UNSIGNED-PAYLOAD + a CRC32C per part instead of the
+# signed SHA-256 of plain HTTP): compare the CPU seconds of "ours" and "ours-https".
 # Ours is the release build (Cargo.toml [profile.release]: opt-level 3 everywhere, thin LTO), or
 # IOP_BIN. The machine's load average is recorded with every measurement: on a shared machine
 # compare CPU seconds first, wall time second.
@@ -30,7 +33,7 @@ REUSE=${REUSE:-0}
 BASELINES=${BASELINES:-1}
 [ -d "$BENCH/src/data" ] || REUSE=0
 if [ "$REUSE" = 1 ]; then
-  rm -rf "$BENCH"/{s3,stage,outfile,results}
+  rm -rf "$BENCH"/{s3,s3tls,certs,stage,outfile,results}
 else
   rm -rf "$BENCH"
 fi
@@ -63,6 +66,24 @@ pids+=($!)
 S3="--endpoint-url http://127.0.0.1:$S3P"
 for _ in $(seq 100); do aws $S3 s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
 aws $S3 s3 mb s3://bench >/dev/null
+if [ "${TLS:-0}" = 1 ]; then
+  certs=$BENCH/certs
+  mkdir -p "$certs" "$BENCH/s3tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+    -keyout "$certs/ca.key" -out "$certs/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$certs/private.key" -out "$certs/server.csr" 2>/dev/null
+  openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" -CAcreateserial \
+    -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n') \
+    -out "$certs/public.crt" 2>/dev/null
+  MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
+    "$IOP_CACHE/bin/minio" --certs-dir "$certs" server "$BENCH/s3tls" --address 127.0.0.1:$((S3P + 2)) \
+    --console-address 127.0.0.1:$((S3P + 3)) --quiet &
+  pids+=($!)
+  S3TLS="--endpoint-url https://127.0.0.1:$((S3P + 2)) --ca-bundle $certs/ca.crt"
+  for _ in $(seq 100); do aws $S3TLS s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
+  aws $S3TLS s3 mb s3://bench >/dev/null
+fi
 
 if [ "$REUSE" != 1 ]; then
 echo "== preparing data: $TABLES x $ROWS sysbench rows + every-type table"
@@ -163,6 +184,11 @@ fi
 echo "== ours"
 measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
   --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+if [ "${TLS:-0}" = 1 ]; then
+  measure backup ours-https "$BIN" backup --s3-endpoint https://127.0.0.1:$((S3P + 2)) \
+    --s3-ca-file "$BENCH/certs/ca.crt" --bucket bench --prefix ours --path-style --port $SRC --user root \
+    --workers "$WORKERS" --database sbtest --database types
+fi
 reset_dst
 measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
   --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use innodb_operator::backup::MysqlConfig;
-use innodb_operator::backup::s3::S3Config;
+use innodb_operator::backup::s3::{CaBundle, S3Config};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
 
@@ -173,12 +173,49 @@ impl Drop for Mariadb {
     }
 }
 
-/// A MinIO server on a loopback port.
+/// A private CA and the server certificate for 127.0.0.1 it signed, laid out as MinIO's
+/// `--certs-dir` wants them (`public.crt`, `private.key`).
+pub struct TestCa {
+    pub ca_pem: String,
+    pub certs_dir: TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "datapath test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap())
+            .expect("CA certificate");
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("server params");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = server.signed_by(&key, &ca).expect("server certificate");
+        let certs_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(certs_dir.path().join("public.crt"), cert.pem()).unwrap();
+        std::fs::write(certs_dir.path().join("private.key"), key.serialize_pem()).unwrap();
+        TestCa {
+            ca_pem: ca.pem(),
+            certs_dir,
+        }
+    }
+
+    pub fn bundle(&self) -> CaBundle {
+        CaBundle {
+            origin: "the test CA".into(),
+            pem: self.ca_pem.clone().into_bytes(),
+        }
+    }
+}
+
+/// A MinIO server on a loopback port (HTTPS when started with a [`TestCa`]).
 pub struct Minio {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
     binary: PathBuf,
+    tls: Option<TestCa>,
 }
 
 fn minio_binary() -> PathBuf {
@@ -193,20 +230,38 @@ fn minio_binary() -> PathBuf {
 
 impl Minio {
     pub async fn start() -> Minio {
+        Minio::start_with(None).await
+    }
+
+    /// MinIO serving HTTPS with a certificate of a fresh private CA.
+    pub async fn start_tls() -> Minio {
+        Minio::start_with(Some(TestCa::new())).await
+    }
+
+    async fn start_with(tls: Option<TestCa>) -> Minio {
         let mut m = Minio {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             binary: minio_binary(),
+            tls,
         };
         m.restart().await;
         m
     }
 
+    pub fn ca(&self) -> Option<&TestCa> {
+        self.tls.as_ref()
+    }
+
     /// (Re)starts the server on the same port and data directory.
     pub async fn restart(&mut self) {
         let console = free_port();
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(ca) = &self.tls {
+            command.arg(format!("--certs-dir={}", ca.certs_dir.path().display()));
+        }
+        let mut child = command
             .arg("server")
             .arg(self.dir.path().join("data"))
             .arg(format!("--address=127.0.0.1:{}", self.port))
@@ -242,11 +297,17 @@ impl Minio {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// A plain SDK client (trusting the server's CA when it serves HTTPS).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        client_for(&self.endpoint())
+        let mut conf = client_config(&self.endpoint());
+        if let Some(ca) = &self.tls {
+            conf = conf.http_client(ca.bundle().http_client().expect("test CA"));
+        }
+        aws_sdk_s3::Client::from_conf(conf.build())
     }
 
     pub async fn create_bucket(&self, name: &str) {
@@ -268,6 +329,7 @@ impl Minio {
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: SECRET_KEY.into(),
             max_attempts: 3,
+            ca: self.tls.as_ref().map(TestCa::bundle),
         }
     }
 }
@@ -278,13 +340,11 @@ impl Drop for Minio {
     }
 }
 
-pub fn client_for(endpoint: &str) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::new()
+fn client_config(endpoint: &str) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
         .endpoint_url(endpoint)
         .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }

@@ -33,6 +33,28 @@ pub struct S3Storage {
     /// profile) are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<S3CredentialsSecret>,
+    /// Secret key holding PEM CA certificates to trust for an HTTPS endpoint behind a private CA
+    /// (in addition to the system roots). A Secret, as cert-manager writes `ca.crt` into the
+    /// Secret of the certificate it issues: point at that Secret directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<SecretKeyRef>,
+}
+
+/// One key of a Secret in the cluster's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_string()
 }
 
 fn default_region() -> String {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::restore::{self, RestoreConfig};
-use super::s3::S3Config;
+use super::s3::{CaBundle, S3Config, S3Error};
 use super::{MysqlConfig, dump::BackupConfig};
 
 #[derive(Args, Clone, Debug)]
@@ -28,6 +28,10 @@ pub struct S3Args {
     /// Attempts per S3 request (retries with backoff on throttling, 5xx and connection errors).
     #[arg(long, default_value_t = 5)]
     pub s3_attempts: u32,
+    /// PEM file of CA certificates (one or more) trusted for the S3 endpoint in addition to the
+    /// system roots: an HTTPS endpoint behind a private CA.
+    #[arg(long, env = "S3_CA_FILE")]
+    pub s3_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -99,6 +103,8 @@ pub struct RestoreArgs {
 pub enum CliError {
     #[error("environment variable {0} is not set; it must hold the {1}")]
     MissingEnv(String, &'static str),
+    #[error(transparent)]
+    S3(#[from] S3Error),
     #[error("cannot read the password file {path}: {source}")]
     PasswordFile {
         path: PathBuf,
@@ -121,6 +127,7 @@ impl S3Args {
             access_key_id: env("AWS_ACCESS_KEY_ID", "S3 access key id")?,
             secret_access_key: env("AWS_SECRET_ACCESS_KEY", "S3 secret access key")?,
             max_attempts: self.s3_attempts,
+            ca: self.s3_ca_file.as_deref().map(CaBundle::read).transpose()?,
         })
     }
 }

@@ -475,6 +475,7 @@ mod tests {
                 access_key_id: "a".into(),
                 secret_access_key: "s".into(),
                 max_attempts: 3,
+                ca: None,
             },
             prefix: "x".into(),
             workers: 4,

@@ -2,6 +2,7 @@
 //! streaming reads, and the clean-up a failed backup needs.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +11,18 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedHttpClient,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use base64::Engine;
 use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -39,6 +47,115 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// Attempts per request (the SDK retries throttling, 5xx and connection errors with backoff).
     pub max_attempts: u32,
+    /// CA certificates trusted in addition to the system roots (an endpoint behind a private CA).
+    pub ca: Option<CaBundle>,
+}
+
+/// PEM certificates to trust, and where they came from (named in errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaBundle {
+    pub origin: String,
+    pub pem: Vec<u8>,
+}
+
+impl CaBundle {
+    /// Reads a PEM file.
+    pub fn read(path: &Path) -> Result<CaBundle, S3Error> {
+        let origin = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| S3Error::CaFile {
+            origin: origin.clone(),
+            source,
+        })?;
+        Ok(CaBundle { origin, pem })
+    }
+
+    /// How many certificates the bundle holds, each checked to be usable as a trust anchor.
+    fn check(&self) -> Result<usize, S3Error> {
+        let bad = |message: String| S3Error::BadCa {
+            origin: self.origin.clone(),
+            message,
+        };
+        let certs = CertificateDer::pem_slice_iter(&self.pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("malformed PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad(
+                "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, cert) in certs.iter().enumerate() {
+            roots
+                .add(cert.clone())
+                .map_err(|e| bad(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
+        }
+        Ok(certs.len())
+    }
+
+    /// An HTTPS client trusting the system roots and these certificates. The SDK's trust store
+    /// panics on a certificate it cannot parse, so they are checked here first.
+    pub fn http_client(&self) -> Result<SharedHttpClient, S3Error> {
+        let n = self.check()?;
+        tracing::debug!(origin = %self.origin, certificates = n, "trusting extra CA certificates");
+        let trust = TrustStore::default().with_pem_certificate(self.pem.clone());
+        let context = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| S3Error::BadCa {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context)
+            .build_https())
+    }
+}
+
+/// How the bytes of an upload are protected on their way to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadIntegrity {
+    /// Plain HTTP: SigV4 signs the body's SHA-256, so nothing on the path can change it unnoticed
+    /// (the server recomputes it).
+    SignedSha256,
+    /// HTTPS: TLS already protects the bytes in flight, so the body is not hashed for the
+    /// signature (`UNSIGNED-PAYLOAD`); a CRC32C header (hardware CRC, nearly free) lets the
+    /// server still verify every part's bytes.
+    UnsignedCrc32c,
+}
+
+impl PayloadIntegrity {
+    /// HTTPS for AWS (no endpoint) and `https://` endpoints, the signed SHA-256 otherwise.
+    pub fn for_endpoint(endpoint: Option<&str>) -> PayloadIntegrity {
+        let https = endpoint.is_none_or(|e| {
+            e.get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        });
+        if https {
+            PayloadIntegrity::UnsignedCrc32c
+        } else {
+            PayloadIntegrity::SignedSha256
+        }
+    }
+
+    /// The checksum a multipart upload is created with (every part must then carry one).
+    fn algorithm(self) -> Option<ChecksumAlgorithm> {
+        match self {
+            PayloadIntegrity::SignedSha256 => None,
+            PayloadIntegrity::UnsignedCrc32c => Some(ChecksumAlgorithm::Crc32C),
+        }
+    }
+
+    /// The `x-amz-checksum-crc32c` value of `body`, when this mode sends one.
+    fn checksum(self, body: &[u8]) -> Option<String> {
+        self.algorithm().map(|_| crc32c_base64(body))
+    }
+}
+
+/// A body's CRC32C as S3 headers carry it: the 4 big-endian bytes, base64.
+pub fn crc32c_base64(body: &[u8]) -> String {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +180,19 @@ pub enum S3Error {
         "object s3://{bucket}/{key} would need more than {MAX_PARTS} parts; raise the part size"
     )]
     TooManyParts { bucket: String, key: String },
+    #[error("cannot read the S3 CA bundle {origin}: {source}")]
+    CaFile {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the S3 CA bundle {origin} is not usable: {message}")]
+    BadCa { origin: String, message: String },
+    #[error(
+        "TLS handshake with {endpoint} failed: {message}; if its certificate is signed by a \
+         private CA, give that CA's certificate (--s3-ca-file, or caSecret in the storage spec)"
+    )]
+    Tls { endpoint: String, message: String },
     #[error("S3 part upload task for s3://{bucket}/{key} failed: {message}")]
     Task {
         bucket: String,
@@ -81,11 +211,51 @@ pub fn part_size(n: i32, base: usize) -> usize {
         .min(MAX_PART_SIZE)
 }
 
+/// The SDK configuration for `cfg`.
+fn client_config(cfg: &S3Config) -> Result<aws_sdk_s3::config::Builder, S3Error> {
+    let creds = Credentials::new(
+        cfg.access_key_id.clone(),
+        cfg.secret_access_key.clone(),
+        None,
+        None,
+        "environment",
+    );
+    let mut b = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .credentials_provider(creds)
+        .force_path_style(cfg.path_style)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(cfg.max_attempts.max(1))
+                .with_initial_backoff(Duration::from_millis(200)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(300))
+                .build(),
+        )
+        // Integrity in flight: see [`PayloadIntegrity`] (the uploads set their checksum
+        // themselves). At rest, zstd frames carry content checksums and the manifest each
+        // chunk's XXH3, checked on restore; a response CRC on top would only cost CPU.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(ep) = &cfg.endpoint {
+        b = b.endpoint_url(ep);
+    }
+    if let Some(ca) = &cfg.ca {
+        b = b.http_client(ca.http_client()?);
+    }
+    Ok(b)
+}
+
 /// A client bound to one bucket.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     client: Client,
     name: String,
+    integrity: PayloadIntegrity,
 }
 
 /// What a finished object is: its key and size.
@@ -98,40 +268,17 @@ pub struct StoredObject {
 impl Bucket {
     /// Builds the client and checks the bucket is there and the credentials work.
     pub async fn open(cfg: &S3Config) -> Result<Bucket, S3Error> {
-        let creds = Credentials::new(
-            cfg.access_key_id.clone(),
-            cfg.secret_access_key.clone(),
-            None,
-            None,
-            "environment",
-        );
-        let mut b = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(cfg.region.clone()))
-            .credentials_provider(creds)
-            .force_path_style(cfg.path_style)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(cfg.max_attempts.max(1))
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(300))
-                    .build(),
-            )
-            // Integrity: SigV4 signs every payload's SHA-256 (S3 refuses a part that does not
-            // match), zstd frames carry content checksums and the manifest each chunk's XXH3,
-            // checked on restore; a per-request CRC on top would only cost CPU.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if let Some(ep) = &cfg.endpoint {
-            b = b.endpoint_url(ep);
-        }
+        Bucket::open_with(cfg, client_config(cfg)?).await
+    }
+
+    async fn open_with(
+        cfg: &S3Config,
+        conf: aws_sdk_s3::config::Builder,
+    ) -> Result<Bucket, S3Error> {
         let bucket = Bucket {
-            client: Client::from_conf(b.build()),
+            client: Client::from_conf(conf.build()),
             name: cfg.bucket.clone(),
+            integrity: PayloadIntegrity::for_endpoint(cfg.endpoint.as_deref()),
         };
         bucket
             .client
@@ -141,6 +288,15 @@ impl Bucket {
             .await
             .map_err(|e| {
                 let bucket = bucket.name.clone();
+                if let Some(tls) = tls_failure(&e) {
+                    return S3Error::Tls {
+                        endpoint: cfg
+                            .endpoint
+                            .clone()
+                            .unwrap_or_else(|| format!("AWS S3 ({})", cfg.region)),
+                        message: tls.to_string(),
+                    };
+                }
                 match e.raw_response().map(|r| r.status().as_u16()) {
                     Some(404) => S3Error::NoSuchBucket { bucket },
                     Some(403) => S3Error::AccessDenied { bucket },
@@ -192,14 +348,19 @@ impl Bucket {
             key: key.to_string(),
             bytes: body.len() as u64,
         };
-        self.client
+        let request = self
+            .client
             .put_object()
             .bucket(&self.name)
             .key(key)
+            .set_checksum_crc32_c(self.integrity.checksum(&body))
             .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| self.err("PutObject", key, &e))?;
+            .customize();
+        let sent = match self.integrity {
+            PayloadIntegrity::SignedSha256 => request.send().await,
+            PayloadIntegrity::UnsignedCrc32c => request.disable_payload_signing().send().await,
+        };
+        sent.map_err(|e| self.err("PutObject", key, &e))?;
         Ok(stored)
     }
 
@@ -344,6 +505,29 @@ impl Bucket {
     }
 }
 
+/// The TLS error (certificate, handshake) under a request that never got a response.
+fn tls_failure<E>(e: &SdkError<E>) -> Option<&rustls::Error>
+where
+    E: std::error::Error + 'static,
+{
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // io::Error::source() skips the error it wraps, and rustls errors travel inside
+        // (nested) io::Errors: descend into the wrapped error instead.
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
 /// The SDK error with its whole chain (service code and message included).
 fn describe<E>(e: &SdkError<E>) -> String
 where
@@ -445,6 +629,7 @@ impl ObjectWriter {
                     .create_multipart_upload()
                     .bucket(&self.bucket.name)
                     .key(&self.key)
+                    .set_checksum_algorithm(self.bucket.integrity.algorithm())
                     .send()
                     .await
                     .map_err(|e| self.bucket.err("CreateMultipartUpload", &self.key, &e))?;
@@ -453,6 +638,10 @@ impl ObjectWriter {
                 id
             }
         };
+        // Uploads that already finished report now: a failed part stops the object early.
+        while self.pending.front().is_some_and(|h| h.is_finished()) {
+            self.collect_oldest().await?;
+        }
         let body = Bytes::from(std::mem::take(&mut self.buf));
         let permit = self.permit.take();
         let n = self.next_part;
@@ -461,20 +650,28 @@ impl ObjectWriter {
         let key = self.key.clone();
         self.pending.push_back(tokio::spawn(async move {
             let _buffer_returns_after_upload = permit;
-            let out = bucket
+            let checksum = bucket.integrity.checksum(&body);
+            let request = bucket
                 .client
                 .upload_part()
                 .bucket(&bucket.name)
                 .key(&key)
                 .upload_id(upload_id)
                 .part_number(n)
+                .set_checksum_crc32_c(checksum.clone())
                 .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| bucket.err("UploadPart", &key, &e))?;
+                .customize();
+            let sent = match bucket.integrity {
+                PayloadIntegrity::SignedSha256 => request.send().await,
+                PayloadIntegrity::UnsignedCrc32c => request.disable_payload_signing().send().await,
+            };
+            let out = sent.map_err(|e| bucket.err("UploadPart", &key, &e))?;
+            // CompleteMultipartUpload must name every part's checksum of an upload created
+            // with one.
             Ok(CompletedPart::builder()
                 .part_number(n)
                 .set_e_tag(out.e_tag().map(String::from))
+                .set_checksum_crc32_c(checksum)
                 .build())
         }));
         Ok(())
@@ -559,6 +756,250 @@ impl ObjectWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_s3::config::http::{HttpRequest, HttpResponse};
+    use aws_sdk_s3::primitives::SdkBody;
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+
+    /// What the client sent: method, URI, headers and body of every request.
+    #[derive(Clone, Debug)]
+    struct Sent {
+        method: String,
+        uri: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Sent {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Records each request and answers as S3 would for the calls the writer makes (the server
+    /// side is MinIO's job in the data-path tests; this only sees what leaves the client).
+    #[derive(Clone, Debug, Default)]
+    struct Recorder(Arc<Mutex<Vec<Sent>>>);
+
+    impl HttpConnector for Recorder {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let sent = Sent {
+                method: request.method().to_string(),
+                uri: request.uri().to_string(),
+                headers: request
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                body: request.body().bytes().unwrap_or_default().to_vec(),
+            };
+            let body = if sent.method == "POST" && sent.uri.contains("uploads") {
+                "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key>\
+                 <UploadId>up-1</UploadId></InitiateMultipartUploadResult>"
+            } else if sent.method == "POST" {
+                "<CompleteMultipartUploadResult><ETag>\"all\"</ETag></CompleteMultipartUploadResult>"
+            } else {
+                ""
+            };
+            let mut response =
+                HttpResponse::new(200u16.try_into().expect("status"), SdkBody::from(body));
+            response.headers_mut().insert("ETag", "\"e\"");
+            self.0.lock().expect("recorder").push(sent);
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    fn config(endpoint: &str) -> S3Config {
+        S3Config {
+            endpoint: Some(endpoint.into()),
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            path_style: true,
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+            max_attempts: 1,
+            ca: None,
+        }
+    }
+
+    /// Writes a 2.5-part object and a small one through `endpoint`; returns what was sent.
+    async fn upload_through(endpoint: &str) -> (Vec<Sent>, Vec<u8>) {
+        let recorder = Recorder::default();
+        let connector = SharedHttpConnector::new(recorder.clone());
+        let cfg = config(endpoint);
+        let conf = client_config(&cfg)
+            .unwrap()
+            .http_client(http_client_fn(move |_, _| connector.clone()));
+        let bucket = Bucket::open_with(&cfg, conf).await.unwrap();
+        let data: Vec<u8> = (0..MIN_PART_SIZE * 5 / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut w = bucket.writer("k".into(), MIN_PART_SIZE, PartBudget::new(3));
+        w.write(&data).await.unwrap();
+        w.finish().await.unwrap();
+        bucket.put("small", b"manifest".to_vec()).await.unwrap();
+        let sent = recorder.0.lock().unwrap().clone();
+        (sent, data)
+    }
+
+    fn sha256_hex(b: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b))
+    }
+
+    #[tokio::test]
+    async fn https_parts_are_unsigned_with_a_crc32c_the_completion_repeats() {
+        let (sent, data) = upload_through("https://s3.example:9000").await;
+        let create = sent
+            .iter()
+            .find(|r| r.method == "POST" && r.uri.contains("?uploads"))
+            .expect("CreateMultipartUpload");
+        assert_eq!(create.header("x-amz-checksum-algorithm"), Some("CRC32C"));
+        let parts: Vec<&Sent> = sent
+            .iter()
+            .filter(|r| r.uri.contains("partNumber="))
+            .collect();
+        assert_eq!(parts.len(), 3);
+        let mut crcs = Vec::new();
+        for part in &parts {
+            assert_eq!(
+                part.header("x-amz-content-sha256"),
+                Some("UNSIGNED-PAYLOAD")
+            );
+            let crc = part.header("x-amz-checksum-crc32c").expect("part checksum");
+            assert_eq!(
+                crc,
+                crc32c_base64(&part.body),
+                "the CRC is of the part's bytes"
+            );
+            assert!(
+                part.header("content-encoding").is_none(),
+                "no aws-chunked body"
+            );
+            crcs.push(crc.to_string());
+        }
+        let bodies: Vec<u8> = parts.iter().flat_map(|p| p.body.clone()).collect();
+        assert_eq!(bodies.len(), data.len());
+        let complete = sent
+            .iter()
+            .find(|r| r.method == "POST" && r.uri.contains("uploadId=up-1"))
+            .expect("CompleteMultipartUpload");
+        let xml = String::from_utf8_lossy(&complete.body);
+        for crc in &crcs {
+            assert!(
+                xml.contains(&format!("<ChecksumCRC32C>{crc}</ChecksumCRC32C>")),
+                "{xml}"
+            );
+        }
+        let put = sent
+            .iter()
+            .find(|r| r.uri.contains("/b/small"))
+            .expect("PutObject");
+        assert_eq!(put.header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
+        assert_eq!(
+            put.header("x-amz-checksum-crc32c"),
+            Some(crc32c_base64(b"manifest").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_http_parts_keep_the_signed_sha256_and_send_no_crc() {
+        let (sent, _) = upload_through("http://s3.example:9000").await;
+        let bodies: Vec<&Sent> = sent.iter().filter(|r| r.method == "PUT").collect();
+        assert_eq!(bodies.len(), 4, "three parts and the small object");
+        for r in bodies {
+            assert_eq!(
+                r.header("x-amz-content-sha256"),
+                Some(sha256_hex(&r.body).as_str())
+            );
+            assert!(r.header("x-amz-checksum-crc32c").is_none());
+        }
+        let create = sent.iter().find(|r| r.uri.contains("?uploads")).unwrap();
+        assert!(create.header("x-amz-checksum-algorithm").is_none());
+    }
+
+    #[test]
+    fn https_is_aws_or_an_https_endpoint() {
+        use PayloadIntegrity::*;
+        assert_eq!(PayloadIntegrity::for_endpoint(None), UnsignedCrc32c);
+        assert_eq!(
+            PayloadIntegrity::for_endpoint(Some("https://minio:9000")),
+            UnsignedCrc32c
+        );
+        assert_eq!(
+            PayloadIntegrity::for_endpoint(Some("HTTPS://minio")),
+            UnsignedCrc32c
+        );
+        assert_eq!(
+            PayloadIntegrity::for_endpoint(Some("http://minio:9000")),
+            SignedSha256
+        );
+        assert_eq!(
+            PayloadIntegrity::for_endpoint(Some("https:/")),
+            SignedSha256
+        );
+    }
+
+    #[test]
+    fn crc32c_is_the_castagnoli_check_value_big_endian_base64() {
+        // CRC-32C("123456789") = 0xE3069283
+        assert_eq!(crc32c_base64(b"123456789"), "4waSgw==");
+        assert_eq!(crc32c_base64(b""), "AAAAAA==");
+    }
+
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_ca_bundle_holds_one_or_more_usable_certificates() {
+        let bundle = |pem: &str| CaBundle {
+            origin: "ca.pem".into(),
+            pem: pem.as_bytes().to_vec(),
+        };
+        assert_eq!(bundle(&ca_pem()).check().unwrap(), 1);
+        assert_eq!(
+            bundle(&format!("{}\n{}", ca_pem(), ca_pem()))
+                .check()
+                .unwrap(),
+            2
+        );
+        assert!(bundle(&ca_pem()).http_client().is_ok());
+        for (pem, want) in [
+            ("", "holds no PEM certificate"),
+            ("just text\n", "holds no PEM certificate"),
+            (
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+                "malformed PEM",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAECAwQ=\n-----END CERTIFICATE-----\n",
+                "certificate 1 is not a usable CA",
+            ),
+        ] {
+            let err = bundle(pem).http_client().expect_err(pem).to_string();
+            assert!(
+                err.contains("S3 CA bundle ca.pem is not usable") && err.contains(want),
+                "{err}"
+            );
+        }
+        let err = CaBundle::read(Path::new("/nonexistent/ca.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot read the S3 CA bundle /nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn part_buffers_wait_for_an_upload_to_give_one_back() {
@@ -568,9 +1009,8 @@ mod tests {
         let third = tokio::time::timeout(Duration::from_millis(50), budget.take()).await;
         assert!(third.is_err(), "a third buffer is never handed out");
         drop(a);
-        tokio::time::timeout(Duration::from_secs(1), budget.take())
-            .await
-            .expect("a returned buffer is handed out again");
+        let again = tokio::time::timeout(Duration::from_secs(1), budget.take()).await;
+        assert!(again.is_ok(), "a returned buffer is handed out again");
     }
 
     #[test]

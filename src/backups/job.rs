@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSpec, PodTemplateSpec,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -32,6 +33,10 @@ pub const OPERATOR_UID: i64 = 65532;
 /// How long a restore waits for its member to accept connections: the member's pod is Ready
 /// while the image's entrypoint still initialises it on a server without networking.
 pub const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
+
+/// Where the S3 CA bundle (`caSecret`) is mounted, and the file the container reads.
+pub const S3_CA_DIR: &str = "/etc/innodb-operator/s3-ca";
+pub const S3_CA_FILE: &str = "/etc/innodb-operator/s3-ca/ca.crt";
 
 /// What the Job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +195,38 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
             &creds.secret_access_key_key,
         ));
     }
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".to_string(),
+        mount_path: "/tmp".to_string(),
+        ..Default::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "tmp".to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    if let Some(ca) = &s.ca_secret {
+        envs.push(env("S3_CA_FILE", S3_CA_FILE));
+        mounts.push(VolumeMount {
+            name: "s3-ca".to_string(),
+            mount_path: S3_CA_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "s3-ca".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: "ca.crt".to_string(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let container = Container {
         name: mode.as_str().to_string(),
         image: Some(input.image.clone()),
@@ -198,11 +235,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
         termination_message_path: Some(RESULT_FILE.to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         security_context: Some(restricted_container()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_string(),
-            mount_path: "/tmp".to_string(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
     Job {
@@ -230,11 +263,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
                     enable_service_links: Some(false),
                     security_context: Some(restricted_pod(OPERATOR_UID)),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_string(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },
@@ -247,7 +276,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::storage::S3CredentialsSecret;
+    use crate::api::storage::{S3CredentialsSecret, SecretKeyRef};
 
     fn backup() -> Backup {
         serde_yaml::from_str(
@@ -339,6 +368,68 @@ mod tests {
                 .unwrap()
                 .key,
             "key"
+        );
+    }
+
+    #[test]
+    fn a_ca_secret_is_mounted_and_named_to_the_container() {
+        let plain = backup_job(&backup(), &input());
+        let pod = plain.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.volumes.as_ref().unwrap().len(),
+            1,
+            "no CA volume without caSecret"
+        );
+        assert!(
+            !pod.containers[0]
+                .env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "S3_CA_FILE")
+        );
+
+        let mut input = input();
+        input.storage.endpoint = Some("https://minio.storage:9000".into());
+        input.storage.ca_secret = Some(SecretKeyRef {
+            name: "minio-tls".into(),
+            key: "ca.crt".into(),
+        });
+        let pod = backup_job(&backup(), &input)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let c = &pod.containers[0];
+        let env = c.env.as_ref().unwrap();
+        let file = env.iter().find(|e| e.name == "S3_CA_FILE").unwrap();
+        assert_eq!(file.value.as_deref(), Some(S3_CA_FILE));
+        let mount = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "s3-ca")
+            .unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        assert!(S3_CA_FILE.starts_with(&format!("{}/", mount.mount_path)));
+        let secret = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "s3-ca")
+            .and_then(|v| v.secret.as_ref())
+            .unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("minio-tls"));
+        let item = &secret.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                item.key.as_str(),
+                format!("{}/{}", mount.mount_path, item.path)
+            ),
+            ("ca.crt", S3_CA_FILE.to_string())
         );
     }
 

@@ -21,7 +21,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster, S3Storage};
-use crate::backup::s3::{Bucket, S3Config};
+use crate::backup::s3::{Bucket, CaBundle, S3Config};
 use crate::cluster::apply::FIELD_MANAGER;
 use crate::cluster::build::names::Names;
 use crate::controller::Context;
@@ -349,6 +349,19 @@ async fn s3_config(ctx: &Context, ns: &str, storage: &S3Storage) -> Result<S3Con
         id = data.get(&creds.access_key_id_key).unwrap_or_default();
         key = data.get(&creds.secret_access_key_key).unwrap_or_default();
     }
+    let ca = match &storage.ca_secret {
+        Some(r) => {
+            let data = SecretText::read(&ctx.client, ns, &r.name)
+                .await
+                .map_err(kube_err(format!("Secret {}", r.name)))?;
+            // A missing key is an empty bundle: opening the bucket names it.
+            Some(CaBundle {
+                origin: format!("key {} of Secret {}", r.key, r.name),
+                pem: data.get(&r.key).unwrap_or_default().into_bytes(),
+            })
+        }
+        None => None,
+    };
     Ok(S3Config {
         endpoint: storage.endpoint.clone(),
         region: storage.region.clone(),
@@ -357,6 +370,7 @@ async fn s3_config(ctx: &Context, ns: &str, storage: &S3Storage) -> Result<S3Con
         access_key_id: id,
         secret_access_key: key,
         max_attempts: 5,
+        ca,
     })
 }
 
