@@ -120,11 +120,10 @@ measure() { # kind name cmd...
   echo "$kind $name: ${wall}s, peak RSS $((rss / 1024)) MiB, CPU $(echo "$user + $sys" | bc)s, load $load"
 }
 DBS="--databases sbtest types"
-# Empties the target, then lets the previous restore's dirty pages reach disk (flushing forced for
-# the wait only): otherwise each tool pays for the background writes of the one before it.
-reset_dst() {
-  local q="mariadb -N -uroot -h127.0.0.1 -P$DST -e"
-  $q "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS types; RESET MASTER"
+# Waits until a server's dirty pages reached disk (flushing forced for the wait only): otherwise
+# each tool pays for the background writes of the restore (or load) before it.
+drain() { # port
+  local q="mariadb -N -uroot -h127.0.0.1 -P$1 -e"
   local pct; pct=$($q "SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
   $q "SET GLOBAL innodb_max_dirty_pages_pct = 0"
   for _ in $(seq 600); do
@@ -133,12 +132,26 @@ reset_dst() {
   done
   $q "SET GLOBAL innodb_max_dirty_pages_pct = $pct"
 }
+# Every measurement starts from quiet servers; a restore also from an empty target.
+quiet() { drain $SRC; drain $DST; }
+reset_dst() {
+  mariadb -N -uroot -h127.0.0.1 -P$DST -e "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS types; RESET MASTER"
+  quiet
+}
 
-if [ "$BASELINES" = 1 ]; then
+if [ -z "${IOP_BIN:-}" ]; then
+  build_start=$SECONDS
+  cargo build --release --bin innodb-operator
+  echo "release build: $((SECONDS - build_start))s (0 when it was up to date)"
+fi
+
 echo "== backups (workers/threads = $WORKERS)"
+if [ "$BASELINES" = 1 ]; then
+quiet
 measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
   --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
   && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging/"
+quiet
 measure backup streaming bash -c "set -o pipefail; mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction \
   --quick --hex-blob $DBS | zstd -1 -T0 -q | aws $S3 s3 cp - s3://bench/streaming/dump.sql.zst"
 tables=$(mariadb -N -uroot -h127.0.0.1 -P$SRC -e "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema IN ('sbtest','types')")
@@ -157,14 +170,27 @@ for t in $tables; do
   echo "SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode='';
     LOAD DATA INFILE '$BENCH/outfile/$t.tsv' INTO TABLE $t CHARACTER SET binary $in;" >"$BENCH/stage/infile-$t.sql"
 done
+quiet
 measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
   'mariadb -uroot -h127.0.0.1 -P$SRC <$BENCH/stage/outfile-{}.sql'"
 
+fi
+quiet
+measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+if [ "${TLS:-0}" = 1 ]; then
+  quiet
+  measure backup ours-https "$BIN" backup --s3-endpoint https://127.0.0.1:$((S3P + 2)) \
+    --s3-ca-file "$BENCH/certs/ca.crt" --bucket bench --prefix ours --path-style --port $SRC --user root \
+    --workers "$WORKERS" --database sbtest --database types
+fi
+
+echo "== restores into an empty server"
+if [ "$BASELINES" = 1 ]; then
 # dump.sql for `mariadb < dump.sql` (not timed), the schema for the LOAD DATA floor
 mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction --quick --hex-blob $DBS >"$BENCH/stage/dump.sql"
 mariadb-dump -uroot -h127.0.0.1 -P$SRC --no-data $DBS >"$BENCH/stage/schema.sql"
 
-echo "== restores into an empty server"
 reset_dst
 measure restore mysql bash -c "mariadb -uroot -h127.0.0.1 -P$DST --init-command='SET sql_log_bin=0' <$BENCH/stage/dump.sql"
 reset_dst
@@ -174,20 +200,6 @@ reset_dst
 mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
 measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
   'mariadb -uroot -h127.0.0.1 -P$DST <$BENCH/stage/infile-{}.sql'"
-fi
-
-if [ -z "${IOP_BIN:-}" ]; then
-  build_start=$SECONDS
-  cargo build --release --bin innodb-operator
-  echo "release build: $((SECONDS - build_start))s (0 when it was up to date)"
-fi
-echo "== ours"
-measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
-  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
-if [ "${TLS:-0}" = 1 ]; then
-  measure backup ours-https "$BIN" backup --s3-endpoint https://127.0.0.1:$((S3P + 2)) \
-    --s3-ca-file "$BENCH/certs/ca.crt" --bucket bench --prefix ours --path-style --port $SRC --user root \
-    --workers "$WORKERS" --database sbtest --database types
 fi
 reset_dst
 measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \

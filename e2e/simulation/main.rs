@@ -59,22 +59,36 @@ fn run_many(
     (outcomes, failures)
 }
 
-#[test]
-fn ten_thousand_schedules_hold_every_invariant() {
-    if let Ok(seed) = std::env::var("SIM_SEED") {
-        let seed: u64 = seed.parse().expect("SIM_SEED is a number");
-        let outcome = schedule::run(seed, &schedule::real, true);
+/// What a batch of schedules gives: its size, seconds, outcomes and failures.
+type Batch = (u64, f64, Vec<Outcome>, Vec<(u64, String)>);
+
+/// A batch of seeded schedules of `one` with the real `decide`: when `seed_var` is set, replays
+/// that seed with its trace and returns `None`; else runs `count_var` (default `default_count`)
+/// schedules and returns the count, seconds, outcomes and failures.
+fn replay_or_run(seed_var: &str, count_var: &str, default_count: u64, one: RunFn) -> Option<Batch> {
+    if let Ok(seed) = std::env::var(seed_var) {
+        let seed: u64 = seed.parse().expect("the seed is a number");
+        let outcome = one(seed, &schedule::real, true);
         println!("seed {seed}: {outcome:?}");
         assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
-        return;
+        return None;
     }
-    let count: u64 = std::env::var("SIM_SCHEDULES")
+    let count: u64 = std::env::var(count_var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(default_count);
     let started = Instant::now();
-    let (outcomes, failures) = run_many(0..count, &schedule::real, schedule::run);
-    let elapsed = started.elapsed().as_secs_f64();
+    let (outcomes, failures) = run_many(0..count, &schedule::real, one);
+    Some((count, started.elapsed().as_secs_f64(), outcomes, failures))
+}
+
+#[test]
+fn ten_thousand_schedules_hold_every_invariant() {
+    let Some((count, elapsed, outcomes, failures)) =
+        replay_or_run("SIM_SEED", "SIM_SCHEDULES", 10_000, schedule::run)
+    else {
+        return;
+    };
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     println!(
         "{count} schedules in {elapsed:.1}s ({:.0}/s): {} failed, {} ended in a justified stop; \
@@ -272,20 +286,14 @@ fn quorum_is_forced_only_on_the_users_order() {
 /// a failing seed prints its replay line (`SIM_RESTORE_SEED=<seed>`).
 #[test]
 fn restore_schedules_hold_every_invariant() {
-    if let Ok(seed) = std::env::var("SIM_RESTORE_SEED") {
-        let seed: u64 = seed.parse().expect("SIM_RESTORE_SEED is a number");
-        let outcome = schedule::run_restore(seed, &schedule::real, true);
-        println!("seed {seed}: {outcome:?}");
-        assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    let Some((count, elapsed, outcomes, failures)) = replay_or_run(
+        "SIM_RESTORE_SEED",
+        "SIM_RESTORE_SCHEDULES",
+        2_000,
+        schedule::run_restore,
+    ) else {
         return;
-    }
-    let count: u64 = std::env::var("SIM_RESTORE_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
-    let started = Instant::now();
-    let (outcomes, failures) = run_many(0..count, &schedule::real, schedule::run_restore);
-    let elapsed = started.elapsed().as_secs_f64();
+    };
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let failed_restores = outcomes.iter().filter(|o| o.restore_failed).count() as u64;
     println!(

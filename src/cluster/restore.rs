@@ -793,27 +793,9 @@ mod tests {
         let input = ClusterInput {
             name: "orders".into(),
             namespace: "shop".into(),
-            cluster_domain: "cluster.local".into(),
-            group_port: 3306,
-            instances: 3,
-            pods: (0..3)
-                .map(|ordinal| crate::topology::PodInfo {
-                    ordinal,
-                    phase: PodPhase::Running,
-                    ready: true,
-                    deleting: false,
-                    update_pending: false,
-                    role_label: None,
-                    ip: None,
-                })
-                .collect(),
-            switchover_to: None,
-            force_quorum_from: None,
             clone_policy: Default::default(),
-            history: vec![],
-            flap_window: std::time::Duration::from_secs(30),
             now: jiff::Timestamp::UNIX_EPOCH,
-            restore: RestoreGate::Open,
+            ..ClusterInput::for_test(3)
         };
         let state = |o: u32| {
             let uuid = format!("00000000-0000-0000-0000-00000000000{o}");

@@ -540,7 +540,7 @@ mod tests {
     use crate::topology::gtid::GtidSet;
     use crate::topology::observe::Role;
     use crate::topology::observe::{
-        ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S, PodInfo, PodPhase,
+        ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S,
     };
     use crate::topology::sql::{Capabilities, ServerVersion};
 
@@ -558,31 +558,7 @@ mod tests {
 
     impl Fx {
         fn new(n: u32) -> Fx {
-            let input = ClusterInput {
-                name: "db".into(),
-                namespace: "ns".into(),
-                cluster_domain: "cluster.local".into(),
-                group_port: 3306,
-                instances: n,
-                pods: (0..n)
-                    .map(|ordinal| PodInfo {
-                        ordinal,
-                        phase: PodPhase::Running,
-                        ready: true,
-                        deleting: false,
-                        update_pending: false,
-                        role_label: None,
-                        ip: None,
-                    })
-                    .collect(),
-                switchover_to: None,
-                force_quorum_from: None,
-                clone_policy: ClonePolicy::EmptyOnly,
-                history: vec![],
-                flap_window: Duration::from_secs(30),
-                now: jiff::Timestamp::from_second(1_000_000).unwrap(),
-                restore: RestoreGate::Open,
-            };
+            let input = ClusterInput::for_test(n);
             let members = (0..n)
                 .map(|o| Member {
                     ordinal: o,

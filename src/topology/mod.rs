@@ -177,29 +177,8 @@ mod tests {
 
     fn input_of(instances: u32) -> ClusterInput {
         ClusterInput {
-            name: "db".into(),
-            namespace: "ns".into(),
-            cluster_domain: "cluster.local".into(),
-            group_port: 3306,
-            instances,
-            pods: (0..instances)
-                .map(|ordinal| PodInfo {
-                    ordinal,
-                    phase: PodPhase::Running,
-                    ready: true,
-                    deleting: false,
-                    update_pending: false,
-                    role_label: None,
-                    ip: None,
-                })
-                .collect(),
-            switchover_to: None,
-            force_quorum_from: None,
-            clone_policy: ClonePolicy::EmptyOnly,
-            history: vec![],
-            flap_window: Duration::from_secs(30),
             now: jiff::Timestamp::from_second(1_000).unwrap(),
-            restore: RestoreGate::Open,
+            ..ClusterInput::for_test(instances)
         }
     }
 

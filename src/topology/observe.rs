@@ -139,6 +139,39 @@ pub struct ClusterInput {
     pub restore: RestoreGate,
 }
 
+#[cfg(test)]
+impl ClusterInput {
+    /// `db` in `ns` with `instances` running, ready pods, no request pending and the restore gate
+    /// open: the base of decision fixtures (override fields with `..ClusterInput::for_test(n)`).
+    pub fn for_test(instances: u32) -> Self {
+        ClusterInput {
+            name: "db".into(),
+            namespace: "ns".into(),
+            cluster_domain: "cluster.local".into(),
+            group_port: 3306,
+            instances,
+            pods: (0..instances)
+                .map(|ordinal| PodInfo {
+                    ordinal,
+                    phase: PodPhase::Running,
+                    ready: true,
+                    deleting: false,
+                    update_pending: false,
+                    role_label: None,
+                    ip: None,
+                })
+                .collect(),
+            switchover_to: None,
+            force_quorum_from: None,
+            clone_policy: ClonePolicy::EmptyOnly,
+            history: vec![],
+            flap_window: std::time::Duration::from_secs(30),
+            now: Timestamp::from_second(1_000_000).unwrap(),
+            restore: RestoreGate::Open,
+        }
+    }
+}
+
 impl ClusterInput {
     /// The pod name of an ordinal.
     pub fn pod_name(&self, ordinal: u32) -> String {
