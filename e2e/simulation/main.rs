@@ -140,19 +140,36 @@ fn bootstrap_despite_unreachable(observed: &Observed) -> Decision {
     decision
 }
 
-#[test]
-fn a_broken_rule_is_caught() {
-    let (outcomes, failures) = run_many(0..2_000, &bootstrap_despite_unreachable, schedule::run);
-    // (The replay line of a failure names the real `decide`; only the first line applies here.)
+/// Runs `seeds` schedules of `one` with a broken `decide`; prints how many caught it and returns
+/// the failures and the first failure's first line (its replay line names the real `decide`, so
+/// only the first line applies).
+fn mutation(
+    name: &str,
+    seeds: std::ops::Range<u64>,
+    decide: &DecideFn,
+    one: RunFn,
+) -> (Vec<(u64, String)>, String) {
+    let (outcomes, failures) = run_many(seeds, decide, one);
     let first = failures
         .first()
         .and_then(|(_, f)| f.lines().next())
         .unwrap_or_default()
         .to_string();
     println!(
-        "mutation 'bootstrap while a member is unreachable': {} of {} schedules caught it; first: {first}",
+        "mutation '{name}': {} of {} schedules caught it; first: {first}",
         failures.len(),
         failures.len() + outcomes.len()
+    );
+    (failures, first)
+}
+
+#[test]
+fn a_broken_rule_is_caught() {
+    let (failures, first) = mutation(
+        "bootstrap while a member is unreachable",
+        0..2_000,
+        &bootstrap_despite_unreachable,
+        schedule::run,
     );
     assert!(
         !failures.is_empty(),
@@ -348,16 +365,11 @@ fn ignore_the_restore_gate(observed: &Observed) -> Decision {
 
 #[test]
 fn a_group_started_before_the_restore_is_caught() {
-    let (outcomes, failures) = run_many(0..500, &ignore_the_restore_gate, schedule::run_restore);
-    let first = failures
-        .first()
-        .and_then(|(_, f)| f.lines().next())
-        .unwrap_or_default()
-        .to_string();
-    println!(
-        "mutation 'ignore the restore gate': {} of {} schedules caught it; first: {first}",
-        failures.len(),
-        failures.len() + outcomes.len()
+    let (failures, first) = mutation(
+        "ignore the restore gate",
+        0..500,
+        &ignore_the_restore_gate,
+        schedule::run_restore,
     );
     assert!(
         failures
