@@ -559,13 +559,9 @@ impl PartBudget {
         PartBudget(Arc::new(Semaphore::new(buffers.max(1))))
     }
 
-    async fn take(&self) -> OwnedSemaphorePermit {
-        // The semaphore is never closed, so acquiring only waits.
-        loop {
-            if let Ok(p) = self.0.clone().acquire_owned().await {
-                return p;
-            }
-        }
+    /// Waits for a free buffer; `None` only if the budget was closed (it never is).
+    async fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.clone().acquire_owned().await.ok()
     }
 }
 
@@ -595,7 +591,11 @@ impl ObjectWriter {
         while !data.is_empty() {
             let target = part_size(self.next_part, self.base_part);
             if self.permit.is_none() {
-                self.permit = Some(self.budget.take().await);
+                self.permit = Some(self.budget.take().await.ok_or_else(|| S3Error::Task {
+                    bucket: self.bucket.name.clone(),
+                    key: self.key.clone(),
+                    message: "the part buffer budget was closed".to_string(),
+                })?);
             }
             if self.buf.capacity() == 0 {
                 self.buf.reserve_exact(target);
