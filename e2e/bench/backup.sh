@@ -10,9 +10,9 @@
 # REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
 # BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
 # SRC_PORT, DST_PORT and S3_PORT (default 23306, 23307, 29000) let two runs share a machine.
-# TLS=1 also serves the bucket over HTTPS (a private CA made with openssl, on S3_PORT + 2) and
-# measures ours backing up through it (UNSIGNED-PAYLOAD + a CRC32C per part instead of the
-# signed SHA-256 of plain HTTP): compare the CPU seconds of "ours" and "ours-https".
+# TLS=1 serves the bucket over HTTPS (a private CA made with openssl) to every tool, as real S3
+# is. Over HTTPS neither client hashes the payload for the signature: ours sends UNSIGNED-PAYLOAD
+# with a CRC32C per part, the AWS CLI STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer.
 # Ours is the release build (Cargo.toml [profile.release]: opt-level 3 everywhere, thin LTO), or
 # IOP_BIN. The machine's load average is recorded with every measurement: on a shared machine
 # compare CPU seconds first, wall time second.
@@ -60,15 +60,11 @@ SRC=${SRC_PORT:-23306}; DST=${DST_PORT:-23307}; S3P=${S3_PORT:-29000}
 start_mariadb src $SRC 1
 start_mariadb dst $DST 2
 export AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key MYSQL_PASSWORD=
-MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
-  "$IOP_CACHE/bin/minio" server "$BENCH/s3" --address 127.0.0.1:$S3P --console-address 127.0.0.1:$((S3P+1)) --quiet &
-pids+=($!)
-S3="--endpoint-url http://127.0.0.1:$S3P"
-for _ in $(seq 100); do aws $S3 s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
-aws $S3 s3 mb s3://bench >/dev/null
+# Every tool reaches the bucket the same way: plain HTTP, or with TLS=1 HTTPS through a private CA.
+minio_args=()
 if [ "${TLS:-0}" = 1 ]; then
   certs=$BENCH/certs
-  mkdir -p "$certs" "$BENCH/s3tls"
+  mkdir -p "$certs"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
     -keyout "$certs/ca.key" -out "$certs/ca.crt" 2>/dev/null
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
@@ -76,14 +72,22 @@ if [ "${TLS:-0}" = 1 ]; then
   openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" -CAcreateserial \
     -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n') \
     -out "$certs/public.crt" 2>/dev/null
-  MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
-    "$IOP_CACHE/bin/minio" --certs-dir "$certs" server "$BENCH/s3tls" --address 127.0.0.1:$((S3P + 2)) \
-    --console-address 127.0.0.1:$((S3P + 3)) --quiet &
-  pids+=($!)
-  S3TLS="--endpoint-url https://127.0.0.1:$((S3P + 2)) --ca-bundle $certs/ca.crt"
-  for _ in $(seq 100); do aws $S3TLS s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
-  aws $S3TLS s3 mb s3://bench >/dev/null
+  minio_args=(--certs-dir "$certs")
+  ENDPOINT=https://127.0.0.1:$S3P
+  S3="--endpoint-url $ENDPOINT --ca-bundle $certs/ca.crt"
+  OURS_S3="--s3-endpoint $ENDPOINT --s3-ca-file $certs/ca.crt"
+else
+  ENDPOINT=http://127.0.0.1:$S3P
+  S3="--endpoint-url $ENDPOINT"
+  OURS_S3="--s3-endpoint $ENDPOINT"
 fi
+MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
+  "$IOP_CACHE/bin/minio" "${minio_args[@]}" server "$BENCH/s3" --address 127.0.0.1:$S3P \
+  --console-address 127.0.0.1:$((S3P+1)) --quiet &
+pids+=($!)
+for _ in $(seq 100); do aws $S3 s3 ls >/dev/null 2>&1 && break; sleep 0.5; done
+aws $S3 s3 mb s3://bench >/dev/null 2>&1 || true
+echo "S3 endpoint: $ENDPOINT"
 
 if [ "$REUSE" != 1 ]; then
 echo "== preparing data: $TABLES x $ROWS sysbench rows + every-type table"
@@ -176,14 +180,8 @@ measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
 
 fi
 quiet
-measure backup ours "$BIN" backup --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+measure backup ours "$BIN" backup $OURS_S3 --bucket bench --prefix ours \
   --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
-if [ "${TLS:-0}" = 1 ]; then
-  quiet
-  measure backup ours-https "$BIN" backup --s3-endpoint https://127.0.0.1:$((S3P + 2)) \
-    --s3-ca-file "$BENCH/certs/ca.crt" --bucket bench --prefix ours --path-style --port $SRC --user root \
-    --workers "$WORKERS" --database sbtest --database types
-fi
 
 echo "== restores into an empty server"
 if [ "$BASELINES" = 1 ]; then
@@ -202,7 +200,7 @@ measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
   'mariadb -uroot -h127.0.0.1 -P$DST <$BENCH/stage/infile-{}.sql'"
 fi
 reset_dst
-measure restore ours "$BIN" restore --s3-endpoint http://127.0.0.1:$S3P --bucket bench --prefix ours \
+measure restore ours "$BIN" restore $OURS_S3 --bucket bench --prefix ours \
   --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
 
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)

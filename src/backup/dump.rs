@@ -410,7 +410,7 @@ async fn dump_chunk(
         loop {
             let more = match result.next().await.map_err(rows_err)? {
                 Some(row) => {
-                    encode::push_row(&mut raw, row.fields()).map_err(rows_err)?;
+                    encode::push_row(&mut raw, &row).map_err(rows_err)?;
                     rows += 1;
                     true
                 }

@@ -337,6 +337,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
 
     /// Reads the next packet; its payload is [`Self::payload`] until the next read.
     async fn next_packet(&mut self) -> Result<Span, WireError> {
+        if let Some(span) = self.buffered_packet() {
+            return span;
+        }
         let (len, seq) = self.header().await?;
         if len < MAX_PAYLOAD {
             self.check_seq(seq)?;
@@ -357,6 +360,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
                 return Ok(Span::Large);
             }
         }
+    }
+
+    /// The next packet when it is whole in the buffer and not part of a large one: most rows
+    /// are, and reading them needs no await.
+    fn buffered_packet(&mut self) -> Option<Result<Span, WireError>> {
+        let h = self.buf[self.start..self.end].get(..4)?;
+        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+        let seq = h[3];
+        if len >= MAX_PAYLOAD || self.end - self.start < 4 + len {
+            return None;
+        }
+        if let Err(e) = self.check_seq(seq) {
+            return Some(Err(e));
+        }
+        let at = self.start + 4;
+        self.start = at + len;
+        Some(Ok(Span::Buffer(at..at + len)))
     }
 
     fn payload(&self, span: &Span) -> &[u8] {
@@ -477,6 +497,21 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// A row view over one text-protocol row packet of a result with `columns` columns.
+    pub fn new(packet: &'a [u8], columns: usize) -> Self {
+        Row { packet, columns }
+    }
+
+    /// The row's packet as the server sent it: `columns` length-encoded fields.
+    pub fn packet(&self) -> &'a [u8] {
+        self.packet
+    }
+
+    /// The number of fields the row must have.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
     /// The fields in order: `None` is SQL NULL. A field that runs past the packet, or bytes
     /// left after the last field, is an error.
     pub fn fields(&self) -> Fields<'a> {
