@@ -177,32 +177,8 @@ fn needs_escape(field: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::wire::row_packet as packet;
     use proptest::prelude::*;
-
-    /// A text-protocol row packet of `fields`.
-    fn packet(fields: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut p = Vec::new();
-        for f in fields {
-            match f {
-                None => p.push(0xFB),
-                Some(b) => {
-                    match b.len() {
-                        n @ 0..=250 => p.push(n as u8),
-                        n @ 251..=0xFFFF => {
-                            p.push(0xFC);
-                            p.extend_from_slice(&(n as u16).to_le_bytes());
-                        }
-                        n => {
-                            p.push(0xFD);
-                            p.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-                        }
-                    }
-                    p.extend_from_slice(b);
-                }
-            }
-        }
-        p
-    }
 
     fn encode(fields: &[Option<&[u8]>]) -> Result<Vec<u8>, WireError> {
         let p = packet(fields);

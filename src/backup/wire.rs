@@ -665,6 +665,40 @@ fn unexpected(wanted: &str, packet: &[u8]) -> WireError {
 }
 
 #[cfg(test)]
+fn lenenc(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    let Some(f) = field else {
+        out.push(NULL_FIELD);
+        return;
+    };
+    match f.len() {
+        n @ 0..=250 => out.push(n as u8),
+        n @ 251..=0xFFFF => {
+            out.push(0xFC);
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        n @ 0x1_0000..=0xFF_FFFF => {
+            out.push(0xFD);
+            out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        }
+        n => {
+            out.push(0xFE);
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+    }
+    out.extend_from_slice(f);
+}
+
+/// A text-protocol row packet of `fields` (`None` is NULL), for the tests of what reads rows.
+#[cfg(test)]
+pub(crate) fn row_packet(fields: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for f in fields {
+        lenenc(&mut p, *f);
+    }
+    p
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use mysql_common::scramble::{scramble_native, scramble_sha256};
@@ -740,37 +774,6 @@ nQIDAQAB
         }
     }
 
-    fn lenenc(out: &mut Vec<u8>, field: Option<&[u8]>) {
-        let Some(f) = field else {
-            out.push(NULL_FIELD);
-            return;
-        };
-        match f.len() {
-            n @ 0..=250 => out.push(n as u8),
-            n @ 251..=0xFFFF => {
-                out.push(0xFC);
-                out.extend_from_slice(&(n as u16).to_le_bytes());
-            }
-            n @ 0x1_0000..=0xFF_FFFF => {
-                out.push(0xFD);
-                out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-            }
-            n => {
-                out.push(0xFE);
-                out.extend_from_slice(&(n as u64).to_le_bytes());
-            }
-        }
-        out.extend_from_slice(f);
-    }
-
-    fn row(fields: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut p = Vec::new();
-        for f in fields {
-            lenenc(&mut p, *f);
-        }
-        p
-    }
-
     /// Feeds `script` to a client; returns the client end and a handle on what the client sent.
     fn serve(script: Script) -> (DuplexStream, tokio::task::JoinHandle<Vec<u8>>) {
         let (client, mut server) = duplex(64 << 20);
@@ -814,10 +817,13 @@ nQIDAQAB
             .ok(2)
             .columns(4);
         let script = script
-            .packet(seq, &row(&[None, Some(b""), Some(&long), Some(&mid)]))
+            .packet(
+                seq,
+                &row_packet(&[None, Some(b""), Some(&long), Some(&mid)]),
+            )
             .packet(
                 seq + 1,
-                &row(&[Some(b"1"), Some(b"\xfb"), None, Some(b"a\tb")]),
+                &row_packet(&[Some(b"1"), Some(b"\xfb"), None, Some(b"a\tb")]),
             )
             .eof(seq + 2, 0);
         let (stream, sent) = serve(script);
@@ -935,7 +941,7 @@ nQIDAQAB
             .ok(2)
             .columns(1);
         let script = script
-            .packet(seq, &row(&[Some(b"1")]))
+            .packet(seq, &row_packet(&[Some(b"1")]))
             .err(seq + 1, 1317, "Query execution was interrupted")
             .ok(1);
         let (stream, _) = serve(script);
@@ -952,7 +958,7 @@ nQIDAQAB
     #[tokio::test]
     async fn a_row_of_several_packets_is_joined() {
         let big = vec![7u8; MAX_PAYLOAD + 10];
-        let payload = row(&[Some(&big)]);
+        let payload = row_packet(&[Some(&big)]);
         let (script, seq) = Script::default()
             .handshake("mysql_native_password")
             .ok(2)
@@ -1000,7 +1006,7 @@ nQIDAQAB
             .handshake("mysql_native_password")
             .ok(2)
             .columns(1);
-        let script = script.packet(9, &row(&[Some(b"1")]));
+        let script = script.packet(9, &row_packet(&[Some(b"1")]));
         let (stream, _) = serve(script);
         let mut conn = WireConn::handshake(stream, "u", "p").await.unwrap();
         let mut rows = conn.query("SELECT 1").await.unwrap();
@@ -1034,8 +1040,8 @@ nQIDAQAB
             .ok(2)
             .columns(3);
         let rows = script
-            .packet(seq, &row(&[Some(b"1"), None, Some(&[b'z'; 300])]))
-            .packet(seq + 1, &row(&[Some(b"2"), Some(b""), Some(b"q")]))
+            .packet(seq, &row_packet(&[Some(b"1"), None, Some(&[b'z'; 300])]))
+            .packet(seq + 1, &row_packet(&[Some(b"2"), Some(b""), Some(b"q")]))
             .eof(seq + 2, 0);
         let mut switch = vec![EOF];
         switch.extend_from_slice(b"caching_sha2_password\0ZYXWVUTSRQPONMLKJIHG\0");
