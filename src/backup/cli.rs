@@ -218,9 +218,10 @@ fn report<T: serde::Serialize, E: std::fmt::Display>(outcome: Result<T, E>) -> E
     }
 }
 
-/// Part buffers of several MiB are allocated and freed all the time. glibc raises its mmap
-/// threshold after the first such free and then keeps freed parts in the heap, so RSS creeps
-/// above the (workers × parts) budget; a fixed threshold returns every part to the OS.
+/// Buffers of a MiB or more (a chunk's encode batch, the restore's reads) are allocated and
+/// freed as chunks come and go. glibc raises its mmap threshold after the first such free and
+/// then keeps freed buffers in the heap, so RSS creeps above the budget; a fixed threshold returns
+/// them to the OS. (Part buffers, the bulk, are reused by the part budget instead.)
 fn bound_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes a glibc tuning parameter; it is called before the runtime
