@@ -9,6 +9,7 @@
 # Usage: e2e/bench/backup.sh [TABLES] [ROWS_PER_TABLE]   (default 6 x 1,000,000 = ~1.2 GB)
 # REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
 # BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
+# REPEAT (default 3) is how many times each backup runs; the restores run once.
 # SRC_PORT, DST_PORT and S3_PORT (default 23306, 23307, 29000) let two runs share a machine.
 # TLS=1 serves the bucket over HTTPS (a private CA made with openssl) to every tool, as real S3
 # is. Over HTTPS neither client hashes the payload for the signature: ours sends UNSIGNED-PAYLOAD
@@ -31,6 +32,7 @@ command -v aws >/dev/null || python3 -m pip install -q awscli
 
 REUSE=${REUSE:-0}
 BASELINES=${BASELINES:-1}
+REPEAT=${REPEAT:-3}
 [ -d "$BENCH/src/data" ] || REUSE=0
 if [ "$REUSE" = 1 ]; then
   rm -rf "$BENCH"/{s3,s3tls,certs,stage,outfile,results}
@@ -149,15 +151,9 @@ if [ -z "${IOP_BIN:-}" ]; then
   echo "release build: $((SECONDS - build_start))s (0 when it was up to date)"
 fi
 
-echo "== backups (workers/threads = $WORKERS)"
-if [ "$BASELINES" = 1 ]; then
-quiet
-measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
-  --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
-  && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging/"
-quiet
-measure backup streaming bash -c "set -o pipefail; mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction \
-  --quick --hex-blob $DBS | zstd -1 -T0 -q | aws $S3 s3 cp - s3://bench/streaming/dump.sql.zst"
+# The backups are short next to the machine's run-to-run noise: each tool runs REPEAT times, the
+# rounds interleaved (every tool once, then again), every run from quiet servers; the table shows
+# the median run and all runs' times.
 tables=$(mariadb -N -uroot -h127.0.0.1 -P$SRC -e "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema IN ('sbtest','types')")
 # The floors: one SELECT ... INTO OUTFILE per table, one LOAD DATA INFILE per table. OUTFILE writes
 # BIT values as raw bytes without escaping a newline among them, and POINT in the server's internal
@@ -174,14 +170,25 @@ for t in $tables; do
   echo "SET sql_log_bin=0; SET foreign_key_checks=0; SET unique_checks=0; SET sql_mode='';
     LOAD DATA INFILE '$BENCH/outfile/$t.tsv' INTO TABLE $t CHARACTER SET binary $in;" >"$BENCH/stage/infile-$t.sql"
 done
-quiet
-measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
-  'mariadb -uroot -h127.0.0.1 -P$SRC <$BENCH/stage/outfile-{}.sql'"
-
-fi
-quiet
-measure backup ours "$BIN" backup $OURS_S3 --bucket bench --prefix ours \
-  --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+echo "== backups (workers/threads = $WORKERS, $REPEAT rounds)"
+for run in $(seq "$REPEAT"); do
+  if [ "$BASELINES" = 1 ]; then
+    rm -rf "$BENCH/stage/dump" "$BENCH"/outfile/*
+    quiet
+    measure backup staging bash -c "mydumper --host 127.0.0.1 --port $SRC --user root --threads $WORKERS \
+      --rows 500000 --trx-consistency-only --outputdir $BENCH/stage/dump --regex '^(sbtest|types)\\.' \
+      && aws $S3 s3 cp --recursive --quiet $BENCH/stage/dump s3://bench/staging-$run/"
+    quiet
+    measure backup streaming bash -c "set -o pipefail; mariadb-dump -uroot -h127.0.0.1 -P$SRC --single-transaction \
+      --quick --hex-blob $DBS | zstd -1 -T0 -q | aws $S3 s3 cp - s3://bench/streaming-$run/dump.sql.zst"
+    quiet
+    measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
+      'mariadb -uroot -h127.0.0.1 -P$SRC <$BENCH/stage/outfile-{}.sql'"
+  fi
+  quiet
+  measure backup ours "$BIN" backup $OURS_S3 --bucket bench --prefix "ours-$run" \
+    --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+done
 
 echo "== restores into an empty server"
 if [ "$BASELINES" = 1 ]; then
@@ -200,16 +207,23 @@ measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
   'mariadb -uroot -h127.0.0.1 -P$DST <$BENCH/stage/infile-{}.sql'"
 fi
 reset_dst
-measure restore ours "$BIN" restore $OURS_S3 --bucket bench --prefix ours \
+measure restore ours "$BIN" restore $OURS_S3 --bucket bench --prefix "ours-$REPEAT" \
   --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
 
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
 echo
 echo "data: $((raw / 1048576)) MiB of rows (logical, uncompressed); workers/threads: $WORKERS"
-echo "| run | tool | seconds | MiB/s | peak RSS MiB | CPU s | load avg | ours is N× faster |"
-echo "|---|---|---|---|---|---|---|---|"
-while IFS=$'\t' read -r kind name wall rss cpu load; do
-  ours=$(awk -F'\t' -v k="$kind" '$1 == k && $2 == "ours" {print $3}' "$RESULTS")
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
-    "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$load" "$(echo "scale=2; $wall / $ours" | bc)"
-done <"$RESULTS"
+echo "| run | tool | seconds (median) | MiB/s | peak RSS MiB | CPU s | load avg | ours is N× faster | every run, s |"
+echo "|---|---|---|---|---|---|---|---|---|"
+# The median run of each tool (the lower middle one for an even count).
+median() { # kind name
+  local runs; runs=$(awk -F'\t' -v k="$1" -v n="$2" '$1 == k && $2 == n' "$RESULTS" | sort -t$'\t' -k3,3n)
+  echo "$runs" | sed -n "$(( ($(echo "$runs" | wc -l) + 1) / 2 ))p"
+}
+cut -f1,2 "$RESULTS" | awk '!seen[$0]++' | while IFS=$'\t' read -r kind name; do
+  IFS=$'\t' read -r _ _ wall rss cpu load < <(median "$kind" "$name")
+  ours=$(median "$kind" ours | cut -f3)
+  all=$(awk -F'\t' -v k="$kind" -v n="$name" '$1 == k && $2 == n {printf "%s%s", sep, $3; sep=", "}' "$RESULTS")
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
+    "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$load" "$(echo "scale=2; $wall / $ours" | bc)" "$all"
+done
