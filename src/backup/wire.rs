@@ -365,9 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     /// The next packet when it is whole in the buffer and not part of a large one: most rows
     /// are, and reading them needs no await.
     fn buffered_packet(&mut self) -> Option<Result<Span, WireError>> {
-        let h = self.buf[self.start..self.end].get(..4)?;
-        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-        let seq = h[3];
+        let (len, seq) = packet_header(self.buf[self.start..self.end].get(..4)?);
         if len >= MAX_PAYLOAD || self.end - self.start < 4 + len {
             return None;
         }
@@ -388,11 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
 
     async fn header(&mut self) -> Result<(usize, u8), WireError> {
         self.want(4).await?;
-        let h = &self.buf[self.start..self.start + 4];
-        Ok((
-            usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16,
-            h[3],
-        ))
+        Ok(packet_header(&self.buf[self.start..self.start + 4]))
     }
 
     fn check_seq(&mut self, seq: u8) -> Result<(), WireError> {
@@ -428,6 +422,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
         }
         Ok(())
     }
+}
+
+/// A packet header's payload length (3 bytes, little-endian) and sequence id.
+fn packet_header(h: &[u8]) -> (usize, u8) {
+    (
+        usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16,
+        h[3],
+    )
 }
 
 /// Where the payload of the packet just read is.
