@@ -82,6 +82,18 @@ fn replay_or_run(seed_var: &str, count_var: &str, default_count: u64, one: RunFn
     Some((count, started.elapsed().as_secs_f64(), outcomes, failures))
 }
 
+/// Prints the first 20 failures (each names its replay seed) and fails if there is any.
+fn assert_none_broke(failures: &[(u64, String)], count: u64, what: &str) {
+    for (_, failure) in failures.iter().take(20) {
+        eprintln!("{failure}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} {what} broke an invariant",
+        failures.len()
+    );
+}
+
 #[test]
 fn ten_thousand_schedules_hold_every_invariant() {
     let Some((count, elapsed, outcomes, failures)) =
@@ -107,14 +119,7 @@ fn ten_thousand_schedules_hold_every_invariant() {
         "the schedules must inject faults"
     );
     assert!(sum(|o| o.operations) > count, "the operator must act");
-    for (_, failure) in failures.iter().take(20) {
-        eprintln!("{failure}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {count} schedules broke an invariant",
-        failures.len()
-    );
+    assert_none_broke(&failures, count, "schedules");
 }
 
 /// The real `decide`, except that it also bootstraps when no member is in a group although
@@ -333,14 +338,7 @@ fn restore_schedules_hold_every_invariant() {
         sum(|o| o.faults),
         sum(|o| o.sim_ms) as f64 / 3_600_000.0,
     );
-    for (_, failure) in failures.iter().take(20) {
-        eprintln!("{failure}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {count} restore schedules broke an invariant",
-        failures.len()
-    );
+    assert_none_broke(&failures, count, "restore schedules");
     // Every path was taken: restores that succeed, that fail and stay reported, retries.
     assert!(sum(|o| o.restore_jobs) >= count, "every schedule restores");
     assert!(
