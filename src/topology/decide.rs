@@ -542,7 +542,8 @@ mod tests {
     use crate::topology::observe::{
         ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S,
     };
-    use crate::topology::sql::{Capabilities, ServerVersion};
+    use crate::topology::sql::Capabilities;
+    use crate::version::ServerVersion;
 
     const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
 
