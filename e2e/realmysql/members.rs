@@ -141,7 +141,11 @@ impl Cluster {
         }
         // Every member resolves every member's stable name (what the cluster DNS would do), and
         // its own as the kubelet writes it.
-        let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
+        // The host's name spares mysqld a failing reverse lookup on every test connection.
+        let mut hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{}\tiop-test-host\n",
+            net::host_address()
+        );
         for m in &cluster.members {
             hosts.push_str(&format!("{}\t{} {}\n", m.ip, m.fqdn, m.name));
         }
@@ -271,9 +275,17 @@ impl Cluster {
 
     /// Waits up to `limit` for the main container to exit.
     pub fn wait_exit(&mut self, ordinal: u32, limit: Duration) -> Option<ExitStatus> {
+        let name = self.source.spec.containers.first()?.name.clone();
         let m = &mut self.members[ordinal as usize];
         let status = wait_timeout(m.main.as_mut()?, limit)?;
         m.main = None;
+        // What `kubectl describe pod` would show as the last state.
+        if let Ok(mut log) = OpenOptions::new()
+            .append(true)
+            .open(spawn::log_path(&m.logs, &name))
+        {
+            let _ = writeln!(log, "=== {}: container {name} ended: {status}", m.name);
+        }
         Some(status)
     }
 

@@ -33,6 +33,11 @@ pub fn address(slot: u32) -> String {
     format!("{SUBNET}.{}", 10 + slot)
 }
 
+/// The host's address on the bridge (where the tests connect from).
+pub fn host_address() -> String {
+    format!("{SUBNET}.1")
+}
+
 /// The network namespace (and host interface) name of a slot.
 pub fn netns(slot: u32) -> String {
     format!("{PREFIX}{slot}")

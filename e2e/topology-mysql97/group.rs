@@ -152,6 +152,62 @@ impl Group {
             .unwrap_or_else(|e| panic!("root login on member {ordinal}: {e}"))
     }
 
+    /// `sql` as root on `ordinal`, every column as text; an error when the member is down.
+    pub async fn root_try(
+        &self,
+        ordinal: u32,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        let opts = mysql_async::OptsBuilder::default()
+            .socket(Some(self.socket(ordinal).display().to_string()))
+            .user(Some("root"));
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| {
+                (0..r.len())
+                    .map(|i| r.take::<Option<String>, _>(i).flatten())
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Observe, decide and execute as the operator's tick does, until `done` holds; returns the
+    /// operations it ran.
+    pub async fn converge(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Observed) -> bool,
+    ) -> Vec<String> {
+        let started = Instant::now();
+        let mut ran = Vec::new();
+        loop {
+            let observed = self.observe().await;
+            if done(&observed) {
+                return ran;
+            }
+            let decision = innodb_operator::topology::decide(&observed);
+            if decision.operation != Operation::None {
+                let outcome = ops::execute(&self.ops, &observed, &decision.operation).await;
+                eprintln!("operator tick: {:?} -> {outcome:?}", decision.operation);
+                ran.push(format!("{:?}", decision.operation));
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "the operator's ticks did not reach {what} within {limit:?} (ran {ran:?}); \
+                     conditions {:?}; last observation:\n{}",
+                    decision.conditions,
+                    describe(&observed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// `sql` as root on `ordinal`, first column of every row as text.
     pub async fn root_query(&self, ordinal: u32, sql: &str) -> Vec<Option<String>> {
         let mut conn = self.root(ordinal).await;

@@ -105,7 +105,9 @@ const INIT_SQL_VOLUME: &str = "iop-init-sql";
 const INIT_SQL_DIR: &str = "/etc/iop-init";
 
 /// Restarts mysqld when it exits with 16 (the restart a clone asks for), forwarding SIGTERM.
-const SUPERVISOR: &str = r#"export MYSQLD_PARENT_PID=$$
+/// Kubernetes expands `$(VAR)` in `command`/`args` and turns `$$` into `$`, so the script names
+/// its own PID `$BASHPID`: `$$` would reach bash as a lone `$`.
+const SUPERVISOR: &str = r#"export MYSQLD_PARENT_PID=$BASHPID
 child=0
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do
