@@ -449,6 +449,11 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
         ("MySQL 5.7", json!({"version": "5.7.44"}), "spec.version"),
         ("MySQL 8.0.26", json!({"version": "8.0.26"}), "spec.version"),
         (
+            "MySQL 9.6, an innovation release",
+            json!({"version": "9.6.0"}),
+            "9.7.x (LTS, the default)",
+        ),
+        (
             "size in words",
             json!({"storage": {"size": "ten gigs"}}),
             "must be a positive Kubernetes quantity",

@@ -16,4 +16,5 @@ pub mod http;
 pub mod metrics;
 pub mod telemetry;
 pub mod topology;
+pub mod version;
 pub mod xproto;

@@ -13,6 +13,9 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// The group has lost its majority and cannot accept writes.
 pub const QUORUM_LOST: &str = "QuorumLost";
+/// The spec runs with a caveat a user should act on: an end-of-life MySQL version, a
+/// deprecated setting, a version change MySQL does not allow (which also degrades the cluster).
+pub const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
 pub const RESTORED: &str = "Restored";
 

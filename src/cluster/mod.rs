@@ -130,8 +130,32 @@ pub async fn reconcile(
     };
     let workloads = observe::observe(&ctx.client, &names).await?;
     let mut requeue = CONVERGING;
-    let valid = match validate::validate(&cluster, &deref, &ctx.config.cluster_domain) {
-        Ok(v) => Some(v),
+    let deployed = workloads
+        .statefulset
+        .as_ref()
+        .and_then(build::statefulset::deployed);
+    let valid = match validate::validate(
+        &cluster,
+        &deref,
+        deployed.as_ref(),
+        &ctx.config.cluster_domain,
+    ) {
+        Ok(v) => {
+            for w in &v.warnings {
+                warn!(warning = %w, "spec warning");
+                publish(
+                    &ctx,
+                    &cluster,
+                    EventType::Warning,
+                    w.reason(),
+                    "Validate",
+                    &w.to_string(),
+                )
+                .await;
+            }
+            observed.warnings = v.warnings.clone();
+            Some(v)
+        }
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
             publish(
