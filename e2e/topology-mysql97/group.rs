@@ -142,11 +142,18 @@ impl Group {
         self.members.volume_path(ordinal, "run").join("mysqld.sock")
     }
 
+    /// `root@localhost` over the member's socket, with the password of the root Secret.
+    fn root_opts(&self, ordinal: u32) -> mysql_async::OptsBuilder {
+        let root = self.built.credentials(Account::Root);
+        mysql_async::OptsBuilder::default()
+            .socket(Some(self.socket(ordinal).display().to_string()))
+            .user(Some("root"))
+            .pass(Some(root.password))
+    }
+
     /// A root session over the member's socket (the test's own access, not the operator's).
     pub async fn root(&self, ordinal: u32) -> mysql_async::Conn {
-        let opts = mysql_async::OptsBuilder::default()
-            .socket(Some(self.socket(ordinal).display().to_string()))
-            .user(Some("root"));
+        let opts = self.root_opts(ordinal);
         mysql_async::Conn::new(opts)
             .await
             .unwrap_or_else(|e| panic!("root login on member {ordinal}: {e}"))
@@ -158,9 +165,7 @@ impl Group {
         ordinal: u32,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, String> {
-        let opts = mysql_async::OptsBuilder::default()
-            .socket(Some(self.socket(ordinal).display().to_string()))
-            .user(Some("root"));
+        let opts = self.root_opts(ordinal);
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| e.to_string())?;

@@ -415,12 +415,7 @@ async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
 }
 
 fn cluster_spec(stack: &str, instances: u32) -> String {
-    // 9.7's default secure_file_priv directory does not exist in the Debian build; spec.mycnf
-    // is how a user sets it.
-    format!(
-        "{{version: '8.4.7', instances: {instances}, groupCommunicationStack: {stack}, \
-         mycnf: {{secure_file_priv: 'NULL'}}}}"
-    )
+    format!("{{version: '9.7.4', instances: {instances}, groupCommunicationStack: {stack}}}")
 }
 
 /// The operator's warnings (e.g. a clone that failed on its own session) in the test output.
