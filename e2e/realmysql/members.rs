@@ -355,7 +355,8 @@ impl Drop for Cluster {
             }
             net::remove(m.slot);
         }
-        if failed {
+        // IOP_REALMYSQL_KEEP=1 keeps a passing run's files (logs, data) too.
+        if failed || std::env::var_os("IOP_REALMYSQL_KEEP").is_some() {
             eprintln!("members' files kept in {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);

@@ -40,7 +40,7 @@ pub fn build(name: &str, spec: &str) -> Built {
         tls_secret_keys: None,
         restore: None,
     };
-    let cluster = validate(&c, &deref, DOMAIN).expect("valid cluster");
+    let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
     let desired = build::build(&cluster, &BTreeSet::new(), &mut rand::rng());
     let mut statefulset = None;
     let mut config_maps = Vec::new();
