@@ -427,22 +427,29 @@ fn log_warnings() {
         .try_init();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn topology_on_a_real_group_mysql_stack() {
+/// `instances` fresh members of a new cluster on `stack`, checked; `None` when the tier is
+/// skipped (outside CI only).
+async fn fresh_group(name: &str, stack: &str, instances: u32, t: &mut Timings) -> Option<Group> {
     log_warnings();
-    let Some(rootfs) = realmysql::rootfs() else {
-        return;
-    };
-    let mut t = Timings::default();
+    let rootfs = realmysql::rootfs()?;
     let started = Instant::now();
-    let mut g = tokio::task::block_in_place(|| {
-        Group::start(&rootfs, "gr-mysql", &cluster_spec("MYSQL", 3))
+    let g = tokio::task::block_in_place(|| {
+        Group::start(&rootfs, name, &cluster_spec(stack, instances))
     });
     t.add(
-        "MYSQL stack: 3 pods started (init containers incl. --initialize)",
+        &format!("{stack} stack: {instances} pods started (init containers, --initialize)"),
         started.elapsed(),
     );
     check_fresh_members(&g).await;
+    Some(g)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_on_a_real_group_mysql_stack() {
+    let mut t = Timings::default();
+    let Some(mut g) = fresh_group("gr-mysql", "MYSQL", 3, &mut t).await else {
+        return;
+    };
 
     bootstrap(&g, &mut t, "MYSQL stack").await;
     write(&g, 0, 1).await;
@@ -472,14 +479,10 @@ async fn topology_on_a_real_group_mysql_stack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_join_on_the_xcom_stack() {
-    log_warnings();
-    let Some(rootfs) = realmysql::rootfs() else {
+    let mut t = Timings::default();
+    let Some(g) = fresh_group("gr-xcom", "XCOM", 2, &mut t).await else {
         return;
     };
-    let mut t = Timings::default();
-    let g =
-        tokio::task::block_in_place(|| Group::start(&rootfs, "gr-xcom", &cluster_spec("XCOM", 2)));
-    check_fresh_members(&g).await;
     bootstrap(&g, &mut t, "XCOM stack").await;
     write(&g, 0, 1).await;
     join(&g, &mut t, 1, 2, "XCOM stack: incremental join").await;
