@@ -414,6 +414,31 @@ async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
     );
 }
 
+/// A secondary's pod deleted and created again (a rolling update): the init container runs
+/// again on the kept data directory, the member keeps its identity and the operator rejoins it.
+async fn recreate_secondary(g: &mut Group, t: &mut Timings) {
+    let observed = g.observe().await;
+    let secondary = (0..3)
+        .find(|&o| online_as(&observed, o, false, 3))
+        .expect("an ONLINE secondary");
+    let uuid = uuid_of(g, secondary).await;
+    let started = Instant::now();
+    tokio::task::block_in_place(|| g.members.recreate_pod(secondary)).expect("pod recreated");
+    g.wait_until(
+        &format!("member {secondary} answers in its new pod"),
+        STEP,
+        |o| o.state(secondary).is_some(),
+    )
+    .await;
+    assert_eq!(
+        uuid_of(g, secondary).await,
+        uuid,
+        "the data directory was kept"
+    );
+    join(g, t, secondary, 3, "rejoin after the pod was recreated").await;
+    t.add("pod recreated + rejoin", started.elapsed());
+}
+
 fn cluster_spec(stack: &str, instances: u32) -> String {
     format!("{{version: '9.7.4', instances: {instances}, groupCommunicationStack: {stack}}}")
 }
@@ -471,6 +496,7 @@ async fn topology_on_a_real_group_mysql_stack() {
     write(&g, 1, 4).await;
 
     kill_primary(&mut g, &mut t, 1).await;
+    recreate_secondary(&mut g, &mut t).await;
     let observed = g.observe().await;
     for o in 0..3 {
         g.assert_believes_truth(&observed, o).await;
