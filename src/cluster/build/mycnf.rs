@@ -49,6 +49,8 @@ pub const MANAGED_OPTIONS: &[&str] = &[
     "gtid_mode",
     "enforce_gtid_consistency",
     "log_bin",
+    "relay_log",
+    "relay-log",
     "skip_log_bin",
     "disable_log_bin",
     "binlog_format",
@@ -117,6 +119,11 @@ pub fn mycnf(c: &ValidCluster) -> String {
     line(&mut s, "gtid_mode", "ON");
     line(&mut s, "enforce_gtid_consistency", "ON");
     line(&mut s, "log_bin", "binlog");
+    // Named apart from the host name (9.7 warns about the default, and a pod's host name is not
+    // what names its data).
+    line(&mut s, "relay_log", "relay-bin");
+    // Accounts are '%' and 'localhost': no reverse DNS lookup for every operator connection.
+    line(&mut s, "skip_name_resolve", "ON");
     line(&mut s, "skip_replica_start", "ON");
     line(
         &mut s,
