@@ -46,8 +46,8 @@ pub fn every_type() -> Vec<String> {
        SELECT seq % 100, seq, -seq, seq * 1000003, -seq * 7, seq / 7, seq / 3, seq / 11, seq % 8192,
               '2020-02-29' + INTERVAL seq DAY, '2001-01-01 00:00:00' + INTERVAL seq * 3601 SECOND,
               FROM_UNIXTIME(1000000000 + seq * 86399), SEC_TO_TIME(seq * 37), 1901 + seq % 255,
-              LEFT(MD5(seq), 10), CONCAT('row ', seq, CHAR(9), MD5(seq)), UNHEX(MD5(seq)),
-              JSON_OBJECT('n', seq, 's', MD5(seq)), POINT(seq, -seq)
+              LEFT(SHA2(seq, 256), 10), CONCAT('row ', seq, CHAR(9), SHA2(seq, 256)), UNHEX(LEFT(SHA2(seq, 256), 32)),
+              JSON_OBJECT('n', seq, 's', SHA2(seq, 256)), POINT(seq, -seq)
        FROM {}",
         seq(3000)
     ),
@@ -92,7 +92,7 @@ pub fn big_table(doublings: u32) -> Vec<String> {
     for _ in 0..doublings {
         s.push(
             "INSERT INTO big.sbtest (k, c, pad) SELECT FLOOR(RAND(id) * 1000000), \
-             LEFT(SHA1(id + k), 24), LEFT(MD5(id), 16) FROM big.sbtest"
+             LEFT(SHA2(id + k, 256), 24), LEFT(SHA2(id, 256), 16) FROM big.sbtest"
                 .to_string(),
         );
     }

@@ -757,3 +757,33 @@ async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() 
     );
     assert_eq!(report.gtid_set.replace('\n', ""), m.gtid.set);
 }
+
+/// A MariaDB backup is refused by a MySQL 9.7 server before anything is created, with or
+/// without its GTID set (its routines' SQL modes and its accounts' password plugin would fail
+/// half-way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mariadb_backup_is_refused_by_mysql97_before_anything_is_created() {
+    let (src, dst, s3) = tokio::join!(
+        Server::start(Flavor::Mariadb, 101),
+        Server::start(Flavor::Mysql97, 102),
+        Minio::start()
+    );
+    s3.create_bucket("cross").await;
+    fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
+    backup::run(backup_config(&src, s3.config("cross"), "x/1"))
+        .await
+        .expect("backup");
+    for apply_gtid in [true, false] {
+        let mut cfg = restore_config(&dst, s3.config("cross"), "x/1");
+        cfg.apply_gtid = apply_gtid;
+        let err = restore::run(cfg).await.expect_err("another family");
+        assert!(matches!(err, RestoreError::Flavor { .. }), "{err}");
+    }
+    let dbs: Vec<String> = dst
+        .conn()
+        .await
+        .query("SHOW DATABASES LIKE 'types'")
+        .await
+        .unwrap();
+    assert!(dbs.is_empty(), "nothing created: {dbs:?}");
+}
