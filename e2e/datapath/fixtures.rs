@@ -80,12 +80,13 @@ pub fn every_type() -> Vec<String> {
     ]
 }
 
-/// A table of `2^doublings` rows, built by doubling (fast on any server).
+/// A table of `2^doublings` rows, built by doubling (fast on any server); its secondary index
+/// is added last (built sorted, much faster than 2M random inserts into it).
 pub fn big_table(doublings: u32) -> Vec<String> {
     let mut s = vec![
         "CREATE DATABASE big".to_string(),
         "CREATE TABLE big.sbtest (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL, \
-         c CHAR(24) NOT NULL, pad VARCHAR(16) NOT NULL, KEY k (k))"
+         c CHAR(24) NOT NULL, pad VARCHAR(16) NOT NULL)"
             .to_string(),
         "INSERT INTO big.sbtest (k, c, pad) VALUES (1, 'c', 'p')".to_string(),
     ];
@@ -96,6 +97,7 @@ pub fn big_table(doublings: u32) -> Vec<String> {
                 .to_string(),
         );
     }
+    s.push("ALTER TABLE big.sbtest ADD KEY k (k)".to_string());
     s
 }
 
@@ -175,8 +177,23 @@ pub async fn table_digests(conn: &mut Conn, dbs: &[&str]) -> Vec<(String, u64, u
                     format!("IFNULL(HEX(CAST({v} AS BINARY)), '<null>')")
                 })
                 .collect();
+            // In primary key order when there is one (no sort of every row's text).
+            let pk: Vec<String> = conn
+                .exec(
+                    "SELECT CONCAT('`', COLUMN_NAME, '`') FROM information_schema.STATISTICS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' \
+                     ORDER BY SEQ_IN_INDEX",
+                    (db, &t),
+                )
+                .await
+                .expect("list primary key columns");
+            let order = if pk.is_empty() {
+                "1".to_string()
+            } else {
+                pk.join(", ")
+            };
             let q = format!(
-                "SELECT CONCAT_WS('|', {}) AS r FROM `{db}`.`{t}` ORDER BY 1",
+                "SELECT CONCAT_WS('|', {}) AS r FROM `{db}`.`{t}` ORDER BY {order}",
                 hexed.join(", ")
             );
             let mut sha = Sha256::new();

@@ -165,8 +165,10 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavo
     );
 
     let mut d = dst.conn().await;
-    let want = fixtures::table_digests(&mut c, &["types", "big"]).await;
-    let got = fixtures::table_digests(&mut d, &["types", "big"]).await;
+    let (want, got) = tokio::join!(
+        fixtures::table_digests(&mut c, &["types", "big"]),
+        fixtures::table_digests(&mut d, &["types", "big"])
+    );
     assert_eq!(got, want, "every row of every table equal");
     assert_eq!(
         fixtures::table_definitions(&mut d, &["types", "big"]).await,
