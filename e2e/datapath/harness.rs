@@ -66,6 +66,15 @@ pub enum Flavor {
 const ROOT_PASSWORD: &str = "rootpw";
 
 impl Flavor {
+    /// How the backup holds commits still while its snapshots start (`Manifest::lock_method`):
+    /// MariaDB's backup stages, MySQL's instance backup lock.
+    pub fn lock_method(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "backup-stage",
+            Flavor::Mysql97 => "lock-instance-for-backup",
+        }
+    }
+
     /// The statement that reads the server's executed GTID set.
     pub fn gtid_executed(self) -> &'static str {
         match self {

@@ -49,12 +49,17 @@ fn restore_config(db: &Server, s3: S3Config, prefix: &str) -> RestoreConfig {
     }
 }
 
-/// A source and a target server of `flavor` (server ids `id` and `id + 1`) and an S3 server
-/// with `bucket`, started side by side.
-async fn source_target_s3(flavor: Flavor, id: u32, bucket: &str) -> (Server, Server, Minio) {
+/// A source and a target server (server ids `id` and `id + 1`) and an S3 server with `bucket`,
+/// started side by side.
+async fn source_target_s3(
+    source: Flavor,
+    target: Flavor,
+    id: u32,
+    bucket: &str,
+) -> (Server, Server, Minio) {
     let (src, dst, s3) = tokio::join!(
-        Server::start(flavor, id),
-        Server::start(flavor, id + 1),
+        Server::start(source, id),
+        Server::start(target, id + 1),
         Minio::start()
     );
     s3.create_bucket(bucket).await;
@@ -120,7 +125,7 @@ on_every_flavor!(
 );
 
 async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavor) {
-    let (src, dst, s3) = source_target_s3(flavor, 1, "roundtrip").await;
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 1, "roundtrip").await;
     let mut c = src.conn().await;
     fixtures::load(&mut c, &fixtures::every_type()).await;
     fixtures::load(&mut c, &fixtures::big_table(21)).await; // 2,097,152 rows
@@ -132,6 +137,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavo
         .expect("backup");
     assert!(has_manifest(&s3, "roundtrip", "rt/1").await);
     assert_eq!(m.gtid.set, gtid_before, "manifest GTID set is the source's");
+    assert_eq!(m.lock_method, flavor.lock_method());
     let big = m.tables.iter().find(|t| t.name == "sbtest").unwrap();
     assert!(
         big.chunks.len() > 1,
@@ -317,7 +323,7 @@ async fn a_wrong_database_password_fails_without_showing_it(flavor: Flavor) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_part_that_fails_once_is_retried() {
-    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, 41, "bkt").await;
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mariadb, 41, "bkt").await;
     let mut c = src.conn().await;
     fixtures::load(&mut c, &fixtures::incompressible(30_000)).await;
     let proxy = proxy::FaultProxy::start(s3.port, 1).await;
@@ -343,7 +349,7 @@ async fn a_part_that_fails_once_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupted_object_is_detected_at_restore() {
-    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, 51, "bkt").await;
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mariadb, 51, "bkt").await;
     fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
     let m = backup::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
         .await
@@ -401,7 +407,7 @@ async fn a_corrupted_object_is_detected_at_restore() {
 async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts(
     flavor: Flavor,
 ) {
-    let (src, dst, s3) = source_target_s3(flavor, 61, "job").await;
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 61, "job").await;
     let mut c = src.conn().await;
     fixtures::load(&mut c, &fixtures::every_type()).await;
     let mut backup = backup_config(&src, s3.config("job"), "job/1");
@@ -438,6 +444,8 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
         }
     }
     let m = backup::run(backup).await.expect("backup");
+    // The operator's grants are enough for the lock it means to take.
+    assert_eq!(m.lock_method, flavor.lock_method());
 
     let mut d = dst.conn().await;
     d.query_drop("SET GLOBAL local_infile = OFF").await.unwrap();
@@ -690,7 +698,7 @@ async fn the_dump_connection_logs_in_cold_and_warm(flavor: Flavor) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() {
     let flavor = Flavor::Mysql97;
-    let (src, dst, s3) = source_target_s3(flavor, 91, "writes").await;
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 91, "writes").await;
     let mut c = src.conn().await;
     fixtures::load(&mut c, &fixtures::big_table(16)).await;
     c.query_drop("CREATE TABLE big.acked (n BIGINT PRIMARY KEY, at DATETIME(6))")
@@ -765,12 +773,7 @@ async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() 
 /// half-way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mariadb_backup_is_refused_by_mysql97_before_anything_is_created() {
-    let (src, dst, s3) = tokio::join!(
-        Server::start(Flavor::Mariadb, 101),
-        Server::start(Flavor::Mysql97, 102),
-        Minio::start()
-    );
-    s3.create_bucket("cross").await;
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mysql97, 101, "cross").await;
     fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
     backup::run(backup_config(&src, s3.config("cross"), "x/1"))
         .await
