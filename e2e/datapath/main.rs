@@ -1,5 +1,7 @@
-//! Data-path tests: real MariaDB servers and a real S3 server (MinIO). Backup → restore into a
-//! fresh server → every row equal; and the fault matrix, where no failure may end as a success.
+//! Data-path tests: real MariaDB and MySQL 9.7 servers and a real S3 server (MinIO). Backup →
+//! restore into a fresh server → every row equal; and the fault matrix, where no failure may end
+//! as a success. Tests where the server matters run once per [`Flavor`] (`<test>::mariadb`,
+//! `<test>::mysql97`); those about S3 run on MariaDB.
 
 mod fixtures;
 mod harness;
@@ -8,14 +10,20 @@ mod proxy;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use harness::{Mariadb, Minio};
+use harness::{Flavor, Minio, Server};
 use innodb_operator::backup::manifest::MANIFEST;
 use innodb_operator::backup::restore::{self, RestoreConfig, RestoreError};
 use innodb_operator::backup::s3::S3Config;
-use innodb_operator::backup::{self, BackupConfig, BackupError, Manifest};
+use innodb_operator::backup::wire::WireConn;
+use innodb_operator::backup::{self, BackupConfig, BackupError, Manifest, MysqlConfig};
+use innodb_operator::cluster::build::secrets::Account;
+use innodb_operator::credentials::Credentials;
+use innodb_operator::topology::gtid::GtidSet;
+use innodb_operator::topology::sql::{Accounts, Capabilities, account_statements};
+use innodb_operator::version::ServerVersion;
 use mysql_async::prelude::Queryable;
 
-fn backup_config(db: &Mariadb, s3: S3Config, prefix: &str) -> BackupConfig {
+fn backup_config(db: &Server, s3: S3Config, prefix: &str) -> BackupConfig {
     BackupConfig {
         mysql: db.config(),
         s3,
@@ -29,7 +37,7 @@ fn backup_config(db: &Mariadb, s3: S3Config, prefix: &str) -> BackupConfig {
     }
 }
 
-fn restore_config(db: &Mariadb, s3: S3Config, prefix: &str) -> RestoreConfig {
+fn restore_config(db: &Server, s3: S3Config, prefix: &str) -> RestoreConfig {
     RestoreConfig {
         mysql: db.config(),
         s3,
@@ -39,6 +47,23 @@ fn restore_config(db: &Mariadb, s3: S3Config, prefix: &str) -> RestoreConfig {
         skip_accounts: vec![],
         wait_for_server: std::time::Duration::ZERO,
     }
+}
+
+/// A source and a target server (server ids `id` and `id + 1`) and an S3 server with `bucket`,
+/// started side by side.
+async fn source_target_s3(
+    source: Flavor,
+    target: Flavor,
+    id: u32,
+    bucket: &str,
+) -> (Server, Server, Minio) {
+    let (src, dst, s3) = tokio::join!(
+        Server::start(source, id),
+        Server::start(target, id + 1),
+        Minio::start()
+    );
+    s3.create_bucket(bucket).await;
+    (src, dst, s3)
 }
 
 async fn has_manifest(s3: &Minio, bucket: &str, prefix: &str) -> bool {
@@ -74,18 +99,37 @@ async fn wait_mid_upload(s3: &Minio, bucket: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
-    let (src, dst, s3) = tokio::join!(Mariadb::start(1), Mariadb::start(2), Minio::start());
-    s3.create_bucket("roundtrip").await;
+/// Runs each named `async fn(Flavor)` once per server: `<name>::mariadb` and `<name>::mysql97`.
+macro_rules! on_every_flavor {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mariadb() {
+                super::$name(super::Flavor::Mariadb).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mysql97() {
+                super::$name(super::Flavor::Mysql97).await
+            }
+        }
+    )*};
+}
+
+on_every_flavor!(
+    round_trip_every_type_millions_of_rows_and_no_primary_key,
+    database_killed_mid_dump_fails_and_aborts_uploads,
+    a_wrong_database_password_fails_without_showing_it,
+    a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts,
+    the_dump_connection_logs_in_cold_and_warm,
+);
+
+async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavor) {
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 1, "roundtrip").await;
     let mut c = src.conn().await;
-    fixtures::load(&mut c, fixtures::EVERY_TYPE).await;
+    fixtures::load(&mut c, &fixtures::every_type()).await;
     fixtures::load(&mut c, &fixtures::big_table(21)).await; // 2,097,152 rows
-    let gtid_before: String = c
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap();
+    let gtid_before = src.gtid_executed(&mut c).await;
     assert!(!gtid_before.is_empty(), "source should have GTIDs");
 
     let m: Manifest = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1"))
@@ -93,6 +137,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
         .expect("backup");
     assert!(has_manifest(&s3, "roundtrip", "rt/1").await);
     assert_eq!(m.gtid.set, gtid_before, "manifest GTID set is the source's");
+    assert_eq!(m.lock_method, flavor.lock_method());
     let big = m.tables.iter().find(|t| t.name == "sbtest").unwrap();
     assert!(
         big.chunks.len() > 1,
@@ -126,8 +171,10 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
     );
 
     let mut d = dst.conn().await;
-    let want = fixtures::table_digests(&mut c, &["types", "big"]).await;
-    let got = fixtures::table_digests(&mut d, &["types", "big"]).await;
+    let (want, got) = tokio::join!(
+        fixtures::table_digests(&mut c, &["types", "big"]),
+        fixtures::table_digests(&mut d, &["types", "big"])
+    );
     assert_eq!(got, want, "every row of every table equal");
     assert_eq!(
         fixtures::table_definitions(&mut d, &["types", "big"]).await,
@@ -164,6 +211,10 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
             .any(|g| g.contains("SELECT, INSERT ON `types`.*")),
         "{grants:?}"
     );
+    // The account logs in with its password: only its hash travelled (caching_sha2 on 9.7).
+    let mut app = dst.conn_as("app", "app-password").await;
+    let who: Option<String> = app.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(who.as_deref(), Some("app@%"));
 
     // a second backup to the same prefix is refused, the first stays intact
     let again = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1")).await;
@@ -175,7 +226,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
-    let (src, mut s3) = tokio::join!(Mariadb::start(11), Minio::start());
+    let (src, mut s3) = tokio::join!(Server::start(Flavor::Mariadb, 11), Minio::start());
     s3.create_bucket("bkt").await;
     fixtures::load(&mut src.conn().await, &fixtures::incompressible(120_000)).await;
     let mut cfg = backup_config(&src, s3.config("bkt"), "stop/1");
@@ -194,14 +245,13 @@ async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
         !has_manifest(&s3, "bkt", "stop/1").await,
         "no manifest after a failed backup"
     );
-    let dst = Mariadb::start(12).await;
+    let dst = Server::start(Flavor::Mariadb, 12).await;
     let r = restore::run(restore_config(&dst, s3.config("bkt"), "stop/1")).await;
     assert!(matches!(r, Err(RestoreError::NoManifest { .. })), "{r:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn database_killed_mid_dump_fails_and_aborts_uploads() {
-    let (mut src, s3) = tokio::join!(Mariadb::start(21), Minio::start());
+async fn database_killed_mid_dump_fails_and_aborts_uploads(flavor: Flavor) {
+    let (mut src, s3) = tokio::join!(Server::start(flavor, 21), Minio::start());
     s3.create_bucket("bkt").await;
     fixtures::load(&mut src.conn().await, &fixtures::incompressible(120_000)).await;
     let mut cfg = backup_config(&src, s3.config("bkt"), "kill/1");
@@ -232,8 +282,8 @@ async fn database_killed_mid_dump_fails_and_aborts_uploads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_and_missing_bucket_fail_clearly() {
-    let (src, s3) = tokio::join!(Mariadb::start(31), Minio::start());
+async fn wrong_s3_credentials_and_missing_bucket_fail_clearly() {
+    let (src, s3) = tokio::join!(Server::start(Flavor::Mariadb, 31), Minio::start());
     s3.create_bucket("bkt").await;
     let mut bad = s3.config("bkt");
     bad.secret_access_key = "not-the-secret".into();
@@ -255,7 +305,11 @@ async fn wrong_credentials_and_missing_bucket_fail_clearly() {
         "{err}"
     );
     assert!(!has_manifest(&s3, "bkt", "creds/1").await);
+}
 
+async fn a_wrong_database_password_fails_without_showing_it(flavor: Flavor) {
+    let (src, s3) = tokio::join!(Server::start(flavor, 31), Minio::start());
+    s3.create_bucket("bkt").await;
     let mut wrong_db = backup_config(&src, s3.config("bkt"), "creds/2");
     wrong_db.mysql.password = "wrong-db-password".into();
     let err = backup::run(wrong_db).await.expect_err("bad db password");
@@ -269,8 +323,7 @@ async fn wrong_credentials_and_missing_bucket_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_part_that_fails_once_is_retried() {
-    let (src, dst, s3) = tokio::join!(Mariadb::start(41), Mariadb::start(42), Minio::start());
-    s3.create_bucket("bkt").await;
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mariadb, 41, "bkt").await;
     let mut c = src.conn().await;
     fixtures::load(&mut c, &fixtures::incompressible(30_000)).await;
     let proxy = proxy::FaultProxy::start(s3.port, 1).await;
@@ -296,9 +349,8 @@ async fn a_part_that_fails_once_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupted_object_is_detected_at_restore() {
-    let (src, dst, s3) = tokio::join!(Mariadb::start(51), Mariadb::start(52), Minio::start());
-    s3.create_bucket("bkt").await;
-    fixtures::load(&mut src.conn().await, fixtures::EVERY_TYPE).await;
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mariadb, 51, "bkt").await;
+    fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
     let m = backup::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
         .await
         .expect("backup");
@@ -352,23 +404,58 @@ async fn a_corrupted_object_is_detected_at_restore() {
 /// server's `local_infile` is off (MySQL 8's default) and is off again afterwards, and the
 /// cluster's own service accounts in the backup are not restored (the new cluster has its own
 /// passwords for them).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts() {
-    let (src, dst, s3) = tokio::join!(Mariadb::start(61), Mariadb::start(62), Minio::start());
-    s3.create_bucket("job").await;
+async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts(
+    flavor: Flavor,
+) {
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 61, "job").await;
     let mut c = src.conn().await;
-    fixtures::load(&mut c, fixtures::EVERY_TYPE).await;
-    c.query_drop("CREATE USER 'innodb_repl'@'%' IDENTIFIED BY 'the-old-clusters-password'")
-        .await
-        .unwrap();
-    let m = backup::run(backup_config(&src, s3.config("job"), "job/1"))
-        .await
-        .expect("backup");
+    fixtures::load(&mut c, &fixtures::every_type()).await;
+    let mut backup = backup_config(&src, s3.config("job"), "job/1");
+    match flavor {
+        // The old cluster's own accounts as the operator creates them on MySQL; the backup
+        // runs as its backup account, with only the grants the operator gives it.
+        Flavor::Mysql97 => {
+            let old = |a: Account| Credentials::new(a.user(), format!("old-{}-password", a.user()));
+            let caps = Capabilities {
+                version: ServerVersion {
+                    major: 9,
+                    minor: 7,
+                    patch: 4,
+                },
+                group_replication: false,
+                clone: false,
+                communication_stack: true,
+            };
+            let accounts = Accounts {
+                recovery: old(Account::Replication),
+                router: old(Account::Router),
+                backup: old(Account::Backup),
+            };
+            for s in account_statements(&caps, &accounts).unwrap() {
+                c.query_drop(s.sql()).await.unwrap();
+            }
+            backup.mysql.user = accounts.backup.user;
+            backup.mysql.password = accounts.backup.password;
+        }
+        Flavor::Mariadb => {
+            c.query_drop("CREATE USER 'innodb_repl'@'%' IDENTIFIED BY 'the-old-clusters-password'")
+                .await
+                .unwrap();
+        }
+    }
+    let m = backup::run(backup).await.expect("backup");
+    // The operator's grants are enough for the lock it means to take.
+    assert_eq!(m.lock_method, flavor.lock_method());
 
     let mut d = dst.conn().await;
     d.query_drop("SET GLOBAL local_infile = OFF").await.unwrap();
     let mut cfg = restore_config(&dst, s3.config("job"), "job/1");
-    cfg.skip_accounts = vec!["innodb_repl".into(), "innodb_admin".into()];
+    // What the restore Job skips: every account of the operator's but root.
+    cfg.skip_accounts = Account::ALL
+        .iter()
+        .filter(|a| **a != Account::Root)
+        .map(|a| a.user().to_string())
+        .collect();
     restore::run(cfg)
         .await
         .expect("restore with local_infile off");
@@ -381,7 +468,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
         .unwrap();
     assert!(users.iter().any(|u| u == "app"), "{users:?}");
     assert!(
-        !users.iter().any(|u| u == "innodb_repl"),
+        !users.iter().any(|u| u.starts_with("innodb_")),
         "a service account was restored: {users:?}"
     );
     let want = fixtures::table_digests(&mut c, &["types"]).await;
@@ -417,7 +504,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
 }
 
 /// `innodb-operator backup|restore` against the S3 server `s3`, as a Job runs them.
-async fn cli(s3: &Minio, db: &Mariadb, args: &[&str]) -> (bool, String) {
+async fn cli(s3: &Minio, db: &Server, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_innodb-operator"))
         .args(args)
         .args([
@@ -430,7 +517,7 @@ async fn cli(s3: &Minio, db: &Mariadb, args: &[&str]) -> (bool, String) {
         .args(["--port", &db.port.to_string(), "--user", "root"])
         .env("AWS_ACCESS_KEY_ID", harness::ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", harness::SECRET_KEY)
-        .env("MYSQL_PASSWORD", "rootpw")
+        .env("MYSQL_PASSWORD", db.config().password)
         .env_remove("S3_CA_FILE")
         .output()
         .await
@@ -447,10 +534,14 @@ async fn cli(s3: &Minio, db: &Mariadb, args: &[&str]) -> (bool, String) {
 /// part whose bytes do not match its CRC32C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn https_behind_a_private_ca_round_trips_and_the_server_checks_every_parts_crc() {
-    let (src, dst, s3) = tokio::join!(Mariadb::start(71), Mariadb::start(72), Minio::start_tls());
+    let (src, dst, s3) = tokio::join!(
+        Server::start(Flavor::Mariadb, 71),
+        Server::start(Flavor::Mariadb, 72),
+        Minio::start_tls()
+    );
     s3.create_bucket("tls").await;
     let mut c = src.conn().await;
-    fixtures::load(&mut c, fixtures::EVERY_TYPE).await;
+    fixtures::load(&mut c, &fixtures::every_type()).await;
     fixtures::load(&mut c, &fixtures::incompressible(12_000)).await;
     let ca_file = s3.ca().unwrap().certs_dir.path().join("ca.pem");
     std::fs::write(&ca_file, &s3.ca().unwrap().ca_pem).unwrap();
@@ -553,4 +644,151 @@ async fn https_behind_a_private_ca_round_trips_and_the_server_checks_every_parts
         .await
         .unwrap();
     assert!(listed.parts().is_empty(), "the refused part was not stored");
+}
+
+/// The dump's lean client logs in as an account the server has no cached login for (on MySQL
+/// 9.7: caching_sha2's full authentication, the password RSA-encrypted with the server's key
+/// over plain TCP), then again from the cache (the fast path); a wrong password is refused with
+/// the server's error, which does not show it.
+async fn the_dump_connection_logs_in_cold_and_warm(flavor: Flavor) {
+    let db = Server::start(flavor, 81).await;
+    let mut c = db.conn().await;
+    for s in [
+        "CREATE USER 'dumper'@'127.0.0.1' IDENTIFIED BY 'dumper-password'",
+        "GRANT SELECT ON *.* TO 'dumper'@'127.0.0.1'",
+        // Empties caching_sha2's cache of successful logins.
+        "FLUSH PRIVILEGES",
+    ] {
+        c.query_drop(s).await.unwrap();
+    }
+    let cfg = MysqlConfig {
+        user: "dumper".into(),
+        password: "dumper-password".into(),
+        ..db.config()
+    };
+    for round in ["cold", "warm"] {
+        let mut w = WireConn::connect(&cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{round} login: {e}"));
+        let mut rows = w.query("SELECT CURRENT_USER()").await.unwrap();
+        let user: Vec<Option<Vec<u8>>> = rows
+            .next()
+            .await
+            .unwrap()
+            .expect("a row")
+            .fields()
+            .map(|f| f.unwrap().map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(user, vec![Some(b"dumper@127.0.0.1".to_vec())], "{round}");
+        assert!(rows.next().await.unwrap().is_none());
+        w.close().await;
+    }
+    let wrong = MysqlConfig {
+        password: "not-the-password".into(),
+        ..cfg
+    };
+    let err = WireConn::connect(&wrong).await.err().expect("refused");
+    assert_eq!(err.server_code(), Some(1045), "{err}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+}
+
+/// A backup of a MySQL 9.7 server taking writes: the restored server holds exactly the rows the
+/// manifest's GTID set committed (every row acknowledged before the backup, none torn), and
+/// its `gtid_executed` contains the manifest's set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() {
+    let flavor = Flavor::Mysql97;
+    let (src, dst, s3) = source_target_s3(flavor, flavor, 91, "writes").await;
+    let mut c = src.conn().await;
+    fixtures::load(&mut c, &fixtures::big_table(16)).await;
+    c.query_drop("CREATE TABLE big.acked (n BIGINT PRIMARY KEY, at DATETIME(6))")
+        .await
+        .unwrap();
+    let before = GtidSet::parse(&src.gtid_executed(&mut c).await).unwrap();
+
+    // One writer, autocommit: row n is acknowledged when its INSERT returns.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (stop, acked, mut w) = (stop.clone(), acked.clone(), src.conn().await);
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                w.exec_drop("INSERT INTO big.acked VALUES (?, NOW(6))", (n,))
+                    .await
+                    .expect("the writer's commit");
+                acked.store(n, Ordering::SeqCst);
+            }
+        })
+    };
+    while acked.load(Ordering::SeqCst) < 50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let acked_before_backup = acked.load(Ordering::SeqCst);
+    let m = backup::run(backup_config(&src, s3.config("writes"), "w/1"))
+        .await
+        .expect("backup under writes");
+    let acked_after_backup = acked.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+
+    let report = restore::run(restore_config(&dst, s3.config("writes"), "w/1"))
+        .await
+        .expect("restore");
+    let mut d = dst.conn().await;
+    let (rows, max): (u64, Option<u64>) = d
+        .query_first("SELECT COUNT(*), MAX(n) FROM big.acked")
+        .await
+        .unwrap()
+        .unwrap();
+    let max = max.unwrap_or(0);
+    assert_eq!(rows, max, "rows 1..={max} without a gap");
+    assert!(
+        max >= acked_before_backup,
+        "{max} rows restored, {acked_before_backup} acknowledged before the backup began"
+    );
+    assert!(
+        acked_after_backup > acked_before_backup,
+        "the writer committed during the backup"
+    );
+    let manifest = GtidSet::parse(&m.gtid.set).unwrap();
+    assert_eq!(
+        manifest.subtract(&before).count(),
+        u128::from(max),
+        "the manifest's GTID set {} is the restored rows' commits",
+        m.gtid.set
+    );
+    let restored = GtidSet::parse(&dst.gtid_executed(&mut d).await).unwrap();
+    assert!(
+        manifest.subtract(&restored).is_empty(),
+        "restored gtid_executed {restored:?} lacks part of the manifest's {}",
+        m.gtid.set
+    );
+    assert_eq!(report.gtid_set.replace('\n', ""), m.gtid.set);
+}
+
+/// A MariaDB backup is refused by a MySQL 9.7 server before anything is created, with or
+/// without its GTID set (its routines' SQL modes and its accounts' password plugin would fail
+/// half-way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mariadb_backup_is_refused_by_mysql97_before_anything_is_created() {
+    let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mysql97, 101, "cross").await;
+    fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
+    backup::run(backup_config(&src, s3.config("cross"), "x/1"))
+        .await
+        .expect("backup");
+    for apply_gtid in [true, false] {
+        let mut cfg = restore_config(&dst, s3.config("cross"), "x/1");
+        cfg.apply_gtid = apply_gtid;
+        let err = restore::run(cfg).await.expect_err("another family");
+        assert!(matches!(err, RestoreError::Flavor { .. }), "{err}");
+    }
+    let dbs: Vec<String> = dst
+        .conn()
+        .await
+        .query("SHOW DATABASES LIKE 'types'")
+        .await
+        .unwrap();
+    assert!(dbs.is_empty(), "nothing created: {dbs:?}");
 }

@@ -20,6 +20,10 @@ pub enum Codec {
     /// FLOAT columns: the server prints FLOAT with 6 significant digits, so they travel as the
     /// DOUBLE with the same value (exact), which rounds back to the same FLOAT on load.
     FloatAsDouble,
+    /// MySQL's JSON type: its text form (always utf8mb4), loaded through a variable converted
+    /// to utf8mb4, because MySQL refuses a JSON value from a `CHARACTER SET binary` string
+    /// (error 3144). MariaDB's JSON is LONGTEXT and travels as [`Codec::Text`].
+    Json,
 }
 
 /// Picks the codec for an `information_schema.COLUMNS.DATA_TYPE`.
@@ -27,6 +31,7 @@ pub fn codec_for(data_type: &str) -> Codec {
     match data_type.to_ascii_lowercase().as_str() {
         "bit" => Codec::BitAsInteger,
         "float" => Codec::FloatAsDouble,
+        "json" => Codec::Json,
         _ => Codec::Text,
     }
 }
@@ -43,7 +48,7 @@ pub fn select_list(columns: &[Column]) -> String {
     columns
         .iter()
         .map(|c| match c.codec {
-            Codec::Text => sql::ident(&c.name),
+            Codec::Text | Codec::Json => sql::ident(&c.name),
             Codec::BitAsInteger => format!("CAST({} AS UNSIGNED)", sql::ident(&c.name)),
             Codec::FloatAsDouble => format!("{} + 0E0", sql::ident(&c.name)),
         })
@@ -62,6 +67,13 @@ pub fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]
             Codec::BitAsInteger => {
                 targets.push(format!("@c{i}"));
                 sets.push(format!("{} = CAST(@c{i} AS UNSIGNED)", sql::ident(&c.name)));
+            }
+            Codec::Json => {
+                targets.push(format!("@c{i}"));
+                sets.push(format!(
+                    "{} = CONVERT(@c{i} USING utf8mb4)",
+                    sql::ident(&c.name)
+                ));
             }
         }
     }
@@ -315,6 +327,30 @@ mod tests {
             "{stmt}"
         );
         assert_eq!(select_list(&cols), "`id`, CAST(`b` AS UNSIGNED)");
+    }
+
+    #[test]
+    fn mysql_json_is_loaded_as_utf8mb4_text() {
+        let cols = [
+            Column {
+                name: "js".into(),
+                codec: codec_for("json"),
+            },
+            Column {
+                name: "b".into(),
+                codec: codec_for("bit"),
+            },
+        ];
+        let stmt = load_statement("x", "d", "t", &cols);
+        assert!(
+            stmt.ends_with(
+                "(@c0, @c1) SET `js` = CONVERT(@c0 USING utf8mb4), `b` = CAST(@c1 AS UNSIGNED)"
+            ),
+            "{stmt}"
+        );
+        assert_eq!(select_list(&cols), "`js`, CAST(`b` AS UNSIGNED)");
+        // MariaDB reports its JSON columns as longtext: plain text.
+        assert_eq!(codec_for("longtext"), Codec::Text);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use xxhash_rust::xxh3::Xxh3;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::encode;
-use super::manifest::{self, ChunkEntry, GtidFlavor, Manifest, ManifestError, TableEntry};
+use super::manifest::{self, ChunkEntry, Gtid, GtidFlavor, Manifest, ManifestError, TableEntry};
 use super::s3::{Bucket, S3Config, S3Error};
 use super::schedule::{Job, Next, Schedule, TablePlan};
 use super::schema::Ddl;
@@ -107,8 +107,14 @@ pub enum RestoreError {
         first: String,
     },
     #[error(
-        "the backup's GTID set is {backup:?} but the target is {target:?}; restore into the \
-         same server family or pass --skip-gtid"
+        "the backup is of a {backup:?} server but the target is {}; {}",
+        target.map_or("a server without GTIDs".to_string(), |t| format!("a {t:?} server")),
+        if target.is_some() {
+            "a backup restores into the same server family only (MariaDB and MySQL differ in \
+             SQL modes, account plugins and GTIDs)"
+        } else {
+            "pass --skip-gtid to restore without the backup's GTID set"
+        }
     )]
     Flavor {
         backup: GtidFlavor,
@@ -186,12 +192,7 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     let m = Arc::new(read_manifest(&bucket, &prefix).await?);
     let mut conn = connect_waiting(&cfg.mysql, cfg.wait_for_server).await?;
     let target_flavor = gtid_flavor(&mut conn).await?;
-    if cfg.apply_gtid && !m.gtid.set.is_empty() && target_flavor != Some(m.gtid.flavor) {
-        return Err(RestoreError::Flavor {
-            backup: m.gtid.flavor,
-            target: target_flavor,
-        });
-    }
+    check_family(&m.gtid, target_flavor, cfg.apply_gtid)?;
     check_empty(&mut conn, &m).await?;
     let target = Target::of(&mut conn, target_flavor).await?;
 
@@ -337,6 +338,26 @@ async fn run_ddl(conn: &mut Conn, ddl: &Ddl, what: &str) -> Result<(), RestoreEr
         conn.query_drop(SQL_MODE).await.map_err(sql_err(SQL_MODE))?;
     }
     result
+}
+
+/// Refuses a target of the other server family before anything is created (a MariaDB backup's
+/// routines carry `NO_AUTO_CREATE_USER`, which MySQL 8+ refuses, and its accounts
+/// `mysql_native_password`, which 9.x lacks), and a target without GTIDs when the backup's GTID
+/// set is to be applied.
+fn check_family(
+    backup: &Gtid,
+    target: Option<GtidFlavor>,
+    apply_gtid: bool,
+) -> Result<(), RestoreError> {
+    let other_family = target.is_some_and(|t| t != backup.flavor);
+    let no_gtids = target.is_none() && apply_gtid && !backup.set.is_empty();
+    if other_family || no_gtids {
+        return Err(RestoreError::Flavor {
+            backup: backup.flavor,
+            target,
+        });
+    }
+    Ok(())
 }
 
 async fn gtid_flavor(conn: &mut Conn) -> Result<Option<GtidFlavor>, RestoreError> {
@@ -819,6 +840,31 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 mod tests {
     use super::*;
     use crate::backup::chunk::KeyRange;
+
+    #[test]
+    fn a_backup_restores_into_its_own_server_family_only() {
+        use GtidFlavor::{Mariadb, Mysql};
+        let gtid = |flavor, set: &str| Gtid {
+            flavor,
+            set: set.into(),
+            binlog_file: None,
+            binlog_position: None,
+        };
+        let maria = gtid(Mariadb, "0-1-42");
+        assert!(check_family(&maria, Some(Mariadb), true).is_ok());
+        // MariaDB's SQL modes and password plugins fail on MySQL 9.7 half-way: refused first,
+        // with or without the GTID set.
+        for apply in [true, false] {
+            let err = check_family(&maria, Some(Mysql), apply).unwrap_err();
+            assert!(err.to_string().contains("same server family"), "{err}");
+        }
+        assert!(check_family(&gtid(Mysql, "u:1-5"), Some(Mariadb), false).is_err());
+        // A target without GTIDs takes the rows when the GTID set is not applied.
+        let err = check_family(&maria, None, true).unwrap_err();
+        assert!(err.to_string().contains("--skip-gtid"), "{err}");
+        assert!(check_family(&maria, None, false).is_ok());
+        assert!(check_family(&gtid(Mysql, ""), None, true).is_ok());
+    }
 
     #[test]
     fn skipped_accounts_are_not_restored_on_any_host() {
