@@ -9,6 +9,7 @@ pub mod api;
 pub mod backup;
 pub mod backups;
 pub mod cluster;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod credentials;

@@ -24,7 +24,7 @@ use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster
 use crate::backup::s3::{Bucket, CaBundle, S3Config};
 use crate::cluster::apply::FIELD_MANAGER;
 use crate::cluster::build::names::Names;
-use crate::controller::Context;
+use crate::context::Context;
 use crate::credentials::SecretText;
 use decide::{JobView, Step};
 

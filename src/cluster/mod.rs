@@ -27,7 +27,7 @@ use tracing::{info, instrument, warn};
 
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
-use crate::controller::Context;
+use crate::context::Context;
 use apply::{ApplyError, FIELD_MANAGER};
 use build::names::Names;
 use build::secrets;
@@ -160,7 +160,7 @@ pub async fn reconcile(
                 workloads.statefulset.as_ref(),
                 now,
             );
-            ctx.monitor_targets(&input, &ops);
+            ctx.monitor_targets(&ns, &name, topology_step::monitor_targets(&input, &ops));
             let mut members = crate::topology::observe(&ops, input).await;
             // A cluster created from a backup: the restore into its first member gates the
             // group's first start (what the members hold tells whether there is anything to

@@ -13,7 +13,7 @@ use super::restore::{self, Plan, RestoreInput, RestoreLocation};
 use crate::api::MySQLCluster;
 use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
 use crate::backups::{self, BackupError, job};
-use crate::controller::Context;
+use crate::context::Context;
 use crate::topology::Observed;
 
 /// A read or write of the restore step that failed; the reconcile is retried.

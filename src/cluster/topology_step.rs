@@ -21,12 +21,18 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::local_address_port;
+use crate::cluster::build::mycnf::{MYSQLX_PORT, local_address_port};
 use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
 use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
+use crate::xproto::{
+    self,
+    client::SessionOptions,
+    monitor::ClusterTargets,
+    tls::{TlsOptions, TlsVerify},
+};
 
 /// No second automatic action of the same kind on the same member within this window.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
@@ -249,6 +255,27 @@ pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyE
         observe_timeout: OBSERVE_TIMEOUT,
         operation_timeout: OPERATION_TIMEOUT,
     })
+}
+
+/// What the X protocol monitor watches of the cluster: each member at the address the SQL
+/// operations use (its pod IP once it has one), with the operator's account for the notice
+/// session (TLS, PLAIN).
+pub fn monitor_targets(input: &ClusterInput, ops: &SqlOps) -> ClusterTargets {
+    ClusterTargets {
+        endpoints: (0..input.instances)
+            .map(|i| xproto::client::Endpoint::new(input.endpoint(i).address, MYSQLX_PORT as u16))
+            .collect(),
+        session: Some(SessionOptions {
+            credentials: xproto::client::Credentials::new(
+                ops.admin.user.clone(),
+                ops.admin.password.clone(),
+            ),
+            tls: TlsOptions {
+                verify: TlsVerify::AcceptSelfSigned,
+                server_name: None,
+            },
+        }),
+    }
 }
 
 /// The label changes the decision asks for: pod name → new value (`None` removes the label),
