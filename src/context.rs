@@ -1,5 +1,5 @@
 //! What every reconcile shares, in a module of its own so that the controller's wiring
-//! (`controller`) and the reconciles it runs (`cluster`, `backups`) import it without
+//! (`controller`) and the reconciles it runs (`cluster`, `backup_controller`) import it without
 //! importing each other: the Kubernetes client, the settings, the metrics, the Event recorder
 //! and the X protocol monitor of the members.
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::{Backup, MySQLCluster};
-use crate::backups::{self, BackupError};
+use crate::backup_controller::{self, BackupError};
 use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::cluster::{self, ReconcileError};
 use crate::context::{ClusterKey, Config, Context};
@@ -250,7 +250,7 @@ pub async fn run(
     .run(
         |obj, ctx: Arc<Context>| async move {
             let start = Instant::now();
-            let result = backups::reconcile(obj, ctx.clone()).await;
+            let result = backup_controller::reconcile(obj, ctx.clone()).await;
             ctx.metrics.reconciled(start.elapsed());
             result
         },

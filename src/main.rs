@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use innodb_operator::backup::cli::{self, BackupArgs, RestoreArgs};
+use innodb_operator::datapath::cli::{self, BackupArgs, RestoreArgs};
 use innodb_operator::{context, controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 

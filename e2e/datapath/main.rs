@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use harness::{Mariadb, Minio};
-use innodb_operator::backup::manifest::MANIFEST;
-use innodb_operator::backup::restore::{self, RestoreConfig, RestoreError};
-use innodb_operator::backup::s3::S3Config;
-use innodb_operator::backup::{self, BackupConfig, BackupError, Manifest};
+use innodb_operator::datapath::load::{self, RestoreConfig, RestoreError};
+use innodb_operator::datapath::manifest::MANIFEST;
+use innodb_operator::datapath::s3::S3Config;
+use innodb_operator::datapath::{self, BackupConfig, BackupError, Manifest};
 use mysql_async::prelude::Queryable;
 
 fn backup_config(db: &Mariadb, s3: S3Config, prefix: &str) -> BackupConfig {
@@ -88,7 +88,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
         .unwrap();
     assert!(!gtid_before.is_empty(), "source should have GTIDs");
 
-    let m: Manifest = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1"))
+    let m: Manifest = datapath::run(backup_config(&src, s3.config("roundtrip"), "rt/1"))
         .await
         .expect("backup");
     assert!(has_manifest(&s3, "roundtrip", "rt/1").await);
@@ -116,7 +116,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
         "invisible column kept"
     );
 
-    let report = restore::run(restore_config(&dst, s3.config("roundtrip"), "rt/1"))
+    let report = load::run(restore_config(&dst, s3.config("roundtrip"), "rt/1"))
         .await
         .expect("restore");
     assert_eq!(report.rows, m.summary().rows);
@@ -166,7 +166,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key() {
     );
 
     // a second backup to the same prefix is refused, the first stays intact
-    let again = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1")).await;
+    let again = datapath::run(backup_config(&src, s3.config("roundtrip"), "rt/1")).await;
     assert!(
         matches!(again, Err(BackupError::AlreadyExists { .. })),
         "{again:?}"
@@ -181,7 +181,7 @@ async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
     let mut cfg = backup_config(&src, s3.config("bkt"), "stop/1");
     cfg.chunk_bytes = 256 << 20;
     cfg.workers = 1;
-    let run = tokio::spawn(backup::run(cfg));
+    let run = tokio::spawn(datapath::run(cfg));
     wait_mid_upload(&s3, "bkt").await;
     s3.stop();
     let err = run
@@ -195,7 +195,7 @@ async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
         "no manifest after a failed backup"
     );
     let dst = Mariadb::start(12).await;
-    let r = restore::run(restore_config(&dst, s3.config("bkt"), "stop/1")).await;
+    let r = load::run(restore_config(&dst, s3.config("bkt"), "stop/1")).await;
     assert!(matches!(r, Err(RestoreError::NoManifest { .. })), "{r:?}");
 }
 
@@ -207,7 +207,7 @@ async fn database_killed_mid_dump_fails_and_aborts_uploads() {
     let mut cfg = backup_config(&src, s3.config("bkt"), "kill/1");
     cfg.chunk_bytes = 256 << 20;
     cfg.workers = 1;
-    let run = tokio::spawn(backup::run(cfg));
+    let run = tokio::spawn(datapath::run(cfg));
     wait_mid_upload(&s3, "bkt").await;
     src.kill();
     let err = run
@@ -237,7 +237,7 @@ async fn wrong_credentials_and_missing_bucket_fail_clearly() {
     s3.create_bucket("bkt").await;
     let mut bad = s3.config("bkt");
     bad.secret_access_key = "not-the-secret".into();
-    let err = backup::run(backup_config(&src, bad, "creds/1"))
+    let err = datapath::run(backup_config(&src, bad, "creds/1"))
         .await
         .expect_err("bad creds");
     assert!(err.to_string().contains("denied (HTTP 403)"), "{err}");
@@ -246,7 +246,7 @@ async fn wrong_credentials_and_missing_bucket_fail_clearly() {
         "secret leaked: {err}"
     );
 
-    let err = backup::run(backup_config(&src, s3.config("no-such-bucket"), "x"))
+    let err = datapath::run(backup_config(&src, s3.config("no-such-bucket"), "x"))
         .await
         .expect_err("missing bucket");
     assert!(
@@ -258,7 +258,7 @@ async fn wrong_credentials_and_missing_bucket_fail_clearly() {
 
     let mut wrong_db = backup_config(&src, s3.config("bkt"), "creds/2");
     wrong_db.mysql.password = "wrong-db-password".into();
-    let err = backup::run(wrong_db).await.expect_err("bad db password");
+    let err = datapath::run(wrong_db).await.expect_err("bad db password");
     assert!(matches!(err, BackupError::Snapshot(_)), "{err}");
     assert!(
         !err.to_string().contains("wrong-db-password"),
@@ -278,7 +278,7 @@ async fn a_part_that_fails_once_is_retried() {
     s3cfg.endpoint = Some(proxy.endpoint());
     let mut cfg = backup_config(&src, s3cfg.clone(), "retry/1");
     cfg.chunk_bytes = 256 << 20;
-    let m = backup::run(cfg)
+    let m = datapath::run(cfg)
         .await
         .expect("a single failed part is retried");
     assert_eq!(proxy.failed.load(Ordering::SeqCst), 1, "the fault fired");
@@ -286,7 +286,7 @@ async fn a_part_that_fails_once_is_retried() {
         m.chunks().any(|(_, c)| c.object_bytes > 5 << 20),
         "object was multipart"
     );
-    restore::run(restore_config(&dst, s3cfg, "retry/1"))
+    load::run(restore_config(&dst, s3cfg, "retry/1"))
         .await
         .expect("restore");
     let want = fixtures::table_digests(&mut c, &["blobs"]).await;
@@ -299,7 +299,7 @@ async fn a_corrupted_object_is_detected_at_restore() {
     let (src, dst, s3) = tokio::join!(Mariadb::start(51), Mariadb::start(52), Minio::start());
     s3.create_bucket("bkt").await;
     fixtures::load(&mut src.conn().await, fixtures::EVERY_TYPE).await;
-    let m = backup::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
+    let m = datapath::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
         .await
         .expect("backup");
     let (table, chunk) = m.chunks().find(|(t, _)| t.name == "every").unwrap();
@@ -328,7 +328,7 @@ async fn a_corrupted_object_is_detected_at_restore() {
         .await
         .unwrap();
 
-    let err = restore::run(restore_config(&dst, s3.config("bkt"), "corrupt/1"))
+    let err = load::run(restore_config(&dst, s3.config("bkt"), "corrupt/1"))
         .await
         .expect_err("corruption must be detected");
     assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
@@ -361,7 +361,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
     c.query_drop("CREATE USER 'innodb_repl'@'%' IDENTIFIED BY 'the-old-clusters-password'")
         .await
         .unwrap();
-    let m = backup::run(backup_config(&src, s3.config("job"), "job/1"))
+    let m = datapath::run(backup_config(&src, s3.config("job"), "job/1"))
         .await
         .expect("backup");
 
@@ -369,9 +369,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
     d.query_drop("SET GLOBAL local_infile = OFF").await.unwrap();
     let mut cfg = restore_config(&dst, s3.config("job"), "job/1");
     cfg.skip_accounts = vec!["innodb_repl".into(), "innodb_admin".into()];
-    restore::run(cfg)
-        .await
-        .expect("restore with local_infile off");
+    load::run(cfg).await.expect("restore with local_infile off");
 
     let on: Option<i64> = d.query_first("SELECT @@GLOBAL.local_infile").await.unwrap();
     assert_eq!(on, Some(0), "local_infile is off again after the restore");
@@ -404,7 +402,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
         .send()
         .await
         .unwrap();
-    let err = restore::run(restore_config(&dst, s3.config("job"), "job/1"))
+    let err = load::run(restore_config(&dst, s3.config("job"), "job/1"))
         .await
         .expect_err("a corrupt chunk fails the restore");
     assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
@@ -533,7 +531,7 @@ async fn https_behind_a_private_ca_round_trips_and_the_server_checks_every_parts
         .key("corrupt")
         .upload_id(id)
         .part_number(1)
-        .checksum_crc32_c(backup::s3::crc32c_base64(&body))
+        .checksum_crc32_c(datapath::s3::crc32c_base64(&body))
         .body(flipped.into())
         .customize()
         .disable_payload_signing()

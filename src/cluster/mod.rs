@@ -4,12 +4,12 @@
 pub mod apply;
 pub mod build;
 pub mod dereference;
-pub mod observe;
-pub mod restore;
+pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
 pub mod topology_step;
 pub mod validate;
+pub mod workloads;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -32,10 +32,10 @@ use apply::{ApplyError, FIELD_MANAGER};
 use build::names::Names;
 use build::secrets;
 use dereference::DereferenceError;
-use observe::ObserveError;
 use restore_step::RestoreStepError;
-use status::Observed;
+use status::StatusInput;
 use topology_step::TopologyError;
+use workloads::ObserveError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -64,7 +64,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Restore(#[from] RestoreStepError),
     #[error(transparent)]
-    Schedules(#[from] crate::backups::schedules::ScheduleStepError),
+    Schedules(#[from] crate::backup_controller::schedule_step::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
     Status {
         name: String,
@@ -121,14 +121,14 @@ pub async fn reconcile(
     }
     let deref = dereference::dereference(&ctx.client, &cluster).await?;
     let names = Names::new(&name, &ns);
-    let mut observed = Observed {
+    let mut observed = StatusInput {
         generation: cluster.metadata.generation,
         group_name: deref.group_name.to_string(),
         desired_instances: cluster.spec.instances,
         router_desired: cluster.spec.router.instances,
         ..Default::default()
     };
-    let workloads = observe::observe(&ctx.client, &names).await?;
+    let workloads = workloads::observe(&ctx.client, &names).await?;
     let mut requeue = CONVERGING;
     let valid = match validate::validate(&cluster, &deref, &ctx.config.cluster_domain) {
         Ok(v) => Some(v),
@@ -230,7 +230,8 @@ pub async fn reconcile(
         ctx.metrics.api_writes(writes as u64);
         observed.changed = writes > 0;
         let schedules =
-            crate::backups::schedules::run(&ctx.client, &cluster, chrono::Utc::now()).await?;
+            crate::backup_controller::schedule_step::run(&ctx.client, &cluster, chrono::Utc::now())
+                .await?;
         report_schedules(&ctx, &cluster, &schedules).await;
         if let Some(next) = schedules.next_in {
             // Wake up for the next scheduled backup, a second after it is due.
@@ -255,7 +256,7 @@ pub async fn reconcile(
 async fn carry_out(
     ctx: &Context,
     cluster: &MySQLCluster,
-    workloads: &observe::Workloads,
+    workloads: &workloads::Workloads,
     decision: &crate::topology::Decision,
 ) -> Result<usize, ReconcileError> {
     let ns = cluster.namespace().unwrap_or_default();
@@ -337,7 +338,7 @@ async fn report_outcome(ctx: &Context, cluster: &MySQLCluster, outcome: &apply::
 async fn report_schedules(
     ctx: &Context,
     cluster: &MySQLCluster,
-    schedules: &crate::backups::schedules::ScheduleOutcome,
+    schedules: &crate::backup_controller::schedule_step::ScheduleOutcome,
 ) {
     for name in &schedules.created {
         let msg = format!("created scheduled Backup {name}");
@@ -384,7 +385,7 @@ async fn write_status(
     ctx: &Context,
     api: &Api<MySQLCluster>,
     cluster: &MySQLCluster,
-    observed: &Observed,
+    observed: &StatusInput,
 ) -> Result<bool, ReconcileError> {
     let now = Time(jiff::Timestamp::now());
     let new = status::status(observed, cluster.status.as_ref(), &now);
@@ -433,7 +434,7 @@ async fn report_malformed(
         "the object cannot be read by this operator version: {error}; fix the spec and apply it again"
     );
     warn!(%message, "malformed MySQLCluster");
-    let observed = Observed {
+    let observed = StatusInput {
         generation: meta.metadata.generation,
         error: Some(("InvalidObject".to_string(), message.clone())),
         ..Default::default()

@@ -24,7 +24,7 @@ pub struct PodView {
 
 /// Everything the status is computed from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
+pub struct StatusInput {
     pub generation: Option<i64>,
     pub group_name: String,
     pub desired_instances: i32,
@@ -70,14 +70,14 @@ fn is_online(p: &PodView) -> bool {
 
 /// The conditions for `o`: the topology's when it ran (with the router tier folded into
 /// Ready), else what the pods say.
-pub fn conditions(o: &Observed) -> Vec<Desired> {
+pub fn conditions(o: &StatusInput) -> Vec<Desired> {
     match (&o.topology, &o.error) {
         (Some(t), None) => topology_conditions(o, t),
         _ => pod_conditions(o),
     }
 }
 
-fn topology_conditions(o: &Observed, t: &TopologyView) -> Vec<Desired> {
+fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
     let routers_ready = o.router_ready >= o.router_desired;
     t.conditions
         .iter()
@@ -103,7 +103,7 @@ fn topology_conditions(o: &Observed, t: &TopologyView) -> Vec<Desired> {
         .collect()
 }
 
-fn pod_conditions(o: &Observed) -> Vec<Desired> {
+fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
     let online = o.pods.iter().filter(|p| is_online(p)).count() as i32;
     let primary = o
         .pods
@@ -193,7 +193,11 @@ fn pod_conditions(o: &Observed) -> Vec<Desired> {
 }
 
 /// One word for the conditions (and the restore of a cluster created from a backup).
-pub fn phase(o: &Observed, desired: &[Desired], restore: Option<&RestoreStatus>) -> &'static str {
+pub fn phase(
+    o: &StatusInput,
+    desired: &[Desired],
+    restore: Option<&RestoreStatus>,
+) -> &'static str {
     let is = |t: &str| desired.iter().any(|d| d.type_ == t && d.status);
     let restore = restore.and_then(|r| r.phase);
     if o.error.is_some() || restore == Some(RestorePhase::Failed) {
@@ -212,14 +216,14 @@ pub fn phase(o: &Observed, desired: &[Desired], restore: Option<&RestoreStatus>)
 }
 
 /// The full status for `o`, merged with `old` so unchanged conditions keep their times.
-pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
+pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
     let mut desired = conditions(o);
     // Before the restore step ran (e.g. an invalid spec), the restore as last recorded.
     let restore = o
         .restore
         .clone()
         .or_else(|| old.and_then(|s| s.restore.clone()));
-    desired.extend(super::restore::condition(restore.as_ref()));
+    desired.extend(super::restore_plan::condition(restore.as_ref()));
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (mut members, primary, recent_actions) = match &o.topology {
         Some(t) => (t.members.clone(), t.primary.clone(), t.history.clone()),
@@ -271,8 +275,8 @@ mod tests {
         }
     }
 
-    fn observed(pods: Vec<PodView>) -> Observed {
-        Observed {
+    fn observed(pods: Vec<PodView>) -> StatusInput {
+        StatusInput {
             generation: Some(3),
             group_name: "g".into(),
             desired_instances: 3,

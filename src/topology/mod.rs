@@ -14,15 +14,15 @@ pub mod labels;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
+pub mod report;
 pub mod sql;
-pub mod status;
 
 pub use decide::{decide, updated_history};
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
 };
 pub use ops::{MemberOps, Operation, OpsError};
-pub use status::{Condition, Decision, Event, MemberReport};
+pub use report::{Condition, Decision, Event, MemberReport};
 
 /// What one tick observed, decided and how the operation went.
 #[derive(Debug)]

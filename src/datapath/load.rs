@@ -1,9 +1,9 @@
-//! `restore::run`: parallel load of a backup into an empty server. Every chunk streams from S3
+//! `load::run`: parallel load of a backup into an empty server. Every chunk streams from S3
 //! through zstd into `LOAD DATA LOCAL INFILE` inside its own transaction; its object and row
 //! checksums and row count are checked against the manifest before it commits. Plain secondary
 //! indexes are created after their table's rows are in (one `ALTER TABLE` per table, built by
 //! sorting), and loads are spread over tables so the server never makes two workers wait on one
-//! table's lock (see [`schedule`](super::schedule)). Then views, routines, triggers, events and
+//! table's lock (see [`load_order`](super::load_order)). Then views, routines, triggers, events and
 //! accounts, and last the GTID set, so the restored server can start (or join) a group.
 
 use std::collections::BTreeMap;
@@ -22,9 +22,9 @@ use xxhash_rust::xxh3::Xxh3;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::encode;
+use super::load_order::{Job, Next, Schedule, TablePlan};
 use super::manifest::{self, ChunkEntry, GtidFlavor, Manifest, ManifestError, TableEntry};
 use super::s3::{Bucket, S3Config, S3Error};
-use super::schedule::{Job, Next, Schedule, TablePlan};
 use super::schema::Ddl;
 use super::tabledef;
 use super::{MysqlConfig, normalize_prefix, sql};
@@ -818,7 +818,7 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::chunk::KeyRange;
+    use crate::datapath::chunk::KeyRange;
 
     #[test]
     fn skipped_accounts_are_not_restored_on_any_host() {

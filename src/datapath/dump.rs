@@ -1,4 +1,4 @@
-//! `backup::run`: snapshot, schema, chunk plan, parallel chunk dumps streamed to S3, manifest last.
+//! `datapath::run`: snapshot, schema, chunk plan, parallel chunk dumps streamed to S3, manifest last.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

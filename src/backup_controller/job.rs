@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-use super::schedule::CLUSTER_LABEL;
+use super::schedule_plan::CLUSTER_LABEL;
 use crate::api::{Backup, MySQLCluster, S3Storage};
 use crate::cluster::build::mycnf::MYSQL_PORT;
 use crate::cluster::build::names::{

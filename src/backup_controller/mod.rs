@@ -1,11 +1,11 @@
 //! The `Backup` controller: one Job per Backup, status from what the Job reports, and the
 //! stored objects deleted with the Backup when its policy says so. Schedules (Backups created
-//! on a cron) are a step of the cluster reconcile: see [`schedules`].
+//! on a cron) are a step of the cluster reconcile: see [`schedule_step`].
 
 pub mod decide;
 pub mod job;
-pub mod schedule;
-pub mod schedules;
+pub mod schedule_plan;
+pub mod schedule_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,11 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster, S3Storage};
-use crate::backup::s3::{Bucket, CaBundle, S3Config};
 use crate::cluster::apply::FIELD_MANAGER;
 use crate::cluster::build::names::Names;
 use crate::context::Context;
 use crate::credentials::SecretText;
+use crate::datapath::s3::{Bucket, CaBundle, S3Config};
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).

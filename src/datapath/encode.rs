@@ -177,7 +177,7 @@ fn needs_escape(field: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::wire::row_packet as packet;
+    use crate::datapath::wire::row_packet as packet;
     use proptest::prelude::*;
 
     fn encode(fields: &[Option<&[u8]>]) -> Result<Vec<u8>, WireError> {

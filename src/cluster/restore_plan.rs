@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::cluster::{RestorePhase, RestoreSource, RestoreStatus, S3Location};
 use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
-use crate::backups::decide::{JobView, Outcome, outcome};
+use crate::backup_controller::decide::{JobView, Outcome, outcome};
 use crate::topology::{Observed, PodPhase, RestoreGate};
 
 /// Where the backup to restore is.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::restore::{self, RestoreConfig};
+use super::load::{self, RestoreConfig};
 use super::s3::{CaBundle, S3Config, S3Error};
 use super::{MysqlConfig, dump::BackupConfig};
 
@@ -248,7 +248,7 @@ pub async fn backup(args: BackupArgs) -> ExitCode {
 pub async fn restore(args: RestoreArgs) -> ExitCode {
     bound_allocator();
     let outcome = match args.config() {
-        Ok(cfg) => restore::run(cfg).await.map_err(|e| e.to_string()),
+        Ok(cfg) => load::run(cfg).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     report(outcome)

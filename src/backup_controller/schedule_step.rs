@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use super::schedule::{
+use super::schedule_plan::{
     self, CLUSTER_LABEL, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION, ScheduledBackup,
 };
 use crate::api::{Backup, BackupSpec, MySQLCluster};
@@ -85,7 +85,7 @@ pub async fn run(
         .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
         .unwrap_or(now);
     for s in config.schedules.iter().filter(|s| s.enabled) {
-        let cron = match schedule::parse(&s.schedule) {
+        let cron = match schedule_plan::parse(&s.schedule) {
             Ok(c) => c,
             Err(e) => {
                 out.invalid.push(e.to_string());
@@ -98,8 +98,8 @@ pub async fn run(
             .map(|r| r.scheduled_at)
             .max()
             .unwrap_or(created_at);
-        if let Some(at) = schedule::due(&cron, since, now) {
-            let backup_name = schedule::backup_name(&name, &s.name, at);
+        if let Some(at) = schedule_plan::due(&cron, since, now) {
+            let backup_name = schedule_plan::backup_name(&name, &s.name, at);
             let backup = Backup {
                 metadata: ObjectMeta {
                     name: Some(backup_name.clone()),
@@ -135,7 +135,7 @@ pub async fn run(
                 }
             }
         }
-        for doomed in schedule::retention(&runs, s.keep.max(1) as usize) {
+        for doomed in schedule_plan::retention(&runs, s.keep.max(1) as usize) {
             match api.delete(&doomed, &DeleteParams::background()).await {
                 Ok(_) => out.deleted.push(doomed),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -144,7 +144,7 @@ pub async fn run(
                 }
             }
         }
-        if let Some(next) = schedule::next(&cron, now) {
+        if let Some(next) = schedule_plan::next(&cron, now) {
             let wait = (next - now).to_std().unwrap_or_default();
             out.next_in = Some(out.next_in.map_or(wait, |w| w.min(wait)));
         }
