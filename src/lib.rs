@@ -8,7 +8,7 @@
 //!   in [`topology`], which watches the members over the X protocol ([`xproto`]).
 //! - [`backup_controller`] is the `Backup` reconcile (Jobs, schedules, retention).
 //! - [`datapath`] is what those Jobs run: the dump into S3 and the restore from it.
-//! - [`api`] holds the CRD types.
+//! - [`api`] holds the CRD types, [`events`] the Events the operator records.
 
 pub mod api;
 pub mod backup_controller;
@@ -18,6 +18,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod datapath;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;

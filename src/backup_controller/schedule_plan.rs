@@ -1,9 +1,14 @@
 //! Backup schedules, as pure decisions: which run is due now (at most one, however many were
 //! missed while the operator was down), when the next one is, and which old backups retention
 //! removes.
+//!
+//! Times are `jiff` timestamps, as everywhere in the operator; the cron parser (`croner`) computes
+//! in `chrono`'s types, so the two conversions below are the only place `chrono` is used.
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
+use jiff::Timestamp;
+use jiff::tz::Offset;
 
 use crate::api::BackupPhase;
 
@@ -30,30 +35,45 @@ pub fn parse(schedule: &str) -> Result<Cron, ScheduleError> {
     })
 }
 
+fn to_chrono(t: Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().unsigned_abs())
+}
+
+fn from_chrono(t: DateTime<Utc>) -> Option<Timestamp> {
+    Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32).ok()
+}
+
 /// The run that is due at `now`: the latest occurrence after `since` (the last run, or when the
 /// schedule started to exist) and not after `now`. Missed earlier occurrences are skipped, so
 /// an operator that was down for a week takes one catch-up backup, not seven.
-pub fn due(cron: &Cron, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let latest = cron.find_previous_occurrence(&now, true).ok()?;
+pub fn due(cron: &Cron, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    let latest = cron.find_previous_occurrence(&to_chrono(now)?, true).ok()?;
+    let latest = from_chrono(latest)?;
     (latest > since).then_some(latest)
 }
 
 /// The next occurrence strictly after `now`.
-pub fn next(cron: &Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&now, false).ok()
+pub fn next(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
+    from_chrono(cron.find_next_occurrence(&to_chrono(now)?, false).ok()?)
 }
 
 /// Name of the Backup a schedule creates for the run at `at`: deterministic, so creating it twice
 /// is harmless.
-pub fn backup_name(cluster: &str, schedule: &str, at: DateTime<Utc>) -> String {
-    format!("{cluster}-{schedule}-{}", at.format("%Y%m%d%H%M"))
+pub fn backup_name(cluster: &str, schedule: &str, at: Timestamp) -> String {
+    format!("{cluster}-{schedule}-{}", at.strftime("%Y%m%d%H%M"))
+}
+
+/// The value of [`SCHEDULED_AT_ANNOTATION`]: RFC 3339 with the offset written out
+/// (`2026-11-23T03:00:00+00:00`).
+pub fn scheduled_at_text(at: Timestamp) -> String {
+    at.display_with_offset(Offset::UTC).to_string()
 }
 
 /// One Backup of a schedule, as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledBackup {
     pub name: String,
-    pub scheduled_at: DateTime<Utc>,
+    pub scheduled_at: Timestamp,
     pub phase: Option<BackupPhase>,
 }
 
@@ -74,7 +94,7 @@ pub fn retention(backups: &[ScheduledBackup], keep: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
@@ -121,6 +141,13 @@ mod tests {
             backup_name("orders", "nightly", t("2026-11-23T03:00:00Z")),
             "orders-nightly-202611230300"
         );
+    }
+
+    #[test]
+    fn the_scheduled_time_is_written_as_before_and_read_back() {
+        let at = t("2026-11-23T03:00:00Z");
+        assert_eq!(scheduled_at_text(at), "2026-11-23T03:00:00+00:00");
+        assert_eq!(scheduled_at_text(at).parse::<Timestamp>().unwrap(), at);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
@@ -37,7 +37,7 @@ pub struct ScheduleStepError {
     source: kube::Error,
 }
 
-fn scheduled_at(b: &Backup) -> Option<DateTime<Utc>> {
+fn scheduled_at(b: &Backup) -> Option<Timestamp> {
     b.annotations().get(SCHEDULED_AT_ANNOTATION)?.parse().ok()
 }
 
@@ -45,7 +45,7 @@ fn scheduled_at(b: &Backup) -> Option<DateTime<Utc>> {
 pub async fn run(
     client: &Client,
     cluster: &MySQLCluster,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> Result<ScheduleOutcome, ScheduleStepError> {
     let mut out = ScheduleOutcome::default();
     let Some(config) = &cluster.spec.backup else {
@@ -78,11 +78,11 @@ pub async fn run(
                 phase: b.status.as_ref().and_then(|st| st.phase),
             });
     }
-    let created_at: DateTime<Utc> = cluster
+    let created_at = cluster
         .metadata
         .creation_timestamp
         .as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+        .and_then(|t| Timestamp::from_second(t.0.as_second()).ok())
         .unwrap_or(now);
     for s in config.schedules.iter().filter(|s| s.enabled) {
         let cron = match schedule_plan::parse(&s.schedule) {
@@ -110,7 +110,7 @@ pub async fn run(
                     ])),
                     annotations: Some(BTreeMap::from([(
                         SCHEDULED_AT_ANNOTATION.to_string(),
-                        at.to_rfc3339(),
+                        schedule_plan::scheduled_at_text(at),
                     )])),
                     ..Default::default()
                 },
@@ -145,7 +145,7 @@ pub async fn run(
             }
         }
         if let Some(next) = schedule_plan::next(&cron, now) {
-            let wait = (next - now).to_std().unwrap_or_default();
+            let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
             out.next_in = Some(out.next_in.map_or(wait, |w| w.min(wait)));
         }
     }

@@ -20,7 +20,6 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -28,6 +27,7 @@ use tracing::{info, instrument, warn};
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::context::Context;
+use crate::events::{self, Reason};
 use apply::{ApplyError, FIELD_MANAGER};
 use build::names::Names;
 use build::secrets;
@@ -134,15 +134,8 @@ pub async fn reconcile(
         Ok(v) => Some(v),
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
-            publish(
-                &ctx,
-                &cluster,
-                EventType::Warning,
-                invalid.reason(),
-                "Validate",
-                &invalid.to_string(),
-            )
-            .await;
+            let reason = Reason::InvalidSpec(invalid.reason());
+            publish(&ctx, &cluster, reason, &invalid.to_string()).await;
             observed.error = Some((invalid.reason().to_string(), invalid.to_string()));
             None
         }
@@ -169,8 +162,7 @@ pub async fn reconcile(
                 restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
                     .await?;
             if let Some(event) = &restore.event {
-                let (reason, note) = (event.reason, &event.message);
-                publish(&ctx, &cluster, EventType::Normal, reason, "Restore", note).await;
+                publish(&ctx, &cluster, event.reason.clone(), &event.message).await;
             }
             observed.restore = restore.status;
             if restore.gate != crate::topology::RestoreGate::Open {
@@ -181,15 +173,7 @@ pub async fn reconcile(
             let tick = crate::topology::act(&ops, members).await;
             if let Err(e) = &tick.outcome {
                 let note = format!("{} failed: {e}", tick.decision.operation.name());
-                publish(
-                    &ctx,
-                    &cluster,
-                    EventType::Warning,
-                    "OperationFailed",
-                    "Topology",
-                    &note,
-                )
-                .await;
+                publish(&ctx, &cluster, Reason::OperationFailed, &note).await;
             }
             Some((tick.decision, tick.history))
         } else {
@@ -203,16 +187,9 @@ pub async fn reconcile(
         let outcome = match apply::apply(&ctx.client, &names, &uid, &desired).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                publish(
-                    &ctx,
-                    &cluster,
-                    EventType::Warning,
-                    "ApplyFailed",
-                    "Apply",
-                    &e.to_string(),
-                )
-                .await;
-                observed.error = Some(("ApplyFailed".to_string(), e.to_string()));
+                publish(&ctx, &cluster, Reason::ApplyFailed, &e.to_string()).await;
+                let reason = Reason::ApplyFailed.as_str().to_string();
+                observed.error = Some((reason, e.to_string()));
                 observed.pods = workloads.pod_views();
                 write_status(&ctx, &api, &cluster, &observed).await?;
                 return Err(e.into());
@@ -229,9 +206,12 @@ pub async fn reconcile(
         }
         ctx.metrics.api_writes(writes as u64);
         observed.changed = writes > 0;
-        let schedules =
-            crate::backup_controller::schedule_step::run(&ctx.client, &cluster, chrono::Utc::now())
-                .await?;
+        let schedules = crate::backup_controller::schedule_step::run(
+            &ctx.client,
+            &cluster,
+            jiff::Timestamp::now(),
+        )
+        .await?;
         report_schedules(&ctx, &cluster, &schedules).await;
         if let Some(next) = schedules.next_in {
             // Wake up for the next scheduled backup, a second after it is due.
@@ -266,15 +246,8 @@ async fn carry_out(
     if let Some(ordinal) = decision.update_next {
         let pod = format!("{name}-{ordinal}");
         topology_step::replace_pod(&ctx.client, &ns, &pod).await?;
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "RollingUpdate",
-            "Update",
-            &format!("replacing {pod} with the new spec"),
-        )
-        .await;
+        let note = format!("replacing {pod} with the new spec");
+        publish(ctx, cluster, Reason::RollingUpdate, &note).await;
         writes += 1;
     }
     if decision.switchover_complete && cluster.annotations().contains_key(SWITCHOVER_ANNOTATION) {
@@ -287,20 +260,11 @@ async fn carry_out(
         writes += 1;
     }
     for event in ctx.new_events(&ns, &name, &decision.events) {
-        let type_ = if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        let reason = Reason::Topology {
+            reason: event.reason.clone(),
+            warning: event.warning,
         };
-        publish(
-            ctx,
-            cluster,
-            type_,
-            &event.reason,
-            "Topology",
-            &event.message,
-        )
-        .await;
+        publish(ctx, cluster, reason, &event.message).await;
     }
     Ok(writes)
 }
@@ -311,27 +275,19 @@ async fn report_outcome(ctx: &Context, cluster: &MySQLCluster, outcome: &apply::
             "created credentials Secrets {}",
             outcome.created_secrets.join(", ")
         );
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "CredentialsCreated",
-            "Create",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::CredentialsCreated, &msg).await;
     }
     if !outcome.applied.is_empty() {
         let msg = format!("applied {}", outcome.applied.join(", "));
         info!(%msg);
-        publish(ctx, cluster, EventType::Normal, "Applied", "Apply", &msg).await;
+        publish(ctx, cluster, Reason::Applied, &msg).await;
     }
     if !outcome.pruned.is_empty() {
         let msg = format!(
             "deleted {}, no longer needed by the spec",
             outcome.pruned.join(", ")
         );
-        publish(ctx, cluster, EventType::Normal, "Pruned", "Delete", &msg).await;
+        publish(ctx, cluster, Reason::Pruned, &msg).await;
     }
 }
 
@@ -342,38 +298,14 @@ async fn report_schedules(
 ) {
     for name in &schedules.created {
         let msg = format!("created scheduled Backup {name}");
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "BackupScheduled",
-            "Create",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::BackupScheduled, &msg).await;
     }
     if !schedules.deleted.is_empty() {
         let msg = format!("retention deleted Backups {}", schedules.deleted.join(", "));
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "BackupsExpired",
-            "Delete",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::BackupsExpired, &msg).await;
     }
     for invalid in &schedules.invalid {
-        publish(
-            ctx,
-            cluster,
-            EventType::Warning,
-            "InvalidSchedule",
-            "Schedule",
-            invalid,
-        )
-        .await;
+        publish(ctx, cluster, Reason::InvalidSchedule, invalid).await;
     }
     ctx.metrics
         .api_writes((schedules.created.len() + schedules.deleted.len()) as u64);
@@ -436,7 +368,7 @@ async fn report_malformed(
     warn!(%message, "malformed MySQLCluster");
     let observed = StatusInput {
         generation: meta.metadata.generation,
-        error: Some(("InvalidObject".to_string(), message.clone())),
+        error: Some((Reason::InvalidObject.as_str().to_string(), message.clone())),
         ..Default::default()
     };
     let mut st = status::status(&observed, None, &Time(jiff::Timestamp::now()));
@@ -456,44 +388,9 @@ async fn report_malformed(
         Err(e) => warn!(error = %e, "could not report the malformed object in its status"),
     }
     let reference = meta.object_ref(&());
-    publish_ref(
-        ctx,
-        &reference,
-        EventType::Warning,
-        "InvalidObject",
-        "Read",
-        &message,
-    )
-    .await;
+    events::publish(&ctx.recorder, &reference, Reason::InvalidObject, &message).await;
 }
 
-async fn publish(
-    ctx: &Context,
-    cluster: &MySQLCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    publish_ref(ctx, &cluster.object_ref(&()), type_, reason, action, note).await;
-}
-
-async fn publish_ref(
-    ctx: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(error = %e, reason, "could not publish an Event");
-    }
+async fn publish(ctx: &Context, cluster: &MySQLCluster, reason: Reason, note: &str) {
+    events::publish(&ctx.recorder, &cluster.object_ref(&()), reason, note).await;
 }

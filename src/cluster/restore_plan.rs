@@ -11,6 +11,7 @@ use crate::api::cluster::{RestorePhase, RestoreSource, RestoreStatus, S3Location
 use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
 use crate::backup_controller::decide::{JobView, Outcome, outcome};
+use crate::events::Reason;
 use crate::topology::{Observed, PodPhase, RestoreGate};
 
 /// Where the backup to restore is.
@@ -156,7 +157,7 @@ pub struct RestoreInput<'a> {
 /// holds the group).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreEvent {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -338,12 +339,12 @@ pub fn plan(i: &RestoreInput) -> Plan {
     // the topology's Warning Event (reason RestoreFailed / RestoreSourceNotFound) tells it.
     let event = match phase {
         RestorePhase::Running if create_job => Some(RestoreEvent {
-            reason: "RestoreStarted",
+            reason: Reason::RestoreStarted,
             message: message.clone(),
         }),
         RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
             Some(RestoreEvent {
-                reason: "Restored",
+                reason: Reason::Restored,
                 message: message.clone(),
             })
         }
@@ -628,7 +629,7 @@ mod tests {
         assert_eq!(s.source.as_deref(), Some("s3://b/prod/x/"));
         assert_eq!(s.start_time, Some(now()));
         let e = start.event.unwrap();
-        assert_eq!(e.reason, "RestoreStarted");
+        assert_eq!(e.reason, Reason::RestoreStarted);
         let c = condition(start.status.as_ref()).unwrap();
         assert_eq!((c.status, c.reason.as_str()), (false, "RestoreRunning"));
     }
@@ -672,7 +673,7 @@ mod tests {
         assert_eq!(s.phase, Some(RestorePhase::Succeeded));
         assert_eq!(s.gtid_set.as_deref(), Some("u:1-42"));
         assert_eq!(s.completion_time, Some(now()));
-        assert_eq!(p.event.as_ref().unwrap().reason, "Restored");
+        assert_eq!(p.event.as_ref().unwrap().reason, Reason::Restored);
         let c = condition(p.status.as_ref()).unwrap();
         assert!(c.status);
         // Later reconciles: settled, without the Job (it may be deleted) and without news.
