@@ -11,6 +11,7 @@ pub mod decide;
 pub mod diagnose;
 pub mod gtid;
 pub mod labels;
+pub mod member;
 pub mod mysql;
 pub mod observe;
 pub mod ops;

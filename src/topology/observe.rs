@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::gtid::GtidSet;
+pub use super::member::{GroupMemberRow, MemberStatus, Role};
 use super::sql::Capabilities;
 
 /// Port of the classic protocol on every member.
@@ -14,24 +15,6 @@ pub const MYSQL_PORT: u16 = 3306;
 
 /// The label that drives the `C` (primary) and `C-ro` (secondary) Services.
 pub const ROLE_LABEL: &str = "innodb-operator.io/role";
-
-/// A member's role as the Services see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Secondary,
-}
-
-impl Role {
-    /// The value of [`ROLE_LABEL`].
-    pub fn label_value(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
-        }
-    }
-}
 
 /// Kubernetes pod phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,45 +241,6 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
     }
-}
-
-/// `MEMBER_STATE` of `performance_schema.replication_group_members`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberStatus {
-    Online,
-    Recovering,
-    Offline,
-    Error,
-    Unreachable,
-}
-
-impl MemberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Online => "ONLINE",
-            MemberStatus::Recovering => "RECOVERING",
-            MemberStatus::Offline => "OFFLINE",
-            MemberStatus::Error => "ERROR",
-            MemberStatus::Unreachable => "UNREACHABLE",
-        }
-    }
-
-    /// Whether the member takes part in a group (as far as it knows).
-    pub fn in_group(self) -> bool {
-        matches!(self, MemberStatus::Online | MemberStatus::Recovering)
-    }
-}
-
-/// One row of `performance_schema.replication_group_members`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupMemberRow {
-    pub member_id: String,
-    pub host: String,
-    pub port: u16,
-    pub state: MemberStatus,
-    /// `None` when the column is empty (member not in a group).
-    pub role: Option<Role>,
-    pub version: String,
 }
 
 /// What one member reported about itself.

@@ -8,7 +8,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::observe::{GroupMemberRow, MemberStatus, Role};
+use super::member::{GroupMemberRow, MemberStatus, Role};
 
 /// A result the operator could not make sense of.
 #[derive(Debug, Error, PartialEq, Eq)]
