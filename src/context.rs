@@ -49,7 +49,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         config: Config,
         metrics: Arc<Metrics>,
@@ -79,7 +79,7 @@ impl Context {
 
     /// The Events of this tick not yet published for the cluster (those published before and
     /// no longer current are forgotten, so they are announced again if they come back).
-    pub fn new_events<'a>(
+    pub(crate) fn new_events<'a>(
         &self,
         ns: &str,
         name: &str,
@@ -100,7 +100,7 @@ impl Context {
     }
 
     /// Stops monitoring a deleted cluster.
-    pub fn forget(&self, ns: &str, name: &str) {
+    pub(crate) fn forget(&self, ns: &str, name: &str) {
         let key = Self::key(ns, name);
         self.monitor.remove(&key);
         self.published

@@ -42,7 +42,7 @@ pub enum Reason {
 
 impl Reason {
     /// The CamelCase reason of the Event.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Reason::InvalidObject => "InvalidObject",
             Reason::InvalidSpec(reason) => reason,
@@ -62,7 +62,7 @@ impl Reason {
     }
 
     /// Normal, or Warning when someone should look.
-    pub fn type_(&self) -> EventType {
+    pub(crate) fn type_(&self) -> EventType {
         let warning = match self {
             Reason::InvalidObject
             | Reason::InvalidSpec(_)
@@ -87,7 +87,7 @@ impl Reason {
     }
 
     /// What the operator was doing.
-    pub fn action(&self) -> &'static str {
+    pub(crate) fn action(&self) -> &'static str {
         match self {
             Reason::InvalidObject => "Read",
             Reason::InvalidSpec(_) => "Validate",
@@ -104,7 +104,12 @@ impl Reason {
 
 /// Records an Event on `reference` (its note cut to the 1,000 characters the API keeps); a
 /// failure is logged, never fatal.
-pub async fn publish(recorder: &Recorder, reference: &ObjectReference, reason: Reason, note: &str) {
+pub(crate) async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    reason: Reason,
+    note: &str,
+) {
     let event = Event {
         type_: reason.type_(),
         reason: reason.as_str().to_string(),

@@ -19,7 +19,7 @@ pub mod crd;
 pub mod credentials;
 pub mod datapath;
 pub mod events;
-pub mod http;
+pub(crate) mod http;
 pub mod metrics;
 pub mod telemetry;
 pub mod topology;

@@ -4,17 +4,17 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Every member is ONLINE, the router tier is up, and the spec is fully applied.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// The read-write Service has a primary to send writes to.
-pub const AVAILABLE: &str = "Available";
+pub(crate) const AVAILABLE: &str = "Available";
 /// The operator is changing something (creating, scaling, rolling, recovering).
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: a member is down, the spec is invalid, an operation failed.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 /// The group has lost its majority and cannot accept writes.
-pub const QUORUM_LOST: &str = "QuorumLost";
+pub(crate) const QUORUM_LOST: &str = "QuorumLost";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
-pub const RESTORED: &str = "Restored";
+pub(crate) const RESTORED: &str = "Restored";
 
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(
+    pub(crate) fn new(
         type_: &'static str,
         status: bool,
         reason: &str,
@@ -43,7 +43,7 @@ impl Desired {
 
 /// Merges `desired` conditions into `old`: a condition whose status is unchanged keeps its
 /// `lastTransitionTime`; conditions of other types in `old` are kept as they are.
-pub fn merge(
+pub(crate) fn merge(
     old: &[Condition],
     desired: &[Desired],
     generation: Option<i64>,

@@ -86,7 +86,7 @@ fn default_secret_access_key_key() -> String {
 
 impl S3Storage {
     /// The object key under which a named backup is stored: `<prefix>/<namespace>/<cluster>/<backup>/`.
-    pub fn backup_prefix(&self, namespace: &str, cluster: &str, backup: &str) -> String {
+    pub(crate) fn backup_prefix(&self, namespace: &str, cluster: &str, backup: &str) -> String {
         let base = self
             .prefix
             .as_deref()
@@ -99,7 +99,7 @@ impl S3Storage {
     }
 
     /// `s3://bucket/key` for display in status.
-    pub fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, key)
     }
 }

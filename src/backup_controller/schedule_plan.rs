@@ -13,22 +13,22 @@ use jiff::tz::Offset;
 use crate::api::BackupPhase;
 
 /// Label on a scheduled Backup naming its schedule.
-pub const SCHEDULE_LABEL: &str = "innodb-operator.io/schedule";
+pub(crate) const SCHEDULE_LABEL: &str = "innodb-operator.io/schedule";
 /// Label on a Backup naming its cluster.
-pub const CLUSTER_LABEL: &str = "innodb-operator.io/cluster";
+pub(crate) const CLUSTER_LABEL: &str = "innodb-operator.io/cluster";
 /// Annotation on a scheduled Backup with the time it was scheduled for (RFC 3339).
-pub const SCHEDULED_AT_ANNOTATION: &str = "innodb-operator.io/scheduled-at";
+pub(crate) const SCHEDULED_AT_ANNOTATION: &str = "innodb-operator.io/scheduled-at";
 
 /// A schedule expression that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("schedule {schedule:?} is not a valid cron expression: {reason}")]
-pub struct ScheduleError {
-    pub schedule: String,
-    pub reason: String,
+pub(crate) struct ScheduleError {
+    pub(crate) schedule: String,
+    pub(crate) reason: String,
 }
 
 /// Parses a five-field cron expression or a macro such as `@daily` (times are UTC).
-pub fn parse(schedule: &str) -> Result<Cron, ScheduleError> {
+pub(crate) fn parse(schedule: &str) -> Result<Cron, ScheduleError> {
     schedule.trim().parse::<Cron>().map_err(|e| ScheduleError {
         schedule: schedule.to_string(),
         reason: e.to_string(),
@@ -46,40 +46,40 @@ fn from_chrono(t: DateTime<Utc>) -> Option<Timestamp> {
 /// The run that is due at `now`: the latest occurrence after `since` (the last run, or when the
 /// schedule started to exist) and not after `now`. Missed earlier occurrences are skipped, so
 /// an operator that was down for a week takes one catch-up backup, not seven.
-pub fn due(cron: &Cron, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
+pub(crate) fn due(cron: &Cron, since: Timestamp, now: Timestamp) -> Option<Timestamp> {
     let latest = cron.find_previous_occurrence(&to_chrono(now)?, true).ok()?;
     let latest = from_chrono(latest)?;
     (latest > since).then_some(latest)
 }
 
 /// The next occurrence strictly after `now`.
-pub fn next(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
+pub(crate) fn next(cron: &Cron, now: Timestamp) -> Option<Timestamp> {
     from_chrono(cron.find_next_occurrence(&to_chrono(now)?, false).ok()?)
 }
 
 /// Name of the Backup a schedule creates for the run at `at`: deterministic, so creating it twice
 /// is harmless.
-pub fn backup_name(cluster: &str, schedule: &str, at: Timestamp) -> String {
+pub(crate) fn backup_name(cluster: &str, schedule: &str, at: Timestamp) -> String {
     format!("{cluster}-{schedule}-{}", at.strftime("%Y%m%d%H%M"))
 }
 
 /// The value of [`SCHEDULED_AT_ANNOTATION`]: RFC 3339 with the offset written out
 /// (`2026-11-23T03:00:00+00:00`).
-pub fn scheduled_at_text(at: Timestamp) -> String {
+pub(crate) fn scheduled_at_text(at: Timestamp) -> String {
     at.display_with_offset(Offset::UTC).to_string()
 }
 
 /// One Backup of a schedule, as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduledBackup {
-    pub name: String,
-    pub scheduled_at: Timestamp,
-    pub phase: Option<BackupPhase>,
+pub(crate) struct ScheduledBackup {
+    pub(crate) name: String,
+    pub(crate) scheduled_at: Timestamp,
+    pub(crate) phase: Option<BackupPhase>,
 }
 
 /// Names of the Backups retention deletes: all but the `keep` newest Succeeded ones, and all but
 /// the `keep` newest Failed ones (kept for their messages). Pending and Running ones stay.
-pub fn retention(backups: &[ScheduledBackup], keep: usize) -> Vec<String> {
+pub(crate) fn retention(backups: &[ScheduledBackup], keep: usize) -> Vec<String> {
     let mut doomed = Vec::new();
     for phase in [BackupPhase::Succeeded, BackupPhase::Failed] {
         let mut of_phase: Vec<&ScheduledBackup> =

@@ -15,22 +15,22 @@ use crate::api::{Backup, MySQLCluster};
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dereferenced {
+pub(crate) struct Dereferenced {
     /// The Group Replication group name: kept in status, recovered from the existing config when
     /// status was lost, or new for a new cluster.
-    pub group_name: Uuid,
+    pub(crate) group_name: Uuid,
     /// Accounts whose credentials Secret already exists (never regenerated).
-    pub existing_accounts: BTreeSet<Account>,
+    pub(crate) existing_accounts: BTreeSet<Account>,
     /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
-    pub tls_secret_keys: Option<Vec<String>>,
+    pub(crate) tls_secret_keys: Option<Vec<String>>,
     /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
     /// `restoreFrom`, or once the restore is over (nothing is read then).
-    pub restore: Option<Result<RestoreLocation, Unresolved>>,
+    pub(crate) restore: Option<Result<RestoreLocation, Unresolved>>,
 }
 
 /// A read that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DereferenceError {
+pub(crate) enum DereferenceError {
     #[error("reading {kind} {name}: {source}")]
     Read {
         kind: &'static str,
@@ -43,7 +43,7 @@ pub enum DereferenceError {
 }
 
 /// Reads everything the cluster refers to.
-pub async fn dereference(
+pub(crate) async fn dereference(
     client: &Client,
     cluster: &MySQLCluster,
 ) -> Result<Dereferenced, DereferenceError> {
@@ -151,7 +151,7 @@ where
 }
 
 /// The group name written in an existing my.cnf, if any.
-pub fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
+pub(crate) fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
     mycnf.lines().find_map(|l| {
         let v = l
             .trim()

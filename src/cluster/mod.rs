@@ -1,15 +1,15 @@
 //! The `MySQLCluster` reconcile: dereference → validate → build → apply → observe → status.
 //! Each step is a module; this one only strings them together and reports what happened.
 
-pub mod apply;
-pub mod build;
-pub mod dereference;
+pub(crate) mod apply;
+pub(crate) mod build;
+pub(crate) mod dereference;
 pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
 pub mod topology_step;
-pub mod validate;
-pub mod workloads;
+pub(crate) mod validate;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -38,15 +38,15 @@ use topology_step::TopologyError;
 use workloads::ObserveError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
-pub const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a cluster that is still converging is looked at again.
-pub const CONVERGING: Duration = Duration::from_secs(10);
+pub(crate) const CONVERGING: Duration = Duration::from_secs(10);
 /// How often a cluster whose first member is being restored is looked at.
-pub const RESTORE_POLL: Duration = Duration::from_secs(5);
+pub(crate) const RESTORE_POLL: Duration = Duration::from_secs(5);
 
 /// Why a reconcile failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     #[error("reading MySQLCluster {name}: {source}")]
     Get {
         name: String,
@@ -75,7 +75,7 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// Label of the failures metric.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ReconcileError::Get { .. } => "get",
             ReconcileError::Dereference(_) => "dereference",
@@ -93,7 +93,7 @@ impl ReconcileError {
 /// Reconciles one cluster, known to the watch by its metadata only: the full object is read
 /// here so that one malformed object cannot break the watch of all the others.
 #[instrument(skip_all, fields(cluster = %meta.name_any(), namespace = meta.namespace().unwrap_or_default()))]
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     meta: Arc<PartialObjectMeta<MySQLCluster>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {

@@ -49,7 +49,7 @@ pub fn from_s3(location: &S3Location) -> RestoreLocation {
 /// not exist) must have Succeeded; its location is taken from its status, the bucket's settings
 /// from its own storage, else from its cluster's (`source_cluster`, as read), else from
 /// `restoring`'s own backup storage when that is the same bucket.
-pub fn locate(
+pub(crate) fn locate(
     name: &str,
     backup: Option<&Backup>,
     source_cluster: Option<&MySQLCluster>,
@@ -119,7 +119,7 @@ pub fn locate(
 }
 
 /// The source named by `restoreFrom`, as the dereference step resolved it.
-pub fn source_name(from: &RestoreSource) -> String {
+pub(crate) fn source_name(from: &RestoreSource) -> String {
     match (&from.backup, &from.s3) {
         (Some(b), _) => format!("Backup {b}"),
         (None, Some(s)) => from_s3(s).source,
@@ -386,7 +386,7 @@ pub fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> b
 }
 
 /// The `Restored` condition for a restore status (none when no restore was asked for).
-pub fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
+pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
     let status = status?;
     let message = status.message.clone().unwrap_or_default();
     Some(match status.phase {

@@ -36,7 +36,7 @@ pub enum RestoreStepError {
 }
 
 /// Whether the status shows a member that was in a group: the group was started before.
-pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
+pub(crate) fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
     status.is_some_and(|s| {
         s.primary.is_some()
             || s.members

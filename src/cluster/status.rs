@@ -70,7 +70,7 @@ fn is_online(p: &PodView) -> bool {
 
 /// The conditions for `o`: the topology's when it ran (with the router tier folded into
 /// Ready), else what the pods say.
-pub fn conditions(o: &StatusInput) -> Vec<Desired> {
+pub(crate) fn conditions(o: &StatusInput) -> Vec<Desired> {
     match (&o.topology, &o.error) {
         (Some(t), None) => topology_conditions(o, t),
         _ => pod_conditions(o),
@@ -193,7 +193,7 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
 }
 
 /// One word for the conditions (and the restore of a cluster created from a backup).
-pub fn phase(
+pub(crate) fn phase(
     o: &StatusInput,
     desired: &[Desired],
     restore: Option<&RestoreStatus>,

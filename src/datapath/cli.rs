@@ -118,7 +118,7 @@ fn env(name: &str, what: &'static str) -> Result<String, CliError> {
 }
 
 impl S3Args {
-    pub fn config(&self) -> Result<S3Config, CliError> {
+    pub(crate) fn config(&self) -> Result<S3Config, CliError> {
         Ok(S3Config {
             endpoint: self.s3_endpoint.clone(),
             region: self.region.clone(),
@@ -133,7 +133,7 @@ impl S3Args {
 }
 
 impl MysqlArgs {
-    pub fn config(&self) -> Result<MysqlConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<MysqlConfig, CliError> {
         let password = match &self.password_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|source| CliError::PasswordFile {
@@ -170,7 +170,7 @@ impl BackupArgs {
 }
 
 impl RestoreArgs {
-    pub fn config(&self) -> Result<RestoreConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<RestoreConfig, CliError> {
         Ok(RestoreConfig {
             mysql: self.mysql.config()?,
             s3: self.s3.config()?,

@@ -72,7 +72,7 @@ pub struct ChunkEntry {
 }
 
 /// How a chunk's XXH3-64 is written in the manifest.
-pub fn xxh3_hex(hash: u64) -> String {
+pub(crate) fn xxh3_hex(hash: u64) -> String {
     format!("{hash:016x}")
 }
 
@@ -128,7 +128,7 @@ pub enum ManifestError {
 }
 
 /// Parses and checks a manifest.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let m: Manifest = serde_json::from_slice(bytes)?;
     if m.format_version != FORMAT_VERSION {
         return Err(ManifestError::Version {
@@ -141,7 +141,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
 
 /// Object key of chunk `index` of `db.table` (relative to the prefix). Names are percent-escaped
 /// so any identifier makes a valid, unambiguous key.
-pub fn chunk_object(db: &str, table: &str, index: usize) -> String {
+pub(crate) fn chunk_object(db: &str, table: &str, index: usize) -> String {
     format!("data/{}/{}/{index:06}.tsv.zst", escape(db), escape(table))
 }
 

@@ -27,11 +27,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// S3's smallest part (all but the last).
-pub const MIN_PART_SIZE: usize = 5 << 20;
+pub(crate) const MIN_PART_SIZE: usize = 5 << 20;
 /// S3's largest part.
-pub const MAX_PART_SIZE: usize = 5 << 30;
+pub(crate) const MAX_PART_SIZE: usize = 5 << 30;
 /// S3's part-count limit.
-pub const MAX_PARTS: i32 = 10_000;
+pub(crate) const MAX_PARTS: i32 = 10_000;
 /// Parts per size tier: the part size doubles after every tier (see [`part_size`]).
 const PARTS_PER_TIER: i32 = 1_000;
 
@@ -60,7 +60,7 @@ pub struct CaBundle {
 
 impl CaBundle {
     /// Reads a PEM file.
-    pub fn read(path: &Path) -> Result<CaBundle, S3Error> {
+    pub(crate) fn read(path: &Path) -> Result<CaBundle, S3Error> {
         let origin = path.display().to_string();
         let pem = std::fs::read(path).map_err(|source| S3Error::CaFile {
             origin: origin.clone(),
@@ -114,7 +114,7 @@ impl CaBundle {
 
 /// How the bytes of an upload are protected on their way to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayloadIntegrity {
+pub(crate) enum PayloadIntegrity {
     /// Plain HTTP: SigV4 signs the body's SHA-256, so nothing on the path can change it unnoticed
     /// (the server recomputes it).
     SignedSha256,
@@ -126,7 +126,7 @@ pub enum PayloadIntegrity {
 
 impl PayloadIntegrity {
     /// HTTPS for AWS (no endpoint) and `https://` endpoints, the signed SHA-256 otherwise.
-    pub fn for_endpoint(endpoint: Option<&str>) -> PayloadIntegrity {
+    pub(crate) fn for_endpoint(endpoint: Option<&str>) -> PayloadIntegrity {
         let https = endpoint.is_none_or(|e| {
             e.get(..8)
                 .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
@@ -205,7 +205,7 @@ pub enum S3Error {
 /// (capped at S3's 5 GiB). With the 5 MiB minimum base, 10,000 parts hold 4.8 TiB, about S3's
 /// 5 TiB object limit, while objects under 5 GB never use parts larger than `base` — so memory
 /// stays (workers × parts in flight × base) for any realistic chunk.
-pub fn part_size(n: i32, base: usize) -> usize {
+pub(crate) fn part_size(n: i32, base: usize) -> usize {
     let tier = ((n.max(1) - 1) / PARTS_PER_TIER) as u32;
     base.saturating_mul(1usize << tier.min(20))
         .min(MAX_PART_SIZE)
@@ -260,14 +260,14 @@ pub struct Bucket {
 
 /// What a finished object is: its key and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredObject {
-    pub key: String,
-    pub bytes: u64,
+pub(crate) struct StoredObject {
+    pub(crate) key: String,
+    pub(crate) bytes: u64,
 }
 
 impl Bucket {
     /// Builds the client and checks the bucket is there and the credentials work.
-    pub async fn open(cfg: &S3Config) -> Result<Bucket, S3Error> {
+    pub(crate) async fn open(cfg: &S3Config) -> Result<Bucket, S3Error> {
         Bucket::open_with(cfg, client_config(cfg)?).await
     }
 
@@ -309,7 +309,7 @@ impl Bucket {
         Ok(bucket)
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -326,7 +326,7 @@ impl Bucket {
     }
 
     /// Starts a streaming upload of `key`; its part buffers come from `budget`.
-    pub fn writer(&self, key: String, base_part: usize, budget: PartBudget) -> ObjectWriter {
+    pub(crate) fn writer(&self, key: String, base_part: usize, budget: PartBudget) -> ObjectWriter {
         ObjectWriter {
             bucket: self.clone(),
             key,
@@ -342,7 +342,11 @@ impl Bucket {
     }
 
     /// Uploads a small object in one request.
-    pub async fn put(&self, key: &str, body: impl Into<Bytes>) -> Result<StoredObject, S3Error> {
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<StoredObject, S3Error> {
         let body = body.into();
         let stored = StoredObject {
             key: key.to_string(),
@@ -365,7 +369,7 @@ impl Bucket {
     }
 
     /// Opens `key` for streaming reads.
-    pub async fn get(&self, key: &str) -> Result<ByteStream, S3Error> {
+    pub(crate) async fn get(&self, key: &str) -> Result<ByteStream, S3Error> {
         let out = self
             .client
             .get_object()
@@ -378,7 +382,7 @@ impl Bucket {
     }
 
     /// Reads a whole (small) object.
-    pub async fn get_all(&self, key: &str) -> Result<Vec<u8>, S3Error> {
+    pub(crate) async fn get_all(&self, key: &str) -> Result<Vec<u8>, S3Error> {
         let body = self.get(key).await?;
         let data = body.collect().await.map_err(|e| S3Error::Request {
             op: "GetObject",
@@ -390,7 +394,7 @@ impl Bucket {
     }
 
     /// Whether `key` exists.
-    pub async fn exists(&self, key: &str) -> Result<bool, S3Error> {
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, S3Error> {
         match self
             .client
             .head_object()
@@ -406,7 +410,10 @@ impl Bucket {
     }
 
     /// Keys of multipart uploads still open under `prefix`, with their upload ids.
-    pub async fn open_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, S3Error> {
+    pub(crate) async fn open_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, S3Error> {
         let out = self
             .client
             .list_multipart_uploads()
@@ -423,7 +430,7 @@ impl Bucket {
     }
 
     /// Aborts every open multipart upload under `prefix`.
-    pub async fn abort_uploads(&self, prefix: &str) -> Result<usize, S3Error> {
+    pub(crate) async fn abort_uploads(&self, prefix: &str) -> Result<usize, S3Error> {
         let uploads = self.open_uploads(prefix).await?;
         for (key, id) in &uploads {
             self.abort(key, id).await?;
@@ -444,7 +451,7 @@ impl Bucket {
     }
 
     /// Keys of the objects under `prefix`.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
@@ -470,7 +477,7 @@ impl Bucket {
     }
 
     /// Deletes every object under `prefix`.
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, S3Error> {
+    pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<usize, S3Error> {
         let keys = self.list(prefix).await?;
         for batch in keys.chunks(1000) {
             let objects = batch
@@ -553,13 +560,13 @@ where
 /// upload to finish. Buffers are reused, not freed: a fresh multi-MiB buffer costs a page fault
 /// and a zeroed page for every 4 KiB written into it.
 #[derive(Clone, Debug)]
-pub struct PartBudget {
+pub(crate) struct PartBudget {
     permits: Arc<Semaphore>,
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl PartBudget {
-    pub fn new(buffers: usize) -> Self {
+    pub(crate) fn new(buffers: usize) -> Self {
         PartBudget {
             permits: Arc::new(Semaphore::new(buffers.max(1))),
             spare: Arc::default(),
@@ -625,7 +632,7 @@ impl Drop for UploadingPart {
 /// A streaming upload: bytes are buffered up to one part and a full part goes up while the next
 /// fills. Objects that fit in one part are a single PutObject. On any error the multipart upload
 /// is aborted before the error is returned.
-pub struct ObjectWriter {
+pub(crate) struct ObjectWriter {
     bucket: Bucket,
     key: String,
     base_part: usize,
@@ -642,7 +649,7 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     /// Appends `data`, uploading a part whenever one is full. The buffer never grows past one
     /// part, and every part buffer is one of the budget's.
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
+    pub(crate) async fn write(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
         self.bytes += data.len() as u64;
         while !data.is_empty() {
             let target = part_size(self.next_part, self.base_part);
@@ -754,7 +761,7 @@ impl ObjectWriter {
     }
 
     /// Uploads what is left and completes the object.
-    pub async fn finish(mut self) -> Result<StoredObject, S3Error> {
+    pub(crate) async fn finish(mut self) -> Result<StoredObject, S3Error> {
         match self.complete().await {
             Ok(obj) => Ok(obj),
             Err(e) => {
@@ -803,7 +810,7 @@ impl ObjectWriter {
     /// Stops the parts in flight and aborts the multipart upload (best effort: when S3 itself is
     /// gone the upload stays open until the bucket's lifecycle rule or the next sweep removes it;
     /// it never becomes an object).
-    pub async fn abort(&mut self) {
+    pub(crate) async fn abort(&mut self) {
         for h in self.pending.drain(..) {
             h.abort();
         }

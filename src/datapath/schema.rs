@@ -59,13 +59,13 @@ pub struct Account {
 
 /// What the dump needs to know about a table's data.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableData {
-    pub database: String,
-    pub name: String,
-    pub columns: Vec<Column>,
-    pub split_column: Option<String>,
-    pub est_rows: u64,
-    pub avg_row_bytes: u64,
+pub(crate) struct TableData {
+    pub(crate) database: String,
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) split_column: Option<String>,
+    pub(crate) est_rows: u64,
+    pub(crate) avg_row_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Sche
 }
 
 /// Picks the databases to dump: `only` if given, else all but the system ones.
-pub fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
+pub(crate) fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
     all.into_iter()
         .filter(|d| {
             if only.is_empty() {
@@ -108,7 +108,7 @@ pub fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
 
 /// Whether an `information_schema.COLUMNS.EXTRA` value marks a generated (computed) column.
 /// MySQL's `DEFAULT_GENERATED` is an expression default, a real column.
-pub fn is_generated(extra: &str) -> bool {
+pub(crate) fn is_generated(extra: &str) -> bool {
     let e = extra.to_ascii_uppercase();
     [
         "VIRTUAL GENERATED",
@@ -120,7 +120,7 @@ pub fn is_generated(extra: &str) -> bool {
 }
 
 /// Reads the full schema and the data facts of every table in the selected databases.
-pub async fn read(
+pub(crate) async fn read(
     conn: &mut Conn,
     only: &[String],
 ) -> Result<(Schema, Vec<TableData>), SchemaError> {

@@ -59,7 +59,8 @@ pub enum WireError {
 
 impl WireError {
     /// The server's error code, when the server refused the statement.
-    pub fn server_code(&self) -> Option<u16> {
+    #[cfg(test)]
+    pub(crate) fn server_code(&self) -> Option<u16> {
         match self {
             WireError::Server { code, .. } => Some(*code),
             _ => None,
@@ -106,7 +107,7 @@ fn client_capabilities() -> CapabilityFlags {
 }
 
 /// One connection. `S` is a TCP stream in production and an in-memory pipe in tests.
-pub struct WireConn<S = TcpStream> {
+pub(crate) struct WireConn<S = TcpStream> {
     stream: S,
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
@@ -122,7 +123,7 @@ pub struct WireConn<S = TcpStream> {
 
 impl WireConn<TcpStream> {
     /// Connects and authenticates as `cfg.user`.
-    pub async fn connect(cfg: &MysqlConfig) -> Result<Self, WireError> {
+    pub(crate) async fn connect(cfg: &MysqlConfig) -> Result<Self, WireError> {
         let address = format!("{}:{}", cfg.host, cfg.port);
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -141,7 +142,11 @@ impl WireConn<TcpStream> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     /// Runs the connection phase on an open stream.
-    pub async fn handshake(stream: S, user: &str, password: &str) -> Result<Self, WireError> {
+    pub(crate) async fn handshake(
+        stream: S,
+        user: &str,
+        password: &str,
+    ) -> Result<Self, WireError> {
         let mut conn = WireConn {
             stream,
             buf: vec![0; READ_CHUNK],
@@ -255,14 +260,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     }
 
     /// Runs a statement that returns no rows (a result set, if any, is read and dropped).
-    pub async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
         let mut rows = self.query(sql).await?;
         while rows.next().await?.is_some() {}
         Ok(())
     }
 
     /// Sends a text-protocol query; its rows are read from the returned stream.
-    pub async fn query(&mut self, sql: &str) -> Result<Rows<'_, S>, WireError> {
+    pub(crate) async fn query(&mut self, sql: &str) -> Result<Rows<'_, S>, WireError> {
         if self.broken {
             return Err(WireError::Broken);
         }
@@ -311,7 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     }
 
     /// Says goodbye (best effort: the server closes the session either way).
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         self.seq = 0;
         let _ = self.write_packet(&[COM_QUIT]).await;
         let _ = self.stream.shutdown().await;
@@ -446,7 +451,7 @@ enum RowPacket {
 }
 
 /// The rows of one query, read as they arrive.
-pub struct Rows<'c, S> {
+pub(crate) struct Rows<'c, S> {
     conn: &'c mut WireConn<S>,
     columns: usize,
     done: bool,
@@ -454,7 +459,7 @@ pub struct Rows<'c, S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Rows<'_, S> {
     /// The next row, `None` after the last.
-    pub async fn next(&mut self) -> Result<Option<Row<'_>>, WireError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Row<'_>>, WireError> {
         if self.done {
             return Ok(None);
         }
@@ -493,30 +498,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Rows<'_, S> {
 }
 
 /// One text-protocol row: `columns` length-encoded fields.
-pub struct Row<'a> {
+pub(crate) struct Row<'a> {
     packet: &'a [u8],
     columns: usize,
 }
 
 impl<'a> Row<'a> {
     /// A row view over one text-protocol row packet of a result with `columns` columns.
-    pub fn new(packet: &'a [u8], columns: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(packet: &'a [u8], columns: usize) -> Self {
         Row { packet, columns }
     }
 
     /// The row's packet as the server sent it: `columns` length-encoded fields.
-    pub fn packet(&self) -> &'a [u8] {
+    pub(crate) fn packet(&self) -> &'a [u8] {
         self.packet
     }
 
     /// The number of fields the row must have.
-    pub fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.columns
     }
 
     /// The fields in order: `None` is SQL NULL. A field that runs past the packet, or bytes
     /// left after the last field, is an error.
-    pub fn fields(&self) -> Fields<'a> {
+    pub(crate) fn fields(&self) -> Fields<'a> {
         Fields {
             packet: self.packet,
             at: 0,
@@ -525,7 +531,7 @@ impl<'a> Row<'a> {
     }
 }
 
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     packet: &'a [u8],
     at: usize,
     left: usize,

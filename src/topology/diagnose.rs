@@ -45,13 +45,13 @@ impl QuorumGroup {
         self.row(ordinal).map(|r| r.state)
     }
 
-    pub fn is_online(&self, ordinal: u32) -> bool {
+    pub(crate) fn is_online(&self, ordinal: u32) -> bool {
         self.status(ordinal) == Some(MemberStatus::Online)
     }
 
     /// Whether the operator read every ONLINE member of the view (so `transactions` is the
     /// group's whole set).
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.rows
             .iter()
             .filter(|(_, r)| r.state == MemberStatus::Online)

@@ -13,8 +13,8 @@ pub enum Role {
 }
 
 impl Role {
-    /// The value of [`ROLE_LABEL`](super::observe::ROLE_LABEL).
-    pub fn label_value(self) -> &'static str {
+    /// The value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
+    pub(crate) fn label_value(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Secondary => "secondary",
@@ -33,7 +33,7 @@ pub enum MemberStatus {
 }
 
 impl MemberStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MemberStatus::Online => "ONLINE",
             MemberStatus::Recovering => "RECOVERING",
@@ -44,7 +44,7 @@ impl MemberStatus {
     }
 
     /// Whether the member takes part in a group (as far as it knows).
-    pub fn in_group(self) -> bool {
+    pub(crate) fn in_group(self) -> bool {
         matches!(self, MemberStatus::Online | MemberStatus::Recovering)
     }
 }

@@ -11,10 +11,7 @@ pub use super::member::{GroupMemberRow, MemberStatus, Role};
 use super::sql::Capabilities;
 
 /// Port of the classic protocol on every member.
-pub const MYSQL_PORT: u16 = 3306;
-
-/// The label that drives the `C` (primary) and `C-ro` (secondary) Services.
-pub const ROLE_LABEL: &str = "innodb-operator.io/role";
+pub(crate) const MYSQL_PORT: u16 = 3306;
 
 /// Kubernetes pod phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +33,7 @@ pub struct PodInfo {
     pub deleting: bool,
     /// The pod runs an older StatefulSet revision and will be replaced.
     pub update_pending: bool,
-    /// The pod's current value of [`ROLE_LABEL`].
+    /// The pod's current value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
     pub role_label: Option<Role>,
     /// `status.podIP`: where the operator connects (no DNS in the failover path).
     pub ip: Option<String>,
@@ -126,7 +123,7 @@ pub struct ClusterInput {
 impl ClusterInput {
     /// `db` in `ns` with `instances` running, ready pods, no request pending and the restore gate
     /// open: the base of decision fixtures (override fields with `..ClusterInput::for_test(n)`).
-    pub fn for_test(instances: u32) -> Self {
+    pub(crate) fn for_test(instances: u32) -> Self {
         ClusterInput {
             name: "db".into(),
             namespace: "ns".into(),
@@ -157,7 +154,7 @@ impl ClusterInput {
 
 impl ClusterInput {
     /// The pod name of an ordinal.
-    pub fn pod_name(&self, ordinal: u32) -> String {
+    pub(crate) fn pod_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
     }
 
@@ -198,12 +195,12 @@ impl ClusterInput {
         (domain.is_empty() || in_service).then_some(ordinal)
     }
 
-    pub fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
+    pub(crate) fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
         self.pods.iter().find(|p| p.ordinal == ordinal)
     }
 
     /// Every ordinal that belongs to the cluster: the desired ones and any pod still there.
-    pub fn ordinals(&self) -> Vec<u32> {
+    pub(crate) fn ordinals(&self) -> Vec<u32> {
         let mut ordinals: Vec<u32> = (0..self.instances)
             .chain(self.pods.iter().map(|p| p.ordinal))
             .collect();
@@ -277,7 +274,7 @@ impl MemberState {
     }
 
     /// Whether this member's view has quorum: more than half of its members reachable.
-    pub fn has_quorum(&self) -> bool {
+    pub(crate) fn has_quorum(&self) -> bool {
         let reachable = self
             .group
             .iter()
@@ -324,11 +321,11 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn member(&self, ordinal: u32) -> Option<&Member> {
+    pub(crate) fn member(&self, ordinal: u32) -> Option<&Member> {
         self.members.iter().find(|m| m.ordinal == ordinal)
     }
 
-    pub fn state(&self, ordinal: u32) -> Option<&MemberState> {
+    pub(crate) fn state(&self, ordinal: u32) -> Option<&MemberState> {
         self.member(ordinal).and_then(Member::state)
     }
 }

@@ -10,15 +10,6 @@ use super::labels;
 use super::observe::{ActionRecord, Observed, Reach, Role};
 use super::ops::Operation;
 
-/// Condition types the topology sets.
-pub const CONDITION_TYPES: [&str; 5] = [
-    "Ready",
-    "Available",
-    "Progressing",
-    "Degraded",
-    "QuorumLost",
-];
-
 /// A status condition (`status` is "True"/"False" on the object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {

@@ -33,8 +33,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub const DEFAULT_PORT: u16 = 33060;
-
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         Self {
             host: host.into(),

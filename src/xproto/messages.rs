@@ -192,7 +192,7 @@ impl Any {
         }
     }
 
-    pub fn object(fields: Vec<(&str, Any)>) -> Self {
+    pub(crate) fn object(fields: Vec<(&str, Any)>) -> Self {
         let fld = fields
             .into_iter()
             .map(|(key, value)| ObjectField {

@@ -1,12 +1,12 @@
 //! Step 3 of the reconcile: pure functions from the validated cluster to the objects it needs.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
-pub mod mycnf;
-pub mod names;
-pub mod router;
-pub mod secrets;
-pub mod services;
-pub mod statefulset;
+pub(crate) mod mycnf;
+pub(crate) mod names;
+pub(crate) mod router;
+pub(crate) mod secrets;
+pub(crate) mod services;
+pub(crate) mod statefulset;
 
 #[cfg(test)]
 mod tests;
@@ -18,12 +18,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
-pub use super::validate::ValidCluster;
+pub(crate) use super::validate::ValidCluster;
 use secrets::Account;
 
 /// One object the cluster needs, applied with server-side apply.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Object {
+pub(crate) enum Object {
     ConfigMap(ConfigMap),
     Service(Service),
     StatefulSet(StatefulSet),
@@ -33,7 +33,7 @@ pub enum Object {
 
 /// The kinds the operator applies and prunes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     ConfigMap,
     Service,
     StatefulSet,
@@ -43,7 +43,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order they are applied (configuration before what reads it).
-    pub const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 5] = [
         Kind::ConfigMap,
         Kind::Service,
         Kind::StatefulSet,
@@ -53,7 +53,7 @@ impl Kind {
 }
 
 impl Object {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Service(_) => Kind::Service,
@@ -63,7 +63,7 @@ impl Object {
         }
     }
 
-    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    pub(crate) fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Object::ConfigMap(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
@@ -73,22 +73,22 @@ impl Object {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or_default()
     }
 }
 
 /// Everything a cluster needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Applied on every reconcile (skipped when unchanged).
-    pub objects: Vec<Object>,
+    pub(crate) objects: Vec<Object>,
     /// Created once when missing; never updated.
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
 }
 
 /// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
-pub fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
+pub(crate) fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
     let mut objects = vec![
         Object::ConfigMap(mycnf::config_map(c)),
         Object::Service(services::instances(c)),
