@@ -36,13 +36,13 @@ pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
 
 /// What every reconcile gets.
 pub struct Context {
-    pub client: Client,
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub(crate) client: Client,
+    pub(crate) config: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) recorder: Recorder,
     /// Sessions to every member's X protocol port: health probes and Group Replication notices
     /// that wake the cluster's reconcile.
-    pub monitor: MonitorHandle<ClusterKey>,
+    pub(crate) monitor: MonitorHandle<ClusterKey>,
     /// Topology Events already published per cluster (reason, message), so a condition that
     /// persists is announced once, not every tick.
     published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,

@@ -16,7 +16,7 @@ pub(crate) struct ErrorLabels {
 
 /// The operator's metrics and the registry that serves them.
 pub struct Metrics {
-    pub registry: Registry,
+    pub(crate) registry: Registry,
     reconciles: Counter,
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,

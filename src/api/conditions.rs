@@ -19,10 +19,10 @@ pub(crate) const RESTORED: &str = "Restored";
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl Desired {

@@ -20,12 +20,12 @@ use crate::api::{Backup, BackupSpec, MySQLCluster};
 /// What the schedules step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScheduleOutcome {
-    pub created: Vec<String>,
-    pub deleted: Vec<String>,
+    pub(crate) created: Vec<String>,
+    pub(crate) deleted: Vec<String>,
     /// Schedules whose expression cannot be used, with why.
-    pub invalid: Vec<String>,
+    pub(crate) invalid: Vec<String>,
     /// Time until the next scheduled run.
-    pub next_in: Option<Duration>,
+    pub(crate) next_in: Option<Duration>,
 }
 
 /// A read or write that failed.

@@ -18,20 +18,20 @@ use crate::topology::{Observed, PodPhase, RestoreGate};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreLocation {
     /// The bucket and its credentials.
-    pub storage: S3Storage,
+    pub(crate) storage: S3Storage,
     /// The key prefix of the backup (the folder holding its manifest).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// For people: `s3://bucket/prefix/`, with the Backup's name when there is one.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Why the backup to restore cannot be used (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
     /// The source may still become usable by itself (a Backup that is still running).
-    pub waiting: bool,
+    pub(crate) waiting: bool,
     /// What is wrong and what to do.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The restore location of `restoreFrom.s3`: its path is the backup's full key prefix in the
@@ -157,8 +157,8 @@ pub struct RestoreInput<'a> {
 /// holds the group).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreEvent {
-    pub reason: Reason,
-    pub message: String,
+    pub(crate) reason: Reason,
+    pub(crate) message: String,
 }
 
 /// What the restore needs next.
@@ -171,7 +171,7 @@ pub struct Plan {
     /// Create the restore Job now.
     pub create_job: bool,
     /// What happened in this step, when it is news.
-    pub event: Option<RestoreEvent>,
+    pub(crate) event: Option<RestoreEvent>,
 }
 
 /// What to do after a failed restore.

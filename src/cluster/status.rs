@@ -11,15 +11,15 @@ use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, RE
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
-    pub name: String,
+    pub(crate) name: String,
     /// Pod phase: Pending, Running, ...
-    pub phase: String,
+    pub(crate) phase: String,
     /// The pod's Ready condition.
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// Value of the role label (`primary`, `secondary`) if any.
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// Group Replication member state when known (ONLINE, RECOVERING, ...).
-    pub member_state: Option<String>,
+    pub(crate) member_state: Option<String>,
 }
 
 /// Everything the status is computed from.
@@ -47,10 +47,10 @@ pub struct StatusInput {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopologyView {
     /// All five condition types.
-    pub conditions: Vec<Desired>,
-    pub members: Vec<MemberStatus>,
-    pub primary: Option<String>,
-    pub history: Vec<ActionStatus>,
+    pub(crate) conditions: Vec<Desired>,
+    pub(crate) members: Vec<MemberStatus>,
+    pub(crate) primary: Option<String>,
+    pub(crate) history: Vec<ActionStatus>,
 }
 
 fn member_state(p: &PodView) -> String {

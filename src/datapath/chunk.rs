@@ -9,8 +9,8 @@ use super::sql;
 /// one chunk whatever the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRange {
-    pub lo: Option<i128>,
-    pub hi: Option<i128>,
+    pub(crate) lo: Option<i128>,
+    pub(crate) hi: Option<i128>,
 }
 
 impl KeyRange {

@@ -35,7 +35,7 @@ pub fn codec_for(data_type: &str) -> Codec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     pub name: String,
-    pub codec: Codec,
+    pub(crate) codec: Codec,
 }
 
 /// The select list for a chunk query.

@@ -49,15 +49,15 @@ pub struct RestoreConfig {
 /// What a restore did; printed as one JSON line by the restore Job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RestoreReport {
-    pub status: &'static str,
-    pub tables: usize,
-    pub chunks: usize,
+    pub(crate) status: &'static str,
+    pub(crate) tables: usize,
+    pub(crate) chunks: usize,
     pub rows: u64,
-    pub raw_bytes: u64,
-    pub stored_bytes: u64,
+    pub(crate) raw_bytes: u64,
+    pub(crate) stored_bytes: u64,
     /// The target's GTID position after the restore.
     pub gtid_set: String,
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

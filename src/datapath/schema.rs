@@ -27,34 +27,34 @@ const SYSTEM_USERS: &[&str] = &[
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     pub databases: Vec<Database>,
-    pub accounts: Vec<Account>,
+    pub(crate) accounts: Vec<Account>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {
     pub name: String,
-    pub create: String,
-    pub tables: Vec<Ddl>,
-    pub views: Vec<Ddl>,
-    pub routines: Vec<Ddl>,
-    pub triggers: Vec<Ddl>,
-    pub events: Vec<Ddl>,
+    pub(crate) create: String,
+    pub(crate) tables: Vec<Ddl>,
+    pub(crate) views: Vec<Ddl>,
+    pub(crate) routines: Vec<Ddl>,
+    pub(crate) triggers: Vec<Ddl>,
+    pub(crate) events: Vec<Ddl>,
 }
 
 /// One CREATE statement and the sql_mode it must run under (routines, triggers, events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ddl {
-    pub name: String,
-    pub sql_mode: Option<String>,
-    pub statement: String,
+    pub(crate) name: String,
+    pub(crate) sql_mode: Option<String>,
+    pub(crate) statement: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    pub user: String,
-    pub host: String,
-    pub create: String,
-    pub grants: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) host: String,
+    pub(crate) create: String,
+    pub(crate) grants: Vec<String>,
 }
 
 /// What the dump needs to know about a table's data.

@@ -22,14 +22,14 @@ pub enum Health {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumGroup {
     /// Rows of the view, with the ordinal each row's host belongs to.
-    pub rows: Vec<(Option<u32>, GroupMemberRow)>,
+    pub(crate) rows: Vec<(Option<u32>, GroupMemberRow)>,
     /// The ONLINE primary.
-    pub primary: Option<u32>,
+    pub(crate) primary: Option<u32>,
     /// Reachable ONLINE members the operator can send group-wide statements through
     /// (the primary first).
-    pub contacts: Vec<u32>,
+    pub(crate) contacts: Vec<u32>,
     /// Every transaction the group's reachable ONLINE members hold.
-    pub transactions: GtidSet,
+    pub(crate) transactions: GtidSet,
 }
 
 impl QuorumGroup {
@@ -72,12 +72,12 @@ impl QuorumGroup {
 pub struct Diagnosis {
     pub health: Health,
     /// Some ordinal could not be asked: what it would have said is unknown.
-    pub uncertain: bool,
-    pub group: Option<QuorumGroup>,
+    pub(crate) uncertain: bool,
+    pub(crate) group: Option<QuorumGroup>,
     /// Ordinals that could not be asked.
     pub unreachable: Vec<u32>,
     /// Reachable members that are in a group (as far as they know) without quorum.
-    pub stranded: Vec<u32>,
+    pub(crate) stranded: Vec<u32>,
 }
 
 /// Diagnoses the observation.

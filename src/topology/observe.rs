@@ -64,9 +64,9 @@ pub enum ActionKind {
 /// anti-flapping survives operator restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRecord {
-    pub ordinal: u32,
-    pub kind: ActionKind,
-    pub at: Timestamp,
+    pub(crate) ordinal: u32,
+    pub(crate) kind: ActionKind,
+    pub(crate) at: Timestamp,
 }
 
 /// Whether the group may be started, for a cluster created from a backup (`spec.restoreFrom`):
@@ -215,10 +215,10 @@ impl ClusterInput {
 pub struct Endpoint {
     pub ordinal: u32,
     /// The member's host name (its `report_host`): what other members and clone use.
-    pub host: String,
+    pub(crate) host: String,
     /// What the operator connects to: the pod IP, or `host` when the pod has none yet.
-    pub address: String,
-    pub port: u16,
+    pub(crate) address: String,
+    pub(crate) port: u16,
 }
 
 impl Endpoint {

@@ -28,8 +28,8 @@ use super::tls::{self, TlsError, TlsOptions};
 /// The X protocol port of a member.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Endpoint {

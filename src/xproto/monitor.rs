@@ -92,7 +92,7 @@ impl<K> MemberEvent<K> {
 /// One capabilities probe of one member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult<K> {
-    pub cluster: K,
+    pub(crate) cluster: K,
     pub endpoint: Endpoint,
     /// The capabilities round-trip latency, or why the probe failed.
     pub outcome: Result<Duration, String>,
