@@ -449,6 +449,11 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
         ("MySQL 5.7", json!({"version": "5.7.44"}), "spec.version"),
         ("MySQL 8.0.26", json!({"version": "8.0.26"}), "spec.version"),
         (
+            "MySQL 9.6, an innovation release",
+            json!({"version": "9.6.0"}),
+            "9.7.x (LTS, the default)",
+        ),
+        (
             "size in words",
             json!({"storage": {"size": "ten gigs"}}),
             "must be a positive Kubernetes quantity",
@@ -506,6 +511,20 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
     api.create(&dry_run, &good)
         .await
         .expect("the sample is accepted");
+
+    // A name that would make `<name>-instances` longer than a DNS label is refused before the
+    // operator makes anything for it; the longest allowed name is accepted.
+    for (name, accepted) in [("a".repeat(52), true), ("a".repeat(53), false)] {
+        let obj: DynamicObject = serde_json::from_value(sample_cluster(&name)).unwrap();
+        match api.create(&dry_run, &obj).await {
+            Ok(_) => assert!(accepted, "a {}-character name was accepted", name.len()),
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                assert!(!accepted, "{}: {}", name.len(), s.message);
+                assert!(s.message.contains("at most 52 characters"), "{}", s.message);
+            }
+            Err(e) => panic!("{}-character name: {e}", name.len()),
+        }
+    }
 
     // Fields fixed at creation cannot change.
     let fixed = merged(

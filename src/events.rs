@@ -14,6 +14,8 @@ pub enum Reason {
     InvalidObject,
     /// The spec was rejected by validation (the reason names what is wrong).
     InvalidSpec(&'static str),
+    /// The spec runs with a caveat validation names (end-of-life version, refused change...).
+    SpecWarning(&'static str),
     /// The operator created credentials Secrets.
     CredentialsCreated,
     /// Objects were created or updated by server-side apply.
@@ -45,7 +47,7 @@ impl Reason {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Reason::InvalidObject => "InvalidObject",
-            Reason::InvalidSpec(reason) => reason,
+            Reason::InvalidSpec(reason) | Reason::SpecWarning(reason) => reason,
             Reason::CredentialsCreated => "CredentialsCreated",
             Reason::Applied => "Applied",
             Reason::ApplyFailed => "ApplyFailed",
@@ -66,6 +68,7 @@ impl Reason {
         let warning = match self {
             Reason::InvalidObject
             | Reason::InvalidSpec(_)
+            | Reason::SpecWarning(_)
             | Reason::ApplyFailed
             | Reason::OperationFailed
             | Reason::InvalidSchedule => true,
@@ -90,7 +93,7 @@ impl Reason {
     pub(crate) fn action(&self) -> &'static str {
         match self {
             Reason::InvalidObject => "Read",
-            Reason::InvalidSpec(_) => "Validate",
+            Reason::InvalidSpec(_) | Reason::SpecWarning(_) => "Validate",
             Reason::CredentialsCreated | Reason::BackupScheduled => "Create",
             Reason::Applied | Reason::ApplyFailed => "Apply",
             Reason::Pruned | Reason::BackupsExpired => "Delete",
@@ -134,6 +137,11 @@ mod tests {
             "InvalidVersion"
         );
         assert_eq!(Reason::InvalidSpec("InvalidVersion").action(), "Validate");
+        let warning = Reason::SpecWarning("EndOfLifeVersion");
+        assert_eq!(
+            (warning.type_(), warning.action()),
+            (EventType::Warning, "Validate")
+        );
         assert_eq!(Reason::Applied.type_(), EventType::Normal);
         let topology = |warning| Reason::Topology {
             reason: "QuorumLost".into(),

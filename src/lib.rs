@@ -23,4 +23,5 @@ pub(crate) mod http;
 pub mod metrics;
 pub mod telemetry;
 pub mod topology;
+pub mod version;
 pub mod xproto;

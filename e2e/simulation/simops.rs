@@ -7,7 +7,8 @@ use innodb_operator::topology::observe::{
     ClusterInput, Endpoint, GroupMemberRow, MemberState, MemberStatus, Role,
 };
 use innodb_operator::topology::ops::{MemberOps, OpsError};
-use innodb_operator::topology::sql::{Capabilities, ServerVersion};
+use innodb_operator::topology::sql::Capabilities;
+use innodb_operator::version::ServerVersion;
 
 use crate::world::{Gr, World};
 

@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::storage::S3Storage;
 
-/// The MySQL version a new cluster gets when the spec names none (an 8.4 LTS release).
-pub const DEFAULT_VERSION: &str = "8.4.7";
+use crate::version::DEFAULT_VERSION;
+
+/// What `spec.version` accepts: 9.7.x and 8.4.x (LTS), 8.0.27 and later 8.0 releases. The
+/// operator checks the same in `version::ServerVersion::series`; this rule refuses the rest
+/// before anything is created.
+const VERSION_RULE: &str =
+    r"self.version.matches('^(9\\.7|8\\.4)\\.[0-9]{1,2}$|^8\\.0\\.(2[7-9]|[3-9][0-9])$')";
 
 /// Desired state of a MySQL InnoDB Cluster.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +33,7 @@ pub const DEFAULT_VERSION: &str = "8.4.7";
     category = "innodb",
     namespaced,
     status = "MySQLClusterStatus",
+    validation = Rule::new("self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("the name of a MySQLCluster must be at most 52 characters of lowercase letters, digits and '-', starting with a letter: it names Services (63 characters at most with their suffix, e.g. <name>-instances) and the StatefulSet's pods"),
     doc = "A MySQL InnoDB Cluster: a single-primary Group Replication group run as a StatefulSet, MySQL Routers in front of it, and backups streamed to S3.",
     printcolumn(
         name = "Instances",
@@ -61,13 +67,15 @@ pub const DEFAULT_VERSION: &str = "8.4.7";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new(VERSION_RULE).message("spec.version must be a supported MySQL release: 9.7.x (LTS, the default), 8.4.x (LTS), or 8.0.27 and later 8.0 releases (end of life); innovation releases (8.1-8.3, 9.0-9.6) are not supported"),
     validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)").message("restoreFrom cannot be changed after the cluster is created"),
     validation = Rule::new("has(self.groupCommunicationStack) == has(oldSelf.groupCommunicationStack) && (!has(self.groupCommunicationStack) || self.groupCommunicationStack == oldSelf.groupCommunicationStack)").message("groupCommunicationStack cannot be changed: the whole group would have to be restarted")
 )]
 pub struct MySQLClusterSpec {
-    /// MySQL server version: 8.0.27 or later 8.0 releases, or 8.4 LTS releases.
+    /// MySQL server version: 9.7.x (LTS, the default), 8.4.x (LTS), or 8.0.27 and later 8.0
+    /// releases (end of life: the status warns). Changes follow MySQL's upgrade paths: patch
+    /// upgrades, 8.0 → 8.4 and 8.4 → 9.7, members one at a time, the primary last.
     #[serde(default = "default_version")]
-    #[schemars(regex(pattern = r"^8\.(0\.(2[7-9]|[3-9][0-9])|4\.[0-9]{1,2})$"))]
     pub version: String,
     /// Container image of the server; defaults to the official `mysql:<version>` image.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,9 @@ pub(crate) const PROGRESSING: &str = "Progressing";
 pub(crate) const DEGRADED: &str = "Degraded";
 /// The group has lost its majority and cannot accept writes.
 pub(crate) const QUORUM_LOST: &str = "QuorumLost";
+/// The spec runs with a caveat a user should act on: an end-of-life MySQL version, a
+/// deprecated setting, a version change MySQL does not allow (which also degrades the cluster).
+pub(crate) const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
 pub(crate) const RESTORED: &str = "Restored";
 

@@ -152,3 +152,61 @@ fn the_cron_rule_accepts_what_the_schedule_parser_runs() {
     // Seconds are a croner extension the API does not offer.
     assert!(cel_error(with("0 3 * * * *")).is_some());
 }
+
+/// The schema's version rule and the operator's own check agree on every series boundary.
+#[test]
+fn the_version_rule_accepts_the_supported_series_only() {
+    use crate::version::ServerVersion;
+    for (version, supported) in [
+        ("9.7.4", true),
+        ("9.7.0", true),
+        ("9.7.12", true),
+        ("8.4.7", true),
+        ("8.0.27", true),
+        ("8.0.45", true),
+        ("8.0.26", false),
+        ("8.1.0", false),
+        ("8.3.0", false),
+        ("9.0.1", false),
+        ("9.6.0", false),
+        ("9.8.0", false),
+        ("26.7.0", false),
+        ("9.7", false),
+        ("9.7.4-1", false),
+    ] {
+        let cel = cel_error(json!({"version": version}));
+        assert_eq!(cel.is_none(), supported, "{version}: {cel:?}");
+        if let Some(err) = cel {
+            assert!(err.contains("9.7.x (LTS, the default)"), "{err}");
+        }
+        let operator = ServerVersion::parse_spec(version).and_then(|v| v.series());
+        // The operator also reads "9.7" as 9.7.0; the schema wants the patch written out.
+        if version != "9.7" {
+            assert_eq!(operator.is_ok(), supported, "{version}: {operator:?}");
+        }
+    }
+}
+
+#[test]
+fn a_cluster_name_must_fit_every_object_it_names() {
+    let named = |name: &str| -> Option<String> {
+        let c: MySQLCluster = serde_json::from_value(json!({
+            "apiVersion": "innodb-operator.io/v1alpha1", "kind": "MySQLCluster",
+            "metadata": {"name": name, "namespace": "db"}, "spec": {},
+        }))
+        .unwrap();
+        validate_cel(&c).err().map(|e| e.to_string())
+    };
+    assert_eq!(named(&"a".repeat(52)), None);
+    for bad in [
+        "a".repeat(53),
+        "orders.v1".to_string(),
+        "1orders".to_string(),
+    ] {
+        let err = named(&bad).unwrap_or_else(|| panic!("{bad} passed"));
+        assert!(err.contains("at most 52 characters"), "{bad}: {err}");
+    }
+    // The longest name allowed still makes valid Service names.
+    let longest = format!("{}-instances", "a".repeat(52));
+    assert!(longest.len() <= 63, "{longest}");
+}

@@ -30,8 +30,9 @@ pub(crate) const DEADLINE_SECONDS: i64 = 6 * 3600;
 pub(crate) const TTL_AFTER_FINISHED_SECONDS: i32 = 24 * 3600;
 /// UID of the operator image's non-root user.
 pub(crate) const OPERATOR_UID: i64 = 65532;
-/// How long a restore waits for its member to accept connections: the member's pod is Ready
-/// while the image's entrypoint still initialises it on a server without networking.
+/// How long a restore waits for its member to accept connections: the Job is created once the
+/// pod runs, and the member's init container and mysqld's first start may still take minutes on
+/// a slow volume.
 pub(crate) const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
 /// Where the S3 CA bundle (`caSecret`) is mounted, and the file the container reads.

@@ -130,8 +130,25 @@ pub(crate) async fn reconcile(
     };
     let workloads = workloads::observe(&ctx.client, &names).await?;
     let mut requeue = CONVERGING;
-    let valid = match validate::validate(&cluster, &deref, &ctx.config.cluster_domain) {
-        Ok(v) => Some(v),
+    let deployed = workloads
+        .statefulset
+        .as_ref()
+        .and_then(build::statefulset::deployed);
+    let valid = match validate::validate(
+        &cluster,
+        &deref,
+        deployed.as_ref(),
+        &ctx.config.cluster_domain,
+    ) {
+        Ok(v) => {
+            for w in &v.warnings {
+                warn!(warning = %w, "spec warning");
+                let reason = Reason::SpecWarning(w.reason());
+                publish(&ctx, &cluster, reason, &w.to_string()).await;
+            }
+            observed.warnings = v.warnings.clone();
+            Some(v)
+        }
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
             let reason = Reason::InvalidSpec(invalid.reason());

@@ -790,7 +790,8 @@ mod tests {
         use crate::topology::observe::{
             ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
         };
-        use crate::topology::sql::{Capabilities, ServerVersion};
+        use crate::topology::sql::Capabilities;
+        use crate::version::ServerVersion;
         let input = ClusterInput {
             name: "orders".into(),
             namespace: "shop".into(),

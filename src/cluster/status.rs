@@ -6,7 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::cluster::{
     ActionStatus, MemberStatus, MySQLClusterStatus, RestorePhase, RestoreStatus,
 };
-use crate::api::conditions::{self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY};
+use crate::api::conditions::{
+    self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, SPEC_WARNING,
+};
+use crate::cluster::validate::SpecWarning;
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct StatusInput {
     pub router_ready: i32,
     /// A problem that stops the reconcile (invalid spec, failed write): reason and message.
     pub error: Option<(String, String)>,
+    /// What the valid spec runs with but a user should know.
+    pub warnings: Vec<SpecWarning>,
     /// The operator wrote something in this reconcile.
     pub changed: bool,
     /// What the Group Replication state machine reported, when it ran.
@@ -192,6 +197,31 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
     out
 }
 
+/// The `SpecWarning` condition, and a `Degraded` one for a warning that means the cluster does not
+/// run what the spec asks (unless something else already degrades it).
+fn warning_conditions(warnings: &[SpecWarning], desired: &mut [Desired]) -> Desired {
+    if let Some(w) = warnings.iter().find(|w| w.degrades())
+        && let Some(d) = desired
+            .iter_mut()
+            .find(|d| d.type_ == DEGRADED && !d.status)
+    {
+        *d = Desired::new(DEGRADED, true, w.reason(), w.to_string());
+    }
+    match warnings {
+        [] => Desired::new(SPEC_WARNING, false, "AsExpected", ""),
+        [first, ..] => Desired::new(
+            SPEC_WARNING,
+            true,
+            first.reason(),
+            warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+}
+
 /// One word for the conditions (and the restore of a cluster created from a backup).
 pub(crate) fn phase(
     o: &StatusInput,
@@ -218,6 +248,8 @@ pub(crate) fn phase(
 /// The full status for `o`, merged with `old` so unchanged conditions keep their times.
 pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
     let mut desired = conditions(o);
+    let warning = warning_conditions(&o.warnings, &mut desired);
+    desired.push(warning);
     // Before the restore step ran (e.g. an invalid spec), the restore as last recorded.
     let restore = o
         .restore
@@ -285,6 +317,7 @@ mod tests {
             router_desired: 2,
             router_ready: 2,
             error: None,
+            warnings: vec![],
             changed: false,
             topology: None,
             restore: None,
@@ -410,7 +443,11 @@ mod tests {
         let s = status(&o, None, &now());
         assert_eq!(s.phase.as_deref(), Some("Ready"));
         assert_eq!(s.online_instances, 1);
-        assert_eq!(s.conditions.len(), 5);
+        assert_eq!(
+            s.conditions.len(),
+            6,
+            "the five topology conditions and SpecWarning"
+        );
         o.router_ready = 1;
         let s = status(&o, None, &now());
         let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();

@@ -39,5 +39,5 @@ pub(crate) fn valid_cluster(spec_yaml: &str) -> ValidCluster {
     if c.spec.tls.secret_name.is_some() {
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
     }
-    validate(&c, &d, "cluster.local").expect("fixture is valid")
+    validate(&c, &d, None, "cluster.local").expect("fixture is valid")
 }

@@ -2,7 +2,6 @@
 //! or say clearly what is wrong. No client here: everything is decided from the inputs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -13,12 +12,16 @@ use super::build::mycnf::is_managed_option;
 use super::build::names::{Component, Names, owned_meta};
 use super::dereference::Dereferenced;
 use crate::api::cluster::{CommunicationStack, MySQLCluster, PodTemplateOverrides, StorageSpec};
+use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
 /// Everything the builders need, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidCluster {
     pub names: Names,
+    /// The version the members are to run: the spec's, or what they run now when the spec asks
+    /// for a change MySQL does not allow (see `warnings`).
     pub version: ServerVersion,
+    pub series: Series,
     pub image: String,
     pub router_image: String,
     pub pull_policy: Option<String>,
@@ -36,20 +39,47 @@ pub struct ValidCluster {
     pub pod_template: PodTemplateOverrides,
     pub group_name: Uuid,
     pub domain: String,
+    /// What the spec asks that the operator does with a warning (or not at all), for the status.
+    pub warnings: Vec<SpecWarning>,
     owner: OwnerReference,
 }
 
-/// A MySQL server version `major.minor.patch`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ServerVersion {
-    pub major: u16,
-    pub minor: u16,
-    pub patch: u16,
+/// What the members run now, read from the existing StatefulSet: a change of version is checked
+/// against it, and a refused change keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub version: ServerVersion,
+    pub image: String,
 }
 
-impl fmt::Display for ServerVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+/// Something in the spec the cluster runs with, but that a user should know about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecWarning {
+    #[error(
+        "MySQL {0} is end of life (the 8.0 series gets no more fixes): upgrade to 8.4.x, then 9.7.x"
+    )]
+    EndOfLife(ServerVersion),
+    #[error(
+        "groupCommunicationStack XCOM is deprecated in MySQL {0}: new clusters should use the MYSQL stack (the default)"
+    )]
+    DeprecatedStack(&'static str),
+    #[error("{0}; the members keep running the version they have")]
+    VersionChangeRefused(ChangeRefused),
+}
+
+impl SpecWarning {
+    /// A CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SpecWarning::EndOfLife(_) => "EndOfLifeVersion",
+            SpecWarning::DeprecatedStack(_) => "DeprecatedCommunicationStack",
+            SpecWarning::VersionChangeRefused(_) => "VersionChangeRefused",
+        }
+    }
+
+    /// Whether the cluster does not run what the spec asks (the Degraded condition says so).
+    pub fn degrades(&self) -> bool {
+        matches!(self, SpecWarning::VersionChangeRefused(_))
     }
 }
 
@@ -58,14 +88,15 @@ impl fmt::Display for ServerVersion {
 pub enum ValidationError {
     #[error("the MySQLCluster has no name or namespace")]
     MissingMetadata,
+    #[error("spec.version {0}")]
+    Version(#[from] VersionError),
     #[error(
-        "spec.version {0:?} is not a MySQL version: use 8.0.27 or later 8.0 releases, or 8.4.x"
+        "spec.mycnf sets {option:?}, which MySQL {series} no longer has (mysqld would not start): remove it from spec.mycnf"
     )]
-    BadVersion(String),
-    #[error(
-        "spec.version {0} is not supported: use 8.0.27 or later (for the MYSQL communication stack and clone), or 8.4.x"
-    )]
-    UnsupportedVersion(ServerVersion),
+    RemovedOption {
+        option: String,
+        series: &'static str,
+    },
     #[error("spec.instances {0} is out of range: use 1 to 9")]
     Instances(i32),
     #[error("spec.router.instances {0} is out of range: use 0 to 32")]
@@ -89,15 +120,14 @@ impl ValidationError {
     pub fn reason(&self) -> &'static str {
         match self {
             ValidationError::MissingMetadata => "InvalidObject",
-            ValidationError::BadVersion(_) | ValidationError::UnsupportedVersion(_) => {
-                "InvalidVersion"
-            }
+            ValidationError::Version(_) => "InvalidVersion",
             ValidationError::Instances(_) | ValidationError::RouterInstances(_) => {
                 "InvalidInstances"
             }
             ValidationError::ManagedOption(_)
             | ValidationError::BadOptionName(_)
-            | ValidationError::BadOptionValue(_) => "InvalidMycnf",
+            | ValidationError::BadOptionValue(_)
+            | ValidationError::RemovedOption { .. } => "InvalidMycnf",
             ValidationError::TlsSecretKey { .. } | ValidationError::TlsSecretMissing(_) => {
                 "InvalidTLSSecret"
             }
@@ -105,43 +135,39 @@ impl ValidationError {
     }
 }
 
-/// Parses `8.4.7` (also `8.4` as `8.4.0`).
-pub fn parse_version(v: &str) -> Result<ServerVersion, ValidationError> {
-    let bad = || ValidationError::BadVersion(v.to_string());
-    let mut parts = v.split('.');
-    let mut next = |required: bool| -> Result<u16, ValidationError> {
-        match parts.next() {
-            Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
-                p.parse().map_err(|_| bad())
-            }
-            None if !required => Ok(0),
-            _ => Err(bad()),
-        }
+/// The version and image to run: the spec's, unless it asks for a change MySQL does not allow
+/// from what the members run (then what they run, and a warning that says why).
+fn choose_version(
+    cluster: &MySQLCluster,
+    deployed: Option<&Deployed>,
+) -> Result<(ServerVersion, Series, Option<String>, Option<SpecWarning>), ValidationError> {
+    let wanted = ServerVersion::parse_spec(&cluster.spec.version)?;
+    let series = wanted.series()?;
+    let image = cluster.spec.image.clone();
+    let Some(from) = deployed.filter(|d| d.version != wanted) else {
+        return Ok((wanted, series, image, None));
     };
-    let version = ServerVersion {
-        major: next(true)?,
-        minor: next(true)?,
-        patch: next(false)?,
+    // A version the operator no longer supports may be left behind by hand: allow any way out.
+    let Ok(from_series) = from.version.series() else {
+        return Ok((wanted, series, image, None));
     };
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(version)
-}
-
-fn check_supported(v: ServerVersion) -> Result<ServerVersion, ValidationError> {
-    let ok = matches!((v.major, v.minor), (8, 0) if v.patch >= 27) || (v.major, v.minor) == (8, 4);
-    if ok {
-        Ok(v)
-    } else {
-        Err(ValidationError::UnsupportedVersion(v))
+    match version::check_change(from.version, from_series, wanted, series) {
+        Ok(()) => Ok((wanted, series, image, None)),
+        Err(refused) => Ok((
+            from.version,
+            from_series,
+            Some(from.image.clone()),
+            Some(SpecWarning::VersionChangeRefused(refused)),
+        )),
     }
 }
 
-/// Validates `cluster` with what dereference found. `domain` is the cluster DNS domain.
+/// Validates `cluster` with what dereference found and what the members run now (`deployed`,
+/// `None` for a new cluster). `domain` is the cluster DNS domain.
 pub fn validate(
     cluster: &MySQLCluster,
     deref: &Dereferenced,
+    deployed: Option<&Deployed>,
     domain: &str,
 ) -> Result<ValidCluster, ValidationError> {
     let name = cluster
@@ -158,7 +184,15 @@ pub fn validate(
         .controller_owner_ref(&())
         .ok_or(ValidationError::MissingMetadata)?;
     let spec = &cluster.spec;
-    let version = check_supported(parse_version(&spec.version)?)?;
+    let (version, series, image, refused) = choose_version(cluster, deployed)?;
+    let mut warnings: Vec<SpecWarning> = refused.into_iter().collect();
+    if series.end_of_life() {
+        warnings.push(SpecWarning::EndOfLife(version));
+    }
+    let stack = cluster.communication_stack();
+    if stack == CommunicationStack::XCOM && series.xcom_deprecated() {
+        warnings.push(SpecWarning::DeprecatedStack(series.name()));
+    }
     if !(1..=9).contains(&spec.instances) {
         return Err(ValidationError::Instances(spec.instances));
     }
@@ -174,6 +208,12 @@ pub fn validate(
         }
         if is_managed_option(k) {
             return Err(ValidationError::ManagedOption(k.clone()));
+        }
+        if series.removed(k) {
+            return Err(ValidationError::RemovedOption {
+                option: k.clone(),
+                series: series.name(),
+            });
         }
         if v.contains(['\n', '\r']) {
             return Err(ValidationError::BadOptionValue(k.clone()));
@@ -194,21 +234,20 @@ pub fn validate(
             }
         }
     }
-    let version_tag = spec.version.clone();
     Ok(ValidCluster {
         names: Names::new(name, namespace),
         version,
-        image: spec
-            .image
-            .clone()
-            .unwrap_or_else(|| format!("mysql:{version_tag}")),
+        series,
+        image: image.unwrap_or_else(|| format!("mysql:{version}")),
+        // The router follows the server's series (a metadata-cache Router ignores members of a
+        // newer series than its own).
         router_image: spec.router.image.clone().unwrap_or_else(|| {
-            format!("container-registry.oracle.com/mysql/community-router:{version_tag}")
+            format!("container-registry.oracle.com/mysql/community-router:{version}")
         }),
         pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         instances: spec.instances,
         statefulset_replicas: spec.instances,
-        stack: cluster.communication_stack(),
+        stack,
         storage: spec.storage.clone(),
         resources: spec.resources.clone(),
         mycnf_extra: spec.mycnf.clone(),
@@ -218,6 +257,7 @@ pub fn validate(
         pod_template: spec.pod_template.clone(),
         group_name: deref.group_name,
         domain: domain.to_string(),
+        warnings,
         owner,
     })
 }
@@ -235,37 +275,72 @@ mod tests {
     use crate::cluster::testing::{cluster_from_yaml, deref};
 
     #[test]
-    fn versions_parse_and_are_checked() {
-        assert_eq!(
-            parse_version("8.4.7").unwrap(),
-            ServerVersion {
-                major: 8,
-                minor: 4,
-                patch: 7
-            }
-        );
-        assert_eq!(parse_version("8.4").unwrap().patch, 0);
-        for bad in ["", "8", "8.x.1", "8.0.1.2", "v8.0.30", "8..1"] {
-            assert_eq!(
-                parse_version(bad),
-                Err(ValidationError::BadVersion(bad.into())),
-                "{bad}"
-            );
-        }
-        assert!(check_supported(parse_version("8.0.26").unwrap()).is_err());
-        assert!(check_supported(parse_version("8.0.27").unwrap()).is_ok());
-        assert!(check_supported(parse_version("8.1.0").unwrap()).is_err());
-        assert!(check_supported(parse_version("9.1.0").unwrap()).is_err());
+    fn defaults_make_a_valid_cluster() {
+        let c = cluster_from_yaml("metadata: {name: orders, namespace: db, uid: u1}\nspec: {}\n");
+        let v = validate(&c, &deref(), None, "cluster.local").unwrap();
+        assert_eq!(v.instances, 3);
+        assert_eq!(v.image, "mysql:9.7.4");
+        assert_eq!(v.series, Series::Lts97);
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        assert_eq!(v.stack, CommunicationStack::MYSQL);
+        assert_eq!(v.router_instances, 2);
+    }
+
+    fn with_version(spec: &str, deployed: Option<(&str, &str)>) -> ValidCluster {
+        let c = cluster_from_yaml(&format!(
+            "metadata: {{name: a, namespace: b, uid: u}}\nspec: {spec}\n"
+        ));
+        let deployed = deployed.map(|(v, image)| Deployed {
+            version: ServerVersion::parse_spec(v).unwrap(),
+            image: image.to_string(),
+        });
+        validate(&c, &deref(), deployed.as_ref(), "cluster.local").unwrap()
     }
 
     #[test]
-    fn defaults_make_a_valid_cluster() {
-        let c = cluster_from_yaml("metadata: {name: orders, namespace: db, uid: u1}\nspec: {}\n");
-        let v = validate(&c, &deref(), "cluster.local").unwrap();
-        assert_eq!(v.instances, 3);
-        assert_eq!(v.image, "mysql:8.4.7");
-        assert_eq!(v.stack, CommunicationStack::MYSQL);
-        assert_eq!(v.router_instances, 2);
+    fn allowed_version_changes_take_the_spec() {
+        let v = with_version("{version: '9.7.4'}", Some(("8.4.7", "mysql:8.4.7")));
+        assert_eq!(
+            (v.version.to_string(), v.image.as_str()),
+            ("9.7.4".into(), "mysql:9.7.4")
+        );
+        assert!(v.router_image.ends_with("community-router:9.7.4"));
+        assert!(v.warnings.is_empty());
+    }
+
+    #[test]
+    fn refused_version_changes_keep_what_runs_and_say_why() {
+        for (spec, deployed, why) in [
+            ("{version: '8.4.7'}", "9.7.4", "older than 9.7.4"),
+            (
+                "{version: '9.7.4', image: 'reg/mysql:9.7.4'}",
+                "8.0.40",
+                "to 8.4.x first",
+            ),
+        ] {
+            let v = with_version(spec, Some((deployed, "reg/mysql:old")));
+            assert_eq!(v.version.to_string(), deployed, "{spec}");
+            assert_eq!(v.image, "reg/mysql:old", "{spec}: the running image stays");
+            let warning = v
+                .warnings
+                .iter()
+                .find(|w| w.degrades())
+                .unwrap_or_else(|| panic!("{spec}: no refusal in {:?}", v.warnings));
+            assert_eq!(warning.reason(), "VersionChangeRefused");
+            assert!(warning.degrades());
+            assert!(warning.to_string().contains(why), "{warning}");
+        }
+    }
+
+    #[test]
+    fn end_of_life_and_deprecated_stacks_warn() {
+        let v = with_version("{version: '8.0.40'}", None);
+        assert_eq!(v.warnings, vec![SpecWarning::EndOfLife(v.version)]);
+        assert!(!v.warnings[0].degrades());
+        let v = with_version("{version: '9.7.4', groupCommunicationStack: XCOM}", None);
+        assert_eq!(v.warnings, vec![SpecWarning::DeprecatedStack("9.7")]);
+        let v = with_version("{version: '8.4.7', groupCommunicationStack: XCOM}", None);
+        assert!(v.warnings.is_empty());
     }
 
     #[test]
@@ -296,6 +371,21 @@ mod tests {
                 "InvalidVersion",
                 "8.0.27 or later",
             ),
+            (
+                "spec: {version: '9.6.0'}",
+                "InvalidVersion",
+                "9.7.x (the default) or 8.4.x",
+            ),
+            (
+                "spec: {version: '9.7.4', mycnf: {innodb_log_file_size: 1G}}",
+                "InvalidMycnf",
+                "MySQL 9.7 no longer has",
+            ),
+            (
+                "spec: {version: '8.4.7', mycnf: {default-authentication-plugin: x}}",
+                "InvalidMycnf",
+                "MySQL 8.4 no longer has",
+            ),
             ("spec: {instances: 12}", "InvalidInstances", "1 to 9"),
             (
                 "spec: {tls: {secretName: t}}",
@@ -307,7 +397,7 @@ mod tests {
             let c = cluster_from_yaml(&format!(
                 "metadata: {{name: a, namespace: b, uid: u}}\n{spec}\n"
             ));
-            let err = validate(&c, &deref(), "cluster.local").unwrap_err();
+            let err = validate(&c, &deref(), None, "cluster.local").unwrap_err();
             assert_eq!(err.reason(), reason, "{spec}");
             assert!(err.to_string().contains(text), "{spec}: {err}");
         }
@@ -320,11 +410,11 @@ mod tests {
         );
         let mut d = deref();
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into()]);
-        let err = validate(&c, &d, "cluster.local").unwrap_err();
+        let err = validate(&c, &d, None, "cluster.local").unwrap_err();
         assert!(err.to_string().contains("ca.crt"), "{err}");
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
         assert_eq!(
-            validate(&c, &d, "x").unwrap().tls_secret.as_deref(),
+            validate(&c, &d, None, "x").unwrap().tls_secret.as_deref(),
             Some("t")
         );
     }

@@ -8,6 +8,7 @@ use super::observe::{
 use super::ops::Operation;
 use super::report::assemble;
 pub use super::report::{Condition, Decision, Event, MemberReport};
+use crate::version;
 
 /// Why no operation (or which one) was chosen: becomes the conditions' reason and message.
 pub(super) struct Verdict {
@@ -93,14 +94,20 @@ fn flapping(observed: &Observed, ordinal: u32, kind: ActionKind) -> bool {
         .any(|r| r.ordinal == ordinal && r.kind == kind && input.now.duration_since(r.at) < window)
 }
 
-/// The best member to promote or clone from: an ONLINE member of the group (not `except`), pods
-/// not going away first, secondaries before the primary, smallest applier queue, lowest ordinal.
-fn best_secondary(observed: &Observed, group: &QuorumGroup, except: u32) -> Option<u32> {
+/// The best member to promote or clone from among those that `fit`: an ONLINE member of the
+/// group (not `except`), pods not going away first, secondaries before the primary, smallest
+/// applier queue, lowest ordinal.
+fn best_member(
+    observed: &Observed,
+    group: &QuorumGroup,
+    except: u32,
+    fit: impl Fn(u32) -> bool,
+) -> Option<u32> {
     let input = &observed.input;
     let mut candidates: Vec<(bool, bool, u64, u32)> = group
         .participants()
         .into_iter()
-        .filter(|&o| o != except && o < input.instances && group.is_online(o))
+        .filter(|&o| o != except && o < input.instances && group.is_online(o) && fit(o))
         .map(|o| {
             let leaving = input.pod(o).is_none_or(|p| p.deleting || p.update_pending);
             let queue = observed.state(o).map_or(u64::MAX, |s| s.applier_queue);
@@ -109,6 +116,39 @@ fn best_secondary(observed: &Observed, group: &QuorumGroup, except: u32) -> Opti
         .collect();
     candidates.sort();
     candidates.first().map(|&(_, _, _, o)| o)
+}
+
+/// The best member to hand the primary role to: one MySQL accepts (of the lowest version).
+fn best_successor(observed: &Observed, group: &QuorumGroup, primary: u32) -> Option<u32> {
+    best_member(observed, group, primary, |o| group.can_lead(o))
+}
+
+/// The best clone donor for `recipient`: MySQL's clone works only within a release series and
+/// from a donor no newer than the recipient (8.4 and 9.7 refuse each other).
+fn best_donor(observed: &Observed, group: &QuorumGroup, recipient: u32) -> Option<u32> {
+    let recipient_version = observed.state(recipient).map(|s| s.capabilities.version);
+    best_member(observed, group, recipient, |donor| {
+        match (group.version(donor), recipient_version) {
+            (Some(d), Some(r)) => version::can_clone(d, r),
+            _ => true,
+        }
+    })
+}
+
+/// The primary's pod waits for its update and no other member can take over by a switchover:
+/// every other member runs a newer version (MySQL accepts only the lowest), so its pod is
+/// replaced as it is, and the group elects one of the upgraded members when it leaves.
+pub(super) fn primary_updates_last(observed: &Observed, group: &QuorumGroup) -> bool {
+    let input = &observed.input;
+    let Some(primary) = group.primary else {
+        return false;
+    };
+    input.pod(primary).is_some_and(|p| p.update_pending)
+        && best_successor(observed, group, primary).is_none()
+        && input
+            .pods
+            .iter()
+            .all(|p| p.ordinal == primary || !p.update_pending)
 }
 
 /// Switch to `target` through the first reachable ONLINE member (the primary if reachable).
@@ -128,6 +168,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         && group.primary != Some(target)
         && target < input.instances
         && group.is_online(target)
+        && group.can_lead(target)
         && let Some(op) = set_primary(group, target)
     {
         return Verdict::run(
@@ -150,7 +191,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
     {
         if group.primary == Some(ordinal) {
             if let Some(op) =
-                best_secondary(observed, group, ordinal).and_then(|t| set_primary(group, t))
+                best_successor(observed, group, ordinal).and_then(|t| set_primary(group, t))
             {
                 return Verdict::run(
                     op,
@@ -182,7 +223,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         let updating = input.pod(primary).is_some_and(|p| p.update_pending);
         if (deleting || updating)
             && !flapping(observed, primary, ActionKind::Switchover)
-            && let Some(op) = best_secondary(observed, group, primary)
+            && let Some(op) = best_successor(observed, group, primary)
                 .filter(|&t| {
                     input
                         .pod(t)
@@ -257,8 +298,8 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
                 ));
                 continue;
             }
-            let Some(donor) = best_secondary(observed, group, ordinal) else {
-                waiting.push(format!("{member} needs a clone but no donor is ONLINE"));
+            let Some(donor) = best_donor(observed, group, ordinal) else {
+                waiting.push(no_donor(observed, &member, ordinal));
                 continue;
             };
             kind = ActionKind::Clone;
@@ -276,8 +317,8 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
             && input.clone_policy != ClonePolicy::Never
             && state.capabilities.clone
         {
-            let Some(donor) = best_secondary(observed, group, ordinal) else {
-                waiting.push(format!("{member} needs a clone but no donor is ONLINE"));
+            let Some(donor) = best_donor(observed, group, ordinal) else {
+                waiting.push(no_donor(observed, &member, ordinal));
                 continue;
             };
             kind = ActionKind::Clone;
@@ -329,8 +370,14 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         ));
     }
     if let Some(target) = input.switchover_to.filter(|&t| group.primary != Some(t)) {
+        let why = if group.is_online(target) && !group.can_lead(target) {
+            "it runs a newer MySQL version than other members, and MySQL makes only a member of \
+             the lowest version the primary (switch once every member is upgraded)"
+        } else {
+            "it is not an ONLINE member"
+        };
         waiting.push(format!(
-            "cannot switch the primary to {}: it is not an ONLINE member",
+            "cannot switch the primary to {}: {why}",
             name(observed, target)
         ));
     }
@@ -338,6 +385,18 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         Verdict::wait("Online", "every member is ONLINE".into())
     } else {
         Verdict::wait("Healing", waiting.join("; "))
+    }
+}
+
+/// Why no donor can clone into `recipient`.
+fn no_donor(observed: &Observed, member: &str, recipient: u32) -> String {
+    match observed.state(recipient) {
+        Some(s) => format!(
+            "{member} needs a clone but no ONLINE member can donate to MySQL {} (a clone needs a \
+             donor of the same release series, no newer than the recipient)",
+            s.capabilities.version
+        ),
+        None => format!("{member} needs a clone but no donor is ONLINE"),
     }
 }
 
@@ -542,7 +601,8 @@ mod tests {
     use crate::topology::observe::{
         ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S,
     };
-    use crate::topology::sql::{Capabilities, ServerVersion};
+    use crate::topology::sql::Capabilities;
+    use crate::version::ServerVersion;
 
     const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
 
@@ -627,6 +687,19 @@ mod tests {
         fn own(mut self, o: u32, st: S) -> Fx {
             let input = self.input.clone();
             self.state(o).group = vec![row(&input, o, st, None)];
+            self
+        }
+
+        /// Member `o` runs `v`: its own probe and every view that lists it say so.
+        fn version(mut self, o: u32, v: &str) -> Fx {
+            self.state(o).capabilities.version = ServerVersion::parse_server(v).unwrap();
+            for m in &mut self.members {
+                if let Reach::Reachable(st) = &mut m.reach {
+                    for r in st.group.iter_mut().filter(|r| r.member_id == uuid(o)) {
+                        r.version = v.to_string();
+                    }
+                }
+            }
             self
         }
 
@@ -931,6 +1004,92 @@ mod tests {
                 member: 2,
                 restart: false
             }
+        );
+    }
+
+    #[test]
+    fn clones_come_from_a_donor_of_the_recipients_series() {
+        // An 8.4 -> 9.7 upgrade half way: 0 (primary) still 8.4, 1 upgraded, 2 empty on 9.7.
+        let fx = || {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .group(&[(0, S::Online), (1, S::Online)], 0)
+                .version(0, "8.4.7")
+                .version(1, "9.7.4")
+        };
+        let d = fx().version(2, "9.7.4").decide();
+        assert_eq!(
+            d.operation,
+            Operation::Clone {
+                member: 2,
+                donor: 1
+            }
+        );
+        // An 8.4 recipient: the only secondary is 9.7, so the 8.4 primary donates.
+        let d = fx().version(2, "8.4.7").decide();
+        assert_eq!(
+            d.operation,
+            Operation::Clone {
+                member: 2,
+                donor: 0
+            }
+        );
+        // A 9.7.3 recipient cannot clone from 9.7.4 nor from 8.4: wait, and say why.
+        let d = fx().version(2, "9.7.3").decide();
+        assert_eq!(d.operation, Operation::None);
+        let ready = condition(&d, "Ready");
+        assert!(
+            ready.message.contains("can donate to MySQL 9.7.3"),
+            "{}",
+            ready.message
+        );
+    }
+
+    #[test]
+    fn the_primary_is_always_a_member_of_the_lowest_version() {
+        // 1 and 2 upgraded to 9.7, the 8.4 primary's pod is next: MySQL refuses to make a 9.7
+        // member the primary while an 8.4 one is ONLINE, so no switchover is tried; the pod is
+        // replaced as it is and the group elects a 9.7 member when it leaves.
+        let upgraded = || {
+            healthy3()
+                .version(0, "8.4.7")
+                .version(1, "9.7.4")
+                .version(2, "9.7.4")
+                .with(|i| i.pods[0].update_pending = true)
+        };
+        let d = upgraded().decide();
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(d.update_next, Some(0));
+        // While a secondary still waits for its update, the primary's turn has not come.
+        let d = upgraded()
+            .with(|i| i.pods[2].update_pending = true)
+            .decide();
+        assert_eq!(d.update_next, Some(2));
+        // A requested switchover to a newer member waits and says why.
+        let d = healthy3()
+            .version(0, "8.4.7")
+            .version(1, "9.7.4")
+            .with(|i| i.switchover_to = Some(1))
+            .decide();
+        assert_eq!(d.operation, Operation::None);
+        let ready = condition(&d, "Ready");
+        assert!(
+            ready.message.contains("lowest version"),
+            "{}",
+            ready.message
+        );
+        // Among members of the same version the usual hand-over runs.
+        let d = healthy3()
+            .version(0, "9.7.3")
+            .version(1, "9.7.4")
+            .version(2, "9.7.3")
+            .with(|i| i.pods[0].update_pending = true)
+            .decide();
+        assert!(
+            matches!(d.operation, Operation::SetPrimary { target: 2, .. }),
+            "{:?}",
+            d.operation
         );
     }
 

@@ -2,6 +2,7 @@
 
 use super::gtid::GtidSet;
 use super::observe::{GroupMemberRow, MemberStatus, Observed, Reach, Role};
+use crate::version::ServerVersion;
 
 /// The cluster's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,26 @@ impl QuorumGroup {
             .iter()
             .filter(|(_, r)| r.state == MemberStatus::Online)
             .all(|(o, _)| o.is_some_and(|o| self.contacts.contains(&o)))
+    }
+
+    /// The member's MySQL version as the view reports it (`MEMBER_VERSION`).
+    pub fn version(&self, ordinal: u32) -> Option<ServerVersion> {
+        ServerVersion::parse_server(&self.row(ordinal)?.version).ok()
+    }
+
+    /// Whether `ordinal` may be the primary: during an upgrade MySQL elects, and
+    /// `group_replication_set_as_primary` accepts, only a member of the lowest version ONLINE.
+    pub fn can_lead(&self, ordinal: u32) -> bool {
+        let lowest = self
+            .rows
+            .iter()
+            .filter(|(_, r)| r.state == MemberStatus::Online)
+            .filter_map(|(_, r)| ServerVersion::parse_server(&r.version).ok())
+            .min();
+        match (self.version(ordinal), lowest) {
+            (Some(v), Some(lowest)) => v <= lowest,
+            _ => true,
+        }
     }
 
     /// Ordinals the view lists as ONLINE or RECOVERING.

@@ -75,8 +75,9 @@ mod tests {
     use super::observe::{
         ActionKind, Endpoint, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
     };
-    use super::sql::{Capabilities, ServerVersion};
+    use super::sql::Capabilities;
     use super::*;
+    use crate::version::ServerVersion;
 
     /// Members that are all reachable and OFFLINE, except the ones listed as a group; every
     /// call is recorded; `fail` makes operations fail.

@@ -183,10 +183,15 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
     let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
     // A single member cannot hand over: its update is the (unavoidable) outage.
     let alone = input.instances == 1;
+    // The primary's turn comes once it is a secondary, or when no member can take its role over
+    // (an upgrade: MySQL makes only a member of the lowest version the primary).
+    let last = group.is_some_and(|g| super::decide::primary_updates_last(observed, g));
     let update_next = input
         .pods
         .iter()
-        .filter(|p| p.update_pending && !p.deleting && (alone || Some(p.ordinal) != primary))
+        .filter(|p| {
+            p.update_pending && !p.deleting && (alone || last || Some(p.ordinal) != primary)
+        })
         .map(|p| p.ordinal)
         .min()
         .filter(|_| online && !acting && input.pods.iter().all(|p| !p.deleting));

@@ -8,6 +8,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::version::ServerVersion;
+
 use super::member::{GroupMemberRow, MemberStatus, Role};
 
 /// A result the operator could not make sense of.
@@ -36,43 +38,6 @@ pub struct Accounts {
     pub backup: Credentials,
 }
 
-/// `major.minor.patch` of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ServerVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl ServerVersion {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        ServerVersion {
-            major,
-            minor,
-            patch,
-        }
-    }
-
-    /// Parses `@@version` (`8.0.36`, `8.4.2-commercial`, `8.0.36-28`, ...).
-    pub fn parse(text: &str) -> Result<Self, SqlError> {
-        let bad = || SqlError::BadVersion(text.to_string());
-        let numeric = text.split(['-', ' ']).next().unwrap_or_default();
-        let mut parts = numeric.split('.').map(|p| p.parse::<u32>());
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) => {
-                Ok(ServerVersion::new(major, minor, patch))
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl fmt::Display for ServerVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
 /// What a server supports, from probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
@@ -98,7 +63,8 @@ impl Capabilities {
         plugins: &[(String, String)],
         variables: &[String],
     ) -> Result<Self, SqlError> {
-        let version = ServerVersion::parse(version)?;
+        let version = ServerVersion::parse_server(version)
+            .map_err(|_| SqlError::BadVersion(version.to_string()))?;
         if version < ServerVersion::new(8, 0, 23) {
             return Err(SqlError::TooOld(version));
         }
@@ -389,7 +355,7 @@ pub fn clone_statements(
 pub fn group_supports_primary_timeout<'a>(versions: impl IntoIterator<Item = &'a str>) -> bool {
     versions
         .into_iter()
-        .all(|v| ServerVersion::parse(v).is_ok_and(|v| v >= ServerVersion::new(8, 0, 29)))
+        .all(|v| ServerVersion::parse_server(v).is_ok_and(|v| v >= ServerVersion::new(8, 0, 29)))
 }
 
 /// `group_replication_set_as_primary`, with a timeout for running transactions when every
@@ -438,25 +404,6 @@ mod tests {
             user: user.into(),
             password: password.into(),
         }
-    }
-
-    #[test]
-    fn versions_parse_with_suffixes() {
-        assert_eq!(
-            ServerVersion::parse("8.0.36").unwrap(),
-            ServerVersion::new(8, 0, 36)
-        );
-        assert_eq!(
-            ServerVersion::parse("8.4.2-commercial").unwrap(),
-            ServerVersion::new(8, 4, 2)
-        );
-        assert_eq!(
-            ServerVersion::parse("8.0.36-28").unwrap(),
-            ServerVersion::new(8, 0, 36)
-        );
-        assert!(ServerVersion::parse("8.0").is_err());
-        assert!(ServerVersion::parse("").is_err());
-        assert!(ServerVersion::parse("eight").is_err());
     }
 
     #[test]

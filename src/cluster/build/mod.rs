@@ -1,6 +1,7 @@
 //! Step 3 of the reconcile: pure functions from the validated cluster to the objects it needs.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
+pub(crate) mod member_scripts;
 pub(crate) mod mycnf;
 pub(crate) mod names;
 pub(crate) mod router;

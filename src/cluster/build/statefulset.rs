@@ -18,20 +18,27 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
+use super::member_scripts::{
+    self, ADMIN_PASSWORD_ENV, INIT_SCRIPT_KEY, ROOT_PASSWORD_ENV, RUN_SCRIPT_KEY,
+};
 use super::mycnf::{
-    self, CONF_DIR, CREATE_ADMIN_KEY, GR_PORT, INIT_SCRIPT_KEY, MYSQL_PORT, MYSQLX_PORT,
-    TEMPLATE_DIR, TLS_DIR,
+    self, CONF_DIR, DATA_MOUNT, GR_PORT, MYSQL_PORT, MYSQLX_PORT, RUN_DIR, SOCKET, TEMPLATE_DIR,
+    TLS_DIR,
 };
 use super::names::Component;
 use super::secrets::Account;
-use crate::cluster::validate::ValidCluster;
+use crate::cluster::validate::{Deployed, ValidCluster};
+use crate::version::ServerVersion;
 
 /// UID and GID of the `mysql` user in the official images.
 pub const MYSQL_UID: i64 = 999;
 /// Pod annotation with the hash of the configuration, so a config change rolls the members.
 pub const CONFIG_HASH_ANNOTATION: &str = "innodb-operator.io/config-hash";
-const DATA_DIR: &str = "/var/lib/mysql";
-const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
+/// StatefulSet annotation with the MySQL version its pods run: a change of `spec.version` is
+/// checked against it.
+pub const VERSION_ANNOTATION: &str = "innodb-operator.io/mysql-version";
+/// The name of the member container.
+pub const MYSQL_CONTAINER: &str = "mysql";
 
 /// The restricted container security context every container of the operator uses.
 pub fn restricted_container() -> SecurityContext {
@@ -113,6 +120,7 @@ fn ping_probe(period: i32, failures: i32) -> Probe {
         exec: Some(ExecAction {
             command: Some(vec![
                 "mysqladmin".to_string(),
+                "--no-defaults".to_string(),
                 format!("--socket={SOCKET}"),
                 "ping".to_string(),
             ]),
@@ -128,8 +136,8 @@ fn ping_probe(period: i32, failures: i32) -> Probe {
 pub fn config_hash(c: &ValidCluster) -> String {
     let mut h = Sha256::new();
     h.update(mycnf::mycnf(c));
-    h.update(mycnf::init_script(c));
-    h.update(mycnf::create_admin_script());
+    h.update(member_scripts::init_script(c));
+    h.update(member_scripts::run_script());
     hex::encode(&h.finalize()[..8])
 }
 
@@ -169,7 +177,6 @@ fn volumes(c: &ValidCluster) -> Vec<Volume> {
         empty_dir("conf-d"),
         empty_dir("run"),
         empty_dir("tmp"),
-        empty_dir("initdb"),
     ];
     if let Some(secret) = &c.tls_secret {
         v.push(Volume {
@@ -185,34 +192,52 @@ fn volumes(c: &ValidCluster) -> Vec<Volume> {
     v
 }
 
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn script(key: &str) -> Option<Vec<String>> {
+    Some(vec!["sh".to_string(), format!("{TEMPLATE_DIR}/{key}")])
+}
+
+/// Writes the member's configuration and initialises an empty data directory (see
+/// [`member_scripts::init_script`]); the only container that sees the passwords.
 fn init_container(c: &ValidCluster) -> Container {
     Container {
         name: "init-member".to_string(),
         image: Some(c.image.clone()),
         image_pull_policy: c.pull_policy.clone(),
-        command: Some(vec![
-            "bash".to_string(),
-            "-c".to_string(),
-            format!(
-                "sh {TEMPLATE_DIR}/{INIT_SCRIPT_KEY} && cp {TEMPLATE_DIR}/{CREATE_ADMIN_KEY} /docker-entrypoint-initdb.d/"
+        command: script(INIT_SCRIPT_KEY),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            secret_env(
+                ROOT_PASSWORD_ENV,
+                &c.names.secret(Account::Root.suffix()),
+                "password",
+            ),
+            secret_env(
+                ADMIN_PASSWORD_ENV,
+                &c.names.secret(Account::Admin.suffix()),
+                "password",
             ),
         ]),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".to_string(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
         volume_mounts: Some(vec![
             mount("config-template", TEMPLATE_DIR, true),
             mount("conf-d", CONF_DIR, false),
-            mount("initdb", "/docker-entrypoint-initdb.d", false),
+            mount("data", DATA_MOUNT, false),
+            mount("tmp", "/tmp", false),
         ]),
+        resources: c.resources.clone(),
         security_context: Some(restricted_container()),
         ..Default::default()
     }
@@ -220,32 +245,20 @@ fn init_container(c: &ValidCluster) -> Container {
 
 fn mysql_container(c: &ValidCluster) -> Container {
     let mut mounts = vec![
-        mount("data", DATA_DIR, false),
+        mount("config-template", TEMPLATE_DIR, true),
+        mount("data", DATA_MOUNT, false),
         mount("conf-d", CONF_DIR, true),
-        mount("run", "/var/run/mysqld", false),
+        mount("run", RUN_DIR, false),
         mount("tmp", "/tmp", false),
-        mount("initdb", "/docker-entrypoint-initdb.d", true),
     ];
     if c.tls_secret.is_some() {
         mounts.push(mount("tls", TLS_DIR, true));
     }
     Container {
-        name: "mysql".to_string(),
+        name: MYSQL_CONTAINER.to_string(),
         image: Some(c.image.clone()),
         image_pull_policy: c.pull_policy.clone(),
-        args: Some(vec!["mysqld".to_string()]),
-        env: Some(vec![
-            secret_env(
-                "MYSQL_ROOT_PASSWORD",
-                &c.names.secret(Account::Root.suffix()),
-                "password",
-            ),
-            secret_env(
-                "INNODB_ADMIN_PASSWORD",
-                &c.names.secret(Account::Admin.suffix()),
-                "password",
-            ),
-        ]),
+        command: script(RUN_SCRIPT_KEY),
         ports: Some(vec![
             container_port("mysql", MYSQL_PORT),
             container_port("mysqlx", MYSQLX_PORT),
@@ -306,8 +319,13 @@ pub fn statefulset(c: &ValidCluster) -> StatefulSet {
         }),
         ..Default::default()
     };
+    let mut metadata = c.meta(c.names.statefulset(), Component::Database);
+    metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(VERSION_ANNOTATION.to_string(), c.version.to_string());
     StatefulSet {
-        metadata: c.meta(c.names.statefulset(), Component::Database),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(c.statefulset_replicas),
             // The operator replaces pods itself, one at a time, secondaries first and the primary
@@ -353,4 +371,25 @@ pub fn pdb(c: &ValidCluster) -> PodDisruptionBudget {
         }),
         ..Default::default()
     }
+}
+
+/// What the members of an existing StatefulSet run: its version annotation and member image
+/// (`None` for a StatefulSet without them, which then constrains no version change).
+pub fn deployed(sts: &StatefulSet) -> Option<Deployed> {
+    let version = sts.metadata.annotations.as_ref()?.get(VERSION_ANNOTATION)?;
+    let image = sts
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == MYSQL_CONTAINER)?
+        .image
+        .clone()?;
+    Some(Deployed {
+        version: ServerVersion::parse_spec(version).ok()?,
+        image,
+    })
 }

@@ -73,6 +73,23 @@ fn mycnf_for_84_matches_golden_and_omits_removed_options() {
 }
 
 #[test]
+fn mycnf_for_97_matches_golden_and_has_no_option_97_refuses() {
+    let c = valid_cluster("spec: {version: '9.7.4', mycnf: {max_connections: '500'}}");
+    let cnf = mycnf::mycnf(&c);
+    golden("my-9.7.cnf", &cnf);
+    for line in cnf
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+    {
+        let key = line.split('=').next().unwrap();
+        assert!(
+            !c.series.removed(key),
+            "9.7 aborts on {key}, mysqld would not start"
+        );
+    }
+}
+
+#[test]
 fn mycnf_for_80_matches_golden() {
     let c = valid_cluster("spec: {version: '8.0.40', instances: 5, groupCommunicationStack: XCOM}");
     let cnf = mycnf::mycnf(&c);
@@ -130,76 +147,6 @@ fn managed_options_are_recognised_with_prefixes() {
     ] {
         assert!(!is_managed_option(k), "{k}");
     }
-}
-
-#[test]
-fn init_script_computes_member_settings_from_the_ordinal() {
-    let c = valid_cluster("spec: {}");
-    let script = mycnf::init_script(&c);
-    let dir = tempfile::tempdir().unwrap();
-    let tpl = dir.path().join("tpl");
-    let conf = dir.path().join("conf");
-    std::fs::create_dir_all(&tpl).unwrap();
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(tpl.join(mycnf::MYCNF_KEY), mycnf::mycnf(&c)).unwrap();
-    let script = script
-        .replace(mycnf::TEMPLATE_DIR, tpl.to_str().unwrap())
-        .replace(mycnf::CONF_DIR, conf.to_str().unwrap());
-    let run = |pod: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("POD_NAME", pod)
-            .output()
-            .unwrap()
-    };
-    let out = run("orders-2");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let member = std::fs::read_to_string(conf.join("10-member.cnf")).unwrap();
-    assert!(member.contains("server_id=1002"), "{member}");
-    assert!(member.contains("report_host=orders-2.orders-instances.db.svc.cluster.local"));
-    assert!(member.contains(
-        "loose_group_replication_local_address=orders-2.orders-instances.db.svc.cluster.local:3306"
-    ));
-    assert_eq!(
-        std::fs::read_to_string(conf.join("00-innodb-operator.cnf")).unwrap(),
-        mycnf::mycnf(&c)
-    );
-    let bad = run("orders-x");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read an ordinal"));
-}
-
-#[test]
-fn create_admin_script_escapes_the_password() {
-    let script = mycnf::create_admin_script();
-    let stub = format!("docker_process_sql() {{ cat; }}\n{script}");
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(&stub)
-        .env("INNODB_ADMIN_PASSWORD", r#"a'b\c$d"e"#)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sql = String::from_utf8(out.stdout).unwrap();
-    assert!(sql.contains(r#"IDENTIFIED BY 'a\'b\\c$d"e'"#), "{sql}");
-    assert!(
-        sql.starts_with("SET SESSION sql_log_bin = 0;"),
-        "account creation must not replicate: {sql}"
-    );
-    // The least-privilege grants reach the server as written (nothing expanded by the shell).
-    for grant in crate::topology::sql::admin_grants("innodb_admin") {
-        assert!(sql.contains(&format!("{grant};")), "{sql}");
-    }
-    assert!(!sql.contains("ALL PRIVILEGES"), "{sql}");
 }
 
 #[test]
@@ -320,32 +267,70 @@ fn probes_tolerate_recovery() {
 fn secrets_are_referenced_never_inlined() {
     let c = valid_cluster("spec: {}");
     let spec = pod_spec(&c);
-    let mysql = container(&spec, "mysql");
-    for env in mysql.env.as_ref().unwrap() {
-        assert!(env.value.is_none(), "{} must come from a Secret", env.name);
-        let r = env
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert!(r.name.starts_with("orders-"));
-    }
-    let init = container(&spec, "init-member");
-    let pod_name = &init.env.as_ref().unwrap()[0];
-    assert_eq!(pod_name.name, "POD_NAME");
-    assert_eq!(
-        pod_name
-            .value_from
-            .as_ref()
-            .unwrap()
-            .field_ref
-            .as_ref()
-            .unwrap()
-            .field_path,
-        "metadata.name"
+    assert!(
+        container(&spec, "mysql").env.is_none(),
+        "the server's container sees no password"
     );
+    let init = container(&spec, "init-member");
+    let env = init.env.as_ref().unwrap();
+    let (pod_name, secrets) = env.split_first().unwrap();
+    assert_eq!(pod_name.name, "POD_NAME");
+    let field = pod_name.value_from.as_ref().unwrap().field_ref.as_ref();
+    assert_eq!(field.unwrap().field_path, "metadata.name");
+    let refs: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|e| {
+            assert!(e.value.is_none(), "{} must come from a Secret", e.name);
+            let r = e.value_from.as_ref().unwrap().secret_key_ref.as_ref();
+            (e.name.as_str(), r.unwrap().name.as_str())
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            ("INNODB_ROOT_PASSWORD", "orders-root"),
+            ("INNODB_ADMIN_PASSWORD", "orders-admin")
+        ]
+    );
+}
+
+#[test]
+fn members_run_the_operators_scripts_not_an_image_entrypoint() {
+    let c = valid_cluster("spec: {}");
+    let spec = pod_spec(&c);
+    let command = |name: &str| container(&spec, name).command.clone().unwrap().join(" ");
+    assert_eq!(
+        command("init-member"),
+        "sh /etc/innodb-operator/init-member.sh"
+    );
+    assert_eq!(command("mysql"), "sh /etc/innodb-operator/run-mysqld.sh");
+    assert!(container(&spec, "mysql").args.is_none());
+    let data = |name: &str| {
+        container(&spec, name)
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "data")
+            .map(|m| (m.mount_path, m.read_only))
+    };
+    assert_eq!(data("init-member"), Some(("/var/lib/mysql".into(), None)));
+    assert_eq!(data("mysql"), Some(("/var/lib/mysql".into(), None)));
+    let cm = mycnf::config_map(&c);
+    let keys: Vec<&String> = cm.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, ["init-member.sh", "my.cnf", "run-mysqld.sh"]);
+}
+
+#[test]
+fn the_statefulset_records_the_version_its_members_run() {
+    let c = valid_cluster("spec: {version: '8.4.7'}");
+    let sts = statefulset::statefulset(&c);
+    let deployed = statefulset::deployed(&sts).unwrap();
+    assert_eq!(deployed.version.to_string(), "8.4.7");
+    assert_eq!(deployed.image, "mysql:8.4.7");
+    let mut unannotated = sts;
+    unannotated.metadata.annotations = None;
+    assert_eq!(statefulset::deployed(&unannotated), None);
 }
 
 #[test]
