@@ -250,10 +250,31 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         let Some(state) = observed.state(ordinal) else {
             continue;
         };
-        if group.status(ordinal).is_some_and(|s| s.in_group()) || state.own_status().in_group() {
+        if group.status(ordinal).is_some_and(|s| s.in_group()) {
             continue;
         }
         let member = name(observed, ordinal);
+        if state.own_status().in_group() {
+            // Left behind in a view without quorum that the group no longer lists it in (after a
+            // forced quorum, or expelled while cut off; 9.7 keeps such a member ONLINE in its old
+            // view indefinitely): it can commit nothing. Stop its Group Replication so a later
+            // tick joins it again.
+            if group.status(ordinal).is_none()
+                && !state.has_quorum()
+                && !flapping(observed, ordinal, ActionKind::Leave)
+            {
+                return Verdict::run(
+                    Operation::Leave { member: ordinal },
+                    Some(ActionKind::Leave),
+                    "Healing",
+                    format!(
+                        "{member} is left behind in an old view without quorum; stopping its \
+                         Group Replication so it can rejoin"
+                    ),
+                );
+            }
+            continue;
+        }
         if state.cloning {
             waiting.push(format!("{member} is being cloned"));
             continue;
@@ -1240,6 +1261,29 @@ mod tests {
             .decide();
         assert_eq!(d.operation, Operation::None);
         assert_eq!(condition(&d, "Degraded").reason, "ForceQuorumInvalid");
+    }
+
+    #[test]
+    fn a_member_left_behind_in_an_old_view_without_quorum_is_stopped_so_it_can_rejoin() {
+        // After a forced quorum member 2 still shows itself ONLINE in the old view, where the
+        // others are UNREACHABLE; the group with quorum no longer lists it.
+        let left_behind = |group_view: &[(u32, S)]| {
+            Fx::new(3)
+                .gtids(0, &g("1-10"))
+                .gtids(1, &g("1-10"))
+                .gtids(2, &g("1-10"))
+                .group(
+                    &[(2, S::Online), (0, S::Unreachable), (1, S::Unreachable)],
+                    1,
+                )
+                .group(group_view, 1)
+                .decide()
+        };
+        let d = left_behind(&[(0, S::Online), (1, S::Online)]);
+        assert_eq!(d.operation, Operation::Leave { member: 2 });
+        // While the group still lists it (UNREACHABLE, not yet expelled), the operator waits.
+        let d = left_behind(&[(0, S::Online), (1, S::Online), (2, S::Unreachable)]);
+        assert_eq!(d.operation, Operation::None);
     }
 
     #[test]

@@ -80,6 +80,28 @@ impl Session<'_> {
         }
     }
 
+    /// What a member needs before `START GROUP_REPLICATION`: the recovery account on itself
+    /// (see [`sql::local_recovery_account`]) and its credentials on the recovery channel.
+    async fn prepare_recovery(
+        &mut self,
+        caps: &Capabilities,
+        recovery: &Credentials,
+    ) -> Result<(), OpsError> {
+        let exists: Vec<u64> = self
+            .rows(&sql::select_account_exists(&recovery.user))
+            .await?;
+        if exists.first().copied().unwrap_or(0) == 0 {
+            let statements =
+                sql::local_recovery_account(caps, recovery).map_err(|e| self.protocol(e))?;
+            for statement in &statements {
+                self.run(statement).await?;
+            }
+        }
+        self.run_text(sql::RECOVERY_PUBLIC_KEY).await?;
+        let credentials = sql::recovery_credentials(recovery).map_err(|e| self.protocol(e))?;
+        self.run(&credentials).await
+    }
+
     async fn capabilities(&mut self) -> Result<Capabilities, OpsError> {
         let version: Vec<String> = self.rows(sql::SELECT_VERSION).await?;
         let plugins: Vec<(String, String)> = self.rows(&sql::select_plugins()).await?;
@@ -184,6 +206,8 @@ impl SqlOps {
     async fn bootstrap_now(&self, at: &Endpoint) -> Result<(), OpsError> {
         let mut s = self.connect(at).await?;
         let capabilities = s.capabilities().await?;
+        s.prepare_recovery(&capabilities, &self.accounts.recovery)
+            .await?;
         let started = async {
             s.run_text(sql::BOOTSTRAP_ON).await?;
             s.run_text(sql::START_GR).await
@@ -210,10 +234,9 @@ impl SqlOps {
         if restart {
             s.run_text(sql::STOP_GR).await?;
         }
-        s.run_text(sql::RECOVERY_PUBLIC_KEY).await?;
-        let credentials =
-            sql::recovery_credentials(&self.accounts.recovery).map_err(|e| s.protocol(e))?;
-        s.run(&credentials).await?;
+        let capabilities = s.capabilities().await?;
+        s.prepare_recovery(&capabilities, &self.accounts.recovery)
+            .await?;
         s.run_text(sql::START_GR).await
     }
 }
@@ -243,10 +266,15 @@ impl MemberOps for SqlOps {
                 endpoint: at.to_string(),
                 message: e.to_string(),
             })?;
+        let (clone, before) = statements
+            .split_last()
+            .expect("clone_statements ends with the clone");
         let mut s = self.connect(at).await?;
-        s.run(&statements[0]).await?;
+        for statement in before {
+            s.run(statement).await?;
+        }
         let endpoint = at.clone();
-        let clone = statements[1].clone();
+        let clone = clone.clone();
         let Session { conn, .. } = s;
         tokio::spawn(async move {
             let mut s = Session {

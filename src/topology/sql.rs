@@ -249,20 +249,55 @@ fn grant(privileges: &str, on: &str, user: &str) -> Statement {
     ))
 }
 
+/// What the recovery account may do: recover and donate a clone (`BACKUP_ADMIN`), and, with the
+/// MYSQL communication stack, carry the group's own connections.
+fn recovery_privileges(caps: &Capabilities) -> String {
+    let mut privileges = String::from("REPLICATION SLAVE, CONNECTION_ADMIN, BACKUP_ADMIN");
+    if caps.communication_stack {
+        privileges.push_str(", GROUP_REPLICATION_STREAM");
+    }
+    privileges
+}
+
+/// Whether the recovery account exists on this member: one row, a count.
+pub fn select_account_exists(user: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM mysql.user WHERE User = {} AND Host = '%'",
+        quote_name(user)
+    )
+}
+
+/// The recovery account, created on this member only (binary logging off for the session, so
+/// it is no transaction of its own), before its first `START GROUP_REPLICATION`: with the MYSQL
+/// communication stack a starting member authenticates the group's connections, its test
+/// connection to itself included, with the recovery credentials, so the account must exist on
+/// every member before it starts — the seed of a bootstrap too. Run only where the account is
+/// missing (a member that left a group is `super_read_only`, and has it already).
+pub fn local_recovery_account(
+    caps: &Capabilities,
+    recovery: &Credentials,
+) -> Result<Vec<Statement>, SqlError> {
+    Ok(vec![
+        Statement::from_text(SQL_LOG_BIN_OFF),
+        create_user(recovery)?,
+        grant(&recovery_privileges(caps), "*.*", &recovery.user),
+        Statement::from_text(SQL_LOG_BIN_ON),
+    ])
+}
+
+pub const SQL_LOG_BIN_OFF: &str = "SET SESSION sql_log_bin = 0";
+pub const SQL_LOG_BIN_ON: &str = "SET SESSION sql_log_bin = 1";
+
 /// The accounts created on the primary right after a bootstrap. They are written to the binary
 /// log on purpose: every member gets them through the group.
 pub fn account_statements(
     caps: &Capabilities,
     accounts: &Accounts,
 ) -> Result<Vec<Statement>, SqlError> {
-    let mut recovery_privileges = String::from("REPLICATION SLAVE, CONNECTION_ADMIN, BACKUP_ADMIN");
-    if caps.communication_stack {
-        recovery_privileges.push_str(", GROUP_REPLICATION_STREAM");
-    }
     let router = &accounts.router.user;
     Ok(vec![
         create_user(&accounts.recovery)?,
-        grant(&recovery_privileges, "*.*", &accounts.recovery.user),
+        grant(&recovery_privileges(caps), "*.*", &accounts.recovery.user),
         create_user(&accounts.router)?,
         grant("SELECT, EXECUTE", "mysql_innodb_cluster_metadata.*", router),
         grant(
@@ -328,7 +363,14 @@ pub fn recovery_credentials(recovery: &Credentials) -> Result<Statement, SqlErro
     )
 }
 
-/// Restricts clone donors to `donor`, then clones from it (the recipient restarts afterwards).
+/// Lets a clone replace this member's data: `CLONE INSTANCE` fails with error 1290 while
+/// `super_read_only` is ON, which it is on every member that has been in a group (Group
+/// Replication sets it and leaves it ON after `STOP GROUP_REPLICATION`). The clone replaces all
+/// data and the member restarts, so nothing else can write in between that would survive.
+pub const CLONE_WRITABLE: &str = "SET GLOBAL super_read_only = OFF";
+
+/// Restricts clone donors to `donor`, makes the member writable for the clone, then clones from
+/// `donor` (the recipient restarts afterwards). The last statement is the clone itself.
 pub fn clone_statements(
     donor_host: &str,
     donor_port: u16,
@@ -339,6 +381,7 @@ pub fn clone_statements(
             "SET GLOBAL clone_valid_donor_list = {}",
             quote_name(&format!("{donor_host}:{donor_port}"))
         )),
+        Statement::from_text(CLONE_WRITABLE),
         Statement::with_secret(
             &format!(
                 "CLONE INSTANCE FROM {}@{}:{donor_port} IDENTIFIED BY {{secret}}",
@@ -468,6 +511,29 @@ mod tests {
     }
 
     #[test]
+    fn the_local_recovery_account_is_unlogged_and_like_the_replicated_one() {
+        let accounts = accounts();
+        let caps = caps("9.7.4", true);
+        let local = local_recovery_account(&caps, &accounts.recovery).unwrap();
+        let replicated = account_statements(&caps, &accounts).unwrap();
+        let shown: Vec<String> = local.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "SET SESSION sql_log_bin = 0".to_string(),
+                replicated[0].to_string(),
+                replicated[1].to_string(),
+                "SET SESSION sql_log_bin = 1".to_string(),
+            ]
+        );
+        assert_eq!(local[1].sql(), replicated[0].sql());
+        assert_eq!(
+            select_account_exists("g'r"),
+            "SELECT COUNT(*) FROM mysql.user WHERE User = 'g''r' AND Host = '%'"
+        );
+    }
+
+    #[test]
     fn admin_holds_what_it_grants_and_nothing_broader() {
         let grants = admin_grants("iop").join("\n");
         let accounts = account_statements(&caps("8.4.0", true), &accounts()).unwrap();
@@ -501,11 +567,13 @@ mod tests {
             stmts[0].sql(),
             "SET GLOBAL clone_valid_donor_list = 'db-0.db-instances.ns.svc.cluster.local:3306'"
         );
+        assert_eq!(stmts[1].sql(), "SET GLOBAL super_read_only = OFF");
         assert_eq!(
-            stmts[1].sql(),
+            stmts[2].sql(),
             "CLONE INSTANCE FROM 'gr'@'db-0.db-instances.ns.svc.cluster.local':3306 IDENTIFIED BY 'pw'"
         );
-        assert!(!stmts[1].to_string().contains("'pw'"));
+        assert_eq!(stmts.len(), 3, "the clone is the last statement");
+        assert!(!stmts[2].to_string().contains("'pw'"));
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         assert_eq!(
             set_as_primary(false, uuid, 30).sql(),

@@ -1,0 +1,393 @@
+//! Members of one cluster run as their pod spec says, each in its own network namespace on the
+//! bridge, and the faults and restarts a kubelet or the network would bring.
+//!
+//! Per member, under the cluster's state directory: `state/pod/<volume>` (fresh per pod start),
+//! `state/claims/<claim>` (kept), `state/hosts`, and `logs/<container>.log`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::net;
+use super::pod::{self, PodMeta, PodSource, VolumeDirs};
+use super::spawn::{self, Sandbox};
+
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
+/// Live clusters of this process; the last one to go removes the bridge.
+static LIVE: Mutex<u32> = Mutex::new(0);
+
+/// How long an init container may run.
+const INIT_TIMEOUT: Duration = Duration::from_secs(180);
+/// `terminationGracePeriodSeconds` when the spec has none.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// One member: its pod, its network slot, its main container.
+pub struct Member {
+    pub ordinal: u32,
+    pub name: String,
+    pub fqdn: String,
+    pub ip: String,
+    slot: u32,
+    state: PathBuf,
+    logs: PathBuf,
+    netns: File,
+    main: Option<Child>,
+}
+
+impl Member {
+    fn dirs(&self) -> VolumeDirs {
+        VolumeDirs {
+            pod: self.state.join("pod"),
+            claims: self.state.join("claims"),
+        }
+    }
+
+    /// Every container log of this member (the mysqld error log is the main container's).
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = fs::read_dir(&self.logs) else {
+            return out;
+        };
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            out.push_str(&format!("----- {} ({}) -----\n", self.name, path.display()));
+            for l in tail {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn main_pid(&self) -> Option<i32> {
+        self.main.as_ref().map(|c| c.id() as i32)
+    }
+}
+
+/// The members of one cluster.
+pub struct Cluster {
+    rootfs: PathBuf,
+    dir: PathBuf,
+    pub namespace: String,
+    source: PodSource,
+    members: Vec<Member>,
+}
+
+fn once_per_process() -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        net::remove_all();
+        let _ = fs::remove_dir_all(base_dir());
+        Ok(())
+    })
+    .clone()
+}
+
+fn base_dir() -> PathBuf {
+    std::env::temp_dir().join("iop-realmysql")
+}
+
+impl Cluster {
+    /// Network and state for `replicas` members named `<name>-<ordinal>` with the stable DNS
+    /// names `fqdn(ordinal)`; nothing runs yet.
+    pub fn new(
+        rootfs: &Path,
+        name: &str,
+        namespace: &str,
+        fqdn: impl Fn(u32) -> String,
+        source: PodSource,
+        replicas: u32,
+    ) -> Result<Cluster, String> {
+        once_per_process()?;
+        {
+            // The last cluster of a previous test may have removed the bridge.
+            let mut live = LIVE.lock().unwrap();
+            net::ensure_bridge()?;
+            *live += 1;
+        }
+        let dir = base_dir().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        let mut cluster = Cluster {
+            rootfs: rootfs.to_path_buf(),
+            dir: dir.clone(),
+            namespace: namespace.to_string(),
+            source,
+            members: Vec::new(),
+        };
+        for ordinal in 0..replicas {
+            let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
+            net::create(slot)?;
+            let pod = format!("{name}-{ordinal}");
+            let member_dir = dir.join(&pod);
+            let state = member_dir.join("state");
+            let logs = member_dir.join("logs");
+            for d in [&state, &logs] {
+                fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+            cluster.members.push(Member {
+                ordinal,
+                fqdn: fqdn(ordinal),
+                ip: net::address(slot),
+                netns: net::open(slot)?,
+                name: pod,
+                slot,
+                state,
+                logs,
+                main: None,
+            });
+        }
+        // Every member resolves every member's stable name (what the cluster DNS would do), and
+        // its own as the kubelet writes it.
+        // The host's name spares mysqld a failing reverse lookup on every test connection.
+        let mut hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{}\tiop-test-host\n",
+            net::host_address()
+        );
+        for m in &cluster.members {
+            hosts.push_str(&format!("{}\t{} {}\n", m.ip, m.fqdn, m.name));
+        }
+        for m in &cluster.members {
+            fs::write(m.state.join("hosts"), &hosts).map_err(|e| e.to_string())?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn member(&self, ordinal: u32) -> &Member {
+        &self.members[ordinal as usize]
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    fn meta(&self, m: &Member) -> PodMeta {
+        PodMeta {
+            name: m.name.clone(),
+            namespace: self.namespace.clone(),
+            ip: m.ip.clone(),
+        }
+    }
+
+    fn run(
+        &self,
+        m: &Member,
+        container: &k8s_openapi::api::core::v1::Container,
+    ) -> Result<Child, String> {
+        let plan = pod::plan(&self.source, &self.meta(m), container, &m.dirs())?;
+        let log_path = spawn::log_path(&m.logs, &plan.name);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let _ = writeln!(log, "=== {}: container {} starts", m.name, plan.name);
+        let sandbox = Sandbox {
+            rootfs: &self.rootfs,
+            state: &m.state,
+            netns: &m.netns,
+            hostname: &m.name,
+            hosts_file: &m.state.join("hosts"),
+        };
+        spawn::spawn(&plan, &sandbox, &log)
+            .map_err(|e| format!("{}: container {}: {e}", m.name, plan.name))
+    }
+
+    /// Starts member `ordinal`'s pod: fresh volumes, the init containers in order (each to
+    /// completion), then the main container.
+    pub fn start(&mut self, ordinal: u32) -> Result<(), String> {
+        assert!(
+            self.members[ordinal as usize].main.is_none(),
+            "{} is already running",
+            self.members[ordinal as usize].name
+        );
+        self.run_inits(ordinal)?;
+        self.start_main(ordinal)
+    }
+
+    fn start_main(&mut self, ordinal: u32) -> Result<(), String> {
+        let spec = &self.source.spec;
+        let [main] = spec.containers.as_slice() else {
+            return Err("the harness runs pods of exactly one container".into());
+        };
+        let child = self.run(&self.members[ordinal as usize], main)?;
+        self.members[ordinal as usize].main = Some(child);
+        Ok(())
+    }
+
+    /// Starts every member's pod at once.
+    pub fn start_all(&mut self) -> Result<(), String> {
+        // Init containers run in parallel threads (mysqld --initialize takes seconds each).
+        let ordinals: Vec<u32> = self.members.iter().map(|m| m.ordinal).collect();
+        let this: &Cluster = self;
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ordinals
+                .iter()
+                .map(|&o| s.spawn(move || this.run_inits(o)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("init thread"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, String>>()?;
+        for o in ordinals {
+            self.start_main(o)?;
+        }
+        Ok(())
+    }
+
+    fn run_inits(&self, ordinal: u32) -> Result<(), String> {
+        let m = &self.members[ordinal as usize];
+        let dirs = m.dirs();
+        let _ = fs::remove_dir_all(&dirs.pod);
+        pod::prepare_volumes(&self.source, &dirs)?;
+        for init in self.source.spec.init_containers.iter().flatten() {
+            let mut child = self.run(m, init)?;
+            match wait_timeout(&mut child, INIT_TIMEOUT) {
+                Some(s) if s.success() => {}
+                other => {
+                    if other.is_none() {
+                        killpg(child.id() as i32, libc::SIGKILL);
+                        let _ = child.wait();
+                    }
+                    return Err(format!(
+                        "{}: init container {} ended with {other:?}\n{}",
+                        m.name,
+                        init.name,
+                        m.logs()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` to every process of the member's main container (SIGKILL, SIGSTOP,
+    /// SIGCONT, SIGTERM...).
+    pub fn kill(&self, ordinal: u32, signal: i32) {
+        if let Some(pid) = self.member(ordinal).main_pid() {
+            killpg(pid, signal);
+        }
+    }
+
+    /// Waits up to `limit` for the main container to exit.
+    pub fn wait_exit(&mut self, ordinal: u32, limit: Duration) -> Option<ExitStatus> {
+        let name = self.source.spec.containers.first()?.name.clone();
+        let m = &mut self.members[ordinal as usize];
+        let status = wait_timeout(m.main.as_mut()?, limit)?;
+        m.main = None;
+        // What `kubectl describe pod` would show as the last state.
+        if let Ok(mut log) = OpenOptions::new()
+            .append(true)
+            .open(spawn::log_path(&m.logs, &name))
+        {
+            let _ = writeln!(log, "=== {}: container {name} ended: {status}", m.name);
+        }
+        Some(status)
+    }
+
+    /// Stops the main container as the kubelet does: SIGTERM, then SIGKILL after the grace
+    /// period.
+    pub fn stop(&mut self, ordinal: u32) -> Option<ExitStatus> {
+        let grace = self
+            .source
+            .spec
+            .termination_grace_period_seconds
+            .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s as u64));
+        self.kill(ordinal, libc::SIGTERM);
+        if let Some(status) = self.wait_exit(ordinal, grace) {
+            return Some(status);
+        }
+        self.kill(ordinal, libc::SIGKILL);
+        self.wait_exit(ordinal, Duration::from_secs(10))
+    }
+
+    /// The kubelet restarting the main container (after it exited, or killing it first).
+    pub fn restart_container(&mut self, ordinal: u32) -> Result<(), String> {
+        if self.members[ordinal as usize].main.is_some() {
+            self.stop(ordinal);
+        }
+        self.start_main(ordinal)
+    }
+
+    /// Deletes the pod and creates it again: init containers again, emptyDirs fresh, the
+    /// claims kept.
+    pub fn recreate_pod(&mut self, ordinal: u32) -> Result<(), String> {
+        if self.members[ordinal as usize].main.is_some() {
+            self.stop(ordinal);
+        }
+        self.start(ordinal)
+    }
+
+    /// Cuts the member off the network.
+    pub fn link_down(&self, ordinal: u32) -> Result<(), String> {
+        net::set_link(self.member(ordinal).slot, false)
+    }
+
+    pub fn link_up(&self, ordinal: u32) -> Result<(), String> {
+        net::set_link(self.member(ordinal).slot, true)
+    }
+
+    /// Where volume `name` of member `ordinal` is on the host (e.g. to reach a socket).
+    pub fn volume_path(&self, ordinal: u32, name: &str) -> PathBuf {
+        self.member(ordinal).dirs().path(&self.source, name)
+    }
+
+    /// Every member's logs.
+    pub fn logs(&self) -> String {
+        self.members.iter().map(Member::logs).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            eprintln!("{}", self.logs());
+        }
+        for m in &mut self.members {
+            if let Some(mut child) = m.main.take() {
+                killpg(child.id() as i32, libc::SIGKILL);
+                let _ = child.wait();
+            }
+            net::remove(m.slot);
+        }
+        // IOP_REALMYSQL_KEEP=1 keeps a passing run's files (logs, data) too.
+        if failed || std::env::var_os("IOP_REALMYSQL_KEEP").is_some() {
+            eprintln!("members' files kept in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        let mut live = LIVE.lock().unwrap();
+        *live -= 1;
+        if *live == 0 {
+            net::remove_all();
+        }
+    }
+}
+
+fn killpg(pid: i32, signal: i32) {
+    // SAFETY: kill has no memory effects; a negative pid names the process group.
+    unsafe { libc::kill(-pid, signal) };
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,516 @@
+//! Every statement of `src/topology/SQL.md` against a real MySQL 9.7 group: members run from the
+//! operator's own StatefulSet pod spec by the `e2e/realmysql` harness (one network namespace per
+//! member, volumes and users as the spec says), driven by the operator's own `SqlOps` through
+//! `gather` and `execute`. After each step the operator's observation is compared with what the
+//! servers say of themselves. Needs root and the root filesystem of
+//! `e2e/lib/install-mysql97.sh`; under `CI=true` a missing one is a failure.
+
+#[path = "../realmysql/mod.rs"]
+mod realmysql;
+
+mod group;
+mod objects;
+
+use std::time::{Duration, Instant};
+
+use innodb_operator::topology::ops::Operation;
+
+use group::{Group, describe, online_as, status};
+
+/// Generous bounds: the machine is shared and slow; the measured times are printed.
+const STEP: Duration = Duration::from_secs(90);
+
+/// Measured durations, printed at the end.
+#[derive(Default)]
+struct Timings(Vec<(String, Duration)>);
+
+impl Timings {
+    fn add(&mut self, what: &str, d: Duration) {
+        eprintln!("TIMING {what}: {:.1} s", d.as_secs_f64());
+        self.0.push((what.to_string(), d));
+    }
+}
+
+impl Drop for Timings {
+    fn drop(&mut self) {
+        for (what, d) in &self.0 {
+            eprintln!("TIMING {what:<55} {:>6.1} s", d.as_secs_f64());
+        }
+    }
+}
+
+async fn uuid_of(g: &Group, ordinal: u32) -> String {
+    g.observe()
+        .await
+        .state(ordinal)
+        .map(|s| s.server_uuid.clone())
+        .unwrap_or_else(|| panic!("member {ordinal} unobserved"))
+}
+
+/// The fresh members: reachable with the operator's account (created by the init-time
+/// statements), 9.7 with Group Replication and clone, no transaction of their own.
+async fn check_fresh_members(g: &Group) {
+    let (observed, took) = g
+        .wait_until("every member answers the operator", STEP, |o| {
+            o.members.iter().all(|m| m.state().is_some())
+        })
+        .await;
+    eprintln!("members answer {took:?} after their pods started");
+    for m in &observed.members {
+        let s = m.state().expect("observed");
+        let caps = &s.capabilities;
+        assert_eq!((caps.version.major, caps.version.minor), (9, 7), "{caps:?}");
+        assert!(
+            caps.group_replication && caps.clone && caps.communication_stack,
+            "{caps:?}"
+        );
+        assert!(
+            s.gtid_executed.is_empty(),
+            "member {}: the init-time account statements must not be transactions: {}",
+            m.ordinal,
+            s.gtid_executed
+        );
+        assert_eq!(status(&observed, m.ordinal), "OFFLINE");
+        g.assert_believes_truth(&observed, m.ordinal).await;
+    }
+}
+
+async fn bootstrap(g: &Group, t: &mut Timings, label: &str) {
+    let started = Instant::now();
+    g.run(Operation::Bootstrap { seed: 0 })
+        .await
+        .expect("bootstrap");
+    let (observed, _) = g
+        .wait_until("member 0 is the ONLINE primary", STEP, |o| {
+            online_as(o, 0, true, 1)
+        })
+        .await;
+    t.add(
+        &format!("{label}: bootstrap (START to ONLINE primary)"),
+        started.elapsed(),
+    );
+    g.assert_believes_truth(&observed, 0).await;
+    let state = observed.state(0).expect("observed");
+    assert!(!state.super_read_only, "the primary is writable");
+    let users = g.root_query(0, "SELECT user FROM mysql.user").await;
+    for account in [
+        &g.ops.accounts.recovery,
+        &g.ops.accounts.router,
+        &g.ops.accounts.backup,
+    ] {
+        assert!(
+            users.iter().flatten().any(|u| *u == account.user),
+            "bootstrap created {}: {users:?}",
+            account.user
+        );
+    }
+    let bootstrap_flag = g
+        .root_query(0, "SELECT @@group_replication_bootstrap_group")
+        .await;
+    assert_eq!(
+        bootstrap_flag,
+        vec![Some("0".to_string())],
+        "bootstrap_group is left OFF"
+    );
+}
+
+async fn join(g: &Group, t: &mut Timings, ordinal: u32, size: usize, label: &str) {
+    let started = Instant::now();
+    g.run(Operation::Join {
+        member: ordinal,
+        restart: false,
+    })
+    .await
+    .expect("join");
+    let (observed, _) = g
+        .wait_until(
+            &format!("member {ordinal} is an ONLINE secondary"),
+            STEP,
+            |o| online_as(o, ordinal, false, size),
+        )
+        .await;
+    t.add(label, started.elapsed());
+    g.assert_believes_truth(&observed, ordinal).await;
+}
+
+/// Writes a few transactions on `primary` (so joins have something to recover).
+async fn write(g: &Group, primary: u32, round: u32) {
+    g.root_exec(primary, "CREATE DATABASE IF NOT EXISTS iop_test")
+        .await;
+    g.root_exec(
+        primary,
+        "CREATE TABLE IF NOT EXISTS iop_test.t (id INT PRIMARY KEY, v VARCHAR(20))",
+    )
+    .await;
+    g.root_exec(
+        primary,
+        &format!("INSERT INTO iop_test.t VALUES ({round}, 'round {round}')"),
+    )
+    .await;
+}
+
+async fn same_transactions(g: &Group, a: u32, b: u32) {
+    let (ta, tb) = (g.truth(a).await, g.truth(b).await);
+    assert_eq!(
+        ta.gtid_executed, tb.gtid_executed,
+        "members {a} and {b} hold the same transactions"
+    );
+}
+
+const CLONE_STATUS: &str =
+    "SELECT STATE, BEGIN_TIME, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status";
+
+/// Clones `donor` into `ordinal` through the operator, then (start_on_boot is OFF) joins it.
+/// The clone is done when the recipient's `clone_status` shows a new clone Completed (it
+/// restarted) and the operator reads the donor's transactions there.
+async fn clone_and_join(g: &Group, t: &mut Timings, ordinal: u32, donor: u32, label: &str) {
+    let donor_gtids = g.truth(donor).await.gtid_executed;
+    let before = g
+        .root_try(ordinal, CLONE_STATUS)
+        .await
+        .expect("clone_status");
+    let started = Instant::now();
+    g.run(Operation::Clone {
+        member: ordinal,
+        donor,
+    })
+    .await
+    .expect("clone starts");
+    let mut saw_cloning = false;
+    let limit = Duration::from_secs(180);
+    let observed = loop {
+        let observed = g.observe().await;
+        saw_cloning |= observed.state(ordinal).is_some_and(|s| s.cloning);
+        if let Ok(now) = g.root_try(ordinal, CLONE_STATUS).await
+            && now != before
+            && let Some(row) = now.first()
+        {
+            match row[0].as_deref() {
+                Some("Failed") => panic!("the clone into member {ordinal} failed: {row:?}"),
+                Some("Completed")
+                    if observed
+                        .state(ordinal)
+                        .is_some_and(|s| !s.cloning && donor_gtids.is_subset(&s.gtid_executed)) =>
+                {
+                    break observed;
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "member {ordinal} did not restart with a clone of member {donor} within {limit:?}:\n{}",
+            describe(&observed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("{label}: the operator saw the clone running: {saw_cloning}");
+    t.add(
+        &format!("{label}: clone (statement to restarted member)"),
+        started.elapsed(),
+    );
+    assert_eq!(
+        status(&observed, ordinal),
+        "OFFLINE",
+        "after the clone's restart (start_on_boot=OFF) the member is out of the group"
+    );
+    let size = observed.state(donor).map_or(0, |s| {
+        s.group
+            .iter()
+            .filter(|r| r.state.as_str() == "ONLINE")
+            .count()
+    });
+    join(
+        g,
+        t,
+        ordinal,
+        size + 1,
+        &format!("{label}: join after the clone"),
+    )
+    .await;
+    t.add(
+        &format!("{label}: clone + join end to end"),
+        started.elapsed(),
+    );
+}
+
+async fn switchover(g: &Group, t: &mut Timings, via: u32, target: u32) {
+    let target_uuid = uuid_of(g, target).await;
+    let started = Instant::now();
+    g.run(Operation::SetPrimary {
+        via,
+        target,
+        target_uuid,
+    })
+    .await
+    .expect("switchover");
+    let (observed, _) = g
+        .wait_until(&format!("member {target} is the primary"), STEP, |o| {
+            online_as(o, target, true, 3) && online_as(o, via, false, 3)
+        })
+        .await;
+    t.add(
+        "switchover (set_as_primary to new primary seen)",
+        started.elapsed(),
+    );
+    for o in 0..3 {
+        g.assert_believes_truth(&observed, o).await;
+    }
+}
+
+async fn leave(g: &Group, ordinal: u32) {
+    g.run(Operation::Leave { member: ordinal })
+        .await
+        .expect("leave");
+    let (observed, _) = g
+        .wait_until(&format!("member {ordinal} left"), STEP, |o| {
+            status(o, ordinal) == "OFFLINE"
+                && o.members
+                    .iter()
+                    .filter(|m| m.ordinal != ordinal)
+                    .all(|m| m.state().is_some_and(|s| s.group.len() == 2))
+        })
+        .await;
+    let state = observed.state(ordinal).expect("observed");
+    eprintln!(
+        "after leaving, member {ordinal} has super_read_only={}",
+        state.super_read_only
+    );
+    for o in 0..3 {
+        g.assert_believes_truth(&observed, o).await;
+    }
+}
+
+/// Cuts `cut` off, forces the membership to `keep` through `keep`, heals, and brings the others
+/// back the way the operator does (STOP + START for members in ERROR).
+async fn force_quorum(g: &Group, t: &mut Timings, keep: u32, cut: [u32; 2]) {
+    for o in cut {
+        g.members.link_down(o).expect("link down");
+    }
+    let (observed, took) = g
+        .wait_until(&format!("member {keep} loses quorum"), STEP, |o| {
+            o.state(keep).is_some_and(|s| !s.has_quorum())
+        })
+        .await;
+    t.add(
+        "partition: 2 of 3 cut off to quorum lost on the third",
+        took,
+    );
+    eprintln!("partitioned:\n{}", describe(&observed));
+    let started = Instant::now();
+    innodb_operator::topology::ops::execute(
+        &g.ops,
+        &observed,
+        &Operation::ForceQuorum {
+            via: keep,
+            members: vec![keep],
+        },
+    )
+    .await
+    .expect("force quorum");
+    t.add("force quorum: the statement", started.elapsed());
+    let (observed, _) = g
+        .wait_until(&format!("member {keep} alone has quorum"), STEP, |o| {
+            online_as(o, keep, true, 1) && o.state(keep).is_some_and(|s| s.group.len() == 1)
+        })
+        .await;
+    t.add(
+        "force quorum (statement to a writable group of one)",
+        started.elapsed(),
+    );
+    g.assert_believes_truth(&observed, keep).await;
+    let forced = g
+        .root_query(keep, "SELECT @@group_replication_force_members")
+        .await;
+    assert_eq!(
+        forced,
+        vec![Some(String::new())],
+        "force_members is cleared"
+    );
+
+    for o in cut {
+        g.members.link_up(o).expect("link up");
+    }
+    let healed = Instant::now();
+    // What the cut-off members do (auto-rejoin, ERROR, a stale minority view) is up to the
+    // servers; the operator's own ticks must bring them back.
+    let ran = g
+        .converge("3 ONLINE members again", Duration::from_secs(240), |o| {
+            (0..3).all(|m| online_as(o, m, m == keep, 3))
+        })
+        .await;
+    eprintln!("after healing the operator ran: {ran:?}");
+    t.add("heal to 3 ONLINE again", healed.elapsed());
+}
+
+/// kill -9 of the primary: how long until the survivors (their own replication_group_members)
+/// show a new primary; then the kubelet restarts the container and the operator rejoins it.
+async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
+    let survivors: Vec<u32> = (0..3).filter(|&o| o != primary).collect();
+    let old_uuid = uuid_of(g, primary).await;
+    let killed = Instant::now();
+    g.members.kill(primary, libc::SIGKILL);
+    let mut unreachable = None;
+    let new_primary = loop {
+        let truth = g.truth(survivors[0]).await;
+        if unreachable.is_none()
+            && truth
+                .rows
+                .iter()
+                .any(|r| r.0.eq_ignore_ascii_case(&old_uuid) && r.2 == "UNREACHABLE")
+        {
+            unreachable = Some(killed.elapsed());
+        }
+        let primary_row = truth
+            .rows
+            .iter()
+            .find(|r| r.3 == "PRIMARY" && r.2 == "ONLINE");
+        if let Some(row) = primary_row.filter(|r| !r.0.eq_ignore_ascii_case(&old_uuid)) {
+            break row.0.to_ascii_lowercase();
+        }
+        assert!(
+            killed.elapsed() < STEP,
+            "no new primary {STEP:?} after kill -9: {truth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if let Some(u) = unreachable {
+        t.add("kill -9 primary: marked UNREACHABLE", u);
+    }
+    t.add(
+        "kill -9 primary: new primary elected (survivors' view)",
+        killed.elapsed(),
+    );
+    let other = g.truth(survivors[1]).await;
+    assert!(
+        other
+            .rows
+            .iter()
+            .any(|r| r.0.eq_ignore_ascii_case(&new_primary) && r.3 == "PRIMARY"),
+        "both survivors agree on the new primary: {other:?}"
+    );
+    let status =
+        tokio::task::block_in_place(|| g.members.wait_exit(primary, Duration::from_secs(10)));
+    assert!(status.is_some(), "the killed container ended");
+    let restarted = Instant::now();
+    tokio::task::block_in_place(|| g.members.restart_container(primary)).expect("kubelet restart");
+    g.wait_until(
+        &format!("member {primary} answers after its restart"),
+        STEP,
+        |o| o.state(primary).is_some(),
+    )
+    .await;
+    join(
+        g,
+        t,
+        primary,
+        3,
+        "rejoin after kill -9 (container restart to ONLINE)",
+    )
+    .await;
+    t.add(
+        "kill -9 primary: container restart + rejoin",
+        restarted.elapsed(),
+    );
+}
+
+/// A secondary's pod deleted and created again (a rolling update): the init container runs
+/// again on the kept data directory, the member keeps its identity and the operator rejoins it.
+async fn recreate_secondary(g: &mut Group, t: &mut Timings) {
+    let observed = g.observe().await;
+    let secondary = (0..3)
+        .find(|&o| online_as(&observed, o, false, 3))
+        .expect("an ONLINE secondary");
+    let uuid = uuid_of(g, secondary).await;
+    let started = Instant::now();
+    tokio::task::block_in_place(|| g.members.recreate_pod(secondary)).expect("pod recreated");
+    g.wait_until(
+        &format!("member {secondary} answers in its new pod"),
+        STEP,
+        |o| o.state(secondary).is_some(),
+    )
+    .await;
+    assert_eq!(
+        uuid_of(g, secondary).await,
+        uuid,
+        "the data directory was kept"
+    );
+    join(g, t, secondary, 3, "rejoin after the pod was recreated").await;
+    t.add("pod recreated + rejoin", started.elapsed());
+}
+
+fn cluster_spec(stack: &str, instances: u32) -> String {
+    format!("{{version: '9.7.4', instances: {instances}, groupCommunicationStack: {stack}}}")
+}
+
+/// The operator's warnings (e.g. a clone that failed on its own session) in the test output.
+fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+}
+
+/// `instances` fresh members of a new cluster on `stack`, checked; `None` when the tier is
+/// skipped (outside CI only).
+async fn fresh_group(name: &str, stack: &str, instances: u32, t: &mut Timings) -> Option<Group> {
+    log_warnings();
+    let rootfs = realmysql::rootfs()?;
+    let started = Instant::now();
+    let g = tokio::task::block_in_place(|| {
+        Group::start(&rootfs, name, &cluster_spec(stack, instances))
+    });
+    t.add(
+        &format!("{stack} stack: {instances} pods started (init containers, --initialize)"),
+        started.elapsed(),
+    );
+    check_fresh_members(&g).await;
+    Some(g)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_on_a_real_group_mysql_stack() {
+    let mut t = Timings::default();
+    let Some(mut g) = fresh_group("gr-mysql", "MYSQL", 3, &mut t).await else {
+        return;
+    };
+
+    bootstrap(&g, &mut t, "MYSQL stack").await;
+    write(&g, 0, 1).await;
+    join(&g, &mut t, 1, 2, "MYSQL stack: incremental join").await;
+    same_transactions(&g, 0, 1).await;
+    write(&g, 0, 2).await;
+    clone_and_join(&g, &mut t, 2, 1, "empty member").await;
+    same_transactions(&g, 0, 2).await;
+
+    switchover(&g, &mut t, 0, 1).await;
+    write(&g, 1, 3).await;
+
+    leave(&g, 2).await;
+    // A member that left has super_read_only ON: the clone must still work.
+    clone_and_join(&g, &mut t, 2, 0, "member that left").await;
+    same_transactions(&g, 1, 2).await;
+
+    force_quorum(&g, &mut t, 1, [0, 2]).await;
+    write(&g, 1, 4).await;
+
+    kill_primary(&mut g, &mut t, 1).await;
+    recreate_secondary(&mut g, &mut t).await;
+    let observed = g.observe().await;
+    for o in 0..3 {
+        g.assert_believes_truth(&observed, o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_and_join_on_the_xcom_stack() {
+    let mut t = Timings::default();
+    let Some(g) = fresh_group("gr-xcom", "XCOM", 2, &mut t).await else {
+        return;
+    };
+    bootstrap(&g, &mut t, "XCOM stack").await;
+    write(&g, 0, 1).await;
+    join(&g, &mut t, 1, 2, "XCOM stack: incremental join").await;
+    same_transactions(&g, 0, 1).await;
+}

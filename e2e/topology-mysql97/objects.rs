@@ -1,0 +1,90 @@
+//! The cluster's objects from the operator's own builder (`innodb_operator::cluster::build`), and
+//! the pod source the harness runs from them, unchanged: the member pod's init container and
+//! its supervisor script need no image entrypoint, so they run on the Debian root filesystem.
+
+use std::collections::BTreeSet;
+
+use innodb_operator::api::MySQLCluster;
+use innodb_operator::cluster::build::secrets::Account;
+use innodb_operator::cluster::build::{self, Object, ValidCluster};
+use innodb_operator::cluster::dereference::Dereferenced;
+use innodb_operator::cluster::validate::validate;
+use innodb_operator::topology::sql::{Accounts, Credentials};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+use crate::realmysql::pod::PodSource;
+
+pub const NAMESPACE: &str = "db";
+pub const DOMAIN: &str = "cluster.local";
+
+/// A built cluster: its validated spec, objects and Secrets (with the generated passwords).
+pub struct Built {
+    pub cluster: ValidCluster,
+    pub statefulset: StatefulSet,
+    pub config_maps: Vec<ConfigMap>,
+    pub secrets: Vec<Secret>,
+}
+
+/// Builds cluster `name` with `spec` (YAML flow mapping) as the operator would.
+pub fn build(name: &str, spec: &str) -> Built {
+    let yaml = format!(
+        "apiVersion: innodb-operator.io/v1alpha1\nkind: MySQLCluster\n\
+         metadata: {{name: {name}, namespace: {NAMESPACE}, uid: 0b7c4a52-1f0e-4c57-9d55-3e8a3c1c9e01}}\n\
+         spec: {spec}\n"
+    );
+    let c: MySQLCluster = serde_yaml::from_str(&yaml).expect("cluster YAML");
+    let deref = Dereferenced {
+        group_name: uuid::Uuid::new_v4(),
+        existing_accounts: BTreeSet::new(),
+        tls_secret_keys: None,
+        restore: None,
+    };
+    let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
+    let desired = build::build(&cluster, &BTreeSet::new(), &mut rand::rng());
+    let mut statefulset = None;
+    let mut config_maps = Vec::new();
+    for o in desired.objects {
+        match o {
+            Object::StatefulSet(s) => statefulset = Some(s),
+            Object::ConfigMap(c) => config_maps.push(c),
+            _ => {}
+        }
+    }
+    Built {
+        cluster,
+        statefulset: statefulset.expect("a member StatefulSet"),
+        config_maps,
+        secrets: desired.secrets,
+    }
+}
+
+impl Built {
+    pub fn credentials(&self, account: Account) -> Credentials {
+        let name = self.cluster.names.secret(account.suffix());
+        let secret = self
+            .secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            .expect("secret built");
+        let data = secret.data.as_ref().expect("secret data");
+        let text = |k: &str| String::from_utf8(data[k].0.clone()).expect("UTF-8");
+        Credentials {
+            user: text("username"),
+            password: text("password"),
+        }
+    }
+
+    pub fn accounts(&self) -> Accounts {
+        Accounts {
+            recovery: self.credentials(Account::Replication),
+            router: self.credentials(Account::Router),
+            backup: self.credentials(Account::Backup),
+        }
+    }
+
+    /// The pod source the harness runs: the built StatefulSet's pod template as it is.
+    pub fn pod_source(&self) -> PodSource {
+        PodSource::from_statefulset(&self.statefulset, &self.config_maps, &self.secrets)
+    }
+}
