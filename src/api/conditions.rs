@@ -17,7 +17,7 @@ pub(crate) const QUORUM_LOST: &str = "QuorumLost";
 /// deprecated setting, a version change MySQL does not allow (which also degrades the cluster).
 pub(crate) const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
-pub(crate) const RESTORED: &str = "Restored";
+pub const RESTORED: &str = "Restored";
 
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]

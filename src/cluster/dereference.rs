@@ -15,17 +15,17 @@ use crate::api::{Backup, MySQLCluster};
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Dereferenced {
+pub struct Dereferenced {
     /// The Group Replication group name: kept in status, recovered from the existing config when
     /// status was lost, or new for a new cluster.
-    pub(crate) group_name: Uuid,
+    pub group_name: Uuid,
     /// Accounts whose credentials Secret already exists (never regenerated).
-    pub(crate) existing_accounts: BTreeSet<Account>,
+    pub existing_accounts: BTreeSet<Account>,
     /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
-    pub(crate) tls_secret_keys: Option<Vec<String>>,
+    pub tls_secret_keys: Option<Vec<String>>,
     /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
     /// `restoreFrom`, or once the restore is over (nothing is read then).
-    pub(crate) restore: Option<Result<RestoreLocation, Unresolved>>,
+    pub restore: Option<Result<RestoreLocation, Unresolved>>,
 }
 
 /// A read that failed.

@@ -2,13 +2,13 @@
 //! Each step is a module; this one only strings them together and reports what happened.
 
 pub(crate) mod apply;
-pub(crate) mod build;
-pub(crate) mod dereference;
+pub mod build;
+pub mod dereference;
 pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
 pub mod topology_step;
-pub(crate) mod validate;
+pub mod validate;
 pub(crate) mod workloads;
 
 #[cfg(test)]

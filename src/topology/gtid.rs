@@ -98,7 +98,7 @@ impl GtidSet {
 
     /// Parses MySQL's text form (whitespace and newlines between segments are ignored; the
     /// empty string is the empty set).
-    pub(crate) fn parse(text: &str) -> Result<Self, GtidError> {
+    pub fn parse(text: &str) -> Result<Self, GtidError> {
         let mut set = GtidSet::new();
         for raw in text.split(',') {
             let segment: String = raw.chars().filter(|c| !c.is_whitespace()).collect();

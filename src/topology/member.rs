@@ -14,7 +14,7 @@ pub enum Role {
 
 impl Role {
     /// The value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
-    pub(crate) fn label_value(self) -> &'static str {
+    pub fn label_value(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Secondary => "secondary",
@@ -33,7 +33,7 @@ pub enum MemberStatus {
 }
 
 impl MemberStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             MemberStatus::Online => "ONLINE",
             MemberStatus::Recovering => "RECOVERING",

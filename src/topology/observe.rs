@@ -274,7 +274,7 @@ impl MemberState {
     }
 
     /// Whether this member's view has quorum: more than half of its members reachable.
-    pub(crate) fn has_quorum(&self) -> bool {
+    pub fn has_quorum(&self) -> bool {
         let reachable = self
             .group
             .iter()
@@ -325,7 +325,7 @@ impl Observed {
         self.members.iter().find(|m| m.ordinal == ordinal)
     }
 
-    pub(crate) fn state(&self, ordinal: u32) -> Option<&MemberState> {
+    pub fn state(&self, ordinal: u32) -> Option<&MemberState> {
         self.member(ordinal).and_then(Member::state)
     }
 }

@@ -2,10 +2,10 @@
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
 pub(crate) mod member_scripts;
-pub(crate) mod mycnf;
-pub(crate) mod names;
+pub mod mycnf;
+pub mod names;
 pub(crate) mod router;
-pub(crate) mod secrets;
+pub mod secrets;
 pub(crate) mod services;
 pub(crate) mod statefulset;
 
@@ -19,12 +19,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
-pub(crate) use super::validate::ValidCluster;
+pub use super::validate::ValidCluster;
 use secrets::Account;
 
 /// One object the cluster needs, applied with server-side apply.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Object {
+pub enum Object {
     ConfigMap(ConfigMap),
     Service(Service),
     StatefulSet(StatefulSet),
@@ -81,15 +81,15 @@ impl Object {
 
 /// Everything a cluster needs.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Desired {
+pub struct Desired {
     /// Applied on every reconcile (skipped when unchanged).
-    pub(crate) objects: Vec<Object>,
+    pub objects: Vec<Object>,
     /// Created once when missing; never updated.
-    pub(crate) secrets: Vec<Secret>,
+    pub secrets: Vec<Secret>,
 }
 
 /// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
-pub(crate) fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
+pub fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
     let mut objects = vec![
         Object::ConfigMap(mycnf::config_map(c)),
         Object::Service(services::instances(c)),

@@ -25,7 +25,7 @@ pub(crate) const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The part of a cluster an object belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Component {
+pub enum Component {
     /// The MySQL members (StatefulSet, its Services, config, PDB).
     Database,
     /// The MySQL Router tier.
@@ -35,7 +35,7 @@ pub(crate) enum Component {
 }
 
 impl Component {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Component::Database => "database",
             Component::Router => "router",
@@ -46,8 +46,8 @@ impl Component {
 
 /// The names of one cluster's objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Names {
-    pub(crate) cluster: String,
+pub struct Names {
+    pub cluster: String,
     pub(crate) namespace: String,
 }
 
@@ -89,14 +89,14 @@ impl Names {
         format!("{}-router-config", self.cluster)
     }
     /// Secret of one of the cluster's accounts.
-    pub(crate) fn secret(&self, account: &str) -> String {
+    pub fn secret(&self, account: &str) -> String {
         format!("{}-{}", self.cluster, account)
     }
     pub(crate) fn pod(&self, ordinal: i32) -> String {
         format!("{}-{}", self.cluster, ordinal)
     }
     /// DNS name of a member pod under the headless Service.
-    pub(crate) fn pod_fqdn(&self, ordinal: i32, domain: &str) -> String {
+    pub fn pod_fqdn(&self, ordinal: i32, domain: &str) -> String {
         format!(
             "{}.{}.{}.svc.{}",
             self.pod(ordinal),

@@ -15,7 +15,7 @@ pub(crate) const PASSWORD_LEN: usize = 32;
 
 /// The accounts a cluster needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Account {
+pub enum Account {
     /// MySQL `root`, for people; the operator does not use it after bootstrap.
     Root,
     /// The operator's own account (Group Replication admin, clone, account management).
@@ -38,7 +38,7 @@ impl Account {
     ];
 
     /// Suffix of the Secret's name: `C-<suffix>`.
-    pub(crate) fn suffix(self) -> &'static str {
+    pub fn suffix(self) -> &'static str {
         match self {
             Account::Root => "root",
             Account::Admin => "admin",
