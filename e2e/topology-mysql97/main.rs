@@ -10,10 +10,12 @@ mod realmysql;
 
 mod group;
 mod objects;
+mod xnotices;
 
 use std::time::{Duration, Instant};
 
 use innodb_operator::topology::ops::Operation;
+use innodb_operator::xproto::notice::GrEventKind;
 
 use group::{Group, describe, online_as, status};
 
@@ -484,12 +486,20 @@ async fn topology_on_a_real_group_mysql_stack() {
     clone_and_join(&g, &mut t, 2, 1, "empty member").await;
     same_transactions(&g, 0, 2).await;
 
+    // The X monitor's session on a member that stays: it hears the role change of the
+    // switchover, the view change of a member leaving and the state changes of its return.
+    let mut notices = xnotices::subscribe(&g, 0).await;
     switchover(&g, &mut t, 0, 1).await;
+    notices.expect(&[GrEventKind::RoleChange], STEP).await;
     write(&g, 1, 3).await;
 
     leave(&g, 2).await;
+    notices.expect(&[GrEventKind::ViewChange], STEP).await;
     // A member that left has super_read_only ON: the clone must still work.
     clone_and_join(&g, &mut t, 2, 0, "member that left").await;
+    notices
+        .expect(&[GrEventKind::ViewChange, GrEventKind::StateChange], STEP)
+        .await;
     same_transactions(&g, 1, 2).await;
 
     force_quorum(&g, &mut t, 1, [0, 2]).await;
