@@ -20,128 +20,20 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
-
 use crate::api::{Backup, MySQLCluster};
-use crate::backups::{self, BackupError};
-use crate::cluster::build::mycnf::MYSQLX_PORT;
+use crate::backup_controller::{self, BackupError};
 use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::cluster::{self, ReconcileError};
+use crate::context::{ClusterKey, Config, Context};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
-use crate::topology::ClusterInput;
-use crate::topology::Event as TopologyEvent;
-use crate::topology::mysql::SqlOps;
-use crate::xproto::{
-    self,
-    client::SessionOptions,
-    monitor::{ClusterTargets, MemberEvent, Monitor, MonitorConfig, MonitorHandle},
-    tls::{TlsOptions, TlsVerify},
-};
-
-/// Settings of the controller.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// DNS domain of the Kubernetes cluster (`cluster.local`).
-    pub cluster_domain: String,
-    /// Only this namespace, or all when `None`.
-    pub namespace: Option<String>,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    pub http_addr: SocketAddr,
-    /// The operator's own image, which backup Jobs run.
-    pub image: String,
-}
+use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 
 /// How long a cluster's reconcile waits for more triggers before it runs: long enough to take
 /// the notices one group change sends from every member (and the watch events of the operator's
 /// own writes) as one, short enough to stay a small part of the failover path (the
 /// `failover_control_plane` benchmark measures it end to end).
 const DEBOUNCE: Duration = Duration::from_millis(50);
-
-/// The key the X protocol monitor files a cluster's members under.
-pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
-
-/// What every reconcile gets.
-pub struct Context {
-    pub client: Client,
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    /// Sessions to every member's X protocol port: health probes and Group Replication notices
-    /// that wake the cluster's reconcile.
-    pub monitor: MonitorHandle<ClusterKey>,
-    /// Topology Events already published per cluster (reason, message), so a condition that
-    /// persists is announced once, not every tick.
-    published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,
-}
-
-impl Context {
-    fn key(ns: &str, name: &str) -> ClusterKey {
-        ObjectRef::new(name).within(ns)
-    }
-
-    /// Points the monitor at the cluster's members (each at the address the SQL operations
-    /// use: its pod IP once it has one), with the operator's account for the notice session
-    /// (TLS, PLAIN). Idempotent.
-    pub fn monitor_targets(&self, input: &ClusterInput, ops: &SqlOps) {
-        let targets = ClusterTargets {
-            endpoints: (0..input.instances)
-                .map(|i| {
-                    xproto::client::Endpoint::new(input.endpoint(i).address, MYSQLX_PORT as u16)
-                })
-                .collect(),
-            session: Some(SessionOptions {
-                credentials: xproto::client::Credentials::new(
-                    ops.admin.user.clone(),
-                    ops.admin.password.clone(),
-                ),
-                tls: TlsOptions {
-                    verify: TlsVerify::AcceptSelfSigned,
-                    server_name: None,
-                },
-            }),
-        };
-        if let Err(e) = self
-            .monitor
-            .set_targets(Self::key(&input.namespace, &input.name), targets)
-        {
-            warn!(error = %e, "cannot monitor the members over the X protocol");
-        }
-    }
-
-    /// The Events of this tick not yet published for the cluster (those published before and
-    /// no longer current are forgotten, so they are announced again if they come back).
-    pub fn new_events<'a>(
-        &self,
-        ns: &str,
-        name: &str,
-        events: &'a [TopologyEvent],
-    ) -> Vec<&'a TopologyEvent> {
-        let current: BTreeSet<(String, String)> = events
-            .iter()
-            .map(|e| (e.reason.clone(), e.message.clone()))
-            .collect();
-        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        let before = published
-            .insert(Self::key(ns, name), current)
-            .unwrap_or_default();
-        events
-            .iter()
-            .filter(|e| !before.contains(&(e.reason.clone(), e.message.clone())))
-            .collect()
-    }
-
-    /// Stops monitoring a deleted cluster.
-    pub fn forget(&self, ns: &str, name: &str) {
-        let key = Self::key(ns, name);
-        self.monitor.remove(&key);
-        self.published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-    }
-}
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -260,14 +152,13 @@ pub async fn run(
         }
         future::ready(event.into_wake_key())
     });
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        config: config.clone(),
-        metrics: metrics.clone(),
-        monitor: monitor.clone(),
-        published: Mutex::new(HashMap::new()),
-    });
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config.clone(),
+        metrics.clone(),
+        Recorder::new(client.clone(), reporter),
+        monitor.clone(),
+    ));
 
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let (reader, writer) = reflector::store::<PartialObjectMeta<MySQLCluster>>();
@@ -359,7 +250,7 @@ pub async fn run(
     .run(
         |obj, ctx: Arc<Context>| async move {
             let start = Instant::now();
-            let result = backups::reconcile(obj, ctx.clone()).await;
+            let result = backup_controller::reconcile(obj, ctx.clone()).await;
             ctx.metrics.reconciled(start.elapsed());
             result
         },

@@ -33,18 +33,18 @@ impl fmt::Debug for Credentials {
 }
 
 /// The text values of a Secret's keys (bytes that are not UTF-8 are replaced).
-pub struct SecretText(BTreeMap<String, String>);
+pub(crate) struct SecretText(BTreeMap<String, String>);
 
 impl SecretText {
     /// Reads Secret `name` in `ns`.
-    pub async fn read(client: &Client, ns: &str, name: &str) -> Result<Self, kube::Error> {
+    pub(crate) async fn read(client: &Client, ns: &str, name: &str) -> Result<Self, kube::Error> {
         let secret = Api::<Secret>::namespaced(client.clone(), ns)
             .get(name)
             .await?;
         Ok(Self::from(secret))
     }
 
-    pub fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         self.0.get(key).cloned()
     }
 }

@@ -14,9 +14,9 @@ use crate::metrics::Metrics;
 
 /// Shared state of the endpoint.
 #[derive(Clone)]
-pub struct Health {
-    pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+pub(crate) struct Health {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 async fn healthz() -> &'static str {
@@ -45,7 +45,7 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
 }
 
 /// The routes.
-pub fn router(health: Health) -> Router {
+pub(crate) fn router(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -54,7 +54,7 @@ pub fn router(health: Health) -> Router {
 }
 
 /// Serves the routes on `listener` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

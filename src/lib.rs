@@ -1,18 +1,25 @@
 //! innodb-operator: a Kubernetes operator for MySQL InnoDB Cluster.
 //!
 //! One binary, several roles (see `main.rs`): the controller (`run`), the CRD printer (`crd`),
-//! and what backup and restore Jobs run (`backup`, `restore`). The cluster reconcile pipeline
-//! is in [`cluster`], the Backup controller in [`backups`], the dump engine in [`backup`], the
-//! API types in [`api`].
+//! and what backup and restore Jobs run (`backup`, `restore`).
+//!
+//! - [`controller`] wires the watches and runs the two reconciles with a shared [`context`].
+//! - [`cluster`] is the `MySQLCluster` reconcile; it drives the Group Replication state machine
+//!   in [`topology`], which watches the members over the X protocol ([`xproto`]).
+//! - [`backup_controller`] is the `Backup` reconcile (Jobs, schedules, retention).
+//! - [`datapath`] is what those Jobs run: the dump into S3 and the restore from it.
+//! - [`api`] holds the CRD types, [`events`] the Events the operator records.
 
 pub mod api;
-pub mod backup;
-pub mod backups;
+pub mod backup_controller;
 pub mod cluster;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
-pub mod http;
+pub mod datapath;
+pub mod events;
+pub(crate) mod http;
 pub mod metrics;
 pub mod telemetry;
 pub mod topology;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use innodb_operator::backup::cli::{self, BackupArgs, RestoreArgs};
-use innodb_operator::{controller, crd, telemetry};
+use innodb_operator::datapath::cli::{self, BackupArgs, RestoreArgs};
+use innodb_operator::{context, controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -100,7 +100,7 @@ async fn main() -> ExitCode {
             };
             let shutdown = CancellationToken::new();
             controller::cancel_on_signals(shutdown.clone());
-            let config = controller::Config {
+            let config = context::Config {
                 cluster_domain,
                 namespace,
                 http_addr,

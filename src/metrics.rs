@@ -10,13 +10,13 @@ use prometheus_client::registry::Registry;
 
 /// Label of the failures counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    pub error: String,
+pub(crate) struct ErrorLabels {
+    pub(crate) error: String,
 }
 
 /// The operator's metrics and the registry that serves them.
 pub struct Metrics {
-    pub registry: Registry,
+    pub(crate) registry: Registry,
     reconciles: Counter,
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,
@@ -74,13 +74,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a reconcile that took `elapsed`.
-    pub fn reconciled(&self, elapsed: Duration) {
+    pub(crate) fn reconciled(&self, elapsed: Duration) {
         self.reconciles.inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 
     /// Counts a failed reconcile.
-    pub fn failed(&self, error: &str) {
+    pub(crate) fn failed(&self, error: &str) {
         self.failures
             .get_or_create(&ErrorLabels {
                 error: error.to_string(),
@@ -89,12 +89,12 @@ impl Metrics {
     }
 
     /// Counts API writes.
-    pub fn api_writes(&self, n: u64) {
+    pub(crate) fn api_writes(&self, n: u64) {
         self.writes.inc_by(n);
     }
 
     /// Counts an X protocol probe: its latency, or a failure when it got no answer.
-    pub fn member_probe(&self, latency_seconds: Option<f64>) {
+    pub(crate) fn member_probe(&self, latency_seconds: Option<f64>) {
         match latency_seconds {
             Some(l) => self.probes.observe(l),
             None => {
@@ -104,7 +104,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

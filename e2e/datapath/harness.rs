@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use innodb_operator::backup::MysqlConfig;
-use innodb_operator::backup::s3::{CaBundle, S3Config};
+use innodb_operator::datapath::MysqlConfig;
+use innodb_operator::datapath::s3::{CaBundle, S3Config};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
 

@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use harness::{Flavor, Minio, Server};
-use innodb_operator::backup::manifest::MANIFEST;
-use innodb_operator::backup::restore::{self, RestoreConfig, RestoreError};
-use innodb_operator::backup::s3::S3Config;
-use innodb_operator::backup::wire::WireConn;
-use innodb_operator::backup::{self, BackupConfig, BackupError, Manifest, MysqlConfig};
 use innodb_operator::cluster::build::secrets::Account;
 use innodb_operator::credentials::Credentials;
+use innodb_operator::datapath::load::{self, RestoreConfig, RestoreError};
+use innodb_operator::datapath::manifest::MANIFEST;
+use innodb_operator::datapath::s3::S3Config;
+use innodb_operator::datapath::wire::WireConn;
+use innodb_operator::datapath::{self, BackupConfig, BackupError, Manifest, MysqlConfig};
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::sql::{Accounts, Capabilities, account_statements};
 use innodb_operator::version::ServerVersion;
@@ -132,7 +132,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavo
     let gtid_before = src.gtid_executed(&mut c).await;
     assert!(!gtid_before.is_empty(), "source should have GTIDs");
 
-    let m: Manifest = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1"))
+    let m: Manifest = datapath::run(backup_config(&src, s3.config("roundtrip"), "rt/1"))
         .await
         .expect("backup");
     assert!(has_manifest(&s3, "roundtrip", "rt/1").await);
@@ -161,7 +161,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavo
         "invisible column kept"
     );
 
-    let report = restore::run(restore_config(&dst, s3.config("roundtrip"), "rt/1"))
+    let report = load::run(restore_config(&dst, s3.config("roundtrip"), "rt/1"))
         .await
         .expect("restore");
     assert_eq!(report.rows, m.summary().rows);
@@ -217,7 +217,7 @@ async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavo
     assert_eq!(who.as_deref(), Some("app@%"));
 
     // a second backup to the same prefix is refused, the first stays intact
-    let again = backup::run(backup_config(&src, s3.config("roundtrip"), "rt/1")).await;
+    let again = datapath::run(backup_config(&src, s3.config("roundtrip"), "rt/1")).await;
     assert!(
         matches!(again, Err(BackupError::AlreadyExists { .. })),
         "{again:?}"
@@ -232,7 +232,7 @@ async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
     let mut cfg = backup_config(&src, s3.config("bkt"), "stop/1");
     cfg.chunk_bytes = 256 << 20;
     cfg.workers = 1;
-    let run = tokio::spawn(backup::run(cfg));
+    let run = tokio::spawn(datapath::run(cfg));
     wait_mid_upload(&s3, "bkt").await;
     s3.stop();
     let err = run
@@ -246,7 +246,7 @@ async fn s3_stopped_mid_upload_fails_and_leaves_no_manifest() {
         "no manifest after a failed backup"
     );
     let dst = Server::start(Flavor::Mariadb, 12).await;
-    let r = restore::run(restore_config(&dst, s3.config("bkt"), "stop/1")).await;
+    let r = load::run(restore_config(&dst, s3.config("bkt"), "stop/1")).await;
     assert!(matches!(r, Err(RestoreError::NoManifest { .. })), "{r:?}");
 }
 
@@ -257,7 +257,7 @@ async fn database_killed_mid_dump_fails_and_aborts_uploads(flavor: Flavor) {
     let mut cfg = backup_config(&src, s3.config("bkt"), "kill/1");
     cfg.chunk_bytes = 256 << 20;
     cfg.workers = 1;
-    let run = tokio::spawn(backup::run(cfg));
+    let run = tokio::spawn(datapath::run(cfg));
     wait_mid_upload(&s3, "bkt").await;
     src.kill();
     let err = run
@@ -287,7 +287,7 @@ async fn wrong_s3_credentials_and_missing_bucket_fail_clearly() {
     s3.create_bucket("bkt").await;
     let mut bad = s3.config("bkt");
     bad.secret_access_key = "not-the-secret".into();
-    let err = backup::run(backup_config(&src, bad, "creds/1"))
+    let err = datapath::run(backup_config(&src, bad, "creds/1"))
         .await
         .expect_err("bad creds");
     assert!(err.to_string().contains("denied (HTTP 403)"), "{err}");
@@ -296,7 +296,7 @@ async fn wrong_s3_credentials_and_missing_bucket_fail_clearly() {
         "secret leaked: {err}"
     );
 
-    let err = backup::run(backup_config(&src, s3.config("no-such-bucket"), "x"))
+    let err = datapath::run(backup_config(&src, s3.config("no-such-bucket"), "x"))
         .await
         .expect_err("missing bucket");
     assert!(
@@ -312,7 +312,7 @@ async fn a_wrong_database_password_fails_without_showing_it(flavor: Flavor) {
     s3.create_bucket("bkt").await;
     let mut wrong_db = backup_config(&src, s3.config("bkt"), "creds/2");
     wrong_db.mysql.password = "wrong-db-password".into();
-    let err = backup::run(wrong_db).await.expect_err("bad db password");
+    let err = datapath::run(wrong_db).await.expect_err("bad db password");
     assert!(matches!(err, BackupError::Snapshot(_)), "{err}");
     assert!(
         !err.to_string().contains("wrong-db-password"),
@@ -331,7 +331,7 @@ async fn a_part_that_fails_once_is_retried() {
     s3cfg.endpoint = Some(proxy.endpoint());
     let mut cfg = backup_config(&src, s3cfg.clone(), "retry/1");
     cfg.chunk_bytes = 256 << 20;
-    let m = backup::run(cfg)
+    let m = datapath::run(cfg)
         .await
         .expect("a single failed part is retried");
     assert_eq!(proxy.failed.load(Ordering::SeqCst), 1, "the fault fired");
@@ -339,7 +339,7 @@ async fn a_part_that_fails_once_is_retried() {
         m.chunks().any(|(_, c)| c.object_bytes > 5 << 20),
         "object was multipart"
     );
-    restore::run(restore_config(&dst, s3cfg, "retry/1"))
+    load::run(restore_config(&dst, s3cfg, "retry/1"))
         .await
         .expect("restore");
     let want = fixtures::table_digests(&mut c, &["blobs"]).await;
@@ -351,7 +351,7 @@ async fn a_part_that_fails_once_is_retried() {
 async fn a_corrupted_object_is_detected_at_restore() {
     let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mariadb, 51, "bkt").await;
     fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
-    let m = backup::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
+    let m = datapath::run(backup_config(&src, s3.config("bkt"), "corrupt/1"))
         .await
         .expect("backup");
     let (table, chunk) = m.chunks().find(|(t, _)| t.name == "every").unwrap();
@@ -380,7 +380,7 @@ async fn a_corrupted_object_is_detected_at_restore() {
         .await
         .unwrap();
 
-    let err = restore::run(restore_config(&dst, s3.config("bkt"), "corrupt/1"))
+    let err = load::run(restore_config(&dst, s3.config("bkt"), "corrupt/1"))
         .await
         .expect_err("corruption must be detected");
     assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
@@ -443,7 +443,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
                 .unwrap();
         }
     }
-    let m = backup::run(backup).await.expect("backup");
+    let m = datapath::run(backup).await.expect("backup");
     // The operator's grants are enough for the lock it means to take.
     assert_eq!(m.lock_method, flavor.lock_method());
 
@@ -456,9 +456,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
         .filter(|a| **a != Account::Root)
         .map(|a| a.user().to_string())
         .collect();
-    restore::run(cfg)
-        .await
-        .expect("restore with local_infile off");
+    load::run(cfg).await.expect("restore with local_infile off");
 
     let on: Option<i64> = d.query_first("SELECT @@GLOBAL.local_infile").await.unwrap();
     assert_eq!(on, Some(0), "local_infile is off again after the restore");
@@ -491,7 +489,7 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
         .send()
         .await
         .unwrap();
-    let err = restore::run(restore_config(&dst, s3.config("job"), "job/1"))
+    let err = load::run(restore_config(&dst, s3.config("job"), "job/1"))
         .await
         .expect_err("a corrupt chunk fails the restore");
     assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
@@ -624,7 +622,7 @@ async fn https_behind_a_private_ca_round_trips_and_the_server_checks_every_parts
         .key("corrupt")
         .upload_id(id)
         .part_number(1)
-        .checksum_crc32_c(backup::s3::crc32c_base64(&body))
+        .checksum_crc32_c(datapath::s3::crc32c_base64(&body))
         .body(flipped.into())
         .customize()
         .disable_payload_signing()
@@ -726,14 +724,14 @@ async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let acked_before_backup = acked.load(Ordering::SeqCst);
-    let m = backup::run(backup_config(&src, s3.config("writes"), "w/1"))
+    let m = datapath::run(backup_config(&src, s3.config("writes"), "w/1"))
         .await
         .expect("backup under writes");
     let acked_after_backup = acked.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
 
-    let report = restore::run(restore_config(&dst, s3.config("writes"), "w/1"))
+    let report = load::run(restore_config(&dst, s3.config("writes"), "w/1"))
         .await
         .expect("restore");
     let mut d = dst.conn().await;
@@ -775,13 +773,13 @@ async fn a_backup_under_writes_restores_every_acknowledged_row_with_its_gtids() 
 async fn a_mariadb_backup_is_refused_by_mysql97_before_anything_is_created() {
     let (src, dst, s3) = source_target_s3(Flavor::Mariadb, Flavor::Mysql97, 101, "cross").await;
     fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
-    backup::run(backup_config(&src, s3.config("cross"), "x/1"))
+    datapath::run(backup_config(&src, s3.config("cross"), "x/1"))
         .await
         .expect("backup");
     for apply_gtid in [true, false] {
         let mut cfg = restore_config(&dst, s3.config("cross"), "x/1");
         cfg.apply_gtid = apply_gtid;
-        let err = restore::run(cfg).await.expect_err("another family");
+        let err = load::run(cfg).await.expect_err("another family");
         assert!(matches!(err, RestoreError::Flavor { .. }), "{err}");
     }
     let dbs: Vec<String> = dst

@@ -5,11 +5,13 @@
 
 use innodb_operator::api::S3Storage;
 use innodb_operator::api::cluster::{MySQLClusterStatus, RestoreSource, S3Location};
-use innodb_operator::backups::decide::JobView;
-use innodb_operator::backups::job::restore_job_name;
-use innodb_operator::cluster::restore::{self, Plan, RestoreInput, RestoreLocation, Unresolved};
+use innodb_operator::backup_controller::decide::JobView;
+use innodb_operator::backup_controller::job::restore_job_name;
+use innodb_operator::cluster::restore_plan::{
+    self, Plan, RestoreInput, RestoreLocation, Unresolved,
+};
 use innodb_operator::cluster::restore_step::nothing_to_restore;
-use innodb_operator::cluster::status::{self, Observed as StatusInput};
+use innodb_operator::cluster::status::{self, StatusInput};
 use innodb_operator::cluster::topology_step::topology_view;
 use innodb_operator::topology::gtid::{GtidSet, Uuid};
 use innodb_operator::topology::{ActionRecord, Decision, Observed};
@@ -111,7 +113,7 @@ impl RestoreSim {
             },
             path: "prod/shop/orders/nightly".into(),
         };
-        let location = Ok(restore::from_s3(&s3));
+        let location = Ok(restore_plan::from_s3(&s3));
         RestoreSim {
             backup,
             source: RestoreSource {
@@ -170,7 +172,7 @@ impl RestoreSim {
     }
 
     /// The operator's restore step: reads the status, the Job and pod 0, asks the real
-    /// [`restore::plan`], and creates the Job when the plan says so.
+    /// [`restore_plan::plan`], and creates the Job when the plan says so.
     pub fn step(
         &mut self,
         w: &mut World,
@@ -182,7 +184,7 @@ impl RestoreSim {
         let view = self.job_view();
         let created = self.job.as_ref().map(|j| time(j.created));
         let old = self.status.as_ref().and_then(|s| s.restore.as_ref());
-        let plan = restore::plan(&RestoreInput {
+        let plan = restore_plan::plan(&RestoreInput {
             requested: Some(&self.source),
             location: Some(&self.location),
             old,
@@ -190,7 +192,7 @@ impl RestoreSim {
             job: view.as_ref(),
             job_created: created.as_ref(),
             first_member: &format!("{CLUSTER}-0"),
-            first_member_ready: restore::first_member_ready(members, old),
+            first_member_ready: restore_plan::first_member_ready(members, old),
             group_started: nothing_to_restore(self.status.as_ref(), members),
             cluster: CLUSTER,
             now: &time(now),

@@ -42,27 +42,27 @@ use super::storage::S3Storage;
     )
 )]
 #[serde(rename_all = "camelCase")]
-pub struct BackupSpec {
+pub(crate) struct BackupSpec {
     /// The `MySQLCluster` (same namespace) to back up. Fixed when the Backup is created.
     #[x_kube(validation = Rule::new("self == oldSelf").message("clusterName is immutable: create a new Backup for another cluster"))]
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     )]
-    pub cluster_name: String,
+    pub(crate) cluster_name: String,
     /// Where to store this backup; defaults to the cluster's `spec.backup.storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<S3Storage>,
+    pub(crate) storage: Option<S3Storage>,
     /// What happens to the stored objects when this Backup is deleted.
     #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    pub(crate) deletion_policy: DeletionPolicy,
 }
 
 /// What happens to a backup's objects when the `Backup` is deleted.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
-pub enum DeletionPolicy {
+pub(crate) enum DeletionPolicy {
     /// Keep the objects in the bucket.
     #[default]
     Retain,
@@ -72,7 +72,7 @@ pub enum DeletionPolicy {
 
 /// Lifecycle of a backup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum BackupPhase {
+pub(crate) enum BackupPhase {
     Pending,
     Running,
     Succeeded,
@@ -82,26 +82,26 @@ pub enum BackupPhase {
 /// Observed state of a backup.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupStatus {
+pub(crate) struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<BackupPhase>,
+    pub(crate) phase: Option<BackupPhase>,
     /// `s3://bucket/prefix/` of the backup (the folder holding its manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
     /// Compressed size of all stored objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_bytes: Option<i64>,
+    pub(crate) size_bytes: Option<i64>,
     /// GTID set of the consistent snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gtid_set: Option<String>,
+    pub(crate) gtid_set: Option<String>,
     /// The member the backup was taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub(crate) start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub(crate) completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// What happened, in words; on failure, what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }

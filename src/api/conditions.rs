@@ -4,32 +4,32 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Every member is ONLINE, the router tier is up, and the spec is fully applied.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// The read-write Service has a primary to send writes to.
-pub const AVAILABLE: &str = "Available";
+pub(crate) const AVAILABLE: &str = "Available";
 /// The operator is changing something (creating, scaling, rolling, recovering).
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: a member is down, the spec is invalid, an operation failed.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 /// The group has lost its majority and cannot accept writes.
-pub const QUORUM_LOST: &str = "QuorumLost";
+pub(crate) const QUORUM_LOST: &str = "QuorumLost";
 /// The spec runs with a caveat a user should act on: an end-of-life MySQL version, a
 /// deprecated setting, a version change MySQL does not allow (which also degrades the cluster).
-pub const SPEC_WARNING: &str = "SpecWarning";
+pub(crate) const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
 pub const RESTORED: &str = "Restored";
 
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl Desired {
-    pub fn new(
+    pub(crate) fn new(
         type_: &'static str,
         status: bool,
         reason: &str,
@@ -46,7 +46,7 @@ impl Desired {
 
 /// Merges `desired` conditions into `old`: a condition whose status is unchanged keeps its
 /// `lastTransitionTime`; conditions of other types in `old` are kept as they are.
-pub fn merge(
+pub(crate) fn merge(
     old: &[Condition],
     desired: &[Desired],
     generation: Option<i64>,

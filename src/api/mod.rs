@@ -4,7 +4,7 @@
 //! them into `crds/`. Validation the API server can do lives here too: OpenAPI bounds and formats,
 //! and CEL rules (`x-kubernetes-validations`) for what a type cannot say.
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod cluster;
 pub mod conditions;
 pub mod storage;
@@ -12,17 +12,12 @@ pub mod storage;
 #[cfg(test)]
 mod validation_tests;
 
-pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
+pub(crate) use backup::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy};
 pub use cluster::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus};
 pub use storage::S3Storage;
 
-/// The API group of every kind this operator serves.
-pub const GROUP: &str = "innodb-operator.io";
-/// The API version of every kind this operator serves.
-pub const VERSION: &str = "v1alpha1";
-
 /// All CRDs this operator serves, in a stable order.
-pub fn crds()
+pub(crate) fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;

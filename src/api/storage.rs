@@ -46,11 +46,11 @@ pub struct S3Storage {
 pub struct SecretKeyRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
-    pub name: String,
+    pub(crate) name: String,
     /// Key in the Secret.
     #[serde(default = "default_ca_key")]
     #[schemars(length(min = 1, max = 253))]
-    pub key: String,
+    pub(crate) key: String,
 }
 
 fn default_ca_key() -> String {
@@ -67,13 +67,13 @@ fn default_region() -> String {
 pub struct S3CredentialsSecret {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
-    pub name: String,
+    pub(crate) name: String,
     /// Key of the access key id in the Secret.
     #[serde(default = "default_access_key_id_key")]
-    pub access_key_id_key: String,
+    pub(crate) access_key_id_key: String,
     /// Key of the secret access key in the Secret.
     #[serde(default = "default_secret_access_key_key")]
-    pub secret_access_key_key: String,
+    pub(crate) secret_access_key_key: String,
 }
 
 fn default_access_key_id_key() -> String {
@@ -86,7 +86,7 @@ fn default_secret_access_key_key() -> String {
 
 impl S3Storage {
     /// The object key under which a named backup is stored: `<prefix>/<namespace>/<cluster>/<backup>/`.
-    pub fn backup_prefix(&self, namespace: &str, cluster: &str, backup: &str) -> String {
+    pub(crate) fn backup_prefix(&self, namespace: &str, cluster: &str, backup: &str) -> String {
         let base = self
             .prefix
             .as_deref()
@@ -99,7 +99,7 @@ impl S3Storage {
     }
 
     /// `s3://bucket/key` for display in status.
-    pub fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, key)
     }
 }

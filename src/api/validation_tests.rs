@@ -131,7 +131,8 @@ fn the_cron_rule_accepts_what_the_schedule_parser_runs() {
         "@annually",
     ] {
         assert_eq!(cel_error(with(good)), None, "{good}");
-        crate::backups::schedule::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        crate::backup_controller::schedule_plan::parse(good)
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
     }
     for bad in [
         "99 3 * * *",
@@ -144,7 +145,7 @@ fn the_cron_rule_accepts_what_the_schedule_parser_runs() {
     ] {
         assert!(cel_error(with(bad)).is_some(), "{bad} passed the schema");
         assert!(
-            crate::backups::schedule::parse(bad).is_err(),
+            crate::backup_controller::schedule_plan::parse(bad).is_err(),
             "{bad}: the parser would run it"
         );
     }

@@ -22,11 +22,11 @@ use super::build::names::{APPLIED_HASH_ANNOTATION, Names};
 use super::build::{Desired, Kind, Object};
 
 /// The field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "innodb-operator";
+pub(crate) const FIELD_MANAGER: &str = "innodb-operator";
 
 /// What to do with one desired object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// It is missing or differs: apply it.
     Apply,
     /// It is exactly as last applied: no write.
@@ -37,25 +37,25 @@ pub enum Step {
 
 /// What happened to a cluster's objects in one apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// `Kind/name` of each object written.
-    pub applied: Vec<String>,
+    pub(crate) applied: Vec<String>,
     /// `Kind/name` of each object deleted because the cluster no longer needs it.
-    pub pruned: Vec<String>,
+    pub(crate) pruned: Vec<String>,
     /// Names of the Secrets created.
-    pub created_secrets: Vec<String>,
+    pub(crate) created_secrets: Vec<String>,
 }
 
 impl Outcome {
     /// Number of writes this apply made.
-    pub fn writes(&self) -> usize {
+    pub(crate) fn writes(&self) -> usize {
         self.applied.len() + self.pruned.len() + self.created_secrets.len()
     }
 }
 
 /// A write or read that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("{kind:?} {name} exists and is not managed by this MySQLCluster: delete or rename it")]
     Conflict { kind: Kind, name: String },
     #[error("applying {kind:?} {name}: {source}")]
@@ -94,13 +94,13 @@ pub enum ApplyError {
 }
 
 /// Hash of an object as it will be applied (without the hash annotation itself).
-pub fn object_hash<K: Serialize>(obj: &K) -> Result<String, serde_json::Error> {
+pub(crate) fn object_hash<K: Serialize>(obj: &K) -> Result<String, serde_json::Error> {
     let json = serde_json::to_vec(obj)?;
     Ok(hex::encode(&Sha256::digest(json)[..12]))
 }
 
 /// Whether `meta` belongs to the cluster with uid `owner_uid`.
-pub fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+pub(crate) fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
     meta.owner_references
         .iter()
         .flatten()
@@ -108,7 +108,7 @@ pub fn owned_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
 }
 
 /// Decides what to do with a desired object given the metadata of the existing one.
-pub fn decide(desired_hash: &str, existing: Option<&ObjectMeta>, owner_uid: &str) -> Step {
+pub(crate) fn decide(desired_hash: &str, existing: Option<&ObjectMeta>, owner_uid: &str) -> Step {
     match existing {
         None => Step::Apply,
         Some(meta) if !owned_by(meta, owner_uid) => Step::Conflict,
@@ -128,7 +128,7 @@ pub fn decide(desired_hash: &str, existing: Option<&ObjectMeta>, owner_uid: &str
 
 /// Names of the existing objects (found by the cluster's labels) to delete: owned by the
 /// cluster and not desired any more.
-pub fn prune_plan(
+pub(crate) fn prune_plan(
     desired: &BTreeSet<String>,
     existing: &[ObjectMeta],
     owner_uid: &str,
@@ -142,7 +142,7 @@ pub fn prune_plan(
 }
 
 /// Applies `desired` for the cluster `names` whose uid is `owner_uid`.
-pub async fn apply(
+pub(crate) async fn apply(
     client: &Client,
     names: &Names,
     owner_uid: &str,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::build::mycnf::MYCNF_KEY;
 use super::build::names::Names;
 use super::build::secrets::Account;
-use super::restore::{self, RestoreLocation, Unresolved};
+use super::restore_plan::{self, RestoreLocation, Unresolved};
 use crate::api::{Backup, MySQLCluster};
 
 /// What the cluster refers to, as found in the API.
@@ -30,7 +30,7 @@ pub struct Dereferenced {
 
 /// A read that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DereferenceError {
+pub(crate) enum DereferenceError {
     #[error("reading {kind} {name}: {source}")]
     Read {
         kind: &'static str,
@@ -43,7 +43,7 @@ pub enum DereferenceError {
 }
 
 /// Reads everything the cluster refers to.
-pub async fn dereference(
+pub(crate) async fn dereference(
     client: &Client,
     cluster: &MySQLCluster,
 ) -> Result<Dereferenced, DereferenceError> {
@@ -112,7 +112,7 @@ async fn restore_location(
         return Ok(None);
     }
     let name = match (&from.backup, &from.s3) {
-        (_, Some(s3)) => return Ok(Some(Ok(restore::from_s3(s3)))),
+        (_, Some(s3)) => return Ok(Some(Ok(restore_plan::from_s3(s3)))),
         (Some(name), None) => name,
         (None, None) => return Ok(None),
     };
@@ -125,7 +125,7 @@ async fn restore_location(
         }
         _ => None,
     };
-    Ok(Some(restore::locate(
+    Ok(Some(restore_plan::locate(
         name,
         backup.as_ref(),
         source_cluster.as_ref(),
@@ -151,7 +151,7 @@ where
 }
 
 /// The group name written in an existing my.cnf, if any.
-pub fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
+pub(crate) fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
     mycnf.lines().find_map(|l| {
         let v = l
             .trim()

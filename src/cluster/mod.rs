@@ -1,15 +1,15 @@
 //! The `MySQLCluster` reconcile: dereference → validate → build → apply → observe → status.
 //! Each step is a module; this one only strings them together and reports what happened.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod build;
 pub mod dereference;
-pub mod observe;
-pub mod restore;
+pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
 pub mod topology_step;
 pub mod validate;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -20,33 +20,33 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
-use crate::controller::Context;
+use crate::context::Context;
+use crate::events::{self, Reason};
 use apply::{ApplyError, FIELD_MANAGER};
 use build::names::Names;
 use build::secrets;
 use dereference::DereferenceError;
-use observe::ObserveError;
 use restore_step::RestoreStepError;
-use status::Observed;
+use status::StatusInput;
 use topology_step::TopologyError;
+use workloads::ObserveError;
 
 /// How often a settled cluster is looked at again even when nothing changed.
-pub const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a cluster that is still converging is looked at again.
-pub const CONVERGING: Duration = Duration::from_secs(10);
+pub(crate) const CONVERGING: Duration = Duration::from_secs(10);
 /// How often a cluster whose first member is being restored is looked at.
-pub const RESTORE_POLL: Duration = Duration::from_secs(5);
+pub(crate) const RESTORE_POLL: Duration = Duration::from_secs(5);
 
 /// Why a reconcile failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     #[error("reading MySQLCluster {name}: {source}")]
     Get {
         name: String,
@@ -64,7 +64,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Restore(#[from] RestoreStepError),
     #[error(transparent)]
-    Schedules(#[from] crate::backups::schedules::ScheduleStepError),
+    Schedules(#[from] crate::backup_controller::schedule_step::ScheduleStepError),
     #[error("writing the status of MySQLCluster {name}: {source}")]
     Status {
         name: String,
@@ -75,7 +75,7 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// Label of the failures metric.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ReconcileError::Get { .. } => "get",
             ReconcileError::Dereference(_) => "dereference",
@@ -93,7 +93,7 @@ impl ReconcileError {
 /// Reconciles one cluster, known to the watch by its metadata only: the full object is read
 /// here so that one malformed object cannot break the watch of all the others.
 #[instrument(skip_all, fields(cluster = %meta.name_any(), namespace = meta.namespace().unwrap_or_default()))]
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     meta: Arc<PartialObjectMeta<MySQLCluster>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
@@ -121,14 +121,14 @@ pub async fn reconcile(
     }
     let deref = dereference::dereference(&ctx.client, &cluster).await?;
     let names = Names::new(&name, &ns);
-    let mut observed = Observed {
+    let mut observed = StatusInput {
         generation: cluster.metadata.generation,
         group_name: deref.group_name.to_string(),
         desired_instances: cluster.spec.instances,
         router_desired: cluster.spec.router.instances,
         ..Default::default()
     };
-    let workloads = observe::observe(&ctx.client, &names).await?;
+    let workloads = workloads::observe(&ctx.client, &names).await?;
     let mut requeue = CONVERGING;
     let deployed = workloads
         .statefulset
@@ -143,30 +143,16 @@ pub async fn reconcile(
         Ok(v) => {
             for w in &v.warnings {
                 warn!(warning = %w, "spec warning");
-                publish(
-                    &ctx,
-                    &cluster,
-                    EventType::Warning,
-                    w.reason(),
-                    "Validate",
-                    &w.to_string(),
-                )
-                .await;
+                let reason = Reason::SpecWarning(w.reason());
+                publish(&ctx, &cluster, reason, &w.to_string()).await;
             }
             observed.warnings = v.warnings.clone();
             Some(v)
         }
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
-            publish(
-                &ctx,
-                &cluster,
-                EventType::Warning,
-                invalid.reason(),
-                "Validate",
-                &invalid.to_string(),
-            )
-            .await;
+            let reason = Reason::InvalidSpec(invalid.reason());
+            publish(&ctx, &cluster, reason, &invalid.to_string()).await;
             observed.error = Some((invalid.reason().to_string(), invalid.to_string()));
             None
         }
@@ -184,7 +170,7 @@ pub async fn reconcile(
                 workloads.statefulset.as_ref(),
                 now,
             );
-            ctx.monitor_targets(&input, &ops);
+            ctx.monitor_targets(&ns, &name, topology_step::monitor_targets(&input, &ops));
             let mut members = crate::topology::observe(&ops, input).await;
             // A cluster created from a backup: the restore into its first member gates the
             // group's first start (what the members hold tells whether there is anything to
@@ -193,8 +179,7 @@ pub async fn reconcile(
                 restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
                     .await?;
             if let Some(event) = &restore.event {
-                let (reason, note) = (event.reason, &event.message);
-                publish(&ctx, &cluster, EventType::Normal, reason, "Restore", note).await;
+                publish(&ctx, &cluster, event.reason.clone(), &event.message).await;
             }
             observed.restore = restore.status;
             if restore.gate != crate::topology::RestoreGate::Open {
@@ -205,15 +190,7 @@ pub async fn reconcile(
             let tick = crate::topology::act(&ops, members).await;
             if let Err(e) = &tick.outcome {
                 let note = format!("{} failed: {e}", tick.decision.operation.name());
-                publish(
-                    &ctx,
-                    &cluster,
-                    EventType::Warning,
-                    "OperationFailed",
-                    "Topology",
-                    &note,
-                )
-                .await;
+                publish(&ctx, &cluster, Reason::OperationFailed, &note).await;
             }
             Some((tick.decision, tick.history))
         } else {
@@ -227,16 +204,9 @@ pub async fn reconcile(
         let outcome = match apply::apply(&ctx.client, &names, &uid, &desired).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                publish(
-                    &ctx,
-                    &cluster,
-                    EventType::Warning,
-                    "ApplyFailed",
-                    "Apply",
-                    &e.to_string(),
-                )
-                .await;
-                observed.error = Some(("ApplyFailed".to_string(), e.to_string()));
+                publish(&ctx, &cluster, Reason::ApplyFailed, &e.to_string()).await;
+                let reason = Reason::ApplyFailed.as_str().to_string();
+                observed.error = Some((reason, e.to_string()));
                 observed.pods = workloads.pod_views();
                 write_status(&ctx, &api, &cluster, &observed).await?;
                 return Err(e.into());
@@ -253,8 +223,12 @@ pub async fn reconcile(
         }
         ctx.metrics.api_writes(writes as u64);
         observed.changed = writes > 0;
-        let schedules =
-            crate::backups::schedules::run(&ctx.client, &cluster, chrono::Utc::now()).await?;
+        let schedules = crate::backup_controller::schedule_step::run(
+            &ctx.client,
+            &cluster,
+            jiff::Timestamp::now(),
+        )
+        .await?;
         report_schedules(&ctx, &cluster, &schedules).await;
         if let Some(next) = schedules.next_in {
             // Wake up for the next scheduled backup, a second after it is due.
@@ -279,7 +253,7 @@ pub async fn reconcile(
 async fn carry_out(
     ctx: &Context,
     cluster: &MySQLCluster,
-    workloads: &observe::Workloads,
+    workloads: &workloads::Workloads,
     decision: &crate::topology::Decision,
 ) -> Result<usize, ReconcileError> {
     let ns = cluster.namespace().unwrap_or_default();
@@ -289,15 +263,8 @@ async fn carry_out(
     if let Some(ordinal) = decision.update_next {
         let pod = format!("{name}-{ordinal}");
         topology_step::replace_pod(&ctx.client, &ns, &pod).await?;
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "RollingUpdate",
-            "Update",
-            &format!("replacing {pod} with the new spec"),
-        )
-        .await;
+        let note = format!("replacing {pod} with the new spec");
+        publish(ctx, cluster, Reason::RollingUpdate, &note).await;
         writes += 1;
     }
     if decision.switchover_complete && cluster.annotations().contains_key(SWITCHOVER_ANNOTATION) {
@@ -310,20 +277,11 @@ async fn carry_out(
         writes += 1;
     }
     for event in ctx.new_events(&ns, &name, &decision.events) {
-        let type_ = if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        let reason = Reason::Topology {
+            reason: event.reason.clone(),
+            warning: event.warning,
         };
-        publish(
-            ctx,
-            cluster,
-            type_,
-            &event.reason,
-            "Topology",
-            &event.message,
-        )
-        .await;
+        publish(ctx, cluster, reason, &event.message).await;
     }
     Ok(writes)
 }
@@ -334,69 +292,37 @@ async fn report_outcome(ctx: &Context, cluster: &MySQLCluster, outcome: &apply::
             "created credentials Secrets {}",
             outcome.created_secrets.join(", ")
         );
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "CredentialsCreated",
-            "Create",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::CredentialsCreated, &msg).await;
     }
     if !outcome.applied.is_empty() {
         let msg = format!("applied {}", outcome.applied.join(", "));
         info!(%msg);
-        publish(ctx, cluster, EventType::Normal, "Applied", "Apply", &msg).await;
+        publish(ctx, cluster, Reason::Applied, &msg).await;
     }
     if !outcome.pruned.is_empty() {
         let msg = format!(
             "deleted {}, no longer needed by the spec",
             outcome.pruned.join(", ")
         );
-        publish(ctx, cluster, EventType::Normal, "Pruned", "Delete", &msg).await;
+        publish(ctx, cluster, Reason::Pruned, &msg).await;
     }
 }
 
 async fn report_schedules(
     ctx: &Context,
     cluster: &MySQLCluster,
-    schedules: &crate::backups::schedules::ScheduleOutcome,
+    schedules: &crate::backup_controller::schedule_step::ScheduleOutcome,
 ) {
     for name in &schedules.created {
         let msg = format!("created scheduled Backup {name}");
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "BackupScheduled",
-            "Create",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::BackupScheduled, &msg).await;
     }
     if !schedules.deleted.is_empty() {
         let msg = format!("retention deleted Backups {}", schedules.deleted.join(", "));
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "BackupsExpired",
-            "Delete",
-            &msg,
-        )
-        .await;
+        publish(ctx, cluster, Reason::BackupsExpired, &msg).await;
     }
     for invalid in &schedules.invalid {
-        publish(
-            ctx,
-            cluster,
-            EventType::Warning,
-            "InvalidSchedule",
-            "Schedule",
-            invalid,
-        )
-        .await;
+        publish(ctx, cluster, Reason::InvalidSchedule, invalid).await;
     }
     ctx.metrics
         .api_writes((schedules.created.len() + schedules.deleted.len()) as u64);
@@ -408,7 +334,7 @@ async fn write_status(
     ctx: &Context,
     api: &Api<MySQLCluster>,
     cluster: &MySQLCluster,
-    observed: &Observed,
+    observed: &StatusInput,
 ) -> Result<bool, ReconcileError> {
     let now = Time(jiff::Timestamp::now());
     let new = status::status(observed, cluster.status.as_ref(), &now);
@@ -457,9 +383,9 @@ async fn report_malformed(
         "the object cannot be read by this operator version: {error}; fix the spec and apply it again"
     );
     warn!(%message, "malformed MySQLCluster");
-    let observed = Observed {
+    let observed = StatusInput {
         generation: meta.metadata.generation,
-        error: Some(("InvalidObject".to_string(), message.clone())),
+        error: Some((Reason::InvalidObject.as_str().to_string(), message.clone())),
         ..Default::default()
     };
     let mut st = status::status(&observed, None, &Time(jiff::Timestamp::now()));
@@ -479,44 +405,9 @@ async fn report_malformed(
         Err(e) => warn!(error = %e, "could not report the malformed object in its status"),
     }
     let reference = meta.object_ref(&());
-    publish_ref(
-        ctx,
-        &reference,
-        EventType::Warning,
-        "InvalidObject",
-        "Read",
-        &message,
-    )
-    .await;
+    events::publish(&ctx.recorder, &reference, Reason::InvalidObject, &message).await;
 }
 
-async fn publish(
-    ctx: &Context,
-    cluster: &MySQLCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    publish_ref(ctx, &cluster.object_ref(&()), type_, reason, action, note).await;
-}
-
-async fn publish_ref(
-    ctx: &Context,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(error = %e, reason, "could not publish an Event");
-    }
+async fn publish(ctx: &Context, cluster: &MySQLCluster, reason: Reason, note: &str) {
+    events::publish(&ctx.recorder, &cluster.object_ref(&()), reason, note).await;
 }

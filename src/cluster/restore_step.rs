@@ -1,5 +1,5 @@
 //! The restore step of the reconcile (clusters with `spec.restoreFrom`): reads the restore Job,
-//! asks [`super::restore::plan`] what is next, and creates the Job when it is time. The Job is
+//! asks [`super::restore_plan::plan`] what is next, and creates the Job when it is time. The Job is
 //! owned by the cluster, so it goes with it.
 
 use k8s_openapi::api::batch::v1::Job;
@@ -9,11 +9,11 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::build::names::Names;
-use super::restore::{self, Plan, RestoreInput, RestoreLocation};
+use super::restore_plan::{self, Plan, RestoreInput, RestoreLocation};
 use crate::api::MySQLCluster;
 use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
-use crate::backups::{self, BackupError, job};
-use crate::controller::Context;
+use crate::backup_controller::{self, BackupError, job};
+use crate::context::Context;
 use crate::topology::Observed;
 
 /// A read or write of the restore step that failed; the reconcile is retried.
@@ -36,7 +36,7 @@ pub enum RestoreStepError {
 }
 
 /// Whether the status shows a member that was in a group: the group was started before.
-pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
+pub(crate) fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
     status.is_some_and(|s| {
         s.primary.is_some()
             || s.members
@@ -46,9 +46,9 @@ pub fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
 }
 
 /// Whether there is nothing to restore because the cluster's data exists: the status says a
-/// group ran, or the members say so ([`restore::data_exists`]) when the status was lost.
+/// group ran, or the members say so ([`restore_plan::data_exists`]) when the status was lost.
 pub fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observed) -> bool {
-    group_started(status) || restore::data_exists(members)
+    group_started(status) || restore_plan::data_exists(members)
 }
 
 /// Plans the restore of `cluster` and creates its Job when the plan says so; `members` is what
@@ -56,7 +56,7 @@ pub fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observe
 pub async fn run(
     ctx: &Context,
     cluster: &MySQLCluster,
-    location: Option<&Result<RestoreLocation, restore::Unresolved>>,
+    location: Option<&Result<RestoreLocation, restore_plan::Unresolved>>,
     members: &Observed,
     now: &Time,
 ) -> Result<Plan, RestoreStepError> {
@@ -79,11 +79,11 @@ pub async fn run(
         _ => None,
     };
     let view = match &job {
-        Some(j) => Some(backups::job_view(ctx, &ns, &job_name, j).await?),
+        Some(j) => Some(backup_controller::job_view(ctx, &ns, &job_name, j).await?),
         None => None,
     };
     let first_member = names.pod(0);
-    let plan = restore::plan(&RestoreInput {
+    let plan = restore_plan::plan(&RestoreInput {
         requested: cluster.spec.restore_from.as_ref(),
         location,
         old,
@@ -93,7 +93,7 @@ pub async fn run(
             .as_ref()
             .and_then(|j| j.metadata.creation_timestamp.as_ref()),
         first_member: &first_member,
-        first_member_ready: restore::first_member_ready(members, old),
+        first_member_ready: restore_plan::first_member_ready(members, old),
         group_started: nothing_to_restore(cluster.status.as_ref(), members),
         cluster: &name,
         now,

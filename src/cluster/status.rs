@@ -14,20 +14,20 @@ use crate::cluster::validate::SpecWarning;
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
-    pub name: String,
+    pub(crate) name: String,
     /// Pod phase: Pending, Running, ...
-    pub phase: String,
+    pub(crate) phase: String,
     /// The pod's Ready condition.
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// Value of the role label (`primary`, `secondary`) if any.
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// Group Replication member state when known (ONLINE, RECOVERING, ...).
-    pub member_state: Option<String>,
+    pub(crate) member_state: Option<String>,
 }
 
 /// Everything the status is computed from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
+pub struct StatusInput {
     pub generation: Option<i64>,
     pub group_name: String,
     pub desired_instances: i32,
@@ -52,10 +52,10 @@ pub struct Observed {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopologyView {
     /// All five condition types.
-    pub conditions: Vec<Desired>,
-    pub members: Vec<MemberStatus>,
-    pub primary: Option<String>,
-    pub history: Vec<ActionStatus>,
+    pub(crate) conditions: Vec<Desired>,
+    pub(crate) members: Vec<MemberStatus>,
+    pub(crate) primary: Option<String>,
+    pub(crate) history: Vec<ActionStatus>,
 }
 
 fn member_state(p: &PodView) -> String {
@@ -75,14 +75,14 @@ fn is_online(p: &PodView) -> bool {
 
 /// The conditions for `o`: the topology's when it ran (with the router tier folded into
 /// Ready), else what the pods say.
-pub fn conditions(o: &Observed) -> Vec<Desired> {
+pub(crate) fn conditions(o: &StatusInput) -> Vec<Desired> {
     match (&o.topology, &o.error) {
         (Some(t), None) => topology_conditions(o, t),
         _ => pod_conditions(o),
     }
 }
 
-fn topology_conditions(o: &Observed, t: &TopologyView) -> Vec<Desired> {
+fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
     let routers_ready = o.router_ready >= o.router_desired;
     t.conditions
         .iter()
@@ -108,7 +108,7 @@ fn topology_conditions(o: &Observed, t: &TopologyView) -> Vec<Desired> {
         .collect()
 }
 
-fn pod_conditions(o: &Observed) -> Vec<Desired> {
+fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
     let online = o.pods.iter().filter(|p| is_online(p)).count() as i32;
     let primary = o
         .pods
@@ -223,7 +223,11 @@ fn warning_conditions(warnings: &[SpecWarning], desired: &mut [Desired]) -> Desi
 }
 
 /// One word for the conditions (and the restore of a cluster created from a backup).
-pub fn phase(o: &Observed, desired: &[Desired], restore: Option<&RestoreStatus>) -> &'static str {
+pub(crate) fn phase(
+    o: &StatusInput,
+    desired: &[Desired],
+    restore: Option<&RestoreStatus>,
+) -> &'static str {
     let is = |t: &str| desired.iter().any(|d| d.type_ == t && d.status);
     let restore = restore.and_then(|r| r.phase);
     if o.error.is_some() || restore == Some(RestorePhase::Failed) {
@@ -242,7 +246,7 @@ pub fn phase(o: &Observed, desired: &[Desired], restore: Option<&RestoreStatus>)
 }
 
 /// The full status for `o`, merged with `old` so unchanged conditions keep their times.
-pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
+pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> MySQLClusterStatus {
     let mut desired = conditions(o);
     let warning = warning_conditions(&o.warnings, &mut desired);
     desired.push(warning);
@@ -251,7 +255,7 @@ pub fn status(o: &Observed, old: Option<&MySQLClusterStatus>, now: &Time) -> MyS
         .restore
         .clone()
         .or_else(|| old.and_then(|s| s.restore.clone()));
-    desired.extend(super::restore::condition(restore.as_ref()));
+    desired.extend(super::restore_plan::condition(restore.as_ref()));
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (mut members, primary, recent_actions) = match &o.topology {
         Some(t) => (t.members.clone(), t.primary.clone(), t.history.clone()),
@@ -303,8 +307,8 @@ mod tests {
         }
     }
 
-    fn observed(pods: Vec<PodView>) -> Observed {
-        Observed {
+    fn observed(pods: Vec<PodView>) -> StatusInput {
+        StatusInput {
             generation: Some(3),
             group_name: "g".into(),
             desired_instances: 3,

@@ -9,10 +9,10 @@ use super::validate::{ValidCluster, validate};
 use crate::api::MySQLCluster;
 
 /// The group name every fixture uses.
-pub const GROUP_NAME: &str = "6f1c8d8e-4a59-4bd4-9a3e-2f0d7d5d1a10";
+pub(crate) const GROUP_NAME: &str = "6f1c8d8e-4a59-4bd4-9a3e-2f0d7d5d1a10";
 
 /// A `MySQLCluster` from a YAML document with `metadata` and `spec` (apiVersion and kind are added).
-pub fn cluster_from_yaml(yaml: &str) -> MySQLCluster {
+pub(crate) fn cluster_from_yaml(yaml: &str) -> MySQLCluster {
     let mut value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("fixture is YAML");
     let map = value.as_mapping_mut().expect("fixture is a mapping");
     map.insert("apiVersion".into(), "innodb-operator.io/v1alpha1".into());
@@ -21,7 +21,7 @@ pub fn cluster_from_yaml(yaml: &str) -> MySQLCluster {
 }
 
 /// What dereference finds for a new cluster.
-pub fn deref() -> Dereferenced {
+pub(crate) fn deref() -> Dereferenced {
     Dereferenced {
         group_name: Uuid::parse_str(GROUP_NAME).unwrap(),
         existing_accounts: BTreeSet::new(),
@@ -31,7 +31,7 @@ pub fn deref() -> Dereferenced {
 }
 
 /// A validated cluster `orders` in namespace `db` with the given `spec: ...` YAML line(s).
-pub fn valid_cluster(spec_yaml: &str) -> ValidCluster {
+pub(crate) fn valid_cluster(spec_yaml: &str) -> ValidCluster {
     let c = cluster_from_yaml(&format!(
         "metadata: {{name: orders, namespace: db, uid: 0b7c4a52-1f0e-4c57-9d55-3e8a3c1c9e01}}\n{spec_yaml}\n"
     ));

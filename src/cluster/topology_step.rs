@@ -21,23 +21,29 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::local_address_port;
+use crate::cluster::build::mycnf::{MYSQLX_PORT, local_address_port};
 use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
 use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
+use crate::xproto::{
+    self,
+    client::SessionOptions,
+    monitor::ClusterTargets,
+    tls::{TlsOptions, TlsVerify},
+};
 
 /// No second automatic action of the same kind on the same member within this window.
-pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
+pub(crate) const FLAP_WINDOW: Duration = Duration::from_secs(30);
 /// Deadline of connecting to a member and reading its state.
-pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deadline of one group operation (START GROUP_REPLICATION waits for the member to join).
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A read or write around the tick that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
+pub(crate) enum TopologyError {
     #[error("reading the credentials Secret {name}: {source}")]
     Secret {
         name: String,
@@ -57,12 +63,12 @@ pub enum TopologyError {
 }
 
 /// The ordinal of a member pod of `cluster`.
-pub fn ordinal(cluster: &str, pod: &str) -> Option<u32> {
+pub(crate) fn ordinal(cluster: &str, pod: &str) -> Option<u32> {
     pod.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
 }
 
 /// A pod as the state machine sees it. `update_revision` is the StatefulSet's current target.
-pub fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) -> Option<PodInfo> {
+pub(crate) fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) -> Option<PodInfo> {
     let ordinal = ordinal(cluster, &pod.name_any())?;
     let status = pod.status.as_ref();
     let phase = match status.and_then(|s| s.phase.as_deref()) {
@@ -94,7 +100,7 @@ pub fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) -> Opti
 }
 
 /// `0,1` → `[0, 1]`; anything else is not an order.
-pub fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
+pub(crate) fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
     let list: Option<Vec<u32>> = text.split(',').map(|p| p.trim().parse().ok()).collect();
     list.filter(|l| !l.is_empty())
 }
@@ -134,7 +140,7 @@ pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) ->
 }
 
 /// The action history as the status stores it.
-pub fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
+pub(crate) fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
     history
         .iter()
         .map(|r| ActionStatus {
@@ -146,7 +152,7 @@ pub fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
 }
 
 /// The action history from the status (entries that cannot be read are dropped).
-pub fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
+pub(crate) fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
     actions
         .iter()
         .filter_map(|a| {
@@ -169,7 +175,7 @@ pub fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord> {
 
 /// The state machine's input for `cluster` with its `pods`. The group's first start is held
 /// until the restore step, which runs on what the members said, sets the gate.
-pub fn cluster_input(
+pub(crate) fn cluster_input(
     valid: &ValidCluster,
     cluster: &MySQLCluster,
     pods: &[Pod],
@@ -238,7 +244,7 @@ async fn credentials(
 }
 
 /// The SQL operations with the cluster's credentials.
-pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyError> {
+pub(crate) async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyError> {
     Ok(SqlOps {
         admin: credentials(client, names, Account::Admin).await?,
         accounts: Accounts {
@@ -251,10 +257,31 @@ pub async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyE
     })
 }
 
+/// What the X protocol monitor watches of the cluster: each member at the address the SQL
+/// operations use (its pod IP once it has one), with the operator's account for the notice
+/// session (TLS, PLAIN).
+pub fn monitor_targets(input: &ClusterInput, ops: &SqlOps) -> ClusterTargets {
+    ClusterTargets {
+        endpoints: (0..input.instances)
+            .map(|i| xproto::client::Endpoint::new(input.endpoint(i).address, MYSQLX_PORT as u16))
+            .collect(),
+        session: Some(SessionOptions {
+            credentials: xproto::client::Credentials::new(
+                ops.admin.user.clone(),
+                ops.admin.password.clone(),
+            ),
+            tls: TlsOptions {
+                verify: TlsVerify::AcceptSelfSigned,
+                server_name: None,
+            },
+        }),
+    }
+}
+
 /// The label changes the decision asks for: pod name → new value (`None` removes the label),
 /// in the order they must be written: every pod that stops being primary before the one that
 /// becomes primary, so the rw Service never selects two pods, not even between two writes.
-pub fn label_changes(
+pub(crate) fn label_changes(
     cluster: &str,
     pods: &[Pod],
     desired: &BTreeMap<u32, Option<Role>>,
@@ -274,7 +301,7 @@ pub fn label_changes(
 }
 
 /// Sets the role labels; returns how many pods were written.
-pub async fn apply_labels(
+pub(crate) async fn apply_labels(
     client: &Client,
     ns: &str,
     changes: &[(String, Option<&'static str>)],
@@ -294,7 +321,11 @@ pub async fn apply_labels(
 }
 
 /// Deletes the one pod a rolling update may replace now (the StatefulSet recreates it).
-pub async fn replace_pod(client: &Client, ns: &str, name: &str) -> Result<(), TopologyError> {
+pub(crate) async fn replace_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<(), TopologyError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     match pods.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
@@ -307,7 +338,7 @@ pub async fn replace_pod(client: &Client, ns: &str, name: &str) -> Result<(), To
 }
 
 /// Removes a one-shot annotation (switchover done, force-quorum carried out).
-pub async fn clear_annotation(
+pub(crate) async fn clear_annotation(
     client: &Client,
     cluster: &MySQLCluster,
     key: &str,

@@ -6,8 +6,8 @@ use super::observe::{
     ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, RestoreGate,
 };
 use super::ops::Operation;
-use super::status::assemble;
-pub use super::status::{Condition, Decision, Event, MemberReport};
+use super::report::assemble;
+pub use super::report::{Condition, Decision, Event, MemberReport};
 use crate::version;
 
 /// Why no operation (or which one) was chosen: becomes the conditions' reason and message.

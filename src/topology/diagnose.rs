@@ -23,14 +23,14 @@ pub enum Health {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumGroup {
     /// Rows of the view, with the ordinal each row's host belongs to.
-    pub rows: Vec<(Option<u32>, GroupMemberRow)>,
+    pub(crate) rows: Vec<(Option<u32>, GroupMemberRow)>,
     /// The ONLINE primary.
-    pub primary: Option<u32>,
+    pub(crate) primary: Option<u32>,
     /// Reachable ONLINE members the operator can send group-wide statements through
     /// (the primary first).
-    pub contacts: Vec<u32>,
+    pub(crate) contacts: Vec<u32>,
     /// Every transaction the group's reachable ONLINE members hold.
-    pub transactions: GtidSet,
+    pub(crate) transactions: GtidSet,
 }
 
 impl QuorumGroup {
@@ -46,13 +46,13 @@ impl QuorumGroup {
         self.row(ordinal).map(|r| r.state)
     }
 
-    pub fn is_online(&self, ordinal: u32) -> bool {
+    pub(crate) fn is_online(&self, ordinal: u32) -> bool {
         self.status(ordinal) == Some(MemberStatus::Online)
     }
 
     /// Whether the operator read every ONLINE member of the view (so `transactions` is the
     /// group's whole set).
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.rows
             .iter()
             .filter(|(_, r)| r.state == MemberStatus::Online)
@@ -93,12 +93,12 @@ impl QuorumGroup {
 pub struct Diagnosis {
     pub health: Health,
     /// Some ordinal could not be asked: what it would have said is unknown.
-    pub uncertain: bool,
-    pub group: Option<QuorumGroup>,
+    pub(crate) uncertain: bool,
+    pub(crate) group: Option<QuorumGroup>,
     /// Ordinals that could not be asked.
     pub unreachable: Vec<u32>,
     /// Reachable members that are in a group (as far as they know) without quorum.
-    pub stranded: Vec<u32>,
+    pub(crate) stranded: Vec<u32>,
 }
 
 /// Diagnoses the observation.

@@ -73,13 +73,13 @@ impl fmt::Display for Uuid {
 
 /// The source of a GTID: the server (or group) UUID and an optional tag (8.3+).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Source {
-    pub uuid: Uuid,
-    pub tag: Option<String>,
+pub(crate) struct Source {
+    pub(crate) uuid: Uuid,
+    pub(crate) tag: Option<String>,
 }
 
 impl Source {
-    pub fn untagged(uuid: Uuid) -> Self {
+    pub(crate) fn untagged(uuid: Uuid) -> Self {
         Source { uuid, tag: None }
     }
 }
@@ -151,7 +151,7 @@ impl GtidSet {
     }
 
     /// Adds the closed interval `start..=end` of `source` (no-op when `start > end`).
-    pub fn insert_range(&mut self, source: Source, start: u64, end: u64) {
+    pub(crate) fn insert_range(&mut self, source: Source, start: u64, end: u64) {
         if start > end {
             return;
         }
@@ -170,7 +170,8 @@ impl GtidSet {
     }
 
     /// Whether `uuid:n` (untagged) is in the set.
-    pub fn contains(&self, uuid: Uuid, n: u64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, uuid: Uuid, n: u64) -> bool {
         self.sources
             .get(&Source::untagged(uuid))
             .is_some_and(|iv| iv.iter().any(|&(a, b)| a <= n && n <= b))
@@ -232,7 +233,8 @@ impl GtidSet {
     }
 
     /// `self ∩ other`.
-    pub fn intersection(&self, other: &GtidSet) -> GtidSet {
+    #[cfg(test)]
+    pub(crate) fn intersection(&self, other: &GtidSet) -> GtidSet {
         self.subtract(&self.subtract(other))
     }
 

@@ -11,29 +11,29 @@ pub mod decide;
 pub mod diagnose;
 pub mod gtid;
 pub mod labels;
+pub mod member;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
+pub mod report;
 pub mod sql;
-pub mod status;
 
 pub use decide::{decide, updated_history};
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
 };
 pub use ops::{MemberOps, Operation, OpsError};
-pub use status::{Condition, Decision, Event, MemberReport};
+pub use report::{Condition, Decision, Event, MemberReport};
 
-/// What one tick observed, decided and how the operation went.
+/// What one tick decided and how the operation went.
 #[derive(Debug)]
 pub struct Tick {
-    pub observed: Observed,
-    pub decision: Decision,
+    pub(crate) decision: Decision,
     /// The operation's outcome (`Ok` for [`Operation::None`]).
-    pub outcome: Result<(), OpsError>,
+    pub(crate) outcome: Result<(), OpsError>,
     /// The history to store in the status: pruned, plus this tick's record (attempts count,
     /// whether or not they succeeded).
-    pub history: Vec<ActionRecord>,
+    pub(crate) history: Vec<ActionRecord>,
 }
 
 /// How long a tick waits for stragglers once the group's majority answered (see
@@ -60,7 +60,6 @@ pub async fn act<O: MemberOps>(ops: &O, observed: Observed) -> Tick {
     // A failed attempt counts too: anti-flapping must also stop hammering a member.
     let history = updated_history(&observed, decision.record.clone());
     Tick {
-        observed,
         decision,
         outcome,
         history,

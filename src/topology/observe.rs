@@ -7,31 +7,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::gtid::GtidSet;
+pub use super::member::{GroupMemberRow, MemberStatus, Role};
 use super::sql::Capabilities;
 
 /// Port of the classic protocol on every member.
-pub const MYSQL_PORT: u16 = 3306;
-
-/// The label that drives the `C` (primary) and `C-ro` (secondary) Services.
-pub const ROLE_LABEL: &str = "innodb-operator.io/role";
-
-/// A member's role as the Services see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Secondary,
-}
-
-impl Role {
-    /// The value of [`ROLE_LABEL`].
-    pub fn label_value(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Secondary => "secondary",
-        }
-    }
-}
+pub(crate) const MYSQL_PORT: u16 = 3306;
 
 /// Kubernetes pod phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +33,7 @@ pub struct PodInfo {
     pub deleting: bool,
     /// The pod runs an older StatefulSet revision and will be replaced.
     pub update_pending: bool,
-    /// The pod's current value of [`ROLE_LABEL`].
+    /// The pod's current value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
     pub role_label: Option<Role>,
     /// `status.podIP`: where the operator connects (no DNS in the failover path).
     pub ip: Option<String>,
@@ -84,9 +64,9 @@ pub enum ActionKind {
 /// anti-flapping survives operator restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRecord {
-    pub ordinal: u32,
-    pub kind: ActionKind,
-    pub at: Timestamp,
+    pub(crate) ordinal: u32,
+    pub(crate) kind: ActionKind,
+    pub(crate) at: Timestamp,
 }
 
 /// Whether the group may be started, for a cluster created from a backup (`spec.restoreFrom`):
@@ -143,7 +123,7 @@ pub struct ClusterInput {
 impl ClusterInput {
     /// `db` in `ns` with `instances` running, ready pods, no request pending and the restore gate
     /// open: the base of decision fixtures (override fields with `..ClusterInput::for_test(n)`).
-    pub fn for_test(instances: u32) -> Self {
+    pub(crate) fn for_test(instances: u32) -> Self {
         ClusterInput {
             name: "db".into(),
             namespace: "ns".into(),
@@ -174,7 +154,7 @@ impl ClusterInput {
 
 impl ClusterInput {
     /// The pod name of an ordinal.
-    pub fn pod_name(&self, ordinal: u32) -> String {
+    pub(crate) fn pod_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
     }
 
@@ -215,12 +195,12 @@ impl ClusterInput {
         (domain.is_empty() || in_service).then_some(ordinal)
     }
 
-    pub fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
+    pub(crate) fn pod(&self, ordinal: u32) -> Option<&PodInfo> {
         self.pods.iter().find(|p| p.ordinal == ordinal)
     }
 
     /// Every ordinal that belongs to the cluster: the desired ones and any pod still there.
-    pub fn ordinals(&self) -> Vec<u32> {
+    pub(crate) fn ordinals(&self) -> Vec<u32> {
         let mut ordinals: Vec<u32> = (0..self.instances)
             .chain(self.pods.iter().map(|p| p.ordinal))
             .collect();
@@ -235,10 +215,10 @@ impl ClusterInput {
 pub struct Endpoint {
     pub ordinal: u32,
     /// The member's host name (its `report_host`): what other members and clone use.
-    pub host: String,
+    pub(crate) host: String,
     /// What the operator connects to: the pod IP, or `host` when the pod has none yet.
-    pub address: String,
-    pub port: u16,
+    pub(crate) address: String,
+    pub(crate) port: u16,
 }
 
 impl Endpoint {
@@ -258,45 +238,6 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
     }
-}
-
-/// `MEMBER_STATE` of `performance_schema.replication_group_members`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberStatus {
-    Online,
-    Recovering,
-    Offline,
-    Error,
-    Unreachable,
-}
-
-impl MemberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Online => "ONLINE",
-            MemberStatus::Recovering => "RECOVERING",
-            MemberStatus::Offline => "OFFLINE",
-            MemberStatus::Error => "ERROR",
-            MemberStatus::Unreachable => "UNREACHABLE",
-        }
-    }
-
-    /// Whether the member takes part in a group (as far as it knows).
-    pub fn in_group(self) -> bool {
-        matches!(self, MemberStatus::Online | MemberStatus::Recovering)
-    }
-}
-
-/// One row of `performance_schema.replication_group_members`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupMemberRow {
-    pub member_id: String,
-    pub host: String,
-    pub port: u16,
-    pub state: MemberStatus,
-    /// `None` when the column is empty (member not in a group).
-    pub role: Option<Role>,
-    pub version: String,
 }
 
 /// What one member reported about itself.
@@ -380,7 +321,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn member(&self, ordinal: u32) -> Option<&Member> {
+    pub(crate) fn member(&self, ordinal: u32) -> Option<&Member> {
         self.members.iter().find(|m| m.ordinal == ordinal)
     }
 

@@ -60,7 +60,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Operation::None => "none",
             Operation::Bootstrap { .. } => "bootstrap",
@@ -126,7 +126,7 @@ pub enum Patience {
 /// Whether members holding a majority of a group's view have answered: some answered member
 /// is ONLINE in its own view, and more than half of that view's members answered and say of
 /// themselves that they are ONLINE. Pure.
-pub fn majority_answered(input: &ClusterInput, answered: &[Member]) -> bool {
+pub(crate) fn majority_answered(input: &ClusterInput, answered: &[Member]) -> bool {
     fn online(m: &Member) -> Option<&MemberState> {
         match &m.reach {
             Reach::Reachable(s) => (s.own_status() == MemberStatus::Online).then_some(s.as_ref()),

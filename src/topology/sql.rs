@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::version::ServerVersion;
 
-use super::observe::{GroupMemberRow, MemberStatus, Role};
+use super::member::{GroupMemberRow, MemberStatus, Role};
 
 /// A result the operator could not make sense of.
 #[derive(Debug, Error, PartialEq, Eq)]

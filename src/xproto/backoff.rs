@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// The smallest ceiling used, so that a zero configuration cannot make a reconnect loop spin.
-pub const MIN_DELAY: Duration = Duration::from_millis(10);
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -25,7 +25,7 @@ impl Backoff {
     /// The delay before retry number `attempt` (0-based). `jitter` in `[0, 1]` picks a point in
     /// `[ceiling / 2, ceiling]`, where `ceiling = min(max, initial * 2^attempt)`, at least
     /// [`MIN_DELAY`].
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let factor = 2u32.saturating_pow(attempt.min(31));
         let ceiling = self
             .initial

@@ -28,13 +28,11 @@ use super::tls::{self, TlsError, TlsOptions};
 /// The X protocol port of a member.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Endpoint {
-    pub const DEFAULT_PORT: u16 = 33060;
-
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         Self {
             host: host.into(),

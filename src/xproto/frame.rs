@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Bytes in the frame header before the type byte.
-pub const LENGTH_LEN: usize = 4;
+pub(crate) const LENGTH_LEN: usize = 4;
 
 /// Default upper bound for one frame (type byte + payload). The monitor only exchanges small
 /// control messages, so 1 MiB is generous; the server's own default limit is far larger.
@@ -52,14 +52,10 @@ impl Default for FrameCodec {
 impl FrameCodec {
     /// `max_frame_len` bounds the type byte plus payload of every frame in both directions; it is
     /// clamped to what the 32-bit length field can express.
-    pub fn new(max_frame_len: usize) -> Self {
+    pub(crate) fn new(max_frame_len: usize) -> Self {
         Self {
             max_frame_len: max_frame_len.min(u32::MAX as usize),
         }
-    }
-
-    pub fn max_frame_len(&self) -> usize {
-        self.max_frame_len
     }
 }
 

@@ -75,9 +75,9 @@ pub enum ScalarType {
 #[derive(Clone, PartialEq, Message)]
 pub struct ScalarString {
     #[prost(bytes = "vec", required, tag = "1")]
-    pub value: Vec<u8>,
+    pub(crate) value: Vec<u8>,
     #[prost(uint64, optional, tag = "2")]
-    pub collation: Option<u64>,
+    pub(crate) collation: Option<u64>,
 }
 
 /// `Mysqlx.Datatypes.Scalar.Octets`.
@@ -130,7 +130,7 @@ pub struct Object {
 #[derive(Clone, PartialEq, Message)]
 pub struct Array {
     #[prost(message, repeated, tag = "1")]
-    pub value: Vec<Any>,
+    pub(crate) value: Vec<Any>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -192,7 +192,7 @@ impl Any {
         }
     }
 
-    pub fn object(fields: Vec<(&str, Any)>) -> Self {
+    pub(crate) fn object(fields: Vec<(&str, Any)>) -> Self {
         let fld = fields
             .into_iter()
             .map(|(key, value)| ObjectField {

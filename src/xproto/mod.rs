@@ -17,7 +17,7 @@
 //!
 //! // in reconcile, once the members are known (idempotent):
 //! monitor.set_targets(ObjectRef::from_obj(&*cluster), ClusterTargets {
-//!     endpoints: pods.iter().map(|p| Endpoint::new(p.fqdn(), Endpoint::DEFAULT_PORT)).collect(),
+//!     endpoints: pods.iter().map(|p| Endpoint::new(p.fqdn(), 33060)).collect(),
 //!     session: Some(SessionOptions {
 //!         credentials: Credentials::new(user, password),
 //!         tls: TlsOptions { verify: TlsVerify::AcceptSelfSigned, server_name: None },

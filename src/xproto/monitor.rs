@@ -38,7 +38,7 @@ pub struct MonitorConfig {
 }
 
 /// The shortest probe interval honoured; a zero interval would spin.
-pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 impl MonitorConfig {
     fn probe_period(&self) -> Duration {
@@ -72,7 +72,8 @@ pub enum MemberEvent<K> {
 }
 
 impl<K> MemberEvent<K> {
-    pub fn cluster(&self) -> &K {
+    #[cfg(test)]
+    pub(crate) fn cluster(&self) -> &K {
         match self {
             Self::Probe(p) => &p.cluster,
             Self::Wake(w) => &w.cluster,
@@ -80,7 +81,7 @@ impl<K> MemberEvent<K> {
     }
 
     /// The cluster to reconcile, for wake-ups; `None` for probe results.
-    pub fn into_wake_key(self) -> Option<K> {
+    pub(crate) fn into_wake_key(self) -> Option<K> {
         match self {
             Self::Wake(w) => Some(w.cluster),
             Self::Probe(_) => None,
@@ -91,7 +92,7 @@ impl<K> MemberEvent<K> {
 /// One capabilities probe of one member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult<K> {
-    pub cluster: K,
+    pub(crate) cluster: K,
     pub endpoint: Endpoint,
     /// The capabilities round-trip latency, or why the probe failed.
     pub outcome: Result<Duration, String>,
@@ -256,7 +257,7 @@ where
     }
 
     /// Stops monitoring `cluster` (e.g. when it is deleted).
-    pub fn remove(&self, cluster: &K) {
+    pub(crate) fn remove(&self, cluster: &K) {
         let mut clusters = self
             .shared
             .clusters
@@ -289,7 +290,7 @@ where
     }
 
     /// Stops every member task; the event stream ends once they have exited.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.shared.root.cancel();
     }
 }

@@ -69,7 +69,10 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, 
 }
 
 /// The name the certificate must carry: the configured one, else the host.
-pub fn server_name(options: &TlsOptions, host: &str) -> Result<ServerName<'static>, TlsError> {
+pub(crate) fn server_name(
+    options: &TlsOptions,
+    host: &str,
+) -> Result<ServerName<'static>, TlsError> {
     let name = options.server_name.as_deref().unwrap_or(host);
     ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName(name.to_owned()))
 }

@@ -1,13 +1,13 @@
 //! Step 3 of the reconcile: pure functions from the validated cluster to the objects it needs.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
-pub mod member_scripts;
+pub(crate) mod member_scripts;
 pub mod mycnf;
 pub mod names;
-pub mod router;
+pub(crate) mod router;
 pub mod secrets;
-pub mod services;
-pub mod statefulset;
+pub(crate) mod services;
+pub(crate) mod statefulset;
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +34,7 @@ pub enum Object {
 
 /// The kinds the operator applies and prunes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     ConfigMap,
     Service,
     StatefulSet,
@@ -44,7 +44,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order they are applied (configuration before what reads it).
-    pub const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 5] = [
         Kind::ConfigMap,
         Kind::Service,
         Kind::StatefulSet,
@@ -54,7 +54,7 @@ impl Kind {
 }
 
 impl Object {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Service(_) => Kind::Service,
@@ -64,7 +64,7 @@ impl Object {
         }
     }
 
-    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    pub(crate) fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Object::ConfigMap(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
@@ -74,7 +74,7 @@ impl Object {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or_default()
     }
 }

@@ -6,22 +6,22 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 /// Label key for a pod's Group Replication role; the `C` and `C-ro` Services select on it.
-pub const ROLE_LABEL: &str = "innodb-operator.io/role";
+pub(crate) const ROLE_LABEL: &str = "innodb-operator.io/role";
 /// Value of [`ROLE_LABEL`] on the primary.
-pub const ROLE_PRIMARY: &str = "primary";
+pub(crate) const ROLE_PRIMARY: &str = "primary";
 /// Value of [`ROLE_LABEL`] on ONLINE secondaries.
-pub const ROLE_SECONDARY: &str = "secondary";
+pub(crate) const ROLE_SECONDARY: &str = "secondary";
 /// Annotation with the hash of the object as last applied (skips no-op writes).
-pub const APPLIED_HASH_ANNOTATION: &str = "innodb-operator.io/applied-hash";
+pub(crate) const APPLIED_HASH_ANNOTATION: &str = "innodb-operator.io/applied-hash";
 /// Value of `app.kubernetes.io/managed-by`.
-pub const MANAGER: &str = "innodb-operator";
+pub(crate) const MANAGER: &str = "innodb-operator";
 /// `app.kubernetes.io/name` of every object the operator makes.
-pub const APP_NAME: &str = "mysql-innodb-cluster";
+pub(crate) const APP_NAME: &str = "mysql-innodb-cluster";
 
-pub const LABEL_NAME: &str = "app.kubernetes.io/name";
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub(crate) const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub(crate) const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub(crate) const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub(crate) const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The part of a cluster an object belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,51 +48,51 @@ impl Component {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
     pub cluster: String,
-    pub namespace: String,
+    pub(crate) namespace: String,
 }
 
 impl Names {
-    pub fn new(cluster: &str, namespace: &str) -> Self {
+    pub(crate) fn new(cluster: &str, namespace: &str) -> Self {
         Self {
             cluster: cluster.to_string(),
             namespace: namespace.to_string(),
         }
     }
     /// StatefulSet and read-write Service: `C`.
-    pub fn statefulset(&self) -> String {
+    pub(crate) fn statefulset(&self) -> String {
         self.cluster.clone()
     }
-    pub fn rw_service(&self) -> String {
+    pub(crate) fn rw_service(&self) -> String {
         self.cluster.clone()
     }
-    pub fn ro_service(&self) -> String {
+    pub(crate) fn ro_service(&self) -> String {
         format!("{}-ro", self.cluster)
     }
     /// Headless Service of the members: `C-instances`.
-    pub fn instances_service(&self) -> String {
+    pub(crate) fn instances_service(&self) -> String {
         format!("{}-instances", self.cluster)
     }
-    pub fn config_map(&self) -> String {
+    pub(crate) fn config_map(&self) -> String {
         format!("{}-config", self.cluster)
     }
-    pub fn pdb(&self) -> String {
+    pub(crate) fn pdb(&self) -> String {
         self.cluster.clone()
     }
-    pub fn router(&self) -> String {
+    pub(crate) fn router(&self) -> String {
         format!("{}-router", self.cluster)
     }
     /// ClusterIP Service of the routers (the headless one is [`Names::router`]).
-    pub fn router_lb_service(&self) -> String {
+    pub(crate) fn router_lb_service(&self) -> String {
         format!("{}-router-lb", self.cluster)
     }
-    pub fn router_config_map(&self) -> String {
+    pub(crate) fn router_config_map(&self) -> String {
         format!("{}-router-config", self.cluster)
     }
     /// Secret of one of the cluster's accounts.
     pub fn secret(&self, account: &str) -> String {
         format!("{}-{}", self.cluster, account)
     }
-    pub fn pod(&self, ordinal: i32) -> String {
+    pub(crate) fn pod(&self, ordinal: i32) -> String {
         format!("{}-{}", self.cluster, ordinal)
     }
     /// DNS name of a member pod under the headless Service.
@@ -106,12 +106,12 @@ impl Names {
         )
     }
     /// DNS name of a Service of this cluster.
-    pub fn service_fqdn(&self, service: &str, domain: &str) -> String {
+    pub(crate) fn service_fqdn(&self, service: &str, domain: &str) -> String {
         format!("{service}.{}.svc.{domain}", self.namespace)
     }
 
     /// Labels that select every object of this cluster (used to prune).
-    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn selector_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_NAME.to_string(), APP_NAME.to_string()),
             (LABEL_INSTANCE.to_string(), self.cluster.clone()),
@@ -120,19 +120,19 @@ impl Names {
     }
 
     /// `key=value,...` form of [`Names::selector_labels`].
-    pub fn selector_string(&self) -> String {
+    pub(crate) fn selector_string(&self) -> String {
         to_selector(&self.selector_labels())
     }
 
     /// Labels of an object of `component`.
-    pub fn labels(&self, component: Component) -> BTreeMap<String, String> {
+    pub(crate) fn labels(&self, component: Component) -> BTreeMap<String, String> {
         let mut l = self.selector_labels();
         l.insert(LABEL_COMPONENT.to_string(), component.as_str().to_string());
         l
     }
 
     /// Pod selector of a component (stable: never changes for an existing workload).
-    pub fn pod_selector(&self, component: Component) -> BTreeMap<String, String> {
+    pub(crate) fn pod_selector(&self, component: Component) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_INSTANCE.to_string(), self.cluster.clone()),
             (LABEL_COMPONENT.to_string(), component.as_str().to_string()),
@@ -141,7 +141,7 @@ impl Names {
 }
 
 /// `k=v,k2=v2` from a label map.
-pub fn to_selector(labels: &BTreeMap<String, String>) -> String {
+pub(crate) fn to_selector(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -150,7 +150,7 @@ pub fn to_selector(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// Metadata of an object owned by the cluster.
-pub fn owned_meta(
+pub(crate) fn owned_meta(
     name: String,
     names: &Names,
     component: Component,

@@ -20,19 +20,19 @@ use super::statefulset::{CONFIG_HASH_ANNOTATION, restricted_container, restricte
 use crate::cluster::validate::ValidCluster;
 
 /// Classic read-write, classic read-only, X read-write, X read-only.
-pub const PORTS: [(&str, i32); 4] = [
+pub(crate) const PORTS: [(&str, i32); 4] = [
     ("mysql", 6446),
     ("mysql-ro", 6447),
     ("mysqlx", 6448),
     ("mysqlx-ro", 6449),
 ];
 /// UID the router runs as.
-pub const ROUTER_UID: i64 = 999;
+pub(crate) const ROUTER_UID: i64 = 999;
 const CONFIG_KEY: &str = "mysqlrouter.conf";
 const CONFIG_DIR: &str = "/etc/mysqlrouter";
 
 /// The router configuration: four static routes to the cluster's Services.
-pub fn router_conf(c: &ValidCluster) -> String {
+pub(crate) fn router_conf(c: &ValidCluster) -> String {
     let rw = c.names.service_fqdn(&c.names.rw_service(), &c.domain);
     let ro = c.names.service_fqdn(&c.names.ro_service(), &c.domain);
     let route = |name: &str, port: i32, host: &str, target: i32, protocol: &str, strategy: &str| {
@@ -59,7 +59,7 @@ pub fn router_conf(c: &ValidCluster) -> String {
 }
 
 /// The router's ConfigMap.
-pub fn config_map(c: &ValidCluster) -> ConfigMap {
+pub(crate) fn config_map(c: &ValidCluster) -> ConfigMap {
     ConfigMap {
         metadata: c.meta(c.names.router_config_map(), Component::Router),
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), router_conf(c))])),
@@ -87,17 +87,17 @@ fn service(c: &ValidCluster, name: String, headless: bool) -> Service {
 
 /// `C-router`: headless, so DNS publishes `_mysql._tcp.C-router` and `_mysqlx._tcp.C-router`
 /// SRV records with one target per ready router.
-pub fn headless_service(c: &ValidCluster) -> Service {
+pub(crate) fn headless_service(c: &ValidCluster) -> Service {
     service(c, c.names.router(), true)
 }
 
 /// `C-router-lb`: one virtual IP in front of the routers.
-pub fn lb_service(c: &ValidCluster) -> Service {
+pub(crate) fn lb_service(c: &ValidCluster) -> Service {
     service(c, c.names.router_lb_service(), false)
 }
 
 /// The router Deployment.
-pub fn deployment(c: &ValidCluster) -> Deployment {
+pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
     let hash = hex::encode(&Sha256::digest(router_conf(c))[..8]);
     let probe = Probe {
         tcp_socket: Some(TCPSocketAction {

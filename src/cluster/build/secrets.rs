@@ -11,7 +11,7 @@ use super::names::Component;
 use crate::cluster::validate::ValidCluster;
 
 /// Length of generated passwords (alphanumeric: about 190 bits).
-pub const PASSWORD_LEN: usize = 32;
+pub(crate) const PASSWORD_LEN: usize = 32;
 
 /// The accounts a cluster needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,7 +61,7 @@ impl Account {
 }
 
 /// A random alphanumeric password from `rng`.
-pub fn generate_password(rng: &mut impl Rng) -> String {
+pub(crate) fn generate_password(rng: &mut impl Rng) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..PASSWORD_LEN)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
@@ -69,7 +69,7 @@ pub fn generate_password(rng: &mut impl Rng) -> String {
 }
 
 /// The Secret of `account` with `password`.
-pub fn secret(c: &ValidCluster, account: Account, password: &str) -> Secret {
+pub(crate) fn secret(c: &ValidCluster, account: Account, password: &str) -> Secret {
     Secret {
         metadata: c.meta(c.names.secret(account.suffix()), Component::Credentials),
         type_: Some("kubernetes.io/basic-auth".to_string()),
@@ -88,7 +88,7 @@ pub fn secret(c: &ValidCluster, account: Account, password: &str) -> Secret {
 }
 
 /// Secrets for the accounts that have none yet, with fresh passwords from `rng`.
-pub fn missing_secrets(
+pub(crate) fn missing_secrets(
     c: &ValidCluster,
     existing: &std::collections::BTreeSet<Account>,
     rng: &mut impl Rng,

@@ -11,7 +11,7 @@ use super::names::{Component, ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
 use crate::cluster::validate::ValidCluster;
 
 /// A named TCP port; the name makes DNS publish `_<name>._tcp.<service>` SRV records.
-pub fn port(name: &str, port: i32, target: i32) -> ServicePort {
+pub(crate) fn port(name: &str, port: i32, target: i32) -> ServicePort {
     ServicePort {
         name: Some(name.to_string()),
         port,
@@ -30,7 +30,7 @@ fn client_ports() -> Vec<ServicePort> {
 
 /// `C-instances`: headless, publishes not-ready members too (a RECOVERING member must be
 /// resolvable by its peers), named ports `mysql`, `mysqlx`, `gr`.
-pub fn instances(c: &ValidCluster) -> Service {
+pub(crate) fn instances(c: &ValidCluster) -> Service {
     let mut ports = client_ports();
     ports.push(port("gr", GR_PORT, GR_PORT));
     Service {
@@ -62,11 +62,11 @@ fn by_role(c: &ValidCluster, name: String, role: &str) -> Service {
 }
 
 /// `C`: the read-write Service, selecting the pod labelled primary.
-pub fn read_write(c: &ValidCluster) -> Service {
+pub(crate) fn read_write(c: &ValidCluster) -> Service {
     by_role(c, c.names.rw_service(), ROLE_PRIMARY)
 }
 
 /// `C-ro`: the read-only Service, selecting ONLINE secondaries.
-pub fn read_only(c: &ValidCluster) -> Service {
+pub(crate) fn read_only(c: &ValidCluster) -> Service {
     by_role(c, c.names.ro_service(), ROLE_SECONDARY)
 }

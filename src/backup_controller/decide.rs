@@ -21,19 +21,19 @@ pub struct JobView {
 
 /// The result line the backup command writes when it finished (fields the status shows).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct JobResult {
-    pub status: String,
+pub(crate) struct JobResult {
+    pub(crate) status: String,
     #[serde(default)]
-    pub stored_bytes: u64,
+    pub(crate) stored_bytes: u64,
     #[serde(default)]
-    pub gtid_set: String,
+    pub(crate) gtid_set: String,
     #[serde(default)]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The next step for a Backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Finished (Succeeded or Failed): nothing to do.
     Done,
     /// Create the Job.
@@ -48,7 +48,7 @@ pub enum Step {
 
 /// What a backup or restore Job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Still running.
     Running,
     /// Succeeded and reported a complete result.
@@ -59,7 +59,7 @@ pub enum Outcome {
 
 /// What the Job of a `what` ("backup", "restore") came to. It succeeded only when it finished
 /// **and** reported `Succeeded` in a result that can be read.
-pub fn outcome(j: &JobView, what: &str) -> Outcome {
+pub(crate) fn outcome(j: &JobView, what: &str) -> Outcome {
     if j.succeeded {
         return match j.result.as_deref().map(serde_json::from_str::<JobResult>) {
             Some(Ok(r)) if r.status == "Succeeded" => Outcome::Succeeded(r),
@@ -91,7 +91,7 @@ pub fn outcome(j: &JobView, what: &str) -> Outcome {
 }
 
 /// Decides the next step from the Backup's phase and its Job.
-pub fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> Step {
+pub(crate) fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> Step {
     match (phase, job) {
         (Some(BackupPhase::Succeeded | BackupPhase::Failed), _) => Step::Done,
         (None | Some(BackupPhase::Pending), None) => Step::CreateJob,

@@ -10,27 +10,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::cluster::{RestorePhase, RestoreSource, RestoreStatus, S3Location};
 use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
-use crate::backups::decide::{JobView, Outcome, outcome};
+use crate::backup_controller::decide::{JobView, Outcome, outcome};
+use crate::events::Reason;
 use crate::topology::{Observed, PodPhase, RestoreGate};
 
 /// Where the backup to restore is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreLocation {
     /// The bucket and its credentials.
-    pub storage: S3Storage,
+    pub(crate) storage: S3Storage,
     /// The key prefix of the backup (the folder holding its manifest).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// For people: `s3://bucket/prefix/`, with the Backup's name when there is one.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Why the backup to restore cannot be used (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
     /// The source may still become usable by itself (a Backup that is still running).
-    pub waiting: bool,
+    pub(crate) waiting: bool,
     /// What is wrong and what to do.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The restore location of `restoreFrom.s3`: its path is the backup's full key prefix in the
@@ -48,7 +49,7 @@ pub fn from_s3(location: &S3Location) -> RestoreLocation {
 /// not exist) must have Succeeded; its location is taken from its status, the bucket's settings
 /// from its own storage, else from its cluster's (`source_cluster`, as read), else from
 /// `restoring`'s own backup storage when that is the same bucket.
-pub fn locate(
+pub(crate) fn locate(
     name: &str,
     backup: Option<&Backup>,
     source_cluster: Option<&MySQLCluster>,
@@ -118,7 +119,7 @@ pub fn locate(
 }
 
 /// The source named by `restoreFrom`, as the dereference step resolved it.
-pub fn source_name(from: &RestoreSource) -> String {
+pub(crate) fn source_name(from: &RestoreSource) -> String {
     match (&from.backup, &from.s3) {
         (Some(b), _) => format!("Backup {b}"),
         (None, Some(s)) => from_s3(s).source,
@@ -156,8 +157,8 @@ pub struct RestoreInput<'a> {
 /// holds the group).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreEvent {
-    pub reason: &'static str,
-    pub message: String,
+    pub(crate) reason: Reason,
+    pub(crate) message: String,
 }
 
 /// What the restore needs next.
@@ -170,7 +171,7 @@ pub struct Plan {
     /// Create the restore Job now.
     pub create_job: bool,
     /// What happened in this step, when it is news.
-    pub event: Option<RestoreEvent>,
+    pub(crate) event: Option<RestoreEvent>,
 }
 
 /// What to do after a failed restore.
@@ -338,12 +339,12 @@ pub fn plan(i: &RestoreInput) -> Plan {
     // the topology's Warning Event (reason RestoreFailed / RestoreSourceNotFound) tells it.
     let event = match phase {
         RestorePhase::Running if create_job => Some(RestoreEvent {
-            reason: "RestoreStarted",
+            reason: Reason::RestoreStarted,
             message: message.clone(),
         }),
         RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
             Some(RestoreEvent {
-                reason: "Restored",
+                reason: Reason::Restored,
                 message: message.clone(),
             })
         }
@@ -385,7 +386,7 @@ pub fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> b
 }
 
 /// The `Restored` condition for a restore status (none when no restore was asked for).
-pub fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
+pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
     let status = status?;
     let message = status.message.clone().unwrap_or_default();
     Some(match status.phase {
@@ -628,7 +629,7 @@ mod tests {
         assert_eq!(s.source.as_deref(), Some("s3://b/prod/x/"));
         assert_eq!(s.start_time, Some(now()));
         let e = start.event.unwrap();
-        assert_eq!(e.reason, "RestoreStarted");
+        assert_eq!(e.reason, Reason::RestoreStarted);
         let c = condition(start.status.as_ref()).unwrap();
         assert_eq!((c.status, c.reason.as_str()), (false, "RestoreRunning"));
     }
@@ -672,7 +673,7 @@ mod tests {
         assert_eq!(s.phase, Some(RestorePhase::Succeeded));
         assert_eq!(s.gtid_set.as_deref(), Some("u:1-42"));
         assert_eq!(s.completion_time, Some(now()));
-        assert_eq!(p.event.as_ref().unwrap().reason, "Restored");
+        assert_eq!(p.event.as_ref().unwrap().reason, Reason::Restored);
         let c = condition(p.status.as_ref()).unwrap();
         assert!(c.status);
         // Later reconciles: settled, without the Job (it may be deleted) and without news.

@@ -10,15 +10,6 @@ use super::labels;
 use super::observe::{ActionRecord, Observed, Reach, Role};
 use super::ops::Operation;
 
-/// Condition types the topology sets.
-pub const CONDITION_TYPES: [&str; 5] = [
-    "Ready",
-    "Available",
-    "Progressing",
-    "Degraded",
-    "QuorumLost",
-];
-
 /// A status condition (`status` is "True"/"False" on the object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
@@ -32,17 +23,17 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub warning: bool,
-    pub reason: String,
+    pub(crate) reason: String,
     pub message: String,
 }
 
 /// One member in the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReport {
-    pub name: String,
-    pub role: Option<Role>,
+    pub(crate) name: String,
+    pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
-    pub state: String,
+    pub(crate) state: String,
 }
 
 /// What the lead does with one tick's result.
@@ -54,9 +45,9 @@ pub struct Decision {
     pub record: Option<ActionRecord>,
     /// All five condition types, every tick.
     pub conditions: Vec<Condition>,
-    pub members: Vec<MemberReport>,
+    pub(crate) members: Vec<MemberReport>,
     /// Pod name of the primary.
-    pub primary: Option<String>,
+    pub(crate) primary: Option<String>,
     pub events: Vec<Event>,
     /// Desired role label per existing pod ordinal.
     pub labels: BTreeMap<u32, Option<Role>>,

@@ -11,21 +11,21 @@ use super::status::PodView;
 
 /// What the workloads report.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Workloads {
+pub(crate) struct Workloads {
     /// The member pods, by name.
-    pub pods: Vec<Pod>,
-    pub statefulset: Option<StatefulSet>,
-    pub router_ready: i32,
+    pub(crate) pods: Vec<Pod>,
+    pub(crate) statefulset: Option<StatefulSet>,
+    pub(crate) router_ready: i32,
 }
 
 impl Workloads {
     /// The member pods as the status sees them.
-    pub fn pod_views(&self) -> Vec<PodView> {
+    pub(crate) fn pod_views(&self) -> Vec<PodView> {
         self.pods.iter().map(pod_view).collect()
     }
 
     /// Whether the StatefulSet runs its current spec on every replica.
-    pub fn rolled_out(&self) -> bool {
+    pub(crate) fn rolled_out(&self) -> bool {
         self.statefulset.as_ref().is_some_and(rolled_out)
     }
 }
@@ -33,14 +33,14 @@ impl Workloads {
 /// A read that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("reading the cluster's {what}: {source}")]
-pub struct ObserveError {
+pub(crate) struct ObserveError {
     what: &'static str,
     #[source]
     source: kube::Error,
 }
 
 /// A pod as the status sees it.
-pub fn pod_view(p: &Pod) -> PodView {
+pub(crate) fn pod_view(p: &Pod) -> PodView {
     let status = p.status.as_ref();
     PodView {
         name: p.metadata.name.clone().unwrap_or_default(),
@@ -60,7 +60,7 @@ pub fn pod_view(p: &Pod) -> PodView {
 }
 
 /// Whether the StatefulSet runs its current spec on every replica.
-pub fn rolled_out(sts: &StatefulSet) -> bool {
+pub(crate) fn rolled_out(sts: &StatefulSet) -> bool {
     let desired = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(st) = &sts.status else { return false };
     st.observed_generation == sts.metadata.generation
@@ -71,7 +71,7 @@ pub fn rolled_out(sts: &StatefulSet) -> bool {
 }
 
 /// Reads the pods, the StatefulSet and the router Deployment of `names`.
-pub async fn observe(client: &Client, names: &Names) -> Result<Workloads, ObserveError> {
+pub(crate) async fn observe(client: &Client, names: &Names) -> Result<Workloads, ObserveError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let selector = to_selector(&names.pod_selector(Component::Database));
     let list = pods

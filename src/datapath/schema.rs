@@ -27,45 +27,45 @@ const SYSTEM_USERS: &[&str] = &[
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     pub databases: Vec<Database>,
-    pub accounts: Vec<Account>,
+    pub(crate) accounts: Vec<Account>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {
     pub name: String,
-    pub create: String,
-    pub tables: Vec<Ddl>,
-    pub views: Vec<Ddl>,
-    pub routines: Vec<Ddl>,
-    pub triggers: Vec<Ddl>,
-    pub events: Vec<Ddl>,
+    pub(crate) create: String,
+    pub(crate) tables: Vec<Ddl>,
+    pub(crate) views: Vec<Ddl>,
+    pub(crate) routines: Vec<Ddl>,
+    pub(crate) triggers: Vec<Ddl>,
+    pub(crate) events: Vec<Ddl>,
 }
 
 /// One CREATE statement and the sql_mode it must run under (routines, triggers, events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ddl {
-    pub name: String,
-    pub sql_mode: Option<String>,
-    pub statement: String,
+    pub(crate) name: String,
+    pub(crate) sql_mode: Option<String>,
+    pub(crate) statement: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    pub user: String,
-    pub host: String,
-    pub create: String,
-    pub grants: Vec<String>,
+    pub(crate) user: String,
+    pub(crate) host: String,
+    pub(crate) create: String,
+    pub(crate) grants: Vec<String>,
 }
 
 /// What the dump needs to know about a table's data.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableData {
-    pub database: String,
-    pub name: String,
-    pub columns: Vec<Column>,
-    pub split_column: Option<String>,
-    pub est_rows: u64,
-    pub avg_row_bytes: u64,
+pub(crate) struct TableData {
+    pub(crate) database: String,
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) split_column: Option<String>,
+    pub(crate) est_rows: u64,
+    pub(crate) avg_row_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Sche
 }
 
 /// Picks the databases to dump: `only` if given, else all but the system ones.
-pub fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
+pub(crate) fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
     all.into_iter()
         .filter(|d| {
             if only.is_empty() {
@@ -108,7 +108,7 @@ pub fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String> {
 
 /// Whether an `information_schema.COLUMNS.EXTRA` value marks a generated (computed) column.
 /// MySQL's `DEFAULT_GENERATED` is an expression default, a real column.
-pub fn is_generated(extra: &str) -> bool {
+pub(crate) fn is_generated(extra: &str) -> bool {
     let e = extra.to_ascii_uppercase();
     [
         "VIRTUAL GENERATED",
@@ -120,7 +120,7 @@ pub fn is_generated(extra: &str) -> bool {
 }
 
 /// Reads the full schema and the data facts of every table in the selected databases.
-pub async fn read(
+pub(crate) async fn read(
     conn: &mut Conn,
     only: &[String],
 ) -> Result<(Schema, Vec<TableData>), SchemaError> {

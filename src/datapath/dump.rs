@@ -1,4 +1,4 @@
-//! `backup::run`: snapshot, schema, chunk plan, parallel chunk dumps streamed to S3, manifest last.
+//! `datapath::run`: snapshot, schema, chunk plan, parallel chunk dumps streamed to S3, manifest last.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -39,12 +39,12 @@ pub struct BackupConfig {
 
 impl BackupConfig {
     /// Part buffers shared by all workers: one filling per worker plus the uploads in flight.
-    pub fn part_buffers(&self) -> usize {
+    pub(crate) fn part_buffers(&self) -> usize {
         self.workers + self.parts_in_flight
     }
 
     /// Peak bytes held in part buffers.
-    pub fn buffer_budget(&self) -> usize {
+    pub(crate) fn buffer_budget(&self) -> usize {
         self.part_buffers() * self.part_size
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::restore::{self, RestoreConfig};
+use super::load::{self, RestoreConfig};
 use super::s3::{CaBundle, S3Config, S3Error};
 use super::{MysqlConfig, dump::BackupConfig};
 
@@ -14,89 +14,89 @@ use super::{MysqlConfig, dump::BackupConfig};
 pub struct S3Args {
     /// S3 endpoint URL (MinIO, Ceph, ...); AWS when omitted.
     #[arg(long, env = "S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
+    pub(crate) s3_endpoint: Option<String>,
     #[arg(long, env = "S3_BUCKET")]
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Key prefix of the backup (one backup per prefix).
     #[arg(long, env = "S3_PREFIX")]
-    pub prefix: String,
+    pub(crate) prefix: String,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub region: String,
+    pub(crate) region: String,
     /// Path-style addressing (needed by most self-hosted S3 servers).
     #[arg(long, env = "S3_PATH_STYLE", default_value_t = false)]
-    pub path_style: bool,
+    pub(crate) path_style: bool,
     /// Attempts per S3 request (retries with backoff on throttling, 5xx and connection errors).
     #[arg(long, default_value_t = 5)]
-    pub s3_attempts: u32,
+    pub(crate) s3_attempts: u32,
     /// PEM file of CA certificates (one or more) trusted for the S3 endpoint in addition to the
     /// system roots: an HTTPS endpoint behind a private CA.
     #[arg(long, env = "S3_CA_FILE")]
-    pub s3_ca_file: Option<PathBuf>,
+    pub(crate) s3_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct MysqlArgs {
     #[arg(long, env = "MYSQL_HOST", default_value = "127.0.0.1")]
-    pub host: String,
+    pub(crate) host: String,
     #[arg(long, env = "MYSQL_PORT", default_value_t = 3306)]
-    pub port: u16,
+    pub(crate) port: u16,
     #[arg(long, env = "MYSQL_USER", default_value = "root")]
-    pub user: String,
+    pub(crate) user: String,
     /// Name of the environment variable that holds the password.
     #[arg(long, default_value = "MYSQL_PASSWORD")]
-    pub password_env: String,
+    pub(crate) password_env: String,
     /// File that holds the password (wins over --password-env).
     #[arg(long)]
-    pub password_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct BackupArgs {
     #[command(flatten)]
-    pub s3: S3Args,
+    pub(crate) s3: S3Args,
     #[command(flatten)]
-    pub mysql: MysqlArgs,
+    pub(crate) mysql: MysqlArgs,
     /// Parallel dump connections.
     #[arg(long, default_value_t = 4)]
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Multipart part size in MiB (≥ 5); part buffers take (workers + parts in flight) × this.
     #[arg(long, default_value_t = 5)]
-    pub part_size_mib: usize,
+    pub(crate) part_size_mib: usize,
     /// Part uploads in flight across all workers while each fills its next part.
     #[arg(long, default_value_t = 2)]
-    pub parts_in_flight: usize,
+    pub(crate) parts_in_flight: usize,
     /// Target uncompressed chunk size in MiB.
     #[arg(long, default_value_t = 64)]
-    pub chunk_mib: u64,
+    pub(crate) chunk_mib: u64,
     /// zstd level: 1 keeps compression off the critical path on small machines (about 2:1 on
     /// typical rows); higher levels trade CPU for a smaller backup.
     #[arg(long, default_value_t = 1)]
-    pub zstd_level: i32,
+    pub(crate) zstd_level: i32,
     /// Databases to dump (repeatable); all but the system schemas when omitted.
     #[arg(long = "database")]
-    pub databases: Vec<String>,
+    pub(crate) databases: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct RestoreArgs {
     #[command(flatten)]
-    pub s3: S3Args,
+    pub(crate) s3: S3Args,
     #[command(flatten)]
-    pub mysql: MysqlArgs,
+    pub(crate) mysql: MysqlArgs,
     /// Parallel load connections.
     #[arg(long, default_value_t = 4)]
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Do not set the backup's GTID set on the target.
     #[arg(long)]
-    pub skip_gtid: bool,
+    pub(crate) skip_gtid: bool,
     /// Do not restore this account (a user name, every host; repeatable): the target's own
     /// service accounts keep their passwords.
     #[arg(long = "skip-account")]
-    pub skip_accounts: Vec<String>,
+    pub(crate) skip_accounts: Vec<String>,
     /// Keep trying this many seconds while the server cannot be reached (a member still
     /// initialising); a refused login fails at once.
     #[arg(long, default_value_t = 0)]
-    pub wait_for_server_seconds: u64,
+    pub(crate) wait_for_server_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,7 @@ fn env(name: &str, what: &'static str) -> Result<String, CliError> {
 }
 
 impl S3Args {
-    pub fn config(&self) -> Result<S3Config, CliError> {
+    pub(crate) fn config(&self) -> Result<S3Config, CliError> {
         Ok(S3Config {
             endpoint: self.s3_endpoint.clone(),
             region: self.region.clone(),
@@ -133,7 +133,7 @@ impl S3Args {
 }
 
 impl MysqlArgs {
-    pub fn config(&self) -> Result<MysqlConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<MysqlConfig, CliError> {
         let password = match &self.password_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|source| CliError::PasswordFile {
@@ -170,7 +170,7 @@ impl BackupArgs {
 }
 
 impl RestoreArgs {
-    pub fn config(&self) -> Result<RestoreConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<RestoreConfig, CliError> {
         Ok(RestoreConfig {
             mysql: self.mysql.config()?,
             s3: self.s3.config()?,
@@ -248,7 +248,7 @@ pub async fn backup(args: BackupArgs) -> ExitCode {
 pub async fn restore(args: RestoreArgs) -> ExitCode {
     bound_allocator();
     let outcome = match args.config() {
-        Ok(cfg) => restore::run(cfg).await.map_err(|e| e.to_string()),
+        Ok(cfg) => load::run(cfg).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     report(outcome)

@@ -141,7 +141,11 @@ impl WireConn<TcpStream> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     /// Runs the connection phase on an open stream.
-    pub async fn handshake(stream: S, user: &str, password: &str) -> Result<Self, WireError> {
+    pub(crate) async fn handshake(
+        stream: S,
+        user: &str,
+        password: &str,
+    ) -> Result<Self, WireError> {
         let mut conn = WireConn {
             stream,
             buf: vec![0; READ_CHUNK],
@@ -255,7 +259,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     }
 
     /// Runs a statement that returns no rows (a result set, if any, is read and dropped).
-    pub async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
         let mut rows = self.query(sql).await?;
         while rows.next().await?.is_some() {}
         Ok(())
@@ -500,17 +504,18 @@ pub struct Row<'a> {
 
 impl<'a> Row<'a> {
     /// A row view over one text-protocol row packet of a result with `columns` columns.
-    pub fn new(packet: &'a [u8], columns: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(packet: &'a [u8], columns: usize) -> Self {
         Row { packet, columns }
     }
 
     /// The row's packet as the server sent it: `columns` length-encoded fields.
-    pub fn packet(&self) -> &'a [u8] {
+    pub(crate) fn packet(&self) -> &'a [u8] {
         self.packet
     }
 
     /// The number of fields the row must have.
-    pub fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.columns
     }
 

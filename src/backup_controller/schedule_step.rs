@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use super::schedule::{
+use super::schedule_plan::{
     self, CLUSTER_LABEL, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION, ScheduledBackup,
 };
 use crate::api::{Backup, BackupSpec, MySQLCluster};
@@ -20,12 +20,12 @@ use crate::api::{Backup, BackupSpec, MySQLCluster};
 /// What the schedules step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScheduleOutcome {
-    pub created: Vec<String>,
-    pub deleted: Vec<String>,
+    pub(crate) created: Vec<String>,
+    pub(crate) deleted: Vec<String>,
     /// Schedules whose expression cannot be used, with why.
-    pub invalid: Vec<String>,
+    pub(crate) invalid: Vec<String>,
     /// Time until the next scheduled run.
-    pub next_in: Option<Duration>,
+    pub(crate) next_in: Option<Duration>,
 }
 
 /// A read or write that failed.
@@ -37,7 +37,7 @@ pub struct ScheduleStepError {
     source: kube::Error,
 }
 
-fn scheduled_at(b: &Backup) -> Option<DateTime<Utc>> {
+fn scheduled_at(b: &Backup) -> Option<Timestamp> {
     b.annotations().get(SCHEDULED_AT_ANNOTATION)?.parse().ok()
 }
 
@@ -45,7 +45,7 @@ fn scheduled_at(b: &Backup) -> Option<DateTime<Utc>> {
 pub async fn run(
     client: &Client,
     cluster: &MySQLCluster,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> Result<ScheduleOutcome, ScheduleStepError> {
     let mut out = ScheduleOutcome::default();
     let Some(config) = &cluster.spec.backup else {
@@ -78,14 +78,14 @@ pub async fn run(
                 phase: b.status.as_ref().and_then(|st| st.phase),
             });
     }
-    let created_at: DateTime<Utc> = cluster
+    let created_at = cluster
         .metadata
         .creation_timestamp
         .as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+        .and_then(|t| Timestamp::from_second(t.0.as_second()).ok())
         .unwrap_or(now);
     for s in config.schedules.iter().filter(|s| s.enabled) {
-        let cron = match schedule::parse(&s.schedule) {
+        let cron = match schedule_plan::parse(&s.schedule) {
             Ok(c) => c,
             Err(e) => {
                 out.invalid.push(e.to_string());
@@ -98,8 +98,8 @@ pub async fn run(
             .map(|r| r.scheduled_at)
             .max()
             .unwrap_or(created_at);
-        if let Some(at) = schedule::due(&cron, since, now) {
-            let backup_name = schedule::backup_name(&name, &s.name, at);
+        if let Some(at) = schedule_plan::due(&cron, since, now) {
+            let backup_name = schedule_plan::backup_name(&name, &s.name, at);
             let backup = Backup {
                 metadata: ObjectMeta {
                     name: Some(backup_name.clone()),
@@ -110,7 +110,7 @@ pub async fn run(
                     ])),
                     annotations: Some(BTreeMap::from([(
                         SCHEDULED_AT_ANNOTATION.to_string(),
-                        at.to_rfc3339(),
+                        schedule_plan::scheduled_at_text(at),
                     )])),
                     ..Default::default()
                 },
@@ -135,7 +135,7 @@ pub async fn run(
                 }
             }
         }
-        for doomed in schedule::retention(&runs, s.keep.max(1) as usize) {
+        for doomed in schedule_plan::retention(&runs, s.keep.max(1) as usize) {
             match api.delete(&doomed, &DeleteParams::background()).await {
                 Ok(_) => out.deleted.push(doomed),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -144,8 +144,8 @@ pub async fn run(
                 }
             }
         }
-        if let Some(next) = schedule::next(&cron, now) {
-            let wait = (next - now).to_std().unwrap_or_default();
+        if let Some(next) = schedule_plan::next(&cron, now) {
+            let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
             out.next_in = Some(out.next_in.map_or(wait, |w| w.min(wait)));
         }
     }

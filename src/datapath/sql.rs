@@ -1,19 +1,19 @@
 //! Quoting for identifiers and string literals the dump and restore put into SQL text.
 
 /// `name` as a backquoted identifier (embedded backquotes doubled).
-pub fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
 /// `db`.`table`.
-pub fn qualified(db: &str, table: &str) -> String {
+pub(crate) fn qualified(db: &str, table: &str) -> String {
     format!("{}.{}", ident(db), ident(table))
 }
 
 /// A single-quoted string literal that is safe with or without `NO_BACKSLASH_ESCAPES`
 /// (quotes are doubled; backslashes never appear unescaped because they are rejected by callers
 /// that build literals from untrusted text, and doubled here otherwise).
-pub fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     if text.contains('\\') {
         // Backslash semantics depend on sql_mode; hex is unambiguous.
         let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();

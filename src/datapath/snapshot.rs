@@ -12,7 +12,7 @@ use super::wire::{WireConn, WireError};
 
 /// How commits are held still while the workers' snapshots start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMethod {
+pub(crate) enum LockMethod {
     /// MariaDB 10.4+: `BACKUP STAGE START` + `BACKUP STAGE BLOCK_COMMIT`, then `BACKUP STAGE END`.
     BackupStage,
     /// MySQL 8: `LOCK INSTANCE FOR BACKUP` (held for the whole dump, so no DDL can change the
@@ -23,7 +23,7 @@ pub enum LockMethod {
 }
 
 impl LockMethod {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             LockMethod::BackupStage => "backup-stage",
             LockMethod::InstanceLock => "lock-instance-for-backup",
@@ -57,7 +57,7 @@ const ER_NOT_SUPPORTED_YET: u16 = 1235;
 
 /// The capability probe: which method to try after `tried` failed with server error `code`
 /// (`None` when the failure is real and must be reported).
-pub fn fallback(tried: LockMethod, code: u16) -> Option<LockMethod> {
+pub(crate) fn fallback(tried: LockMethod, code: u16) -> Option<LockMethod> {
     let unsupported = matches!(
         code,
         ER_PARSE_ERROR | ER_SPECIFIC_ACCESS_DENIED | ER_NOT_SUPPORTED_YET
@@ -134,18 +134,18 @@ async fn connect_worker(cfg: &MysqlConfig) -> Result<WireConn, SnapshotError> {
 }
 
 /// Snapshot transactions on every worker, all seeing the same committed state.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Holds `LOCK INSTANCE FOR BACKUP` (MySQL 8) until [`Snapshot::finish`].
-    pub coordinator: Conn,
-    pub workers: Vec<WireConn>,
-    pub method: LockMethod,
-    pub gtid: Gtid,
-    pub server_version: String,
+    pub(crate) coordinator: Conn,
+    pub(crate) workers: Vec<WireConn>,
+    pub(crate) method: LockMethod,
+    pub(crate) gtid: Gtid,
+    pub(crate) server_version: String,
 }
 
 /// Takes the snapshot; `while_locked` runs on the coordinator while commits are still held (the
 /// schema is read there so it matches the data).
-pub async fn take<T, E, F>(
+pub(crate) async fn take<T, E, F>(
     cfg: &MysqlConfig,
     workers: usize,
     while_locked: F,
@@ -209,7 +209,7 @@ where
 
 impl Snapshot {
     /// Ends the snapshot: releases the instance backup lock (if held) and closes connections.
-    pub async fn finish(self) -> Result<(), SnapshotError> {
+    pub(crate) async fn finish(self) -> Result<(), SnapshotError> {
         let mut coordinator = self.coordinator;
         if self.method == LockMethod::InstanceLock {
             coordinator

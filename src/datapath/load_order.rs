@@ -14,23 +14,23 @@ use std::collections::VecDeque;
 
 /// What the restore knows about one table when it plans.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TablePlan {
+pub(crate) struct TablePlan {
     /// Uncompressed size of every chunk, in manifest order.
-    pub chunk_bytes: Vec<u64>,
+    pub(crate) chunk_bytes: Vec<u64>,
     /// Loads of this table that may run at the same time (at least 1).
-    pub max_parallel: usize,
+    pub(crate) max_parallel: usize,
     /// Whether an index build follows the last load.
-    pub deferred_indexes: bool,
+    pub(crate) deferred_indexes: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Job {
+pub(crate) enum Job {
     Load { table: usize, chunk: usize },
     BuildIndexes { table: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     Run(Job),
     /// Nothing can start until a running job finishes.
     Wait,
@@ -58,14 +58,14 @@ enum Indexes {
 }
 
 #[derive(Debug)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     tables: Vec<Table>,
     ready: VecDeque<usize>,
     running: usize,
 }
 
 impl Schedule {
-    pub fn new(plans: &[TablePlan]) -> Schedule {
+    pub(crate) fn new(plans: &[TablePlan]) -> Schedule {
         let mut s = Schedule {
             tables: Vec::with_capacity(plans.len()),
             ready: VecDeque::new(),
@@ -91,7 +91,7 @@ impl Schedule {
 
     /// The next job to run. Index builds go first: they are the only work of a table that is
     /// loaded, and starting them early keeps them off the end of the restore.
-    pub fn next_job(&mut self) -> Next {
+    pub(crate) fn next_job(&mut self) -> Next {
         if let Some(table) = self.ready.pop_front() {
             self.running += 1;
             return Next::Run(Job::BuildIndexes { table });
@@ -118,7 +118,7 @@ impl Schedule {
     }
 
     /// Records that `job` (handed out by [`Schedule::next_job`]) finished successfully.
-    pub fn finished(&mut self, job: Job) {
+    pub(crate) fn finished(&mut self, job: Job) {
         self.running -= 1;
         if let Job::Load { table, .. } = job {
             let t = &mut self.tables[table];

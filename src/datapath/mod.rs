@@ -8,14 +8,14 @@ pub mod chunk;
 pub mod cli;
 pub mod dump;
 pub mod encode;
+pub mod load;
+pub mod load_order;
 pub mod manifest;
-pub mod restore;
 pub mod s3;
-pub mod schedule;
 pub mod schema;
 pub mod snapshot;
-pub mod sql;
-pub mod tabledef;
+pub(crate) mod sql;
+pub(crate) mod tabledef;
 pub mod wire;
 
 pub use dump::{BackupConfig, BackupError, run};
@@ -56,7 +56,7 @@ impl MysqlConfig {
 }
 
 /// The prefix with exactly one trailing slash (empty stays empty: the bucket root).
-pub fn normalize_prefix(prefix: &str) -> String {
+pub(crate) fn normalize_prefix(prefix: &str) -> String {
     let p = prefix.trim_matches('/');
     if p.is_empty() {
         String::new()

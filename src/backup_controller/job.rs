@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-use super::schedule::CLUSTER_LABEL;
+use super::schedule_plan::CLUSTER_LABEL;
 use crate::api::{Backup, MySQLCluster, S3Storage};
 use crate::cluster::build::mycnf::MYSQL_PORT;
 use crate::cluster::build::names::{
@@ -23,25 +23,25 @@ use crate::cluster::build::statefulset::{restricted_container, restricted_pod, s
 
 /// Where the container writes its one-line JSON result; Kubernetes copies it into the pod's
 /// status (`terminated.message`), where the operator reads it.
-pub const RESULT_FILE: &str = "/dev/termination-log";
+pub(crate) const RESULT_FILE: &str = "/dev/termination-log";
 /// A Job that runs longer than this is stopped and Failed.
-pub const DEADLINE_SECONDS: i64 = 6 * 3600;
+pub(crate) const DEADLINE_SECONDS: i64 = 6 * 3600;
 /// Finished backup Jobs are kept this long for their logs.
-pub const TTL_AFTER_FINISHED_SECONDS: i32 = 24 * 3600;
+pub(crate) const TTL_AFTER_FINISHED_SECONDS: i32 = 24 * 3600;
 /// UID of the operator image's non-root user.
-pub const OPERATOR_UID: i64 = 65532;
+pub(crate) const OPERATOR_UID: i64 = 65532;
 /// How long a restore waits for its member to accept connections: the Job is created once the
 /// pod runs, and the member's init container and mysqld's first start may still take minutes on
 /// a slow volume.
-pub const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
+pub(crate) const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
 /// Where the S3 CA bundle (`caSecret`) is mounted, and the file the container reads.
-pub const S3_CA_DIR: &str = "/etc/innodb-operator/s3-ca";
-pub const S3_CA_FILE: &str = "/etc/innodb-operator/s3-ca/ca.crt";
+pub(crate) const S3_CA_DIR: &str = "/etc/innodb-operator/s3-ca";
+pub(crate) const S3_CA_FILE: &str = "/etc/innodb-operator/s3-ca/ca.crt";
 
 /// What the Job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Dump a member of a running cluster into S3, as the backup account.
     Backup,
     /// Load a backup into the first member of a new cluster before its group starts, as `root`:
@@ -55,7 +55,7 @@ pub enum Mode {
 
 impl Mode {
     /// The subcommand, and the container's and component label's name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Backup => "backup",
             Mode::Restore => "restore",
@@ -93,19 +93,19 @@ impl Mode {
 
 /// Everything a Job needs besides its name and owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobInput {
-    pub mode: Mode,
+pub(crate) struct JobInput {
+    pub(crate) mode: Mode,
     /// The operator image (the same binary runs the backup and the restore).
-    pub image: String,
+    pub(crate) image: String,
     /// The cluster whose member the Job talks to (its credentials Secrets are used).
-    pub cluster: String,
-    pub namespace: String,
+    pub(crate) cluster: String,
+    pub(crate) namespace: String,
     /// Host name of that member.
-    pub host: String,
+    pub(crate) host: String,
     /// The bucket and its credentials.
-    pub storage: S3Storage,
+    pub(crate) storage: S3Storage,
     /// The key prefix of the backup in the bucket.
-    pub prefix: String,
+    pub(crate) prefix: String,
 }
 
 /// `<kind>-<name>`, cut to a valid label value (the Job controller labels pods with it).
@@ -119,7 +119,7 @@ fn job_name_for(mode: Mode, name: &str) -> String {
 }
 
 /// Name of the Job of a Backup.
-pub fn job_name(backup: &str) -> String {
+pub(crate) fn job_name(backup: &str) -> String {
     job_name_for(Mode::Backup, backup)
 }
 
@@ -137,7 +137,7 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 /// The Job of `backup` (owned by it, so deleting the Backup deletes the Job).
-pub fn backup_job(backup: &Backup, input: &JobInput) -> Job {
+pub(crate) fn backup_job(backup: &Backup, input: &JobInput) -> Job {
     job(
         job_name(&backup.name_any()),
         backup.controller_owner_ref(&()),
@@ -146,7 +146,7 @@ pub fn backup_job(backup: &Backup, input: &JobInput) -> Job {
 }
 
 /// The restore Job of `cluster` (owned by it).
-pub fn restore_job(cluster: &MySQLCluster, input: &JobInput) -> Job {
+pub(crate) fn restore_job(cluster: &MySQLCluster, input: &JobInput) -> Job {
     job(
         restore_job_name(&cluster.name_any()),
         cluster.controller_owner_ref(&()),

@@ -1,9 +1,9 @@
-//! `restore::run`: parallel load of a backup into an empty server. Every chunk streams from S3
+//! `load::run`: parallel load of a backup into an empty server. Every chunk streams from S3
 //! through zstd into `LOAD DATA LOCAL INFILE` inside its own transaction; its object and row
 //! checksums and row count are checked against the manifest before it commits. Plain secondary
 //! indexes are created after their table's rows are in (one `ALTER TABLE` per table, built by
 //! sorting), and loads are spread over tables so the server never makes two workers wait on one
-//! table's lock (see [`schedule`](super::schedule)). Then views, routines, triggers, events and
+//! table's lock (see [`load_order`](super::load_order)). Then views, routines, triggers, events and
 //! accounts, and last the GTID set, so the restored server can start (or join) a group.
 
 use std::collections::BTreeMap;
@@ -22,9 +22,9 @@ use xxhash_rust::xxh3::Xxh3;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::encode;
+use super::load_order::{Job, Next, Schedule, TablePlan};
 use super::manifest::{self, ChunkEntry, Gtid, GtidFlavor, Manifest, ManifestError, TableEntry};
 use super::s3::{Bucket, S3Config, S3Error};
-use super::schedule::{Job, Next, Schedule, TablePlan};
 use super::schema::Ddl;
 use super::tabledef;
 use super::{MysqlConfig, normalize_prefix, sql};
@@ -49,15 +49,15 @@ pub struct RestoreConfig {
 /// What a restore did; printed as one JSON line by the restore Job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RestoreReport {
-    pub status: &'static str,
-    pub tables: usize,
-    pub chunks: usize,
+    pub(crate) status: &'static str,
+    pub(crate) tables: usize,
+    pub(crate) chunks: usize,
     pub rows: u64,
-    pub raw_bytes: u64,
-    pub stored_bytes: u64,
+    pub(crate) raw_bytes: u64,
+    pub(crate) stored_bytes: u64,
     /// The target's GTID position after the restore.
     pub gtid_set: String,
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -839,7 +839,7 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::chunk::KeyRange;
+    use crate::datapath::chunk::KeyRange;
 
     #[test]
     fn a_backup_restores_into_its_own_server_family_only() {

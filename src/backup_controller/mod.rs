@@ -1,11 +1,11 @@
 //! The `Backup` controller: one Job per Backup, status from what the Job reports, and the
 //! stored objects deleted with the Backup when its policy says so. Schedules (Backups created
-//! on a cron) are a step of the cluster reconcile: see [`schedules`].
+//! on a cron) are a step of the cluster reconcile: see [`schedule_step`].
 
 pub mod decide;
 pub mod job;
-pub mod schedule;
-pub mod schedules;
+pub(crate) mod schedule_plan;
+pub mod schedule_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,17 +21,17 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster, S3Storage};
-use crate::backup::s3::{Bucket, CaBundle, S3Config};
 use crate::cluster::apply::FIELD_MANAGER;
 use crate::cluster::build::names::Names;
-use crate::controller::Context;
+use crate::context::Context;
 use crate::credentials::SecretText;
+use crate::datapath::s3::{Bucket, CaBundle, S3Config};
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).
-pub const FINALIZER: &str = "innodb-operator.io/backup-objects";
+pub(crate) const FINALIZER: &str = "innodb-operator.io/backup-objects";
 /// How often a running backup is looked at.
-pub const POLL: Duration = Duration::from_secs(15);
+pub(crate) const POLL: Duration = Duration::from_secs(15);
 
 /// Why a Backup reconcile failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             BackupError::Kube { .. } => "backup_kube",
             BackupError::DeleteObjects { .. } => "backup_delete_objects",
@@ -65,7 +65,10 @@ fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> BackupError 
 
 /// Reconciles one Backup.
 #[instrument(skip_all, fields(backup = %backup.name_any(), namespace = backup.namespace().unwrap_or_default()))]
-pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, BackupError> {
+pub(crate) async fn reconcile(
+    backup: Arc<Backup>,
+    ctx: Arc<Context>,
+) -> Result<Action, BackupError> {
     let ns = backup.namespace().unwrap_or_default();
     let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &ns);
     if backup.spec.deletion_policy == DeletionPolicy::Retain

@@ -9,16 +9,16 @@ use super::sql;
 /// one chunk whatever the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRange {
-    pub lo: Option<i128>,
-    pub hi: Option<i128>,
+    pub(crate) lo: Option<i128>,
+    pub(crate) hi: Option<i128>,
 }
 
 impl KeyRange {
     /// The whole table.
-    pub const ALL: KeyRange = KeyRange { lo: None, hi: None };
+    pub(crate) const ALL: KeyRange = KeyRange { lo: None, hi: None };
 
     /// The WHERE clause for this range on `column` (`None` for the whole table).
-    pub fn predicate(&self, column: &str) -> Option<String> {
+    pub(crate) fn predicate(&self, column: &str) -> Option<String> {
         let col = sql::ident(column);
         match (self.lo, self.hi) {
             (None, None) => None,
@@ -30,7 +30,7 @@ impl KeyRange {
 }
 
 /// Integer types a table can be split on.
-pub fn is_splittable_type(data_type: &str) -> bool {
+pub(crate) fn is_splittable_type(data_type: &str) -> bool {
     matches!(
         data_type.to_ascii_lowercase().as_str(),
         "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
@@ -38,14 +38,19 @@ pub fn is_splittable_type(data_type: &str) -> bool {
 }
 
 /// Rows per chunk so a chunk holds about `chunk_bytes` of row data.
-pub fn rows_per_chunk(avg_row_bytes: u64, chunk_bytes: u64) -> u64 {
+pub(crate) fn rows_per_chunk(avg_row_bytes: u64, chunk_bytes: u64) -> u64 {
     (chunk_bytes / avg_row_bytes.max(1)).max(1)
 }
 
 /// Splits the key span `[min, max]` into ranges of about `rows_per_chunk` estimated rows,
 /// assuming keys are spread evenly over the span (dense auto-increment keys are the common case;
 /// sparse keys only make some chunks smaller).
-pub fn plan_ranges(min: i128, max: i128, est_rows: u64, rows_per_chunk: u64) -> Vec<KeyRange> {
+pub(crate) fn plan_ranges(
+    min: i128,
+    max: i128,
+    est_rows: u64,
+    rows_per_chunk: u64,
+) -> Vec<KeyRange> {
     if max < min || est_rows <= rows_per_chunk {
         return vec![KeyRange::ALL];
     }

@@ -17,11 +17,11 @@ pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    pub format_version: u32,
-    pub tool_version: String,
-    pub server_version: String,
-    pub started_at: String,
-    pub finished_at: String,
+    pub(crate) format_version: u32,
+    pub(crate) tool_version: String,
+    pub(crate) server_version: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
     /// How the snapshot was made consistent (see `snapshot::LockMethod`).
     pub lock_method: String,
     pub gtid: Gtid,
@@ -32,11 +32,11 @@ pub struct Manifest {
 /// The replication position the data is consistent with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gtid {
-    pub flavor: GtidFlavor,
+    pub(crate) flavor: GtidFlavor,
     /// `gtid_executed` (MySQL) or `gtid_binlog_pos` (MariaDB); empty when the server has none.
     pub set: String,
-    pub binlog_file: Option<String>,
-    pub binlog_position: Option<u64>,
+    pub(crate) binlog_file: Option<String>,
+    pub(crate) binlog_position: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ pub struct TableEntry {
     /// Columns in chunk order (generated columns are not dumped).
     pub columns: Vec<Column>,
     /// The integer key the table was split on, if any.
-    pub split_column: Option<String>,
+    pub(crate) split_column: Option<String>,
     pub chunks: Vec<ChunkEntry>,
 }
 
@@ -61,35 +61,35 @@ pub struct TableEntry {
 pub struct ChunkEntry {
     /// Object key relative to the backup prefix.
     pub object: String,
-    pub range: KeyRange,
+    pub(crate) range: KeyRange,
     pub rows: u64,
     /// Size and XXH3-64 (hex) of the uncompressed rows. Each zstd frame also carries its content
     /// checksum, and S3 checked every part against its signed SHA-256 when it was uploaded.
-    pub raw_bytes: u64,
-    pub raw_xxh3: String,
+    pub(crate) raw_bytes: u64,
+    pub(crate) raw_xxh3: String,
     /// Size of the stored (zstd) object.
     pub object_bytes: u64,
 }
 
 /// How a chunk's XXH3-64 is written in the manifest.
-pub fn xxh3_hex(hash: u64) -> String {
+pub(crate) fn xxh3_hex(hash: u64) -> String {
     format!("{hash:016x}")
 }
 
 /// The one-line result a backup Job prints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    pub status: &'static str,
-    pub tables: usize,
-    pub chunks: usize,
+    pub(crate) status: &'static str,
+    pub(crate) tables: usize,
+    pub(crate) chunks: usize,
     pub rows: u64,
-    pub raw_bytes: u64,
-    pub stored_bytes: u64,
-    pub gtid_set: String,
-    pub server_version: String,
-    pub tool_version: String,
-    pub started_at: String,
-    pub finished_at: String,
+    pub(crate) raw_bytes: u64,
+    pub(crate) stored_bytes: u64,
+    pub(crate) gtid_set: String,
+    pub(crate) server_version: String,
+    pub(crate) tool_version: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
 }
 
 impl Manifest {
@@ -128,7 +128,7 @@ pub enum ManifestError {
 }
 
 /// Parses and checks a manifest.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let m: Manifest = serde_json::from_slice(bytes)?;
     if m.format_version != FORMAT_VERSION {
         return Err(ManifestError::Version {
@@ -141,7 +141,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
 
 /// Object key of chunk `index` of `db.table` (relative to the prefix). Names are percent-escaped
 /// so any identifier makes a valid, unambiguous key.
-pub fn chunk_object(db: &str, table: &str, index: usize) -> String {
+pub(crate) fn chunk_object(db: &str, table: &str, index: usize) -> String {
     format!("data/{}/{}/{index:06}.tsv.zst", escape(db), escape(table))
 }
 

@@ -7,10 +7,10 @@
 /// A CREATE TABLE statement with its plain secondary indexes taken out, and the `ALTER TABLE`
 /// clauses that add them back once the table is loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deferred {
-    pub create: String,
+pub(crate) struct Deferred {
+    pub(crate) create: String,
     /// `ADD KEY ...` clauses in the original order; empty when nothing is deferred.
-    pub add_indexes: Vec<String>,
+    pub(crate) add_indexes: Vec<String>,
 }
 
 /// Takes the plain (non-unique, non-fulltext, non-spatial) secondary indexes out of `create`.
@@ -21,7 +21,7 @@ pub struct Deferred {
 /// starts with the AUTO_INCREMENT column (the server requires one), and so does every index of a
 /// table with foreign keys (a foreign key may need one of them, and the server would otherwise
 /// create a different index for it).
-pub fn defer_indexes(create: &str) -> Deferred {
+pub(crate) fn defer_indexes(create: &str) -> Deferred {
     let unchanged = || Deferred {
         create: create.to_string(),
         add_indexes: vec![],
@@ -69,7 +69,7 @@ fn is_foreign_key(line: &str) -> bool {
 
 /// Whether a column of the table is AUTO_INCREMENT (the `AUTO_INCREMENT=n` table option on the
 /// closing line does not count).
-pub fn has_auto_increment(create: &str) -> bool {
+pub(crate) fn has_auto_increment(create: &str) -> bool {
     auto_increment_column(create).is_some()
 }
 

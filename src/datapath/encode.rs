@@ -40,11 +40,11 @@ pub fn codec_for(data_type: &str) -> Codec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     pub name: String,
-    pub codec: Codec,
+    pub(crate) codec: Codec,
 }
 
 /// The select list for a chunk query.
-pub fn select_list(columns: &[Column]) -> String {
+pub(crate) fn select_list(columns: &[Column]) -> String {
     columns
         .iter()
         .map(|c| match c.codec {
@@ -58,7 +58,7 @@ pub fn select_list(columns: &[Column]) -> String {
 
 /// The `LOAD DATA LOCAL INFILE` statement for one chunk of `db.table`; `file_name` is what the
 /// local-infile handler is asked for.
-pub fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]) -> String {
+pub(crate) fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]) -> String {
     let mut targets = Vec::with_capacity(columns.len());
     let mut sets = Vec::new();
     for (i, c) in columns.iter().enumerate() {
@@ -97,7 +97,7 @@ pub fn load_statement(file_name: &str, db: &str, table: &str, columns: &[Column]
 /// holds no byte that needs escaping (length bytes included), the line is the packet itself
 /// with each field's one-byte length turned into the separator before it, so the row is copied
 /// once and patched. Any other row is encoded field by field.
-pub fn push_row(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), WireError> {
+pub(crate) fn push_row(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), WireError> {
     if !push_plain_row(out, row.packet(), row.columns()) {
         push_fields(out, row.fields())?;
     }
@@ -189,7 +189,7 @@ fn needs_escape(field: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::wire::row_packet as packet;
+    use crate::datapath::wire::row_packet as packet;
     use proptest::prelude::*;
 
     fn encode(fields: &[Option<&[u8]>]) -> Result<Vec<u8>, WireError> {
