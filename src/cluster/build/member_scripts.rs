@@ -107,10 +107,13 @@ pub fn run_script() -> String {
 set -u
 export MYSQLD_PARENT_PID=$$
 child=0
-trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+stop=0
+# A signal before mysqld's pid is known is remembered and passed on as soon as it is.
+trap 'stop=1; [ "$child" -gt 0 ] && kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do
   mysqld --defaults-file={MEMBER_CNF} &
   child=$!
+  [ "$stop" -eq 0 ] || kill -TERM "$child" 2>/dev/null
   rc=0
   wait "$child" || rc=$?
   # A trapped signal interrupts wait: wait again until mysqld has really ended.
@@ -118,7 +121,7 @@ while :; do
     rc=0
     wait "$child" || rc=$?
   done
-  if [ "$rc" -ne 16 ]; then
+  if [ "$rc" -ne 16 ] || [ "$stop" -ne 0 ]; then
     echo "run-mysqld: mysqld exited with code $rc" >&2
     exit "$rc"
   fi
@@ -130,6 +133,7 @@ done
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 
@@ -359,6 +363,8 @@ echo started >> "$STUB_LOG"
 while :; do sleep 0.05; done
 "#,
         );
+        // Its own process group: a supervisor that signalled its group would not reach the
+        // test runner.
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(pod.localize(&run_script()))
@@ -367,6 +373,7 @@ while :; do sleep 0.05; done
                 format!("{}:/usr/bin:/bin", pod.path("bin").display()),
             )
             .env("STUB_LOG", pod.path("stub.log"))
+            .process_group(0)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
