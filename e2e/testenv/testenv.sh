@@ -26,6 +26,18 @@ die() { DIED="$*"; log "error: $*"; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # build
 
+# go_proxy: the first Go module proxy of $GOPROXY, or of the installed go's own configuration
+# (`go env GOPROXY`); the repository names none.
+go_proxy() {
+  local list="${GOPROXY:-}"
+  [ -n "$list" ] || ! command -v go > /dev/null || list="$(go env GOPROXY)"
+  local first="${list%%[,|]*}"
+  case "$first" in
+    http://*|https://*) echo "${first%/}" ;;
+    *) die "no Go module proxy configured (GOPROXY is '${list}'): set GOPROXY to your module proxy's URL" ;;
+  esac
+}
+
 # go_toolchain: Go $GO_MIN itself, fetched as the module golang.org/toolchain from the Go module
 # proxy (what `GOTOOLCHAIN` does), for machines whose Go is missing or too old to switch.
 go_toolchain() {
@@ -34,7 +46,7 @@ go_toolchain() {
   if [ ! -x "$root/bin/go" ]; then
     log "fetching Go $GO_MIN (module golang.org/toolchain@$v) from the Go module proxy"
     mkdir -p "$dir"
-    curl -fsSL "https://proxy.golang.org/golang.org/toolchain/@v/$v.zip" -o "$dir/$v.zip"
+    curl -fsSL "$(go_proxy)/golang.org/toolchain/@v/$v.zip" -o "$dir/$v.zip"
     rm -rf "$root"
     unzip -q "$dir/$v.zip" -d "$dir"
     rm -f "$dir/$v.zip"
