@@ -135,31 +135,47 @@ impl ValidationError {
     }
 }
 
-/// The version and image to run: the spec's, unless it asks for a change MySQL does not allow
-/// from what the members run (then what they run, and a warning that says why).
+/// The version the members are to run, and the image to run it with when it is not the spec's.
+struct Chosen {
+    version: ServerVersion,
+    series: Series,
+    /// `None`: the spec's image (or the default image of `version`).
+    image: Option<String>,
+    refused: Option<SpecWarning>,
+}
+
+/// The spec's version, unless it asks for a change MySQL does not allow from what the members
+/// run: then what they run, with their image, and a warning that says why.
 fn choose_version(
     cluster: &MySQLCluster,
     deployed: Option<&Deployed>,
-) -> Result<(ServerVersion, Series, Option<String>, Option<SpecWarning>), ValidationError> {
-    let wanted = ServerVersion::parse_spec(&cluster.spec.version)?;
-    let series = wanted.series()?;
-    let image = cluster.spec.image.clone();
-    let Some(from) = deployed.filter(|d| d.version != wanted) else {
-        return Ok((wanted, series, image, None));
+) -> Result<Chosen, ValidationError> {
+    let version = ServerVersion::parse_spec(&cluster.spec.version)?;
+    let series = version.series()?;
+    let wanted = Chosen {
+        version,
+        series,
+        image: cluster.spec.image.clone(),
+        refused: None,
+    };
+    let Some(from) = deployed.filter(|d| d.version != version) else {
+        return Ok(wanted);
     };
     // A version the operator no longer supports may be left behind by hand: allow any way out.
     let Ok(from_series) = from.version.series() else {
-        return Ok((wanted, series, image, None));
+        return Ok(wanted);
     };
-    match version::check_change(from.version, from_series, wanted, series) {
-        Ok(()) => Ok((wanted, series, image, None)),
-        Err(refused) => Ok((
-            from.version,
-            from_series,
-            Some(from.image.clone()),
-            Some(SpecWarning::VersionChangeRefused(refused)),
-        )),
-    }
+    Ok(
+        match version::check_change(from.version, from_series, version, series) {
+            Ok(()) => wanted,
+            Err(refused) => Chosen {
+                version: from.version,
+                series: from_series,
+                image: Some(from.image.clone()),
+                refused: Some(SpecWarning::VersionChangeRefused(refused)),
+            },
+        },
+    )
 }
 
 /// Validates `cluster` with what dereference found and what the members run now (`deployed`,
@@ -184,7 +200,12 @@ pub fn validate(
         .controller_owner_ref(&())
         .ok_or(ValidationError::MissingMetadata)?;
     let spec = &cluster.spec;
-    let (version, series, image, refused) = choose_version(cluster, deployed)?;
+    let Chosen {
+        version,
+        series,
+        image,
+        refused,
+    } = choose_version(cluster, deployed)?;
     let mut warnings: Vec<SpecWarning> = refused.into_iter().collect();
     if series.end_of_life() {
         warnings.push(SpecWarning::EndOfLife(version));
