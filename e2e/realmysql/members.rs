@@ -84,11 +84,36 @@ pub struct Cluster {
 fn once_per_process() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
+        hold_the_machine_lock()?;
         net::remove_all();
         let _ = fs::remove_dir_all(base_dir());
         Ok(())
     })
     .clone()
+}
+
+/// One test process at a time owns the pod network and the state directory (a second would
+/// remove the first one's namespaces as a crashed run's leftovers): an exclusive `flock` held
+/// until this process exits. A second process waits here.
+fn hold_the_machine_lock() -> Result<(), String> {
+    use std::os::fd::IntoRawFd;
+    let path = "/run/lock/iop-realmysql.lock";
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    let fd = file.into_raw_fd();
+    // SAFETY: fd is an open descriptor this process owns; it is never closed, so the lock lives
+    // as long as the process.
+    if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+        return Err(format!(
+            "cannot lock {path}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 fn base_dir() -> PathBuf {
