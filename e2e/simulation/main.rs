@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use innodb_operator::topology::diagnose::{Health, diagnose};
-use innodb_operator::topology::observe::Reach;
+use innodb_operator::topology::expel::ExpelTimeout;
+use innodb_operator::topology::observe::{MemberStatus, Reach};
 use innodb_operator::topology::{Decision, Observed, Operation};
 
 use schedule::{DecideFn, Outcome};
@@ -187,6 +188,69 @@ fn a_broken_rule_is_caught() {
                 || f.contains("split brain")
                 || f.contains("acknowledged")),
         "the violations should be the unsafe bootstrap: {first}"
+    );
+}
+
+/// The real `decide`, except that a member that merely does not answer (cut off, paused) counts
+/// as proof that it is gone: the group is told to expel without the grace on silence alone.
+fn expel_on_silence(observed: &Observed) -> Decision {
+    let mut decision = schedule::real(observed);
+    let silent = observed
+        .members
+        .iter()
+        .any(|m| matches!(m.reach, Reach::Unreachable { refused: false, .. }));
+    if decision.expel_timeout.is_none() && silent {
+        let members: Vec<u32> = observed
+            .members
+            .iter()
+            .filter(|m| {
+                m.state().is_some_and(|s| {
+                    s.own_status() == MemberStatus::Online && s.expel_timeout != Some(0)
+                })
+            })
+            .map(|m| m.ordinal)
+            .collect();
+        if !members.is_empty() {
+            decision.expel_timeout = Some(ExpelTimeout {
+                members,
+                seconds: 0,
+                gone: vec![],
+            });
+        }
+    }
+    decision
+}
+
+/// The real `decide`, except that a shortened expel timeout is never set back.
+fn expel_never_restored(observed: &Observed) -> Decision {
+    let mut decision = schedule::real(observed);
+    decision
+        .expel_timeout
+        .take_if(|c| c.seconds == observed.input.expel_timeout);
+    decision
+}
+
+#[test]
+fn expel_on_proof_mutations_are_caught() {
+    let (failures, first) = mutation(
+        "expel without the grace on silence alone",
+        0..1_000,
+        &expel_on_silence,
+        schedule::run,
+    );
+    assert!(
+        failures.iter().any(|(_, f)| f.contains("expel timeout")),
+        "the simulator did not notice a shortened expel timeout without proof: {first}"
+    );
+    let (failures, first) = mutation(
+        "never set the expel timeout back",
+        0..1_000,
+        &expel_never_restored,
+        schedule::run,
+    );
+    assert!(
+        !failures.is_empty(),
+        "the simulator did not notice an expel timeout left at 0: {first}"
     );
 }
 

@@ -12,14 +12,14 @@ use innodb_operator::topology::observe::{
     ClonePolicy, ClusterInput, PodInfo, PodPhase, RestoreGate, Role,
 };
 use innodb_operator::topology::{
-    ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
+    self, ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::restore::RestoreSim;
 use crate::simops::SimOps;
-use crate::world::{GROUP, Gr, Pod, World};
+use crate::world::{DEFAULT_EXPEL_TIMEOUT_S, GROUP, Gr, Pod, World};
 
 /// After an election, the rw Service must select the new primary within this bound.
 pub const LABEL_BOUND_MS: u64 = 3_000;
@@ -378,7 +378,12 @@ impl Run<'_> {
             .members
             .values()
             .all(|m| m.pod == Pod::Absent || !m.update_pending);
-        all_online && labels && !extra && updated
+        // An expel timeout shortened for a gone member is set back.
+        let expel = w
+            .members
+            .values()
+            .all(|m| !m.running() || m.expel_timeout_s == DEFAULT_EXPEL_TIMEOUT_S);
+        all_online && labels && !extra && updated && expel
     }
 
     /// The only acceptable way not to recover: a member holds transactions the group never had
@@ -434,7 +439,7 @@ impl Run<'_> {
             plan
         });
         let decision = (self.decide)(&observed);
-        let outcome = block_on(ops::execute(&sim, &observed, &decision.operation));
+        let outcome = block_on(topology::carry_out(&sim, &observed, &decision));
         if decision.operation != Operation::None {
             self.outcome.operations += 1;
         }
@@ -938,6 +943,7 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         clone_policy,
         history: vec![],
         flap_window: FLAP_WINDOW,
+        expel_timeout: DEFAULT_EXPEL_TIMEOUT_S,
         now: jiff::Timestamp::UNIX_EPOCH,
         // Clusters in the simulation start empty: no restore holds their first start.
         restore: RestoreGate::Open,

@@ -36,7 +36,9 @@ impl SimOps<'_> {
         };
         if !m.running() {
             w.cost_ms = w.cost_ms.max(1);
-            return Err(unreachable("connection refused"));
+            return Err(OpsError::Refused {
+                endpoint: at.to_string(),
+            });
         }
         if m.blocked_until > w.now {
             w.cost_ms = w.cost_ms.max(TIMEOUT_MS);
@@ -122,6 +124,7 @@ impl SimOps<'_> {
             group,
             applier_queue: u64::try_from(queue).unwrap_or(u64::MAX),
             cloning: m.cloning.is_some(),
+            expel_timeout: Some(m.expel_timeout_s),
         }
     }
 }
@@ -147,6 +150,14 @@ impl MemberOps for SimOps<'_> {
         self.operate(at, "CLONE INSTANCE", |w| {
             w.clone_from(at.ordinal, donor.ordinal)
         })
+    }
+
+    async fn set_expel_timeout(&self, at: &Endpoint, seconds: u32) -> Result<(), OpsError> {
+        self.operate(
+            at,
+            "SET GLOBAL group_replication_member_expel_timeout",
+            |w| w.set_expel_timeout(at.ordinal, seconds),
+        )
     }
 
     async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {

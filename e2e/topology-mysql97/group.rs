@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use innodb_operator::cluster::build::secrets::Account;
+use innodb_operator::topology::Decision;
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::mysql::SqlOps;
 use innodb_operator::topology::observe::{
@@ -98,6 +99,7 @@ impl Group {
             clone_policy: ClonePolicy::EmptyOnly,
             history: vec![],
             flap_window: Duration::from_secs(30),
+            expel_timeout: 5,
             now: jiff::Timestamp::now(),
             restore: RestoreGate::Open,
         }
@@ -180,6 +182,21 @@ impl Group {
             .collect())
     }
 
+    /// Decides on `observed` and carries out the decision as the operator's tick does (the
+    /// expel-timeout change, then the operation); returns the decision.
+    pub async fn tick(&self, observed: &Observed) -> Decision {
+        let decision = innodb_operator::topology::decide(observed);
+        if decision.operation != Operation::None || decision.expel_timeout.is_some() {
+            let outcome =
+                innodb_operator::topology::carry_out(&self.ops, observed, &decision).await;
+            eprintln!(
+                "operator tick: {:?}, expel timeout {:?} -> {outcome:?}",
+                decision.operation, decision.expel_timeout
+            );
+        }
+        decision
+    }
+
     /// Observe, decide and execute as the operator's tick does, until `done` holds; returns the
     /// operations it ran.
     pub async fn converge(
@@ -195,10 +212,8 @@ impl Group {
             if done(&observed) {
                 return ran;
             }
-            let decision = innodb_operator::topology::decide(&observed);
+            let decision = self.tick(&observed).await;
             if decision.operation != Operation::None {
-                let outcome = ops::execute(&self.ops, &observed, &decision.operation).await;
-                eprintln!("operator tick: {:?} -> {outcome:?}", decision.operation);
                 ran.push(format!("{:?}", decision.operation));
             }
             if started.elapsed() > limit {

@@ -830,6 +830,7 @@ mod tests {
                 }],
                 applier_queue: 0,
                 cloning: false,
+                expel_timeout: Some(5),
             }
         };
         Observed {
@@ -862,6 +863,7 @@ mod tests {
         let mut m = members("", None);
         assert!(first_member_ready(&m, None));
         m.members[0].reach = crate::topology::observe::Reach::Unreachable {
+            refused: false,
             reason: "timeout".into(),
         };
         assert!(!data_exists(&m));

@@ -21,7 +21,7 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::{MYSQLX_PORT, local_address_port};
+use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, MYSQLX_PORT, local_address_port};
 use crate::credentials::SecretText;
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
@@ -215,6 +215,7 @@ pub(crate) fn cluster_input(
                 .unwrap_or_default(),
         ),
         flap_window: FLAP_WINDOW,
+        expel_timeout: EXPEL_TIMEOUT_S,
         now,
         restore: topology::RestoreGate::Waiting {
             reason: "RestorePending",
@@ -400,6 +401,7 @@ mod tests {
             switchover_complete: false,
             force_quorum_consumed: false,
             requeue: Duration::from_secs(1),
+            expel_timeout: None,
         };
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let history = [ActionRecord {

@@ -2,6 +2,7 @@
 //! most one operation and says what the status, Events and role labels should be.
 
 use super::diagnose::{Diagnosis, Health, QuorumGroup, diagnose};
+use super::expel;
 use super::observe::{
     ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, RestoreGate,
 };
@@ -68,7 +69,14 @@ pub fn decide(observed: &Observed) -> Decision {
         (Health::NoQuorum, _) => no_quorum(observed, &diagnosis),
         _ => offline(observed, &diagnosis),
     };
-    assemble(observed, &diagnosis, verdict)
+    let expel_timeout = expel::decide(observed, diagnosis.group.as_ref());
+    let mut decision = assemble(observed, &diagnosis, verdict);
+    if let Some(change) = &expel_timeout {
+        decision.events.extend(change.event(observed));
+        decision.requeue = decision.requeue.min(std::time::Duration::from_secs(1));
+    }
+    decision.expel_timeout = expel_timeout;
+    decision
 }
 
 fn name(observed: &Observed, ordinal: u32) -> String {
@@ -657,6 +665,7 @@ mod tests {
                         group: vec![row(&input, o, S::Offline, None)],
                         applier_queue: 0,
                         cloning: false,
+                        expel_timeout: Some(5),
                     })),
                 })
                 .collect();
@@ -677,6 +686,7 @@ mod tests {
 
         fn unreachable(mut self, o: u32) -> Fx {
             self.members[o as usize].reach = Reach::Unreachable {
+                refused: false,
                 reason: "timeout".into(),
             };
             self

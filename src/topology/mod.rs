@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub mod decide;
 pub mod diagnose;
+pub mod expel;
 pub mod gtid;
 pub mod labels;
 pub mod member;
@@ -53,7 +54,7 @@ pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
 /// The second half of a tick: decide from what was observed and carry out the one operation.
 pub async fn act<O: MemberOps>(ops: &O, observed: Observed) -> Tick {
     let decision = decide(&observed);
-    let outcome = ops::execute(ops, &observed, &decision.operation).await;
+    let outcome = carry_out(ops, &observed, &decision).await;
     if let Err(e) = &outcome {
         tracing::warn!(cluster = %observed.input.name, operation = decision.operation.name(), error = %e, "topology operation failed");
     }
@@ -64,6 +65,19 @@ pub async fn act<O: MemberOps>(ops: &O, observed: Observed) -> Tick {
         outcome,
         history,
     }
+}
+
+/// Carries out what `decide` chose: the expel-timeout change first (it shortens a failover under
+/// way), then the operation.
+pub async fn carry_out<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    decision: &Decision,
+) -> Result<(), OpsError> {
+    if let Some(change) = &decision.expel_timeout {
+        ops::set_expel_timeout(ops, observed, change).await;
+    }
+    ops::execute(ops, observed, &decision.operation).await
 }
 
 #[cfg(test)]
@@ -149,6 +163,7 @@ mod tests {
                 group,
                 applier_queue: 0,
                 cloning: false,
+                expel_timeout: Some(5),
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {
@@ -162,6 +177,9 @@ mod tests {
         }
         async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {
             self.record(format!("leave {}", at.host))
+        }
+        async fn set_expel_timeout(&self, at: &Endpoint, seconds: u32) -> Result<(), OpsError> {
+            self.record(format!("expel timeout {seconds} on {}", at.host))
         }
         async fn set_primary(&self, at: &Endpoint, uuid: &str) -> Result<(), OpsError> {
             self.record(format!("primary {uuid} via {}", at.host))
@@ -257,7 +275,7 @@ mod tests {
         let silent = &observed.members[2];
         assert_eq!(silent.ordinal, 2);
         assert!(
-            matches!(&silent.reach, Reach::Unreachable { reason } if reason.contains("majority")),
+            matches!(&silent.reach, Reach::Unreachable { reason, .. } if reason.contains("majority")),
             "{silent:?}"
         );
         // The rest of the tick goes on with it unknown: the group still has its primary.
@@ -316,7 +334,10 @@ mod tests {
         ));
         let unreachable = Member {
             ordinal: 1,
-            reach: Reach::Unreachable { reason: "x".into() },
+            reach: Reach::Unreachable {
+                reason: "x".into(),
+                refused: false,
+            },
         };
         assert!(!ops::majority_answered(&input, &[member(0), unreachable]));
     }

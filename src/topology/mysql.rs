@@ -103,12 +103,20 @@ impl Session<'_> {
     }
 
     async fn capabilities(&mut self) -> Result<Capabilities, OpsError> {
+        Ok(self.probe().await?.0)
+    }
+
+    /// The capabilities and the member's expel timeout.
+    async fn probe(&mut self) -> Result<(Capabilities, Option<u32>), OpsError> {
         let version: Vec<String> = self.rows(sql::SELECT_VERSION).await?;
         let plugins: Vec<(String, String)> = self.rows(&sql::select_plugins()).await?;
         let variables: Vec<(String, Option<String>)> = self.rows(&sql::select_variables()).await?;
-        let variables: Vec<String> = variables.into_iter().map(|(name, _)| name).collect();
+        let expel_timeout = sql::expel_timeout(&variables);
+        let names: Vec<String> = variables.into_iter().map(|(name, _)| name).collect();
         let version = version.into_iter().next().unwrap_or_default();
-        Capabilities::from_probe(&version, &plugins, &variables).map_err(|e| self.protocol(e))
+        let capabilities =
+            Capabilities::from_probe(&version, &plugins, &names).map_err(|e| self.protocol(e))?;
+        Ok((capabilities, expel_timeout))
     }
 }
 
@@ -128,9 +136,18 @@ impl SqlOps {
             .user(Some(self.admin.user.clone()))
             .pass(Some(self.admin.password.clone()))
             .prefer_socket(false);
-        let conn = Conn::new(opts).await.map_err(|e| OpsError::Unreachable {
-            endpoint: endpoint.to_string(),
-            reason: e.to_string(),
+        let conn = Conn::new(opts).await.map_err(|e| match e {
+            mysql_async::Error::Io(mysql_async::IoError::Io(io))
+                if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                OpsError::Refused {
+                    endpoint: endpoint.to_string(),
+                }
+            }
+            e => OpsError::Unreachable {
+                endpoint: endpoint.to_string(),
+                reason: e.to_string(),
+            },
         })?;
         let mut session = Session { conn, endpoint };
         session.run_text(sql::SESSION_SETUP).await?;
@@ -153,7 +170,7 @@ impl SqlOps {
 
     async fn read_state(&self, at: &Endpoint) -> Result<MemberState, OpsError> {
         let mut s = self.connect(at).await?;
-        let capabilities = s.capabilities().await?;
+        let (capabilities, expel_timeout) = s.probe().await?;
         let me: Vec<(String, String, String)> = s.rows(sql::SELECT_SELF).await?;
         let Some((server_uuid, executed, read_only)) = me.into_iter().next() else {
             return Err(s.protocol("SELECT @@server_uuid returned no row"));
@@ -200,6 +217,7 @@ impl SqlOps {
             group,
             applier_queue: queue.into_iter().next().flatten().unwrap_or(0),
             cloning,
+            expel_timeout,
         })
     }
 
@@ -289,6 +307,16 @@ impl MemberOps for SqlOps {
         Ok(())
     }
 
+    async fn set_expel_timeout(&self, at: &Endpoint, seconds: u32) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            self.connect(at)
+                .await?
+                .run(&sql::set_expel_timeout(seconds))
+                .await
+        })
+        .await
+    }
+
     async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {
         self.deadline(at, self.operation_timeout, async {
             self.connect(at).await?.run_text(sql::STOP_GR).await
@@ -373,6 +401,7 @@ mod tests {
             clone_policy: ClonePolicy::default(),
             history: vec![],
             flap_window: Duration::from_secs(30),
+            expel_timeout: 5,
             now: jiff::Timestamp::UNIX_EPOCH,
             restore: Default::default(),
         };
@@ -388,7 +417,10 @@ mod tests {
         let endpoint = Endpoint::named(0, "127.0.0.1", 9);
         let started = std::time::Instant::now();
         let err = ops().observe(&endpoint).await.expect_err("nothing listens");
-        assert!(matches!(err, OpsError::Unreachable { .. }), "{err}");
+        assert!(
+            matches!(err, OpsError::Refused { .. } | OpsError::Unreachable { .. }),
+            "{err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(!err.to_string().contains("secret-pw"));
     }

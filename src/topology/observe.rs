@@ -114,6 +114,9 @@ pub struct ClusterInput {
     pub history: Vec<ActionRecord>,
     /// No second automatic action of the same kind on the same member within this window.
     pub flap_window: std::time::Duration,
+    /// The members' configured `group_replication_member_expel_timeout` (seconds), which the
+    /// operator sets back after expelling a gone member at once (see `expel`).
+    pub expel_timeout: u32,
     pub now: Timestamp,
     /// Holds the first start of the group while a restore from a backup has not succeeded.
     pub restore: RestoreGate,
@@ -146,6 +149,7 @@ impl ClusterInput {
             clone_policy: ClonePolicy::EmptyOnly,
             history: vec![],
             flap_window: std::time::Duration::from_secs(30),
+            expel_timeout: 5,
             now: Timestamp::from_second(1_000_000).unwrap(),
             restore: RestoreGate::Open,
         }
@@ -255,6 +259,8 @@ pub struct MemberState {
     pub applier_queue: u64,
     /// A clone into this member is running (`performance_schema.clone_status`).
     pub cloning: bool,
+    /// `group_replication_member_expel_timeout` (seconds); `None` without the plugin.
+    pub expel_timeout: Option<u32>,
 }
 
 impl MemberState {
@@ -291,6 +297,9 @@ pub enum Reach {
     /// The pod runs but the member did not answer.
     Unreachable {
         reason: String,
+        /// The member's own address refused the connection: nothing listens there, so its
+        /// mysqld is not running — proof that it is out of any group, not merely silent.
+        refused: bool,
     },
     /// No pod, or the pod is not running.
     NoPod,
@@ -347,6 +356,7 @@ mod tests {
             clone_policy: ClonePolicy::default(),
             history: vec![],
             flap_window: std::time::Duration::from_secs(30),
+            expel_timeout: 5,
             now: Timestamp::UNIX_EPOCH,
             restore: RestoreGate::Open,
         }

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use thiserror::Error;
 
+use super::expel::ExpelTimeout;
 use super::observe::{
     ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach,
 };
@@ -18,6 +19,10 @@ use super::observe::{
 pub enum OpsError {
     #[error("cannot reach {endpoint}: {reason}")]
     Unreachable { endpoint: String, reason: String },
+    /// The member's address answered that nothing listens on the port: its mysqld is not
+    /// running (the pod's address outlives its containers).
+    #[error("nothing listens at {endpoint} (connection refused): its mysqld is not running")]
+    Refused { endpoint: String },
     #[error("{what} failed on {endpoint}: {message}")]
     Statement {
         endpoint: String,
@@ -86,6 +91,12 @@ pub trait MemberOps {
         &self,
         at: &Endpoint,
         restart: bool,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// Sets `group_replication_member_expel_timeout` on this member.
+    fn set_expel_timeout(
+        &self,
+        at: &Endpoint,
+        seconds: u32,
     ) -> impl Future<Output = Result<(), OpsError>> + Send;
     /// Clones `donor` into this member.
     fn clone_from(
@@ -171,6 +182,7 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
                     match ops.observe(&endpoint).await {
                         Ok(state) => Reach::Reachable(Box::new(state)),
                         Err(e) => Reach::Unreachable {
+                            refused: matches!(e, OpsError::Refused { .. }),
                             reason: e.to_string(),
                         },
                     }
@@ -207,6 +219,7 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
                 members.push(Member {
                     ordinal,
                     reach: Reach::Unreachable {
+                        refused: false,
                         reason: format!(
                             "no answer within {} ms while the group's majority answered",
                             limit.as_millis()
@@ -218,6 +231,27 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
     }
     members.sort_by_key(|m| m.ordinal);
     Observed { input, members }
+}
+
+/// Sets the expel timeout on every member the change lists, concurrently. A member that fails
+/// is logged and left: the next tick decides again from what it then says.
+pub async fn set_expel_timeout<O: MemberOps>(ops: &O, observed: &Observed, change: &ExpelTimeout) {
+    let input = &observed.input;
+    let results = futures::future::join_all(change.members.iter().map(|&o| async move {
+        let at = input.endpoint(o);
+        (o, ops.set_expel_timeout(&at, change.seconds).await)
+    }))
+    .await;
+    for (o, result) in results {
+        match result {
+            Ok(()) => {
+                tracing::info!(cluster = %input.name, member = o, seconds = change.seconds, "set group_replication_member_expel_timeout")
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %input.name, member = o, seconds = change.seconds, error = %e, "cannot set group_replication_member_expel_timeout")
+            }
+        }
+    }
 }
 
 /// Runs the decided operation.

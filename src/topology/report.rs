@@ -64,6 +64,8 @@ pub struct Decision {
     /// succeeded (it must never fire twice).
     pub force_quorum_consumed: bool,
     pub requeue: Duration,
+    /// Expel on proof (see `expel`): carried out before `operation`.
+    pub expel_timeout: Option<super::expel::ExpelTimeout>,
 }
 
 pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
@@ -226,5 +228,6 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         labels,
         statefulset_replicas,
         update_next,
+        expel_timeout: None,
     }
 }

@@ -54,7 +54,28 @@ pub struct Capabilities {
 /// Plugin names the probe asks about.
 pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
 /// Variables the probe asks about.
-pub const PROBED_VARIABLES: [&str; 1] = ["group_replication_communication_stack"];
+pub const PROBED_VARIABLES: [&str; 2] = [
+    "group_replication_communication_stack",
+    EXPEL_TIMEOUT_VARIABLE,
+];
+
+/// Seconds a suspected member may stay UNREACHABLE before the group expels it.
+pub const EXPEL_TIMEOUT_VARIABLE: &str = "group_replication_member_expel_timeout";
+
+/// The member's `group_replication_member_expel_timeout` from the probe's variable rows
+/// (`None` without the Group Replication plugin or with a value that is not a number).
+pub fn expel_timeout(variables: &[(String, Option<String>)]) -> Option<u32> {
+    variables
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(EXPEL_TIMEOUT_VARIABLE))
+        .and_then(|(_, value)| value.as_deref()?.trim().parse().ok())
+}
+
+/// `SET GLOBAL group_replication_member_expel_timeout = <seconds>`; on a member whose view
+/// suspects another, a new value takes effect at once (checked on 9.7).
+pub fn set_expel_timeout(seconds: u32) -> Statement {
+    Statement::from_text(format!("SET GLOBAL {EXPEL_TIMEOUT_VARIABLE} = {seconds}"))
+}
 
 impl Capabilities {
     /// From `@@version`, `(PLUGIN_NAME, PLUGIN_STATUS)` rows and the names of existing variables.
@@ -603,7 +624,34 @@ mod tests {
             select_plugins(),
             "SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME IN ('group_replication', 'clone')"
         );
-        assert!(select_variables().ends_with("IN ('group_replication_communication_stack')"));
+        assert!(select_variables().ends_with(
+            "IN ('group_replication_communication_stack', 'group_replication_member_expel_timeout')"
+        ));
+    }
+
+    #[test]
+    fn the_expel_timeout_is_read_from_the_probe_and_set_as_a_number() {
+        let rows = |v: Option<&str>| {
+            vec![
+                (
+                    "group_replication_communication_stack".to_string(),
+                    Some("MYSQL".to_string()),
+                ),
+                (
+                    "group_replication_member_expel_timeout".to_string(),
+                    v.map(String::from),
+                ),
+            ]
+        };
+        assert_eq!(expel_timeout(&rows(Some("5"))), Some(5));
+        assert_eq!(expel_timeout(&rows(Some("0"))), Some(0));
+        assert_eq!(expel_timeout(&rows(Some("x"))), None);
+        assert_eq!(expel_timeout(&rows(None)), None);
+        assert_eq!(expel_timeout(&[]), None);
+        assert_eq!(
+            set_expel_timeout(0).sql(),
+            "SET GLOBAL group_replication_member_expel_timeout = 0"
+        );
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub fn is_managed_option(key: &str) -> bool {
         || normalized.starts_with("group_replication_")
 }
 
+/// `group_replication_member_expel_timeout`, the server's default written out: how long a
+/// suspected member may stay UNREACHABLE before it is expelled. The topology sets it to 0 on the
+/// survivors while a member is provably gone, then back to this (`topology::expel`).
+pub const EXPEL_TIMEOUT_S: u32 = 5;
+
 /// The address Group Replication members use to talk to `host` for `stack`.
 pub fn local_address_port(stack: CommunicationStack) -> i32 {
     match stack {
@@ -149,6 +154,7 @@ pub fn mycnf(c: &ValidCluster) -> String {
     gr(&mut s, "group_seeds", seeds.join(","));
     gr(&mut s, "consistency", "BEFORE_ON_PRIMARY_FAILOVER");
     gr(&mut s, "exit_state_action", "OFFLINE_MODE");
+    gr(&mut s, "member_expel_timeout", EXPEL_TIMEOUT_S);
     gr(&mut s, "recovery_use_ssl", "ON");
     gr(&mut s, "ssl_mode", "REQUIRED");
     if stack == CommunicationStack::XCOM {
