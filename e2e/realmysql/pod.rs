@@ -367,11 +367,9 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::expand;
-
     #[test]
     fn expansion_follows_kubernetes() {
         let env = vec![("A".to_string(), "x".to_string())];
-        assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
+        assert_eq!(super::expand("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
     }
 }

@@ -124,6 +124,7 @@ impl SimOps<'_> {
             group,
             applier_queue: u64::try_from(queue).unwrap_or(u64::MAX),
             cloning: m.cloning.is_some(),
+            clone_failed: None,
             expel_timeout: Some(m.expel_timeout_s),
         }
     }

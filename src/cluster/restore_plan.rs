@@ -830,6 +830,7 @@ mod tests {
                 }],
                 applier_queue: 0,
                 cloning: false,
+                clone_failed: None,
                 expel_timeout: Some(5),
             }
         };

@@ -71,12 +71,33 @@ pub fn decide(observed: &Observed) -> Decision {
     };
     let expel_timeout = expel::decide(observed, diagnosis.group.as_ref());
     let mut decision = assemble(observed, &diagnosis, verdict);
+    decision
+        .events
+        .extend(clone_retried(observed, &decision.operation));
     if let Some(change) = &expel_timeout {
         decision.events.extend(change.event(observed));
         decision.requeue = decision.requeue.min(std::time::Duration::from_secs(1));
     }
     decision.expel_timeout = expel_timeout;
     decision
+}
+
+/// A Warning Event when a member whose last clone failed is cloned again: the failure is the
+/// server's, and only `clone_status` kept it.
+fn clone_retried(observed: &Observed, operation: &Operation) -> Option<Event> {
+    let Operation::Clone { member, donor } = operation else {
+        return None;
+    };
+    let failure = observed.state(*member)?.clone_failed.as_ref()?;
+    Some(Event {
+        warning: true,
+        reason: "CloneFailed".into(),
+        message: format!(
+            "the last clone into {} failed ({failure}); cloning it again from {}",
+            name(observed, *member),
+            name(observed, *donor)
+        ),
+    })
 }
 
 fn name(observed: &Observed, ordinal: u32) -> String {
@@ -368,14 +389,31 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
             };
             message = format!("{member} joins the group");
         }
+        if kind == ActionKind::Clone
+            && let Some(other) = observed
+                .members
+                .iter()
+                .find(|m| m.ordinal != ordinal && m.state().is_some_and(|s| s.cloning))
+        {
+            // Measured on 9.7.4: a second clone started while one runs fails (error 3862).
+            waiting.push(format!(
+                "{member} waits for the clone into {} to finish (one clone at a time)",
+                name(observed, other.ordinal)
+            ));
+            continue;
+        }
+        let failed = match (&state.clone_failed, kind) {
+            (Some(failure), ActionKind::Clone) => format!(" (the last clone failed: {failure})"),
+            _ => String::new(),
+        };
         if flapping(observed, ordinal, kind) {
             waiting.push(format!(
-                "{member}: a {kind:?} ran less than {}s ago (anti-flapping)",
+                "{member}: a {kind:?} ran less than {}s ago (anti-flapping){failed}",
                 input.flap_window.as_secs()
             ));
             continue;
         }
-        return Verdict::run(operation, Some(kind), "Healing", message);
+        return Verdict::run(operation, Some(kind), "Healing", message + &failed);
     }
     if !blocked.is_empty() {
         return Verdict::blocked("MemberNeedsAttention", blocked.join("; "));
@@ -665,6 +703,7 @@ mod tests {
                         group: vec![row(&input, o, S::Offline, None)],
                         applier_queue: 0,
                         cloning: false,
+                        clone_failed: None,
                         expel_timeout: Some(5),
                     })),
                 })
@@ -1035,6 +1074,53 @@ mod tests {
                 member: 2,
                 restart: false
             }
+        );
+    }
+
+    #[test]
+    fn one_clone_at_a_time() {
+        let mut fx = Fx::new(4).gtids(0, &g("1-10")).group(&[(0, S::Online)], 0);
+        fx.state(1).cloning = true;
+        let d = fx.decide();
+        assert_eq!(d.operation, Operation::None);
+        assert!(
+            condition(&d, "Ready")
+                .message
+                .contains("db-2 waits for the clone into db-1 to finish"),
+            "{:?}",
+            condition(&d, "Ready")
+        );
+    }
+
+    #[test]
+    fn a_failed_clone_is_said_when_the_member_is_cloned_again() {
+        let mut fx = Fx::new(3)
+            .gtids(0, &g("1-10"))
+            .gtids(1, &g("1-10"))
+            .group(&[(0, S::Online), (1, S::Online)], 0);
+        fx.state(2).clone_failed = Some(crate::topology::sql::CloneFailure {
+            error_no: 3862,
+            message: "Clone Donor Error: 2013".into(),
+        });
+        let d = fx.decide();
+        assert!(matches!(d.operation, Operation::Clone { member: 2, .. }));
+        let event = d
+            .events
+            .iter()
+            .find(|e| e.reason == "CloneFailed")
+            .expect("event");
+        assert!(event.warning);
+        assert!(
+            event
+                .message
+                .contains("ERROR 3862: Clone Donor Error: 2013"),
+            "{}",
+            event.message
+        );
+        assert!(
+            condition(&d, "Ready")
+                .message
+                .contains("the last clone failed: ERROR 3862")
         );
     }
 

@@ -195,6 +195,7 @@ mod tests {
                         group: rows.clone(),
                         applier_queue: 0,
                         cloning: false,
+                        clone_failed: None,
                         expel_timeout: Some(timeouts[o as usize]),
                     }))
                 }),

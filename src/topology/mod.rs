@@ -163,6 +163,7 @@ mod tests {
                 group,
                 applier_queue: 0,
                 cloning: false,
+                clone_failed: None,
                 expel_timeout: Some(5),
             })
         }

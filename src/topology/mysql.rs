@@ -201,11 +201,10 @@ impl SqlOps {
             .collect();
         let group = sql::parse_members(rows).map_err(|e| s.protocol(e))?;
         let queue: Vec<Option<u64>> = s.rows(sql::SELECT_QUEUE).await?;
-        let cloning = if capabilities.clone {
-            let states: Vec<Option<String>> = s.rows(sql::SELECT_CLONE_STATE).await?;
-            sql::clone_running(states.into_iter().flatten())
+        let clones: Vec<sql::CloneRowText> = if capabilities.clone {
+            s.rows(sql::SELECT_CLONE_STATE).await?
         } else {
-            false
+            Vec::new()
         };
         let parse = |text: &str| GtidSet::parse(text);
         Ok(MemberState {
@@ -216,7 +215,8 @@ impl SqlOps {
             super_read_only: sql::parse_bool(&read_only),
             group,
             applier_queue: queue.into_iter().next().flatten().unwrap_or(0),
-            cloning,
+            cloning: sql::clone_running(&clones),
+            clone_failed: sql::clone_failure(&clones),
             expel_timeout,
         })
     }

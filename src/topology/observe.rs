@@ -259,6 +259,8 @@ pub struct MemberState {
     pub applier_queue: u64,
     /// A clone into this member is running (`performance_schema.clone_status`).
     pub cloning: bool,
+    /// The last clone into this member failed, and why.
+    pub clone_failed: Option<super::sql::CloneFailure>,
     /// `group_replication_member_expel_timeout` (seconds); `None` without the plugin.
     pub expel_timeout: Option<u32>,
 }

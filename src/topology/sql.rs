@@ -203,13 +203,40 @@ pub const SELECT_QUEUE: &str = "SELECT COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEU
      performance_schema.replication_group_member_stats WHERE MEMBER_ID = @@GLOBAL.server_uuid";
 
 /// Only queried when the clone plugin is active (the table comes with it).
-pub const SELECT_CLONE_STATE: &str = "SELECT STATE FROM performance_schema.clone_status";
+pub const SELECT_CLONE_STATE: &str =
+    "SELECT STATE, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status";
+
+/// One row of [`SELECT_CLONE_STATE`].
+pub type CloneRowText = (String, Option<u32>, Option<String>);
+
+/// The last clone into the member failed (`clone_status` keeps it across restarts until the
+/// next clone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneFailure {
+    pub error_no: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for CloneFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ERROR {}: {}", self.error_no, self.message)
+    }
+}
+
+/// The failure of the last clone, if the row says it failed.
+pub fn clone_failure(rows: &[CloneRowText]) -> Option<CloneFailure> {
+    rows.iter()
+        .find(|(state, _, _)| state.eq_ignore_ascii_case("Failed"))
+        .map(|(_, error_no, message)| CloneFailure {
+            error_no: error_no.unwrap_or(0),
+            message: message.clone().unwrap_or_default(),
+        })
+}
 
 /// Whether `clone_status` rows show a clone running.
-pub fn clone_running(states: impl IntoIterator<Item = String>) -> bool {
-    states
-        .into_iter()
-        .any(|s| s.eq_ignore_ascii_case("In Progress"))
+pub fn clone_running(rows: &[CloneRowText]) -> bool {
+    rows.iter()
+        .any(|(state, _, _)| state.eq_ignore_ascii_case("In Progress"))
 }
 
 /// One row of [`SELECT_MEMBERS`] as text columns.
@@ -712,11 +739,18 @@ mod tests {
             )]),
             Err(SqlError::BadRole(_))
         ));
-        assert!(clone_running(["In Progress".to_string()]));
-        assert!(!clone_running([
-            "Completed".to_string(),
-            "Failed".to_string()
-        ]));
+        let row = |state: &str, error_no: Option<u32>, message: Option<&str>| {
+            (state.to_string(), error_no, message.map(String::from))
+        };
+        assert!(clone_running(&[row("In Progress", Some(0), None)]));
+        assert!(!clone_running(&[row("Completed", Some(0), None)]));
+        let failed = [row("Failed", Some(3862), Some("Clone Donor Error: 2013"))];
+        assert!(!clone_running(&failed));
+        assert_eq!(
+            clone_failure(&failed).map(|f| f.to_string()).as_deref(),
+            Some("ERROR 3862: Clone Donor Error: 2013")
+        );
+        assert_eq!(clone_failure(&[row("Completed", Some(0), None)]), None);
         assert!(parse_bool("ON") && parse_bool("1") && !parse_bool("0") && !parse_bool("OFF"));
     }
 }

@@ -206,7 +206,7 @@ impl Group {
             );
         }
         if query == sql::SELECT_CLONE_STATE {
-            return rows(["STATE"], vec![]);
+            return rows(["STATE", "ERROR_NO", "ERROR_MESSAGE"], vec![]);
         }
         // mysql_async reads session limits when it connects: `SELECT @@a,@@b`.
         if let Some(names) = query.strip_prefix("SELECT @@")
