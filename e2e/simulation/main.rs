@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use innodb_operator::topology::diagnose::{Health, diagnose};
 use innodb_operator::topology::expel::ExpelTimeout;
-use innodb_operator::topology::observe::{MemberStatus, Reach};
+use innodb_operator::topology::observe::{MemberStatus, Reach, Silence};
 use innodb_operator::topology::{Decision, Observed, Operation};
 
 use schedule::{DecideFn, Outcome};
@@ -195,10 +195,15 @@ fn a_broken_rule_is_caught() {
 /// as proof that it is gone: the group is told to expel without the grace on silence alone.
 fn expel_on_silence(observed: &Observed) -> Decision {
     let mut decision = schedule::real(observed);
-    let silent = observed
-        .members
-        .iter()
-        .any(|m| matches!(m.reach, Reach::Unreachable { refused: false, .. }));
+    let silent = observed.members.iter().any(|m| {
+        matches!(
+            m.reach,
+            Reach::Unreachable {
+                silence: Silence::NoAnswer,
+                ..
+            }
+        )
+    });
     if decision.expel_timeout.is_none() && silent {
         let members: Vec<u32> = observed
             .members

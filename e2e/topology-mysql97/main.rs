@@ -566,14 +566,104 @@ async fn topology_on_a_real_group_mysql_stack() {
     }
 }
 
+/// `sql` as root on `ordinal` without writing it to the binary log (no transaction of its own).
+async fn root_unlogged(g: &Group, ordinal: u32, sql: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut conn = g.root(ordinal).await;
+    conn.query_drop("SET SESSION sql_log_bin = 0")
+        .await
+        .expect("sql_log_bin");
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql} on member {ordinal}: {e}"));
+}
+
+/// The decision's `Degraded` condition.
+fn degraded(observed: &innodb_operator::topology::Observed) -> (String, String) {
+    let d = innodb_operator::topology::decide(observed);
+    assert_eq!(
+        d.operation,
+        Operation::None,
+        "nothing is started or changed"
+    );
+    let c = d
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    (c.reason.clone(), c.message.clone())
+}
+
+/// Bad input: a member whose server refuses the operator's account (its password changed
+/// behind the operator's back) → nothing is bootstrapped, the condition names the member and
+/// the server's error; once the account is right again the operator goes on.
+async fn refused_account_needs_the_user(g: &Group, ordinal: u32) {
+    let admin = g
+        .built
+        .credentials(innodb_operator::cluster::build::secrets::Account::Admin);
+    root_unlogged(
+        g,
+        ordinal,
+        &format!(
+            "ALTER USER '{}'@'%' IDENTIFIED BY 'not-the-secret'",
+            admin.user
+        ),
+    )
+    .await;
+    let observed = g.observe().await;
+    let (reason, message) = degraded(&observed);
+    assert_eq!(reason, "MemberNeedsAttention", "{message}");
+    assert!(
+        message.contains("refuses the operator's account") && message.contains("ERROR 1045"),
+        "{message}"
+    );
+    eprintln!("refused account: {message}");
+    root_unlogged(
+        g,
+        ordinal,
+        &format!(
+            "ALTER USER '{}'@'%' IDENTIFIED BY '{}'",
+            admin.user,
+            admin.password.replace('\\', "\\\\").replace('\'', "''")
+        ),
+    )
+    .await;
+    assert!(
+        g.observe().await.state(ordinal).is_some(),
+        "the account works again"
+    );
+}
+
+/// Bad input: a member without the Group Replication plugin → never joined, the condition says
+/// which option loads it; with the plugin back the operator joins it.
+async fn missing_plugin_needs_the_user(g: &Group, ordinal: u32) {
+    root_unlogged(g, ordinal, "UNINSTALL PLUGIN group_replication").await;
+    let observed = g.observe().await;
+    let (reason, message) = degraded(&observed);
+    assert_eq!(reason, "MemberNeedsAttention", "{message}");
+    assert!(
+        message.contains("no active group_replication plugin"),
+        "{message}"
+    );
+    eprintln!("missing plugin: {message}");
+    root_unlogged(
+        g,
+        ordinal,
+        "INSTALL PLUGIN group_replication SONAME 'group_replication.so'",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_join_on_the_xcom_stack() {
     let mut t = Timings::default();
     let Some(g) = fresh_group("gr-xcom", "XCOM", 2, &mut t).await else {
         return;
     };
+    refused_account_needs_the_user(&g, 1).await;
     bootstrap(&g, &mut t, "XCOM stack").await;
     write(&g, 0, 1).await;
+    missing_plugin_needs_the_user(&g, 1).await;
     join(&g, &mut t, 1, 2, "XCOM stack: incremental join").await;
     same_transactions(&g, 0, 1).await;
 }

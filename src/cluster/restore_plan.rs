@@ -864,7 +864,7 @@ mod tests {
         let mut m = members("", None);
         assert!(first_member_ready(&m, None));
         m.members[0].reach = crate::topology::observe::Reach::Unreachable {
-            refused: false,
+            silence: crate::topology::observe::Silence::NoAnswer,
             reason: "timeout".into(),
         };
         assert!(!data_exists(&m));

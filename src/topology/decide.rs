@@ -4,7 +4,7 @@
 use super::diagnose::{Diagnosis, Health, QuorumGroup, diagnose};
 use super::expel;
 use super::observe::{
-    ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, RestoreGate,
+    ActionKind, ActionRecord, ClonePolicy, MemberStatus, Observed, Reach, RestoreGate, Silence,
 };
 use super::ops::Operation;
 use super::report::assemble;
@@ -98,6 +98,22 @@ fn clone_retried(observed: &Observed, operation: &Operation) -> Option<Event> {
             name(observed, *donor)
         ),
     })
+}
+
+/// Members whose server refuses the operator's account, each with the server's words and what
+/// to do: they run, and only the user can let the operator in.
+fn denied(observed: &Observed) -> Vec<String> {
+    observed
+        .members
+        .iter()
+        .filter_map(|m| match &m.reach {
+            Reach::Unreachable {
+                reason,
+                silence: Silence::Denied,
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn name(observed: &Observed, ordinal: u32) -> String {
@@ -415,6 +431,7 @@ fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
         }
         return Verdict::run(operation, Some(kind), "Healing", message + &failed);
     }
+    blocked.extend(denied(observed));
     if !blocked.is_empty() {
         return Verdict::blocked("MemberNeedsAttention", blocked.join("; "));
     }
@@ -584,6 +601,10 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
             return Verdict::blocked(reason, message.clone());
         }
     }
+    let denied = denied(observed);
+    if !denied.is_empty() {
+        return Verdict::blocked("MemberNeedsAttention", denied.join("; "));
+    }
     if !diagnosis.unreachable.is_empty() {
         return Verdict::wait(
             "WaitingForAllMembers",
@@ -725,7 +746,7 @@ mod tests {
 
         fn unreachable(mut self, o: u32) -> Fx {
             self.members[o as usize].reach = Reach::Unreachable {
-                refused: false,
+                silence: Silence::NoAnswer,
                 reason: "timeout".into(),
             };
             self
@@ -1075,6 +1096,32 @@ mod tests {
                 restart: false
             }
         );
+    }
+
+    #[test]
+    fn a_member_that_refuses_the_operators_account_needs_the_user() {
+        let deny = |mut fx: Fx| {
+            fx.members[2].reach = Reach::Unreachable {
+                silence: Silence::Denied,
+                reason: "db-2 refuses the operator's account (ERROR 1045: Access denied)".into(),
+            };
+            fx.decide()
+        };
+        // Before the first start: nothing is bootstrapped, the condition says who and why.
+        let d = deny(Fx::new(3));
+        assert_eq!(d.operation, Operation::None);
+        let c = condition(&d, "Degraded");
+        assert_eq!(c.reason, "MemberNeedsAttention");
+        assert!(c.message.contains("ERROR 1045"), "{}", c.message);
+        // In a running group: the others are served, the condition says so.
+        let d = deny(
+            Fx::new(3)
+                .gtids(0, &g("1-3"))
+                .gtids(1, &g("1-3"))
+                .group(&[(0, S::Online), (1, S::Online)], 0),
+        );
+        assert_eq!(d.operation, Operation::None);
+        assert_eq!(condition(&d, "Degraded").reason, "MemberNeedsAttention");
     }
 
     #[test]

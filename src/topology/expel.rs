@@ -25,7 +25,7 @@
 //! the timeout is therefore set back as soon as no member of the view is gone or UNREACHABLE.
 
 use super::diagnose::QuorumGroup;
-use super::observe::{MemberStatus, Observed, Reach};
+use super::observe::{MemberStatus, Observed, Reach, Silence};
 use super::report::Event;
 
 /// Why the operator knows a listed member is gone.
@@ -59,8 +59,11 @@ pub struct ExpelTimeout {
 fn gone(observed: &Observed, ordinal: u32) -> Option<Gone> {
     let member = observed.members.iter().find(|m| m.ordinal == ordinal)?;
     match &member.reach {
-        Reach::Unreachable { refused: true, .. } => Some(Gone::Refused),
-        Reach::Unreachable { refused: false, .. } => None,
+        Reach::Unreachable {
+            silence: Silence::Refused,
+            ..
+        } => Some(Gone::Refused),
+        Reach::Unreachable { .. } => None,
         Reach::NoPod => Some(Gone::NoPod),
         Reach::Reachable(state) => matches!(
             state.own_status(),
@@ -213,14 +216,14 @@ mod tests {
     fn refused() -> Option<Reach> {
         Some(Reach::Unreachable {
             reason: "refused".into(),
-            refused: true,
+            silence: Silence::Refused,
         })
     }
 
     fn silent() -> Option<Reach> {
         Some(Reach::Unreachable {
             reason: "no answer".into(),
-            refused: false,
+            silence: Silence::NoAnswer,
         })
     }
 

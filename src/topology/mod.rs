@@ -337,7 +337,7 @@ mod tests {
             ordinal: 1,
             reach: Reach::Unreachable {
                 reason: "x".into(),
-                refused: false,
+                silence: crate::topology::observe::Silence::NoAnswer,
             },
         };
         assert!(!ops::majority_answered(&input, &[member(0), unreachable]));

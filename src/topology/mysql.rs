@@ -144,6 +144,11 @@ impl SqlOps {
                     endpoint: endpoint.to_string(),
                 }
             }
+            // ER_ACCESS_DENIED_ERROR
+            mysql_async::Error::Server(server) if server.code == 1045 => OpsError::Denied {
+                endpoint: endpoint.to_string(),
+                message: format!("ERROR {}: {}", server.code, server.message),
+            },
             e => OpsError::Unreachable {
                 endpoint: endpoint.to_string(),
                 reason: e.to_string(),

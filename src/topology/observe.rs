@@ -296,15 +296,25 @@ impl MemberState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
     Reachable(Box<MemberState>),
-    /// The pod runs but the member did not answer.
+    /// The pod runs but the operator could not read the member.
     Unreachable {
         reason: String,
-        /// The member's own address refused the connection: nothing listens there, so its
-        /// mysqld is not running — proof that it is out of any group, not merely silent.
-        refused: bool,
+        silence: Silence,
     },
     /// No pod, or the pod is not running.
     NoPod,
+}
+
+/// How a member failed to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// No answer in time, or the session broke: it may be alive (cut off, paused, overloaded).
+    NoAnswer,
+    /// Its own address refused the connection: nothing listens there, so its mysqld is not
+    /// running — proof that it is out of any group, not merely silent.
+    Refused,
+    /// mysqld answered but refused the operator's account: it runs, and needs the user.
+    Denied,
 }
 
 /// One ordinal of the cluster, observed.

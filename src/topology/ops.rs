@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use super::expel::ExpelTimeout;
 use super::observe::{
-    ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach,
+    ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach, Silence,
 };
 
 /// What went wrong talking to a member. Messages never contain a password.
@@ -23,6 +23,13 @@ pub enum OpsError {
     /// running (the pod's address outlives its containers).
     #[error("nothing listens at {endpoint} (connection refused): its mysqld is not running")]
     Refused { endpoint: String },
+    /// The server refused the operator's account (wrong password, no such account).
+    #[error(
+        "{endpoint} refuses the operator's account ({message}): its data directory was not \
+         initialised by this cluster, or the account was changed; restore the account from the \
+         cluster's admin Secret or re-provision the member"
+    )]
+    Denied { endpoint: String, message: String },
     #[error("{what} failed on {endpoint}: {message}")]
     Statement {
         endpoint: String,
@@ -182,7 +189,11 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
                     match ops.observe(&endpoint).await {
                         Ok(state) => Reach::Reachable(Box::new(state)),
                         Err(e) => Reach::Unreachable {
-                            refused: matches!(e, OpsError::Refused { .. }),
+                            silence: match e {
+                                OpsError::Refused { .. } => Silence::Refused,
+                                OpsError::Denied { .. } => Silence::Denied,
+                                _ => Silence::NoAnswer,
+                            },
                             reason: e.to_string(),
                         },
                     }
@@ -219,7 +230,7 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
                 members.push(Member {
                     ordinal,
                     reach: Reach::Unreachable {
-                        refused: false,
+                        silence: Silence::NoAnswer,
                         reason: format!(
                             "no answer within {} ms while the group's majority answered",
                             limit.as_millis()
