@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use innodb_operator::api::MySQLCluster;
-use innodb_operator::cluster::build::secrets::Account;
 use innodb_operator::cluster::build::{self, Object, ValidCluster};
 use innodb_operator::cluster::dereference::Dereferenced;
 use innodb_operator::cluster::validate::validate;
+use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::sql::{Accounts, Credentials};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

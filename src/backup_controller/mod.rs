@@ -21,11 +21,11 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster, S3Storage};
-use crate::cluster::apply::FIELD_MANAGER;
-use crate::cluster::build::names::Names;
 use crate::context::Context;
 use crate::credentials::SecretText;
 use crate::datapath::s3::{Bucket, CaBundle, S3Config};
+use crate::objects::FIELD_MANAGER;
+use crate::objects::names::Names;
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).

@@ -28,9 +28,9 @@ use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::context::Context;
 use crate::events::{self, Reason};
-use apply::{ApplyError, FIELD_MANAGER};
-use build::names::Names;
-use build::secrets;
+use crate::objects::FIELD_MANAGER;
+use crate::objects::names::Names;
+use apply::ApplyError;
 use dereference::DereferenceError;
 use restore_step::RestoreStepError;
 use status::StatusInput;
@@ -160,42 +160,43 @@ pub(crate) async fn reconcile(
     let mut restore_poll = None;
     if let Some(mut valid) = valid {
         // The Group Replication topology: one tick, then what it asks of Kubernetes.
-        let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
-            let now = jiff::Timestamp::now();
-            let ops = topology_step::sql_ops(&ctx.client, &names).await?;
-            let input = topology_step::cluster_input(
-                &valid,
-                &cluster,
-                &workloads.pods,
-                workloads.statefulset.as_ref(),
-                now,
-            );
-            ctx.monitor_targets(&ns, &name, topology_step::monitor_targets(&input, &ops));
-            let mut members = crate::topology::observe(&ops, input).await;
-            // A cluster created from a backup: the restore into its first member gates the
-            // group's first start (what the members hold tells whether there is anything to
-            // restore when the status was lost).
-            let restore =
-                restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
-                    .await?;
-            if let Some(event) = &restore.event {
-                publish(&ctx, &cluster, event.reason.clone(), &event.message).await;
-            }
-            observed.restore = restore.status;
-            if restore.gate != crate::topology::RestoreGate::Open {
-                // A restore takes minutes to hours: look less often at a member that is loading.
-                restore_poll = Some(RESTORE_POLL);
-            }
-            members.input.restore = restore.gate;
-            let tick = crate::topology::act(&ops, members).await;
-            if let Err(e) = &tick.outcome {
-                let note = format!("{} failed: {e}", tick.decision.operation.name());
-                publish(&ctx, &cluster, Reason::OperationFailed, &note).await;
-            }
-            Some((tick.decision, tick.history))
-        } else {
-            None
-        };
+        let decision =
+            if deref.existing_accounts.len() == crate::objects::accounts::Account::ALL.len() {
+                let now = jiff::Timestamp::now();
+                let ops = topology_step::sql_ops(&ctx.client, &names).await?;
+                let input = topology_step::cluster_input(
+                    &valid,
+                    &cluster,
+                    &workloads.pods,
+                    workloads.statefulset.as_ref(),
+                    now,
+                );
+                ctx.monitor_targets(&ns, &name, topology_step::monitor_targets(&input, &ops));
+                let mut members = crate::topology::observe(&ops, input).await;
+                // A cluster created from a backup: the restore into its first member gates the
+                // group's first start (what the members hold tells whether there is anything to
+                // restore when the status was lost).
+                let restore =
+                    restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
+                        .await?;
+                if let Some(event) = &restore.event {
+                    publish(&ctx, &cluster, event.reason.clone(), &event.message).await;
+                }
+                observed.restore = restore.status;
+                if restore.gate != crate::topology::RestoreGate::Open {
+                    // A restore takes minutes to hours: look less often at a member that is loading.
+                    restore_poll = Some(RESTORE_POLL);
+                }
+                members.input.restore = restore.gate;
+                let tick = crate::topology::act(&ops, members).await;
+                if let Err(e) = &tick.outcome {
+                    let note = format!("{} failed: {e}", tick.decision.operation.name());
+                    publish(&ctx, &cluster, Reason::OperationFailed, &note).await;
+                }
+                Some((tick.decision, tick.history))
+            } else {
+                None
+            };
         if let Some((decision, _)) = &decision {
             valid.statefulset_replicas = decision.statefulset_replicas.max(1) as i32;
         }

@@ -8,12 +8,12 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::build::names::Names;
 use super::restore_plan::{self, Plan, RestoreInput, RestoreLocation};
 use crate::api::MySQLCluster;
 use crate::api::cluster::{MySQLClusterStatus, RestorePhase};
 use crate::backup_controller::{self, BackupError, job};
 use crate::context::Context;
+use crate::objects::names::Names;
 use crate::topology::Observed;
 
 /// A read or write of the restore step that failed; the reconcile is retried.

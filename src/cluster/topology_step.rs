@@ -12,8 +12,6 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::build::names::{Names, ROLE_LABEL};
-use super::build::secrets::Account;
 use super::status::TopologyView;
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
@@ -21,8 +19,11 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::{MYSQLX_PORT, local_address_port};
+use crate::cluster::build::mycnf::local_address_port;
 use crate::credentials::SecretText;
+use crate::objects::MYSQLX_PORT;
+use crate::objects::accounts::Account;
+use crate::objects::names::{Names, ROLE_LABEL};
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};

@@ -9,9 +9,9 @@ use kube::Resource;
 use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
-use super::build::names::{Component, Names, owned_meta};
 use super::dereference::Dereferenced;
 use crate::api::cluster::{CommunicationStack, MySQLCluster, PodTemplateOverrides, StorageSpec};
+use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
 /// Everything the builders need, checked.

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::build::names::{Component, Names, ROLE_LABEL, to_selector};
 use super::status::PodView;
+use crate::objects::names::{Component, Names, ROLE_LABEL, to_selector};
 
 /// What the workloads report.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -13,7 +13,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
+    /// The value of [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL).
     pub fn label_value(self) -> &'static str {
         match self {
             Role::Primary => "primary",

@@ -33,7 +33,7 @@ pub struct PodInfo {
     pub deleting: bool,
     /// The pod runs an older StatefulSet revision and will be replaced.
     pub update_pending: bool,
-    /// The pod's current value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
+    /// The pod's current value of [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL).
     pub role_label: Option<Role>,
     /// `status.podIP`: where the operator connects (no DNS in the failover path).
     pub ip: Option<String>,

@@ -3,7 +3,6 @@
 
 pub(crate) mod member_scripts;
 pub mod mycnf;
-pub mod names;
 pub(crate) mod router;
 pub mod secrets;
 pub(crate) mod services;
@@ -20,7 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
 pub use super::validate::ValidCluster;
-use secrets::Account;
+use crate::objects::accounts::Account;
 
 /// One object the cluster needs, applied with server-side apply.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use rand::SeedableRng;
 
 use super::mycnf::{self, is_managed_option};
-use super::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
-use super::secrets::Account;
 use super::{Kind, Object, build, router, services, statefulset};
 use crate::cluster::testing::{GROUP_NAME, valid_cluster};
+use crate::objects::accounts::Account;
+use crate::objects::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
 
 fn testdata(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
