@@ -41,7 +41,12 @@ pub fn build(name: &str, spec: &str) -> Built {
         restore: None,
     };
     let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
-    let desired = build::build(&cluster, &BTreeSet::new(), &mut rand::rng());
+    let desired = build::build(
+        &cluster,
+        build::TopologyInputs::from_spec(&cluster),
+        &BTreeSet::new(),
+        &mut rand::rng(),
+    );
     let mut statefulset = None;
     let mut config_maps = Vec::new();
     for o in desired.objects {

@@ -1,7 +1,8 @@
-//! Step 5 of the reconcile: the Group Replication topology. Fills the state machine's input from
-//! the cluster and its pods (pure), runs one tick (gather → decide → at most one operation over
-//! SQL), and carries out what the decision asks of Kubernetes: role labels on pods, the one pod
-//! a rolling update may replace now, and clearing one-shot annotations.
+//! The Group Replication topology's side of the reconcile: the state machine's input from the
+//! cluster and its pods (pure, for [`super::gather`]), the SQL operations with the cluster's
+//! credentials, what the status keeps of a decision (pure, for [`super::plan`]), and the writes
+//! a decision asks of Kubernetes (role labels on pods, the one pod a rolling update replaces,
+//! clearing one-shot annotations), which the driver makes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -217,10 +218,7 @@ pub(crate) fn cluster_input(
         ),
         flap_window: FLAP_WINDOW,
         now,
-        restore: topology::RestoreGate::Waiting {
-            reason: "RestorePending",
-            message: "the restore step has not run yet".into(),
-        },
+        restore: topology::RestoreGate::not_planned(),
     }
 }
 

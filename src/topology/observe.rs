@@ -91,6 +91,17 @@ pub enum RestoreGate {
     },
 }
 
+impl RestoreGate {
+    /// Before the restore step has planned in this reconcile: nothing may start the group (the
+    /// plan sets the gate before anything decides).
+    pub fn not_planned() -> Self {
+        RestoreGate::Waiting {
+            reason: "RestorePending",
+            message: "the restore step has not run yet".into(),
+        }
+    }
+}
+
 /// Everything the state machine needs from the `MySQLCluster` and its pods.
 #[derive(Debug, Clone)]
 pub struct ClusterInput {

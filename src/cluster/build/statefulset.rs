@@ -226,8 +226,8 @@ fn mysql_container(c: &ValidCluster) -> Container {
     }
 }
 
-/// The member StatefulSet.
-pub fn statefulset(c: &ValidCluster) -> StatefulSet {
+/// The members' StatefulSet with `replicas` pods (see [`super::TopologyInputs`]).
+pub fn statefulset(c: &ValidCluster, replicas: i32) -> StatefulSet {
     let template_meta = ObjectMeta {
         labels: Some(c.names.labels(Component::Database)),
         annotations: Some(BTreeMap::from([(
@@ -279,7 +279,7 @@ pub fn statefulset(c: &ValidCluster) -> StatefulSet {
     StatefulSet {
         metadata,
         spec: Some(StatefulSetSpec {
-            replicas: Some(c.statefulset_replicas),
+            replicas: Some(replicas),
             // The operator replaces pods itself, one at a time, secondaries first and the primary
             // only after a switchover.
             update_strategy: Some(StatefulSetUpdateStrategy {
