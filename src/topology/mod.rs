@@ -16,8 +16,11 @@ pub mod member;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
+mod pick;
 pub mod report;
 pub mod sql;
+mod verdict;
+mod with_quorum;
 
 pub use decide::{decide, updated_history};
 pub use observe::{
