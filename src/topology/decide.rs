@@ -204,15 +204,14 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
         ),
     )
 }
+
 /// The history to store after a tick: entries older than the window dropped, `record` added.
 pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec<ActionRecord> {
     let input = &observed.input;
-    let window =
-        jiff::SignedDuration::try_from(input.flap_window).unwrap_or(jiff::SignedDuration::MAX);
     input
         .history
         .iter()
-        .filter(|r| input.now.duration_since(r.at) < window)
+        .filter(|r| input.within_flap_window(r.at))
         .cloned()
         .chain(record)
         .collect()

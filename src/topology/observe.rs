@@ -164,6 +164,13 @@ impl ClusterInput {
 }
 
 impl ClusterInput {
+    /// Whether `at` is less than the flap window ago.
+    pub(crate) fn within_flap_window(&self, at: Timestamp) -> bool {
+        let window =
+            jiff::SignedDuration::try_from(self.flap_window).unwrap_or(jiff::SignedDuration::MAX);
+        self.now.duration_since(at) < window
+    }
+
     /// The pod name of an ordinal.
     pub(crate) fn pod_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)

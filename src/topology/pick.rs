@@ -21,12 +21,10 @@ pub(super) fn names(observed: &Observed, ordinals: &[u32]) -> String {
 /// Whether an automatic action of `kind` on `ordinal` happened within the flap window.
 pub(super) fn flapping(observed: &Observed, ordinal: u32, kind: ActionKind) -> bool {
     let input = &observed.input;
-    let window =
-        jiff::SignedDuration::try_from(input.flap_window).unwrap_or(jiff::SignedDuration::MAX);
     input
         .history
         .iter()
-        .any(|r| r.ordinal == ordinal && r.kind == kind && input.now.duration_since(r.at) < window)
+        .any(|r| r.ordinal == ordinal && r.kind == kind && input.within_flap_window(r.at))
 }
 
 /// The best member to promote or clone from among those that `fit`: an ONLINE member of the

@@ -218,7 +218,7 @@ fn heal_by(
             ));
         }
         let Some(donor) = best_donor(observed, group, ordinal) else {
-            return Heal::Waiting(no_donor(observed, &member, ordinal));
+            return Heal::Waiting(no_donor(observed, member, ordinal));
         };
         kind = ActionKind::Clone;
         operation = Operation::Clone {
@@ -236,7 +236,7 @@ fn heal_by(
         && state.capabilities.clone
     {
         let Some(donor) = best_donor(observed, group, ordinal) else {
-            return Heal::Waiting(no_donor(observed, &member, ordinal));
+            return Heal::Waiting(no_donor(observed, member, ordinal));
         };
         kind = ActionKind::Clone;
         operation = Operation::Clone {
