@@ -164,7 +164,7 @@ pub(crate) fn plan(
         group_name: obs.deref.group_name.to_string(),
         desired_instances: cluster.spec.instances,
         router_desired: cluster.spec.router.instances,
-        pods: obs.workloads.pod_views(),
+        pods: obs.workloads.pod_views(&obs.names.cluster),
         statefulset_rolled_out: obs.workloads.rolled_out(),
         router_ready: obs.workloads.router_ready,
         ..Default::default()

@@ -84,6 +84,16 @@ pub(crate) fn locate(
             });
         }
     }
+    if let (Some(storage), Some(prefix)) = (&status.storage, &status.prefix) {
+        // Recorded when the backup was taken: no parsing, no guessing.
+        return Ok(RestoreLocation {
+            storage: storage.clone(),
+            prefix: prefix.clone(),
+            source: format!("Backup {name} ({})", storage.url(prefix)),
+        });
+    }
+    // A Backup from an older version recorded only its location: parsed back, the bucket's
+    // settings from the specs.
     let Some(location) = status.location.as_deref() else {
         return Err(blocked(format!(
             "Backup {name} has no location in its status; use restoreFrom.s3 with its location"

@@ -20,6 +20,13 @@ impl Role {
             Role::Secondary => "secondary",
         }
     }
+
+    /// The role a [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL) value names.
+    pub fn from_label(value: &str) -> Option<Role> {
+        [Role::Primary, Role::Secondary]
+            .into_iter()
+            .find(|r| r.label_value() == value)
+    }
 }
 
 /// `MEMBER_STATE` of `performance_schema.replication_group_members`.

@@ -31,6 +31,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReport {
     pub(crate) name: String,
+    pub(crate) ordinal: u32,
     pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
     pub(crate) state: String,
@@ -84,6 +85,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
             };
             MemberReport {
                 name: observed.input.pod_name(m.ordinal),
+                ordinal: m.ordinal,
                 role: labels.get(&m.ordinal).copied().flatten(),
                 state,
             }

@@ -90,6 +90,23 @@ fn a_succeeded_backup_is_found_with_its_storage() {
 }
 
 #[test]
+fn a_backup_that_recorded_its_storage_is_restored_from_it_whatever_the_specs_say_now() {
+    let mut b = backup(Some(BackupPhase::Succeeded), Some(LOCATION), None);
+    let status = b.status.as_mut().unwrap();
+    status.storage = Some(storage("recorded"));
+    status.prefix = Some("prod/shop/old/nightly/".into());
+    // Neither the Backup's spec nor any cluster names that bucket any more.
+    let elsewhere = with_backup_storage(cluster("{}"), storage("elsewhere"));
+    let l = locate("nightly", Some(&b), Some(&elsewhere), &elsewhere).unwrap();
+    assert_eq!(l.storage, storage("recorded"));
+    assert_eq!(l.prefix, "prod/shop/old/nightly/");
+    assert_eq!(
+        l.source,
+        "Backup nightly (s3://recorded/prod/shop/old/nightly/)"
+    );
+}
+
+#[test]
 fn a_missing_failed_or_unfinished_backup_says_what_to_do() {
     let target = cluster("{}");
     let e = locate("nightly", None, None, &target).unwrap_err();
@@ -507,7 +524,8 @@ fn a_group_that_already_ran_is_never_restored_over() {
 fn member(state: &str) -> MemberStatus {
     MemberStatus {
         name: "orders-1".into(),
-        role: String::new(),
+        ordinal: Some(1),
+        role: None,
         state: state.into(),
     }
 }
