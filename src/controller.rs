@@ -22,11 +22,11 @@ use tracing::{error, info, warn};
 
 use crate::api::{Backup, MySQLCluster};
 use crate::backup_controller::{self, BackupError};
-use crate::cluster::build::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::cluster::{self, ReconcileError};
 use crate::context::{ClusterKey, Config, Context};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
+use crate::objects::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 
 /// How long a cluster's reconcile waits for more triggers before it runs: long enough to take

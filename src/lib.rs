@@ -8,6 +8,8 @@
 //!   in [`topology`], which watches the members over the X protocol ([`xproto`]).
 //! - [`backup_controller`] is the `Backup` reconcile (Jobs, schedules, retention).
 //! - [`datapath`] is what those Jobs run: the dump into S3 and the restore from it.
+//! - [`objects`] holds what every object the operator makes shares (names, labels, accounts,
+//!   ports, pod security); [`context`] what every reconcile shares.
 //! - [`api`] holds the CRD types, [`events`] the Events the operator records.
 
 pub mod api;
@@ -21,6 +23,7 @@ pub mod datapath;
 pub mod events;
 pub(crate) mod http;
 pub mod metrics;
+pub mod objects;
 pub mod telemetry;
 pub mod topology;
 pub mod version;

@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use harness::{Flavor, Minio, Server};
-use innodb_operator::cluster::build::secrets::Account;
 use innodb_operator::credentials::Credentials;
 use innodb_operator::datapath::load::{self, RestoreConfig, RestoreError};
 use innodb_operator::datapath::manifest::MANIFEST;
 use innodb_operator::datapath::s3::S3Config;
 use innodb_operator::datapath::wire::WireConn;
 use innodb_operator::datapath::{self, BackupConfig, BackupError, Manifest, MysqlConfig};
+use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::sql::{Accounts, Capabilities, account_statements};
 use innodb_operator::version::ServerVersion;

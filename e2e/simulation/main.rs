@@ -18,6 +18,7 @@ mod world;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use innodb_operator::cluster::plan;
 use innodb_operator::topology::diagnose::{Health, diagnose};
 use innodb_operator::topology::expel::ExpelTimeout;
 use innodb_operator::topology::observe::{MemberStatus, Reach, Silence};
@@ -282,10 +283,15 @@ fn quorum_is_forced_only_on_the_users_order() {
         };
         let observed =
             futures::executor::block_on(ops::gather(&sim, input, ops::Patience::Everyone));
-        let decision = schedule::real(&observed);
-        futures::executor::block_on(ops::execute(&sim, &observed, &decision.operation))
-            .expect("the operation succeeds");
-        history = innodb_operator::topology::updated_history(&observed, decision.record.clone());
+        let planned = plan::topology(observed, None, &schedule::real);
+        let decision = planned.decision;
+        futures::executor::block_on(innodb_operator::topology::carry_out(
+            &sim,
+            &planned.observed,
+            &decision,
+        ))
+        .expect("the operation succeeds");
+        history = planned.history;
         let mut w = world.lock().unwrap();
         for (o, m) in w.members.iter_mut() {
             m.label = decision.labels.get(o).copied().flatten();

@@ -1,20 +1,17 @@
 //! A cluster created from a backup (`spec.restoreFrom`), in the simulation: the restore Job as
-//! Kubernetes and the restore command would run it against member 0, and the operator's restore
-//! step around the real [`plan`]. The operator keeps nothing in memory: every step reads the
-//! persisted status, the Job and the pods, as a restarted operator would.
+//! Kubernetes and the restore command would run it against member 0. What the operator does with
+//! it is the reconcile's own `plan::topology` (fed by [`RestoreSim::observation`]), carried
+//! out by [`RestoreSim::carry_out`] and [`RestoreSim::write_status`]. The operator keeps nothing
+//! in memory: every step reads the persisted status, the Job and the pods, as a restarted
+//! operator would.
 
 use innodb_operator::api::S3Storage;
 use innodb_operator::api::cluster::{MySQLClusterStatus, RestoreSource, S3Location};
 use innodb_operator::backup_controller::decide::JobView;
-use innodb_operator::backup_controller::job::restore_job_name;
-use innodb_operator::cluster::restore_plan::{
-    self, Plan, RestoreInput, RestoreLocation, Unresolved,
-};
-use innodb_operator::cluster::restore_step::nothing_to_restore;
+use innodb_operator::cluster::plan::{RestoreObservation, TopologyPlan};
+use innodb_operator::cluster::restore_plan::{self, Plan, RestoreLocation, Unresolved};
 use innodb_operator::cluster::status::{self, StatusInput};
-use innodb_operator::cluster::topology_step::topology_view;
 use innodb_operator::topology::gtid::{GtidSet, Uuid};
-use innodb_operator::topology::{ActionRecord, Decision, Observed};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -171,32 +168,22 @@ impl RestoreSim {
         })
     }
 
-    /// The operator's restore step: reads the status, the Job and pod 0, asks the real
-    /// [`restore_plan::plan`], and creates the Job when the plan says so.
-    pub fn step(
-        &mut self,
-        w: &mut World,
-        members: &Observed,
-        now: u64,
-        rng: &mut SmallRng,
-    ) -> Plan {
-        let job_name = restore_job_name(CLUSTER);
-        let view = self.job_view();
-        let created = self.job.as_ref().map(|j| time(j.created));
-        let old = self.status.as_ref().and_then(|s| s.restore.as_ref());
-        let plan = restore_plan::plan(&RestoreInput {
+    /// What the operator's restore step reads at `now`: the request, the status as stored and
+    /// the Job.
+    pub fn observation(&self, now: u64) -> RestoreObservation<'_> {
+        RestoreObservation {
+            cluster: CLUSTER,
             requested: Some(&self.source),
             location: Some(&self.location),
-            old,
-            job_name: &job_name,
-            job: view.as_ref(),
-            job_created: created.as_ref(),
-            first_member: &format!("{CLUSTER}-0"),
-            first_member_ready: restore_plan::first_member_ready(members, old),
-            group_started: nothing_to_restore(self.status.as_ref(), members),
-            cluster: CLUSTER,
-            now: &time(now),
-        });
+            status: self.status.as_ref(),
+            job: self.job_view(),
+            job_created: self.job.as_ref().map(|j| time(j.created)),
+            now: time(now),
+        }
+    }
+
+    /// Carries out the restore part of the operator's plan: creates the Job when it says so.
+    pub fn carry_out(&mut self, w: &mut World, plan: &Plan, now: u64, rng: &mut SmallRng) {
         // Creating a Job that exists is a 409 the step ignores.
         if plan.create_job && self.job.is_none() {
             let holding: Vec<u32> = w
@@ -219,27 +206,16 @@ impl RestoreSim {
             });
         }
         self.last_plan = Some(plan.clone());
-        plan
     }
 
     /// Writes the status of this reconcile (unless the write is lost).
-    pub fn write_status(
-        &mut self,
-        plan: &Plan,
-        decision: &Decision,
-        history: &[ActionRecord],
-        now: u64,
-        rng: &mut SmallRng,
-    ) {
+    pub fn write_status(&mut self, planned: &TopologyPlan, now: u64, rng: &mut SmallRng) {
         if rng.random_bool(self.faults.status_write_lost) {
             self.lost_writes += 1;
             return;
         }
-        let input = StatusInput {
-            topology: Some(topology_view(decision, history)),
-            restore: plan.status.clone(),
-            ..Default::default()
-        };
+        let mut input = StatusInput::default();
+        planned.fill_status(&mut input);
         self.status = Some(status::status(&input, self.status.as_ref(), &time(now)));
     }
 

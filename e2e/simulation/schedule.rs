@@ -7,13 +7,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::executor::block_on;
+use innodb_operator::cluster::plan;
 use innodb_operator::topology::gtid::{GtidSet, Uuid};
 use innodb_operator::topology::observe::{
     ClonePolicy, ClusterInput, PodInfo, PodPhase, RestoreGate, Role,
 };
-use innodb_operator::topology::{
-    self, ActionRecord, Decision, Observed, Operation, decide, ops, updated_history,
-};
+use innodb_operator::topology::{self, ActionRecord, Decision, Observed, Operation, decide, ops};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -426,20 +425,19 @@ impl Run<'_> {
             world: &self.world,
             naming: &self.naming,
         };
-        let mut observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
-        // The restore step runs on what the members said and gates the group's first start.
-        let plan = self.restore.as_mut().map(|r| {
-            let plan = r.step(
-                &mut self.world.lock().expect("world lock"),
-                &observed,
-                now,
-                &mut self.rng,
-            );
-            observed.input.restore = plan.gate.clone();
-            plan
-        });
-        let decision = (self.decide)(&observed);
-        let outcome = block_on(topology::carry_out(&sim, &observed, &decision));
+        let observed = block_on(ops::gather(&sim, input, ops::Patience::Everyone));
+        // The operator's own plan: the restore step on what the members said, its gate, then
+        // the decision.
+        let planned = {
+            let restore = self.restore.as_ref().map(|r| r.observation(now));
+            plan::topology(observed, restore.as_ref(), self.decide)
+        };
+        if let Some(r) = self.restore.as_mut() {
+            let mut w = self.world.lock().expect("world lock");
+            r.carry_out(&mut w, &planned.restore, now, &mut self.rng);
+        }
+        let (observed, decision) = (&planned.observed, planned.decision.clone());
+        let outcome = block_on(topology::carry_out(&sim, observed, &decision));
         if decision.operation != Operation::None {
             self.outcome.operations += 1;
         }
@@ -465,9 +463,9 @@ impl Run<'_> {
                 .collect();
             self.log(now, || format!("sets at bootstrap: {sets:?}"));
         }
-        self.history = updated_history(&observed, decision.record.clone());
-        if let (Some(r), Some(plan)) = (self.restore.as_mut(), &plan) {
-            r.write_status(plan, &decision, &self.history, now, &mut self.rng);
+        self.history = planned.history.clone();
+        if let Some(r) = self.restore.as_mut() {
+            r.write_status(&planned, now, &mut self.rng);
         }
         let cost = self.w().cost_ms;
         self.pending_labels = Some((now + cost, decision.labels.clone()));
@@ -945,8 +943,9 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         flap_window: FLAP_WINDOW,
         expel_timeout: DEFAULT_EXPEL_TIMEOUT_S,
         now: jiff::Timestamp::UNIX_EPOCH,
-        // Clusters in the simulation start empty: no restore holds their first start.
-        restore: RestoreGate::Open,
+        // As in the operator: nothing starts the group before the plan's restore step has set
+        // the gate (open for the clusters that start empty).
+        restore: RestoreGate::not_planned(),
     }
 }
 

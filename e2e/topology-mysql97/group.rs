@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use innodb_operator::cluster::build::secrets::Account;
+use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::Decision;
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::mysql::SqlOps;

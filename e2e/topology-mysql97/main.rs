@@ -600,7 +600,7 @@ fn degraded(observed: &innodb_operator::topology::Observed) -> (String, String) 
 async fn refused_account_needs_the_user(g: &Group, ordinal: u32) {
     let admin = g
         .built
-        .credentials(innodb_operator::cluster::build::secrets::Account::Admin);
+        .credentials(innodb_operator::objects::accounts::Account::Admin);
     root_unlogged(
         g,
         ordinal,

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use innodb_operator::api::MySQLCluster;
-use innodb_operator::cluster::build::secrets::Account;
 use innodb_operator::cluster::build::{self, Object, ValidCluster};
 use innodb_operator::cluster::dereference::Dereferenced;
 use innodb_operator::cluster::validate::validate;
+use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::sql::{Accounts, Credentials};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -41,7 +41,12 @@ pub fn build(name: &str, spec: &str) -> Built {
         restore: None,
     };
     let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
-    let desired = build::build(&cluster, &BTreeSet::new(), &mut rand::rng());
+    let desired = build::build(
+        &cluster,
+        build::TopologyInputs::from_spec(&cluster),
+        &BTreeSet::new(),
+        &mut rand::rng(),
+    );
     let mut statefulset = None;
     let mut config_maps = Vec::new();
     for o in desired.objects {

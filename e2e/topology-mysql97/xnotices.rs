@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use innodb_operator::cluster::build::mycnf::MYSQLX_PORT;
-use innodb_operator::cluster::build::secrets::Account;
+use innodb_operator::objects::MYSQLX_PORT;
+use innodb_operator::objects::accounts::Account;
 use innodb_operator::xproto::client::{ConnOptions, Endpoint, Session, SessionOptions};
 use innodb_operator::xproto::notice::{GrEvent, GrEventKind};
 use innodb_operator::xproto::tls::{self, TlsOptions, TlsVerify};

@@ -88,6 +88,14 @@ pub(crate) struct BackupStatus {
     /// `s3://bucket/prefix/` of the backup (the folder holding its manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) location: Option<String>,
+    /// The bucket, endpoint and credentials reference the backup was written with, recorded
+    /// when its Job is created: a restore and the cleanup use these, never the current spec.
+    /// (Absent on Backups created by older versions, which fall back to `location` and the spec.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<S3Storage>,
+    /// The key prefix of the backup in that bucket (the folder holding its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) prefix: Option<String>,
     /// Compressed size of all stored objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) size_bytes: Option<i64>,

@@ -438,15 +438,42 @@ pub struct ActionStatus {
     pub at: String,
 }
 
+/// A member's role in its group, as the status stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MemberRole {
+    Primary,
+    Secondary,
+}
+
+/// A member's role as stored: older versions wrote "" for a member out of the group.
+fn role_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MemberRole>, D::Error> {
+    use serde::de::Error;
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some("PRIMARY") => Ok(Some(MemberRole::Primary)),
+        Some("SECONDARY") => Ok(Some(MemberRole::Secondary)),
+        Some(other) => Err(D::Error::unknown_variant(other, &["PRIMARY", "SECONDARY"])),
+    }
+}
+
 /// One member as last observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
     /// Pod name.
     pub name: String,
-    /// PRIMARY, SECONDARY, or empty when not in the group.
-    #[serde(default)]
-    pub role: String,
+    /// The pod's ordinal (absent in a status written by an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ordinal: Option<i32>,
+    /// PRIMARY or SECONDARY; absent when not in the group (an older version wrote "").
+    #[serde(
+        default,
+        deserialize_with = "role_or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub role: Option<MemberRole>,
     /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE, or the pod's state when MySQL cannot be reached.
     #[serde(default)]
     pub state: String,

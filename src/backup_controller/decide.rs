@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::api::BackupPhase;
-use crate::api::cluster::MemberStatus;
+use crate::api::cluster::{MemberRole, MemberStatus};
 
 /// The Job of a Backup, as observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,17 +109,19 @@ pub(crate) fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> St
     }
 }
 
-/// The member to back up: an ONLINE secondary (so the primary keeps its I/O for writes), else
-/// the primary. `None` when no member is ONLINE.
-pub fn pick_source(members: &[MemberStatus]) -> Option<String> {
-    let online = |role: &str| {
+/// The member to back up, by pod name and ordinal: an ONLINE secondary (so the primary keeps its
+/// I/O for writes), else the primary. `None` when no member is ONLINE (a member of a status
+/// written by an older version, without its ordinal, is not chosen: the cluster's next status
+/// has it).
+pub fn pick_source(members: &[MemberStatus]) -> Option<(String, i32)> {
+    let online = |role: MemberRole| {
         members
             .iter()
-            .filter(|m| m.state == "ONLINE" && m.role == role)
-            .map(|m| m.name.clone())
+            .filter(|m| m.state == "ONLINE" && m.role == Some(role))
+            .filter_map(|m| Some((m.name.clone(), m.ordinal?)))
             .min()
     };
-    online("SECONDARY").or_else(|| online("PRIMARY"))
+    online(MemberRole::Secondary).or_else(|| online(MemberRole::Primary))
 }
 
 #[cfg(test)]
@@ -198,18 +200,25 @@ mod tests {
 
     #[test]
     fn source_prefers_an_online_secondary() {
-        let m = |name: &str, role: &str, state: &str| MemberStatus {
-            name: name.into(),
-            role: role.into(),
+        let m = |ordinal: i32, role, state: &str| MemberStatus {
+            name: format!("c-{ordinal}"),
+            ordinal: Some(ordinal),
+            role: Some(role),
             state: state.into(),
         };
         let members = vec![
-            m("c-0", "PRIMARY", "ONLINE"),
-            m("c-1", "SECONDARY", "RECOVERING"),
-            m("c-2", "SECONDARY", "ONLINE"),
+            m(0, MemberRole::Primary, "ONLINE"),
+            m(1, MemberRole::Secondary, "RECOVERING"),
+            m(2, MemberRole::Secondary, "ONLINE"),
         ];
-        assert_eq!(pick_source(&members).as_deref(), Some("c-2"));
-        assert_eq!(pick_source(&members[..2]).as_deref(), Some("c-0"));
+        assert_eq!(pick_source(&members), Some(("c-2".into(), 2)));
+        assert_eq!(pick_source(&members[..2]), Some(("c-0".into(), 0)));
+        // A status from an older version (no ordinal) names no source.
+        let old = vec![MemberStatus {
+            ordinal: None,
+            ..m(2, MemberRole::Secondary, "ONLINE")
+        }];
+        assert_eq!(pick_source(&old), None);
         assert_eq!(pick_source(&members[1..2]), None);
     }
 }

@@ -14,12 +14,12 @@ use kube::{Resource, ResourceExt};
 
 use super::schedule_plan::CLUSTER_LABEL;
 use crate::api::{Backup, MySQLCluster, S3Storage};
-use crate::cluster::build::mycnf::MYSQL_PORT;
-use crate::cluster::build::names::{
+use crate::objects::MYSQL_PORT;
+use crate::objects::accounts::Account;
+use crate::objects::names::{
     LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names,
 };
-use crate::cluster::build::secrets::Account;
-use crate::cluster::build::statefulset::{restricted_container, restricted_pod, secret_env};
+use crate::objects::pod_security::{restricted_container, restricted_pod, secret_env};
 
 /// Where the container writes its one-line JSON result; Kubernetes copies it into the pod's
 /// status (`terminated.message`), where the operator reads it.

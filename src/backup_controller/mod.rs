@@ -21,11 +21,11 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::api::{Backup, BackupPhase, BackupStatus, DeletionPolicy, MySQLCluster, S3Storage};
-use crate::cluster::apply::FIELD_MANAGER;
-use crate::cluster::build::names::Names;
 use crate::context::Context;
 use crate::credentials::SecretText;
 use crate::datapath::s3::{Bucket, CaBundle, S3Config};
+use crate::objects::FIELD_MANAGER;
+use crate::objects::names::Names;
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).
@@ -170,7 +170,7 @@ async fn create_job(
         .as_ref()
         .map(|s| s.members.clone())
         .unwrap_or_default();
-    let Some(source) = decide::pick_source(&members) else {
+    let Some((source, ordinal)) = decide::pick_source(&members) else {
         pending(
             ctx,
             backup,
@@ -179,11 +179,6 @@ async fn create_job(
         .await?;
         return Ok(Action::requeue(POLL));
     };
-    let ordinal: i32 = source
-        .rsplit('-')
-        .next()
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
     let names = Names::new(cluster_name, &ns);
     let prefix = storage.backup_prefix(&ns, cluster_name, &backup.name_any());
     let input = job::JobInput {
@@ -206,6 +201,8 @@ async fn create_job(
     let status = BackupStatus {
         phase: Some(BackupPhase::Running),
         location: Some(storage.url(&prefix)),
+        storage: Some(storage.clone()),
+        prefix: Some(prefix.clone()),
         source: Some(source.clone()),
         start_time: Some(now()),
         message: Some(format!("backing up {source}")),
@@ -310,22 +307,10 @@ async fn cleanup(backup: &Backup, ctx: &Context) -> Result<Action, BackupError> 
         return Ok(Action::await_change());
     };
     let ns = backup.namespace().unwrap_or_default();
-    let storage = match &backup.spec.storage {
-        Some(s) => Some(s.clone()),
-        None => {
-            let clusters: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), &ns);
-            clusters
-                .get_opt(&backup.spec.cluster_name)
-                .await
-                .map_err(kube_err("the Backup's cluster"))?
-                .and_then(|c| c.spec.backup.map(|b| b.storage))
-        }
-    };
-    let Some(storage) = storage else {
+    let Some((storage, prefix)) = stored_at(backup, ctx, &ns).await? else {
         warn!(%location, "the storage of this backup is no longer known; its objects are left in place");
         return Ok(Action::await_change());
     };
-    let prefix = storage.backup_prefix(&ns, &backup.spec.cluster_name, &backup.name_any());
     let config = s3_config(ctx, &ns, &storage).await?;
     let delete_err = |message: String| BackupError::DeleteObjects {
         location: location.clone(),
@@ -340,6 +325,35 @@ async fn cleanup(backup: &Backup, ctx: &Context) -> Result<Action, BackupError> 
         .map_err(|e| delete_err(e.to_string()))?;
     info!(%location, deleted, "deleted the backup's stored objects");
     Ok(Action::await_change())
+}
+
+/// Where a Backup's objects are: the storage and prefix its status recorded when its Job was
+/// created; for a Backup from an older version, which recorded only `location`, its own storage
+/// or its cluster's as the spec says now, and the prefix derived from them.
+async fn stored_at(
+    backup: &Backup,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<(S3Storage, String)>, BackupError> {
+    let status = backup.status.as_ref();
+    if let Some((storage, prefix)) = status.and_then(|s| s.storage.clone().zip(s.prefix.clone())) {
+        return Ok(Some((storage, prefix)));
+    }
+    let storage = match &backup.spec.storage {
+        Some(s) => Some(s.clone()),
+        None => {
+            let clusters: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), ns);
+            clusters
+                .get_opt(&backup.spec.cluster_name)
+                .await
+                .map_err(kube_err("the Backup's cluster"))?
+                .and_then(|c| c.spec.backup.map(|b| b.storage))
+        }
+    };
+    Ok(storage.map(|storage| {
+        let prefix = storage.backup_prefix(ns, &backup.spec.cluster_name, &backup.name_any());
+        (storage, prefix)
+    }))
 }
 
 /// S3 settings for `storage`, with the access key read from its Secret.

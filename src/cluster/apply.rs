@@ -18,11 +18,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::build::names::{APPLIED_HASH_ANNOTATION, Names};
 use super::build::{Desired, Kind, Object};
-
-/// The field manager of every write the operator makes.
-pub(crate) const FIELD_MANAGER: &str = "innodb-operator";
+use crate::objects::FIELD_MANAGER;
+use crate::objects::names::{APPLIED_HASH_ANNOTATION, Names};
 
 /// What to do with one desired object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

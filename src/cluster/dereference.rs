@@ -8,10 +8,10 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
-use super::build::names::Names;
-use super::build::secrets::Account;
 use super::restore_plan::{self, RestoreLocation, Unresolved};
 use crate::api::{Backup, MySQLCluster};
+use crate::objects::accounts::Account;
+use crate::objects::names::Names;
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]

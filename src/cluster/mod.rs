@@ -1,9 +1,13 @@
-//! The `MySQLCluster` reconcile: dereference → validate → build → apply → observe → status.
-//! Each step is a module; this one only strings them together and reports what happened.
+//! The `MySQLCluster` reconcile: [`gather`] the observations once, compute one [`plan`] from them
+//! (pure), and carry it out here: the restore Job, the one topology operation, apply, labels,
+//! schedules, status. Each step is a module; this one only strings them together and reports
+//! what happened.
 
 pub(crate) mod apply;
 pub mod build;
 pub mod dereference;
+pub(crate) mod gather;
+pub mod plan;
 pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
@@ -17,21 +21,22 @@ pub(crate) mod testing;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{Instrument, info, info_span, instrument, warn};
 
-use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
 use crate::context::Context;
 use crate::events::{self, Reason};
-use apply::{ApplyError, FIELD_MANAGER};
-use build::names::Names;
-use build::secrets;
+use crate::objects::FIELD_MANAGER;
+use apply::ApplyError;
 use dereference::DereferenceError;
+use gather::Observations;
+use plan::Plan;
 use restore_step::RestoreStepError;
 use status::StatusInput;
 use topology_step::TopologyError;
@@ -91,155 +96,83 @@ impl ReconcileError {
 }
 
 /// Reconciles one cluster, known to the watch by its metadata only: the full object is read
-/// here so that one malformed object cannot break the watch of all the others.
+/// when the observations are gathered, so that one malformed object cannot break the watch of
+/// all the others. Gather, plan, carry out: each a span of its own.
 #[instrument(skip_all, fields(cluster = %meta.name_any(), namespace = meta.namespace().unwrap_or_default()))]
 pub(crate) async fn reconcile(
     meta: Arc<PartialObjectMeta<MySQLCluster>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let name = meta.name_any();
-    let Some(ns) = meta.namespace() else {
+    let Some(obs) = gather::gather(&ctx, &meta).await? else {
         return Ok(Action::await_change());
     };
-    let api: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let cluster = match api.get_opt(&name).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            ctx.forget(&ns, &name);
-            return Ok(Action::await_change());
-        }
-        Err(kube::Error::SerdeError(e)) => {
-            report_malformed(&ctx, &api, &meta, &e.to_string()).await;
-            return Ok(Action::await_change());
-        }
-        Err(source) => return Err(ReconcileError::Get { name, source }),
-    };
-    if cluster.metadata.deletion_timestamp.is_some() {
-        // Owner references let the garbage collector delete the children.
-        ctx.forget(&ns, &name);
-        return Ok(Action::await_change());
+    let plan = info_span!("plan").in_scope(|| {
+        plan::plan(
+            &obs,
+            &ctx.config,
+            &crate::topology::decide,
+            &mut rand::rng(),
+        )
+    });
+    carry_out(&ctx, &obs, plan)
+        .instrument(info_span!("carry_out"))
+        .await
+}
+
+/// Does what the plan says, in its order; returns when to look again.
+async fn carry_out(
+    ctx: &Context,
+    obs: &Observations,
+    mut plan: Plan,
+) -> Result<Action, ReconcileError> {
+    let cluster = &obs.cluster;
+    for (reason, message) in &plan.spec_events {
+        warn!(%message, "spec {}", reason.as_str());
+        publish(ctx, cluster, reason.clone(), message).await;
     }
-    let deref = dereference::dereference(&ctx.client, &cluster).await?;
-    let names = Names::new(&name, &ns);
-    let mut observed = StatusInput {
-        generation: cluster.metadata.generation,
-        group_name: deref.group_name.to_string(),
-        desired_instances: cluster.spec.instances,
-        router_desired: cluster.spec.router.instances,
-        ..Default::default()
-    };
-    let workloads = workloads::observe(&ctx.client, &names).await?;
-    let mut requeue = CONVERGING;
-    let deployed = workloads
-        .statefulset
-        .as_ref()
-        .and_then(build::statefulset::deployed);
-    let valid = match validate::validate(
-        &cluster,
-        &deref,
-        deployed.as_ref(),
-        &ctx.config.cluster_domain,
-    ) {
-        Ok(v) => {
-            for w in &v.warnings {
-                warn!(warning = %w, "spec warning");
-                let reason = Reason::SpecWarning(w.reason());
-                publish(&ctx, &cluster, reason, &w.to_string()).await;
-            }
-            observed.warnings = v.warnings.clone();
-            Some(v)
-        }
-        Err(invalid) => {
-            warn!(error = %invalid, "invalid spec");
-            let reason = Reason::InvalidSpec(invalid.reason());
-            publish(&ctx, &cluster, reason, &invalid.to_string()).await;
-            observed.error = Some((invalid.reason().to_string(), invalid.to_string()));
-            None
-        }
-    };
-    let mut restore_poll = None;
-    if let Some(mut valid) = valid {
-        // The Group Replication topology: one tick, then what it asks of Kubernetes.
-        let decision = if deref.existing_accounts.len() == secrets::Account::ALL.len() {
-            let now = jiff::Timestamp::now();
-            let ops = topology_step::sql_ops(&ctx.client, &names).await?;
-            let input = topology_step::cluster_input(
-                &valid,
-                &cluster,
-                &workloads.pods,
-                workloads.statefulset.as_ref(),
-                now,
-            );
-            ctx.monitor_targets(&ns, &name, topology_step::monitor_targets(&input, &ops));
-            let mut members = crate::topology::observe(&ops, input).await;
-            // A cluster created from a backup: the restore into its first member gates the
-            // group's first start (what the members hold tells whether there is anything to
-            // restore when the status was lost).
-            let restore =
-                restore_step::run(&ctx, &cluster, deref.restore.as_ref(), &members, &Time(now))
-                    .await?;
-            if let Some(event) = &restore.event {
-                publish(&ctx, &cluster, event.reason.clone(), &event.message).await;
-            }
-            observed.restore = restore.status;
-            if restore.gate != crate::topology::RestoreGate::Open {
-                // A restore takes minutes to hours: look less often at a member that is loading.
-                restore_poll = Some(RESTORE_POLL);
-            }
-            members.input.restore = restore.gate;
-            let tick = crate::topology::act(&ops, members).await;
-            if let Err(e) = &tick.outcome {
-                let note = format!("{} failed: {e}", tick.decision.operation.name());
-                publish(&ctx, &cluster, Reason::OperationFailed, &note).await;
-            }
-            Some((tick.decision, tick.history))
-        } else {
-            None
-        };
-        if let Some((decision, _)) = &decision {
-            valid.statefulset_replicas = decision.statefulset_replicas.max(1) as i32;
-        }
-        let desired = build::build(&valid, &deref.existing_accounts, &mut rand::rng());
-        let uid = cluster.uid().unwrap_or_default();
-        let outcome = match apply::apply(&ctx.client, &names, &uid, &desired).await {
-            Ok(outcome) => outcome,
+    if let (Some(topology), Some(members)) = (&plan.topology, &obs.members) {
+        run_topology(ctx, cluster, topology, &plan.restore_job, members)
+            .instrument(info_span!(
+                "topology",
+                operation = topology.decision.operation.name()
+            ))
+            .await?;
+    }
+    let mut requeue = plan.requeue;
+    if let Some(desired) = &plan.desired {
+        let writes = apply_and_label(ctx, obs, &plan, desired)
+            .instrument(info_span!("apply"))
+            .await;
+        let writes = match writes {
+            Ok(writes) => writes,
             Err(e) => {
-                publish(&ctx, &cluster, Reason::ApplyFailed, &e.to_string()).await;
-                let reason = Reason::ApplyFailed.as_str().to_string();
-                observed.error = Some((reason, e.to_string()));
-                observed.pods = workloads.pod_views();
-                write_status(&ctx, &api, &cluster, &observed).await?;
-                return Err(e.into());
+                if let ReconcileError::Apply(e) = &e {
+                    publish(ctx, cluster, Reason::ApplyFailed, &e.to_string()).await;
+                    let reason = Reason::ApplyFailed.as_str().to_string();
+                    plan.status.error = Some((reason, e.to_string()));
+                    plan.status.topology = None;
+                    write_status(ctx, cluster, &plan.status).await?;
+                }
+                return Err(e);
             }
         };
-        report_outcome(&ctx, &cluster, &outcome).await;
-        let mut writes = outcome.writes();
-        if let Some((decision, history)) = decision {
-            writes += carry_out(&ctx, &cluster, &workloads, &decision).await?;
-            requeue = requeue
-                .min(decision.requeue)
-                .max(restore_poll.unwrap_or_default());
-            observed.topology = Some(topology_step::topology_view(&decision, &history));
-        }
         ctx.metrics.api_writes(writes as u64);
-        observed.changed = writes > 0;
+        plan.status.changed = writes > 0;
         let schedules = crate::backup_controller::schedule_step::run(
             &ctx.client,
-            &cluster,
+            cluster,
             jiff::Timestamp::now(),
         )
+        .instrument(info_span!("schedules"))
         .await?;
-        report_schedules(&ctx, &cluster, &schedules).await;
+        report_schedules(ctx, cluster, &schedules).await;
         if let Some(next) = schedules.next_in {
             // Wake up for the next scheduled backup, a second after it is due.
             requeue = requeue.min(next + Duration::from_secs(1));
         }
     }
-    observed.pods = workloads.pod_views();
-    observed.statefulset_rolled_out = workloads.rolled_out();
-    observed.router_ready = workloads.router_ready;
-    let settled = write_status(&ctx, &api, &cluster, &observed).await?;
-    if observed.error.is_some() {
+    let settled = write_status(ctx, cluster, &plan.status).await?;
+    if plan.status.error.is_some() {
         return Ok(Action::await_change());
     }
     Ok(Action::requeue(if settled {
@@ -249,39 +182,74 @@ pub(crate) async fn reconcile(
     }))
 }
 
-/// Carries out what the topology decision asks of Kubernetes; returns the writes made.
-async fn carry_out(
+/// The restore Job the plan asks for, then the one Group Replication operation.
+async fn run_topology(
     ctx: &Context,
     cluster: &MySQLCluster,
-    workloads: &workloads::Workloads,
-    decision: &crate::topology::Decision,
+    topology: &plan::TopologyPlan,
+    restore_job: &Option<(Job, String)>,
+    members: &gather::Members,
+) -> Result<(), ReconcileError> {
+    if let Some((job, source)) = restore_job {
+        restore_step::create_job(ctx, job, source).await?;
+    }
+    if let Some(event) = &topology.restore.event {
+        publish(ctx, cluster, event.reason.clone(), &event.message).await;
+    }
+    let decision = &topology.decision;
+    let outcome = crate::topology::carry_out(&members.ops, &topology.observed, decision).await;
+    if let Err(e) = &outcome {
+        warn!(operation = decision.operation.name(), error = %e, "topology operation failed");
+        let note = format!("{} failed: {e}", decision.operation.name());
+        publish(ctx, cluster, Reason::OperationFailed, &note).await;
+    }
+    Ok(())
+}
+
+/// Applies the objects, then what the topology asks of Kubernetes; returns the writes made.
+async fn apply_and_label(
+    ctx: &Context,
+    obs: &Observations,
+    plan: &Plan,
+    desired: &build::Desired,
+) -> Result<usize, ReconcileError> {
+    let cluster = &obs.cluster;
+    let uid = cluster.uid().unwrap_or_default();
+    let outcome = apply::apply(&ctx.client, &obs.names, &uid, desired).await?;
+    report_outcome(ctx, cluster, &outcome).await;
+    let mut writes = outcome.writes();
+    if let Some(topology) = &plan.topology {
+        writes += change_kubernetes(ctx, cluster, &plan.kubernetes).await?;
+        let (ns, name) = (&obs.names.namespace, &obs.names.cluster);
+        for event in ctx.new_events(ns, name, &topology.decision.events) {
+            let reason = Reason::Topology {
+                reason: event.reason.clone(),
+                warning: event.warning,
+            };
+            publish(ctx, cluster, reason, &event.message).await;
+        }
+    }
+    Ok(writes)
+}
+
+/// Writes the labels, replaces the pod and clears the annotations the plan lists; returns the
+/// writes made.
+async fn change_kubernetes(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    changes: &plan::KubernetesChanges,
 ) -> Result<usize, ReconcileError> {
     let ns = cluster.namespace().unwrap_or_default();
-    let name = cluster.name_any();
-    let changes = topology_step::label_changes(&name, &workloads.pods, &decision.labels);
-    let mut writes = topology_step::apply_labels(&ctx.client, &ns, &changes).await?;
-    if let Some(ordinal) = decision.update_next {
-        let pod = format!("{name}-{ordinal}");
-        topology_step::replace_pod(&ctx.client, &ns, &pod).await?;
+    let mut writes = topology_step::apply_labels(&ctx.client, &ns, &changes.labels).await?;
+    if let Some(pod) = &changes.replace_pod {
+        topology_step::replace_pod(&ctx.client, &ns, pod).await?;
         let note = format!("replacing {pod} with the new spec");
         publish(ctx, cluster, Reason::RollingUpdate, &note).await;
         writes += 1;
     }
-    if decision.switchover_complete && cluster.annotations().contains_key(SWITCHOVER_ANNOTATION) {
-        topology_step::clear_annotation(&ctx.client, cluster, SWITCHOVER_ANNOTATION).await?;
+    for key in &changes.clear_annotations {
+        topology_step::clear_annotation(&ctx.client, cluster, key).await?;
         writes += 1;
-    }
-    if decision.force_quorum_consumed && cluster.annotations().contains_key(FORCE_QUORUM_ANNOTATION)
-    {
-        topology_step::clear_annotation(&ctx.client, cluster, FORCE_QUORUM_ANNOTATION).await?;
-        writes += 1;
-    }
-    for event in ctx.new_events(&ns, &name, &decision.events) {
-        let reason = Reason::Topology {
-            reason: event.reason.clone(),
-            warning: event.warning,
-        };
-        publish(ctx, cluster, reason, &event.message).await;
     }
     Ok(writes)
 }
@@ -332,16 +300,17 @@ async fn report_schedules(
 /// settled (Ready and not progressing).
 async fn write_status(
     ctx: &Context,
-    api: &Api<MySQLCluster>,
     cluster: &MySQLCluster,
     observed: &StatusInput,
 ) -> Result<bool, ReconcileError> {
+    let api: Api<MySQLCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let now = Time(jiff::Timestamp::now());
     let new = status::status(observed, cluster.status.as_ref(), &now);
     let settled = new.phase.as_deref() == Some("Ready")
         && !crate::api::conditions::is_true(&new.conditions, crate::api::conditions::PROGRESSING);
     if cluster.status.as_ref() != Some(&new) {
-        patch_status(ctx, api, &cluster.name_any(), &new).await?;
+        patch_status(ctx, &api, &cluster.name_any(), &new).await?;
     }
     Ok(settled)
 }
@@ -373,7 +342,7 @@ async fn patch_status(
 
 /// A stored object that does not match the operator's types (e.g. written under an older
 /// schema): say so in its status and an Event, and leave it alone until it changes.
-async fn report_malformed(
+pub(crate) async fn report_malformed(
     ctx: &Context,
     api: &Api<MySQLCluster>,
     meta: &PartialObjectMeta<MySQLCluster>,

@@ -9,18 +9,22 @@ use crate::api::cluster::{
 use crate::api::conditions::{
     self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, SPEC_WARNING,
 };
+use crate::cluster::topology_step::member_role;
 use crate::cluster::validate::SpecWarning;
+use crate::topology::Role;
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
     pub(crate) name: String,
+    /// The pod's ordinal in the StatefulSet.
+    pub(crate) ordinal: Option<u32>,
     /// Pod phase: Pending, Running, ...
     pub(crate) phase: String,
     /// The pod's Ready condition.
     pub(crate) ready: bool,
-    /// Value of the role label (`primary`, `secondary`) if any.
-    pub(crate) role: Option<String>,
+    /// The role its label gives it, if any.
+    pub(crate) role: Option<Role>,
     /// Group Replication member state when known (ONLINE, RECOVERING, ...).
     pub(crate) member_state: Option<String>,
 }
@@ -113,7 +117,7 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
     let primary = o
         .pods
         .iter()
-        .find(|p| p.role.as_deref() == Some("primary") && p.ready);
+        .find(|p| p.role == Some(Role::Primary) && p.ready);
     let router_ok = o.router_ready >= o.router_desired;
     let all_online = online >= o.desired_instances;
     let progressing =
@@ -264,13 +268,14 @@ pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> 
                 .iter()
                 .map(|p| MemberStatus {
                     name: p.name.clone(),
-                    role: p.role.clone().map(|r| r.to_uppercase()).unwrap_or_default(),
+                    ordinal: p.ordinal.map(|o| o as i32),
+                    role: p.role.map(member_role),
                     state: member_state(p),
                 })
                 .collect(),
             o.pods
                 .iter()
-                .find(|p| p.role.as_deref() == Some("primary"))
+                .find(|p| p.role == Some(Role::Primary))
                 .map(|p| p.name.clone()),
             old.map(|s| s.recent_actions.clone()).unwrap_or_default(),
         ),
@@ -296,13 +301,45 @@ pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::cluster::MemberRole;
+
+    #[test]
+    fn a_status_written_by_an_older_version_still_reads() {
+        let old: MySQLClusterStatus = serde_json::from_value(serde_json::json!({
+            "members": [
+                {"name": "c-0", "role": "PRIMARY", "state": "ONLINE"},
+                {"name": "c-1", "role": "", "state": "OFFLINE"},
+                {"name": "c-2", "state": "PodPending"}
+            ]
+        }))
+        .unwrap();
+        let roles: Vec<_> = old.members.iter().map(|m| (m.ordinal, m.role)).collect();
+        assert_eq!(
+            roles,
+            [
+                (None, Some(MemberRole::Primary)),
+                (None, None),
+                (None, None)
+            ]
+        );
+        let written = serde_json::to_value(&old.members[1]).unwrap();
+        assert_eq!(
+            written,
+            serde_json::json!({"name": "c-1", "state": "OFFLINE"})
+        );
+        let bad = serde_json::from_value::<MySQLClusterStatus>(serde_json::json!({
+            "members": [{"name": "c-0", "role": "LEADER", "state": "ONLINE"}]
+        }));
+        assert!(bad.is_err());
+    }
 
     fn pod(name: &str, ready: bool, role: Option<&str>) -> PodView {
         PodView {
             name: name.into(),
+            ordinal: name.rsplit('-').next().and_then(|o| o.parse().ok()),
             phase: "Running".into(),
             ready,
-            role: role.map(Into::into),
+            role: role.and_then(Role::from_label),
             member_state: None,
         }
     }
@@ -343,7 +380,8 @@ mod tests {
         assert!(conditions::is_true(&s.conditions, AVAILABLE));
         assert!(!conditions::is_true(&s.conditions, DEGRADED));
         assert!(!conditions::is_true(&s.conditions, PROGRESSING));
-        assert_eq!(s.members[0].role, "PRIMARY");
+        assert_eq!(s.members[0].role, Some(MemberRole::Primary));
+        assert_eq!(s.members[0].ordinal, Some(0));
         assert_eq!(s.observed_generation, Some(3));
     }
 
@@ -434,7 +472,8 @@ mod tests {
             ],
             members: vec![MemberStatus {
                 name: "c-0".into(),
-                role: "PRIMARY".into(),
+                ordinal: Some(0),
+                role: Some(MemberRole::Primary),
                 state: "ONLINE".into(),
             }],
             primary: Some("c-0".into()),

@@ -1,7 +1,8 @@
-//! Step 5 of the reconcile: the Group Replication topology. Fills the state machine's input from
-//! the cluster and its pods (pure), runs one tick (gather → decide → at most one operation over
-//! SQL), and carries out what the decision asks of Kubernetes: role labels on pods, the one pod
-//! a rolling update may replace now, and clearing one-shot annotations.
+//! The Group Replication topology's side of the reconcile: the state machine's input from the
+//! cluster and its pods (pure, for [`super::gather`]), the SQL operations with the cluster's
+//! credentials, what the status keeps of a decision (pure, for [`super::plan`]), and the writes
+//! a decision asks of Kubernetes (role labels on pods, the one pod a rolling update replaces,
+//! clearing one-shot annotations), which the driver makes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,17 +13,19 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::build::names::{Names, ROLE_LABEL};
-use super::build::secrets::Account;
 use super::status::TopologyView;
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
 use crate::api::cluster::{
-    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
+    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberRole, MemberStatus,
+    SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, MYSQLX_PORT, local_address_port};
+use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
 use crate::credentials::SecretText;
+use crate::objects::MYSQLX_PORT;
+use crate::objects::accounts::Account;
+use crate::objects::names::{Names, ROLE_LABEL};
 use crate::topology::mysql::SqlOps;
 use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
@@ -83,11 +86,10 @@ pub(crate) fn pod_info(cluster: &str, pod: &Pod, update_revision: Option<&str>) 
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     let revision = pod.labels().get("controller-revision-hash");
     let update_pending = matches!((revision, update_revision), (Some(r), Some(u)) if r != u);
-    let role_label = match pod.labels().get(ROLE_LABEL).map(String::as_str) {
-        Some("primary") => Some(Role::Primary),
-        Some("secondary") => Some(Role::Secondary),
-        _ => None,
-    };
+    let role_label = pod
+        .labels()
+        .get(ROLE_LABEL)
+        .and_then(|v| Role::from_label(v));
     Some(PodInfo {
         ordinal,
         phase,
@@ -127,15 +129,21 @@ pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) ->
             .iter()
             .map(|m| MemberStatus {
                 name: m.name.clone(),
-                role: m
-                    .role
-                    .map(|r| r.label_value().to_uppercase())
-                    .unwrap_or_default(),
+                ordinal: Some(m.ordinal as i32),
+                role: m.role.map(member_role),
                 state: m.state.clone(),
             })
             .collect(),
         primary: decision.primary.clone(),
         history: history_to_status(history),
+    }
+}
+
+/// A role as the status stores it.
+pub(crate) fn member_role(role: Role) -> MemberRole {
+    match role {
+        Role::Primary => MemberRole::Primary,
+        Role::Secondary => MemberRole::Secondary,
     }
 }
 
@@ -217,10 +225,7 @@ pub(crate) fn cluster_input(
         flap_window: FLAP_WINDOW,
         expel_timeout: EXPEL_TIMEOUT_S,
         now,
-        restore: topology::RestoreGate::Waiting {
-            reason: "RestorePending",
-            message: "the restore step has not run yet".into(),
-        },
+        restore: topology::RestoreGate::not_planned(),
     }
 }
 
@@ -384,11 +389,13 @@ mod tests {
             members: vec![
                 MemberReport {
                     name: "orders-0".into(),
+                    ordinal: 0,
                     role: Some(Role::Primary),
                     state: "ONLINE".into(),
                 },
                 MemberReport {
                     name: "orders-1".into(),
+                    ordinal: 1,
                     role: None,
                     state: "UNREACHABLE".into(),
                 },
@@ -414,11 +421,11 @@ mod tests {
         assert_eq!(
             view.members
                 .iter()
-                .map(|m| (m.name.as_str(), m.role.as_str(), m.state.as_str()))
+                .map(|m| (m.name.as_str(), m.ordinal, m.role, m.state.as_str()))
                 .collect::<Vec<_>>(),
             [
-                ("orders-0", "PRIMARY", "ONLINE"),
-                ("orders-1", "", "UNREACHABLE")
+                ("orders-0", Some(0), Some(MemberRole::Primary), "ONLINE"),
+                ("orders-1", Some(1), None, "UNREACHABLE")
             ]
         );
         assert_eq!(view.conditions.len(), 1);

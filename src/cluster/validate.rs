@@ -9,9 +9,9 @@ use kube::Resource;
 use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
-use super::build::names::{Component, Names, owned_meta};
 use super::dereference::Dereferenced;
 use crate::api::cluster::{CommunicationStack, MySQLCluster, PodTemplateOverrides, StorageSpec};
+use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
 /// Everything the builders need, checked.
@@ -26,9 +26,6 @@ pub struct ValidCluster {
     pub router_image: String,
     pub pull_policy: Option<String>,
     pub instances: i32,
-    /// Replicas of the StatefulSet: `instances`, except while members leave the group before
-    /// their pods go (the topology step decides).
-    pub statefulset_replicas: i32,
     pub stack: CommunicationStack,
     pub storage: StorageSpec,
     pub resources: Option<ResourceRequirements>,
@@ -267,7 +264,6 @@ pub fn validate(
         }),
         pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         instances: spec.instances,
-        statefulset_replicas: spec.instances,
         stack,
         storage: spec.storage.clone(),
         resources: spec.resources.clone(),

@@ -6,8 +6,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::build::names::{Component, Names, ROLE_LABEL, to_selector};
 use super::status::PodView;
+use crate::objects::names::{Component, Names, ROLE_LABEL, to_selector};
+use crate::topology::Role;
 
 /// What the workloads report.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,9 +20,9 @@ pub(crate) struct Workloads {
 }
 
 impl Workloads {
-    /// The member pods as the status sees them.
-    pub(crate) fn pod_views(&self) -> Vec<PodView> {
-        self.pods.iter().map(pod_view).collect()
+    /// The member pods of `cluster` as the status sees them.
+    pub(crate) fn pod_views(&self, cluster: &str) -> Vec<PodView> {
+        self.pods.iter().map(|p| pod_view(cluster, p)).collect()
     }
 
     /// Whether the StatefulSet runs its current spec on every replica.
@@ -40,10 +41,12 @@ pub(crate) struct ObserveError {
 }
 
 /// A pod as the status sees it.
-pub(crate) fn pod_view(p: &Pod) -> PodView {
+pub(crate) fn pod_view(cluster: &str, p: &Pod) -> PodView {
     let status = p.status.as_ref();
+    let name = p.metadata.name.clone().unwrap_or_default();
     PodView {
-        name: p.metadata.name.clone().unwrap_or_default(),
+        ordinal: super::topology_step::ordinal(cluster, &name),
+        name,
         phase: status
             .and_then(|s| s.phase.clone())
             .unwrap_or_else(|| "Pending".to_string()),
@@ -54,7 +57,8 @@ pub(crate) fn pod_view(p: &Pod) -> PodView {
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get(ROLE_LABEL).cloned()),
+            .and_then(|l| l.get(ROLE_LABEL))
+            .and_then(|v| Role::from_label(v)),
         member_state: None,
     }
 }
@@ -120,13 +124,13 @@ mod tests {
              status: {phase: Running, conditions: [{type: Ready, status: 'True'}]}\n",
         )
         .unwrap();
-        let v = pod_view(&p);
+        let v = pod_view("c", &p);
         assert_eq!(
             (v.name.as_str(), v.phase.as_str(), v.ready),
             ("c-0", "Running", true)
         );
-        assert_eq!(v.role.as_deref(), Some("primary"));
-        let empty = pod_view(&Pod::default());
+        assert_eq!((v.ordinal, v.role), (Some(0), Some(Role::Primary)));
+        let empty = pod_view("c", &Pod::default());
         assert_eq!((empty.phase.as_str(), empty.ready), ("Pending", false));
     }
 

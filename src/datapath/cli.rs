@@ -50,15 +50,22 @@ pub struct MysqlArgs {
     pub(crate) password_file: Option<PathBuf>,
 }
 
+/// What both commands take: the bucket, the server, and how many connections work in parallel.
 #[derive(Args, Clone, Debug)]
-pub struct BackupArgs {
+pub struct Endpoints {
     #[command(flatten)]
     pub(crate) s3: S3Args,
     #[command(flatten)]
     pub(crate) mysql: MysqlArgs,
-    /// Parallel dump connections.
+    /// Parallel connections to the server (the dump's or the load's).
     #[arg(long, default_value_t = 4)]
     pub(crate) workers: usize,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub(crate) endpoints: Endpoints,
     /// Multipart part size in MiB (≥ 5); part buffers take (workers + parts in flight) × this.
     #[arg(long, default_value_t = 5)]
     pub(crate) part_size_mib: usize,
@@ -80,12 +87,7 @@ pub struct BackupArgs {
 #[derive(Args, Clone, Debug)]
 pub struct RestoreArgs {
     #[command(flatten)]
-    pub(crate) s3: S3Args,
-    #[command(flatten)]
-    pub(crate) mysql: MysqlArgs,
-    /// Parallel load connections.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) workers: usize,
+    pub(crate) endpoints: Endpoints,
     /// Do not set the backup's GTID set on the target.
     #[arg(long)]
     pub(crate) skip_gtid: bool,
@@ -156,10 +158,10 @@ impl MysqlArgs {
 impl BackupArgs {
     pub fn config(&self) -> Result<BackupConfig, CliError> {
         Ok(BackupConfig {
-            mysql: self.mysql.config()?,
-            s3: self.s3.config()?,
-            prefix: self.s3.prefix.clone(),
-            workers: self.workers,
+            mysql: self.endpoints.mysql.config()?,
+            s3: self.endpoints.s3.config()?,
+            prefix: self.endpoints.s3.prefix.clone(),
+            workers: self.endpoints.workers,
             part_size: self.part_size_mib << 20,
             parts_in_flight: self.parts_in_flight,
             chunk_bytes: self.chunk_mib << 20,
@@ -172,10 +174,10 @@ impl BackupArgs {
 impl RestoreArgs {
     pub(crate) fn config(&self) -> Result<RestoreConfig, CliError> {
         Ok(RestoreConfig {
-            mysql: self.mysql.config()?,
-            s3: self.s3.config()?,
-            prefix: self.s3.prefix.clone(),
-            workers: self.workers,
+            mysql: self.endpoints.mysql.config()?,
+            s3: self.endpoints.s3.config()?,
+            prefix: self.endpoints.s3.prefix.clone(),
+            workers: self.endpoints.workers,
             apply_gtid: !self.skip_gtid,
             skip_accounts: self.skip_accounts.clone(),
             wait_for_server: std::time::Duration::from_secs(self.wait_for_server_seconds),

@@ -10,16 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
 use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use xxhash_rust::xxh3::Xxh3;
-use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::encode;
 use super::load_order::{Job, Next, Schedule, TablePlan};
@@ -28,6 +24,9 @@ use super::s3::{Bucket, S3Config, S3Error};
 use super::schema::Ddl;
 use super::tabledef;
 use super::{MysqlConfig, normalize_prefix, sql};
+use verify::verified_rows;
+
+mod verify;
 
 #[derive(Clone, Debug)]
 pub struct RestoreConfig {
@@ -620,112 +619,6 @@ async fn check_load(conn: &mut Conn, key: &str, chunk: &ChunkEntry) -> Result<()
     Ok(())
 }
 
-/// Decompressing stream state: counts the stored bytes, lets the decoder check every frame's
-/// content checksum, hashes the decompressed rows and, at the end, compares sizes and hash with
-/// the manifest. A mismatch ends the stream with an error (so the server sees
-/// an aborted load) and leaves the reason in `verdict`.
-struct Verify {
-    body: ByteStream,
-    decoder: Decoder<'static>,
-    chunk: ChunkEntry,
-    object_bytes: u64,
-    raw: (Xxh3, u64),
-    frame_done: bool,
-    verdict: Arc<Mutex<Option<String>>>,
-    /// Decoder output space, allocated once per chunk (a fresh buffer per network read would be
-    /// a new mapping to fault in every time).
-    scratch: Vec<u8>,
-}
-
-fn verified_rows(
-    body: ByteStream,
-    chunk: ChunkEntry,
-    verdict: Arc<Mutex<Option<String>>>,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let state = Decoder::new().map(|decoder| Verify {
-        body,
-        decoder,
-        chunk,
-        object_bytes: 0,
-        raw: (Xxh3::new(), 0),
-        frame_done: false,
-        verdict,
-        scratch: vec![0u8; 256 << 10],
-    });
-    futures::stream::unfold(Some(state), |state| async move {
-        let mut s = match state? {
-            Ok(s) => s,
-            Err(e) => return Some((Err(e), None)),
-        };
-        match s.body.next().await {
-            Some(Ok(input)) => match s.decode(&input) {
-                Ok(out) => Some((Ok(out), Some(Ok(s)))),
-                Err(e) => Some((Err(s.fail(e.to_string())), None)),
-            },
-            Some(Err(e)) => Some((
-                Err(std::io::Error::other(format!(
-                    "reading the object from S3: {e}"
-                ))),
-                None,
-            )),
-            None => match s.check() {
-                Ok(()) => None,
-                Err(detail) => Some((Err(s.fail(detail)), None)),
-            },
-        }
-    })
-}
-
-impl Verify {
-    fn decode(&mut self, input: &[u8]) -> std::io::Result<Bytes> {
-        self.object_bytes += input.len() as u64;
-        let mut out = Vec::with_capacity(input.len() * 4);
-        let buf = &mut self.scratch;
-        let mut inb = InBuffer::around(input);
-        loop {
-            let mut outb = OutBuffer::around(&mut buf[..]);
-            let hint = self.decoder.run(&mut inb, &mut outb)?;
-            let n = outb.pos();
-            out.extend_from_slice(&buf[..n]);
-            self.frame_done = hint == 0;
-            if inb.pos() == input.len() && n < buf.len() {
-                break;
-            }
-        }
-        self.raw.0.update(&out);
-        self.raw.1 += out.len() as u64;
-        Ok(Bytes::from(out))
-    }
-
-    fn check(&mut self) -> Result<(), String> {
-        let c = &self.chunk;
-        if self.object_bytes != c.object_bytes {
-            return Err(format!(
-                "stored object is {} bytes, the manifest says {}",
-                self.object_bytes, c.object_bytes
-            ));
-        }
-        if !self.frame_done {
-            return Err("the zstd stream is truncated".to_string());
-        }
-        let raw = manifest::xxh3_hex(self.raw.0.digest());
-        if self.raw.1 != c.raw_bytes || raw != c.raw_xxh3 {
-            return Err(format!(
-                "decompressed rows are {} bytes with XXH3 {raw}, the manifest says {} bytes with XXH3 {}",
-                self.raw.1, c.raw_bytes, c.raw_xxh3
-            ));
-        }
-        Ok(())
-    }
-
-    fn fail(&self, detail: String) -> std::io::Error {
-        if let Ok(mut v) = self.verdict.lock() {
-            v.get_or_insert(detail.clone());
-        }
-        std::io::Error::other(detail)
-    }
-}
-
 /// Creates the views, retrying those that depend on views not yet created.
 async fn create_views(conn: &mut Conn, m: &Manifest) -> Result<(), RestoreError> {
     let mut pending: Vec<(&str, &Ddl)> = m
@@ -837,154 +730,4 @@ async fn apply_gtid(conn: &mut Conn, m: &Manifest) -> Result<String, RestoreErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::datapath::chunk::KeyRange;
-
-    #[test]
-    fn a_backup_restores_into_its_own_server_family_only() {
-        use GtidFlavor::{Mariadb, Mysql};
-        let gtid = |flavor, set: &str| Gtid {
-            flavor,
-            set: set.into(),
-            binlog_file: None,
-            binlog_position: None,
-        };
-        let maria = gtid(Mariadb, "0-1-42");
-        assert!(check_family(&maria, Some(Mariadb), true).is_ok());
-        // MariaDB's SQL modes and password plugins fail on MySQL 9.7 half-way: refused first,
-        // with or without the GTID set.
-        for apply in [true, false] {
-            let err = check_family(&maria, Some(Mysql), apply).unwrap_err();
-            assert!(err.to_string().contains("same server family"), "{err}");
-        }
-        assert!(check_family(&gtid(Mysql, "u:1-5"), Some(Mariadb), false).is_err());
-        // A target without GTIDs takes the rows when the GTID set is not applied.
-        let err = check_family(&maria, None, true).unwrap_err();
-        assert!(err.to_string().contains("--skip-gtid"), "{err}");
-        assert!(check_family(&maria, None, false).is_ok());
-        assert!(check_family(&gtid(Mysql, ""), None, true).is_ok());
-    }
-
-    #[test]
-    fn skipped_accounts_are_not_restored_on_any_host() {
-        let account = |user: &str, host: &str| super::super::schema::Account {
-            user: user.into(),
-            host: host.into(),
-            create: String::new(),
-            grants: vec![],
-        };
-        let accounts = vec![
-            account("app", "%"),
-            account("innodb_repl", "%"),
-            account("innodb_repl", "localhost"),
-            account("reporting", "10.%"),
-        ];
-        let skip = vec!["innodb_repl".to_string(), "innodb_router".to_string()];
-        let kept: Vec<(&str, &str)> = restorable(&accounts, &skip)
-            .map(|a| (a.user.as_str(), a.host.as_str()))
-            .collect();
-        assert_eq!(kept, vec![("app", "%"), ("reporting", "10.%")]);
-        assert_eq!(restorable(&accounts, &[]).count(), 4);
-    }
-
-    /// One frame as a backup writes it (with its content checksum).
-    fn frame(raw: &[u8]) -> Vec<u8> {
-        super::super::dump::frame_compressor(1)
-            .unwrap()
-            .compress(raw)
-            .unwrap()
-    }
-
-    fn chunk_for(raw: &[u8], object: &[u8]) -> ChunkEntry {
-        ChunkEntry {
-            object: "o".into(),
-            range: KeyRange::ALL,
-            rows: 0,
-            raw_bytes: raw.len() as u64,
-            raw_xxh3: manifest::xxh3_hex(xxhash_rust::xxh3::xxh3_64(raw)),
-            object_bytes: object.len() as u64,
-        }
-    }
-
-    async fn drain(object: Vec<u8>, chunk: ChunkEntry) -> (Vec<u8>, Option<String>) {
-        let verdict = Arc::new(Mutex::new(None));
-        let mut s = Box::pin(verified_rows(
-            ByteStream::from(object),
-            chunk,
-            verdict.clone(),
-        ));
-        let mut out = Vec::new();
-        while let Some(item) = s.next().await {
-            match item {
-                Ok(b) => out.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
-        let v = verdict.lock().unwrap().clone();
-        (out, v)
-    }
-
-    #[tokio::test]
-    async fn intact_objects_stream_their_rows() {
-        let raw = b"1\ta\n2\t\\N\n".repeat(10_000);
-        let object = frame(&raw);
-        let (out, verdict) = drain(object.clone(), chunk_for(&raw, &object)).await;
-        assert_eq!(verdict, None);
-        assert_eq!(out, raw);
-    }
-
-    #[tokio::test]
-    async fn objects_of_several_frames_stream_all_their_rows() {
-        let (a, b) = (b"1\tx\n".repeat(70_000), b"2\ty\n".repeat(3));
-        let mut object = frame(&a);
-        object.extend(frame(&b));
-        let raw = [a, b].concat();
-        let (out, verdict) = drain(object.clone(), chunk_for(&raw, &object)).await;
-        assert_eq!(verdict, None);
-        assert_eq!(out, raw);
-        // cut in the middle of the second frame
-        let cut = object[..object.len() - 2].to_vec();
-        let (_, verdict) = drain(cut, chunk_for(&raw, &object)).await;
-        assert!(verdict.is_some());
-    }
-
-    #[tokio::test]
-    async fn flipped_and_truncated_objects_are_reported() {
-        let raw = b"1\ta\n".repeat(50_000);
-        let object = frame(&raw);
-        let entry = chunk_for(&raw, &object);
-        let mut flipped = object.clone();
-        let mid = flipped.len() / 2;
-        flipped[mid] ^= 1;
-        let (_, verdict) = drain(flipped, entry.clone()).await;
-        assert!(verdict.is_some(), "flip detected");
-        let truncated = object[..object.len() - 3].to_vec();
-        let (_, verdict) = drain(truncated, entry).await;
-        assert!(verdict.unwrap().contains("stored object is"));
-    }
-
-    #[tokio::test]
-    async fn rows_that_differ_from_what_was_compressed_are_reported() {
-        // The stored object matches the manifest (it was damaged before it was hashed): the
-        // frame's content checksum still catches it.
-        let raw = b"7\tseven\n".repeat(20_000);
-        let mut object = frame(&raw);
-        let end = object.len();
-        object[end - 1] ^= 0x55; // the last byte of the frame's XXH64 checksum
-        let (_, verdict) = drain(object.clone(), chunk_for(&raw, &object)).await;
-        let verdict = verdict.expect("a checksum mismatch is reported");
-        assert!(verdict.contains("checksum"), "{verdict}");
-    }
-
-    #[tokio::test]
-    async fn an_object_of_another_chunk_is_reported() {
-        // Same sizes, intact frames, other rows (an object swapped or overwritten in the bucket).
-        let (ours, theirs) = (b"1\tone\n".repeat(9_000), b"2\ttwo\n".repeat(9_000));
-        let object = frame(&theirs);
-        let mut entry = chunk_for(&ours, &object);
-        entry.raw_bytes = theirs.len() as u64;
-        let (_, verdict) = drain(object, entry).await;
-        assert!(verdict.expect("reported").contains("XXH3"));
-    }
-}
+mod tests;

@@ -13,12 +13,19 @@ pub enum Role {
 }
 
 impl Role {
-    /// The value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
+    /// The value of [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL).
     pub fn label_value(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Secondary => "secondary",
         }
+    }
+
+    /// The role a [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL) value names.
+    pub fn from_label(value: &str) -> Option<Role> {
+        [Role::Primary, Role::Secondary]
+            .into_iter()
+            .find(|r| r.label_value() == value)
     }
 }
 

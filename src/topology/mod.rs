@@ -1,9 +1,10 @@
 //! The Group Replication topology state machine.
 //!
-//! One reconcile tick: [`ops::gather`] asks every member for its state, [`decide::decide`] (pure)
-//! diagnoses the cluster and picks at most one [`ops::Operation`], [`ops::execute`] runs it through
-//! a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in production, the simulator in tests).
-//! [`tick`] does all three. The SQL the operator issues is listed in `SQL.md` next to this file.
+//! One reconcile tick: [`observe`] asks every member for its state ([`ops::gather`]),
+//! [`decide::decide`] (pure) diagnoses the cluster and picks at most one [`ops::Operation`],
+//! [`ops::execute`] runs it through a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in
+//! production, the simulator in tests). The reconcile's plan (`cluster::plan`) calls `decide`
+//! between the two I/O steps. The SQL the operator issues is listed in `SQL.md` next to this file.
 
 use std::time::Duration;
 
@@ -16,8 +17,11 @@ pub mod member;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
+mod pick;
 pub mod report;
 pub mod sql;
+mod verdict;
+mod with_quorum;
 
 pub use decide::{decide, updated_history};
 pub use observe::{
@@ -26,45 +30,14 @@ pub use observe::{
 pub use ops::{MemberOps, Operation, OpsError};
 pub use report::{Condition, Decision, Event, MemberReport};
 
-/// What one tick decided and how the operation went.
-#[derive(Debug)]
-pub struct Tick {
-    pub(crate) decision: Decision,
-    /// The operation's outcome (`Ok` for [`Operation::None`]).
-    pub(crate) outcome: Result<(), OpsError>,
-    /// The history to store in the status: pruned, plus this tick's record (attempts count,
-    /// whether or not they succeeded).
-    pub(crate) history: Vec<ActionRecord>,
-}
-
 /// How long a tick waits for stragglers once the group's majority answered (see
 /// [`ops::Patience`]): far above a healthy member's answer time, far below the observe deadline.
 pub const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
 
-/// One reconcile tick of the topology.
-pub async fn tick<O: MemberOps>(ops: &O, input: ClusterInput) -> Tick {
-    act(ops, observe(ops, input).await).await
-}
-
-/// The first half of a tick: what every member says.
+/// What every member says, waiting for stragglers only [`STRAGGLER_WAIT`] once the group's
+/// majority answered.
 pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
     ops::gather(ops, input, ops::Patience::Quorum(STRAGGLER_WAIT)).await
-}
-
-/// The second half of a tick: decide from what was observed and carry out the one operation.
-pub async fn act<O: MemberOps>(ops: &O, observed: Observed) -> Tick {
-    let decision = decide(&observed);
-    let outcome = carry_out(ops, &observed, &decision).await;
-    if let Err(e) = &outcome {
-        tracing::warn!(cluster = %observed.input.name, operation = decision.operation.name(), error = %e, "topology operation failed");
-    }
-    // A failed attempt counts too: anti-flapping must also stop hammering a member.
-    let history = updated_history(&observed, decision.record.clone());
-    Tick {
-        decision,
-        outcome,
-        history,
-    }
 }
 
 /// Carries out what `decide` chose: the expel-timeout change first (it shortens a failover under
@@ -190,6 +163,25 @@ mod tests {
         }
     }
 
+    /// One tick as the reconcile runs it: observe, decide (the plan), execute, history.
+    struct Tick {
+        decision: Decision,
+        outcome: Result<(), OpsError>,
+        history: Vec<ActionRecord>,
+    }
+
+    async fn tick<O: MemberOps>(ops: &O, input: ClusterInput) -> Tick {
+        let observed = observe(ops, input).await;
+        let decision = decide(&observed);
+        let outcome = ops::execute(ops, &observed, &decision.operation).await;
+        let history = updated_history(&observed, decision.record.clone());
+        Tick {
+            decision,
+            outcome,
+            history,
+        }
+    }
+
     fn input() -> ClusterInput {
         input_of(2)
     }
@@ -227,23 +219,23 @@ mod tests {
             calls: Mutex::new(vec![]),
             slow: vec![],
         };
-        let tick = tick(&ops, input()).await;
+        let first = tick(&ops, input()).await;
         assert_eq!(
-            tick.decision.operation,
+            first.decision.operation,
             Operation::Join {
                 member: 1,
                 restart: false
             }
         );
-        assert!(tick.outcome.is_err());
-        assert_eq!(tick.history.len(), 1);
+        assert!(first.outcome.is_err());
+        assert_eq!(first.history.len(), 1);
         assert_eq!(
-            (tick.history[0].ordinal, tick.history[0].kind),
+            (first.history[0].ordinal, first.history[0].kind),
             (1, ActionKind::Join)
         );
         let mut again = input();
-        again.history = tick.history;
-        let next = super::tick(&ops, again).await;
+        again.history = first.history;
+        let next = tick(&ops, again).await;
         assert_eq!(next.decision.operation, Operation::None);
         assert_eq!(
             ops.calls.lock().unwrap().len(),

@@ -411,8 +411,13 @@ mod tests {
             restore: Default::default(),
         };
         let ops = ops();
-        let future = crate::topology::tick(&ops, input);
-        assert_send(&future);
+        let observed = crate::topology::Observed {
+            input: input.clone(),
+            members: vec![],
+        };
+        assert_send(&crate::topology::observe(&ops, input));
+        let operation = crate::topology::Operation::None;
+        assert_send(&crate::topology::ops::execute(&ops, &observed, &operation));
         assert!(!format!("{ops:?}").contains("secret-pw"));
     }
 

@@ -33,7 +33,7 @@ pub struct PodInfo {
     pub deleting: bool,
     /// The pod runs an older StatefulSet revision and will be replaced.
     pub update_pending: bool,
-    /// The pod's current value of [`ROLE_LABEL`](crate::cluster::build::names::ROLE_LABEL).
+    /// The pod's current value of [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL).
     pub role_label: Option<Role>,
     /// `status.podIP`: where the operator connects (no DNS in the failover path).
     pub ip: Option<String>,
@@ -89,6 +89,17 @@ pub enum RestoreGate {
         reason: &'static str,
         message: String,
     },
+}
+
+impl RestoreGate {
+    /// Before the restore step has planned in this reconcile: nothing may start the group (the
+    /// plan sets the gate before anything decides).
+    pub fn not_planned() -> Self {
+        RestoreGate::Waiting {
+            reason: "RestorePending",
+            message: "the restore step has not run yet".into(),
+        }
+    }
 }
 
 /// Everything the state machine needs from the `MySQLCluster` and its pods.
@@ -157,6 +168,13 @@ impl ClusterInput {
 }
 
 impl ClusterInput {
+    /// Whether `at` is less than the flap window ago.
+    pub(crate) fn within_flap_window(&self, at: Timestamp) -> bool {
+        let window =
+            jiff::SignedDuration::try_from(self.flap_window).unwrap_or(jiff::SignedDuration::MAX);
+        self.now.duration_since(at) < window
+    }
+
     /// The pod name of an ordinal.
     pub(crate) fn pod_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::decide::Verdict;
 use super::diagnose::{Diagnosis, Health};
 use super::labels;
 use super::observe::{ActionRecord, Observed, Reach, Role};
 use super::ops::Operation;
+use super::verdict::Verdict;
 
 /// A status condition (`status` is "True"/"False" on the object).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReport {
     pub(crate) name: String,
+    pub(crate) ordinal: u32,
     pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
     pub(crate) state: String,
@@ -86,6 +87,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
             };
             MemberReport {
                 name: observed.input.pod_name(m.ordinal),
+                ordinal: m.ordinal,
                 role: labels.get(&m.ordinal).copied().flatten(),
                 state,
             }
@@ -187,7 +189,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
     let alone = input.instances == 1;
     // The primary's turn comes once it is a secondary, or when no member can take its role over
     // (an upgrade: MySQL makes only a member of the lowest version the primary).
-    let last = group.is_some_and(|g| super::decide::primary_updates_last(observed, g));
+    let last = group.is_some_and(|g| super::pick::primary_updates_last(observed, g));
     let update_next = input
         .pods
         .iter()

@@ -16,7 +16,7 @@ use super::ValidCluster;
 use super::mycnf::{
     DATA_DIR, MEMBER_CNF, MYCNF_KEY, SERVER_ID_OFFSET, TEMPLATE_DIR, local_address_port,
 };
-use super::secrets::Account;
+use crate::objects::accounts::Account;
 use crate::topology::sql;
 
 /// Key of the init container's script in the ConfigMap.

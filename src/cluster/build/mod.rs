@@ -3,7 +3,6 @@
 
 pub(crate) mod member_scripts;
 pub mod mycnf;
-pub mod names;
 pub(crate) mod router;
 pub mod secrets;
 pub(crate) mod services;
@@ -20,7 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
 pub use super::validate::ValidCluster;
-use secrets::Account;
+use crate::objects::accounts::Account;
 
 /// One object the cluster needs, applied with server-side apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,14 +87,37 @@ pub struct Desired {
     pub secrets: Vec<Secret>,
 }
 
+/// What the topology decides that the objects carry. An input of [`build`], never written back
+/// into the validated spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopologyInputs {
+    /// Replicas of the StatefulSet: `spec.instances`, except while members leave the group
+    /// before their pods go.
+    pub replicas: i32,
+}
+
+impl TopologyInputs {
+    /// Before the topology has run (no credentials yet): what the spec asks.
+    pub fn from_spec(c: &ValidCluster) -> Self {
+        TopologyInputs {
+            replicas: c.instances,
+        }
+    }
+}
+
 /// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
-pub fn build(c: &ValidCluster, existing: &BTreeSet<Account>, rng: &mut impl Rng) -> Desired {
+pub fn build(
+    c: &ValidCluster,
+    topology: TopologyInputs,
+    existing: &BTreeSet<Account>,
+    rng: &mut impl Rng,
+) -> Desired {
     let mut objects = vec![
         Object::ConfigMap(mycnf::config_map(c)),
         Object::Service(services::instances(c)),
         Object::Service(services::read_write(c)),
         Object::Service(services::read_only(c)),
-        Object::StatefulSet(statefulset::statefulset(c)),
+        Object::StatefulSet(statefulset::statefulset(c, topology.replicas)),
         Object::PodDisruptionBudget(statefulset::pdb(c)),
     ];
     if c.router_instances > 0 {

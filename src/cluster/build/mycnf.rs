@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::member_scripts::{INIT_SCRIPT_KEY, RUN_SCRIPT_KEY, init_script, run_script};
-use super::names::Component;
 use crate::api::cluster::CommunicationStack;
 use crate::cluster::validate::ValidCluster;
+use crate::objects::names::Component;
+use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
 
 /// Key of the shared my.cnf in the ConfigMap.
 pub const MYCNF_KEY: &str = "my.cnf";
@@ -33,12 +34,6 @@ pub const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
 pub const TLS_DIR: &str = "/etc/mysql/tls";
 /// Added to a pod's ordinal to make its server_id (0 is not allowed for replication).
 pub const SERVER_ID_OFFSET: i32 = 1000;
-/// Classic protocol port.
-pub const MYSQL_PORT: i32 = 3306;
-/// X protocol port.
-pub const MYSQLX_PORT: i32 = 33060;
-/// Group communication port of the XCOM stack.
-pub const GR_PORT: i32 = 33061;
 
 /// Settings the operator owns; `spec.mycnf` may not set them.
 pub const MANAGED_OPTIONS: &[&str] = &[

@@ -13,11 +13,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::mycnf::{MYSQL_PORT, MYSQLX_PORT};
-use super::names::Component;
 use super::services::port;
-use super::statefulset::{CONFIG_HASH_ANNOTATION, restricted_container, restricted_pod};
+use super::statefulset::CONFIG_HASH_ANNOTATION;
 use crate::cluster::validate::ValidCluster;
+use crate::objects::names::Component;
+use crate::objects::pod_security::{restricted_container, restricted_pod};
+use crate::objects::{MYSQL_PORT, MYSQLX_PORT};
 
 /// Classic read-write, classic read-only, X read-write, X read-only.
 pub(crate) const PORTS: [(&str, i32); 4] = [

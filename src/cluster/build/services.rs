@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::mycnf::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
-use super::names::{Component, ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
 use crate::cluster::validate::ValidCluster;
+use crate::objects::names::{Component, ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
+use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
 
 /// A named TCP port; the name makes DNS publish `_<name>._tcp.<service>` SRV records.
 pub(crate) fn port(name: &str, port: i32, target: i32) -> ServicePort {

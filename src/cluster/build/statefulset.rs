@@ -7,11 +7,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,13 +20,12 @@ use sha2::{Digest, Sha256};
 use super::member_scripts::{
     self, ADMIN_PASSWORD_ENV, INIT_SCRIPT_KEY, ROOT_PASSWORD_ENV, RUN_SCRIPT_KEY,
 };
-use super::mycnf::{
-    self, CONF_DIR, DATA_MOUNT, GR_PORT, MYSQL_PORT, MYSQLX_PORT, RUN_DIR, SOCKET, TEMPLATE_DIR,
-    TLS_DIR,
-};
-use super::names::Component;
-use super::secrets::Account;
+use super::mycnf::{self, CONF_DIR, DATA_MOUNT, RUN_DIR, SOCKET, TEMPLATE_DIR, TLS_DIR};
 use crate::cluster::validate::{Deployed, ValidCluster};
+use crate::objects::accounts::Account;
+use crate::objects::names::Component;
+use crate::objects::pod_security::{restricted_container, restricted_pod, secret_env};
+use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
 use crate::version::ServerVersion;
 
 /// UID and GID of the `mysql` user in the official images.
@@ -39,36 +37,6 @@ pub const CONFIG_HASH_ANNOTATION: &str = "innodb-operator.io/config-hash";
 pub const VERSION_ANNOTATION: &str = "innodb-operator.io/mysql-version";
 /// The name of the member container.
 pub const MYSQL_CONTAINER: &str = "mysql";
-
-/// The restricted container security context every container of the operator uses.
-pub fn restricted_container() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_string()]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// The restricted pod security context (Pod Security Standard `restricted`).
-pub fn restricted_pod(uid: i64) -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(uid),
-        run_as_group: Some(uid),
-        fs_group: Some(uid),
-        fs_group_change_policy: Some("OnRootMismatch".to_string()),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".to_string(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
@@ -83,22 +51,6 @@ fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.to_string(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
-    }
-}
-
-/// An environment variable read from a key of a Secret (never inlined in the pod spec).
-pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_string(),
-                key: key.to_string(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
@@ -274,8 +226,8 @@ fn mysql_container(c: &ValidCluster) -> Container {
     }
 }
 
-/// The member StatefulSet.
-pub fn statefulset(c: &ValidCluster) -> StatefulSet {
+/// The members' StatefulSet with `replicas` pods (see [`super::TopologyInputs`]).
+pub fn statefulset(c: &ValidCluster, replicas: i32) -> StatefulSet {
     let template_meta = ObjectMeta {
         labels: Some(c.names.labels(Component::Database)),
         annotations: Some(BTreeMap::from([(
@@ -327,7 +279,7 @@ pub fn statefulset(c: &ValidCluster) -> StatefulSet {
     StatefulSet {
         metadata,
         spec: Some(StatefulSetSpec {
-            replicas: Some(c.statefulset_replicas),
+            replicas: Some(replicas),
             // The operator replaces pods itself, one at a time, secondaries first and the primary
             // only after a switchover.
             update_strategy: Some(StatefulSetUpdateStrategy {

@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use rand::SeedableRng;
 
 use super::mycnf::{self, is_managed_option};
-use super::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
-use super::secrets::Account;
-use super::{Kind, Object, build, router, services, statefulset};
+use super::{Kind, Object, TopologyInputs, build, router, services, statefulset};
 use crate::cluster::testing::{GROUP_NAME, valid_cluster};
+use crate::objects::accounts::Account;
+use crate::objects::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
 
 fn testdata(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +34,7 @@ fn golden(name: &str, actual: &str) {
 }
 
 fn pod_spec(c: &super::ValidCluster) -> PodSpec {
-    statefulset::statefulset(c)
+    statefulset::statefulset(c, c.instances)
         .spec
         .unwrap()
         .template
@@ -192,7 +192,7 @@ fn statefulset_is_restricted_and_spreads_members() {
     let c = valid_cluster(
         "spec: {instances: 5, storage: {size: 50Gi, storageClassName: fast}, podTemplate: {priorityClassName: db, tolerations: [{key: dedicated, operator: Exists}]}}",
     );
-    let sts = statefulset::statefulset(&c);
+    let sts = statefulset::statefulset(&c, c.instances);
     let spec = sts.spec.clone().unwrap();
     assert_eq!(spec.replicas, Some(5));
     assert_eq!(spec.service_name.as_deref(), Some("orders-instances"));
@@ -324,7 +324,7 @@ fn members_run_the_operators_scripts_not_an_image_entrypoint() {
 #[test]
 fn the_statefulset_records_the_version_its_members_run() {
     let c = valid_cluster("spec: {version: '8.4.7'}");
-    let sts = statefulset::statefulset(&c);
+    let sts = statefulset::statefulset(&c, c.instances);
     let deployed = statefulset::deployed(&sts).unwrap();
     assert_eq!(deployed.version.to_string(), "8.4.7");
     assert_eq!(deployed.image, "mysql:8.4.7");
@@ -358,7 +358,7 @@ fn config_changes_roll_the_members() {
     let a = valid_cluster("spec: {}");
     let b = valid_cluster("spec: {mycnf: {max_connections: '900'}}");
     let hash = |c| {
-        statefulset::statefulset(c)
+        statefulset::statefulset(c, c.instances)
             .spec
             .unwrap()
             .template
@@ -408,7 +408,12 @@ fn router_routes_through_the_role_services() {
 fn every_object_is_labelled_and_owned() {
     let c = valid_cluster("spec: {}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let desired = build(&c, &BTreeSet::new(), &mut rng);
+    let desired = build(
+        &c,
+        TopologyInputs::from_spec(&c),
+        &BTreeSet::new(),
+        &mut rng,
+    );
     let mut seen = BTreeSet::new();
     for o in &desired.objects {
         let m = o.meta();
@@ -442,7 +447,7 @@ fn router_objects_go_when_routers_are_disabled() {
     let c = valid_cluster("spec: {router: {instances: 0}}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let all = BTreeSet::from(Account::ALL);
-    let desired = build(&c, &all, &mut rng);
+    let desired = build(&c, TopologyInputs::from_spec(&c), &all, &mut rng);
     assert!(desired.objects.iter().all(|o| !o.name().contains("router")));
     assert!(
         desired.secrets.is_empty(),

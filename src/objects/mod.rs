@@ -1,0 +1,18 @@
+//! What every object the operator makes shares, whichever reconcile makes it: names and labels,
+//! the MySQL accounts, the ports, the pod security settings and the field manager. Both the
+//! cluster's builder ([`crate::cluster::build`]) and the data-path Jobs
+//! ([`crate::backup_controller::job`]) use it; it uses neither.
+
+pub mod accounts;
+pub mod names;
+pub mod pod_security;
+
+/// Classic protocol port.
+pub const MYSQL_PORT: i32 = 3306;
+/// X protocol port.
+pub const MYSQLX_PORT: i32 = 33060;
+/// Group communication port of the XCOM stack.
+pub const GR_PORT: i32 = 33061;
+
+/// The field manager of every write the operator makes.
+pub(crate) const FIELD_MANAGER: &str = "innodb-operator";
