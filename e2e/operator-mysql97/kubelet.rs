@@ -61,6 +61,8 @@ pub struct Pods {
     next_router: u32,
     hosts: String,
     proxy: Proxy,
+    /// Member ordinals whose container is not started again while held (a stopped node).
+    pub held: std::collections::BTreeSet<u32>,
     /// What this kubelet did, with the time since it started.
     pub events: Vec<String>,
     /// The first thing it could not do (the test fails with it).
@@ -109,6 +111,7 @@ impl Kubelet {
             next_router: 0,
             hosts: String::new(),
             proxy: Proxy::new(),
+            held: Default::default(),
             events: Vec::new(),
             error: None,
             since: Instant::now(),
@@ -313,17 +316,15 @@ async fn tick(
     let names: Vec<String> = p.running.keys().cloned().collect();
     for name in names {
         let r = p.running[&name].clone();
+        let held = r.kind == Kind::Member && p.held.contains(&r.ordinal);
         let cluster = p.cluster(r.kind);
-        if !cluster.is_running(r.ordinal) {
-            if r.started.elapsed() < BACK_OFF {
+        if cluster.is_running(r.ordinal) {
+            let Some(status) = cluster.wait_exit(r.ordinal, Duration::ZERO) else {
                 continue;
-            }
-        } else if let Some(status) = cluster.wait_exit(r.ordinal, Duration::ZERO) {
+            };
             p.event(format!("pod {name}: container exited ({status})"));
-            if r.started.elapsed() < BACK_OFF {
-                continue;
-            }
-        } else {
+        }
+        if held || r.started.elapsed() < BACK_OFF {
             continue;
         }
         p.cluster(r.kind).restart_container(r.ordinal)?;

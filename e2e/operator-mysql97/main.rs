@@ -5,7 +5,9 @@
 //! StatefulSet and Deployment controllers create. An application account writes numbered rows
 //! through the Router during the scenarios; afterwards every acknowledged row is on every ONLINE
 //! member, every ONLINE member accepts the application's connections, and no two pods were ever
-//! labelled primary.
+//! labelled primary. Scenarios: bootstrap from nothing on the MYSQL and on the XCOM stack; the
+//! primary killed (`kill -9`, its container started again as a kubelet does); a complete outage
+//! (every member killed, back one by one in random order: the operator reboots the group).
 //!
 //! Needs root, the control-plane binaries (`e2e/testenv/testenv.sh build`) and the MySQL 9.7
 //! root filesystem (`e2e/lib/install-mysql97.sh`); under `CI=true` a missing one is a failure.
@@ -506,8 +508,38 @@ async fn kill_primary(env: &mut Env, w: &Writer) {
     let _ = back;
 }
 
+/// Scenario 3: a complete outage (every member killed at once, as in a power loss) with the
+/// writer running; the members come back one by one in random order, and the operator reboots
+/// the group from the member with the GTID superset.
+async fn complete_outage(env: &mut Env) {
+    use rand::seq::SliceRandom;
+    let mut ordinals: Vec<u32> = env.members().iter().map(|m| m.0).collect();
+    {
+        let mut pods = env.kubelet.pods();
+        pods.held.extend(ordinals.iter().copied());
+        for &o in &ordinals {
+            pods.members.kill(o, libc::SIGKILL);
+        }
+    }
+    let stopped = Instant::now();
+    ordinals.shuffle(&mut rand::rng());
+    eprintln!(
+        "{}: every member killed; back in the order {ordinals:?}",
+        env.name
+    );
+    for o in &ordinals {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        env.kubelet.pods().held.remove(o);
+    }
+    env.until("the group is rebooted and healthy", STEP * 2, async |e| {
+        e.healthy(3).await
+    })
+    .await;
+    env.time("complete outage: kill to healthy again", stopped.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_stack_bootstrap_and_primary_killed_under_writes() {
+async fn mysql_stack_bootstrap_primary_killed_and_complete_outage_under_writes() {
     let Some(mut env) = Env::start("gr", spec("MYSQL", 3)).await else {
         return;
     };
@@ -515,6 +547,12 @@ async fn mysql_stack_bootstrap_and_primary_killed_under_writes() {
     env.create_application().await;
     let w = env.start_writer().await;
     kill_primary(&mut env, &w).await;
+    complete_outage(&mut env).await;
+    let before = w.acked().len();
+    env.until("writes are accepted after the reboot", STEP, async |_| {
+        w.acked().len() > before
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acked = w.stop().await;
     env.check_writes(&acked).await;
