@@ -35,6 +35,8 @@ pub struct Member {
     state: PathBuf,
     logs: PathBuf,
     netns: File,
+    /// What this pod runs (every member of a StatefulSet alike; a kubelet runs each pod's own).
+    source: PodSource,
     main: Option<Child>,
 }
 
@@ -77,7 +79,6 @@ pub struct Cluster {
     rootfs: PathBuf,
     dir: PathBuf,
     pub namespace: String,
-    source: PodSource,
     members: Vec<Member>,
 }
 
@@ -131,6 +132,32 @@ impl Cluster {
         source: PodSource,
         replicas: u32,
     ) -> Result<Cluster, String> {
+        let mut cluster = Cluster::empty(rootfs, name, namespace)?;
+        for ordinal in 0..replicas {
+            let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
+            let ip = net::address(slot);
+            net::create(slot)?;
+            cluster.push_member(
+                ordinal,
+                format!("{name}-{ordinal}"),
+                fqdn(ordinal),
+                ip,
+                slot,
+                source.clone(),
+            )?;
+        }
+        // Every member resolves every member's stable name (what the cluster DNS would do), and
+        // its own as the kubelet writes it.
+        let mut hosts = base_hosts();
+        for m in &cluster.members {
+            hosts.push_str(&format!("{}\t{} {}\n", m.ip, m.fqdn, m.name));
+        }
+        cluster.set_hosts(&hosts)?;
+        Ok(cluster)
+    }
+
+    /// Network and state for the members of cluster `name`, none yet (see [`Cluster::add_pod`]).
+    pub fn empty(rootfs: &Path, name: &str, namespace: &str) -> Result<Cluster, String> {
         once_per_process()?;
         {
             // The last cluster of a previous test may have removed the bridge.
@@ -140,53 +167,112 @@ impl Cluster {
         }
         let dir = base_dir().join(name);
         let _ = fs::remove_dir_all(&dir);
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             rootfs: rootfs.to_path_buf(),
-            dir: dir.clone(),
+            dir,
             namespace: namespace.to_string(),
-            source,
             members: Vec::new(),
         };
-        for ordinal in 0..replicas {
-            let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
-            net::create(slot)?;
-            let pod = format!("{name}-{ordinal}");
-            let member_dir = dir.join(&pod);
-            let state = member_dir.join("state");
-            let logs = member_dir.join("logs");
-            for d in [&state, &logs] {
-                fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-            }
-            cluster.members.push(Member {
-                ordinal,
-                fqdn: fqdn(ordinal),
-                ip: net::address(slot),
-                netns: net::open(slot)?,
-                name: pod,
-                slot,
-                state,
-                logs,
-                main: None,
-            });
-        }
-        // Every member resolves every member's stable name (what the cluster DNS would do), and
-        // its own as the kubelet writes it.
-        // The host's name spares mysqld a failing reverse lookup on every test connection.
-        let mut hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{}\tiop-test-host\n",
-            net::host_address()
-        );
-        for m in &cluster.members {
-            hosts.push_str(&format!("{}\t{} {}\n", m.ip, m.fqdn, m.name));
-        }
-        for m in &cluster.members {
-            fs::write(m.state.join("hosts"), &hosts).map_err(|e| e.to_string())?;
-        }
         Ok(cluster)
     }
 
+    fn push_member(
+        &mut self,
+        ordinal: u32,
+        name: String,
+        fqdn: String,
+        ip: String,
+        slot: u32,
+        source: PodSource,
+    ) -> Result<(), String> {
+        assert!(
+            self.members.iter().all(|m| m.ordinal != ordinal),
+            "{name}: ordinal {ordinal} is taken"
+        );
+        let member_dir = self.dir.join(&name);
+        let state = member_dir.join("state");
+        let logs = member_dir.join("logs");
+        for d in [&state, &logs] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let hosts = state.join("hosts");
+        if !hosts.exists() {
+            fs::write(&hosts, base_hosts()).map_err(|e| format!("{}: {e}", hosts.display()))?;
+        }
+        self.members.push(Member {
+            ordinal,
+            fqdn,
+            ip,
+            netns: net::open(slot)?,
+            name,
+            slot,
+            state,
+            logs,
+            source,
+            main: None,
+        });
+        Ok(())
+    }
+
+    /// A pod the harness found in the API, at the IP the control plane gave it (on the kwok pod
+    /// network): its network namespace and state; nothing runs yet. A pod of the same name had
+    /// before keeps its claims (as a StatefulSet's PersistentVolumeClaims are kept).
+    pub fn add_pod(
+        &mut self,
+        ordinal: u32,
+        name: &str,
+        ip: &str,
+        source: PodSource,
+    ) -> Result<(), String> {
+        net::ensure_kwok_network()?;
+        let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
+        net::create_at(slot, &format!("{ip}/{}", net::KWOK_PREFIX))?;
+        net::route_via_kwok_host(slot)?;
+        self.push_member(
+            ordinal,
+            name.to_string(),
+            name.to_string(),
+            ip.to_string(),
+            slot,
+            source,
+        )
+    }
+
+    /// The pod is gone: its main container stopped as the kubelet does, its network namespace
+    /// removed; its files (claims, logs) stay.
+    pub fn remove_pod(&mut self, ordinal: u32) -> Option<ExitStatus> {
+        let status = self.stop(ordinal);
+        let m = self.members.remove(self.index(ordinal));
+        net::remove(m.slot);
+        status
+    }
+
+    /// Rewrites every member's `/etc/hosts` in place (the containers see the file they bound).
+    pub fn set_hosts(&self, text: &str) -> Result<(), String> {
+        for m in &self.members {
+            let path = m.state.join("hosts");
+            fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether member `ordinal` exists and its main container runs (as far as this harness
+    /// knows: it may have exited since, see [`Cluster::wait_exit`]).
+    pub fn is_running(&self, ordinal: u32) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.ordinal == ordinal && m.main.is_some())
+    }
+
+    fn index(&self, ordinal: u32) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.ordinal == ordinal)
+            .unwrap_or_else(|| panic!("no member with ordinal {ordinal}"))
+    }
+
     pub fn member(&self, ordinal: u32) -> &Member {
-        &self.members[ordinal as usize]
+        &self.members[self.index(ordinal)]
     }
 
     pub fn members(&self) -> &[Member] {
@@ -206,7 +292,7 @@ impl Cluster {
         m: &Member,
         container: &k8s_openapi::api::core::v1::Container,
     ) -> Result<Child, String> {
-        let plan = pod::plan(&self.source, &self.meta(m), container, &m.dirs())?;
+        let plan = pod::plan(&m.source, &self.meta(m), container, &m.dirs())?;
         let log_path = spawn::log_path(&m.logs, &plan.name);
         let mut log = OpenOptions::new()
             .create(true)
@@ -228,29 +314,32 @@ impl Cluster {
     /// Starts member `ordinal`'s pod: fresh volumes, the init containers in order (each to
     /// completion), then the main container.
     pub fn start(&mut self, ordinal: u32) -> Result<(), String> {
-        assert!(
-            self.members[ordinal as usize].main.is_none(),
-            "{} is already running",
-            self.members[ordinal as usize].name
-        );
+        let m = self.member(ordinal);
+        assert!(m.main.is_none(), "{} is already running", m.name);
         self.run_inits(ordinal)?;
         self.start_main(ordinal)
     }
 
     fn start_main(&mut self, ordinal: u32) -> Result<(), String> {
-        let spec = &self.source.spec;
-        let [main] = spec.containers.as_slice() else {
+        let i = self.index(ordinal);
+        let [main] = self.members[i].source.spec.containers.as_slice() else {
             return Err("the harness runs pods of exactly one container".into());
         };
-        let child = self.run(&self.members[ordinal as usize], main)?;
-        self.members[ordinal as usize].main = Some(child);
+        let child = self.run(&self.members[i], main)?;
+        self.members[i].main = Some(child);
         Ok(())
     }
 
     /// Starts every member's pod at once.
     pub fn start_all(&mut self) -> Result<(), String> {
-        // Init containers run in parallel threads (mysqld --initialize takes seconds each).
         let ordinals: Vec<u32> = self.members.iter().map(|m| m.ordinal).collect();
+        self.start_some(&ordinals)
+    }
+
+    /// Starts the pods of `ordinals` at once.
+    pub fn start_some(&mut self, ordinals: &[u32]) -> Result<(), String> {
+        // Init containers run in parallel threads (mysqld --initialize takes seconds each).
+        let ordinals = ordinals.to_vec();
         let this: &Cluster = self;
         let results: Vec<Result<(), String>> = std::thread::scope(|s| {
             let handles: Vec<_> = ordinals
@@ -270,11 +359,11 @@ impl Cluster {
     }
 
     fn run_inits(&self, ordinal: u32) -> Result<(), String> {
-        let m = &self.members[ordinal as usize];
+        let m = self.member(ordinal);
         let dirs = m.dirs();
         let _ = fs::remove_dir_all(&dirs.pod);
-        pod::prepare_volumes(&self.source, &dirs)?;
-        for init in self.source.spec.init_containers.iter().flatten() {
+        pod::prepare_volumes(&m.source, &dirs)?;
+        for init in m.source.spec.init_containers.iter().flatten() {
             let mut child = self.run(m, init)?;
             match wait_timeout(&mut child, INIT_TIMEOUT) {
                 Some(s) if s.success() => {}
@@ -305,8 +394,9 @@ impl Cluster {
 
     /// Waits up to `limit` for the main container to exit.
     pub fn wait_exit(&mut self, ordinal: u32, limit: Duration) -> Option<ExitStatus> {
-        let name = self.source.spec.containers.first()?.name.clone();
-        let m = &mut self.members[ordinal as usize];
+        let i = self.index(ordinal);
+        let m = &mut self.members[i];
+        let name = m.source.spec.containers.first()?.name.clone();
         let status = wait_timeout(m.main.as_mut()?, limit)?;
         m.main = None;
         // What `kubectl describe pod` would show as the last state.
@@ -323,6 +413,7 @@ impl Cluster {
     /// period.
     pub fn stop(&mut self, ordinal: u32) -> Option<ExitStatus> {
         let grace = self
+            .member(ordinal)
             .source
             .spec
             .termination_grace_period_seconds
@@ -337,7 +428,7 @@ impl Cluster {
 
     /// The kubelet restarting the main container (after it exited, or killing it first).
     pub fn restart_container(&mut self, ordinal: u32) -> Result<(), String> {
-        if self.members[ordinal as usize].main.is_some() {
+        if self.member(ordinal).main.is_some() {
             self.stop(ordinal);
         }
         self.start_main(ordinal)
@@ -346,7 +437,7 @@ impl Cluster {
     /// Deletes the pod and creates it again: init containers again, emptyDirs fresh, the
     /// claims kept.
     pub fn recreate_pod(&mut self, ordinal: u32) -> Result<(), String> {
-        if self.members[ordinal as usize].main.is_some() {
+        if self.member(ordinal).main.is_some() {
             self.stop(ordinal);
         }
         self.start(ordinal)
@@ -363,7 +454,8 @@ impl Cluster {
 
     /// Where volume `name` of member `ordinal` is on the host (e.g. to reach a socket).
     pub fn volume_path(&self, ordinal: u32, name: &str) -> PathBuf {
-        self.member(ordinal).dirs().path(&self.source, name)
+        let m = self.member(ordinal);
+        m.dirs().path(&m.source, name)
     }
 
     /// Every member's logs.
@@ -397,6 +489,16 @@ impl Drop for Cluster {
             net::remove_all();
         }
     }
+}
+
+/// What every member resolves besides the pods: localhost, and the host's names (which spare
+/// mysqld a failing reverse lookup on every test or operator connection).
+pub fn base_hosts() -> String {
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{}\tiop-test-host\n{}\tiop-test-host-kwok\n",
+        net::host_address(),
+        net::kwok_host_address()
+    )
 }
 
 fn killpg(pid: i32, signal: i32) {

@@ -10,6 +10,11 @@ pub const BRIDGE: &str = "iop-br0";
 pub const PREFIX: &str = "iop-rm-";
 /// The pod network, /24; the host holds `.1`, slot `s` holds `.(10 + s)`.
 const SUBNET: &str = "10.0.97";
+/// The control plane's pod network: kwok gives pods addresses from the nodes' podCIDRs
+/// `198.18.<node>.0/24`. Members at those addresses share the bridge; the host holds the
+/// network's last address, which also routes the whole /15 to the bridge.
+const KWOK_HOST: &str = "198.19.255.254";
+pub const KWOK_PREFIX: u8 = 15;
 
 fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
@@ -54,8 +59,53 @@ pub fn ensure_bridge() -> Result<(), String> {
     Ok(())
 }
 
+/// The host's address on the kwok pod network.
+pub fn kwok_host_address() -> &'static str {
+    KWOK_HOST
+}
+
+/// The bridge with the host's address on the kwok pod network too.
+pub fn ensure_kwok_network() -> Result<(), String> {
+    ensure_bridge()?;
+    let cidr = format!("{KWOK_HOST}/{KWOK_PREFIX}");
+    if !ip(&["-o", "addr", "show", "dev", BRIDGE])?.contains(&cidr) {
+        ip(&["addr", "add", &cidr, "dev", BRIDGE])?;
+    }
+    Ok(())
+}
+
+/// An address of the host on the bridge (e.g. a Service's cluster IP the host serves).
+pub fn add_host_address(address: std::net::IpAddr) -> Result<(), String> {
+    let cidr = format!("{address}/32");
+    if !ip(&["-o", "addr", "show", "dev", BRIDGE])?.contains(&format!(" {cidr} ")) {
+        ip(&["addr", "add", &cidr, "dev", BRIDGE])?;
+    }
+    Ok(())
+}
+
+/// The slot's default route through the host on the kwok pod network (to the addresses the
+/// host serves that are not on the bridge's networks).
+pub fn route_via_kwok_host(slot: u32) -> Result<(), String> {
+    ip(&[
+        "-n",
+        &netns(slot),
+        "route",
+        "add",
+        "default",
+        "via",
+        KWOK_HOST,
+    ])
+    .map(drop)
+}
+
 /// Creates the slot's namespace with `eth0` at its address and `lo` up.
 pub fn create(slot: u32) -> Result<(), String> {
+    create_at(slot, &format!("{}/24", address(slot)))
+}
+
+/// Creates the slot's namespace with `eth0` at `cidr` (a pod's IP with its network's prefix
+/// length) and `lo` up.
+pub fn create_at(slot: u32, cidr: &str) -> Result<(), String> {
     let ns = netns(slot);
     remove(slot);
     ip(&["netns", "add", &ns])?;
@@ -63,15 +113,7 @@ pub fn create(slot: u32) -> Result<(), String> {
         "link", "add", &ns, "type", "veth", "peer", "name", "eth0", "netns", &ns,
     ])?;
     ip(&["link", "set", &ns, "master", BRIDGE, "up"])?;
-    ip(&[
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        &format!("{}/24", address(slot)),
-        "dev",
-        "eth0",
-    ])?;
+    ip(&["-n", &ns, "addr", "add", cidr, "dev", "eth0"])?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     Ok(())

@@ -8,7 +8,7 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, PodSpec, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, PodSpec, Secret, Volume};
 
 /// The pod spec with everything it refers to.
 #[derive(Clone, Debug)]
@@ -28,14 +28,40 @@ impl PodSource {
         secrets: &[Secret],
     ) -> Self {
         let spec = sts.spec.as_ref().expect("StatefulSet has a spec");
+        let claims = spec
+            .volume_claim_templates
+            .iter()
+            .flatten()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        let template = spec.template.spec.clone().expect("pod template has a spec");
+        Self::with_objects(template, claims, config_maps, secrets)
+    }
+
+    /// A pod as the API holds it (what a kubelet runs): its `persistentVolumeClaim` volumes are
+    /// the member's claims, kept across pod restarts.
+    pub fn from_pod(pod: &Pod, config_maps: &[ConfigMap], secrets: &[Secret]) -> Self {
+        let mut spec = pod.spec.clone().expect("a pod has a spec");
+        let (claims, volumes): (Vec<Volume>, Vec<Volume>) = spec
+            .volumes
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|v| v.persistent_volume_claim.is_some());
+        spec.volumes = Some(volumes);
+        let claims = claims.into_iter().map(|v| v.name).collect();
+        Self::with_objects(spec, claims, config_maps, secrets)
+    }
+
+    fn with_objects(
+        spec: PodSpec,
+        claims: Vec<String>,
+        config_maps: &[ConfigMap],
+        secrets: &[Secret],
+    ) -> Self {
         PodSource {
-            spec: spec.template.spec.clone().expect("pod template has a spec"),
-            claims: spec
-                .volume_claim_templates
-                .iter()
-                .flatten()
-                .filter_map(|c| c.metadata.name.clone())
-                .collect(),
+            spec,
+            claims,
             config_maps: config_maps
                 .iter()
                 .map(|c| {

@@ -153,9 +153,17 @@ pub fn mycnf(c: &ValidCluster) -> String {
     gr(&mut s, "recovery_use_ssl", "ON");
     gr(&mut s, "ssl_mode", "REQUIRED");
     if stack == CommunicationStack::XCOM {
-        // XCOM connects on its own port; allow the pod network (the MYSQL stack authenticates
-        // members as SQL users instead).
-        gr(&mut s, "ip_allowlist", "AUTOMATIC");
+        // XCOM connects on its own port and admits only the allowlist (the MYSQL stack
+        // authenticates members as SQL users instead): the members' host names, as the manual
+        // advises (every seed). Not AUTOMATIC: that admits only RFC 1918 subnets the member has an
+        // interface on, which refused every address of a pod network outside them, the member's
+        // own included (found on real MySQL 9.7 on 198.18.0.0/15: "Connection attempt from IP
+        // address ::ffff:198.18.0.2 refused. Address is not in the IP allowlist", no group), and
+        // the pods of other nodes where each node has its own pod subnet.
+        let hosts: Vec<String> = (0..c.instances)
+            .map(|i| c.names.pod_fqdn(i, &c.domain))
+            .collect();
+        gr(&mut s, "ip_allowlist", hosts.join(","));
     }
     if !c.mycnf_extra.is_empty() {
         s.push_str("\n# From spec.mycnf.\n");

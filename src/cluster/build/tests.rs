@@ -96,6 +96,17 @@ fn mycnf_for_80_matches_golden() {
     golden("my-8.0-xcom.cnf", &cnf);
     assert!(cnf.contains("binlog_transaction_dependency_tracking=WRITESET"));
     assert!(cnf.contains("orders-4.orders-instances.db.svc.cluster.local:33061"));
+    // XCom admits the members by name, whatever network their pods are on.
+    let allowlist = (0..5)
+        .map(|i| format!("orders-{i}.orders-instances.db.svc.cluster.local"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(
+        cnf.contains(&format!(
+            "\nloose_group_replication_ip_allowlist={allowlist}\n"
+        )),
+        "{cnf}"
+    );
 }
 
 #[test]
