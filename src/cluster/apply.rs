@@ -1,5 +1,5 @@
-//! Step 4 of the reconcile: server-side apply of the desired objects with one field manager,
-//! create-only for Secrets, and pruning of what the cluster no longer needs.
+//! Carrying out the plan's objects: server-side apply of the desired objects with one field
+//! manager, create-only for Secrets, and pruning of what the cluster no longer needs.
 //!
 //! The decisions (apply, skip, refuse, prune) are pure functions; the I/O around them is thin.
 //! An object whose applied hash is unchanged is not written again, so a steady cluster causes no
