@@ -108,6 +108,8 @@ where
 }
 
 /// Runs the controller until `shutdown` is cancelled (SIGTERM or Ctrl-C in `main`).
+/// Long (157 lines) on purpose: the start-up wiring (client, CRD check, monitor, the two
+/// controllers, the HTTP server, shutdown) in the order it happens.
 pub async fn run(
     client: Client,
     config: Config,

@@ -130,6 +130,8 @@ async fn run(backup: &Backup, ctx: &Context) -> Result<Action, BackupError> {
     }
 }
 
+/// Long (82 lines) on purpose: the reads, the source member, the Job and the status write of one
+/// new backup, in order.
 async fn create_job(
     backup: &Backup,
     ctx: &Context,

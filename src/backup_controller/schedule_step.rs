@@ -42,6 +42,8 @@ fn scheduled_at(b: &Backup) -> Option<Timestamp> {
 }
 
 /// Runs the schedules of `cluster` at `now`.
+/// Long (109 lines) on purpose: the schedules' reads, the pure plan (`schedule_plan`), then its
+/// writes, in order.
 pub async fn run(
     client: &Client,
     cluster: &MySQLCluster,

@@ -1,5 +1,5 @@
-//! Step 4 of the reconcile: server-side apply of the desired objects with one field manager,
-//! create-only for Secrets, and pruning of what the cluster no longer needs.
+//! Carrying out the plan's objects: server-side apply of the desired objects with one field
+//! manager, create-only for Secrets, and pruning of what the cluster no longer needs.
 //!
 //! The decisions (apply, skip, refuse, prune) are pure functions; the I/O around them is thin.
 //! An object whose applied hash is unchanged is not written again, so a steady cluster causes no
@@ -225,14 +225,12 @@ where
         source,
     })?;
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
-    let existing = api
-        .get_metadata_opt(&name)
-        .await
-        .map_err(|source| ApplyError::Apply {
-            kind,
-            name: name.clone(),
-            source,
-        })?;
+    let apply_err = |source| ApplyError::Apply {
+        kind,
+        name: name.clone(),
+        source,
+    };
+    let existing = api.get_metadata_opt(&name).await.map_err(apply_err)?;
     match decide(&hash, existing.as_ref().map(|e| &e.metadata), owner_uid) {
         Step::Skip => return Ok(false),
         Step::Conflict => return Err(ApplyError::Conflict { kind, name }),
@@ -249,11 +247,7 @@ where
         &Patch::Apply(&obj),
     )
     .await
-    .map_err(|source| ApplyError::Apply {
-        kind,
-        name: name.clone(),
-        source,
-    })?;
+    .map_err(apply_err)?;
     tracing::info!(kind = ?kind, %name, "applied");
     Ok(true)
 }

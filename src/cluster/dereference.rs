@@ -1,4 +1,4 @@
-//! Step 1 of the reconcile: read what the cluster refers to or has made before (credentials
+//! Part of [`super::gather`]: read what the cluster refers to or has made before (credentials
 //! Secrets, the TLS Secret, the group name, the backup to restore from). All reads, no writes.
 
 use std::collections::BTreeSet;

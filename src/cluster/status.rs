@@ -1,15 +1,15 @@
-//! Step 6 of the reconcile: the status from what was observed, as a pure function. The
-//! conditions say what a user needs to know; the phase sums them up in one word.
+//! The status from what was observed and planned, as a pure function ([`super::plan`] fills its
+//! input, the driver writes it). The conditions say what a user needs to know; the phase sums
+//! them up in one word.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::cluster::{
-    ActionStatus, MemberStatus, MySQLClusterStatus, RestorePhase, RestoreStatus,
+    ActionStatus, MemberRole, MemberStatus, MySQLClusterStatus, RestorePhase, RestoreStatus,
 };
 use crate::api::conditions::{
     self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, SPEC_WARNING,
 };
-use crate::cluster::topology_step::member_role;
 use crate::cluster::validate::SpecWarning;
 use crate::topology::Role;
 
@@ -62,6 +62,14 @@ pub struct TopologyView {
     pub(crate) history: Vec<ActionStatus>,
 }
 
+/// A role as the status stores it.
+pub(crate) fn member_role(role: Role) -> MemberRole {
+    match role {
+        Role::Primary => MemberRole::Primary,
+        Role::Secondary => MemberRole::Secondary,
+    }
+}
+
 fn member_state(p: &PodView) -> String {
     match &p.member_state {
         Some(s) => s.clone(),
@@ -112,6 +120,7 @@ fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
         .collect()
 }
 
+/// Long (88 lines) on purpose: the five conditions from the pods, one short block each.
 fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
     let online = o.pods.iter().filter(|p| is_online(p)).count() as i32;
     let primary = o
@@ -301,7 +310,6 @@ pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::cluster::MemberRole;
 
     #[test]
     fn a_status_written_by_an_older_version_still_reads() {

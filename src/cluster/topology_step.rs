@@ -13,12 +13,11 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::status::TopologyView;
+use super::status::{TopologyView, member_role};
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
 use crate::api::cluster::{
-    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberRole, MemberStatus,
-    SWITCHOVER_ANNOTATION,
+    ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
@@ -136,14 +135,6 @@ pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) ->
             .collect(),
         primary: decision.primary.clone(),
         history: history_to_status(history),
-    }
-}
-
-/// A role as the status stores it.
-pub(crate) fn member_role(role: Role) -> MemberRole {
-    match role {
-        Role::Primary => MemberRole::Primary,
-        Role::Secondary => MemberRole::Secondary,
     }
 }
 
@@ -368,6 +359,7 @@ pub(crate) async fn clear_annotation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::cluster::MemberRole;
     use crate::cluster::testing::{cluster_from_yaml, valid_cluster};
 
     fn pod(yaml: &str) -> Pod {

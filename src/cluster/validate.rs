@@ -1,5 +1,5 @@
-//! Step 2 of the reconcile: turn the spec (and what dereference found) into a validated value,
-//! or say clearly what is wrong. No client here: everything is decided from the inputs.
+//! Part of [`super::gather`] (pure): turn the spec (and what dereference found) into a validated
+//! value, or say clearly what is wrong. No client here: everything is decided from the inputs.
 
 use std::collections::BTreeMap;
 
@@ -177,6 +177,7 @@ fn choose_version(
 
 /// Validates `cluster` with what dereference found and what the members run now (`deployed`,
 /// `None` for a new cluster). `domain` is the cluster DNS domain.
+/// Long (101 lines) on purpose: one check per spec field, in the spec's order, into one value.
 pub fn validate(
     cluster: &MySQLCluster,
     deref: &Dereferenced,

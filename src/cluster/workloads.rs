@@ -1,5 +1,5 @@
-//! Step 5 (before the topology step takes over): read the cluster's pods and workloads as the
-//! API server sees them, for the status.
+//! Part of [`super::gather`]: read the cluster's pods and workloads as the API server sees them,
+//! for the topology's input and the status.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;

@@ -158,6 +158,8 @@ async fn show_create(
     })
 }
 
+/// Long (131 lines) on purpose: the statements that read one database's schema, in the order the
+/// dump needs their results.
 async fn read_database(
     conn: &mut Conn,
     db: &str,

@@ -160,6 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
         Ok(conn)
     }
 
+    /// Long (97 lines) on purpose: one protocol exchange, packet by packet, as the server sends it.
     async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), WireError> {
         let packet = self.read_packet().await?.to_vec();
         if packet.first() == Some(&ERR) {

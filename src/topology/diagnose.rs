@@ -102,6 +102,8 @@ pub struct Diagnosis {
 }
 
 /// Diagnoses the observation.
+/// Long (101 lines) on purpose: one pass over the members' views, building the diagnosis the rules
+/// read.
 pub fn diagnose(observed: &Observed) -> Diagnosis {
     let input = &observed.input;
     let unreachable: Vec<u32> = observed

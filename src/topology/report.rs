@@ -69,6 +69,8 @@ pub struct Decision {
     pub expel_timeout: Option<super::expel::ExpelTimeout>,
 }
 
+/// Long (163 lines) on purpose: it fills every field of one `Decision` from one diagnosis and
+/// verdict; its parts are a few lines each and only make sense together.
 pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
     let input = &observed.input;
     let labels = labels::desired(observed, diagnosis);

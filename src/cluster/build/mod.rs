@@ -1,4 +1,5 @@
-//! Step 3 of the reconcile: pure functions from the validated cluster to the objects it needs.
+//! Pure functions from the validated cluster (and what the topology decided, [`TopologyInputs`])
+//! to the objects it needs; [`super::plan`] calls them.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
 pub(crate) mod member_scripts;

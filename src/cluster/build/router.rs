@@ -98,6 +98,7 @@ pub(crate) fn lb_service(c: &ValidCluster) -> Service {
 }
 
 /// The router Deployment.
+/// Long (96 lines) on purpose: one Kubernetes object literal.
 pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
     let hash = hex::encode(&Sha256::digest(router_conf(c))[..8]);
     let probe = Probe {

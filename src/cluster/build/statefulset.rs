@@ -227,6 +227,7 @@ fn mysql_container(c: &ValidCluster) -> Container {
 }
 
 /// The members' StatefulSet with `replicas` pods (see [`super::TopologyInputs`]).
+/// Long (81 lines) on purpose: one Kubernetes object literal.
 pub fn statefulset(c: &ValidCluster, replicas: i32) -> StatefulSet {
     let template_meta = ObjectMeta {
         labels: Some(c.names.labels(Component::Database)),
