@@ -52,12 +52,14 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use kube::client::ClientBuilder;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Layer, Service};
 use tracing::{info, warn};
 
@@ -126,9 +128,10 @@ impl Timing {
         self.duration - self.renew_period
     }
 
-    /// A renewal that takes longer than one period has failed: try again rather than wait.
+    /// How long one request of a renewal may take: half the time between a renewal and the
+    /// renew deadline, so that a request lost on a dead connection is tried again in time.
     fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.renew_period)
+        Duration::from_secs(self.renew_deadline - self.renew_period) / 2
     }
 }
 
@@ -256,7 +259,8 @@ pub struct Leadership {
 
 impl Leadership {
     /// Creates the Lease if missing, starts competing for it and following it. `client` watches
-    /// the Lease; renewals go through a client of their own with timeouts of one renew period.
+    /// the Lease; renewals go through a client of their own whose requests time out (half the
+    /// time between a renewal and the renew deadline).
     pub async fn start(
         client: &Client,
         config: &kube::Config,
@@ -267,11 +271,14 @@ impl Leadership {
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
         let timing = settings.timing;
+        // A bound on each whole request, not on reads: a read timeout also fires on a pooled
+        // connection idle between renewals, and the next renewal fails on the dead connection.
         let mut renew_config = config.clone();
         renew_config.connect_timeout = Some(timing.request_timeout());
-        renew_config.read_timeout = Some(timing.request_timeout());
-        renew_config.write_timeout = Some(timing.request_timeout());
-        let renew_client = Client::try_from(renew_config).map_err(LeaderError::Client)?;
+        let renew_client = ClientBuilder::try_from(renew_config)
+            .map_err(LeaderError::Client)?
+            .with_layer(&TimeoutLayer::new(timing.request_timeout()))
+            .build();
         let manager = LeaseManagerBuilder::new(renew_client, &settings.name)
             .with_namespace(&namespace)
             .with_parameters(LeaseParams::new(
@@ -500,7 +507,7 @@ mod tests {
         }
         let t = Timing::new(15, 5, 12).unwrap();
         assert_eq!(t.grace(), 10);
-        assert_eq!(t.request_timeout(), Duration::from_secs(5));
+        assert_eq!(t.request_timeout(), Duration::from_millis(3500));
     }
 
     #[test]
