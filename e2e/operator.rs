@@ -2,8 +2,10 @@
 //! operator binary of this build runs as a local process with the chart's ServiceAccount token
 //! (so a missing RBAC rule fails the test), the samples are accepted and reconciled into objects
 //! the apiserver validates and the controller-manager runs, bad specs are rejected by the
-//! apiserver, deletion garbage-collects, a malformed object does not stop the others, and a
-//! restarted operator writes nothing.
+//! apiserver, deletion garbage-collects, a malformed object does not stop the others, a
+//! restarted operator writes nothing, and of two replicas only the leader acts: a standby takes
+//! over a killed leader, and a leader paused past its lease or cut off from the apiserver stops
+//! before the next one starts.
 
 mod support;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,7 +24,9 @@ use kube::api::{
 };
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::chart::{RELEASE_NS, chart, operator};
+use support::chart::{RELEASE_NS, chart, operator, replica, replica_through};
+use support::operator::{Expect, LEASE_DURATION, LEASE_RENEW_DEADLINE, Operator};
+use support::proxy::Proxy;
 use support::{ControlPlane, control_plane, wait_for};
 
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/samples");
@@ -134,6 +139,33 @@ async fn chart_installs_crds_and_least_privilege_rbac() {
         .list(&ListParams::default())
         .await
         .expect("the operator lists MySQLClusters");
+    // Leader election: Leases in the operator's own namespace, nowhere else.
+    Api::<Lease>::namespaced(client.clone(), RELEASE_NS)
+        .list(&ListParams::default())
+        .await
+        .expect("the operator lists Leases in its namespace");
+    let err = Api::<Lease>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .expect_err("the operator must not list Leases elsewhere");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err:?}"
+    );
+    // Two replicas by default, kept one at a time through drains.
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), RELEASE_NS)
+        .get("innodb-operator")
+        .await
+        .expect("the operator's Deployment");
+    assert_eq!(deployment.spec.and_then(|s| s.replicas), Some(2));
+    let pdb = Api::<PodDisruptionBudget>::namespaced(admin.clone(), RELEASE_NS)
+        .get("innodb-operator")
+        .await
+        .expect("the operator's PodDisruptionBudget");
+    assert_eq!(
+        pdb.spec.and_then(|s| s.min_available),
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
 }
 
 #[tokio::test]
@@ -995,4 +1027,214 @@ async fn a_cluster_restored_from_a_missing_backup_says_what_to_do_and_restores_n
             .is_none(),
         "a restore Job was created without a backup"
     );
+}
+
+/// A cluster without backups (nothing scheduled): only its reconcile writes.
+fn quiet_cluster(name: &str) -> Value {
+    let mut doc = sample_cluster(name);
+    doc["spec"].as_object_mut().unwrap().remove("backup");
+    doc
+}
+
+/// Every write made with the token `credential` (see `support::token_id`): when the apiserver
+/// received it, and what it was.
+fn writes_by(cp: &ControlPlane, credential: &str) -> Vec<(jiff::Timestamp, String)> {
+    cp.audit_writes()
+        .into_iter()
+        .filter(|e| e.credential() == Some(credential))
+        .map(|e| {
+            let r = e.object_ref.clone().unwrap_or(support::AuditObjectRef {
+                resource: String::new(),
+                namespace: None,
+                name: None,
+                subresource: None,
+            });
+            (
+                e.request_received_timestamp.expect("audit timestamp"),
+                format!(
+                    "{} {}/{}/{}",
+                    e.verb,
+                    r.namespace.unwrap_or_default(),
+                    r.resource,
+                    r.name.unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The Lease the replicas watching `ns` compete for: its holder and acquire time.
+async fn lease_holder(admin: &Client, ns: &str) -> Option<(String, jiff::Timestamp)> {
+    let lease = Api::<Lease>::namespaced(admin.clone(), RELEASE_NS)
+        .get(&format!("innodb-operator-{ns}"))
+        .await
+        .ok()?;
+    let spec = lease.spec?;
+    Some((spec.holder_identity?, spec.acquire_time?.0))
+}
+
+/// Waits until replica `name` (its holder identity starts with the name) holds the lease, and
+/// returns when it acquired it.
+async fn acquired_by(admin: &Client, ns: &str, name: &str) -> jiff::Timestamp {
+    let prefix = format!("{name}-");
+    wait_for(&format!("{name} to hold the lease"), TIMEOUT, || async {
+        let (holder, at) = lease_holder(admin, ns).await?;
+        holder.starts_with(&prefix).then_some(at)
+    })
+    .await
+}
+
+/// Changes the cluster's spec (a new generation) and waits until its status reports on it.
+async fn new_generation_reconciled(admin: &Client, ns: &str, name: &str, routers: i64) {
+    let before = clusters(admin, ns).get(name).await.expect("cluster");
+    let after = clusters(admin, ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"router": {"instances": routers}}})),
+        )
+        .await
+        .expect("change the router count");
+    assert!(
+        after.metadata.generation > before.metadata.generation,
+        "router instances were {routers} already"
+    );
+    wait_for("the new generation reconciled", TIMEOUT, || {
+        condition(admin, ns, name, "Ready")
+    })
+    .await;
+}
+
+/// Two replicas, `a` leading and `b` standing by, and a reconciled cluster `name`.
+async fn two_replicas(
+    cp: &ControlPlane,
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    a_server: Option<std::net::SocketAddr>,
+) -> ((Operator, String), (Operator, String)) {
+    let a = replica_through(cp, admin, ns, "a", Expect::Leader, a_server).await;
+    let b = replica(cp, admin, ns, "b", Expect::Standby).await;
+    apply(admin, ns, &quiet_cluster(name))
+        .await
+        .expect("apply cluster");
+    wait_for("the cluster reconciled", TIMEOUT, || {
+        condition(admin, ns, name, "Ready")
+    })
+    .await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_a_standby_takes_over_a_killed_leader() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("takeover").await;
+    let ((a, a_id), (b, b_id)) = two_replicas(cp, &admin, &ns, "ha", None).await;
+    settled_writes(cp, &ns, Duration::from_secs(5)).await;
+    let in_ns = |id: &str| -> Vec<String> {
+        writes_by(cp, id)
+            .into_iter()
+            .map(|(_, w)| w)
+            .filter(|w| w.contains(&format!(" {ns}/")))
+            .collect()
+    };
+    assert!(!in_ns(&a_id).is_empty(), "the leader wrote nothing");
+    assert_eq!(in_ns(&b_id), Vec::<String>::new(), "writes by the standby");
+    assert_eq!(a.metric("innodb_operator_leader").await, Some(1.0));
+    assert_eq!(b.metric("innodb_operator_leader").await, Some(0.0));
+    assert_eq!(
+        b.metric("innodb_operator_reconciles_total").await,
+        Some(0.0)
+    );
+    assert_eq!(b.readyz().await.as_deref(), Some("ready: standby"));
+
+    let killed = std::time::Instant::now();
+    a.signal("KILL");
+    new_generation_reconciled(&admin, &ns, "ha", 1).await;
+    let took_over = killed.elapsed();
+    eprintln!("kill -9 of the leader -> the standby reconciled the change: {took_over:?}");
+    assert!(
+        !in_ns(&b_id).is_empty(),
+        "the change was reconciled, but not by b"
+    );
+    let bound = Duration::from_secs(LEASE_DURATION + 7);
+    assert!(
+        took_over <= bound,
+        "the standby took {took_over:?} (bound {bound:?}):\n{}",
+        b.log_text()
+    );
+    assert_eq!(b.readyz().await.as_deref(), Some("ready: leader"));
+    assert_eq!(b.metric("innodb_operator_leader").await, Some(1.0));
+}
+
+/// No write with `credential` was received at or after `since`.
+fn assert_no_writes_since(cp: &ControlPlane, credential: &str, since: jiff::Timestamp, log: &str) {
+    // Anything still in flight lands in the audit log meanwhile.
+    std::thread::sleep(Duration::from_secs(2));
+    let late: Vec<_> = writes_by(cp, credential)
+        .into_iter()
+        .filter(|(at, _)| *at >= since)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after the new one acquired the lease at {since}: {late:?}\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_writes_nothing_once_the_next_one_leads() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("paused").await;
+    let ((mut a, a_id), (b, _)) = two_replicas(cp, &admin, &ns, "paused", None).await;
+    a.signal("STOP");
+    let acquired = acquired_by(&admin, &ns, "b").await;
+    // Work the old leader finds when it wakes up: a new generation in its watch's backlog.
+    new_generation_reconciled(&admin, &ns, "paused", 1).await;
+    a.signal("CONT");
+    let status = a
+        .exited(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("the old leader did not exit:\n{}", a.log_text()));
+    assert!(!status.success(), "the deposed leader exited with {status}");
+    assert!(
+        a.log_text().contains("lost the operator's lease"),
+        "{}",
+        a.log_text()
+    );
+    assert_no_writes_since(cp, &a_id, acquired, &a.log_text());
+    assert_eq!(b.readyz().await.as_deref(), Some("ready: leader"));
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_apiserver_stops_before_the_next_one_starts() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("partition").await;
+    let proxy = Proxy::start(cp.apiserver()).await;
+    let ((mut a, a_id), (_b, _)) = two_replicas(cp, &admin, &ns, "cutoff", Some(proxy.addr)).await;
+    let cut = std::time::Instant::now();
+    proxy.cut();
+    let status = a
+        .exited(Duration::from_secs(LEASE_RENEW_DEADLINE + 10))
+        .await
+        .unwrap_or_else(|| panic!("the cut-off leader did not exit:\n{}", a.log_text()));
+    let stopped = jiff::Timestamp::now();
+    let stopped_after = cut.elapsed();
+    assert!(!status.success(), "the deposed leader exited with {status}");
+    let acquired = acquired_by(&admin, &ns, "b").await;
+    eprintln!(
+        "cut-off leader exited {stopped_after:?} after the cut, {:?} before the standby acquired the lease",
+        acquired.duration_since(stopped)
+    );
+    assert!(
+        stopped < acquired,
+        "the old leader exited at {stopped}, after the new one acquired the lease at {acquired}:\n{}",
+        a.log_text()
+    );
+    assert!(
+        stopped_after <= Duration::from_secs(LEASE_RENEW_DEADLINE + 1),
+        "the cut-off leader acted for {stopped_after:?} after the cut"
+    );
+    // The new leader carries on.
+    new_generation_reconciled(&admin, &ns, "cutoff", 1).await;
+    assert_no_writes_since(cp, &a_id, acquired, &a.log_text());
 }

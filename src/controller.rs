@@ -1,5 +1,5 @@
-//! Wiring of the controller: watches (metadata only, on what the operator owns), the reconcile
-//! loop, the HTTP endpoint and graceful shutdown.
+//! Wiring of the controller: leader election (only the leader acts), watches (metadata only, on
+//! what the operator owns), the reconcile loops, the HTTP endpoint and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +12,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PartialObjectMeta};
+use kube::client::ClientBuilder;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -25,6 +27,7 @@ use crate::backup_controller::{self, BackupError};
 use crate::cluster::{self, ReconcileError};
 use crate::context::{ClusterKey, Config, Context};
 use crate::http::{self, Health};
+use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Role};
 use crate::metrics::Metrics;
 use crate::objects::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
@@ -35,19 +38,27 @@ use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 /// `failover_control_plane` benchmark measures it end to end).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Why the controller could not start.
+/// Why the controller could not start, or stopped other than on SIGTERM.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum RunError {
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
     #[error(
         "the MySQLCluster CRD is not served by the API server ({0}): install it with `kubectl apply -f crds/` or the Helm chart"
     )]
     CrdMissing(#[source] kube::Error),
+    #[error(transparent)]
+    Lease(#[from] LeaderError),
     #[error("serving the HTTP endpoint on {addr}: {source}")]
     Http {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "this replica lost the operator's lease and stopped acting ({0}); exit, to be restarted as a standby"
+    )]
+    Deposed(Deposition),
 }
 
 /// A metadata-only Api of `K` in the watched namespace(s).
@@ -107,30 +118,40 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` is cancelled (SIGTERM or Ctrl-C in `main`).
-/// Long (157 lines) on purpose: the start-up wiring (client, CRD check, monitor, the two
-/// controllers, the HTTP server, shutdown) in the order it happens.
+/// Runs the operator until `shutdown` is cancelled (SIGTERM or Ctrl-C in `main`): stands by
+/// for the lease, then acts while it leads, then releases the lease. Returns
+/// [`RunError::Deposed`] the moment the lease is lost, with the controllers and the member
+/// sessions already dropped: the caller exits the process at once.
 pub async fn run(
-    client: Client,
+    kube_config: kube::Config,
     config: Config,
+    lease: LeaseSettings,
     shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    let clusters = api::<MySQLCluster>(&client, &config.namespace);
-    clusters
+) -> Result<(), RunError> {
+    let plain = Client::try_from(kube_config.clone()).map_err(RunError::Client)?;
+    api::<MySQLCluster>(&plain, &config.namespace)
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(StartError::CrdMissing)?;
+        .map_err(RunError::CrdMissing)?;
+    let leadership = Leadership::start(&plain, &kube_config, lease).await?;
+    // Every write of the reconciles (applies, status, Events, Jobs) passes the fence.
+    let client = ClientBuilder::try_from(kube_config)
+        .map_err(RunError::Client)?
+        .with_layer(&leadership.write_guard())
+        .build();
 
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let mut roles = leadership.roles();
     let health = Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        role: roles.clone(),
     };
     let addr = config.http_addr;
     let http_listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Http { addr, source })?;
+        .map_err(|source| RunError::Http { addr, source })?;
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, health, async move {
@@ -141,7 +162,61 @@ pub async fn run(
             error!(error = %e, "HTTP endpoint failed");
         }
     });
+    tokio::spawn(publish_role(leadership.roles(), metrics.clone()));
 
+    let first = tokio::select! {
+        () = shutdown.cancelled() => None,
+        role = roles.wait_for(|r| *r != Role::Standby) => role.ok().map(|r| r.clone()),
+    };
+    let outcome = match first {
+        Some(Role::Deposed(why)) => Err(RunError::Deposed(why)),
+        Some(Role::Leading) => lead(client, config, metrics, ready, &mut roles, &shutdown).await,
+        Some(Role::Standby) | None => Ok(()),
+    };
+    if let Err(RunError::Deposed(_)) = outcome {
+        // Not ours to release; nothing to wait for.
+        return outcome;
+    }
+    leadership.release().await;
+    info!("controller stopped; shutting down");
+    shutdown.cancel();
+    let _ = http_task.await;
+    outcome
+}
+
+/// Sets the leader metric as the role changes.
+async fn publish_role(mut roles: watch::Receiver<Role>, metrics: Arc<Metrics>) {
+    loop {
+        metrics.leading(*roles.borrow_and_update() == Role::Leading);
+        if roles.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves when this replica is deposed; never if the role stops changing.
+async fn deposition(roles: &mut watch::Receiver<Role>) -> Deposition {
+    loop {
+        if let Role::Deposed(why) = &*roles.borrow_and_update() {
+            return why.clone();
+        }
+        if roles.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Acts while this replica leads: the member monitor and the two controllers, until `shutdown`
+/// stops them gracefully, or dropped the moment the lease is lost.
+async fn lead(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    roles: &mut watch::Receiver<Role>,
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    info!("leading: starting the controllers");
     let reporter = Reporter {
         controller: "innodb-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -164,14 +239,17 @@ pub async fn run(
 
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let (reader, writer) = reflector::store::<PartialObjectMeta<MySQLCluster>>();
-    let trigger = watcher(clusters, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::annotations),
-            Default::default(),
-        );
+    let trigger = watcher(
+        api::<MySQLCluster>(&client, &config.namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation.combine(predicates::annotations),
+        Default::default(),
+    );
     let store = reader.clone();
     tokio::spawn(async move {
         // `wait_until_ready` wakes only the task that polled it last, and the controller polls
@@ -260,12 +338,12 @@ pub async fn run(
         ctx,
     )
     .for_each(log_result);
-    future::join(clusters_loop, backups_loop).await;
+    let result = tokio::select! {
+        ((), ()) = future::join(clusters_loop, backups_loop) => Ok(()),
+        why = deposition(roles) => Err(RunError::Deposed(why)),
+    };
     monitor.shutdown();
-    info!("controller stopped; shutting down");
-    shutdown.cancel();
-    let _ = http_task.await;
-    Ok(())
+    result
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -3,7 +3,8 @@
 //! One binary, several roles (see `main.rs`): the controller (`run`), the CRD printer (`crd`),
 //! and what backup and restore Jobs run (`backup`, `restore`).
 //!
-//! - [`controller`] wires the watches and runs the two reconciles with a shared [`context`].
+//! - [`controller`] wires the watches and runs the two reconciles with a shared [`context`],
+//!   on the replica that holds the lease of [`leader`].
 //! - [`cluster`] is the `MySQLCluster` reconcile; it drives the Group Replication state machine
 //!   in [`topology`], which watches the members over the X protocol ([`xproto`]).
 //! - [`backup_controller`] is the `Backup` reconcile (Jobs, schedules, retention).
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod datapath;
 pub mod events;
 pub(crate) mod http;
+pub mod leader;
 pub mod metrics;
 pub mod objects;
 pub mod telemetry;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use innodb_operator::controller::RunError;
 use innodb_operator::datapath::cli::{self, BackupArgs, RestoreArgs};
+use innodb_operator::leader::{self, LeaseSettings, Timing};
 use innodb_operator::{context, controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +41,8 @@ enum Command {
         /// The operator's own image (backup Jobs run it).
         #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
         image: String,
+        #[command(flatten)]
+        lease: LeaseArgs,
     },
     /// Stream a consistent dump of a MySQL server into S3 (what a Backup Job runs).
     Backup(BackupArgs),
@@ -49,6 +53,48 @@ enum Command {
         #[arg(long)]
         dir: Vec<PathBuf>,
     },
+}
+
+/// Leader election: only the replica holding the Lease acts (see `leader.rs` for the timing).
+#[derive(clap::Args)]
+struct LeaseArgs {
+    /// Name of the coordination.k8s.io Lease the replicas compete for.
+    #[arg(long, default_value = "innodb-operator", env = "LEASE_NAME")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the operator's own, from its service account or
+    /// kubeconfig context).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a lease not renewed stays taken: a standby takes over about this long after the
+    /// leader dies.
+    #[arg(long, default_value_t = 15, env = "LEASE_DURATION_SECONDS")]
+    lease_duration: u64,
+    /// Seconds between the leader's renewals.
+    #[arg(long, default_value_t = 5, env = "LEASE_RENEW_PERIOD_SECONDS")]
+    lease_renew_period: u64,
+    /// Seconds after its last renewal the leader goes on acting; it stops (and exits) then.
+    /// Must be below the duration by more than the skew between the nodes' clocks.
+    #[arg(long, default_value_t = 12, env = "LEASE_RENEW_DEADLINE_SECONDS")]
+    lease_renew_deadline: u64,
+    /// This pod's name: the start of the holder identity (a random suffix makes it unique per
+    /// process).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+}
+
+impl LeaseArgs {
+    fn settings(self) -> Result<LeaseSettings, leader::LeaderError> {
+        Ok(LeaseSettings {
+            timing: Timing::new(
+                self.lease_duration,
+                self.lease_renew_period,
+                self.lease_renew_deadline,
+            )?,
+            identity: leader::identity(self.pod_name.as_deref()),
+            name: self.lease_name,
+            namespace: self.lease_namespace,
+        })
+    }
 }
 
 #[tokio::main]
@@ -89,9 +135,17 @@ async fn main() -> ExitCode {
             namespace,
             http_addr,
             image,
+            lease,
         } => {
             telemetry::init(cli.log_format);
-            let client = match kube::Client::try_default().await {
+            let lease = match lease.settings() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid leader election settings");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let kube_config = match kube::Config::infer().await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "no Kubernetes client: set KUBECONFIG or run in a pod with a service account");
@@ -106,8 +160,14 @@ async fn main() -> ExitCode {
                 http_addr,
                 image,
             };
-            match controller::run(client, config, shutdown).await {
+            match controller::run(kube_config, config, lease, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e @ RunError::Deposed(_)) => {
+                    // At once: waiting for the runtime's tasks to wind down could outlast the
+                    // margin before the next leader starts.
+                    tracing::error!(error = %e, "exiting");
+                    std::process::exit(1)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start");
                     ExitCode::FAILURE

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -23,6 +24,7 @@ pub struct Metrics {
     writes: Counter,
     probes: Histogram,
     probe_failures: Counter,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -34,6 +36,7 @@ impl Default for Metrics {
         let writes = Counter::default();
         let probes = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let probe_failures = Counter::default();
+        let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -60,6 +63,11 @@ impl Default for Metrics {
             "X protocol probes that got no answer",
             probe_failures.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the operator's lease and acts, 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -68,6 +76,7 @@ impl Default for Metrics {
             writes,
             probes,
             probe_failures,
+            leader,
         }
     }
 }
@@ -103,6 +112,11 @@ impl Metrics {
         }
     }
 
+    /// Says whether this replica leads.
+    pub(crate) fn leading(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
+    }
+
     /// The text exposition of every metric.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
@@ -123,6 +137,7 @@ mod tests {
         m.failed("apply");
         m.failed("apply");
         m.api_writes(3);
+        m.leading(true);
         let text = m.encode();
         assert!(
             text.contains("innodb_operator_reconciles_total 1"),
@@ -140,5 +155,6 @@ mod tests {
             text.contains("innodb_operator_api_writes_total 3"),
             "{text}"
         );
+        assert!(text.contains("innodb_operator_leader 1"), "{text}");
     }
 }

@@ -7,7 +7,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::ControlPlane;
-use super::operator::Operator;
+use super::operator::{Expect, Operator};
 
 pub const RELEASE: &str = "innodb-operator";
 pub const RELEASE_NS: &str = "innodb-operator-system";
@@ -47,11 +47,54 @@ pub fn chart(cp: &ControlPlane) -> &'static str {
     })
 }
 
-/// The operator of this build, authenticated as the chart's ServiceAccount, watching `ns`.
+/// The operator of this build, authenticated as the chart's ServiceAccount, watching `ns`, once
+/// it leads.
 pub async fn operator(cp: &ControlPlane, admin: &Client, ns: &str) -> Operator {
+    replica(cp, admin, ns, "operator", Expect::Leader).await.0
+}
+
+/// A replica named `name` of the operator of this build, as [`operator`], with a token of its
+/// own; returns it with the token's ID, which the audit log records with each of its requests
+/// (see [`super::AuditEvent::credential`]).
+pub async fn replica(
+    cp: &ControlPlane,
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    expect: Expect,
+) -> (Operator, String) {
+    replica_through(cp, admin, ns, name, expect, None).await
+}
+
+/// A replica as [`replica`] that reaches the apiserver at `server` (a proxy) when given.
+pub async fn replica_through(
+    cp: &ControlPlane,
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    expect: Expect,
+    server: Option<std::net::SocketAddr>,
+) -> (Operator, String) {
     let sa = chart(cp);
-    let kubeconfig = cp.dir.join(format!("operator-{ns}.kubeconfig"));
+    let kubeconfig = cp.dir.join(format!("{name}-{ns}.kubeconfig"));
     cp.service_account_kubeconfig(admin, RELEASE_NS, sa, &kubeconfig)
         .await;
-    Operator::start(&kubeconfig, ns, cp.dir.join(format!("operator-{ns}.log"))).await
+    if let Some(server) = server {
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&kubeconfig).expect("kubeconfig"))
+                .expect("yaml");
+        doc["clusters"][0]["cluster"]["server"] = format!("https://{server}").into();
+        std::fs::write(&kubeconfig, serde_yaml::to_string(&doc).expect("yaml"))
+            .expect("write kubeconfig");
+    }
+    let token = super::kubeconfig_token(&kubeconfig);
+    let op = Operator::start(
+        &kubeconfig,
+        ns,
+        cp.dir.join(format!("{name}-{ns}.log")),
+        name,
+        expect,
+    )
+    .await;
+    (op, super::token_id(&token))
 }

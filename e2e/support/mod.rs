@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 pub mod chart;
 pub mod operator;
+pub mod proxy;
 
 pub const TESTENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/testenv/testenv.sh");
 
@@ -180,6 +181,20 @@ impl ControlPlane {
         path.to_path_buf()
     }
 
+    /// The address of the apiserver (for a proxy in front of it).
+    pub fn apiserver(&self) -> std::net::SocketAddr {
+        let admin: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
+                .expect("kubeconfig yaml");
+        let server = admin["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("server");
+        server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("the server is https://IP:port")
+    }
+
     /// A client that authenticates as the ServiceAccount `ns/sa`.
     pub async fn service_account_client(&self, admin: &Client, ns: &str, sa: &str) -> Client {
         let token = self.service_account_token(admin, ns, sa).await;
@@ -211,6 +226,28 @@ impl ControlPlane {
     }
 }
 
+/// The bearer token of a kubeconfig written by [`ControlPlane::service_account_kubeconfig`].
+pub fn kubeconfig_token(path: &Path) -> String {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("kubeconfig")).expect("yaml");
+    doc["users"][0]["user"]["token"]
+        .as_str()
+        .expect("a token in the kubeconfig")
+        .to_string()
+}
+
+/// The ID (`jti` claim) of a service account token: the apiserver records it with every request
+/// made with the token, so the requests of two processes of one ServiceAccount tell apart.
+pub fn token_id(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("JWT payload is base64url");
+    let claims: serde_json::Value = serde_json::from_slice(&claims).expect("JWT claims");
+    claims["jti"].as_str().expect("a jti claim").to_string()
+}
+
 /// One entry of the apiserver's audit log (only the fields the tests look at).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -221,6 +258,8 @@ pub struct AuditEvent {
     pub request_uri: String,
     pub user: AuditUser,
     #[serde(default)]
+    pub request_received_timestamp: Option<jiff::Timestamp>,
+    #[serde(default)]
     pub object_ref: Option<AuditObjectRef>,
     #[serde(default)]
     pub response_status: Option<AuditStatus>,
@@ -229,6 +268,19 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditUser {
     pub username: String,
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl AuditEvent {
+    /// The ID of the token the request was made with (see [`token_id`]), if it was one.
+    pub fn credential(&self) -> Option<&str> {
+        self.user
+            .extra
+            .get("authentication.kubernetes.io/credential-id")?
+            .first()?
+            .strip_prefix("JTI=")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
