@@ -151,7 +151,8 @@ async fn topology_sql_on_a_real_server() {
         "{text}"
     );
 
-    // A wrong password is an unreachable member with a clear reason, not a panic.
+    // A wrong password is a member that refuses the operator's account (it needs the user),
+    // with the server's words, not a panic and not a silent member.
     let wrong = SqlOps {
         admin: Credentials {
             user: "iop_admin".into(),
@@ -160,6 +161,7 @@ async fn topology_sql_on_a_real_server() {
         ..ops.clone()
     };
     let err = wrong.observe(&endpoint).await.expect_err("wrong password");
-    assert!(matches!(err, OpsError::Unreachable { .. }), "{err}");
+    assert!(matches!(err, OpsError::Denied { .. }), "{err}");
+    assert!(err.to_string().contains("ERROR 1045"), "{err}");
     assert!(!err.to_string().contains("nope"));
 }
