@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::MySQLCluster;
+use crate::leader::Permit;
 use crate::metrics::Metrics;
 use crate::topology::Event as TopologyEvent;
 use crate::xproto::monitor::{ClusterTargets, MonitorHandle};
@@ -46,6 +47,9 @@ pub struct Context {
     /// Topology Events already published per cluster (reason, message), so a condition that
     /// persists is announced once, not every tick.
     published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,
+    /// Whether this replica still leads, asked before SQL operations on members (Kubernetes
+    /// writes are fenced in the client).
+    pub(crate) permit: Permit,
 }
 
 impl Context {
@@ -55,6 +59,7 @@ impl Context {
         metrics: Arc<Metrics>,
         recorder: Recorder,
         monitor: MonitorHandle<ClusterKey>,
+        permit: Permit,
     ) -> Self {
         Context {
             client,
@@ -63,6 +68,7 @@ impl Context {
             recorder,
             monitor,
             published: Mutex::new(HashMap::new()),
+            permit,
         }
     }
 

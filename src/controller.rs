@@ -27,7 +27,7 @@ use crate::backup_controller::{self, BackupError};
 use crate::cluster::{self, ReconcileError};
 use crate::context::{ClusterKey, Config, Context};
 use crate::http::{self, Health};
-use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Role};
+use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Permit, Role};
 use crate::metrics::Metrics;
 use crate::objects::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
@@ -170,7 +170,13 @@ pub async fn run(
     };
     let outcome = match first {
         Some(Role::Deposed(why)) => Err(RunError::Deposed(why)),
-        Some(Role::Leading) => lead(client, config, metrics, ready, &mut roles, &shutdown).await,
+        Some(Role::Leading) => {
+            let permit = leadership.permit();
+            lead(
+                client, config, metrics, ready, permit, &mut roles, &shutdown,
+            )
+            .await
+        }
         Some(Role::Standby) | None => Ok(()),
     };
     if let Err(RunError::Deposed(_)) = outcome {
@@ -213,6 +219,7 @@ async fn lead(
     config: Config,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    permit: Permit,
     roles: &mut watch::Receiver<Role>,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -235,6 +242,7 @@ async fn lead(
         metrics.clone(),
         Recorder::new(client.clone(), reporter),
         monitor.clone(),
+        permit,
     ));
 
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));

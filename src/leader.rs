@@ -245,6 +245,17 @@ impl Fence {
     }
 }
 
+/// Whether this replica may act now, asked before a Group Replication operation: a leader that
+/// was frozen past its fence must not start one in the moment before it exits.
+#[derive(Clone, Debug)]
+pub struct Permit(Arc<Fence>);
+
+impl Permit {
+    pub fn allows_now(&self) -> bool {
+        self.0.allows(Instant::now())
+    }
+}
+
 /// Leader election of this process: the lease held by `kube-lease-manager`, and the fence that
 /// follows it.
 pub struct Leadership {
@@ -329,6 +340,11 @@ impl Leadership {
     /// The layer that refuses writes while this replica does not lead.
     pub fn write_guard(&self) -> WriteGuardLayer {
         WriteGuardLayer(self.fence.clone())
+    }
+
+    /// The fence, for what does not pass the Kubernetes client: SQL to the members.
+    pub fn permit(&self) -> Permit {
+        Permit(self.fence.clone())
     }
 
     /// Stops following and releases the lease, so that a standby need not wait for it to
@@ -481,6 +497,17 @@ mod tests {
 
     fn at(secs: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn the_permit_follows_the_fence() {
+        let fence = Arc::new(Fence::default());
+        let permit = Permit(fence.clone());
+        assert!(!permit.allows_now(), "no lease seen yet");
+        fence.set(Some(Instant::now() + Duration::from_secs(5)));
+        assert!(permit.allows_now());
+        fence.set(Some(Instant::now() - Duration::from_millis(1)));
+        assert!(!permit.allows_now(), "past the fence");
     }
 
     fn lease(holder: Option<&str>, renewed: Option<i64>) -> LeaseSpec {

@@ -205,6 +205,13 @@ async fn run_topology(
         publish(ctx, cluster, event.reason.clone(), &event.message).await;
     }
     let decision = &topology.decision;
+    if !ctx.permit.allows_now() {
+        warn!(
+            operation = decision.operation.name(),
+            "this replica's lease fence has run out: no Group Replication operation is started"
+        );
+        return Ok(());
+    }
     let outcome = crate::topology::carry_out(&members.ops, &topology.observed, decision).await;
     if let Err(e) = &outcome {
         warn!(operation = decision.operation.name(), error = %e, "topology operation failed");
