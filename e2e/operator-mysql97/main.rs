@@ -117,14 +117,7 @@ impl Env {
             .await
             .map(|l| l.items)
             .unwrap_or_default();
-        let mut out: Vec<String> = slices
-            .iter()
-            .flat_map(|s| s.endpoints.iter().flatten())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect();
-        out.sort();
-        out
+        support::ready_addresses(&slices)
     }
 
     fn ordinal(&self, pod: &str) -> u32 {
@@ -173,14 +166,7 @@ impl Env {
                 .map_err(|e| e.to_string())?;
             let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
             let _ = conn.disconnect().await;
-            Ok(rows
-                .into_iter()
-                .map(|mut r| {
-                    (0..r.len())
-                        .map(|i| r.take::<Option<String>, _>(i).flatten())
-                        .collect()
-                })
-                .collect())
+            Ok(realmysql::text_rows(rows))
         };
         tokio::time::timeout(Duration::from_secs(10), work)
             .await

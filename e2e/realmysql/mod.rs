@@ -47,6 +47,17 @@ pub fn rootfs() -> Option<PathBuf> {
     }
 }
 
+/// Every column of every row as text (`None` for NULL): what the tests compare.
+pub fn text_rows(rows: Vec<mysql_async::Row>) -> Vec<Vec<Option<String>>> {
+    rows.into_iter()
+        .map(|mut r| {
+            (0..r.len())
+                .map(|i| r.take::<Option<String>, _>(i).flatten())
+                .collect()
+        })
+        .collect()
+}
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }

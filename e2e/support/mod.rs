@@ -320,3 +320,17 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The addresses a Service's EndpointSlices select as ready (what kube-proxy routes to), sorted.
+pub fn ready_addresses<'a>(
+    slices: impl IntoIterator<Item = &'a k8s_openapi::api::discovery::v1::EndpointSlice>,
+) -> Vec<String> {
+    let mut addresses: Vec<String> = slices
+        .into_iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect();
+    addresses.sort();
+    addresses
+}

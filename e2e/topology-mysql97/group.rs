@@ -172,14 +172,7 @@ impl Group {
             .await
             .map_err(|e| e.to_string())?;
         let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .map(|mut r| {
-                (0..r.len())
-                    .map(|i| r.take::<Option<String>, _>(i).flatten())
-                    .collect()
-            })
-            .collect())
+        Ok(crate::realmysql::text_rows(rows))
     }
 
     /// Decides on `observed` and carries out the decision as the operator's tick does (the

@@ -161,14 +161,7 @@ fn follow<K, T>(
 
 /// The ready addresses of the rw Service's EndpointSlices.
 fn ready_addresses(slices: &[Arc<EndpointSlice>]) -> Vec<String> {
-    let mut addresses: Vec<String> = slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter().flatten())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect();
-    addresses.sort();
-    addresses
+    support::ready_addresses(slices.iter().map(|s| s.as_ref()))
 }
 
 /// Pod name → role label.
