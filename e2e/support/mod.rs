@@ -43,19 +43,43 @@ fn in_ci() -> bool {
 pub fn control_plane() -> Option<&'static ControlPlane> {
     static CP: OnceLock<Result<Option<ControlPlane>, String>> = OnceLock::new();
     // Every test of the binary reports the same first failure, not a symptom of it.
-    match CP.get_or_init(start) {
+    match CP.get_or_init(|| start(Nodes::Kwok)) {
         Ok(cp) => cp.as_ref(),
         Err(e) => panic!("{e}"),
     }
 }
 
-fn start() -> Result<Option<ControlPlane>, String> {
+/// The control plane of this test binary with one real node (kubelet, containerd, kube-proxy,
+/// CoreDNS: `testenv.sh up --node`) instead of kwok's fake ones. Needs root and the node's
+/// binaries and images (`e2e/lib/install-testenv.sh --node`); `None` as for [`control_plane`].
+pub fn node_control_plane() -> Option<&'static ControlPlane> {
+    static CP: OnceLock<Result<Option<ControlPlane>, String>> = OnceLock::new();
+    match CP.get_or_init(|| start(Nodes::Real)) {
+        Ok(cp) => cp.as_ref(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Where the pods of a control plane run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    /// kwok's fake nodes: pods are Running at once and run nothing.
+    Kwok,
+    /// One real node of this machine.
+    Real,
+}
+
+fn start(nodes: Nodes) -> Result<Option<ControlPlane>, String> {
     // aws-lc-rs and ring are both linked in; pick one as the binary does.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let bin_dir = PathBuf::from(try_run(Command::new(TESTENV).arg("bin"))?.trim());
-    if !bin_dir.join("kube-apiserver").exists() {
+    let (needed, build) = match nodes {
+        Nodes::Kwok => ("kube-apiserver", format!("{TESTENV} build")),
+        Nodes::Real => ("kubelet", "e2e/lib/install-testenv.sh --node".to_string()),
+    };
+    if !bin_dir.join(needed).exists() {
         let msg = format!(
-            "control-plane binaries are missing in {}: run `{TESTENV} build` (about 20 min cold)",
+            "{needed} is missing in {}: run `{build}` (minutes cold)",
             bin_dir.display()
         );
         if in_ci() {
@@ -69,12 +93,14 @@ fn start() -> Result<Option<ControlPlane>, String> {
     // start stops what it started; it is tried once more (a loaded machine can miss a deadline),
     // and both failures are reported.
     let up = || {
-        try_run(
-            Command::new(TESTENV)
-                .arg("up")
-                .arg(&dir)
-                .env("TESTENV_OWNER_PID", std::process::id().to_string()),
-        )
+        let mut cmd = Command::new(TESTENV);
+        cmd.arg("up")
+            .arg(&dir)
+            .env("TESTENV_OWNER_PID", std::process::id().to_string());
+        if nodes == Nodes::Real {
+            cmd.arg("--node");
+        }
+        try_run(&mut cmd)
     };
     if let Err(first) = up() {
         eprintln!("control plane did not start; trying once more. {first}");

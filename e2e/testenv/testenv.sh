@@ -4,7 +4,10 @@
 # helm for chart tests. No container engine is needed.
 #
 #   testenv.sh build        build the pinned binaries into $TESTENV_BIN (cached; a no-op when warm)
-#   testenv.sh up [DIR]     start everything with state in DIR, wait until healthy, print env
+#   testenv.sh build-node   also kubelet, kube-proxy, containerd, runc, CoreDNS, crictl, pause
+#   testenv.sh up [DIR] [--node]
+#                           start everything with state in DIR, wait until healthy, print env;
+#                           --node: a real node (node.sh) runs the pods instead of kwok
 #   testenv.sh down [DIR]   stop what `up` started in DIR (no process is left behind)
 #   testenv.sh env [DIR]    print `export KUBECONFIG=...` lines for a running control plane
 #   testenv.sh bin          print the directory holding the binaries
@@ -18,7 +21,11 @@ source "$here/versions.sh"
 IOP_CACHE="${IOP_CACHE:-/root/.cache/innodb-operator}"
 TESTENV_ROOT="$IOP_CACHE/testenv/$KUBE_VERSION"
 TESTENV_BIN="$TESTENV_ROOT/bin"
+TESTENV_NODES_SET="${TESTENV_NODES:-}"
 TESTENV_NODES="${TESTENV_NODES:-3}"
+# The apiserver's address: loopback, or the real node's address (cmd_up --node).
+API_HOST=127.0.0.1
+source "$here/node.sh"
 
 log() { echo "testenv: $*" >&2; }
 die() { DIED="$*"; log "error: $*"; exit 1; }
@@ -91,6 +98,7 @@ wrapper_module() {
 # The kube binaries: k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
 # with ./staging paths, which only work inside its own repository. The wrapper requires the
 # release and points each staging module at its published tag (v1.X.Y -> v0.X.Y).
+#   build_kube CMD...   (names under k8s.io/kubernetes/cmd)
 build_kube() {
   local dir="$TESTENV_ROOT/src/kube" staging="v0.${KUBE_VERSION#v1.}"
   wrapper_module "$dir" kube
@@ -105,9 +113,9 @@ build_kube() {
     for m in $mods; do "$GO" mod edit -replace "$m=$m@$staging"; done
     "$GO" mod edit -require "k8s.io/kubernetes@$KUBE_VERSION"
   fi
-  "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION"
+  local cmd pkgs=()
+  for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  "$GO" get "${pkgs[@]/%/@$KUBE_VERSION}"
   local v pkg ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     v="${KUBE_VERSION#v}"
@@ -116,20 +124,20 @@ build_kube() {
     ldflags+=" -X $pkg.gitMinor=${v%%.*} -X $pkg.gitTreeState=clean"
     ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  nice -n 15 "$GO" build -ldflags "$ldflags" -o "$TESTENV_BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler
+  nice -n 15 "$GO" build -ldflags "$ldflags" -o "$TESTENV_BIN/" "${pkgs[@]}"
+  for cmd in "$@"; do built "$cmd" "$KUBE_VERSION"; done
 }
 
-# build_go NAME PKG VERSION [LDFLAGS]: one main package of a module that can be required as is.
+# build_go NAME PKG VERSION [LDFLAGS [BUILD FLAGS...]]: one main package of a module that can
+# be required as is, into $TESTENV_BIN/NAME.
 build_go() {
   local name=$1 pkg=$2 version=$3 ldflags="-s -w ${4:-}"
+  shift 4 2>/dev/null || shift $#
   local dir="$TESTENV_ROOT/src/$name"
   wrapper_module "$dir" "$name"
   cd "$dir"
   "$GO" get "$pkg@$version"
-  nice -n 15 "$GO" build -ldflags "$ldflags" -o "$TESTENV_BIN/$name" "$pkg"
+  nice -n 15 "$GO" build -ldflags "$ldflags" "$@" -o "$TESTENV_BIN/$name" "$pkg"
 }
 
 # have NAME VERSION: the binary exists and was built from VERSION.
@@ -143,8 +151,7 @@ cmd_build() {
   if ! have kube-apiserver "$KUBE_VERSION" || ! have kube-controller-manager "$KUBE_VERSION" ||
      ! have kube-scheduler "$KUBE_VERSION"; then
     log "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION"
-    build_kube
-    for b in kube-apiserver kube-controller-manager kube-scheduler; do built "$b" "$KUBE_VERSION"; done
+    build_kube kube-apiserver kube-controller-manager kube-scheduler
   fi
   if ! have etcd "$ETCD_VERSION"; then
     log "building etcd $ETCD_VERSION"
@@ -188,10 +195,12 @@ free_ports() {
   echo "${got[@]}"
 }
 
-# pki DIR: a CA, the apiserver's serving certificate (127.0.0.1, localhost), a client certificate
-# in system:masters for the admin kubeconfig, and the service-account token signing key.
+# pki DIR [NODE_IP]: a CA, the apiserver's serving certificate (127.0.0.1, localhost, and the
+# node's address with a real node), a client certificate in system:masters for the admin
+# kubeconfig, and the service-account token signing key; with a real node also the kubelet's
+# client (system:node:NAME) and serving certificates and the apiserver's client for kubelets.
 pki() {
-  local d=$1
+  local d=$1 node_ip=${2:-}
   mkdir -p "$d"
   (
     cd "$d"
@@ -206,10 +215,16 @@ pki() {
         -extfile "$1.ext" -out "$1.crt" 2>/dev/null
       rm -f "$1.csr" "$1.ext"
     }
+    local server="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    local client="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
     leaf apiserver "/CN=kube-apiserver" \
-      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1\n"
-    leaf admin "/O=system:masters/CN=testenv-admin" \
-      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+      "${server}subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1${node_ip:+,IP:$node_ip}\n"
+    leaf admin "/O=system:masters/CN=testenv-admin" "$client"
+    if [ -n "$node_ip" ]; then
+      leaf kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+      leaf kubelet-serving "/CN=$NODE_NAME" "${server}subjectAltName=IP:$node_ip,DNS:$NODE_NAME\n"
+      leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
+    fi
     openssl ecparam -name prime256v1 -genkey -noout -out sa.key 2>/dev/null
     openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
   )
@@ -217,21 +232,21 @@ pki() {
 
 b64() { base64 -w0 < "$1"; }
 
-write_kubeconfig() { # write_kubeconfig DIR PORT
-  local d=$1 port=$2
-  cat > "$d/kubeconfig" <<KUBECONFIG
+write_kubeconfig() { # write_kubeconfig FILE DIR PORT [CERT NAME]
+  local file=$1 d=$2 port=$3 cert=${4:-admin}
+  cat > "$file" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
 - name: testenv
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$API_HOST:$port
     certificate-authority-data: $(b64 "$d/pki/ca.crt")
 users:
 - name: admin
   user:
-    client-certificate-data: $(b64 "$d/pki/admin.crt")
-    client-key-data: $(b64 "$d/pki/admin.key")
+    client-certificate-data: $(b64 "$d/pki/$cert.crt")
+    client-key-data: $(b64 "$d/pki/$cert.key")
 contexts:
 - name: testenv
   context: {cluster: testenv, user: admin, namespace: default}
@@ -272,7 +287,7 @@ api() {
   local d=$STATE method=$1 path=$2
   curl -sSf --cacert "$d/pki/ca.crt" --cert "$d/pki/admin.crt" --key "$d/pki/admin.key" \
     -X "$method" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} \
-    "https://127.0.0.1:$(cat "$d/ports/apiserver")$path"
+    "https://$API_HOST:$(cat "$d/ports/apiserver")$path"
 }
 
 # healthz NAME: a component's /healthz on its secure port (always allowed without credentials).
@@ -287,13 +302,14 @@ nodes_ready() {
 create_nodes() {
   local i
   for i in $(seq 0 $((TESTENV_NODES - 1))); do
-    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" --arg i "$i" '{
+    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" --arg i "$i" \
+      --argjson taints "${KWOK_TAINTS:-[]}" '{
       apiVersion: "v1", kind: "Node",
       metadata: {name: $n,
         annotations: {"kwok.x-k8s.io/node": "fake"},
         labels: {"type": "kwok", "kubernetes.io/hostname": $n, "kubernetes.io/os": "linux",
                  "kubernetes.io/arch": "amd64", "topology.kubernetes.io/zone": $z}},
-      spec: {podCIDR: "198.18.\($i).0/24", podCIDRs: ["198.18.\($i).0/24"]},
+      spec: {podCIDR: "198.18.\($i).0/24", podCIDRs: ["198.18.\($i).0/24"], taints: $taints},
       status: {capacity: {cpu: "512", memory: "4Ti", pods: "1000", "ephemeral-storage": "100Ti"}}}')" > /dev/null
   done
 }
@@ -318,10 +334,18 @@ rules:
 POLICY
 }
 
+# cmd_up [DIR] [--node]: with --node (or TESTENV_NODE=1) a real node runs the pods instead of
+# kwok's fake nodes (TESTENV_NODES defaults to 0 then).
 cmd_up() {
-  local d
+  local d node="${TESTENV_NODE:-0}"
+  if [ "${1:-}" = --node ]; then node=1; shift; fi
+  if [ "${2:-}" = --node ]; then node=1; fi
   d="$(state_dir "${1:-}")"
   STATE=$d
+  if [ "$node" = 1 ]; then
+    TESTENV_NODES=${TESTENV_NODES_SET:-0}
+    API_HOST=$NODE_IP
+  fi
   if [ -d "$d/pids" ] && ls "$d"/pids/*.pid > /dev/null 2>&1; then
     for f in "$d"/pids/*.pid; do
       kill -0 "$(cat "$f")" 2>/dev/null && die "a control plane is already running in $d; run: $0 down $d"
@@ -333,13 +357,20 @@ cmd_up() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     [ -x "$TESTENV_BIN/$b" ] || die "$TESTENV_BIN/$b is missing: run $0 build"
   done
+  [ "$node" = 0 ] || node_check_tools
   local start=$SECONDS
+  [ "$node" = 0 ] || node_claim "$d"
   rm -rf "$d"
   mkdir -p "$d/logs" "$d/pids" "$d/ports"
   # A start that fails half way stops what it started, so that trying again in the same
   # directory works, and shows every component's last lines (the failing one may be a symptom).
   trap 'up_failed "$STATE"' EXIT
-  pki "$d/pki"
+  if [ "$node" = 1 ]; then
+    node_net_up "$d"
+    pki "$d/pki" "$NODE_IP"
+  else
+    pki "$d/pki"
+  fi
   write_audit_policy "$d"
   local ports
   read -r -a ports <<< "$(free_ports 6)"
@@ -353,17 +384,25 @@ cmd_up() {
     --initial-cluster="testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level=warn
   wait_for "$d" etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
+  # With a real node the apiserver binds the node's address (pods reach it through the
+  # `kubernetes` Service, whose endpoint the lease reconciler keeps) and logs into kubelets.
+  local node_flags=(--endpoint-reconciler-type=none)
+  [ "$node" = 0 ] || node_flags=(--endpoint-reconciler-type=lease
+    --kubelet-client-certificate="$d/pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$d/pki/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$d/pki/ca.crt" --kubelet-preferred-address-types=InternalIP)
   start "$d" kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --bind-address="$API_HOST" --advertise-address="$API_HOST" --secure-port="$api_port" "${node_flags[@]}" \
     --tls-cert-file="$d/pki/apiserver.crt" --tls-private-key-file="$d/pki/apiserver.key" \
-    --client-ca-file="$d/pki/ca.crt" --authorization-mode=RBAC \
+    --client-ca-file="$d/pki/ca.crt" --authorization-mode=Node,RBAC \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$d/pki/sa.pub" --service-account-signing-key-file="$d/pki/sa.key" \
     --api-audiences=https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range=10.0.0.0/16 --endpoint-reconciler-type=none --allow-privileged=true \
+    --service-cluster-ip-range=10.0.0.0/16 --allow-privileged=true \
     --audit-policy-file="$d/audit-policy.yaml" --audit-log-path="$d/audit.log" --audit-log-format=json \
     --audit-log-mode=blocking --profiling=false --cert-dir="$d/pki"
-  write_kubeconfig "$d" "$api_port"
+  write_kubeconfig "$d/kubeconfig" "$d" "$api_port"
+  [ "$node" = 0 ] || { mkdir -p "$d/node"; write_kubeconfig "$d/node/kubeconfig-kubelet" "$d" "$api_port" kubelet; }
   wait_for "$d" kube-apiserver 60 api GET /readyz
 
   start "$d" kube-controller-manager --kubeconfig="$d/kubeconfig" \
@@ -374,16 +413,21 @@ cmd_up() {
   start "$d" kube-scheduler --kubeconfig="$d/kubeconfig" \
     --authentication-kubeconfig="$d/kubeconfig" --authorization-kubeconfig="$d/kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="${ports[4]}" --cert-dir="$d/pki/scheduler" --leader-elect=false
-  start "$d" kwok --kubeconfig="$d/kubeconfig" --config="$here/kwok-stages.yaml" \
-    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --server-address="127.0.0.1:${ports[5]}" --node-lease-duration-seconds=40
-  create_storage_class
-  create_nodes
+  if [ "$TESTENV_NODES" -gt 0 ]; then
+    start "$d" kwok --kubeconfig="$d/kubeconfig" --config="$here/kwok-stages.yaml" \
+      --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+      --server-address="127.0.0.1:${ports[5]}" --node-lease-duration-seconds=40
+    # With a real node beside them, fake nodes take only pods that tolerate their taint.
+    [ "$node" = 0 ] || KWOK_TAINTS='[{"key":"kwok.x-k8s.io/node","value":"fake","effect":"NoSchedule"}]'
+    [ "$node" = 1 ] || create_storage_class
+    create_nodes
+  fi
   wait_for "$d" kube-controller-manager 60 healthz controller-manager
   wait_for "$d" kube-scheduler 60 healthz scheduler
-  wait_for "$d" kwok 60 nodes_ready
+  [ "$TESTENV_NODES" = 0 ] || wait_for "$d" kwok 60 nodes_ready
   # The service-account controller made the default ServiceAccount: the controllers are working.
   wait_for "$d" kube-controller-manager 60 api GET /api/v1/namespaces/default/serviceaccounts/default
+  [ "$node" = 0 ] || node_up "$d"
   if [ -n "${TESTENV_OWNER_PID:-}" ]; then
     # Stop everything when the process that asked for this control plane goes away, however it
     # ends (a test binary that panics or is killed included), and remove its state unless
@@ -443,10 +487,13 @@ cmd_down() {
   local d pid
   d="$(state_dir "${1:-}")"
   [ -d "$d/pids" ] || return 0
-  # Clients of the apiserver first, then the apiserver, etcd last.
+  # The node first (its pods need containerd to be stopped cleanly), then the clients of the
+  # apiserver, then the apiserver, etcd last.
+  node_down "$d"
   stop_all "$d" kwok kube-scheduler kube-controller-manager
   stop_all "$d" kube-apiserver
   stop_all "$d" etcd
+  node_net_down "$d"
   if [ -f "$d/watchdog.pid" ]; then
     pid=$(cat "$d/watchdog.pid")
     rm -f "$d/watchdog.pid"
@@ -468,9 +515,10 @@ cmd_env() {
 
 case "${1:-}" in
   build) cmd_build ;;
-  up) cmd_up "${2:-}" ;;
+  build-node) cmd_build && node_build ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down "${2:-}" ;;
   env) cmd_env "${2:-}" ;;
   bin) echo "$TESTENV_BIN" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -5,4 +5,11 @@ KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
-GO_MIN="${GO_MIN:-1.26.5}"  # the Go release Kubernetes v1.36 is built with (.go-version)
+# The real node (testenv.sh build-node): container runtime, OCI runtime, cluster DNS.
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.3.7}"  # Kubernetes v1.36 supports containerd 2.2+
+RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
+# The newest Go any of them needs: containerd v2.3.7's go.mod says 1.26.8 (Kubernetes v1.36
+# is built with 1.26.5).
+GO_MIN="${GO_MIN:-1.26.8}"
