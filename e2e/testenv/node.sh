@@ -269,9 +269,9 @@ node_up() {
   NODE_PROXY_METRICS_PORT=${ports[2]}
   mkdir -p "$NODE_CONTAINERD_ROOT" "$d/node/volumes"
 
+  echo "$NODE_KUBELET_HEALTHZ_PORT" > "$d/ports/kubelet-healthz"
   node_containerd_config "$d"
-  PATH="$TESTENV_BIN:$PATH" start "$d" containerd --config "$d/node/containerd.toml" --log-level warn
-  wait_for "$d" containerd 30 ctr_k8s version
+  node_start_containerd "$d"
   local archive
   for archive in "$NODE_IMAGES"/*.tar; do
     [ -f "$archive" ] || die "no image archives in $NODE_IMAGES: run e2e/lib/build-images.sh"
@@ -280,9 +280,7 @@ node_up() {
   done
 
   node_kubelet_config "$d"
-  start "$d" kubelet --config="$d/node/kubelet.yaml" --kubeconfig="$d/node/kubeconfig-kubelet" \
-    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$d/node/kubelet" \
-    --cert-dir="$d/node/kubelet-pki" --v=1
+  node_start_kubelet "$d"
   wait_for "$d" kubelet 90 node_ready
 
   node_kube_proxy_config "$d"
@@ -295,6 +293,59 @@ node_up() {
   wait_for "$d" coredns 30 node_dns_answers
 
   node_volumes "$d"
+}
+
+node_start_containerd() {
+  local d=$1
+  PATH="$TESTENV_BIN:$PATH" start "$d" containerd --config "$d/node/containerd.toml" --log-level warn
+  wait_for "$d" containerd 30 ctr_k8s version
+}
+
+node_start_kubelet() {
+  local d=$1
+  start "$d" kubelet --config="$d/node/kubelet.yaml" --kubeconfig="$d/node/kubeconfig-kubelet" \
+    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$d/node/kubelet" \
+    --cert-dir="$d/node/kubelet-pki" --v=1
+  wait_for "$d" kubelet 60 curl -sf "http://127.0.0.1:$(cat "$d/ports/kubelet-healthz")/healthz"
+}
+
+# node_restart DIR: the node goes down hard and comes back, as after a power cut: kubelet,
+# containerd, the shims and every container's processes are killed at once (SIGKILL), the
+# containers' mounts and network namespaces go, then containerd and kubelet start again with
+# their state on disk and kubelet starts every pod's containers anew.
+node_restart() {
+  local d=$1
+  STATE=$d
+  [ -d "$d/node" ] || die "no node in $d"
+  local pids t0=$SECONDS
+  pids=$(cat "$d/pids/kubelet.pid" "$d/pids/containerd.pid" 2>/dev/null || true)
+  pids+=" $(pgrep -f "containerd-shim-runc-v2 .*-address $d/node/containerd.sock" || true)"
+  pids+=" $(node_container_pids)"
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  sleep 0.5
+  node_unmount "$d"
+  node_start_containerd "$d"
+  node_start_kubelet "$d"
+  log "node $NODE_NAME restarted: kubelet answers $((SECONDS - t0))s after the cut"
+}
+
+# node_container_pids: every process in the pods' cgroups.
+node_container_pids() {
+  local sub
+  for sub in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$sub" ] && find "$sub" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -u
+}
+
+# node_unmount DIR: the mounts of the pods and containers (volumes, root filesystems, network
+# namespaces), deepest first.
+node_unmount() {
+  local d=$1 root
+  for root in "$d/node/" "$NODE_CONTAINERD_ROOT/"; do
+    awk -v r="$root" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  done
 }
 
 # The cluster DNS Service: CoreDNS runs on the node itself, so the Service has no selector and
@@ -368,16 +419,10 @@ node_down() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   # Containers' processes are in the kubepods cgroups: kill what is left there, then remove them.
-  local sub dir
-  for sub in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$sub" ] || continue
-    find "$sub" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-  done
+  node_container_pids | xargs -r kill -KILL 2>/dev/null || true
   sleep 0.2
-  awk -v r="$d/node/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  awk -v r="$NODE_CONTAINERD_ROOT/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  node_unmount "$d"
+  local sub
   for sub in /sys/fs/cgroup/*/kubepods; do
     [ -d "$sub" ] || continue
     find "$sub" -depth -type d -exec rmdir {} + 2>/dev/null || true

@@ -8,6 +8,8 @@
 #   testenv.sh up [DIR] [--node]
 #                           start everything with state in DIR, wait until healthy, print env;
 #                           --node: a real node (node.sh) runs the pods instead of kwok
+#   testenv.sh node-restart [DIR]
+#                           the real node goes down hard (every process SIGKILLed) and comes back
 #   testenv.sh down [DIR]   stop what `up` started in DIR (no process is left behind)
 #   testenv.sh env [DIR]    print `export KUBECONFIG=...` lines for a running control plane
 #   testenv.sh bin          print the directory holding the binaries
@@ -516,9 +518,10 @@ cmd_env() {
 case "${1:-}" in
   build) cmd_build ;;
   build-node) cmd_build && node_build ;;
+  node-restart) node_restart "$(state_dir "${2:-}")" ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down "${2:-}" ;;
   env) cmd_env "${2:-}" ;;
   bin) echo "$TESTENV_BIN" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
