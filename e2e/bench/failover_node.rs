@@ -22,6 +22,8 @@
 //!
 //! Needs root and the node (`e2e/lib/install-testenv.sh --node`).
 
+// Shared with the real-node tier (e2e/node), which uses all of it.
+#[allow(dead_code)]
 #[path = "../node/env.rs"]
 mod env;
 #[allow(dead_code)]
@@ -33,10 +35,10 @@ mod support;
 #[path = "../operator-mysql97/writer.rs"]
 mod writer;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use env::{APP_PASSWORD, CLUSTER, Env, NS, STEP, until};
+use env::{Env, NS, STEP, until};
 use writer::Writer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +64,6 @@ struct Round {
     ready: Duration,
 }
 
-/// Kills the primary's mysqld inside its container: the container's shell is pid 1, mysqld its
-/// child.
-const KILL_MYSQLD: &str = "for p in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $p/cmdline)\" in \
-                           mysqld*) kill -9 ${p#/proc/};; esac; done";
-
 async fn round(env: &mut Env, w: &Writer, failure: Failure) -> Round {
     let old = env.healthy().await.expect("healthy before the round");
     let survivors: Vec<IpAddr> = env
@@ -78,21 +75,12 @@ async fn round(env: &mut Env, w: &Writer, failure: Failure) -> Round {
         .collect();
     let cut = Instant::now();
     match failure {
-        Failure::MysqldKilled => env.kubectl(&[
-            "-n",
-            NS,
-            "exec",
-            &old,
-            "-c",
-            "mysql",
-            "--",
-            "sh",
-            "-c",
-            KILL_MYSQLD,
-        ]),
-        Failure::PodDeleted => env.kubectl(&["-n", NS, "delete", "pod", &old, "--wait=false"]),
+        Failure::MysqldKilled => env.kill_mysqld(&old),
+        Failure::PodDeleted => env
+            .kubectl(&["-n", NS, "delete", "pod", &old, "--wait=false"])
+            .map(drop)
+            .unwrap_or_else(|e| panic!("{}: {e}", failure.name())),
     }
-    .unwrap_or_else(|e| panic!("{}: {e}", failure.name()));
     let mut elected = None;
     let mut relabelled = None;
     let mut writable = None;
@@ -159,25 +147,7 @@ async fn main() {
         eprintln!("failover_node: the node is not built; run e2e/lib/install-testenv.sh --node");
         std::process::exit(1);
     };
-    let primary = env.healthy().await.expect("healthy once Ready");
-    let primary_ip = env
-        .members()
-        .await
-        .into_iter()
-        .find(|m| m.0 == primary)
-        .expect("primary pod")
-        .1;
-    for q in writer::setup_statements(APP_PASSWORD) {
-        env.root(primary_ip, &q)
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-    let lb = SocketAddr::new(env.service_ip(&format!("{CLUSTER}-router-lb")).await, 6446);
-    let w = Writer::start(lb, APP_PASSWORD);
-    until("the writer's first rows", STEP, async || {
-        (w.acked().len() >= 20).then_some(())
-    })
-    .await;
+    let w = env.start_writer().await;
 
     let mut results: Vec<(Failure, Round)> = Vec::new();
     for i in 0..rounds {

@@ -13,6 +13,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::roles::Roles;
 use crate::support::{self, ControlPlane};
+use crate::writer::{self, Writer};
 
 pub const NS: &str = "shop";
 pub const CLUSTER: &str = "orders";
@@ -23,6 +24,10 @@ pub const SAMPLE: &str = concat!(
 );
 pub const MEMBERS: usize = 3;
 pub const APP_PASSWORD: &str = "app-Secret-node";
+/// Kills mysqld inside a member's container: the container's shell is pid 1, mysqld its child
+/// (the image has no `kill` or `pkill` binary; the shell's builtin does).
+const KILL_MYSQLD: &str = "for p in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $p/cmdline)\" in \
+                           mysqld*) kill -9 ${p#/proc/};; esac; done";
 /// Generous bounds for a shared 2-core machine; the measured times are printed.
 pub const READY_LIMIT: Duration = Duration::from_secs(600);
 pub const STEP: Duration = Duration::from_secs(300);
@@ -34,6 +39,8 @@ pub struct Env {
     pub roles: Roles,
     pub root_password: String,
     pub timings: Vec<(String, Duration)>,
+    /// How many members the cluster should have now (`spec.instances`).
+    pub size: usize,
 }
 
 /// `kubectl ARGS` (the release's own kubectl) against the node's control plane: its stdout, or
@@ -156,6 +163,7 @@ impl Env {
             admin: admin.clone(),
             root_password: String::new(),
             timings: Vec::new(),
+            size: MEMBERS,
         };
         env.time("helm install -> operator leads", started.elapsed());
         let applied = Instant::now();
@@ -203,9 +211,7 @@ impl Env {
         eprintln!("node: {MEMBERS} members ONLINE (primary {primary}), {routers} routers Ready");
         Some(env)
     }
-}
 
-impl Env {
     pub fn time(&mut self, what: &str, d: Duration) {
         eprintln!("node: {what}: {:.1} s", d.as_secs_f64());
         self.timings.push((what.to_string(), d));
@@ -226,15 +232,21 @@ impl Env {
             .unwrap_or_else(|| panic!("Service {name} has no cluster IP"))
     }
 
-    /// The member pods' names and addresses (running ones only).
-    pub async fn members(&self) -> Vec<(String, IpAddr)> {
-        let pods = Api::<Pod>::namespaced(self.admin.clone(), NS)
+    /// The member pods.
+    pub async fn member_pods(&self) -> Vec<Pod> {
+        Api::<Pod>::namespaced(self.admin.clone(), NS)
             .list(&ListParams::default().labels(&format!(
                 "app.kubernetes.io/instance={CLUSTER},app.kubernetes.io/component=database"
             )))
             .await
-            .expect("list member pods");
-        pods.items
+            .expect("list member pods")
+            .items
+    }
+
+    /// The member pods' names and addresses (running ones only).
+    pub async fn members(&self) -> Vec<(String, IpAddr)> {
+        self.member_pods()
+            .await
             .iter()
             .filter_map(|p| {
                 let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
@@ -257,7 +269,7 @@ impl Env {
     /// calls primary labelled primary; the primary's name.
     pub async fn healthy(&self) -> Option<String> {
         let members = self.members().await;
-        if members.len() != MEMBERS {
+        if members.len() != self.size {
             return None;
         }
         let mut primary = None;
@@ -271,7 +283,7 @@ impl Env {
                 .await
                 .ok()?;
             let online = rows.iter().filter(|r| r[1] == "ONLINE").count();
-            if online != MEMBERS || rows.len() != MEMBERS {
+            if online != self.size || rows.len() != self.size {
                 return None;
             }
             primary = rows
@@ -295,11 +307,88 @@ impl Env {
                 "-n",
                 OPERATOR_NS,
                 "logs",
-                "deployment/innodb-operator",
+                "-l",
+                "app.kubernetes.io/instance=innodb-operator",
+                "--prefix",
                 "--tail=40",
             ])
             .unwrap_or_else(|e| e);
         format!("{pods}\n{events}\noperator (last lines):\n{operator}")
+    }
+
+    /// `kill -9` of `pod`'s mysqld inside its container.
+    pub fn kill_mysqld(&self, pod: &str) {
+        self.kubectl(&[
+            "-n",
+            NS,
+            "exec",
+            pod,
+            "-c",
+            "mysql",
+            "--",
+            "sh",
+            "-c",
+            KILL_MYSQLD,
+        ])
+        .unwrap_or_else(|e| panic!("kill mysqld in {pod}: {e}"));
+    }
+
+    /// The application's schema and account (as root on the primary), and a writer committing
+    /// numbered rows through the `C-router-lb` Service, once its first rows are in.
+    pub async fn start_writer(&self) -> Writer {
+        let primary = self.healthy().await.expect("healthy before writing");
+        let primary_ip = self
+            .members()
+            .await
+            .into_iter()
+            .find(|m| m.0 == primary)
+            .expect("the primary pod")
+            .1;
+        for q in writer::setup_statements(APP_PASSWORD) {
+            self.root(primary_ip, &q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        let lb = SocketAddr::new(self.service_ip(&format!("{CLUSTER}-router-lb")).await, 6446);
+        let w = Writer::start(lb, APP_PASSWORD);
+        until("the writer's first rows", STEP, async || {
+            (w.acked().len() >= 20).then_some(())
+        })
+        .await;
+        w
+    }
+
+    /// Each member pod's UID (a replaced pod has a new one).
+    pub async fn member_uids(&self) -> std::collections::BTreeMap<String, String> {
+        self.member_pods()
+            .await
+            .into_iter()
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect()
+    }
+
+    /// How many member pods are Ready.
+    pub async fn ready_members(&self) -> usize {
+        self.member_pods()
+            .await
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count()
+    }
+
+    /// The names of the namespace's PersistentVolumeClaims.
+    pub fn pvcs(&self) -> Vec<String> {
+        let out = self
+            .kubectl(&["-n", NS, "get", "pvc", "-o", "name"])
+            .unwrap_or_else(|e| panic!("list volume claims: {e}"));
+        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+        names.sort();
+        names
     }
 }
 

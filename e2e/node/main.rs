@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use env::{APP_PASSWORD, CLUSTER, Env, MEMBERS, NS, STEP, run, sql, until};
+use env::{CLUSTER, Env, MEMBERS, NS, STEP, run, sql, until};
 use writer::Writer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +47,13 @@ async fn the_sample_cluster_on_a_real_node() {
     };
     let primary = env.healthy().await.expect("healthy once Ready");
     dns_and_services(&mut env, &primary).await;
-    failures_under_writes(&mut env).await;
+    let w = env.start_writer().await;
+    failures(&mut env, &w).await;
+    rolling_change(&mut env, &w).await;
+    scale(&mut env, &w).await;
+    let acked = w.stop().await;
+    check_rows(&env, &acked).await;
+    delete_keeps_volumes(&mut env).await;
 
     eprintln!("node: timings:");
     for (what, d) in &env.timings {
@@ -125,47 +131,15 @@ async fn dns_and_services(env: &mut Env, primary: &str) {
 }
 
 /// The primary's mysqld killed, its pod deleted, the node down hard, under writes through the
-/// Router Service; then every acknowledged row on every member.
-async fn failures_under_writes(env: &mut Env) {
+/// Router Service.
+async fn failures(env: &mut Env, w: &Writer) {
     let primary = env.healthy().await.expect("healthy before the failures");
-    let primary_ip = env
-        .members()
-        .await
-        .into_iter()
-        .find(|m| m.0 == primary)
-        .expect("the primary pod")
-        .1;
-    for q in writer::setup_statements(APP_PASSWORD) {
-        env.root(primary_ip, &q)
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-    let lb = SocketAddr::new(env.service_ip(&format!("{CLUSTER}-router-lb")).await, 6446);
-    let w = Writer::start(lb, APP_PASSWORD);
-    until("the writer's first rows", STEP, async || {
-        (w.acked().len() >= 20).then_some(())
-    })
-    .await;
-
-    // kill -9 of the primary's mysqld inside its container (the container's shell is pid 1).
     let cut = Instant::now();
-    env.kubectl(&[
-        "-n",
-        NS,
-        "exec",
-        &primary,
-        "-c",
-        "mysql",
-        "--",
-        "sh",
-        "-c",
-        "for p in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $p/cmdline)\" in mysqld*) kill -9 ${p#/proc/};; esac; done",
-    ])
-    .unwrap_or_else(|e| panic!("kill mysqld in {primary}: {e}"));
+    env.kill_mysqld(&primary);
     writes_back(
         env,
         "mysqld killed -> first commit through the Router Service",
-        &w,
+        w,
         cut,
     )
     .await;
@@ -178,7 +152,7 @@ async fn failures_under_writes(env: &mut Env) {
     writes_back(
         env,
         "pod deleted -> first commit through the Router Service",
-        &w,
+        w,
         cut,
     )
     .await;
@@ -193,14 +167,138 @@ async fn failures_under_writes(env: &mut Env) {
     writes_back(
         env,
         "node restarted -> first commit through the Router Service",
-        &w,
+        w,
         cut,
     )
     .await;
     ready_again(env, "node restarted -> Ready, 3 ONLINE", cut).await;
+}
 
-    let acked = w.stop().await;
-    check_rows(env, &acked).await;
+/// A `spec.mycnf` change: every member's pod replaced, one at a time, the primary's last (after
+/// a switchover); the setting in force on every member; the writes' longest pause measured.
+async fn rolling_change(env: &mut Env, w: &Writer) {
+    let old_primary = env.healthy().await.expect("healthy before the change");
+    let before = env.member_uids().await;
+    let cut = Instant::now();
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "mysqlcluster",
+        CLUSTER,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"mycnf":{"max_connections":"120"}}}"#,
+    ])
+    .unwrap_or_else(|e| panic!("patch spec.mycnf: {e}"));
+    let mut replaced: Vec<String> = Vec::new();
+    let mut most_down = 0;
+    until("every member replaced and ONLINE", STEP * 2, async || {
+        let now = env.member_uids().await;
+        for (name, uid) in &now {
+            if before.get(name) != Some(uid) && !replaced.contains(name) {
+                replaced.push(name.clone());
+            }
+        }
+        most_down = most_down.max(env.size - env.ready_members().await);
+        (replaced.len() == env.size).then_some(())?;
+        env.healthy().await
+    })
+    .await;
+    env.time(
+        "spec.mycnf changed -> every member replaced, Ready",
+        cut.elapsed(),
+    );
+    assert_eq!(
+        replaced.last(),
+        Some(&old_primary),
+        "the primary's pod is replaced last (order {replaced:?})"
+    );
+    for (name, ip) in env.members().await {
+        let rows = env
+            .root(ip, "SELECT @@max_connections")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            rows[0][0], "120",
+            "{name} runs with the new max_connections"
+        );
+    }
+    let pause = longest_pause(w, cut);
+    eprintln!(
+        "node: rolling change: replaced in order {replaced:?}, at most {most_down} member pod(s) \
+         not Ready at once, writes' longest pause {pause:.2} s"
+    );
+    env.timings.push((
+        "rolling change: writes' longest pause".to_string(),
+        Duration::from_secs_f64(pause),
+    ));
+}
+
+/// The longest time between two acknowledged rows since `since`, in seconds.
+fn longest_pause(w: &Writer, since: Instant) -> f64 {
+    let oks: Vec<(f64, f64)> = w
+        .outcomes_since(since)
+        .into_iter()
+        .filter(|run| run.3 == "OK")
+        .map(|run| (run.0, run.1))
+        .collect();
+    oks.windows(2)
+        .map(|pair| pair[1].0 - pair[0].1)
+        .fold(0.0, f64::max)
+}
+
+/// Scale 3 -> 5 (the new members join by clone) -> 3 (members leave the group before their
+/// pods go), under writes.
+async fn scale(env: &mut Env, w: &Writer) {
+    for size in [5, MEMBERS] {
+        let cut = Instant::now();
+        env.kubectl(&[
+            "-n",
+            NS,
+            "patch",
+            "mysqlcluster",
+            CLUSTER,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"instances":{size}}}}}"#),
+        ])
+        .unwrap_or_else(|e| panic!("scale to {size}: {e}"));
+        env.size = size;
+        ready_again(
+            env,
+            &format!("scaled to {size} -> Ready, {size} ONLINE"),
+            cut,
+        )
+        .await;
+        let pause = longest_pause(w, cut);
+        eprintln!("node: scaled to {size}; writes' longest pause {pause:.2} s");
+    }
+}
+
+/// `kubectl delete` of the cluster: its pods go, its volumes stay.
+async fn delete_keeps_volumes(env: &mut Env) {
+    let pvcs_before = env.pvcs();
+    assert!(
+        pvcs_before.len() >= MEMBERS,
+        "volumes before: {pvcs_before:?}"
+    );
+    let cut = Instant::now();
+    env.kubectl(&[
+        "-n",
+        NS,
+        "delete",
+        "mysqlcluster",
+        CLUSTER,
+        "--timeout=300s",
+    ])
+    .unwrap_or_else(|e| panic!("delete the cluster: {e}"));
+    until("the member pods gone", STEP, async || {
+        env.members().await.is_empty().then_some(())
+    })
+    .await;
+    env.time("kubectl delete mysqlcluster -> pods gone", cut.elapsed());
+    assert_eq!(env.pvcs(), pvcs_before, "every volume claim is kept");
 }
 
 /// Every acknowledged row on every member (all ONLINE by now); no two pods ever labelled primary.
