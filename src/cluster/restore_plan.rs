@@ -473,12 +473,7 @@ pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
 
 /// Whether the status shows a member that was in a group: the group was started before.
 pub(crate) fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.primary.is_some()
-            || s.members
-                .iter()
-                .any(|m| m.state == "ONLINE" || m.state == "RECOVERING")
-    })
+    status.is_some_and(|s| s.primary.is_some() || s.members.iter().any(|m| m.state.in_group()))
 }
 
 /// Whether there is nothing to restore because the cluster's data exists: the status says a

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::cluster::MemberState;
+
 /// A member's role as the Services see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,7 +54,19 @@ impl MemberStatus {
 
     /// Whether the member takes part in a group (as far as it knows).
     pub(crate) fn in_group(self) -> bool {
-        matches!(self, MemberStatus::Online | MemberStatus::Recovering)
+        MemberState::from(self).in_group()
+    }
+}
+
+impl From<MemberStatus> for MemberState {
+    fn from(status: MemberStatus) -> MemberState {
+        match status {
+            MemberStatus::Online => MemberState::Online,
+            MemberStatus::Recovering => MemberState::Recovering,
+            MemberStatus::Offline => MemberState::Offline,
+            MemberStatus::Error => MemberState::Error,
+            MemberStatus::Unreachable => MemberState::Unreachable,
+        }
     }
 }
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::api::cluster::MemberState;
+
 use super::diagnose::{Diagnosis, Health};
+use super::event::Event;
 use super::labels;
 use super::observe::{ActionRecord, Observed, Reach, Role};
 use super::ops::Operation;
@@ -21,14 +24,6 @@ pub struct Condition {
     pub message: String,
 }
 
-/// An Event to record on the `MySQLCluster`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub(crate) reason: String,
-    pub message: String,
-}
-
 /// One member in the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReport {
@@ -36,7 +31,7 @@ pub struct MemberReport {
     pub(crate) ordinal: u32,
     pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
-    pub(crate) state: String,
+    pub(crate) state: MemberState,
 }
 
 /// What the lead does with one tick's result.
@@ -119,10 +114,10 @@ fn members(
         .map(|m| {
             let row = group.and_then(|g| g.row(m.ordinal));
             let state = match (row, &m.reach) {
-                (Some(r), _) => r.state.as_str().to_string(),
-                (None, Reach::Reachable(s)) => s.own_status().as_str().to_string(),
-                (None, Reach::Unreachable { .. }) => "UNREACHABLE".to_string(),
-                (None, Reach::NoPod) => "MISSING".to_string(),
+                (Some(r), _) => r.state.into(),
+                (None, Reach::Reachable(s)) => s.own_status().into(),
+                (None, Reach::Unreachable { .. }) => MemberState::Unreachable,
+                (None, Reach::NoPod) => MemberState::Missing,
             };
             MemberReport {
                 name: observed.input.pod_name(m.ordinal),
