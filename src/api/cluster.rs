@@ -496,14 +496,14 @@ pub struct MemberStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub role: Option<MemberRole>,
-    pub state: MemberState,
+    pub state: ReportedState,
 }
 
 /// A member's state in the status: `MEMBER_STATE` as its group (or, outside one, the member
 /// itself) reports it, UNREACHABLE or MISSING when the operator cannot ask it, or its pod's state
 /// before the Group Replication step ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum MemberState {
+pub enum ReportedState {
     #[serde(rename = "ONLINE")]
     Online,
     #[serde(rename = "RECOVERING")]
@@ -528,10 +528,10 @@ pub enum MemberState {
     PodUnknown,
 }
 
-impl MemberState {
+impl ReportedState {
     /// Whether the member takes part in a group (as far as it knows).
     pub fn in_group(self) -> bool {
-        matches!(self, MemberState::Online | MemberState::Recovering)
+        matches!(self, ReportedState::Online | ReportedState::Recovering)
     }
 }
 

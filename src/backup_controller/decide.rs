@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::api::BackupPhase;
-use crate::api::cluster::{MemberRole, MemberState, MemberStatus};
+use crate::api::cluster::{MemberRole, MemberStatus, ReportedState};
 
 /// The Job of a Backup, as observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn pick_source(members: &[MemberStatus]) -> Option<(String, i32)> {
     let online = |role: MemberRole| {
         members
             .iter()
-            .filter(|m| m.state == MemberState::Online && m.role == Some(role))
+            .filter(|m| m.state == ReportedState::Online && m.role == Some(role))
             .filter_map(|m| Some((m.name.clone(), m.ordinal?)))
             .min()
     };
@@ -207,16 +207,16 @@ mod tests {
             state,
         };
         let members = vec![
-            m(0, MemberRole::Primary, MemberState::Online),
-            m(1, MemberRole::Secondary, MemberState::Recovering),
-            m(2, MemberRole::Secondary, MemberState::Online),
+            m(0, MemberRole::Primary, ReportedState::Online),
+            m(1, MemberRole::Secondary, ReportedState::Recovering),
+            m(2, MemberRole::Secondary, ReportedState::Online),
         ];
         assert_eq!(pick_source(&members), Some(("c-2".into(), 2)));
         assert_eq!(pick_source(&members[..2]), Some(("c-0".into(), 0)));
         // A status from an older version (no ordinal) names no source.
         let old = vec![MemberStatus {
             ordinal: None,
-            ..m(2, MemberRole::Secondary, MemberState::Online)
+            ..m(2, MemberRole::Secondary, ReportedState::Online)
         }];
         assert_eq!(pick_source(&old), None);
         assert_eq!(pick_source(&members[1..2]), None);

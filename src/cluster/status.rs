@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::cluster::{
-    ActionStatus, MemberRole, MemberState, MemberStatus, MySQLClusterStatus, RestorePhase,
+    ActionStatus, MemberRole, MemberStatus, MySQLClusterStatus, ReportedState, RestorePhase,
     RestoreStatus,
 };
 use crate::api::conditions::{
@@ -27,7 +27,7 @@ pub struct PodView {
     /// The role its label gives it, if any.
     pub(crate) role: Option<Role>,
     /// Group Replication member state when known (ONLINE, RECOVERING, ...).
-    pub(crate) member_state: Option<MemberState>,
+    pub(crate) member_state: Option<ReportedState>,
 }
 
 /// Everything the status is computed from.
@@ -71,23 +71,23 @@ pub(crate) fn member_role(role: Role) -> MemberRole {
     }
 }
 
-fn member_state(p: &PodView) -> MemberState {
+fn member_state(p: &PodView) -> ReportedState {
     match p.member_state {
         Some(s) => s,
-        None if p.ready => MemberState::PodReady,
+        None if p.ready => ReportedState::PodReady,
         None => match p.phase.as_str() {
-            "Pending" => MemberState::PodPending,
-            "Running" => MemberState::PodRunning,
-            "Succeeded" => MemberState::PodSucceeded,
-            "Failed" => MemberState::PodFailed,
-            _ => MemberState::PodUnknown,
+            "Pending" => ReportedState::PodPending,
+            "Running" => ReportedState::PodRunning,
+            "Succeeded" => ReportedState::PodSucceeded,
+            "Failed" => ReportedState::PodFailed,
+            _ => ReportedState::PodUnknown,
         },
     }
 }
 
 fn is_online(p: &PodView) -> bool {
     match p.member_state {
-        Some(s) => s == MemberState::Online,
+        Some(s) => s == ReportedState::Online,
         None => p.ready,
     }
 }
@@ -300,7 +300,7 @@ pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> 
     let online_instances = match &o.topology {
         Some(_) => members
             .iter()
-            .filter(|m| m.state == MemberState::Online)
+            .filter(|m| m.state == ReportedState::Online)
             .count() as i32,
         None => o.pods.iter().filter(|p| is_online(p)).count() as i32,
     };
@@ -340,10 +340,10 @@ mod tests {
         assert_eq!(
             states,
             [
-                MemberState::Online,
-                MemberState::Offline,
-                MemberState::PodPending,
-                MemberState::PodUnknown
+                ReportedState::Online,
+                ReportedState::Offline,
+                ReportedState::PodPending,
+                ReportedState::PodUnknown
             ]
         );
         // An action of a kind this version does not know is dropped, not the object.
@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(s.phase.as_deref(), Some("Degraded"));
         assert!(conditions::is_true(&s.conditions, DEGRADED));
         assert!(conditions::is_true(&s.conditions, AVAILABLE));
-        assert_eq!(s.members[2].state, MemberState::PodRunning);
+        assert_eq!(s.members[2].state, ReportedState::PodRunning);
     }
 
     #[test]
@@ -495,11 +495,11 @@ mod tests {
     #[test]
     fn group_member_state_wins_over_pod_readiness() {
         let mut p = pod("c-1", true, None);
-        p.member_state = Some(MemberState::Recovering);
+        p.member_state = Some(ReportedState::Recovering);
         let o = observed(vec![pod("c-0", true, Some("primary")), p]);
         let s = status(&o, None, &now());
         assert_eq!(s.online_instances, 1);
-        assert_eq!(s.members[1].state, MemberState::Recovering);
+        assert_eq!(s.members[1].state, ReportedState::Recovering);
     }
 
     #[test]
@@ -517,7 +517,7 @@ mod tests {
                 name: "c-0".into(),
                 ordinal: Some(0),
                 role: Some(MemberRole::Primary),
-                state: MemberState::Online,
+                state: ReportedState::Online,
             }],
             primary: Some("c-0".into()),
             history: vec![],

@@ -341,7 +341,7 @@ pub(crate) async fn clear_annotation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::cluster::{ActionKind, MemberRole, MemberState};
+    use crate::api::cluster::{ActionKind, MemberRole, ReportedState};
     use crate::cluster::testing::{cluster_from_yaml, valid_cluster};
 
     fn pod(yaml: &str) -> Pod {
@@ -365,13 +365,13 @@ mod tests {
                     name: "orders-0".into(),
                     ordinal: 0,
                     role: Some(Role::Primary),
-                    state: MemberState::Online,
+                    state: ReportedState::Online,
                 },
                 MemberReport {
                     name: "orders-1".into(),
                     ordinal: 1,
                     role: None,
-                    state: MemberState::Unreachable,
+                    state: ReportedState::Unreachable,
                 },
             ],
             primary: Some("orders-0".into()),
@@ -402,9 +402,9 @@ mod tests {
                     "orders-0",
                     Some(0),
                     Some(MemberRole::Primary),
-                    MemberState::Online
+                    ReportedState::Online
                 ),
-                ("orders-1", Some(1), None, MemberState::Unreachable)
+                ("orders-1", Some(1), None, ReportedState::Unreachable)
             ]
         );
         assert_eq!(view.conditions.len(), 1);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::cluster::MemberState;
+use crate::api::cluster::ReportedState;
 
 /// A member's role as the Services see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,18 +54,18 @@ impl MemberStatus {
 
     /// Whether the member takes part in a group (as far as it knows).
     pub(crate) fn in_group(self) -> bool {
-        MemberState::from(self).in_group()
+        ReportedState::from(self).in_group()
     }
 }
 
-impl From<MemberStatus> for MemberState {
-    fn from(status: MemberStatus) -> MemberState {
+impl From<MemberStatus> for ReportedState {
+    fn from(status: MemberStatus) -> ReportedState {
         match status {
-            MemberStatus::Online => MemberState::Online,
-            MemberStatus::Recovering => MemberState::Recovering,
-            MemberStatus::Offline => MemberState::Offline,
-            MemberStatus::Error => MemberState::Error,
-            MemberStatus::Unreachable => MemberState::Unreachable,
+            MemberStatus::Online => ReportedState::Online,
+            MemberStatus::Recovering => ReportedState::Recovering,
+            MemberStatus::Offline => ReportedState::Offline,
+            MemberStatus::Error => ReportedState::Error,
+            MemberStatus::Unreachable => ReportedState::Unreachable,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::cluster::MemberState;
+use crate::api::cluster::ReportedState;
 
 use super::diagnose::{Diagnosis, Health};
 use super::event::Event;
@@ -31,7 +31,7 @@ pub struct MemberReport {
     pub(crate) ordinal: u32,
     pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
-    pub(crate) state: MemberState,
+    pub(crate) state: ReportedState,
 }
 
 /// What the lead does with one tick's result.
@@ -116,8 +116,8 @@ fn members(
             let state = match (row, &m.reach) {
                 (Some(r), _) => r.state.into(),
                 (None, Reach::Reachable(s)) => s.own_status().into(),
-                (None, Reach::Unreachable { .. }) => MemberState::Unreachable,
-                (None, Reach::NoPod) => MemberState::Missing,
+                (None, Reach::Unreachable { .. }) => ReportedState::Unreachable,
+                (None, Reach::NoPod) => ReportedState::Missing,
             };
             MemberReport {
                 name: observed.input.pod_name(m.ordinal),

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::BackupStatus;
-use crate::api::cluster::{MemberState, MemberStatus};
+use crate::api::cluster::{MemberStatus, ReportedState};
 
 fn now() -> Time {
     Time("2026-11-23T10:00:00Z".parse().unwrap())
@@ -513,7 +513,7 @@ fn a_group_that_already_ran_is_never_restored_over() {
     assert!(held(&p));
 }
 
-fn member(state: MemberState) -> MemberStatus {
+fn member(state: ReportedState) -> MemberStatus {
     MemberStatus {
         name: "orders-1".into(),
         ordinal: Some(1),
@@ -527,15 +527,15 @@ fn only_a_status_with_a_primary_or_a_member_in_a_group_says_the_group_ran() {
     assert!(!group_started(None));
     let mut s = MySQLClusterStatus {
         members: vec![
-            member(MemberState::Offline),
-            member(MemberState::PodReady),
-            member(MemberState::Unreachable),
+            member(ReportedState::Offline),
+            member(ReportedState::PodReady),
+            member(ReportedState::Unreachable),
         ],
         ..Default::default()
     };
     assert!(!group_started(Some(&s)));
-    for state in [MemberState::Online, MemberState::Recovering] {
-        s.members = vec![member(MemberState::Offline), member(state)];
+    for state in [ReportedState::Online, ReportedState::Recovering] {
+        s.members = vec![member(ReportedState::Offline), member(state)];
         assert!(group_started(Some(&s)), "{state:?}");
     }
     s.members.clear();
