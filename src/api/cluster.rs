@@ -380,7 +380,11 @@ pub struct MySQLClusterStatus {
     pub group_name: Option<String>,
     /// Recent automatic actions on members (join, clone, leave, switchover), kept so that
     /// anti-flapping survives operator restarts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "readable_actions",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub recent_actions: Vec<ActionStatus>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -428,14 +432,32 @@ pub struct RestoreStatus {
 }
 
 /// One automatic action the operator took on a member.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionStatus {
     pub ordinal: i32,
-    /// Join, Clone, Leave or Switchover.
-    pub kind: String,
+    pub kind: ActionKind,
     /// When (RFC 3339).
     pub at: String,
+}
+
+/// An automatic action on a member, as the status's history (anti-flapping) keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ActionKind {
+    Join,
+    Clone,
+    Leave,
+    Switchover,
+}
+
+/// The action history as stored: an entry this version cannot read (another version's kind) is
+/// dropped rather than failing the whole object.
+fn readable_actions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ActionStatus>, D::Error> {
+    let entries = Vec::<serde_json::Value>::deserialize(d)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e).ok())
+        .collect())
 }
 
 /// A member's role in its group, as the status stores it.
@@ -458,7 +480,7 @@ fn role_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Member
 }
 
 /// One member as last observed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
     /// Pod name.
@@ -474,9 +496,43 @@ pub struct MemberStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub role: Option<MemberRole>,
-    /// ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE, or the pod's state when MySQL cannot be reached.
-    #[serde(default)]
-    pub state: String,
+    pub state: ReportedState,
+}
+
+/// A member's state in the status: `MEMBER_STATE` as its group (or, outside one, the member
+/// itself) reports it, UNREACHABLE or MISSING when the operator cannot ask it, or its pod's state
+/// before the Group Replication step ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ReportedState {
+    #[serde(rename = "ONLINE")]
+    Online,
+    #[serde(rename = "RECOVERING")]
+    Recovering,
+    #[serde(rename = "OFFLINE")]
+    Offline,
+    #[serde(rename = "ERROR")]
+    Error,
+    /// The group lists it as unreachable, or the operator cannot reach it.
+    #[serde(rename = "UNREACHABLE")]
+    Unreachable,
+    /// It has no pod.
+    #[serde(rename = "MISSING")]
+    Missing,
+    PodReady,
+    PodPending,
+    PodRunning,
+    PodSucceeded,
+    PodFailed,
+    /// The pod's phase is Unknown, or one this version does not know.
+    #[serde(other)]
+    PodUnknown,
+}
+
+impl ReportedState {
+    /// Whether the member takes part in a group (as far as it knows).
+    pub fn in_group(self) -> bool {
+        matches!(self, ReportedState::Online | ReportedState::Recovering)
+    }
 }
 
 impl MySQLCluster {

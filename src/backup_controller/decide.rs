@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::api::BackupPhase;
-use crate::api::cluster::{MemberRole, MemberStatus};
+use crate::api::cluster::{MemberRole, MemberStatus, ReportedState};
 
 /// The Job of a Backup, as observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn pick_source(members: &[MemberStatus]) -> Option<(String, i32)> {
     let online = |role: MemberRole| {
         members
             .iter()
-            .filter(|m| m.state == "ONLINE" && m.role == Some(role))
+            .filter(|m| m.state == ReportedState::Online && m.role == Some(role))
             .filter_map(|m| Some((m.name.clone(), m.ordinal?)))
             .min()
     };
@@ -200,23 +200,23 @@ mod tests {
 
     #[test]
     fn source_prefers_an_online_secondary() {
-        let m = |ordinal: i32, role, state: &str| MemberStatus {
+        let m = |ordinal: i32, role, state| MemberStatus {
             name: format!("c-{ordinal}"),
             ordinal: Some(ordinal),
             role: Some(role),
-            state: state.into(),
+            state,
         };
         let members = vec![
-            m(0, MemberRole::Primary, "ONLINE"),
-            m(1, MemberRole::Secondary, "RECOVERING"),
-            m(2, MemberRole::Secondary, "ONLINE"),
+            m(0, MemberRole::Primary, ReportedState::Online),
+            m(1, MemberRole::Secondary, ReportedState::Recovering),
+            m(2, MemberRole::Secondary, ReportedState::Online),
         ];
         assert_eq!(pick_source(&members), Some(("c-2".into(), 2)));
         assert_eq!(pick_source(&members[..2]), Some(("c-0".into(), 0)));
         // A status from an older version (no ordinal) names no source.
         let old = vec![MemberStatus {
             ordinal: None,
-            ..m(2, MemberRole::Secondary, "ONLINE")
+            ..m(2, MemberRole::Secondary, ReportedState::Online)
         }];
         assert_eq!(pick_source(&old), None);
         assert_eq!(pick_source(&members[1..2]), None);

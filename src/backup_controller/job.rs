@@ -278,7 +278,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::storage::{S3CredentialsSecret, SecretKeyRef};
+    use crate::api::storage::SecretKeyRef;
 
     fn backup() -> Backup {
         serde_yaml::from_str(
@@ -297,16 +297,8 @@ mod tests {
             namespace: "shop".into(),
             host: "orders-1.orders-instances.shop.svc.cluster.local".into(),
             storage: S3Storage {
-                bucket: "b".into(),
                 region: "eu-west-1".into(),
-                endpoint: Some("http://minio:9000".into()),
-                force_path_style: true,
-                credentials_secret: Some(S3CredentialsSecret {
-                    name: "s3".into(),
-                    access_key_id_key: "id".into(),
-                    secret_access_key_key: "key".into(),
-                }),
-                ..Default::default()
+                ..crate::cluster::testing::minio_storage("b")
             },
             prefix: "shop/orders/nightly-1/".into(),
         }

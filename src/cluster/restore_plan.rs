@@ -208,171 +208,224 @@ pub fn plan_nothing() -> Plan {
 }
 
 /// The next step of the restore. Level-triggered: the Job, not the status, says how far it got,
-/// so a restarted operator resumes (and never runs a second Job next to the first).
-/// Long (165 lines) on purpose: one decision table, a branch per phase of the restore, read top to
-/// bottom: split, the order of the branches, which is the rule, would be spread over functions.
+/// so a restarted operator resumes (and never runs a second Job next to the first). The order of
+/// the steps is the rule: a recorded success stays, then the Job decides, then data that exists
+/// (nothing is restored over it), then the source and the first member.
 pub fn plan(i: &RestoreInput) -> Plan {
     let Some(requested) = i.requested else {
         return plan_nothing();
     };
     let old = i.old.cloned().unwrap_or_default();
-    let old_phase = old.phase;
     let source = match i.location {
         Some(Ok(l)) => l.source.clone(),
         _ => source_name(requested),
     };
-    let mut status = RestoreStatus {
-        source: Some(source.clone()),
+    let carried = carried_over(&old, &source);
+    let step = if old.phase == Some(RestorePhase::Succeeded) {
+        succeeded_before(&old, carried)
+    } else if let Some(job) = i
+        .job
+        // A failed Job next to data that exists (it refused a member that was restored or in a
+        // group before) does not hold that data: see the next step.
+        .filter(|j| !(i.group_started && matches!(outcome(j, "restore"), Outcome::Failed(_))))
+    {
+        from_job(i, job, old.phase, &source, carried)
+    } else if i.group_started {
+        data_exists_already(i, carried)
+    } else {
+        before_job(i, &source, carried)
+    };
+    finish(step, old.phase)
+}
+
+/// One step of the restore: the status it writes (phase and message set), the gate, and whether
+/// the Job is created now.
+struct Step {
+    status: RestoreStatus,
+    gate: RestoreGate,
+    create_job: bool,
+}
+
+impl Step {
+    fn new(
+        mut status: RestoreStatus,
+        phase: RestorePhase,
+        message: String,
+        gate: RestoreGate,
+    ) -> Step {
+        status.phase = Some(phase);
+        status.message = Some(message);
+        Step {
+            status,
+            gate,
+            create_job: false,
+        }
+    }
+
+    /// Waiting for something, with `message` in the status and the gate.
+    fn waiting(
+        status: RestoreStatus,
+        phase: RestorePhase,
+        reason: &'static str,
+        message: String,
+    ) -> Step {
+        let gate = RestoreGate::Waiting {
+            reason,
+            message: message.clone(),
+        };
+        Step::new(status, phase, message, gate)
+    }
+}
+
+/// What the status keeps from its last restore block (the phase and message are set anew).
+fn carried_over(old: &RestoreStatus, source: &str) -> RestoreStatus {
+    RestoreStatus {
+        source: Some(source.to_string()),
         job_name: old.job_name.clone(),
         gtid_set: old.gtid_set.clone(),
         start_time: old.start_time.clone(),
         completion_time: old.completion_time.clone(),
         ..Default::default()
-    };
-    let mut create_job = false;
-    let (phase, message, gate) = if old_phase == Some(RestorePhase::Succeeded) {
-        status.source = old.source.clone().or(status.source);
-        (
-            RestorePhase::Succeeded,
-            old.message.clone().unwrap_or_default(),
-            RestoreGate::Open,
-        )
-    } else if let Some(job) = i
-        .job
-        // A failed Job next to data that exists (it refused a member that was restored or in a
-        // group before) does not hold that data: see the next branch.
-        .filter(|j| !(i.group_started && matches!(outcome(j, "restore"), Outcome::Failed(_))))
-    {
-        status.job_name = Some(i.job_name.to_string());
-        status.start_time = status.start_time.or_else(|| i.job_created.cloned());
-        match outcome(job, "restore") {
-            Outcome::Running => (
-                RestorePhase::Running,
-                format!("restoring {source} into {}", i.first_member),
-                RestoreGate::Waiting {
-                    reason: "RestoreInProgress",
-                    message: format!("the restore Job {} runs", i.job_name),
-                },
-            ),
-            Outcome::Succeeded(result) => {
-                status.gtid_set = Some(result.gtid_set.clone());
-                status.completion_time = Some(i.now.clone());
-                (
-                    RestorePhase::Succeeded,
-                    format!(
-                        "{} holds {source} (GTID set {}); the group starts from it",
-                        i.first_member, result.gtid_set
-                    ),
-                    RestoreGate::Open,
-                )
-            }
-            Outcome::Failed(why) => {
-                if old_phase != Some(RestorePhase::Failed) {
-                    status.completion_time = Some(i.now.clone());
-                }
-                let message = format!(
-                    "{why}; {}",
-                    after_failure(i.cluster, i.job_name, i.first_member)
-                );
-                (
-                    RestorePhase::Failed,
-                    message.clone(),
-                    RestoreGate::Blocked {
-                        reason: "RestoreFailed",
-                        message: format!("the restore from {source} failed: {message}"),
-                    },
-                )
-            }
+    }
+}
+
+/// A restore recorded as done stays done, with the source it was recorded with.
+fn succeeded_before(old: &RestoreStatus, mut status: RestoreStatus) -> Step {
+    status.source = old.source.clone().or(status.source);
+    let message = old.message.clone().unwrap_or_default();
+    Step::new(status, RestorePhase::Succeeded, message, RestoreGate::Open)
+}
+
+/// The restore Job exists: its outcome is the restore's.
+fn from_job(
+    i: &RestoreInput,
+    job: &JobView,
+    old_phase: Option<RestorePhase>,
+    source: &str,
+    mut status: RestoreStatus,
+) -> Step {
+    status.job_name = Some(i.job_name.to_string());
+    status.start_time = status.start_time.or_else(|| i.job_created.cloned());
+    match outcome(job, "restore") {
+        Outcome::Running => Step::new(
+            status,
+            RestorePhase::Running,
+            format!("restoring {source} into {}", i.first_member),
+            RestoreGate::Waiting {
+                reason: "RestoreInProgress",
+                message: format!("the restore Job {} runs", i.job_name),
+            },
+        ),
+        Outcome::Succeeded(result) => {
+            status.gtid_set = Some(result.gtid_set.clone());
+            status.completion_time = Some(i.now.clone());
+            let message = format!(
+                "{} holds {source} (GTID set {}); the group starts from it",
+                i.first_member, result.gtid_set
+            );
+            Step::new(status, RestorePhase::Succeeded, message, RestoreGate::Open)
         }
-    } else if i.group_started {
-        // The status was lost (or the object recreated from a copy, its Job gone with the old
-        // one): data that exists is never restored over, and the group starts from it.
-        (
-            RestorePhase::Succeeded,
-            format!(
-                "the members hold the cluster's data already (a group ran, or {} was restored \
-                 before); nothing is restored",
-                i.first_member
-            ),
-            RestoreGate::Open,
-        )
-    } else {
-        match i.location {
-            Some(Err(unresolved)) => (
+        Outcome::Failed(why) => {
+            if old_phase != Some(RestorePhase::Failed) {
+                status.completion_time = Some(i.now.clone());
+            }
+            let message = format!(
+                "{why}; {}",
+                after_failure(i.cluster, i.job_name, i.first_member)
+            );
+            let gate = RestoreGate::Blocked {
+                reason: "RestoreFailed",
+                message: format!("the restore from {source} failed: {message}"),
+            };
+            Step::new(status, RestorePhase::Failed, message, gate)
+        }
+    }
+}
+
+/// The status was lost (or the object recreated from a copy, its Job gone with the old one):
+/// data that exists is never restored over, and the group starts from it.
+fn data_exists_already(i: &RestoreInput, status: RestoreStatus) -> Step {
+    let message = format!(
+        "the members hold the cluster's data already (a group ran, or {} was restored before); \
+         nothing is restored",
+        i.first_member
+    );
+    Step::new(status, RestorePhase::Succeeded, message, RestoreGate::Open)
+}
+
+/// No Job yet: it is created once the source is resolved and the first member runs.
+fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step {
+    match i.location {
+        Some(Err(unresolved)) if unresolved.waiting => Step::waiting(
+            status,
+            RestorePhase::Pending,
+            "RestorePending",
+            unresolved.message.clone(),
+        ),
+        Some(Err(unresolved)) => {
+            let gate = RestoreGate::Blocked {
+                reason: "RestoreSourceNotFound",
+                message: unresolved.message.clone(),
+            };
+            Step::new(
+                status,
                 RestorePhase::Pending,
                 unresolved.message.clone(),
-                if unresolved.waiting {
-                    RestoreGate::Waiting {
-                        reason: "RestorePending",
-                        message: unresolved.message.clone(),
-                    }
-                } else {
-                    RestoreGate::Blocked {
-                        reason: "RestoreSourceNotFound",
-                        message: unresolved.message.clone(),
-                    }
-                },
+                gate,
+            )
+        }
+        None => Step::waiting(
+            status,
+            RestorePhase::Pending,
+            "RestorePending",
+            format!("the source {source} is not resolved yet"),
+        ),
+        Some(Ok(_)) if !i.first_member_ready => Step::waiting(
+            status,
+            RestorePhase::Pending,
+            "RestorePending",
+            format!(
+                "waiting for {} to run with mysqld up before restoring {source} into it",
+                i.first_member
             ),
-            None => (
-                RestorePhase::Pending,
-                format!("the source {source} is not resolved yet"),
-                RestoreGate::Waiting {
-                    reason: "RestorePending",
-                    message: format!("the source {source} is not resolved yet"),
-                },
-            ),
-            Some(Ok(_)) if !i.first_member_ready => {
-                let message = format!(
-                    "waiting for {} to run with mysqld up before restoring {source} into it",
-                    i.first_member
-                );
-                (
-                    RestorePhase::Pending,
-                    message.clone(),
-                    RestoreGate::Waiting {
-                        reason: "RestorePending",
-                        message,
-                    },
-                )
-            }
-            Some(Ok(_)) => {
-                create_job = true;
-                status.job_name = Some(i.job_name.to_string());
-                status.start_time = Some(i.now.clone());
-                status.completion_time = None;
-                status.gtid_set = None;
-                (
-                    RestorePhase::Running,
-                    format!("restoring {source} into {}", i.first_member),
-                    RestoreGate::Waiting {
-                        reason: "RestoreInProgress",
-                        message: format!("the restore Job {} was created", i.job_name),
-                    },
-                )
+        ),
+        Some(Ok(_)) => {
+            status.job_name = Some(i.job_name.to_string());
+            status.start_time = Some(i.now.clone());
+            status.completion_time = None;
+            status.gtid_set = None;
+            let gate = RestoreGate::Waiting {
+                reason: "RestoreInProgress",
+                message: format!("the restore Job {} was created", i.job_name),
+            };
+            let message = format!("restoring {source} into {}", i.first_member);
+            Step {
+                create_job: true,
+                ..Step::new(status, RestorePhase::Running, message, gate)
             }
         }
-    };
-    status.phase = Some(phase);
-    status.message = Some(message.clone());
-    // Starts and successes are told here; a failure or an unusable source holds the group, and
-    // the topology's Warning Event (reason RestoreFailed / RestoreSourceNotFound) tells it.
-    let event = match phase {
-        RestorePhase::Running if create_job => Some(RestoreEvent {
-            reason: Reason::RestoreStarted,
-            message: message.clone(),
-        }),
-        RestorePhase::Succeeded if old_phase != Some(RestorePhase::Succeeded) => {
-            Some(RestoreEvent {
-                reason: Reason::Restored,
-                message: message.clone(),
-            })
+    }
+}
+
+/// The plan of a step, with its Event. Starts and successes are told here; a failure or an
+/// unusable source holds the group, and the topology's Warning Event (reason RestoreFailed /
+/// RestoreSourceNotFound) tells it.
+fn finish(step: Step, old_phase: Option<RestorePhase>) -> Plan {
+    let reason = match step.status.phase {
+        Some(RestorePhase::Running) if step.create_job => Some(Reason::RestoreStarted),
+        Some(RestorePhase::Succeeded) if old_phase != Some(RestorePhase::Succeeded) => {
+            Some(Reason::Restored)
         }
         _ => None,
     };
+    let event = reason.map(|reason| RestoreEvent {
+        reason,
+        message: step.status.message.clone().unwrap_or_default(),
+    });
     Plan {
-        status: Some(status),
-        gate,
-        create_job,
+        status: Some(step.status),
+        gate: step.gate,
+        create_job: step.create_job,
         event,
     }
 }
@@ -420,12 +473,7 @@ pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
 
 /// Whether the status shows a member that was in a group: the group was started before.
 pub(crate) fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.primary.is_some()
-            || s.members
-                .iter()
-                .any(|m| m.state == "ONLINE" || m.state == "RECOVERING")
-    })
+    status.is_some_and(|s| s.primary.is_some() || s.members.iter().any(|m| m.state.in_group()))
 }
 
 /// Whether there is nothing to restore because the cluster's data exists: the status says a

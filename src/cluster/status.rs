@@ -5,7 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::cluster::{
-    ActionStatus, MemberRole, MemberStatus, MySQLClusterStatus, RestorePhase, RestoreStatus,
+    ActionStatus, MemberRole, MemberStatus, MySQLClusterStatus, ReportedState, RestorePhase,
+    RestoreStatus,
 };
 use crate::api::conditions::{
     self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, SPEC_WARNING,
@@ -26,7 +27,7 @@ pub struct PodView {
     /// The role its label gives it, if any.
     pub(crate) role: Option<Role>,
     /// Group Replication member state when known (ONLINE, RECOVERING, ...).
-    pub(crate) member_state: Option<String>,
+    pub(crate) member_state: Option<ReportedState>,
 }
 
 /// Everything the status is computed from.
@@ -70,17 +71,23 @@ pub(crate) fn member_role(role: Role) -> MemberRole {
     }
 }
 
-fn member_state(p: &PodView) -> String {
-    match &p.member_state {
-        Some(s) => s.clone(),
-        None if p.ready => "PodReady".to_string(),
-        None => format!("Pod{}", p.phase),
+fn member_state(p: &PodView) -> ReportedState {
+    match p.member_state {
+        Some(s) => s,
+        None if p.ready => ReportedState::PodReady,
+        None => match p.phase.as_str() {
+            "Pending" => ReportedState::PodPending,
+            "Running" => ReportedState::PodRunning,
+            "Succeeded" => ReportedState::PodSucceeded,
+            "Failed" => ReportedState::PodFailed,
+            _ => ReportedState::PodUnknown,
+        },
     }
 }
 
 fn is_online(p: &PodView) -> bool {
-    match &p.member_state {
-        Some(s) => s == "ONLINE",
+    match p.member_state {
+        Some(s) => s == ReportedState::Online,
         None => p.ready,
     }
 }
@@ -92,6 +99,16 @@ pub(crate) fn conditions(o: &StatusInput) -> Vec<Desired> {
         (Some(t), None) => topology_conditions(o, t),
         _ => pod_conditions(o),
     }
+}
+
+/// Progressing while the operator writes the spec.
+fn reconciling() -> Desired {
+    Desired::new(
+        PROGRESSING,
+        true,
+        "Reconciling",
+        "the operator is applying the spec",
+    )
 }
 
 fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
@@ -107,12 +124,7 @@ fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
                     format!("{}/{} routers ready", o.router_ready, o.router_desired),
                 )
             } else if c.type_ == PROGRESSING && o.changed && !c.status {
-                Desired::new(
-                    PROGRESSING,
-                    true,
-                    "Reconciling",
-                    "the operator is applying the spec",
-                )
+                reconciling()
             } else {
                 c.clone()
             }
@@ -198,12 +210,7 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
         ),
     });
     out.push(if progressing {
-        Desired::new(
-            PROGRESSING,
-            true,
-            "Reconciling",
-            "the operator is applying the spec",
-        )
+        reconciling()
     } else {
         Desired::new(PROGRESSING, false, "Reconciled", "the spec is applied")
     });
@@ -291,7 +298,10 @@ pub fn status(o: &StatusInput, old: Option<&MySQLClusterStatus>, now: &Time) -> 
     };
     members.sort_by(|a, b| a.name.cmp(&b.name));
     let online_instances = match &o.topology {
-        Some(_) => members.iter().filter(|m| m.state == "ONLINE").count() as i32,
+        Some(_) => members
+            .iter()
+            .filter(|m| m.state == ReportedState::Online)
+            .count() as i32,
         None => o.pods.iter().filter(|p| is_online(p)).count() as i32,
     };
     MySQLClusterStatus {
@@ -317,15 +327,40 @@ mod tests {
             "members": [
                 {"name": "c-0", "role": "PRIMARY", "state": "ONLINE"},
                 {"name": "c-1", "role": "", "state": "OFFLINE"},
-                {"name": "c-2", "state": "PodPending"}
+                {"name": "c-2", "state": "PodPending"},
+                {"name": "c-3", "state": "Pod"}
+            ],
+            "recentActions": [
+                {"ordinal": 1, "kind": "Dance", "at": "2026-11-23T10:00:00Z"},
+                {"ordinal": 2, "kind": "Clone", "at": "2026-11-23T10:00:00Z"}
             ]
         }))
         .unwrap();
+        let states: Vec<_> = old.members.iter().map(|m| m.state).collect();
+        assert_eq!(
+            states,
+            [
+                ReportedState::Online,
+                ReportedState::Offline,
+                ReportedState::PodPending,
+                ReportedState::PodUnknown
+            ]
+        );
+        // An action of a kind this version does not know is dropped, not the object.
+        assert_eq!(
+            old.recent_actions,
+            [ActionStatus {
+                ordinal: 2,
+                kind: crate::api::cluster::ActionKind::Clone,
+                at: "2026-11-23T10:00:00Z".into()
+            }]
+        );
         let roles: Vec<_> = old.members.iter().map(|m| (m.ordinal, m.role)).collect();
         assert_eq!(
             roles,
             [
                 (None, Some(MemberRole::Primary)),
+                (None, None),
                 (None, None),
                 (None, None)
             ]
@@ -404,7 +439,7 @@ mod tests {
         assert_eq!(s.phase.as_deref(), Some("Degraded"));
         assert!(conditions::is_true(&s.conditions, DEGRADED));
         assert!(conditions::is_true(&s.conditions, AVAILABLE));
-        assert_eq!(s.members[2].state, "PodRunning");
+        assert_eq!(s.members[2].state, ReportedState::PodRunning);
     }
 
     #[test]
@@ -460,11 +495,11 @@ mod tests {
     #[test]
     fn group_member_state_wins_over_pod_readiness() {
         let mut p = pod("c-1", true, None);
-        p.member_state = Some("RECOVERING".into());
+        p.member_state = Some(ReportedState::Recovering);
         let o = observed(vec![pod("c-0", true, Some("primary")), p]);
         let s = status(&o, None, &now());
         assert_eq!(s.online_instances, 1);
-        assert_eq!(s.members[1].state, "RECOVERING");
+        assert_eq!(s.members[1].state, ReportedState::Recovering);
     }
 
     #[test]
@@ -482,7 +517,7 @@ mod tests {
                 name: "c-0".into(),
                 ordinal: Some(0),
                 role: Some(MemberRole::Primary),
-                state: "ONLINE".into(),
+                state: ReportedState::Online,
             }],
             primary: Some("c-0".into()),
             history: vec![],

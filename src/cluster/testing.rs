@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::dereference::Dereferenced;
 use super::validate::{ValidCluster, validate};
 use crate::api::MySQLCluster;
+use crate::api::storage::{S3CredentialsSecret, S3Storage};
 
 /// The group name every fixture uses.
 pub(crate) const GROUP_NAME: &str = "6f1c8d8e-4a59-4bd4-9a3e-2f0d7d5d1a10";
@@ -40,4 +41,19 @@ pub(crate) fn valid_cluster(spec_yaml: &str) -> ValidCluster {
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
     }
     validate(&c, &d, None, "cluster.local").expect("fixture is valid")
+}
+
+/// Bucket `bucket` on a MinIO endpoint, with its credentials in Secret `s3` (keys `id`, `key`).
+pub(crate) fn minio_storage(bucket: &str) -> S3Storage {
+    S3Storage {
+        bucket: bucket.into(),
+        endpoint: Some("http://minio:9000".into()),
+        force_path_style: true,
+        credentials_secret: Some(S3CredentialsSecret {
+            name: "s3".into(),
+            access_key_id_key: "id".into(),
+            secret_access_key_key: "key".into(),
+        }),
+        ..Default::default()
+    }
 }

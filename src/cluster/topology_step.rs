@@ -26,7 +26,6 @@ use crate::objects::MYSQLX_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{Names, ROLE_LABEL};
 use crate::topology::mysql::SqlOps;
-use crate::topology::observe::ActionKind;
 use crate::topology::sql::{Accounts, Credentials};
 use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 use crate::xproto::{
@@ -106,15 +105,6 @@ pub(crate) fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
     list.filter(|l| !l.is_empty())
 }
 
-fn kind_name(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Join => "Join",
-        ActionKind::Clone => "Clone",
-        ActionKind::Leave => "Leave",
-        ActionKind::Switchover => "Switchover",
-    }
-}
-
 /// What the status keeps of one tick: its conditions, members, primary and action history.
 pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) -> TopologyView {
     TopologyView {
@@ -130,7 +120,7 @@ pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) ->
                 name: m.name.clone(),
                 ordinal: Some(m.ordinal as i32),
                 role: m.role.map(member_role),
-                state: m.state.clone(),
+                state: m.state,
             })
             .collect(),
         primary: decision.primary.clone(),
@@ -144,7 +134,7 @@ pub(crate) fn history_to_status(history: &[ActionRecord]) -> Vec<ActionStatus> {
         .iter()
         .map(|r| ActionStatus {
             ordinal: r.ordinal as i32,
-            kind: kind_name(r.kind).to_string(),
+            kind: r.kind,
             at: r.at.to_string(),
         })
         .collect()
@@ -155,17 +145,9 @@ pub(crate) fn history_from_status(actions: &[ActionStatus]) -> Vec<ActionRecord>
     actions
         .iter()
         .filter_map(|a| {
-            let kind = [
-                ActionKind::Join,
-                ActionKind::Clone,
-                ActionKind::Leave,
-                ActionKind::Switchover,
-            ]
-            .into_iter()
-            .find(|k| kind_name(*k) == a.kind)?;
             Some(ActionRecord {
                 ordinal: u32::try_from(a.ordinal).ok()?,
-                kind,
+                kind: a.kind,
                 at: a.at.parse().ok()?,
             })
         })
@@ -359,7 +341,7 @@ pub(crate) async fn clear_annotation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::cluster::MemberRole;
+    use crate::api::cluster::{ActionKind, MemberRole, ReportedState};
     use crate::cluster::testing::{cluster_from_yaml, valid_cluster};
 
     fn pod(yaml: &str) -> Pod {
@@ -383,13 +365,13 @@ mod tests {
                     name: "orders-0".into(),
                     ordinal: 0,
                     role: Some(Role::Primary),
-                    state: "ONLINE".into(),
+                    state: ReportedState::Online,
                 },
                 MemberReport {
                     name: "orders-1".into(),
                     ordinal: 1,
                     role: None,
-                    state: "UNREACHABLE".into(),
+                    state: ReportedState::Unreachable,
                 },
             ],
             primary: Some("orders-0".into()),
@@ -413,11 +395,16 @@ mod tests {
         assert_eq!(
             view.members
                 .iter()
-                .map(|m| (m.name.as_str(), m.ordinal, m.role, m.state.as_str()))
+                .map(|m| (m.name.as_str(), m.ordinal, m.role, m.state))
                 .collect::<Vec<_>>(),
             [
-                ("orders-0", Some(0), Some(MemberRole::Primary), "ONLINE"),
-                ("orders-1", Some(1), None, "UNREACHABLE")
+                (
+                    "orders-0",
+                    Some(0),
+                    Some(MemberRole::Primary),
+                    ReportedState::Online
+                ),
+                ("orders-1", Some(1), None, ReportedState::Unreachable)
             ]
         );
         assert_eq!(view.conditions.len(), 1);
@@ -469,14 +456,23 @@ mod tests {
             at: "2026-11-23T10:00:00Z".parse().unwrap(),
         }];
         let st = history_to_status(&h);
-        assert_eq!(st[0].kind, "Clone");
+        assert_eq!(st[0].kind, ActionKind::Clone);
         assert_eq!(history_from_status(&st), h);
         let junk = vec![ActionStatus {
             ordinal: -1,
-            kind: "Dance".into(),
+            kind: ActionKind::Join,
             at: "x".into(),
         }];
         assert!(history_from_status(&junk).is_empty());
+    }
+
+    /// Member 0 the primary, 1 a secondary, 2 out of the group.
+    fn primary_0_secondary_1() -> BTreeMap<u32, Option<Role>> {
+        BTreeMap::from([
+            (0, Some(Role::Primary)),
+            (1, Some(Role::Secondary)),
+            (2, None),
+        ])
     }
 
     #[test]
@@ -486,11 +482,7 @@ mod tests {
             pod("metadata: {name: orders-1, labels: {innodb-operator.io/role: primary}}"),
             pod("metadata: {name: orders-2}"),
         ];
-        let desired = BTreeMap::from([
-            (0, Some(Role::Primary)),
-            (1, Some(Role::Secondary)),
-            (2, None),
-        ]);
+        let desired = primary_0_secondary_1();
         assert_eq!(
             label_changes("orders", &pods, &desired),
             vec![("orders-1".to_string(), Some("secondary"))]
@@ -504,11 +496,7 @@ mod tests {
             pod("metadata: {name: orders-1, labels: {innodb-operator.io/role: secondary}}"),
             pod("metadata: {name: orders-2, labels: {innodb-operator.io/role: primary}}"),
         ];
-        let desired = BTreeMap::from([
-            (0, Some(Role::Primary)),
-            (1, Some(Role::Secondary)),
-            (2, None),
-        ]);
+        let desired = primary_0_secondary_1();
         assert_eq!(
             label_changes("orders", &pods, &desired),
             vec![

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::encode;
 use super::load_order::{Job, Next, Schedule, TablePlan};
-use super::manifest::{self, ChunkEntry, Gtid, GtidFlavor, Manifest, ManifestError, TableEntry};
+use super::manifest::{
+    self, ChunkEntry, Gtid, GtidFlavor, Manifest, ManifestError, Summary, TableEntry,
+};
 use super::s3::{Bucket, S3Config, S3Error};
 use super::schema::Ddl;
 use super::tabledef;
@@ -43,20 +44,6 @@ pub struct RestoreConfig {
     /// How long to keep trying while the server refuses connections (a member that is still
     /// initialising); zero tries once.
     pub wait_for_server: Duration,
-}
-
-/// What a restore did; printed as one JSON line by the restore Job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RestoreReport {
-    pub(crate) status: &'static str,
-    pub(crate) tables: usize,
-    pub(crate) chunks: usize,
-    pub rows: u64,
-    pub(crate) raw_bytes: u64,
-    pub(crate) stored_bytes: u64,
-    /// The target's GTID position after the restore.
-    pub gtid_set: String,
-    pub(crate) seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,8 +164,9 @@ pub async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, Re
     manifest::parse(&bytes).map_err(|source| RestoreError::Manifest { key, source })
 }
 
-/// Restores the backup at `cfg.prefix` into the (empty) server `cfg.mysql`.
-pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
+/// Restores the backup at `cfg.prefix` into the (empty) server `cfg.mysql`; what it did is the
+/// backup's summary with the target's GTID position and the time it took.
+pub async fn run(cfg: RestoreConfig) -> Result<Summary, RestoreError> {
     if cfg.workers == 0 || cfg.workers > 64 {
         return Err(RestoreError::Config(format!(
             "workers must be 1..=64, got {}",
@@ -210,16 +198,11 @@ pub async fn run(cfg: RestoreConfig) -> Result<RestoreReport, RestoreError> {
     }
     let gtid_set = loaded?;
     let _ = conn.disconnect().await;
-    let chunks: Vec<_> = m.chunks().collect();
-    Ok(RestoreReport {
-        status: "Succeeded",
-        tables: m.tables.len(),
-        chunks: chunks.len(),
-        rows: chunks.iter().map(|(_, c)| c.rows).sum(),
-        raw_bytes: chunks.iter().map(|(_, c)| c.raw_bytes).sum(),
-        stored_bytes: chunks.iter().map(|(_, c)| c.object_bytes).sum(),
+    Ok(Summary {
         gtid_set,
-        seconds: start.elapsed().as_secs_f64(),
+        origin: None,
+        seconds: Some(start.elapsed().as_secs_f64()),
+        ..m.summary()
     })
 }
 

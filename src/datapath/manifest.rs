@@ -76,8 +76,10 @@ pub(crate) fn xxh3_hex(hash: u64) -> String {
     format!("{hash:016x}")
 }
 
-/// The one-line result a backup Job prints.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The one-line result a backup or restore Job prints (the operator reads `status`,
+/// `stored_bytes` and `gtid_set`): what the backup holds, with where and when it was taken (a
+/// backup) or how long its load took (a restore).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     pub(crate) status: &'static str,
     pub(crate) tables: usize,
@@ -85,7 +87,19 @@ pub struct Summary {
     pub rows: u64,
     pub(crate) raw_bytes: u64,
     pub(crate) stored_bytes: u64,
-    pub(crate) gtid_set: String,
+    /// The backup's GTID set; after a restore, the target's GTID position.
+    pub gtid_set: String,
+    /// A backup's: the server and tool that wrote it, and when.
+    #[serde(flatten)]
+    pub(crate) origin: Option<Origin>,
+    /// A restore's: how long it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seconds: Option<f64>,
+}
+
+/// The server and tool that wrote a backup, and when.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Origin {
     pub(crate) server_version: String,
     pub(crate) tool_version: String,
     pub(crate) started_at: String,
@@ -108,10 +122,13 @@ impl Manifest {
             raw_bytes: self.chunks().map(|(_, c)| c.raw_bytes).sum(),
             stored_bytes: self.chunks().map(|(_, c)| c.object_bytes).sum(),
             gtid_set: self.gtid.set.clone(),
-            server_version: self.server_version.clone(),
-            tool_version: self.tool_version.clone(),
-            started_at: self.started_at.clone(),
-            finished_at: self.finished_at.clone(),
+            origin: Some(Origin {
+                server_version: self.server_version.clone(),
+                tool_version: self.tool_version.clone(),
+                started_at: self.started_at.clone(),
+                finished_at: self.finished_at.clone(),
+            }),
+            seconds: None,
         }
     }
 }
@@ -194,5 +211,41 @@ mod tests {
             parse(&bytes),
             Err(ManifestError::Version { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_backup_summary_names_its_origin_and_a_restore_summary_its_time() {
+        let summary = Summary {
+            status: "Succeeded",
+            tables: 1,
+            chunks: 2,
+            rows: 3,
+            raw_bytes: 4,
+            stored_bytes: 5,
+            gtid_set: "u:1-3".into(),
+            origin: Some(Origin {
+                server_version: "9.7.4".into(),
+                tool_version: "0.1.0".into(),
+                started_at: "a".into(),
+                finished_at: "b".into(),
+            }),
+            seconds: None,
+        };
+        let common = r#""status":"Succeeded","tables":1,"chunks":2,"rows":3,"raw_bytes":4,"stored_bytes":5,"gtid_set":"u:1-3""#;
+        assert_eq!(
+            serde_json::to_string(&summary).unwrap(),
+            format!(
+                r#"{{{common},"server_version":"9.7.4","tool_version":"0.1.0","started_at":"a","finished_at":"b"}}"#
+            )
+        );
+        let restored = Summary {
+            origin: None,
+            seconds: Some(1.5),
+            ..summary
+        };
+        assert_eq!(
+            serde_json::to_string(&restored).unwrap(),
+            format!(r#"{{{common},"seconds":1.5}}"#)
+        );
     }
 }

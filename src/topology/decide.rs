@@ -2,12 +2,13 @@
 //! most one operation and says what the status, Events and role labels should be.
 
 use super::diagnose::{Diagnosis, Health, diagnose};
+pub use super::event::Event;
 use super::expel;
 use super::observe::{ActionKind, ActionRecord, MemberStatus, Observed, Reach, RestoreGate};
 use super::ops::Operation;
 use super::pick::{denied, flapping, name, names};
 use super::report::assemble;
-pub use super::report::{Condition, Decision, Event, MemberReport};
+pub use super::report::{Condition, Decision, MemberReport};
 use super::verdict::Verdict;
 use super::with_quorum::with_quorum;
 
@@ -155,23 +156,27 @@ fn force_quorum(observed: &Observed, partition: &[u32]) -> Verdict {
     )
 }
 
-fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
-    // A cluster created from a backup starts its group only from the restored first member,
-    // once the restore succeeded: never from an empty member, never from a half-loaded one.
+/// A cluster created from a backup starts its group only from the restored first member, once
+/// the restore succeeded: never from an empty member, never from a half-loaded one.
+fn held_by_restore(observed: &Observed) -> Option<Verdict> {
     match &observed.input.restore {
-        RestoreGate::Open => {}
-        RestoreGate::Waiting { reason, message } => {
-            return Verdict::wait(
-                reason,
-                format!(
-                    "the group starts once the backup is restored into {}: {message}",
-                    name(observed, 0)
-                ),
-            );
-        }
-        RestoreGate::Blocked { reason, message } => {
-            return Verdict::blocked(reason, message.clone());
-        }
+        RestoreGate::Open => None,
+        RestoreGate::Waiting { reason, message } => Some(Verdict::wait(
+            reason,
+            format!(
+                "the group starts once the backup is restored into {}: {message}",
+                name(observed, 0)
+            ),
+        )),
+        RestoreGate::Blocked { reason, message } => Some(Verdict::blocked(reason, message.clone())),
+    }
+}
+
+/// No member is in a group: (re)start it from the member that holds every other member's
+/// transactions, once every member answers.
+fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
+    if let Some(held) = held_by_restore(observed) {
+        return held;
     }
     let denied = denied(observed);
     if !denied.is_empty() {

@@ -25,8 +25,8 @@
 //! the timeout is therefore set back as soon as no member of the view is gone or UNREACHABLE.
 
 use super::diagnose::QuorumGroup;
+use super::event::Event;
 use super::observe::{MemberStatus, Observed, Reach, Silence};
-use super::report::Event;
 
 /// Why the operator knows a listed member is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

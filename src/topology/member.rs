@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::cluster::ReportedState;
+
 /// A member's role as the Services see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,7 +54,19 @@ impl MemberStatus {
 
     /// Whether the member takes part in a group (as far as it knows).
     pub(crate) fn in_group(self) -> bool {
-        matches!(self, MemberStatus::Online | MemberStatus::Recovering)
+        ReportedState::from(self).in_group()
+    }
+}
+
+impl From<MemberStatus> for ReportedState {
+    fn from(status: MemberStatus) -> ReportedState {
+        match status {
+            MemberStatus::Online => ReportedState::Online,
+            MemberStatus::Recovering => ReportedState::Recovering,
+            MemberStatus::Offline => ReportedState::Offline,
+            MemberStatus::Error => ReportedState::Error,
+            MemberStatus::Unreachable => ReportedState::Unreachable,
+        }
     }
 }
 

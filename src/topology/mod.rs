@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod decide;
 pub mod diagnose;
+pub mod event;
 pub mod expel;
 pub mod gtid;
 pub mod labels;
@@ -24,11 +25,12 @@ mod verdict;
 mod with_quorum;
 
 pub use decide::{decide, updated_history};
+pub use event::Event;
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
 };
 pub use ops::{MemberOps, Operation, OpsError};
-pub use report::{Condition, Decision, Event, MemberReport};
+pub use report::{Condition, Decision, MemberReport};
 
 /// How long a tick waits for stragglers once the group's majority answered (see
 /// [`ops::Patience`]): far above a healthy member's answer time, far below the observe deadline.

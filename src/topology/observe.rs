@@ -51,14 +51,8 @@ pub enum ClonePolicy {
     ReplaceErrant,
 }
 
-/// Kinds of automatic action, for anti-flapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ActionKind {
-    Join,
-    Clone,
-    Leave,
-    Switchover,
-}
+/// Kinds of automatic action, for anti-flapping: the status's own type, which keeps them.
+pub use crate::api::cluster::ActionKind;
 
 /// An automatic action the operator took on a member; the lead keeps these in the status so
 /// anti-flapping survives operator restarts.

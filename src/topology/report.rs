@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jiff::Timestamp;
+
+use crate::api::cluster::ReportedState;
+
 use super::diagnose::{Diagnosis, Health};
+use super::event::Event;
 use super::labels;
 use super::observe::{ActionRecord, Observed, Reach, Role};
 use super::ops::Operation;
@@ -19,14 +24,6 @@ pub struct Condition {
     pub message: String,
 }
 
-/// An Event to record on the `MySQLCluster`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub(crate) reason: String,
-    pub message: String,
-}
-
 /// One member in the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReport {
@@ -34,7 +31,7 @@ pub struct MemberReport {
     pub(crate) ordinal: u32,
     pub(crate) role: Option<Role>,
     /// MEMBER_STATE as the group (or the member) reports it, or UNREACHABLE / MISSING.
-    pub(crate) state: String,
+    pub(crate) state: ReportedState,
 }
 
 /// What the lead does with one tick's result.
@@ -69,23 +66,58 @@ pub struct Decision {
     pub expel_timeout: Option<super::expel::ExpelTimeout>,
 }
 
-/// Long (163 lines) on purpose: it fills every field of one `Decision` from one diagnosis and
-/// verdict; its parts are a few lines each and only make sense together.
+/// The `Decision` of one tick: every field from the observation, the diagnosis and the verdict,
+/// each by a named step below.
 pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verdict) -> Decision {
     let input = &observed.input;
     let labels = labels::desired(observed, diagnosis);
+    let primary = diagnosis.group.as_ref().and_then(|g| g.primary);
+    let labels_applied = input
+        .pods
+        .iter()
+        .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
+    let online = diagnosis.health == Health::Online;
+    let acting = verdict.operation != Operation::None;
+    let ready = online && labels_applied && !acting;
+    Decision {
+        switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
+        force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
+        requeue: if ready {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        },
+        conditions: conditions(observed, diagnosis, &verdict, ready),
+        members: members(observed, diagnosis, &labels),
+        events: events(&verdict),
+        statefulset_replicas: statefulset_replicas(observed, diagnosis),
+        update_next: update_next(observed, diagnosis, online && !acting),
+        record: record(&verdict, primary, input.now),
+        primary: primary.map(|p| input.pod_name(p)),
+        operation: verdict.operation,
+        labels,
+        expel_timeout: None,
+    }
+}
+
+/// Every member with the state the group (or, outside it, the member itself) reports and the
+/// role its label is to carry.
+fn members(
+    observed: &Observed,
+    diagnosis: &Diagnosis,
+    labels: &BTreeMap<u32, Option<Role>>,
+) -> Vec<MemberReport> {
     let group = diagnosis.group.as_ref();
-    let primary = group.and_then(|g| g.primary);
-    let members: Vec<MemberReport> = observed
+    observed
         .members
         .iter()
         .map(|m| {
             let row = group.and_then(|g| g.row(m.ordinal));
             let state = match (row, &m.reach) {
-                (Some(r), _) => r.state.as_str().to_string(),
-                (None, Reach::Reachable(s)) => s.own_status().as_str().to_string(),
-                (None, Reach::Unreachable { .. }) => "UNREACHABLE".to_string(),
-                (None, Reach::NoPod) => "MISSING".to_string(),
+                (Some(r), _) => r.state.into(),
+                (None, Reach::Reachable(s)) => s.own_status().into(),
+                (None, Reach::Unreachable { .. }) => ReportedState::Unreachable,
+                (None, Reach::NoPod) => ReportedState::Missing,
             };
             MemberReport {
                 name: observed.input.pod_name(m.ordinal),
@@ -94,14 +126,19 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
                 state,
             }
         })
-        .collect();
-    let labels_applied = input
-        .pods
-        .iter()
-        .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
+        .collect()
+}
+
+/// The five conditions; `ready`: every member ONLINE, labelled, and nothing to do.
+fn conditions(
+    observed: &Observed,
+    diagnosis: &Diagnosis,
+    verdict: &Verdict,
+    ready: bool,
+) -> Vec<Condition> {
+    let primary = diagnosis.group.as_ref().and_then(|g| g.primary);
     let online = diagnosis.health == Health::Online;
     let acting = verdict.operation != Operation::None;
-    let ready = online && labels_applied && !acting;
     let quorum_lost = diagnosis.health == Health::NoQuorum;
     let cond = |type_: &'static str, status: bool, reason: &str, message: &str| Condition {
         type_,
@@ -110,7 +147,14 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         message: message.to_string(),
     };
     let (reason, message) = (verdict.reason, verdict.message.as_str());
-    let conditions = vec![
+    let available = match primary {
+        Some(p) => format!(
+            "{} is the ONLINE primary of a group with quorum",
+            observed.input.pod_name(p)
+        ),
+        None => "no ONLINE primary in a group with quorum".to_string(),
+    };
+    vec![
         cond(
             "Ready",
             ready,
@@ -129,13 +173,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
             } else {
                 "NoPrimary"
             },
-            &match primary {
-                Some(p) => format!(
-                    "{} is the ONLINE primary of a group with quorum",
-                    observed.input.pod_name(p)
-                ),
-                None => "no ONLINE primary in a group with quorum".to_string(),
-            },
+            &available,
         ),
         cond(
             "Progressing",
@@ -159,21 +197,26 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
                 "a group with quorum exists or none is running"
             },
         ),
-    ];
-    let mut events = Vec::new();
-    if acting {
-        events.push(Event {
-            warning: matches!(verdict.operation, Operation::ForceQuorum { .. }),
-            reason: verdict.reason.to_string(),
-            message: verdict.message.clone(),
-        });
-    } else if verdict.needs_user {
-        events.push(Event {
-            warning: true,
-            reason: verdict.reason.to_string(),
-            message: verdict.message.clone(),
-        });
+    ]
+}
+
+/// The verdict's Event: the operation about to run, or what the user must do.
+fn events(verdict: &Verdict) -> Vec<Event> {
+    let acting = verdict.operation != Operation::None;
+    if !acting && !verdict.needs_user {
+        return Vec::new();
     }
+    vec![Event {
+        warning: !acting || matches!(verdict.operation, Operation::ForceQuorum { .. }),
+        reason: verdict.reason.to_string(),
+        message: verdict.message.clone(),
+    }]
+}
+
+/// What the StatefulSet's replicas should be: the spec's, or more while members above it are
+/// still in the group (members leave the group before their pod goes).
+fn statefulset_replicas(observed: &Observed, diagnosis: &Diagnosis) -> u32 {
+    let input = &observed.input;
     let in_group_max = diagnosis
         .group
         .iter()
@@ -181,18 +224,26 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         .chain(diagnosis.stranded.iter().copied())
         .max();
     let existing_max = input.pods.iter().map(|p| p.ordinal).max();
-    let keep = if group.is_some() {
+    let keep = if diagnosis.group.is_some() {
         in_group_max
     } else {
         existing_max.max(in_group_max)
     };
-    let statefulset_replicas = input.instances.max(keep.map_or(0, |o| o + 1));
+    input.instances.max(keep.map_or(0, |o| o + 1))
+}
+
+/// The one pod of a rolling update to delete now (see [`Decision::update_next`]); `settled`:
+/// every member ONLINE and no operation runs.
+fn update_next(observed: &Observed, diagnosis: &Diagnosis, settled: bool) -> Option<u32> {
+    let input = &observed.input;
+    let group = diagnosis.group.as_ref();
+    let primary = group.and_then(|g| g.primary);
     // A single member cannot hand over: its update is the (unavoidable) outage.
     let alone = input.instances == 1;
     // The primary's turn comes once it is a secondary, or when no member can take its role over
     // (an upgrade: MySQL makes only a member of the lowest version the primary).
     let last = group.is_some_and(|g| super::pick::primary_updates_last(observed, g));
-    let update_next = input
+    input
         .pods
         .iter()
         .filter(|p| {
@@ -200,38 +251,23 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         })
         .map(|p| p.ordinal)
         .min()
-        .filter(|_| online && !acting && input.pods.iter().all(|p| !p.deleting));
-    let record = verdict.record.and_then(|kind| {
-        let ordinal = match &verdict.operation {
-            Operation::Join { member, .. }
-            | Operation::Clone { member, .. }
-            | Operation::Leave { member } => *member,
-            Operation::SetPrimary { .. } => primary?,
-            _ => return None,
-        };
-        Some(ActionRecord {
-            ordinal,
-            kind,
-            at: input.now,
-        })
-    });
-    Decision {
-        switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
-        force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
-        requeue: if ready {
-            Duration::from_secs(10)
-        } else {
-            Duration::from_secs(1)
-        },
-        operation: verdict.operation,
-        record,
-        conditions,
-        members,
-        primary: primary.map(|p| observed.input.pod_name(p)),
-        events,
-        labels,
-        statefulset_replicas,
-        update_next,
-        expel_timeout: None,
-    }
+        .filter(|_| settled && input.pods.iter().all(|p| !p.deleting))
+}
+
+/// The history entry of the verdict's operation, for anti-flapping (a switchover is recorded
+/// on the primary it leaves).
+fn record(verdict: &Verdict, primary: Option<u32>, now: Timestamp) -> Option<ActionRecord> {
+    let kind = verdict.record?;
+    let ordinal = match &verdict.operation {
+        Operation::Join { member, .. }
+        | Operation::Clone { member, .. }
+        | Operation::Leave { member } => *member,
+        Operation::SetPrimary { .. } => primary?,
+        _ => return None,
+    };
+    Some(ActionRecord {
+        ordinal,
+        kind,
+        at: now,
+    })
 }

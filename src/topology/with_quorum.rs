@@ -191,7 +191,8 @@ fn heal(observed: &Observed, group: &QuorumGroup, ordinal: u32) -> Heal {
     heal_by(observed, group, ordinal, state, &member)
 }
 
-/// How a member that can be healed comes back: a clone (errant or empty), else a join.
+/// How a member that can be healed comes back ([`remedy`]), unless another clone runs or the
+/// same action ran too recently on it.
 fn heal_by(
     observed: &Observed,
     group: &QuorumGroup,
@@ -199,66 +200,10 @@ fn heal_by(
     state: &MemberState,
     member: &str,
 ) -> Heal {
-    let input = &observed.input;
-    let own = state.transactions();
-    let errant = own.subtract(&group.transactions);
-    if !errant.is_empty() && !group.complete() {
-        // An ONLINE member the operator cannot read may hold these: no verdict yet.
-        return Heal::Waiting(format!(
-            "{member} has transactions the reachable members lack; waiting to read every ONLINE member"
-        ));
-    }
-    let kind;
-    let operation;
-    let message;
-    if !errant.is_empty() {
-        if input.clone_policy != ClonePolicy::ReplaceErrant {
-            return Heal::Blocked(format!(
-                "{member} has {} transactions the group does not have ({errant}); remove them, \
-                 or set the clone policy to ReplaceErrant to replace its data with a clone \
-                 (those transactions are then lost)",
-                errant.count()
-            ));
-        }
-        let Some(donor) = best_donor(observed, group, ordinal) else {
-            return Heal::Waiting(no_donor(observed, member, ordinal));
-        };
-        kind = ActionKind::Clone;
-        operation = Operation::Clone {
-            member: ordinal,
-            donor,
-        };
-        message = format!(
-            "re-cloning {member} from {}: it had {} errant transactions ({errant})",
-            name(observed, donor),
-            errant.count()
-        );
-    } else if own.is_empty()
-        && !group.transactions.is_empty()
-        && input.clone_policy != ClonePolicy::Never
-        && state.capabilities.clone
-    {
-        let Some(donor) = best_donor(observed, group, ordinal) else {
-            return Heal::Waiting(no_donor(observed, member, ordinal));
-        };
-        kind = ActionKind::Clone;
-        operation = Operation::Clone {
-            member: ordinal,
-            donor,
-        };
-        message = format!(
-            "provisioning the empty {member} by cloning {}",
-            name(observed, donor)
-        );
-    } else {
-        kind = ActionKind::Join;
-        let restart = state.own_status() == MemberStatus::Error;
-        operation = Operation::Join {
-            member: ordinal,
-            restart,
-        };
-        message = format!("{member} joins the group");
-    }
+    let (kind, operation, message) = match remedy(observed, group, ordinal, state, member) {
+        Ok(remedy) => remedy,
+        Err(heal) => return heal,
+    };
     if kind == ActionKind::Clone
         && let Some(other) = observed
             .members
@@ -278,7 +223,7 @@ fn heal_by(
     if flapping(observed, ordinal, kind) {
         return Heal::Waiting(format!(
             "{member}: a {kind:?} ran less than {}s ago (anti-flapping){failed}",
-            input.flap_window.as_secs()
+            observed.input.flap_window.as_secs()
         ));
     }
     Heal::Run(Verdict::run(
@@ -286,6 +231,73 @@ fn heal_by(
         Some(kind),
         "Healing",
         message + &failed,
+    ))
+}
+
+/// The operation that heals the member, with its message: a clone when it holds errant
+/// transactions (clone policy ReplaceErrant) or is empty while the group is not, else a join.
+/// `Err` says why nothing can run (yet).
+fn remedy(
+    observed: &Observed,
+    group: &QuorumGroup,
+    ordinal: u32,
+    state: &MemberState,
+    member: &str,
+) -> Result<(ActionKind, Operation, String), Heal> {
+    let input = &observed.input;
+    let own = state.transactions();
+    let errant = own.subtract(&group.transactions);
+    let clone = |message: &dyn Fn(&str) -> String| {
+        let Some(donor) = best_donor(observed, group, ordinal) else {
+            return Err(Heal::Waiting(no_donor(observed, member, ordinal)));
+        };
+        let operation = Operation::Clone {
+            member: ordinal,
+            donor,
+        };
+        Ok((
+            ActionKind::Clone,
+            operation,
+            message(&name(observed, donor)),
+        ))
+    };
+    if !errant.is_empty() && !group.complete() {
+        // An ONLINE member the operator cannot read may hold these: no verdict yet.
+        return Err(Heal::Waiting(format!(
+            "{member} has transactions the reachable members lack; waiting to read every ONLINE member"
+        )));
+    }
+    if !errant.is_empty() {
+        if input.clone_policy != ClonePolicy::ReplaceErrant {
+            return Err(Heal::Blocked(format!(
+                "{member} has {} transactions the group does not have ({errant}); remove them, \
+                 or set the clone policy to ReplaceErrant to replace its data with a clone \
+                 (those transactions are then lost)",
+                errant.count()
+            )));
+        }
+        return clone(&|donor| {
+            format!(
+                "re-cloning {member} from {donor}: it had {} errant transactions ({errant})",
+                errant.count()
+            )
+        });
+    }
+    if own.is_empty()
+        && !group.transactions.is_empty()
+        && input.clone_policy != ClonePolicy::Never
+        && state.capabilities.clone
+    {
+        return clone(&|donor| format!("provisioning the empty {member} by cloning {donor}"));
+    }
+    let operation = Operation::Join {
+        member: ordinal,
+        restart: state.own_status() == MemberStatus::Error,
+    };
+    Ok((
+        ActionKind::Join,
+        operation,
+        format!("{member} joins the group"),
     ))
 }
 

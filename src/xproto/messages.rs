@@ -578,39 +578,6 @@ mod tests {
     }
 
     #[test]
-    fn enable_notices_arguments_round_trip() {
-        let stmt = admin_command(
-            "enable_notices",
-            vec![Any::object(vec![(
-                "notice",
-                Any::array(vec![
-                    Any::string("group_replication/membership/view"),
-                    Any::string("group_replication/status/role_change"),
-                ]),
-            )])],
-        );
-        let ClientMessage::StmtExecute(back) = round_trip_client(ClientMessage::StmtExecute(stmt))
-        else {
-            panic!("wrong variant")
-        };
-        assert_eq!(back.namespace(), "mysqlx");
-        let names: Vec<&str> = back.args[0]
-            .get("notice")
-            .and_then(Any::as_array)
-            .unwrap()
-            .iter()
-            .filter_map(Any::as_str)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "group_replication/membership/view",
-                "group_replication/status/role_change"
-            ]
-        );
-    }
-
-    #[test]
     fn scalar_variants_round_trip() {
         let scalar = Scalar {
             r#type: ScalarType::VSint as i32,

@@ -83,6 +83,7 @@ pub fn group_replication_event(frame: &NoticeFrame) -> Result<Option<GrEvent>, M
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xproto::messages::ClientMessage;
 
     fn gr_frame(kind: u32, view_id: Option<&str>) -> NoticeFrame {
         NoticeFrame {
@@ -152,8 +153,13 @@ mod tests {
     }
 
     #[test]
-    fn enable_notices_lists_the_four_names() {
-        let stmt = enable_group_replication_notices();
+    fn enable_notices_lists_the_four_names_and_survives_the_wire() {
+        let sent = ClientMessage::StmtExecute(enable_group_replication_notices());
+        let ClientMessage::StmtExecute(stmt) = ClientMessage::decode(&sent.to_frame()).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(ClientMessage::StmtExecute(stmt.clone()), sent);
         assert_eq!(stmt.namespace(), "mysqlx");
         assert_eq!(stmt.stmt, b"enable_notices");
         let names: Vec<&str> = stmt.args[0]

@@ -2,25 +2,14 @@
 
 use super::*;
 use crate::api::BackupStatus;
-use crate::api::cluster::MemberStatus;
-use crate::api::storage::S3CredentialsSecret;
+use crate::api::cluster::{MemberStatus, ReportedState};
 
 fn now() -> Time {
     Time("2026-11-23T10:00:00Z".parse().unwrap())
 }
 
 fn storage(bucket: &str) -> S3Storage {
-    S3Storage {
-        bucket: bucket.into(),
-        endpoint: Some("http://minio:9000".into()),
-        force_path_style: true,
-        credentials_secret: Some(S3CredentialsSecret {
-            name: "s3".into(),
-            access_key_id_key: "id".into(),
-            secret_access_key_key: "key".into(),
-        }),
-        ..Default::default()
-    }
+    crate::cluster::testing::minio_storage(bucket)
 }
 
 fn cluster(yaml_spec: &str) -> MySQLCluster {
@@ -524,12 +513,12 @@ fn a_group_that_already_ran_is_never_restored_over() {
     assert!(held(&p));
 }
 
-fn member(state: &str) -> MemberStatus {
+fn member(state: ReportedState) -> MemberStatus {
     MemberStatus {
         name: "orders-1".into(),
         ordinal: Some(1),
         role: None,
-        state: state.into(),
+        state,
     }
 }
 
@@ -537,13 +526,17 @@ fn member(state: &str) -> MemberStatus {
 fn only_a_status_with_a_primary_or_a_member_in_a_group_says_the_group_ran() {
     assert!(!group_started(None));
     let mut s = MySQLClusterStatus {
-        members: vec![member("OFFLINE"), member("PodReady"), member("UNREACHABLE")],
+        members: vec![
+            member(ReportedState::Offline),
+            member(ReportedState::PodReady),
+            member(ReportedState::Unreachable),
+        ],
         ..Default::default()
     };
     assert!(!group_started(Some(&s)));
-    for state in ["ONLINE", "RECOVERING"] {
-        s.members = vec![member("OFFLINE"), member(state)];
-        assert!(group_started(Some(&s)), "{state}");
+    for state in [ReportedState::Online, ReportedState::Recovering] {
+        s.members = vec![member(ReportedState::Offline), member(state)];
+        assert!(group_started(Some(&s)), "{state:?}");
     }
     s.members.clear();
     s.primary = Some("orders-0".into());

@@ -308,16 +308,22 @@ impl Bucket {
         &self.name
     }
 
-    fn err<E>(&self, op: &'static str, key: &str, e: &SdkError<E>) -> S3Error
-    where
-        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    {
+    /// A request `op` on `key` of this bucket failed.
+    fn failed(&self, op: &'static str, key: &str, message: impl ToString) -> S3Error {
         S3Error::Request {
             op,
             bucket: self.name.clone(),
             key: key.to_string(),
-            message: describe(e),
+            message: message.to_string(),
         }
+    }
+
+    /// A request `op` on `key` of this bucket failed in the SDK.
+    fn err<E>(&self, op: &'static str, key: &str, e: &SdkError<E>) -> S3Error
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    {
+        self.failed(op, key, describe(e))
     }
 
     /// Uploads a small object in one request.
@@ -363,12 +369,10 @@ impl Bucket {
     /// Reads a whole (small) object.
     pub(crate) async fn get_all(&self, key: &str) -> Result<Vec<u8>, S3Error> {
         let body = self.get(key).await?;
-        let data = body.collect().await.map_err(|e| S3Error::Request {
-            op: "GetObject",
-            bucket: self.name.clone(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let data = body
+            .collect()
+            .await
+            .map_err(|e| self.failed("GetObject", key, e))?;
         Ok(data.to_vec())
     }
 
@@ -463,22 +467,12 @@ impl Bucket {
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(k).build())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| S3Error::Request {
-                    op: "DeleteObjects",
-                    bucket: self.name.clone(),
-                    key: prefix.to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.failed("DeleteObjects", prefix, e))?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|e| S3Error::Request {
-                    op: "DeleteObjects",
-                    bucket: self.name.clone(),
-                    key: prefix.to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| self.failed("DeleteObjects", prefix, e))?;
             self.client
                 .delete_objects()
                 .bucket(&self.name)

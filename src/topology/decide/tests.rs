@@ -141,6 +141,19 @@ fn row(input: &ClusterInput, o: u32, state: S, role: Option<Role>) -> GroupMembe
     }
 }
 
+/// `member` joins by distributed recovery (no restart).
+fn join(member: u32) -> Operation {
+    Operation::Join {
+        member,
+        restart: false,
+    }
+}
+
+/// `member` is cloned from `donor`.
+fn clone_from(member: u32, donor: u32) -> Operation {
+    Operation::Clone { member, donor }
+}
+
 fn condition(d: &Decision, type_: &str) -> Condition {
     d.conditions
         .iter()

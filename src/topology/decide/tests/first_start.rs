@@ -82,13 +82,7 @@ fn after_the_restore_the_group_starts_from_the_restored_first_member() {
         .gtids(0, &g("1-1000"))
         .group(&[(0, S::Online)], 0)
         .decide();
-    assert_eq!(
-        d.operation,
-        Operation::Clone {
-            member: 1,
-            donor: 0
-        }
-    );
+    assert_eq!(d.operation, clone_from(1, 0));
 }
 
 #[test]
@@ -105,13 +99,7 @@ fn the_gate_does_not_touch_a_running_group() {
             }
         })
         .decide();
-    assert_eq!(
-        d.operation,
-        Operation::Join {
-            member: 2,
-            restart: false
-        }
-    );
+    assert_eq!(d.operation, join(2));
 }
 
 #[test]

@@ -35,13 +35,7 @@ fn an_offline_member_with_data_joins() {
         .gtids(2, &g("1-4"))
         .group(&[(0, S::Online), (1, S::Online)], 0)
         .decide();
-    assert_eq!(
-        d.operation,
-        Operation::Join {
-            member: 2,
-            restart: false
-        }
-    );
+    assert_eq!(d.operation, join(2));
     assert_eq!(
         d.record.as_ref().map(|r| (r.ordinal, r.kind)),
         Some((2, ActionKind::Join))
@@ -72,21 +66,9 @@ fn an_empty_member_is_provisioned_by_clone_unless_the_policy_forbids() {
             .gtids(1, &g("1-10"))
             .group(&[(0, S::Online), (1, S::Online)], 0)
     };
-    assert_eq!(
-        fx().decide().operation,
-        Operation::Clone {
-            member: 2,
-            donor: 1
-        }
-    );
+    assert_eq!(fx().decide().operation, clone_from(2, 1));
     let d = fx().with(|i| i.clone_policy = ClonePolicy::Never).decide();
-    assert_eq!(
-        d.operation,
-        Operation::Join {
-            member: 2,
-            restart: false
-        }
-    );
+    assert_eq!(d.operation, join(2));
 }
 
 #[test]
@@ -101,22 +83,10 @@ fn clones_come_from_a_donor_of_the_recipients_series() {
             .version(1, "9.7.4")
     };
     let d = fx().version(2, "9.7.4").decide();
-    assert_eq!(
-        d.operation,
-        Operation::Clone {
-            member: 2,
-            donor: 1
-        }
-    );
+    assert_eq!(d.operation, clone_from(2, 1));
     // An 8.4 recipient: the only secondary is 9.7, so the 8.4 primary donates.
     let d = fx().version(2, "8.4.7").decide();
-    assert_eq!(
-        d.operation,
-        Operation::Clone {
-            member: 2,
-            donor: 0
-        }
-    );
+    assert_eq!(d.operation, clone_from(2, 0));
     // A 9.7.3 recipient cannot clone from 9.7.4 nor from 8.4: wait, and say why.
     let d = fx().version(2, "9.7.3").decide();
     assert_eq!(d.operation, Operation::None);
@@ -196,13 +166,7 @@ fn a_member_with_errant_transactions_never_joins() {
     let d = errant()
         .with(|i| i.clone_policy = ClonePolicy::ReplaceErrant)
         .decide();
-    assert_eq!(
-        d.operation,
-        Operation::Clone {
-            member: 2,
-            donor: 1
-        }
-    );
+    assert_eq!(d.operation, clone_from(2, 1));
 }
 
 #[test]
@@ -256,13 +220,7 @@ fn anti_flapping_holds_a_second_join_within_the_window() {
             .message
             .contains("anti-flapping")
     );
-    assert_eq!(
-        fx(31).decide().operation,
-        Operation::Join {
-            member: 2,
-            restart: false
-        }
-    );
+    assert_eq!(fx(31).decide().operation, join(2));
 }
 
 #[test]
