@@ -5,7 +5,7 @@ use super::diagnose::{Diagnosis, Health, diagnose};
 use super::expel;
 use super::observe::{ActionKind, ActionRecord, MemberStatus, Observed, Reach, RestoreGate};
 use super::ops::Operation;
-use super::pick::{denied, flapping, name, names};
+use super::pick::{denied, flapping, foreign_groups, name, names};
 use super::report::assemble;
 pub use super::report::{Condition, Decision, Event, MemberReport};
 use super::verdict::Verdict;
@@ -173,9 +173,10 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
             return Verdict::blocked(reason, message.clone());
         }
     }
-    let denied = denied(observed);
-    if !denied.is_empty() {
-        return Verdict::blocked("MemberNeedsAttention", denied.join("; "));
+    let mut needs_attention = denied(observed);
+    needs_attention.extend(foreign_groups(observed));
+    if !needs_attention.is_empty() {
+        return Verdict::blocked("MemberNeedsAttention", needs_attention.join("; "));
     }
     if !diagnosis.unreachable.is_empty() {
         return Verdict::wait(

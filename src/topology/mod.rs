@@ -138,6 +138,7 @@ mod tests {
                 cloning: false,
                 clone_failed: None,
                 expel_timeout: Some(5),
+                group_name: None,
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {
