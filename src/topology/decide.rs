@@ -35,6 +35,8 @@ pub fn decide(observed: &Observed) -> Decision {
         decision.requeue = decision.requeue.min(std::time::Duration::from_secs(1));
     }
     decision.expel_timeout = expel_timeout;
+    #[cfg(feature = "test-mutations")]
+    let decision = super::mutation::apply(observed, decision);
     decision
 }
 

@@ -14,6 +14,8 @@ pub mod expel;
 pub mod gtid;
 pub mod labels;
 pub mod member;
+#[cfg(feature = "test-mutations")]
+mod mutation;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
