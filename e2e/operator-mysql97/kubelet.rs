@@ -6,6 +6,13 @@
 //! is stopped (SIGTERM, then SIGKILL after its grace period) and a pod of the same name created
 //! again starts fresh on its kept claims.
 //!
+//! kwok removes a deleted pod from the API at once, while a kubelet keeps it (Terminating) until
+//! its containers have stopped: the StatefulSet controller would create the pod again, and kwok
+//! give its IP to another pod, while the old server still runs and answers at that IP (the
+//! operator then joined a scaled-down member that was shutting down, in the new pod's name).
+//! So every pod this kubelet runs carries its finalizer, removed once the pod's processes
+//! stopped, as a kubelet's graceful deletion does.
+//!
 //! The cluster DNS and kube-proxy are the harness's too: every container's `/etc/hosts` holds
 //! each member pod's stable name (`<hostname>.<subdomain>.<ns>.svc.<domain>`), each ClusterIP
 //! Service's name with its cluster IP and each headless Service's with its ready endpoints,
@@ -21,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Config, ResourceExt};
 
 use crate::proxy::Proxy;
@@ -32,6 +39,8 @@ const TICK: Duration = Duration::from_millis(200);
 /// A container that ran less than this is started again only this long after its last start.
 const BACK_OFF: Duration = Duration::from_secs(10);
 const COMPONENT: &str = "app.kubernetes.io/component";
+/// Holds a deleted pod in the API until this kubelet stopped its processes.
+const FINALIZER: &str = "innodb-operator.test/harness-kubelet";
 const INSTANCE: &str = "app.kubernetes.io/instance";
 pub const DOMAIN: &str = "cluster.local";
 
@@ -252,8 +261,47 @@ async fn tick(
             .items;
         Some((cms, secrets))
     };
-    let mut p = pods.lock().unwrap_or_else(|e| e.into_inner());
-    let p = &mut *p;
+    // Held before anything runs for them, released once their processes stopped.
+    for w in &new {
+        finalize(client, namespace, &w.name, &w.uid, true).await?;
+    }
+    let stopped = {
+        let mut p = pods.lock().unwrap_or_else(|e| e.into_inner());
+        let world = Seen {
+            wanted: &wanted,
+            new: &new,
+            objects: objects.as_ref(),
+            services: &services,
+            slices: &slices,
+        };
+        run_pods(&mut p, &world, namespace)?
+    };
+    for (name, uid) in stopped {
+        finalize(client, namespace, &name, &uid, false).await?;
+    }
+    Ok(())
+}
+
+/// What one tick read from the API.
+struct Seen<'a> {
+    wanted: &'a [Wanted],
+    new: &'a [&'a Wanted],
+    objects: Option<&'a (Vec<ConfigMap>, Vec<Secret>)>,
+    services: &'a [Service],
+    slices: &'a [EndpointSlice],
+}
+
+/// Makes the processes match what the API holds: pods gone are stopped, new ones started,
+/// exited containers started again, the cluster DNS and kube-proxy brought up to date.
+/// Returns the stopped pods (name, uid). Over 80 lines: one kubelet pass, in a kubelet's order.
+fn run_pods(p: &mut Pods, seen: &Seen, namespace: &str) -> Result<Vec<(String, String)>, String> {
+    let Seen {
+        wanted,
+        new,
+        objects,
+        services,
+        slices,
+    } = *seen;
     // Pods deleted, or replaced by a new pod of the same name.
     let gone: Vec<(String, Running)> = p
         .running
@@ -261,15 +309,17 @@ async fn tick(
         .filter(|(name, r)| !wanted.iter().any(|w| &w.name == *name && w.uid == r.uid))
         .map(|(n, r)| (n.clone(), r.clone()))
         .collect();
+    let mut stopped = Vec::new();
     for (name, r) in gone {
         let status = p.cluster(r.kind).remove_pod(r.ordinal);
         p.running.remove(&name);
         p.event(format!("pod {name} gone: stopped ({status:?})"));
+        stopped.push((name, r.uid));
     }
     // New pods: their network and state, then every one's init containers at once.
     let mut starting: BTreeMap<Kind, Vec<u32>> = BTreeMap::new();
-    if let Some((cms, secrets)) = &objects {
-        for w in &new {
+    if let Some((cms, secrets)) = objects {
+        for w in new {
             let ordinal = match w.kind {
                 Kind::Member => ordinal_of(&w.name)?,
                 Kind::Router => {
@@ -296,11 +346,11 @@ async fn tick(
         }
     }
     // The names and Services first: a starting member may look its peers up.
-    let dns = Dns::new(&services, &slices);
+    let dns = Dns::new(services, slices);
     for change in p.proxy.update(dns.proxied())? {
         p.event(format!("proxy: {change}"));
     }
-    let hosts = dns.hosts(&wanted, namespace);
+    let hosts = dns.hosts(wanted, namespace);
     if hosts != p.hosts || !starting.is_empty() {
         p.members.set_hosts(&hosts)?;
         p.routers.set_hosts(&hosts)?;
@@ -333,7 +383,31 @@ async fn tick(
         }
         p.event(format!("pod {name}: container started again"));
     }
-    Ok(())
+    Ok(stopped)
+}
+
+/// Puts this kubelet's finalizer on pod `name` (`hold`), or takes it off once the pod's
+/// processes stopped; only the pod of `uid` (a pod already gone is fine).
+async fn finalize(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    hold: bool,
+) -> Result<(), String> {
+    let finalizers: Vec<&str> = if hold { vec![FINALIZER] } else { vec![] };
+    let patch = serde_json::json!({
+        "metadata": {"uid": uid, "finalizers": finalizers},
+    });
+    match Api::<Pod>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone, or a new pod of that name (the uid precondition failed).
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(format!("pod {name}: finalizer: {e}")),
+    }
 }
 
 /// A Service's cluster IP (none when headless) and its ports with their endpoints' ports.

@@ -91,6 +91,25 @@ impl Writer {
         log.acked.iter().map(|a| a.1).find(|&at| at >= failed)
     }
 
+    /// The write unavailability between `since` and `until`: the longest time in that window
+    /// without an acknowledged row (from `since` to the first, between two, from the last to
+    /// `until`).
+    pub fn longest_pause(&self, since: Instant, until: Instant) -> Duration {
+        let log = self.log.lock().unwrap();
+        let acks = log
+            .acked
+            .iter()
+            .map(|a| a.1)
+            .filter(|&at| at >= since && at <= until);
+        let mut last = since;
+        let mut longest = Duration::ZERO;
+        for at in acks.chain([until]) {
+            longest = longest.max(at - last);
+            last = at;
+        }
+        longest
+    }
+
     /// How many statements failed since `since`, and the last error.
     pub fn failures_since(&self, since: Instant) -> (usize, Option<String>) {
         let log = self.log.lock().unwrap();

@@ -927,6 +927,9 @@ pub fn cluster_input(w: &World, naming: &ClusterInput, now: u64) -> ClusterInput
     }
 }
 
+/// The group name every simulated member is configured with (the cluster's).
+pub const SIM_GROUP_NAME: &str = "5a5a5a5a-0000-4000-8000-000000000001";
+
 /// The cluster's names, as the lead fills them in.
 pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
     ClusterInput {
@@ -942,6 +945,7 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         history: vec![],
         flap_window: FLAP_WINDOW,
         expel_timeout: DEFAULT_EXPEL_TIMEOUT_S,
+        group_name: SIM_GROUP_NAME.into(),
         now: jiff::Timestamp::UNIX_EPOCH,
         // As in the operator: nothing starts the group before the plan's restore step has set
         // the gate (open for the clusters that start empty).

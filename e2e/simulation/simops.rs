@@ -126,6 +126,7 @@ impl SimOps<'_> {
             cloning: m.cloning.is_some(),
             clone_failed: None,
             expel_timeout: Some(m.expel_timeout_s),
+            group_name: Some(self.naming.group_name.clone()),
         }
     }
 }

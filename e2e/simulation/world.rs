@@ -686,6 +686,14 @@ impl World {
         {
             return Err("the target is not an ONLINE member".into());
         }
+        // As MySQL 9.7.4 (ERROR 1123): not while a member of the view is unreachable from this
+        // side or still joining.
+        if c.view
+            .iter()
+            .any(|x| !c.members.contains(x) || !self.m(*x).online(self.now))
+        {
+            return Err("all members in the group must be reachable and none joining".into());
+        }
         self.install(c.group, &c.members, &c.view, Some(target));
         Ok(())
     }

@@ -100,6 +100,7 @@ impl Group {
             history: vec![],
             flap_window: Duration::from_secs(30),
             expel_timeout: 5,
+            group_name: self.built.cluster.group_name.to_string(),
             now: jiff::Timestamp::now(),
             restore: RestoreGate::Open,
         }

@@ -197,6 +197,7 @@ pub(crate) fn cluster_input(
         ),
         flap_window: FLAP_WINDOW,
         expel_timeout: EXPEL_TIMEOUT_S,
+        group_name: valid.group_name.to_string(),
         now,
         restore: topology::RestoreGate::not_planned(),
     }

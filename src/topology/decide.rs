@@ -6,7 +6,7 @@ pub use super::event::Event;
 use super::expel;
 use super::observe::{ActionKind, ActionRecord, MemberStatus, Observed, Reach, RestoreGate};
 use super::ops::Operation;
-use super::pick::{denied, flapping, name, names};
+use super::pick::{denied, flapping, foreign_groups, name, names};
 use super::report::assemble;
 pub use super::report::{Condition, Decision, MemberReport};
 use super::verdict::Verdict;
@@ -36,6 +36,8 @@ pub fn decide(observed: &Observed) -> Decision {
         decision.requeue = decision.requeue.min(std::time::Duration::from_secs(1));
     }
     decision.expel_timeout = expel_timeout;
+    #[cfg(feature = "test-mutations")]
+    let decision = super::mutation::apply(observed, decision);
     decision
 }
 
@@ -178,9 +180,10 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
     if let Some(held) = held_by_restore(observed) {
         return held;
     }
-    let denied = denied(observed);
-    if !denied.is_empty() {
-        return Verdict::blocked("MemberNeedsAttention", denied.join("; "));
+    let mut needs_attention = denied(observed);
+    needs_attention.extend(foreign_groups(observed));
+    if !needs_attention.is_empty() {
+        return Verdict::blocked("MemberNeedsAttention", needs_attention.join("; "));
     }
     if !diagnosis.unreachable.is_empty() {
         return Verdict::wait(

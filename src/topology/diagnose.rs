@@ -50,6 +50,18 @@ impl QuorumGroup {
         self.status(ordinal) == Some(MemberStatus::Online)
     }
 
+    /// Whether MySQL changes the primary now: `group_replication_set_as_primary` refuses while a
+    /// member of the view is UNREACHABLE ("All members in the group must be reachable") or
+    /// RECOVERING ("A member is joining the group"), ERROR 1123 on 9.7.4.
+    pub(crate) fn can_change_primary(&self) -> bool {
+        self.rows.iter().all(|(_, r)| {
+            !matches!(
+                r.state,
+                MemberStatus::Unreachable | MemberStatus::Recovering
+            )
+        })
+    }
+
     /// Whether the operator read every ONLINE member of the view (so `transactions` is the
     /// group's whole set).
     pub(crate) fn complete(&self) -> bool {

@@ -200,6 +200,7 @@ mod tests {
                         cloning: false,
                         clone_failed: None,
                         expel_timeout: Some(timeouts[o as usize]),
+                        group_name: None,
                     }))
                 }),
             })

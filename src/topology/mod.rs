@@ -15,6 +15,8 @@ pub mod expel;
 pub mod gtid;
 pub mod labels;
 pub mod member;
+#[cfg(feature = "test-mutations")]
+mod mutation;
 pub mod mysql;
 pub mod observe;
 pub mod ops;
@@ -140,6 +142,7 @@ mod tests {
                 cloning: false,
                 clone_failed: None,
                 expel_timeout: Some(5),
+                group_name: None,
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {

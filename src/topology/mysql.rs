@@ -106,17 +106,16 @@ impl Session<'_> {
         Ok(self.probe().await?.0)
     }
 
-    /// The capabilities and the member's expel timeout.
-    async fn probe(&mut self) -> Result<(Capabilities, Option<u32>), OpsError> {
+    /// The capabilities and the probed variables' rows (name, value).
+    async fn probe(&mut self) -> Result<(Capabilities, Vec<(String, Option<String>)>), OpsError> {
         let version: Vec<String> = self.rows(sql::SELECT_VERSION).await?;
         let plugins: Vec<(String, String)> = self.rows(&sql::select_plugins()).await?;
         let variables: Vec<(String, Option<String>)> = self.rows(&sql::select_variables()).await?;
-        let expel_timeout = sql::expel_timeout(&variables);
-        let names: Vec<String> = variables.into_iter().map(|(name, _)| name).collect();
+        let names: Vec<String> = variables.iter().map(|(name, _)| name.clone()).collect();
         let version = version.into_iter().next().unwrap_or_default();
         let capabilities =
             Capabilities::from_probe(&version, &plugins, &names).map_err(|e| self.protocol(e))?;
-        Ok((capabilities, expel_timeout))
+        Ok((capabilities, variables))
     }
 }
 
@@ -175,7 +174,7 @@ impl SqlOps {
 
     async fn read_state(&self, at: &Endpoint) -> Result<MemberState, OpsError> {
         let mut s = self.connect(at).await?;
-        let (capabilities, expel_timeout) = s.probe().await?;
+        let (capabilities, variables) = s.probe().await?;
         let me: Vec<(String, String, String)> = s.rows(sql::SELECT_SELF).await?;
         let Some((server_uuid, executed, read_only)) = me.into_iter().next() else {
             return Err(s.protocol("SELECT @@server_uuid returned no row"));
@@ -222,7 +221,8 @@ impl SqlOps {
             applier_queue: queue.into_iter().next().flatten().unwrap_or(0),
             cloning: sql::clone_running(&clones),
             clone_failed: sql::clone_failure(&clones),
-            expel_timeout,
+            expel_timeout: sql::expel_timeout(&variables),
+            group_name: sql::group_name(&variables),
         })
     }
 
@@ -407,6 +407,7 @@ mod tests {
             history: vec![],
             flap_window: Duration::from_secs(30),
             expel_timeout: 5,
+            group_name: String::new(),
             now: jiff::Timestamp::UNIX_EPOCH,
             restore: Default::default(),
         };

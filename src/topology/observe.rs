@@ -122,6 +122,9 @@ pub struct ClusterInput {
     /// The members' configured `group_replication_member_expel_timeout` (seconds), which the
     /// operator sets back after expelling a gone member at once (see `expel`).
     pub expel_timeout: u32,
+    /// This cluster's group name (a UUID, lowercase): a member configured with another one
+    /// belongs to another group and is neither started nor joined.
+    pub group_name: String,
     pub now: Timestamp,
     /// Holds the first start of the group while a restore from a backup has not succeeded.
     pub restore: RestoreGate,
@@ -155,6 +158,7 @@ impl ClusterInput {
             history: vec![],
             flap_window: std::time::Duration::from_secs(30),
             expel_timeout: 5,
+            group_name: String::new(),
             now: Timestamp::from_second(1_000_000).unwrap(),
             restore: RestoreGate::Open,
         }
@@ -275,6 +279,8 @@ pub struct MemberState {
     pub clone_failed: Option<super::sql::CloneFailure>,
     /// `group_replication_member_expel_timeout` (seconds); `None` without the plugin.
     pub expel_timeout: Option<u32>,
+    /// `group_replication_group_name`, lowercase; `None` without the plugin or when unset.
+    pub group_name: Option<String>,
 }
 
 impl MemberState {
@@ -381,6 +387,7 @@ mod tests {
             history: vec![],
             flap_window: std::time::Duration::from_secs(30),
             expel_timeout: 5,
+            group_name: String::new(),
             now: Timestamp::UNIX_EPOCH,
             restore: RestoreGate::Open,
         }

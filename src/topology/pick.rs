@@ -26,6 +26,33 @@ pub(super) fn denied(observed: &Observed) -> Vec<String> {
         .collect()
 }
 
+/// Why member `ordinal` must be neither started nor joined when it is configured with another
+/// group's name (`group_replication_group_name`): it would start or seek a group that is not
+/// this cluster's.
+pub(super) fn foreign_group(observed: &Observed, ordinal: u32) -> Option<String> {
+    let ours = &observed.input.group_name;
+    let theirs = observed.state(ordinal)?.group_name.as_ref()?;
+    (!ours.is_empty() && theirs != ours).then(|| {
+        format!(
+            "{} is configured for the group {theirs}, not this cluster's group {ours} (its \
+             group_replication_group_name, e.g. persisted by SET PERSIST or on a data volume of \
+             another cluster); the operator neither starts nor joins it. Run RESET PERSIST \
+             group_replication_group_name and SET GLOBAL group_replication_group_name = '{ours}' \
+             on it, or delete its data volume to have it cloned afresh",
+            name(observed, ordinal)
+        )
+    })
+}
+
+/// [`foreign_group`] of every member.
+pub(super) fn foreign_groups(observed: &Observed) -> Vec<String> {
+    observed
+        .members
+        .iter()
+        .filter_map(|m| foreign_group(observed, m.ordinal))
+        .collect()
+}
+
 pub(super) fn names(observed: &Observed, ordinals: &[u32]) -> String {
     ordinals
         .iter()
@@ -104,8 +131,12 @@ pub(super) fn primary_updates_last(observed: &Observed, group: &QuorumGroup) -> 
             .all(|p| p.ordinal == primary || !p.update_pending)
 }
 
-/// Switch to `target` through the first reachable ONLINE member (the primary if reachable).
+/// Switch to `target` through the first reachable ONLINE member (the primary if reachable);
+/// `None` while MySQL would refuse it (see [`QuorumGroup::can_change_primary`]).
 pub(super) fn set_primary(group: &QuorumGroup, target: u32) -> Option<Operation> {
+    if !group.can_change_primary() {
+        return None;
+    }
     Some(Operation::SetPrimary {
         via: *group.contacts.first()?,
         target,

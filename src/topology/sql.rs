@@ -54,10 +54,25 @@ pub struct Capabilities {
 /// Plugin names the probe asks about.
 pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
 /// Variables the probe asks about.
-pub const PROBED_VARIABLES: [&str; 2] = [
+pub const PROBED_VARIABLES: [&str; 3] = [
     "group_replication_communication_stack",
     EXPEL_TIMEOUT_VARIABLE,
+    GROUP_NAME_VARIABLE,
 ];
+
+/// The name (a UUID) of the group the member starts or joins.
+pub const GROUP_NAME_VARIABLE: &str = "group_replication_group_name";
+
+/// The member's `group_replication_group_name` from the probe's variable rows, lowercase
+/// (`None` without the Group Replication plugin, or when it is unset).
+pub fn group_name(variables: &[(String, Option<String>)]) -> Option<String> {
+    variables
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(GROUP_NAME_VARIABLE))
+        .and_then(|(_, value)| value.as_deref())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+}
 
 /// Seconds a suspected member may stay UNREACHABLE before the group expels it.
 pub const EXPEL_TIMEOUT_VARIABLE: &str = "group_replication_member_expel_timeout";
@@ -652,7 +667,8 @@ mod tests {
             "SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME IN ('group_replication', 'clone')"
         );
         assert!(select_variables().ends_with(
-            "IN ('group_replication_communication_stack', 'group_replication_member_expel_timeout')"
+            "IN ('group_replication_communication_stack', 'group_replication_member_expel_timeout', \
+             'group_replication_group_name')"
         ));
     }
 
@@ -679,6 +695,23 @@ mod tests {
             set_expel_timeout(0).sql(),
             "SET GLOBAL group_replication_member_expel_timeout = 0"
         );
+    }
+
+    #[test]
+    fn the_group_name_is_read_from_the_probe_in_lowercase() {
+        let rows = |v: Option<&str>| {
+            vec![(
+                "group_replication_group_name".to_string(),
+                v.map(String::from),
+            )]
+        };
+        assert_eq!(
+            group_name(&rows(Some("AAAAAAAA-0000-4000-8000-00000000000A"))).as_deref(),
+            Some("aaaaaaaa-0000-4000-8000-00000000000a")
+        );
+        assert_eq!(group_name(&rows(Some(""))), None);
+        assert_eq!(group_name(&rows(None)), None);
+        assert_eq!(group_name(&[]), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::diagnose::QuorumGroup;
 use super::observe::{ActionKind, ClonePolicy, MemberState, MemberStatus, Observed};
 use super::ops::Operation;
 use super::pick::{
-    best_donor, best_successor, denied, flapping, name, names, no_donor, set_primary,
+    best_donor, best_successor, denied, flapping, foreign_group, name, names, no_donor, set_primary,
 };
 use super::verdict::Verdict;
 
@@ -176,6 +176,9 @@ fn heal(observed: &Observed, group: &QuorumGroup, ordinal: u32) -> Heal {
     if input.pod(ordinal).is_some_and(|p| p.deleting) {
         return Heal::Waiting(format!("{member} is being deleted"));
     }
+    if let Some(why) = foreign_group(observed, ordinal) {
+        return Heal::Blocked(why);
+    }
     if !state.capabilities.group_replication {
         return Heal::Blocked(format!(
             "{member} has no active group_replication plugin (plugin_load_add=group_replication.so)"
@@ -326,6 +329,9 @@ fn settled(observed: &Observed, group: &QuorumGroup, mut waiting: Vec<String>) -
         let why = if group.is_online(target) && !group.can_lead(target) {
             "it runs a newer MySQL version than other members, and MySQL makes only a member of \
              the lowest version the primary (switch once every member is upgraded)"
+        } else if group.is_online(target) && !group.can_change_primary() {
+            "MySQL changes the primary only while every member of the group is reachable and none \
+             is joining; the switchover runs once the group has expelled or recovered them"
         } else {
             "it is not an ONLINE member"
         };

@@ -432,6 +432,7 @@ fn members(gtids: &str, in_group: Option<u32>) -> Observed {
             cloning: false,
             clone_failed: None,
             expel_timeout: Some(5),
+            group_name: None,
         }
     };
     Observed {

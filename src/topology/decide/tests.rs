@@ -50,6 +50,7 @@ impl Fx {
                     cloning: false,
                     clone_failed: None,
                     expel_timeout: Some(5),
+                    group_name: None,
                 })),
             })
             .collect();

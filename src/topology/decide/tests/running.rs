@@ -588,3 +588,57 @@ fn a_failed_clone_is_said_when_the_member_is_cloned_again() {
             .contains("the last clone failed: ERROR 3862")
     );
 }
+
+#[test]
+fn a_member_configured_for_another_group_is_neither_started_nor_joined() {
+    const OURS: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const OTHER: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    let named = |mut fx: Fx| {
+        fx.input.group_name = OURS.into();
+        for o in 0..3 {
+            fx.state(o).group_name = Some(if o == 2 { OTHER } else { OURS }.into());
+        }
+        fx.decide()
+    };
+    // Before the first start: no bootstrap, the condition names the member and both groups.
+    let d = named(Fx::new(3).gtids(2, &g("1-5")));
+    assert_eq!(d.operation, Operation::None);
+    let c = condition(&d, "Degraded");
+    assert_eq!(c.reason, "MemberNeedsAttention");
+    assert!(
+        c.message.contains("db-2") && c.message.contains(OTHER) && c.message.contains(OURS),
+        "{}",
+        c.message
+    );
+    // In a running group: it is not joined (nor cloned), the others are served.
+    let d = named(
+        Fx::new(3)
+            .gtids(0, &g("1-3"))
+            .gtids(1, &g("1-3"))
+            .gtids(2, &g("1-3"))
+            .group(&[(0, S::Online), (1, S::Online)], 0),
+    );
+    assert_eq!(d.operation, Operation::None);
+    assert_eq!(condition(&d, "Degraded").reason, "MemberNeedsAttention");
+    assert!(condition(&d, "Available").status);
+}
+
+#[test]
+fn a_switchover_waits_while_a_member_is_unreachable_or_joining() {
+    // MySQL 9.7.4 refuses group_replication_set_as_primary then (ERROR 1123): asking anyway
+    // only fails, every tick, until the group has expelled or recovered the member.
+    for state in [S::Unreachable, S::Recovering] {
+        let d = healthy3()
+            .group(&[(0, S::Online), (1, S::Online), (2, state)], 0)
+            .with(|i| i.switchover_to = Some(1))
+            .decide();
+        assert_eq!(d.operation, Operation::None, "{state:?}");
+        let c = condition(&d, "Progressing");
+        assert!(
+            c.message.contains("cannot switch the primary to db-1")
+                && c.message.contains("every member of the group is reachable"),
+            "{state:?}: {}",
+            c.message
+        );
+    }
+}
