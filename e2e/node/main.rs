@@ -174,8 +174,9 @@ async fn failures(env: &mut Env, w: &Writer) {
     ready_again(env, "node restarted -> Ready, 3 ONLINE", cut).await;
 }
 
-/// A `spec.mycnf` change: every member's pod replaced, one at a time, the primary's last (after
-/// a switchover); the setting in force on every member; the writes' longest pause measured.
+/// A `spec.mycnf` change: every member's pod replaced, one at a time, never while it is the
+/// primary (it hands over first); the setting in force on every member; the writes' longest
+/// pause measured.
 async fn rolling_change(env: &mut Env, w: &Writer) {
     let old_primary = env.healthy().await.expect("healthy before the change");
     let before = env.member_uids().await;
@@ -209,10 +210,13 @@ async fn rolling_change(env: &mut Env, w: &Writer) {
         "spec.mycnf changed -> every member replaced, Ready",
         cut.elapsed(),
     );
-    assert_eq!(
-        replaced.last(),
-        Some(&old_primary),
-        "the primary's pod is replaced last (order {replaced:?})"
+    // The primary hands over before its pod goes (a switchover pauses writes for about a
+    // second here; replacing the primary without one is a failover, 5 s or more).
+    let pause = w.longest_pause(cut, Instant::now()).as_secs_f64();
+    assert!(
+        pause < FAILOVER_PAUSE_S,
+        "writes paused {pause:.2} s during the rolling change (order {replaced:?}, primary \
+         before {old_primary}): a member was replaced while primary"
     );
     for (name, ip) in env.members().await {
         let rows = env
@@ -224,7 +228,6 @@ async fn rolling_change(env: &mut Env, w: &Writer) {
             "{name} runs with the new max_connections"
         );
     }
-    let pause = longest_pause(w, cut);
     eprintln!(
         "node: rolling change: replaced in order {replaced:?}, at most {most_down} member pod(s) \
          not Ready at once, writes' longest pause {pause:.2} s"
@@ -235,18 +238,8 @@ async fn rolling_change(env: &mut Env, w: &Writer) {
     ));
 }
 
-/// The longest time between two acknowledged rows since `since`, in seconds.
-fn longest_pause(w: &Writer, since: Instant) -> f64 {
-    let oks: Vec<(f64, f64)> = w
-        .outcomes_since(since)
-        .into_iter()
-        .filter(|run| run.3 == "OK")
-        .map(|run| (run.0, run.1))
-        .collect();
-    oks.windows(2)
-        .map(|pair| pair[1].0 - pair[0].1)
-        .fold(0.0, f64::max)
-}
+/// The shortest write pause a failover causes here (the primary's pod deleted: 5.1-6.2 s).
+const FAILOVER_PAUSE_S: f64 = 4.0;
 
 /// Scale 3 -> 5 (the new members join by clone) -> 3 (members leave the group before their
 /// pods go), under writes.
@@ -271,7 +264,7 @@ async fn scale(env: &mut Env, w: &Writer) {
             cut,
         )
         .await;
-        let pause = longest_pause(w, cut);
+        let pause = w.longest_pause(cut, Instant::now()).as_secs_f64();
         eprintln!("node: scaled to {size}; writes' longest pause {pause:.2} s");
     }
 }
