@@ -40,6 +40,14 @@ use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 /// `failover_control_plane` benchmark measures it end to end).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// How many clusters are reconciled at once. A reconcile holds what it read until it ends (the
+/// cluster, its StatefulSet, the owned objects' metadata with their managedFields, the members'
+/// answers), so the cap bounds that memory whatever the number of clusters; unbounded, a burst
+/// of 1,000 clusters held 1,000 of them at once. A reconcile waits on members that do not
+/// answer for up to `OBSERVE_TIMEOUT` (2 s), so the cap still lets 1,000 such clusters through
+/// in about a minute (the `footprint` benchmark measures both).
+const CONCURRENT_RECONCILES: u16 = 32;
+
 /// Why the controller could not start, or stopped other than on SIGTERM.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -293,7 +301,11 @@ async fn lead(
     });
     let shutdown_signal = shutdown.clone();
     let clusters_loop = Controller::for_stream(trigger, reader)
-        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .with_config(
+            ControllerConfig::default()
+                .debounce(DEBOUNCE)
+                .concurrency(CONCURRENT_RECONCILES),
+        )
         .owns_stream(
             watcher(
                 api::<StatefulSet>(&client, &config.namespace),
