@@ -40,13 +40,15 @@ use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 /// `failover_control_plane` benchmark measures it end to end).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// How many clusters are reconciled at once. A reconcile holds what it read until it ends (the
-/// cluster, its StatefulSet, the owned objects' metadata with their managedFields, the members'
-/// answers), so the cap bounds that memory whatever the number of clusters; unbounded, a burst
-/// of 1,000 clusters held 1,000 of them at once. A reconcile waits on members that do not
-/// answer for up to `OBSERVE_TIMEOUT` (2 s), so the cap still lets 1,000 such clusters through
-/// in about a minute (the `footprint` benchmark measures both).
-const CONCURRENT_RECONCILES: u16 = 32;
+/// How many cluster reconciles do their work at once. A reconcile holds what it read until it
+/// ends (the cluster, its StatefulSet, the owned objects' metadata with their managedFields, the
+/// members' answers), so the cap bounds that memory whatever the number of clusters; unbounded, a
+/// burst of 1,000 clusters held 1,000 of them at once. The others wait in arrival order on a
+/// semaphore, holding nothing yet. Not the controller's own `concurrency`: its scheduler keeps the
+/// requests beyond the cap in a hash set and takes them in hash order, so clusters woken often
+/// (members that do not answer: every probe and session retry wakes them) took every slot, and
+/// clusters never reconciled once waited forever (100 clusters, cap 32: 26 never reconciled).
+const CONCURRENT_RECONCILES: usize = 32;
 
 /// Why the controller could not start, or stopped other than on SIGTERM.
 #[derive(Debug, thiserror::Error)]
@@ -300,12 +302,9 @@ async fn lead(
         }
     });
     let shutdown_signal = shutdown.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
     let clusters_loop = Controller::for_stream(trigger, reader)
-        .with_config(
-            ControllerConfig::default()
-                .debounce(DEBOUNCE)
-                .concurrency(CONCURRENT_RECONCILES),
-        )
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
         .owns_stream(
             watcher(
                 api::<StatefulSet>(&client, &config.namespace),
@@ -337,11 +336,16 @@ async fn lead(
         .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(pod_wakes))
         .graceful_shutdown_on(async move { shutdown_signal.cancelled().await })
         .run(
-            |obj, ctx: Arc<Context>| async move {
-                let start = Instant::now();
-                let result = cluster::reconcile(obj, ctx.clone()).await;
-                ctx.metrics.reconciled(start.elapsed());
-                result
+            move |obj, ctx: Arc<Context>| {
+                let slots = slots.clone();
+                async move {
+                    // Never closed: the permit is always granted in turn.
+                    let _slot = slots.acquire_owned().await;
+                    let start = Instant::now();
+                    let result = cluster::reconcile(obj, ctx.clone()).await;
+                    ctx.metrics.reconciled(start.elapsed());
+                    result
+                }
             },
             error_policy,
             ctx.clone(),
