@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::api::MySQLCluster;
 use crate::leader::Permit;
 use crate::metrics::Metrics;
+use crate::pod_cache::PodCache;
 use crate::topology::Event as TopologyEvent;
 use crate::xproto::monitor::{ClusterTargets, MonitorHandle};
 
@@ -50,6 +51,8 @@ pub struct Context {
     /// Whether this replica still leads, asked before SQL operations on members (Kubernetes
     /// writes are fenced in the client).
     pub(crate) permit: Permit,
+    /// The pods the operator owns, as the reconciles read them.
+    pub(crate) pods: PodCache,
 }
 
 impl Context {
@@ -60,6 +63,7 @@ impl Context {
         recorder: Recorder,
         monitor: MonitorHandle<ClusterKey>,
         permit: Permit,
+        pods: PodCache,
     ) -> Self {
         Context {
             client,
@@ -69,6 +73,7 @@ impl Context {
             monitor,
             published: Mutex::new(HashMap::new()),
             permit,
+            pods,
         }
     }
 

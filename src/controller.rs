@@ -1,5 +1,6 @@
 //! Wiring of the controller: leader election (only the leader acts), watches (metadata only, on
-//! what the operator owns), the reconcile loops, the HTTP endpoint and graceful shutdown.
+//! what the operator owns; the pods in [`crate::pod_cache`]), the reconcile loops, the HTTP
+//! endpoint and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -29,7 +30,8 @@ use crate::context::{ClusterKey, Config, Context};
 use crate::http::{self, Health};
 use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Permit, Role};
 use crate::metrics::Metrics;
-use crate::objects::names::{LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::objects::names::{LABEL_MANAGED_BY, MANAGER};
+use crate::pod_cache::PodCache;
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 
 /// How long a cluster's reconcile waits for more triggers before it runs: long enough to take
@@ -37,6 +39,16 @@ use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 /// own writes) as one, short enough to stay a small part of the failover path (the
 /// `failover_control_plane` benchmark measures it end to end).
 const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// How many cluster reconciles do their work at once. A reconcile holds what it read until it
+/// ends (the cluster, its StatefulSet, the owned objects' metadata with their managedFields, the
+/// members' answers), so the cap bounds that memory whatever the number of clusters; unbounded, a
+/// burst of 1,000 clusters held 1,000 of them at once. The others wait in arrival order on a
+/// semaphore, holding nothing yet. Not the controller's own `concurrency`: its scheduler keeps the
+/// requests beyond the cap in a hash set and takes them in hash order, so clusters woken often
+/// (members that do not answer: every probe and session retry wakes them) took every slot, and
+/// clusters never reconciled once waited forever (100 clusters, cap 32: 26 never reconciled).
+const CONCURRENT_RECONCILES: usize = 32;
 
 /// Why the controller could not start, or stopped other than on SIGTERM.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +67,10 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the watch of the operator's pods stopped before its first list; exit, to be restarted"
+    )]
+    PodWatch,
     #[error(
         "this replica lost the operator's lease and stopped acting ({0}); exit, to be restarted as a standby"
     )]
@@ -212,8 +228,8 @@ async fn deposition(roles: &mut watch::Receiver<Role>) -> Deposition {
     }
 }
 
-/// Acts while this replica leads: the member monitor and the two controllers, until `shutdown`
-/// stops them gracefully, or dropped the moment the lease is lost.
+/// Acts while this replica leads: the pod cache, the member monitor and the two controllers,
+/// until `shutdown` stops them gracefully, or dropped the moment the lease is lost.
 async fn lead(
     client: Client,
     config: Config,
@@ -224,6 +240,17 @@ async fn lead(
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     info!("leading: starting the controllers");
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let (pods, _pod_feed, pod_wakes) =
+        PodCache::start(api_full::<Pod>(&client, &config.namespace), owned.clone());
+    // Until the first list is in, a reconcile would see clusters without pods.
+    tokio::select! {
+        synced = pods.synced() => if !synced {
+            return Err(RunError::PodWatch);
+        },
+        () = shutdown.cancelled() => return Ok(()),
+        why = deposition(roles) => return Err(RunError::Deposed(why)),
+    }
     let reporter = Reporter {
         controller: "innodb-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -243,9 +270,9 @@ async fn lead(
         Recorder::new(client.clone(), reporter),
         monitor.clone(),
         permit,
+        pods,
     ));
 
-    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let (reader, writer) = reflector::store::<PartialObjectMeta<MySQLCluster>>();
     let trigger = watcher(
         api::<MySQLCluster>(&client, &config.namespace),
@@ -274,11 +301,8 @@ async fn lead(
             }
         }
     });
-    let pods_to_cluster = |pod: PartialObjectMeta<Pod>| {
-        let cluster = pod.labels().get(LABEL_INSTANCE)?.clone();
-        Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
-    };
     let shutdown_signal = shutdown.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
     let clusters_loop = Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
         .owns_stream(
@@ -308,18 +332,20 @@ async fn lead(
         .owns_stream(
             watcher(api::<Job>(&client, &config.namespace), owned.clone()).touched_objects(),
         )
-        .watches_stream(
-            watcher(api::<Pod>(&client, &config.namespace), owned).touched_objects(),
-            pods_to_cluster,
-        )
         .reconcile_on(wakes)
+        .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(pod_wakes))
         .graceful_shutdown_on(async move { shutdown_signal.cancelled().await })
         .run(
-            |obj, ctx: Arc<Context>| async move {
-                let start = Instant::now();
-                let result = cluster::reconcile(obj, ctx.clone()).await;
-                ctx.metrics.reconciled(start.elapsed());
-                result
+            move |obj, ctx: Arc<Context>| {
+                let slots = slots.clone();
+                async move {
+                    // Never closed: the permit is always granted in turn.
+                    let _slot = slots.acquire_owned().await;
+                    let start = Instant::now();
+                    let result = cluster::reconcile(obj, ctx.clone()).await;
+                    ctx.metrics.reconciled(start.elapsed());
+                    result
+                }
             },
             error_policy,
             ctx.clone(),

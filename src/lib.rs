@@ -10,7 +10,8 @@
 //! - [`backup_controller`] is the `Backup` reconcile (Jobs, schedules, retention).
 //! - [`datapath`] is what those Jobs run: the dump into S3 and the restore from it.
 //! - [`objects`] holds what every object the operator makes shares (names, labels, accounts,
-//!   ports, pod security); [`context`] what every reconcile shares.
+//!   ports, pod security); [`context`] what every reconcile shares, [`pod_cache`] the pods it
+//!   reads.
 //! - [`api`] holds the CRD types, [`events`] the Events the operator records.
 
 pub mod api;
@@ -26,6 +27,7 @@ pub(crate) mod http;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
+pub mod pod_cache;
 pub mod telemetry;
 pub mod topology;
 pub mod version;

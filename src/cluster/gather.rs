@@ -78,7 +78,7 @@ pub(crate) async fn gather(
     }
     let deref = dereference::dereference(&ctx.client, &cluster).await?;
     let names = Names::new(&name, &ns);
-    let workloads = workloads::observe(&ctx.client, &names).await?;
+    let workloads = workloads::observe(&ctx.client, &ctx.pods, &names).await?;
     let deployed = workloads
         .statefulset
         .as_ref()

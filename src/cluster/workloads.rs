@@ -3,17 +3,17 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::status::PodView;
-use crate::objects::names::{Component, Names, ROLE_LABEL, to_selector};
+use crate::objects::names::{Component, Names, ROLE_LABEL};
+use crate::pod_cache::PodCache;
 use crate::topology::Role;
 
 /// What the workloads report.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Workloads {
-    /// The member pods, by name.
+    /// The member pods, sorted by name, as the pod cache keeps them (slimmed).
     pub(crate) pods: Vec<Pod>,
     pub(crate) statefulset: Option<StatefulSet>,
     pub(crate) router_ready: i32,
@@ -74,19 +74,18 @@ pub(crate) fn rolled_out(sts: &StatefulSet) -> bool {
         && st.current_revision == st.update_revision
 }
 
-/// Reads the pods, the StatefulSet and the router Deployment of `names`.
-pub(crate) async fn observe(client: &Client, names: &Names) -> Result<Workloads, ObserveError> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
-    let selector = to_selector(&names.pod_selector(Component::Database));
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| ObserveError {
-            what: "pods",
-            source,
-        })?;
-    let mut pods = list.items;
-    pods.sort_by_key(|p| p.metadata.name.clone());
+/// Reads the member pods of `names` from the operator's pod cache, and its StatefulSet and
+/// router Deployment from the API server.
+pub(crate) async fn observe(
+    client: &Client,
+    cache: &PodCache,
+    names: &Names,
+) -> Result<Workloads, ObserveError> {
+    let pods = cache
+        .pods(&names.namespace, &names.pod_selector(Component::Database))
+        .iter()
+        .map(|p| Pod::clone(p))
+        .collect();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
     let statefulset = sts
         .get_opt(&names.statefulset())

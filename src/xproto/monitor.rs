@@ -147,6 +147,7 @@ impl Monitor {
             clusters: Mutex::default(),
             health: HealthBoard::default(),
             next_task_id: AtomicU64::new(0),
+            tls_configs: tls::ConfigCache::default(),
         };
         (
             MonitorHandle {
@@ -178,6 +179,7 @@ struct Shared<K> {
     clusters: Mutex<HashMap<K, ClusterState>>,
     health: HealthBoard<K>,
     next_task_id: AtomicU64,
+    tls_configs: tls::ConfigCache,
 }
 
 #[derive(Default)]
@@ -212,7 +214,7 @@ where
             .unwrap_or_else(PoisonError::into_inner);
         let changed_session = clusters.get(&cluster).map(|s| &s.session) != Some(&targets.session);
         let new_tls = match (&targets.session, changed_session) {
-            (Some(session), true) => Some(tls::client_config(&session.tls)?),
+            (Some(session), true) => Some(self.shared.tls_configs.get(&session.tls)?),
             _ => None,
         };
         let state = clusters.entry(cluster.clone()).or_default();

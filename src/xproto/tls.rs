@@ -2,7 +2,8 @@
 //! against a CA or, when configured to, accepts the self-signed certificate MySQL generates at
 //! startup (the connection is then encrypted but the server is not authenticated).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,7 +22,7 @@ pub enum TlsError {
 }
 
 /// How the server certificate is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TlsVerify {
     /// Verify the chain against these PEM CA certificates and the name against `server_name`.
     CaPem(String),
@@ -30,7 +31,7 @@ pub enum TlsVerify {
     AcceptSelfSigned,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsOptions {
     pub verify: TlsVerify,
     /// The name to verify the certificate against; defaults to the endpoint's host.
@@ -66,6 +67,27 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, 
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// One rustls configuration per distinct [`TlsOptions`], shared by every session that uses them:
+/// a configuration carries its own session cache and verifier, so one per cluster grew the
+/// operator by the same amount for each cluster although every cluster uses the same options.
+#[derive(Default)]
+pub(crate) struct ConfigCache(Mutex<HashMap<TlsOptions, Arc<rustls::ClientConfig>>>);
+
+impl ConfigCache {
+    /// The configuration for `options`, built on first use. Configurations no session holds any
+    /// more are dropped then, so the cache holds only what is in use.
+    pub(crate) fn get(&self, options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let mut configs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(config) = configs.get(options) {
+            return Ok(config.clone());
+        }
+        configs.retain(|_, config| Arc::strong_count(config) > 1);
+        let config = client_config(options)?;
+        configs.insert(options.clone(), config.clone());
+        Ok(config)
+    }
 }
 
 /// The name the certificate must carry: the configured one, else the host.
@@ -168,5 +190,29 @@ mod tests {
     #[test]
     fn self_signed_mode_builds() {
         assert!(client_config(&options(TlsVerify::AcceptSelfSigned)).is_ok());
+    }
+
+    #[test]
+    fn clusters_with_the_same_options_share_one_configuration_while_it_is_used() {
+        let cache = ConfigCache::default();
+        let self_signed = options(TlsVerify::AcceptSelfSigned);
+        let first = cache.get(&self_signed).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get(&self_signed).unwrap()));
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let with_ca = cache
+            .get(&options(TlsVerify::CaPem(ca.cert.pem())))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &with_ca));
+        assert_eq!(cache.0.lock().unwrap().len(), 2, "both in use");
+        drop(first);
+        let other = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
+        let _third = cache
+            .get(&options(TlsVerify::CaPem(other.cert.pem())))
+            .unwrap();
+        assert_eq!(
+            cache.0.lock().unwrap().len(),
+            2,
+            "the configuration no session holds is dropped"
+        );
     }
 }

@@ -12,8 +12,12 @@
 //! primary hang); the others elect the next member, and the old primary comes back by
 //! auto-rejoin before the next round.
 //!
-//!   cargo bench --bench failover_control_plane                 # 40 rounds
-//!   FAILOVER_ROUNDS=10 cargo bench --profile dev --bench failover_control_plane
+//! Then, in the same run, leader failover rounds (`leader.rs`): `kill -9` of the leading operator
+//! replica while a standby waits, until the standby's first reconcile and its relabel of a
+//! primary elected meanwhile.
+//!
+//!   cargo bench --bench failover_control_plane                 # 40 rounds + 10 leader rounds
+//!   FAILOVER_ROUNDS=10 FAILOVER_LEADER_ROUNDS=2 cargo bench --profile dev --bench failover_control_plane
 //!
 //! Needs the control-plane binaries (`e2e/testenv/testenv.sh build`).
 
@@ -25,6 +29,7 @@ mod support;
 mod xserver;
 
 mod group;
+mod leader;
 mod sql_face;
 
 use std::collections::BTreeMap;
@@ -207,6 +212,15 @@ impl Drop for LoopbackAddresses {
     }
 }
 
+/// The MySQLClusters of `ns`.
+fn clusters(admin: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("innodb-operator.io", "v1alpha1", "MySQLCluster"),
+        "mysqlclusters",
+    );
+    Api::namespaced_with(admin.clone(), ns, &resource)
+}
+
 async fn wait_for<T>(what: &str, limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -364,6 +378,8 @@ fn main() {
     runtime.block_on(bench());
 }
 
+// One run through phases that share the fake members, the watches and the operator: the
+// role-change rounds, the leader rounds, then the checks and the report.
 async fn bench() {
     let rounds: usize = env_or("FAILOVER_ROUNDS", 40);
     let Some(cp) = support::control_plane() else {
@@ -372,18 +388,13 @@ async fn bench() {
     let (admin, ns) = cp.namespace("failover-bench").await;
     let operator = support::chart::operator(cp, &admin, &ns).await;
 
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("innodb-operator.io", "v1alpha1", "MySQLCluster"),
-        "mysqlclusters",
-    );
-    let clusters: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &ns, &resource);
     let cluster: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "innodb-operator.io/v1alpha1", "kind": "MySQLCluster",
         "metadata": {"name": CLUSTER},
         "spec": {"instances": MEMBERS, "router": {"instances": 1}}
     }))
     .unwrap();
-    clusters
+    clusters(&admin, &ns)
         .create(&PostParams::default(), &cluster)
         .await
         .expect("create the MySQLCluster");
@@ -513,12 +524,17 @@ async fn bench() {
         }
         members.monitored().await;
     }
+    let (leader_samples, operator) = leader::rounds(
+        cp,
+        &admin,
+        &ns,
+        &members,
+        &labels,
+        operator,
+        env_or("FAILOVER_LEADER_ROUNDS", 10),
+    )
+    .await;
 
-    let unexpected = group.lock().unwrap().unexpected.clone();
-    assert!(
-        unexpected.is_empty(),
-        "the operator sent statements the fake members do not know: {unexpected:?}"
-    );
     let most = endpoints.all().iter().map(Vec::len).max().unwrap_or(0);
     assert!(
         most <= 1,
@@ -548,6 +564,28 @@ async fn bench() {
     report(
         "all: notice -> EndpointSlice (target p99 <= 1000 ms)",
         samples.iter().map(|s| s.endpoints).collect(),
+    );
+    if !leader_samples.is_empty() {
+        println!(
+            "kill -9 of the leading replica, a standby waiting (lease duration {} s, renew \
+             deadline {} s), at the moment the spec changes and the group elects another primary:",
+            support::operator::LEASE_DURATION,
+            support::operator::LEASE_RENEW_DEADLINE
+        );
+        report(
+            "leader killed -> standby's first reconcile",
+            leader_samples.iter().map(|s| s.reconcile).collect(),
+        );
+        report(
+            "leader killed -> new primary labelled",
+            leader_samples.iter().map(|s| s.relabel).collect(),
+        );
+    }
+    // After the report, so that a failed run still shows what it measured.
+    let unexpected = group.lock().unwrap().unexpected.clone();
+    assert!(
+        unexpected.is_empty(),
+        "the operator sent statements the fake members do not know: {unexpected:?}"
     );
     println!("  the rw Service never selected more than {most} pod; 0 unexpected statements");
     for task in sql {
