@@ -78,7 +78,12 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         .all(|p| labels.get(&p.ordinal).copied().flatten() == p.role_label);
     let online = diagnosis.health == Health::Online;
     let acting = verdict.operation != Operation::None;
-    let ready = online && labels_applied && !acting;
+    // The Services route only to pods whose readiness probe passed: until then a client that
+    // waited for Ready would be refused (seen on the real node: `C-ro` refused connections for
+    // up to a probe period after every member was ONLINE).
+    let settled = online && labels_applied && !acting;
+    let pods_ready = input.pods.iter().all(|p| p.ready);
+    let ready = settled && pods_ready;
     Decision {
         switchover_complete: input.switchover_to.is_some() && input.switchover_to == primary,
         force_quorum_consumed: matches!(verdict.operation, Operation::ForceQuorum { .. }),
@@ -87,7 +92,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         } else {
             Duration::from_secs(1)
         },
-        conditions: conditions(observed, diagnosis, &verdict, ready),
+        conditions: conditions(observed, diagnosis, &verdict, ready, settled && !pods_ready),
         members: members(observed, diagnosis, &labels),
         events: events(&verdict),
         statefulset_replicas: statefulset_replicas(observed, diagnosis),
@@ -129,12 +134,13 @@ fn members(
         .collect()
 }
 
-/// The five conditions; `ready`: every member ONLINE, labelled, and nothing to do.
+/// The five conditions; `ready`: every member ONLINE, labelled, its pod Ready, and nothing to do.
 fn conditions(
     observed: &Observed,
     diagnosis: &Diagnosis,
     verdict: &Verdict,
     ready: bool,
+    waiting_for_pods: bool,
 ) -> Vec<Condition> {
     let primary = diagnosis.group.as_ref().and_then(|g| g.primary);
     let online = diagnosis.health == Health::Online;
@@ -146,7 +152,15 @@ fn conditions(
         reason: reason.to_string(),
         message: message.to_string(),
     };
-    let (reason, message) = (verdict.reason, verdict.message.as_str());
+    let (reason, message) = if waiting_for_pods {
+        (
+            "PodsNotReady",
+            "every member is ONLINE; waiting for their pods' readiness probes (the Services route \
+             only to Ready pods)",
+        )
+    } else {
+        (verdict.reason, verdict.message.as_str())
+    };
     let available = match primary {
         Some(p) => format!(
             "{} is the ONLINE primary of a group with quorum",

@@ -3,6 +3,26 @@
 use super::*;
 
 #[test]
+fn every_member_online_is_not_ready_until_the_pods_pass_their_readiness_probes() {
+    // Found on the real node: the Services route only to Ready pods, so a client that waited
+    // for Ready was refused by `C-ro` for up to a probe period.
+    let d = healthy3()
+        .with(|i| {
+            i.pods[0].role_label = Some(Role::Primary);
+            i.pods[1].role_label = Some(Role::Secondary);
+            i.pods[2].role_label = Some(Role::Secondary);
+            i.pods[2].ready = false;
+        })
+        .decide();
+    assert_eq!(d.operation, Operation::None);
+    let ready = condition(&d, "Ready");
+    assert!(!ready.status);
+    assert_eq!(ready.reason, "PodsNotReady");
+    assert!(condition(&d, "Available").status);
+    assert_eq!(d.requeue, Duration::from_secs(1));
+}
+
+#[test]
 fn healthy_cluster_is_ready_once_labels_are_applied() {
     let d = healthy3().decide();
     assert_eq!(d.operation, Operation::None);
