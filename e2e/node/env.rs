@@ -195,16 +195,7 @@ impl Env {
                 )))
                 .await
                 .ok()?;
-            let ready = pods
-                .items
-                .iter()
-                .filter(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
-                .count();
+            let ready = pods.items.iter().filter(|p| pod_ready(p)).count();
             (ready == 2).then_some(ready)
         })
         .await;
@@ -316,6 +307,21 @@ impl Env {
         format!("{pods}\n{events}\noperator (last lines):\n{operator}")
     }
 
+    /// `kubectl patch` of the cluster's spec with a JSON merge patch.
+    pub fn patch_spec(&self, spec: &str) {
+        self.kubectl(&[
+            "-n",
+            NS,
+            "patch",
+            "mysqlcluster",
+            CLUSTER,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{spec}}}"#),
+        ])
+        .unwrap_or_else(|e| panic!("patch spec {spec}: {e}"));
+    }
+
     /// `kill -9` of `pod`'s mysqld inside its container.
     pub fn kill_mysqld(&self, pod: &str) {
         self.kubectl(&[
@@ -372,12 +378,7 @@ impl Env {
         self.member_pods()
             .await
             .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .filter(|p| pod_ready(p))
             .count()
     }
 
@@ -390,6 +391,14 @@ impl Env {
         names.sort();
         names
     }
+}
+
+/// The pod's Ready condition is True.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The chart with the image built here, into its own namespace; waits until its two replicas

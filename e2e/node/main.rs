@@ -181,17 +181,7 @@ async fn rolling_change(env: &mut Env, w: &Writer) {
     let old_primary = env.healthy().await.expect("healthy before the change");
     let before = env.member_uids().await;
     let cut = Instant::now();
-    env.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "mysqlcluster",
-        CLUSTER,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"mycnf":{"max_connections":"120"}}}"#,
-    ])
-    .unwrap_or_else(|e| panic!("patch spec.mycnf: {e}"));
+    env.patch_spec(r#"{"mycnf":{"max_connections":"120"}}"#);
     let mut replaced: Vec<String> = Vec::new();
     let mut most_down = 0;
     until("every member replaced and ONLINE", STEP * 2, async || {
@@ -246,17 +236,7 @@ const FAILOVER_PAUSE_S: f64 = 4.0;
 async fn scale(env: &mut Env, w: &Writer) {
     for size in [5, MEMBERS] {
         let cut = Instant::now();
-        env.kubectl(&[
-            "-n",
-            NS,
-            "patch",
-            "mysqlcluster",
-            CLUSTER,
-            "--type=merge",
-            "-p",
-            &format!(r#"{{"spec":{{"instances":{size}}}}}"#),
-        ])
-        .unwrap_or_else(|e| panic!("scale to {size}: {e}"));
+        env.patch_spec(&format!(r#"{{"instances":{size}}}"#));
         env.size = size;
         ready_again(
             env,
