@@ -52,18 +52,34 @@ pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<String, String> {
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", shown(cmd)))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
-            "{:?} failed ({}): {}{}",
-            cmd.get_args().collect::<Vec<_>>(),
+            "{} failed ({}): {}{}",
+            shown(cmd),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// The command line for a message, with a `mysql` password argument (`-pSECRET`) left out.
+fn shown(cmd: &Command) -> String {
+    let args = cmd.get_args().map(|a| {
+        let a = a.to_string_lossy();
+        if a.starts_with("-p") && a.len() > 2 {
+            "-p(password)".to_string()
+        } else {
+            a.into_owned()
+        }
+    });
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `query` on `addr` as `user`; every column as text.
