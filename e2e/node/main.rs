@@ -15,7 +15,11 @@
 //!   container), the primary's pod deleted, the node going down hard and coming back (every
 //!   member restarts: a complete outage the operator reboots the group from). After each the
 //!   cluster is Ready again with three members ONLINE; afterwards every acknowledged row is on
-//!   every member and no two pods were ever labelled primary.
+//!   every member and no two pods were ever labelled primary;
+//! - a rolling `spec.mycnf` change and scale 3 -> 5 -> 3 under the same writes;
+//! - a `Backup` (its Job pod streams to MinIO on the node's address) -> `Succeeded`, and a
+//!   cluster with `restoreFrom` it -> Ready with the rows acknowledged before the backup began;
+//! - the cluster deleted: its volume claims are kept.
 //!
 //! Needs root, the node's binaries and images (`e2e/lib/install-testenv.sh --node`); under
 //! `CI=true` a missing one is a failure. The measured times are printed (`--nocapture`).
@@ -30,6 +34,7 @@ mod support;
 #[path = "../operator-mysql97/writer.rs"]
 mod writer;
 
+mod backup;
 mod env;
 
 use std::collections::BTreeSet;
@@ -39,6 +44,11 @@ use std::time::{Duration, Instant};
 
 use env::{CLUSTER, Env, MEMBERS, NS, STEP, run, sql, until};
 use writer::Writer;
+
+/// How long a deleted primary's pod may take to stop: the switchover (~1 s), the preStop hook's
+/// next look (0.5 s), a clean leave and shutdown (a few s); a shutdown hung on a commit in flight
+/// took ~60 s.
+const STOP_LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_cluster_on_a_real_node() {
@@ -51,6 +61,7 @@ async fn the_sample_cluster_on_a_real_node() {
     failures(&mut env, &w).await;
     rolling_change(&mut env, &w).await;
     scale(&mut env, &w).await;
+    backup::backup_and_restore(&mut env, &w).await;
     let acked = w.stop().await;
     check_rows(&env, &acked).await;
     delete_keeps_volumes(&mut env).await;
@@ -145,7 +156,14 @@ async fn failures(env: &mut Env, w: &Writer) {
     .await;
     let primary = ready_again(env, "mysqld killed -> Ready, 3 ONLINE", cut).await;
 
-    // The primary's pod deleted.
+    // The primary's pod deleted while the writer commits. Its preStop hook holds mysqld's stop
+    // until the operator has moved the primary away; without it the shutdown hung ~51 s on a
+    // commit in flight (the pod Terminating ~60 s, the cluster Ready again only after 80-109 s).
+    let uid = env
+        .member_uids()
+        .await
+        .remove(&primary)
+        .expect("the primary's pod");
     let cut = Instant::now();
     env.kubectl(&["-n", NS, "delete", "pod", &primary, "--wait=false"])
         .unwrap_or_else(|e| panic!("delete pod {primary}: {e}"));
@@ -156,6 +174,18 @@ async fn failures(env: &mut Env, w: &Writer) {
         cut,
     )
     .await;
+    let gone = until("the deleted primary's pod gone", STEP, async || {
+        (env.member_uids().await.get(&primary) != Some(&uid)).then(Instant::now)
+    })
+    .await;
+    env.time("primary's pod deleted -> gone", gone - cut);
+    assert!(
+        gone - cut < STOP_LIMIT,
+        "the deleted primary's pod took {:.1} s to stop (limit {STOP_LIMIT:?}): its mysqld stopped \
+         before the switchover, with commits in flight\n{}",
+        (gone - cut).as_secs_f64(),
+        env.describe()
+    );
     ready_again(env, "pod deleted -> Ready, 3 ONLINE", cut).await;
 
     // The node goes down hard and comes back: every member restarts.

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::member_scripts::{INIT_SCRIPT_KEY, RUN_SCRIPT_KEY, init_script, run_script};
+use super::member_scripts::{
+    INIT_SCRIPT_KEY, PRE_STOP_SCRIPT_KEY, RUN_SCRIPT_KEY, init_script, pre_stop_script, run_script,
+};
 use crate::api::cluster::CommunicationStack;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
@@ -200,6 +202,7 @@ pub fn config_map(c: &ValidCluster) -> ConfigMap {
                 (MYCNF_KEY.to_string(), mycnf(c)),
                 (INIT_SCRIPT_KEY.to_string(), init_script(c)),
                 (RUN_SCRIPT_KEY.to_string(), run_script()),
+                (PRE_STOP_SCRIPT_KEY.to_string(), pre_stop_script()),
             ]
             .into(),
         ),

@@ -8,9 +8,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec,
+    PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -18,7 +19,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::member_scripts::{
-    self, ADMIN_PASSWORD_ENV, INIT_SCRIPT_KEY, ROOT_PASSWORD_ENV, RUN_SCRIPT_KEY,
+    self, ADMIN_PASSWORD_ENV, INIT_SCRIPT_KEY, PRE_STOP_SCRIPT_KEY, ROOT_PASSWORD_ENV,
+    RUN_SCRIPT_KEY,
 };
 use super::mycnf::{self, CONF_DIR, DATA_MOUNT, RUN_DIR, SOCKET, TEMPLATE_DIR, TLS_DIR};
 use crate::cluster::validate::{Deployed, ValidCluster};
@@ -90,6 +92,7 @@ pub fn config_hash(c: &ValidCluster) -> String {
     h.update(mycnf::mycnf(c));
     h.update(member_scripts::init_script(c));
     h.update(member_scripts::run_script());
+    h.update(member_scripts::pre_stop_script());
     hex::encode(&h.finalize()[..8])
 }
 
@@ -219,6 +222,15 @@ fn mysql_container(c: &ValidCluster) -> Container {
         startup_probe: Some(ping_probe(10, 360)),
         liveness_probe: Some(ping_probe(10, 6)),
         readiness_probe: Some(ping_probe(5, 2)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: script(PRE_STOP_SCRIPT_KEY),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         resources: c.resources.clone(),
         volume_mounts: Some(mounts),
         security_context: Some(restricted_container()),
