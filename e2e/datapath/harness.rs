@@ -1,20 +1,15 @@
 //! Real servers for the data-path tests: MariaDB and MySQL 9.7 instances (fresh data directories
-//! in temp dirs, loopback ports) and a MinIO S3 server, all killed when dropped. A missing server binary is a
-//! test failure with the installer to run, never a skip.
+//! in temp dirs, loopback ports), killed when dropped (the MinIO server is `e2e/support/minio.rs`).
+//! A missing server binary is a test failure with the installer to run, never a skip.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use innodb_operator::datapath::MysqlConfig;
-use innodb_operator::datapath::s3::{CaBundle, S3Config};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
-
-pub const ACCESS_KEY: &str = "datapath-access";
-pub const SECRET_KEY: &str = "datapath-secret-key";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -413,181 +408,7 @@ async fn spawn_mysql97(port: u16, server_id: u32) -> (TempDir, PathBuf, Child) {
     (dir, log, child)
 }
 
-/// A private CA and the server certificate for 127.0.0.1 it signed, laid out as MinIO's
-/// `--certs-dir` wants them (`public.crt`, `private.key`).
-pub struct TestCa {
-    pub ca_pem: String,
-    pub certs_dir: TempDir,
-}
-
-impl TestCa {
-    pub fn new() -> TestCa {
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "datapath test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap())
-            .expect("CA certificate");
-        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-            .expect("server params");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = server.signed_by(&key, &ca).expect("server certificate");
-        let certs_dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(certs_dir.path().join("public.crt"), cert.pem()).unwrap();
-        std::fs::write(certs_dir.path().join("private.key"), key.serialize_pem()).unwrap();
-        TestCa {
-            ca_pem: ca.pem(),
-            certs_dir,
-        }
-    }
-
-    pub fn bundle(&self) -> CaBundle {
-        CaBundle {
-            origin: "the test CA".into(),
-            pem: self.ca_pem.clone().into_bytes(),
-        }
-    }
-}
-
-/// A MinIO server on a loopback port (HTTPS when started with a [`TestCa`]).
-pub struct Minio {
-    pub port: u16,
-    child: Option<Child>,
-    dir: TempDir,
-    binary: PathBuf,
-    tls: Option<TestCa>,
-}
-
 /// Where the installers put what they build.
 fn cache_dir() -> String {
     std::env::var("IOP_CACHE").unwrap_or_else(|_| "/root/.cache/innodb-operator".into())
-}
-
-fn minio_binary() -> PathBuf {
-    let mut candidates = vec![Path::new(&cache_dir()).join("bin/minio")];
-    if let Ok(p) = std::env::var("MINIO_BIN") {
-        candidates.insert(0, PathBuf::from(p));
-    }
-    find(&candidates, "minio", "e2e/lib/install-s3.sh")
-}
-
-impl Minio {
-    pub async fn start() -> Minio {
-        Minio::start_with(None).await
-    }
-
-    /// MinIO serving HTTPS with a certificate of a fresh private CA.
-    pub async fn start_tls() -> Minio {
-        Minio::start_with(Some(TestCa::new())).await
-    }
-
-    async fn start_with(tls: Option<TestCa>) -> Minio {
-        let mut m = Minio {
-            port: free_port(),
-            child: None,
-            dir: tempfile::tempdir().expect("temp dir"),
-            binary: minio_binary(),
-            tls,
-        };
-        m.restart().await;
-        m
-    }
-
-    pub fn ca(&self) -> Option<&TestCa> {
-        self.tls.as_ref()
-    }
-
-    /// (Re)starts the server on the same port and data directory.
-    pub async fn restart(&mut self) {
-        let console = free_port();
-        let mut command = Command::new(&self.binary);
-        if let Some(ca) = &self.tls {
-            command.arg(format!("--certs-dir={}", ca.certs_dir.path().display()));
-        }
-        let mut child = command
-            .arg("server")
-            .arg(self.dir.path().join("data"))
-            .arg(format!("--address=127.0.0.1:{}", self.port))
-            .arg(format!("--console-address=127.0.0.1:{console}"))
-            .arg("--quiet")
-            .env("MINIO_ROOT_USER", ACCESS_KEY)
-            .env("MINIO_ROOT_PASSWORD", SECRET_KEY)
-            .env("MINIO_BROWSER", "off")
-            .env("MINIO_UPDATE", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start minio");
-        wait_port(self.port, "minio", &mut child, None).await;
-        self.child = Some(child);
-        // Listening is not ready: wait until a real request answers.
-        let client = self.client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client.list_buckets().send().await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "minio did not answer within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain SDK client (trusting the server's CA when it serves HTTPS).
-    pub fn client(&self) -> aws_sdk_s3::Client {
-        let mut conf = client_config(&self.endpoint());
-        if let Some(ca) = &self.tls {
-            conf = conf.http_client(ca.bundle().http_client().expect("test CA"));
-        }
-        aws_sdk_s3::Client::from_conf(conf.build())
-    }
-
-    pub async fn create_bucket(&self, name: &str) {
-        self.client()
-            .create_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .expect("create bucket");
-    }
-
-    /// The S3 settings the backup uses against this server (or `endpoint` in front of it).
-    pub fn config(&self, bucket: &str) -> S3Config {
-        S3Config {
-            endpoint: Some(self.endpoint()),
-            region: "us-east-1".into(),
-            bucket: bucket.into(),
-            path_style: true,
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-            max_attempts: 3,
-            ca: self.tls.as_ref().map(TestCa::bundle),
-        }
-    }
-}
-
-impl Drop for Minio {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn client_config(endpoint: &str) -> aws_sdk_s3::config::Builder {
-    aws_sdk_s3::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
 }

@@ -5,12 +5,16 @@
 
 mod fixtures;
 mod harness;
+// Shared with the real-node tier, which starts MinIO on the node's address.
+#[allow(dead_code)]
+#[path = "../support/minio.rs"]
+mod minio;
 mod proxy;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use harness::{Flavor, Minio, Server};
+use harness::{Flavor, Server};
 use innodb_operator::credentials::Credentials;
 use innodb_operator::datapath::load::{self, RestoreConfig, RestoreError};
 use innodb_operator::datapath::manifest::MANIFEST;
@@ -21,6 +25,7 @@ use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::sql::{Accounts, Capabilities, account_statements};
 use innodb_operator::version::ServerVersion;
+use minio::Minio;
 use mysql_async::prelude::Queryable;
 
 fn backup_config(db: &Server, s3: S3Config, prefix: &str) -> BackupConfig {
@@ -513,8 +518,8 @@ async fn cli(s3: &Minio, db: &Server, args: &[&str]) -> (bool, String) {
             "--path-style",
         ])
         .args(["--port", &db.port.to_string(), "--user", "root"])
-        .env("AWS_ACCESS_KEY_ID", harness::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", harness::SECRET_KEY)
+        .env("AWS_ACCESS_KEY_ID", minio::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", minio::SECRET_KEY)
         .env("MYSQL_PASSWORD", db.config().password)
         .env_remove("S3_CA_FILE")
         .output()

@@ -197,12 +197,7 @@ impl Env {
             panic!("the sample never became Ready: {e}\n{}", env.describe());
         }
         env.time("kubectl apply -> Ready", applied.elapsed());
-        let secret = Api::<Secret>::namespaced(admin.clone(), NS)
-            .get(&format!("{CLUSTER}-root"))
-            .await
-            .expect("the root Secret");
-        env.root_password = String::from_utf8(secret.data.expect("data")["password"].0.clone())
-            .expect("utf-8 password");
+        env.root_password = env.password(&format!("{CLUSTER}-root")).await;
         let primary = until("three members ONLINE", STEP, async || env.healthy().await).await;
         let routers = until("two routers Ready", STEP, async || {
             let pods = Api::<Pod>::namespaced(admin.clone(), NS)
@@ -217,6 +212,15 @@ impl Env {
         .await;
         eprintln!("node: {MEMBERS} members ONLINE (primary {primary}), {routers} routers Ready");
         Some(env)
+    }
+
+    /// The `password` key of the Secret `name` in the test namespace.
+    pub async fn password(&self, name: &str) -> String {
+        let secret = Api::<Secret>::namespaced(self.admin.clone(), NS)
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("the Secret {name}: {e}"));
+        String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8 password")
     }
 
     pub fn time(&mut self, what: &str, d: Duration) {

@@ -19,6 +19,7 @@ use kube::{Client, Config};
 use serde::Deserialize;
 
 pub mod chart;
+pub mod minio;
 pub mod operator;
 pub mod proxy;
 

@@ -1,0 +1,220 @@
+//! Backups on the real node: a `Backup` runs its Job pod, which streams the cluster (while the
+//! writer commits) to a real S3 server (MinIO on the node's address, reached from the pod through
+//! the CNI bridge) and succeeds; a new cluster with `restoreFrom` that Backup becomes Ready with
+//! every row acknowledged before the backup began and none that was never written.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::env::{CLUSTER, Env, NS, STEP, sql, until};
+use crate::support::minio::{ACCESS_KEY, Minio, SECRET_KEY};
+use crate::writer::{self, Writer};
+
+const BUCKET: &str = "mysql-backups";
+const BACKUP: &str = "orders-on-the-node";
+const RESTORED: &str = "orders-restored";
+
+pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
+    let s3 = Minio::start_on(node_ip(env)).await;
+    s3.create_bucket(BUCKET).await;
+    env.kubectl(&[
+        "-n",
+        NS,
+        "create",
+        "secret",
+        "generic",
+        "s3-credentials",
+        &format!("--from-literal=AWS_ACCESS_KEY_ID={ACCESS_KEY}"),
+        &format!("--from-literal=AWS_SECRET_ACCESS_KEY={SECRET_KEY}"),
+    ])
+    .unwrap_or_else(|e| panic!("create the S3 credentials Secret: {e}"));
+    let storage = format!(
+        r#"{{"bucket":"{BUCKET}","prefix":"node","region":"us-east-1","endpoint":"{}","forcePathStyle":true,"credentialsSecret":{{"name":"s3-credentials"}}}}"#,
+        s3.endpoint()
+    );
+    env.patch_spec(&format!(r#"{{"backup":{{"storage":{storage}}}}}"#));
+
+    let before: BTreeSet<u64> = w.acked().into_iter().collect();
+    let cut = Instant::now();
+    apply(
+        env,
+        &format!(
+            "apiVersion: innodb-operator.io/v1alpha1\nkind: Backup\nmetadata:\n  name: {BACKUP}\n\
+             spec:\n  clusterName: {CLUSTER}\n"
+        ),
+    );
+    let phase = until("the Backup finished", STEP, async || {
+        let phase = env
+            .kubectl(&[
+                "-n",
+                NS,
+                "get",
+                "backup",
+                BACKUP,
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .ok()?;
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    })
+    .await;
+    assert_eq!(
+        phase,
+        "Succeeded",
+        "the Backup failed:\n{}\n{}",
+        backup_state(env),
+        env.describe()
+    );
+    env.time(
+        "Backup applied -> Succeeded (Job pod to MinIO)",
+        cut.elapsed(),
+    );
+    let objects = s3
+        .client()
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("node/")
+        .send()
+        .await
+        .expect("list the bucket");
+    let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.iter().any(|k| k.ends_with("/manifest.json")),
+        "no manifest in the bucket under node/: {keys:?}\n{}",
+        backup_state(env)
+    );
+
+    let cut = Instant::now();
+    apply(env, &restored_cluster());
+    let wait = env.kubectl(&[
+        "-n",
+        NS,
+        "wait",
+        &format!("mysqlcluster/{RESTORED}"),
+        "--for=condition=Ready",
+        &format!("--timeout={}s", STEP.as_secs()),
+    ]);
+    if let Err(e) = wait {
+        panic!(
+            "the restored cluster never became Ready: {e}\n{}",
+            env.describe()
+        );
+    }
+    env.time("restoreFrom the Backup -> Ready", cut.elapsed());
+    let restored = restored_rows(env).await;
+    let lost: Vec<&u64> = before.difference(&restored).collect();
+    assert!(
+        lost.is_empty(),
+        "rows acknowledged before the backup began are missing from the restored cluster: {lost:?}"
+    );
+    let written: BTreeSet<u64> = w.acked().into_iter().collect();
+    let max_tried = written.last().copied().unwrap_or_default() + 1;
+    assert!(
+        restored.iter().all(|id| *id <= max_tried),
+        "the restored cluster holds rows the writer never wrote (max tried {max_tried})"
+    );
+    eprintln!(
+        "node: restored {} rows ({} acknowledged before the backup began)",
+        restored.len(),
+        before.len()
+    );
+    env.kubectl(&[
+        "-n",
+        NS,
+        "delete",
+        "mysqlcluster",
+        RESTORED,
+        "--timeout=300s",
+    ])
+    .unwrap_or_else(|e| panic!("delete the restored cluster: {e}"));
+}
+
+/// The node's InternalIP: where the host's MinIO listens for the pods.
+fn node_ip(env: &Env) -> IpAddr {
+    let ip = env
+        .kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            r#"jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}"#,
+        ])
+        .unwrap_or_else(|e| panic!("the node's address: {e}"));
+    ip.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("the node's address {ip:?}: {e}"))
+}
+
+/// One member, no routers, restored from [`BACKUP`], on the sample's images and sizes.
+fn restored_cluster() -> String {
+    let sample = std::fs::read_to_string(crate::env::SAMPLE).expect("read the sample");
+    let mut doc: serde_json::Value = serde_yaml::from_str(&sample).expect("the sample's YAML");
+    doc["metadata"]["name"] = RESTORED.into();
+    let spec = &mut doc["spec"];
+    spec["instances"] = 1.into();
+    spec["router"]["instances"] = 0.into();
+    spec["restoreFrom"] = serde_json::json!({ "backup": BACKUP });
+    serde_json::to_string(&doc).expect("JSON")
+}
+
+/// `kubectl apply` of one document (YAML or JSON) in the test namespace.
+fn apply(env: &Env, doc: &str) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), doc).expect("write the manifest");
+    let path = file.path().to_str().expect("utf-8 path");
+    env.kubectl(&["-n", NS, "apply", "-f", path])
+        .unwrap_or_else(|e| panic!("kubectl apply {doc}: {e}"));
+}
+
+/// The ids in the writer's table on the restored cluster's member.
+async fn restored_rows(env: &Env) -> BTreeSet<u64> {
+    let ip = env
+        .kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "pod",
+            &format!("{RESTORED}-0"),
+            "-o",
+            "jsonpath={.status.podIP}",
+        ])
+        .unwrap_or_else(|e| panic!("the restored member's address: {e}"));
+    let ip: IpAddr = ip.trim().parse().expect("pod IP");
+    let password = env.password(&format!("{RESTORED}-root")).await;
+    sql(
+        SocketAddr::new(ip, 3306),
+        "root",
+        &password,
+        &format!("SELECT id FROM {}", writer::TABLE),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("read the restored rows: {e}"))
+    .iter()
+    .filter_map(|r| r[0].parse().ok())
+    .collect()
+}
+
+/// The Backup's status and its Job pod's log, for a failure's message.
+fn backup_state(env: &Env) -> String {
+    let status = env
+        .kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "backup",
+            BACKUP,
+            "-o",
+            "jsonpath={.status}",
+        ])
+        .unwrap_or_else(|e| e);
+    let log = env
+        .kubectl(&[
+            "-n",
+            NS,
+            "logs",
+            &format!("job/backup-{BACKUP}"),
+            "--tail=40",
+        ])
+        .unwrap_or_else(|e| e);
+    format!("Backup status: {status}\nJob log:\n{log}")
+}
