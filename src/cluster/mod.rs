@@ -139,12 +139,21 @@ async fn carry_out(
         label_writes = topology_step::apply_labels(&ctx.client, &ns, &plan.kubernetes.labels)
             .instrument(info_span!("labels"))
             .await?;
-        run_topology(ctx, cluster, topology, &plan.restore_job, members)
+        let done = run_topology(ctx, cluster, topology, &plan.restore_job, members)
             .instrument(info_span!(
                 "topology",
                 operation = topology.decision.operation.name()
             ))
             .await?;
+        if done {
+            label_writes += topology_step::apply_labels(
+                &ctx.client,
+                &ns,
+                &plan.kubernetes.labels_after_switchover,
+            )
+            .instrument(info_span!("labels"))
+            .await?;
+        }
     }
     let mut requeue = plan.requeue;
     if let Some(desired) = &plan.desired {
@@ -190,14 +199,15 @@ async fn carry_out(
     }))
 }
 
-/// The restore Job the plan asks for, then the one Group Replication operation.
+/// The restore Job the plan asks for, then the one Group Replication operation; whether that
+/// operation was carried out and succeeded.
 async fn run_topology(
     ctx: &Context,
     cluster: &MySQLCluster,
     topology: &plan::TopologyPlan,
     restore_job: &Option<(Job, String)>,
     members: &gather::Members,
-) -> Result<(), ReconcileError> {
+) -> Result<bool, ReconcileError> {
     if let Some((job, source)) = restore_job {
         restore_step::create_job(ctx, job, source).await?;
     }
@@ -210,7 +220,7 @@ async fn run_topology(
             operation = decision.operation.name(),
             "this replica's lease fence has run out: no Group Replication operation is started"
         );
-        return Ok(());
+        return Ok(false);
     }
     let outcome = crate::topology::carry_out(&members.ops, &topology.observed, decision).await;
     if let Err(e) = &outcome {
@@ -218,7 +228,7 @@ async fn run_topology(
         let note = format!("{} failed: {e}", decision.operation.name());
         publish(ctx, cluster, Reason::OperationFailed, &note).await;
     }
-    Ok(())
+    Ok(outcome.is_ok())
 }
 
 /// Applies the objects, then what the topology asks of Kubernetes; returns the writes made.

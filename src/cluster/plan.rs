@@ -33,7 +33,7 @@ use crate::backup_controller::job;
 use crate::context::Config;
 use crate::events::Reason;
 use crate::objects::names::Names;
-use crate::topology::{ActionRecord, Decision, Observed, RestoreGate, updated_history};
+use crate::topology::{ActionRecord, Decision, Observed, Operation, RestoreGate, updated_history};
 
 /// What the restore step reads besides the members: the request, where its backup is, the
 /// status as stored and the restore Job as found.
@@ -125,6 +125,8 @@ fn restore_step_plan(r: &RestoreObservation, observed: &Observed) -> restore_pla
 pub(crate) struct KubernetesChanges {
     /// Role labels to set (`None` removes it), in the order they must be written.
     pub(crate) labels: Vec<(String, Option<&'static str>)>,
+    /// Role labels to set once the operation, a switchover, has succeeded.
+    pub(crate) labels_after_switchover: Vec<(String, Option<&'static str>)>,
     /// The pod a rolling update replaces now.
     pub(crate) replace_pod: Option<String>,
     /// One-shot annotations of the cluster whose order was carried out.
@@ -282,6 +284,15 @@ fn kubernetes_changes(obs: &Observations, decision: &Decision) -> KubernetesChan
             &obs.workloads.pods,
             &decision.labels,
         ),
+        labels_after_switchover: match decision.operation {
+            Operation::SetPrimary { target, .. } => topology_step::labels_after_switchover(
+                &obs.names.cluster,
+                &obs.workloads.pods,
+                &decision.labels,
+                target,
+            ),
+            _ => Vec::new(),
+        },
         replace_pod: decision
             .update_next
             .map(|ordinal| obs.names.pod(ordinal as i32)),
@@ -470,6 +481,7 @@ mod tests {
             plan.kubernetes,
             KubernetesChanges {
                 labels: vec![("orders-0".into(), Some("primary"))],
+                labels_after_switchover: Vec::new(),
                 replace_pod: Some("orders-1".into()),
                 clear_annotations: vec![SWITCHOVER_ANNOTATION],
             }

@@ -563,6 +563,7 @@ printf '%b\n' "$a"
         assert!(String::from_utf8_lossy(&out.stderr).contains("not the primary"));
     }
 
+    // Time bounds are loose (a loaded CI machine): a script that waited would take its 30 s.
     #[test]
     fn pre_stop_lets_others_go_at_once() {
         // A secondary, a primary alone, a member out of the group (no row), no answer at all.
@@ -571,7 +572,7 @@ printf '%b\n' "$a"
             ok(&out);
             assert_eq!(calls, 1, "{answers:?}");
             assert!(
-                took < std::time::Duration::from_secs(5),
+                took < std::time::Duration::from_secs(20),
                 "{answers:?}: {took:?}"
             );
         }
@@ -582,7 +583,7 @@ printf '%b\n' "$a"
         let (out, calls, took) = pre_stop(&["PRIMARY\\t1"], 1);
         ok(&out);
         assert!(calls >= 2, "{calls}");
-        assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+        assert!(took < std::time::Duration::from_secs(20), "{took:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("still the primary after 1 s"));
     }
 }

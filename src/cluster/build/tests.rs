@@ -316,6 +316,17 @@ fn members_run_the_operators_scripts_not_an_image_entrypoint() {
     );
     assert_eq!(command("mysql"), "sh /etc/innodb-operator/run-mysqld.sh");
     assert!(container(&spec, "mysql").args.is_none());
+    let pre_stop = container(&spec, "mysql")
+        .lifecycle
+        .clone()
+        .and_then(|l| l.pre_stop)
+        .and_then(|h| h.exec)
+        .and_then(|e| e.command)
+        .map(|c| c.join(" "));
+    assert_eq!(
+        pre_stop.as_deref(),
+        Some("sh /etc/innodb-operator/pre-stop.sh")
+    );
     let data = |name: &str| {
         container(&spec, name)
             .volume_mounts
@@ -329,7 +340,10 @@ fn members_run_the_operators_scripts_not_an_image_entrypoint() {
     assert_eq!(data("mysql"), Some(("/var/lib/mysql".into(), None)));
     let cm = mycnf::config_map(&c);
     let keys: Vec<&String> = cm.data.as_ref().unwrap().keys().collect();
-    assert_eq!(keys, ["init-member.sh", "my.cnf", "run-mysqld.sh"]);
+    assert_eq!(
+        keys,
+        ["init-member.sh", "my.cnf", "pre-stop.sh", "run-mysqld.sh"]
+    );
 }
 
 #[test]
