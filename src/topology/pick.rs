@@ -131,14 +131,22 @@ pub(super) fn primary_updates_last(observed: &Observed, group: &QuorumGroup) -> 
             .all(|p| p.ordinal == primary || !p.update_pending)
 }
 
-/// Switch to `target` through the first reachable ONLINE member (the primary if reachable);
-/// `None` while MySQL would refuse it (see [`QuorumGroup::can_change_primary`]).
+/// Switch to `target`, asking `target` itself when it is reachable (else the first reachable
+/// ONLINE member); `None` while MySQL would refuse it (see [`QuorumGroup::can_change_primary`]).
+/// Never through the old primary by choice: on the real node, asked through a primary whose pod
+/// was being deleted, the function failed with ERROR 3910 ("Member has left the group") when
+/// that member left right after the election, and the reconcile lost its success (and its
+/// relabel) for ~3.5 s.
 pub(super) fn set_primary(group: &QuorumGroup, target: u32) -> Option<Operation> {
     if !group.can_change_primary() {
         return None;
     }
+    let via = match group.contacts.contains(&target) {
+        true => target,
+        false => *group.contacts.first()?,
+    };
     Some(Operation::SetPrimary {
-        via: *group.contacts.first()?,
+        via,
         target,
         target_uuid: group.row(target)?.member_id.clone(),
     })

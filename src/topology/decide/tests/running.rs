@@ -344,11 +344,12 @@ fn a_stranded_minority_is_stopped_when_every_member_answers_and_the_rest_are_out
 
 #[test]
 fn requested_switchover_promotes_the_target_and_reports_completion() {
+    // Asked of the target itself, never of the primary that is going away.
     let d = healthy3().with(|i| i.switchover_to = Some(2)).decide();
     assert_eq!(
         d.operation,
         Operation::SetPrimary {
-            via: 0,
+            via: 2,
             target: 2,
             target_uuid: uuid(2)
         }
