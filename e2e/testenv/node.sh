@@ -69,8 +69,9 @@ node_build() {
 }
 
 # The plugins the node's Corefile uses (node_corefile), in CoreDNS's own directive order
-# (its plugin.cfg): a server with only these builds in ~1/5 of the time of the stock binary,
-# which links every plugin (cloud DNS providers' SDKs among them).
+# (its plugin.cfg). The stock binary links every plugin (cloud DNS providers' SDKs among them):
+# measured cold, 4 min 54 s of CPU for it against 2 min 40 s for these four (client-go, which
+# the kubernetes plugin needs, is most of what is left).
 COREDNS_PLUGINS="bind errors kubernetes forward"
 
 # build_coredns: CoreDNS from its module with only $COREDNS_PLUGINS: a main package of our own
