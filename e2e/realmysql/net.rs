@@ -10,9 +10,10 @@ pub const BRIDGE: &str = "iop-br0";
 pub const PREFIX: &str = "iop-rm-";
 /// The pod network, /24; the host holds `.1`, slot `s` holds `.(10 + s)`.
 const SUBNET: &str = "10.0.97";
-/// The control plane's pod network: kwok gives pods addresses from the nodes' podCIDRs
-/// `198.18.<node>.0/24`. Members at those addresses share the bridge; the host holds the
-/// network's last address, which also routes the whole /15 to the bridge.
+/// The control plane's pod network: kwok gives pods addresses from the nodes' podCIDRs, a /24
+/// each in the control plane's own /20 of 198.18.0.0/15 (`testenv.sh`). Members at those
+/// addresses share the bridge; the host holds the network's last address (in a /20 no control
+/// plane is given), which also routes the whole /15 to the bridge.
 const KWOK_HOST: &str = "198.19.255.254";
 pub const KWOK_PREFIX: u8 = 15;
 

@@ -301,17 +301,73 @@ nodes_ready() {
   [ "$(api GET /api/v1/nodes | jq '[.items[] | select(.status.conditions // [] | any(.type == "Ready" and .status == "True"))] | length')" -ge "$TESTENV_NODES" ]
 }
 
+# Each control plane's kwok pods take their addresses from a /20 of 198.18.0.0/15 of its own
+# (node i: the slot's i-th /24), so two control planes on one machine never hand out the same
+# pod IP: fake or real members at one's pod IPs answered the other's operator. A slot is claimed
+# with an atomic mkdir under /run/lock/iop-podnet; one whose control plane's apiserver is gone is
+# free again. Slots 1 to 30: the first /20 is what control planes of checkouts before this one
+# use, and the last (198.19.240.0/20) holds the real-MySQL tier's host address, 198.19.255.254.
+POD_SLOTS=30
+POD_SLOT_DIR=/run/lock/iop-podnet
+
+# claim_pod_slot DIR: prints the slot claimed for the control plane in DIR.
+claim_pod_slot() {
+  local d=$1 s owner pid i start=$((RANDOM % POD_SLOTS))
+  mkdir -p "$POD_SLOT_DIR"
+  for i in $(seq 0 $((POD_SLOTS - 1))); do
+    s=$((1 + (start + i) % POD_SLOTS))
+    if mkdir "$POD_SLOT_DIR/$s" 2>/dev/null; then
+      echo "$d" > "$POD_SLOT_DIR/$s/owner"
+      echo "$s"
+      return
+    fi
+    owner=$(cat "$POD_SLOT_DIR/$s/owner" 2>/dev/null || true)
+    # No owner yet: being claimed right now.
+    [ -n "$owner" ] || continue
+    pid=$(cat "$owner/pids/kube-apiserver.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+      # Stale: free it and race for it like any other free slot.
+      rm -rf "$POD_SLOT_DIR/$s"
+      if mkdir "$POD_SLOT_DIR/$s" 2>/dev/null; then
+        echo "$d" > "$POD_SLOT_DIR/$s/owner"
+        echo "$s"
+        return
+      fi
+    fi
+  done
+  die "every pod address range is taken ($POD_SLOTS control planes running?)"
+}
+
+# release_pod_slot DIR: frees the slot of the control plane in DIR, if it still holds one.
+release_pod_slot() {
+  local d=$1 s
+  [ -f "$d/pod-slot" ] || return 0
+  s=$(cat "$d/pod-slot")
+  [ "$(cat "$POD_SLOT_DIR/$s/owner" 2>/dev/null || true)" != "$d" ] || rm -rf "${POD_SLOT_DIR:?}/$s"
+  rm -f "$d/pod-slot"
+}
+
+# node_cidr SLOT I: the /24 of node I in SLOT.
+node_cidr() {
+  local index=$(($1 * 16 + $2))
+  echo "198.$((18 + index / 256)).$((index % 256)).0/24"
+}
+
 create_nodes() {
-  local i
+  local i slot cidr
+  [ "$TESTENV_NODES" -le 16 ] || die "at most 16 kwok nodes (a pod address range holds 16 /24s)"
+  slot=$(claim_pod_slot "$STATE")
+  echo "$slot" > "$STATE/pod-slot"
   for i in $(seq 0 $((TESTENV_NODES - 1))); do
-    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" --arg i "$i" \
+    cidr=$(node_cidr "$slot" "$i")
+    api POST /api/v1/nodes "$(jq -cn --arg n "kwok-node-$i" --arg z "zone-$((i % 3))" --arg c "$cidr" \
       --argjson taints "${KWOK_TAINTS:-[]}" '{
       apiVersion: "v1", kind: "Node",
       metadata: {name: $n,
         annotations: {"kwok.x-k8s.io/node": "fake"},
         labels: {"type": "kwok", "kubernetes.io/hostname": $n, "kubernetes.io/os": "linux",
                  "kubernetes.io/arch": "amd64", "topology.kubernetes.io/zone": $z}},
-      spec: {podCIDR: "198.18.\($i).0/24", podCIDRs: ["198.18.\($i).0/24"], taints: $taints},
+      spec: {podCIDR: $c, podCIDRs: [$c], taints: $taints},
       status: {capacity: {cpu: "512", memory: "4Ti", pods: "1000", "ephemeral-storage": "100Ti"}}}')" > /dev/null
   done
 }
@@ -495,6 +551,7 @@ cmd_down() {
   stop_all "$d" kwok kube-scheduler kube-controller-manager
   stop_all "$d" kube-apiserver
   stop_all "$d" etcd
+  release_pod_slot "$d"
   node_net_down "$d"
   if [ -f "$d/watchdog.pid" ]; then
     pid=$(cat "$d/watchdog.pid")

@@ -156,19 +156,25 @@ pub(crate) async fn apply(
             Err(source) => return Err(ApplyError::CreateSecret { name, source }),
         }
     }
+    // The cluster's objects of each kind, one list each: what decides every apply below (one
+    // metadata read per object cost the API server ten requests a reconcile), then what to prune.
+    let mut existing = BTreeMap::new();
+    for kind in Kind::ALL {
+        existing.insert(kind, list(client, names, kind).await?);
+    }
     for object in &desired.objects {
+        let kind = object.kind();
+        let listed = existing[&kind]
+            .iter()
+            .find(|m| m.name.as_deref() == Some(object.name()));
         let written = match object {
-            Object::ConfigMap(o) => apply_one(client, names, owner_uid, Kind::ConfigMap, o).await?,
-            Object::Service(o) => apply_one(client, names, owner_uid, Kind::Service, o).await?,
-            Object::StatefulSet(o) => {
-                apply_one(client, names, owner_uid, Kind::StatefulSet, o).await?
-            }
+            Object::ConfigMap(o) => apply_one(client, names, owner_uid, kind, listed, o).await?,
+            Object::Service(o) => apply_one(client, names, owner_uid, kind, listed, o).await?,
+            Object::StatefulSet(o) => apply_one(client, names, owner_uid, kind, listed, o).await?,
             Object::PodDisruptionBudget(o) => {
-                apply_one(client, names, owner_uid, Kind::PodDisruptionBudget, o).await?
+                apply_one(client, names, owner_uid, kind, listed, o).await?
             }
-            Object::Deployment(o) => {
-                apply_one(client, names, owner_uid, Kind::Deployment, o).await?
-            }
+            Object::Deployment(o) => apply_one(client, names, owner_uid, kind, listed, o).await?,
         };
         if written {
             outcome
@@ -183,32 +189,33 @@ pub(crate) async fn apply(
             .or_default()
             .insert(o.name().to_string());
     }
-    for kind in Kind::ALL {
+    for (kind, metas) in existing {
         let want = wanted.remove(&kind).unwrap_or_default();
-        let pruned = match kind {
-            Kind::ConfigMap => prune::<ConfigMap>(client, names, owner_uid, kind, &want).await?,
-            Kind::Service => prune::<Service>(client, names, owner_uid, kind, &want).await?,
-            Kind::StatefulSet => {
-                prune::<StatefulSet>(client, names, owner_uid, kind, &want).await?
+        for name in prune_plan(&want, &metas, owner_uid) {
+            match kind {
+                Kind::ConfigMap => delete::<ConfigMap>(client, names, kind, &name).await?,
+                Kind::Service => delete::<Service>(client, names, kind, &name).await?,
+                Kind::StatefulSet => delete::<StatefulSet>(client, names, kind, &name).await?,
+                Kind::PodDisruptionBudget => {
+                    delete::<PodDisruptionBudget>(client, names, kind, &name).await?
+                }
+                Kind::Deployment => delete::<Deployment>(client, names, kind, &name).await?,
             }
-            Kind::PodDisruptionBudget => {
-                prune::<PodDisruptionBudget>(client, names, owner_uid, kind, &want).await?
-            }
-            Kind::Deployment => prune::<Deployment>(client, names, owner_uid, kind, &want).await?,
-        };
-        outcome
-            .pruned
-            .extend(pruned.into_iter().map(|n| format!("{kind:?}/{n}")));
+            outcome.pruned.push(format!("{kind:?}/{name}"));
+        }
     }
     Ok(outcome)
 }
 
-/// Applies one object unless it is unchanged; returns whether it wrote.
+/// Applies one object of `kind` unless it is unchanged; returns whether it wrote. `listed` is
+/// the object's metadata among the cluster's labelled objects; an object missing there may
+/// still exist (without the labels: someone else's), so it is read before it is applied.
 async fn apply_one<K>(
     client: &Client,
     names: &Names,
     owner_uid: &str,
     kind: Kind,
+    listed: Option<&ObjectMeta>,
     obj: &K,
 ) -> Result<bool, ApplyError>
 where
@@ -230,8 +237,15 @@ where
         name: name.clone(),
         source,
     };
-    let existing = api.get_metadata_opt(&name).await.map_err(apply_err)?;
-    match decide(&hash, existing.as_ref().map(|e| &e.metadata), owner_uid) {
+    let read;
+    let existing = match listed {
+        Some(meta) => Some(meta),
+        None => {
+            read = api.get_metadata_opt(&name).await.map_err(apply_err)?;
+            read.as_ref().map(|o| &o.metadata)
+        }
+    };
+    match decide(&hash, existing, owner_uid) {
         Step::Skip => return Ok(false),
         Step::Conflict => return Err(ApplyError::Conflict { kind, name }),
         Step::Apply => {}
@@ -252,13 +266,22 @@ where
     Ok(true)
 }
 
-async fn prune<K>(
+/// The metadata of the cluster's objects of `kind`, found by its labels.
+async fn list(client: &Client, names: &Names, kind: Kind) -> Result<Vec<ObjectMeta>, ApplyError> {
+    match kind {
+        Kind::ConfigMap => list_of::<ConfigMap>(client, names, kind).await,
+        Kind::Service => list_of::<Service>(client, names, kind).await,
+        Kind::StatefulSet => list_of::<StatefulSet>(client, names, kind).await,
+        Kind::PodDisruptionBudget => list_of::<PodDisruptionBudget>(client, names, kind).await,
+        Kind::Deployment => list_of::<Deployment>(client, names, kind).await,
+    }
+}
+
+async fn list_of<K>(
     client: &Client,
     names: &Names,
-    owner_uid: &str,
     kind: Kind,
-    want: &BTreeSet<String>,
-) -> Result<Vec<String>, ApplyError>
+) -> Result<Vec<ObjectMeta>, ApplyError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -266,26 +289,34 @@ where
         + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
-    let existing = api
+    let listed = api
         .list_metadata(&ListParams::default().labels(&names.selector_string()))
         .await
         .map_err(|source| ApplyError::List { kind, source })?;
-    let metas: Vec<ObjectMeta> = existing.items.into_iter().map(|o| o.metadata).collect();
-    let doomed = prune_plan(want, &metas, owner_uid);
-    for name in &doomed {
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => tracing::info!(kind = ?kind, %name, "pruned"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(source) => {
-                return Err(ApplyError::Prune {
-                    kind,
-                    name: name.clone(),
-                    source,
-                });
-            }
+    Ok(listed.items.into_iter().map(|o| o.metadata).collect())
+}
+
+/// Deletes `name`, which the cluster no longer needs (gone already is fine).
+async fn delete<K>(client: &Client, names: &Names, kind: Kind, name: &str) -> Result<(), ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => tracing::info!(kind = ?kind, %name, "pruned"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(source) => {
+            return Err(ApplyError::Prune {
+                kind,
+                name: name.to_string(),
+                source,
+            });
         }
     }
-    Ok(doomed)
+    Ok(())
 }
 
 #[cfg(test)]

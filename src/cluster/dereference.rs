@@ -1,7 +1,7 @@
 //! Part of [`super::gather`]: read what the cluster refers to or has made before (credentials
 //! Secrets, the TLS Secret, the group name, the backup to restore from). All reads, no writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::build::mycnf::MYCNF_KEY;
 use super::restore_plan::{self, RestoreLocation, Unresolved};
 use crate::api::{Backup, MySQLCluster};
+use crate::credentials::SecretText;
 use crate::objects::accounts::Account;
 use crate::objects::names::Names;
 
@@ -28,6 +29,19 @@ pub struct Dereferenced {
     pub restore: Option<Result<RestoreLocation, Unresolved>>,
 }
 
+/// The credentials Secrets that exist, as read once by [`dereference`]: the SQL operations take
+/// their accounts from them (a second read of each Secret per reconcile cost the API server four
+/// requests more).
+#[derive(Debug)]
+pub(crate) struct AccountSecrets(BTreeMap<Account, SecretText>);
+
+impl AccountSecrets {
+    /// The Secret of `account`, when it exists.
+    pub(crate) fn get(&self, account: Account) -> Option<&SecretText> {
+        self.0.get(&account)
+    }
+}
+
 /// A read that failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DereferenceError {
@@ -42,11 +56,11 @@ pub(crate) enum DereferenceError {
     NoNamespace,
 }
 
-/// Reads everything the cluster refers to.
+/// Reads everything the cluster refers to, and the credentials Secrets that exist.
 pub(crate) async fn dereference(
     client: &Client,
     cluster: &MySQLCluster,
-) -> Result<Dereferenced, DereferenceError> {
+) -> Result<(Dereferenced, AccountSecrets), DereferenceError> {
     let ns = cluster
         .metadata
         .namespace
@@ -57,11 +71,11 @@ pub(crate) async fn dereference(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
 
-    let mut existing_accounts = BTreeSet::new();
+    let mut accounts = BTreeMap::new();
     for account in Account::ALL {
         let secret_name = names.secret(account.suffix());
-        if get_opt(&secrets, "Secret", &secret_name).await?.is_some() {
-            existing_accounts.insert(account);
+        if let Some(secret) = get_opt(&secrets, "Secret", &secret_name).await? {
+            accounts.insert(account, SecretText::from(secret));
         }
     }
     let tls_secret_keys = match &cluster.spec.tls.secret_name {
@@ -85,12 +99,13 @@ pub(crate) async fn dereference(
         }
     };
     let restore = restore_location(client, cluster, ns).await?;
-    Ok(Dereferenced {
+    let deref = Dereferenced {
         group_name,
-        existing_accounts,
+        existing_accounts: accounts.keys().copied().collect(),
         tls_secret_keys,
         restore,
-    })
+    };
+    Ok((deref, AccountSecrets(accounts)))
 }
 
 /// Resolves `spec.restoreFrom` while the restore has not succeeded.

@@ -76,7 +76,7 @@ pub(crate) async fn gather(
         ctx.forget(&ns, &name);
         return Ok(None);
     }
-    let deref = dereference::dereference(&ctx.client, &cluster).await?;
+    let (deref, secrets) = dereference::dereference(&ctx.client, &cluster).await?;
     let names = Names::new(&name, &ns);
     let workloads = workloads::observe(&ctx.client, &ctx.pods, &names).await?;
     let deployed = workloads
@@ -95,7 +95,8 @@ pub(crate) async fn gather(
     if let Ok(valid) = &valid
         && deref.existing_accounts.len() == Account::ALL.len()
     {
-        members = Some(gather_members(ctx, valid, &cluster, &names, &workloads, now).await?);
+        let ops = topology_step::sql_ops(&secrets, &names)?;
+        members = Some(gather_members(ctx, valid, &cluster, &names, &workloads, ops, now).await?);
         restore_job = restore_step::read_job(ctx, &cluster).await?;
     }
     Ok(Some(Observations {
@@ -117,9 +118,9 @@ async fn gather_members(
     cluster: &MySQLCluster,
     names: &Names,
     workloads: &Workloads,
+    ops: SqlOps,
     now: jiff::Timestamp,
 ) -> Result<Members, ReconcileError> {
-    let ops = topology_step::sql_ops(&ctx.client, names).await?;
     let input = topology_step::cluster_input(
         valid,
         cluster,

@@ -13,6 +13,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::dereference::AccountSecrets;
 use super::status::{TopologyView, member_role};
 use super::validate::ValidCluster;
 use crate::api::MySQLCluster;
@@ -21,7 +22,6 @@ use crate::api::cluster::{
 };
 use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
-use crate::credentials::SecretText;
 use crate::objects::MYSQLX_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{Names, ROLE_LABEL};
@@ -45,12 +45,8 @@ pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// A read or write around the tick that failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TopologyError {
-    #[error("reading the credentials Secret {name}: {source}")]
-    Secret {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("credentials Secret {0} is missing: restore it with the password the members have")]
+    NoSecret(String),
     #[error(
         "credentials Secret {0} has no password: delete it and the operator makes a new one only for a new cluster"
     )]
@@ -203,18 +199,15 @@ pub(crate) fn cluster_input(
     }
 }
 
-async fn credentials(
-    client: &Client,
+fn credentials(
+    secrets: &AccountSecrets,
     names: &Names,
     account: Account,
 ) -> Result<Credentials, TopologyError> {
     let name = names.secret(account.suffix());
-    let data = SecretText::read(client, &names.namespace, &name)
-        .await
-        .map_err(|source| TopologyError::Secret {
-            name: name.clone(),
-            source,
-        })?;
+    let data = secrets
+        .get(account)
+        .ok_or_else(|| TopologyError::NoSecret(name.clone()))?;
     let read = |k: &str| data.get(k);
     let password = read("password").ok_or_else(|| TopologyError::NoPassword(name.clone()))?;
     Ok(Credentials {
@@ -223,14 +216,14 @@ async fn credentials(
     })
 }
 
-/// The SQL operations with the cluster's credentials.
-pub(crate) async fn sql_ops(client: &Client, names: &Names) -> Result<SqlOps, TopologyError> {
+/// The SQL operations with the cluster's credentials, from its Secrets as read.
+pub(crate) fn sql_ops(secrets: &AccountSecrets, names: &Names) -> Result<SqlOps, TopologyError> {
     Ok(SqlOps {
-        admin: credentials(client, names, Account::Admin).await?,
+        admin: credentials(secrets, names, Account::Admin)?,
         accounts: Accounts {
-            recovery: credentials(client, names, Account::Replication).await?,
-            router: credentials(client, names, Account::Router).await?,
-            backup: credentials(client, names, Account::Backup).await?,
+            recovery: credentials(secrets, names, Account::Replication)?,
+            router: credentials(secrets, names, Account::Router)?,
+            backup: credentials(secrets, names, Account::Backup)?,
         },
         observe_timeout: OBSERVE_TIMEOUT,
         operation_timeout: OPERATION_TIMEOUT,
