@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::Decision;
 use innodb_operator::topology::gtid::GtidSet;
-use innodb_operator::topology::mysql::SqlOps;
+use innodb_operator::topology::mysql::{SessionTls, SqlOps};
 use innodb_operator::topology::observe::{
     ClonePolicy, ClusterInput, MemberState, Observed, PodInfo, PodPhase, RestoreGate,
 };
@@ -63,6 +63,9 @@ impl Group {
             accounts: built.accounts(),
             observe_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(120),
+            tls: SessionTls::Verify {
+                ca_pem: built.member_ca().expect("the members' CA"),
+            },
         };
         Group {
             built,

@@ -94,6 +94,7 @@ pub(crate) async fn gather(
     let mut restore_job = None;
     if let Ok(valid) = &valid
         && deref.existing_accounts.len() == Account::ALL.len()
+        && deref.member_certificate_exists(valid)
     {
         members = Some(gather_members(ctx, valid, &cluster, &names, &workloads, now).await?);
         restore_job = restore_step::read_job(ctx, &cluster).await?;
@@ -119,7 +120,7 @@ async fn gather_members(
     workloads: &Workloads,
     now: jiff::Timestamp,
 ) -> Result<Members, ReconcileError> {
-    let ops = topology_step::sql_ops(&ctx.client, names).await?;
+    let ops = topology_step::sql_ops(&ctx.client, valid).await?;
     let input = topology_step::cluster_input(
         valid,
         cluster,
