@@ -36,6 +36,9 @@ pub struct Truth {
 impl Group {
     /// Builds cluster `name` with `spec` and starts every member (init containers included).
     pub fn start(rootfs: &std::path::Path, name: &str, spec: &str) -> Group {
+        // The sessions are TLS (mysql_async's rustls uses the process's provider, as the
+        // operator's main installs it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let built = objects::build(name, spec);
         let names = built.cluster.names.clone();
         let instances = built.cluster.instances as u32;
