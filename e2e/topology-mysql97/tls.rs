@@ -233,11 +233,8 @@ async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path) {
     );
 }
 
-/// The member certificate renewed (as the operator does at two thirds of its life), written
-/// where the kubelet would put it, and reloaded on every member while a writer commits through
-/// a verified session: every acknowledged write is on both members, and new sessions see the
-/// new certificate.
-async fn rotation_under_writes(g: &Group) {
+/// The member Secret as the operator renews it when it is due (its recorded end is now).
+fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
     let name = g.built.cluster.member_tls_secret();
     let secret = |n: &str| {
         g.built
@@ -259,7 +256,49 @@ async fn rotation_under_writes(g: &Group) {
     let writes =
         tls_secrets::tls_writes(&g.built.cluster, &found, Timestamp::now(), &mut rand::rng())
             .expect("renewal");
-    let renewed = writes.renew.first().expect("the member certificate is due");
+    writes
+        .renew
+        .into_iter()
+        .next()
+        .expect("the member certificate is due")
+}
+
+/// A writer committing one row per new verified session until `stop`: the ids acknowledged
+/// and the errors met.
+fn spawn_writer(
+    opts: OptsBuilder,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeSet<u32>, Vec<String>)> {
+    tokio::spawn(async move {
+        let mut acknowledged = BTreeSet::new();
+        let mut failures = Vec::new();
+        let mut id = 1000u32;
+        while !stop.load(Ordering::Relaxed) {
+            id += 1;
+            let result = async {
+                let mut c = mysql_async::Conn::new(opts.clone()).await?;
+                c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
+                    .await?;
+                c.disconnect().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    acknowledged.insert(id);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        (acknowledged, failures)
+    })
+}
+
+/// The member certificate renewed (as the operator does at two thirds of its life), written
+/// where the kubelet would put it, and reloaded on every member while a writer commits through
+/// a verified session: every acknowledged write is on both members, and new sessions see the
+/// new certificate.
+async fn rotation_under_writes(g: &Group) {
+    let renewed = renewed_member_secret(g);
     let data = renewed.data.as_ref().unwrap();
 
     // The application's account (the operator's may not write rows).
@@ -271,31 +310,7 @@ async fn rotation_under_writes(g: &Group) {
     let opts = verified(g, 0, ca_pem(g))
         .user(Some("app"))
         .pass(Some("app-pw-1"));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let mut acknowledged = BTreeSet::new();
-            let mut failures = Vec::new();
-            let mut id = 1000u32;
-            while !stop.load(Ordering::Relaxed) {
-                id += 1;
-                let result = async {
-                    let mut c = mysql_async::Conn::new(opts.clone()).await?;
-                    c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
-                        .await?;
-                    c.disconnect().await
-                }
-                .await;
-                match result {
-                    Ok(()) => {
-                        acknowledged.insert(id);
-                    }
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            (acknowledged, failures)
-        }
-    });
+    let writer = spawn_writer(opts, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = g.root_query(0, NOT_AFTER).await;
     for m in g.members.members() {
