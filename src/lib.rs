@@ -12,10 +12,12 @@
 //! - [`objects`] holds what every object the operator makes shares (names, labels, accounts,
 //!   ports, pod security); [`context`] what every reconcile shares, [`pod_cache`] the pods it
 //!   reads.
+//! - [`certs`] is the per-cluster CA and the certificates it issues.
 //! - [`api`] holds the CRD types, [`events`] the Events the operator records.
 
 pub mod api;
 pub mod backup_controller;
+pub mod certs;
 pub mod cluster;
 pub mod context;
 pub mod controller;

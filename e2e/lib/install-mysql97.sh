@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Debian unstable (sid) root filesystem holding MySQL 9.7 (mysqld, mysql, mysqlrouter)
-# under $IOP_CACHE/mysql97/rootfs, for the real-MySQL tests (e2e/realmysql). A no-op when warm.
+# under $IOP_CACHE/mysql97/rootfs, for the real-MySQL tests (e2e/realmysql), and tcpdump on the
+# host. A no-op when warm.
 #
 # sid goes only into this root filesystem, never into the host's apt sources (an unpinned sid
 # entry upgrades the host's libc and dpkg half-way). The Debian mirror is the one the host's own
@@ -88,6 +89,12 @@ build() {
   trap - EXIT
   mv "$work" "$dest"
 }
+
+# tcpdump on the host (its own suite): the TLS test captures the pod network's SQL port.
+if ! command -v tcpdump >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tcpdump >/dev/null
+fi
 
 if [ ! -x "$dest/usr/sbin/mysqld" ]; then
   start=$SECONDS

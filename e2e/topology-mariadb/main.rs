@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use innodb_operator::topology::mysql::SqlOps;
+use innodb_operator::topology::mysql::{SessionTls, SqlOps};
 use innodb_operator::topology::observe::Endpoint;
 use innodb_operator::topology::ops::{MemberOps, OpsError};
 use innodb_operator::topology::sql::{self, Accounts, Credentials};
@@ -135,6 +135,7 @@ async fn topology_sql_on_a_real_server() {
         accounts,
         observe_timeout: Duration::from_secs(10),
         operation_timeout: Duration::from_secs(10),
+        tls: SessionTls::Off,
     };
     let endpoint = Endpoint::named(0, "127.0.0.1", server.port);
     let err = ops

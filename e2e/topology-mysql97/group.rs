@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::Decision;
 use innodb_operator::topology::gtid::GtidSet;
-use innodb_operator::topology::mysql::SqlOps;
+use innodb_operator::topology::mysql::{SessionTls, SqlOps};
 use innodb_operator::topology::observe::{
     ClonePolicy, ClusterInput, MemberState, Observed, PodInfo, PodPhase, RestoreGate,
 };
@@ -36,6 +36,9 @@ pub struct Truth {
 impl Group {
     /// Builds cluster `name` with `spec` and starts every member (init containers included).
     pub fn start(rootfs: &std::path::Path, name: &str, spec: &str) -> Group {
+        // The sessions are TLS (mysql_async's rustls uses the process's provider, as the
+        // operator's main installs it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let built = objects::build(name, spec);
         let names = built.cluster.names.clone();
         let instances = built.cluster.instances as u32;
@@ -63,6 +66,9 @@ impl Group {
             accounts: built.accounts(),
             observe_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(120),
+            tls: SessionTls::Verify {
+                ca_pem: built.member_ca().expect("the members' CA"),
+            },
         };
         Group {
             built,

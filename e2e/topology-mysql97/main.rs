@@ -10,6 +10,7 @@ mod realmysql;
 
 mod group;
 mod objects;
+mod tls;
 mod xnotices;
 
 use std::time::{Duration, Instant};
@@ -510,14 +511,17 @@ fn log_warnings() {
 /// `instances` fresh members of a new cluster on `stack`, checked; `None` when the tier is
 /// skipped (outside CI only).
 async fn fresh_group(name: &str, stack: &str, instances: u32, t: &mut Timings) -> Option<Group> {
+    fresh_group_with(name, &cluster_spec(stack, instances), t).await
+}
+
+/// [`fresh_group`] with the whole spec.
+async fn fresh_group_with(name: &str, spec: &str, t: &mut Timings) -> Option<Group> {
     log_warnings();
     let rootfs = realmysql::rootfs()?;
     let started = Instant::now();
-    let g = tokio::task::block_in_place(|| {
-        Group::start(&rootfs, name, &cluster_spec(stack, instances))
-    });
+    let g = tokio::task::block_in_place(|| Group::start(&rootfs, name, spec));
     t.add(
-        &format!("{stack} stack: {instances} pods started (init containers, --initialize)"),
+        &format!("{name}: pods started (init containers, --initialize)"),
         started.elapsed(),
     );
     check_fresh_members(&g).await;

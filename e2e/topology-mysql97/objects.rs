@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use innodb_operator::api::MySQLCluster;
+use innodb_operator::cluster::build::tls_secrets::{self, CA_CERT_KEY, FoundTls};
 use innodb_operator::cluster::build::{self, Object, ValidCluster};
 use innodb_operator::cluster::dereference::Dereferenced;
 use innodb_operator::cluster::validate::validate;
@@ -38,6 +39,7 @@ pub fn build(name: &str, spec: &str) -> Built {
         group_name: uuid::Uuid::new_v4(),
         existing_accounts: BTreeSet::new(),
         tls_secret_keys: None,
+        tls: Default::default(),
         restore: None,
     };
     let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
@@ -47,6 +49,14 @@ pub fn build(name: &str, spec: &str) -> Built {
         &BTreeSet::new(),
         &mut rand::rng(),
     );
+    // The operator CA's Secrets as the first reconcile makes them (none with a user Secret).
+    let tls = tls_secrets::tls_writes(
+        &cluster,
+        &FoundTls::default(),
+        jiff::Timestamp::now(),
+        &mut rand::rng(),
+    )
+    .expect("certificates");
     let mut statefulset = None;
     let mut config_maps = Vec::new();
     for o in desired.objects {
@@ -60,7 +70,12 @@ pub fn build(name: &str, spec: &str) -> Built {
         cluster,
         statefulset: statefulset.expect("a member StatefulSet"),
         config_maps,
-        secrets: desired.secrets,
+        secrets: desired
+            .secrets
+            .into_iter()
+            .chain(tls.new_ca)
+            .chain(tls.create)
+            .collect(),
     }
 }
 
@@ -78,6 +93,17 @@ impl Built {
             user: text("username"),
             password: text("password"),
         }
+    }
+
+    /// The CA the members' certificate is signed by (`ca.crt` of their TLS Secret), `None`
+    /// when the spec names a Secret of its own this harness was not given.
+    pub fn member_ca(&self) -> Option<Vec<u8>> {
+        let name = self.cluster.member_tls_secret();
+        let secret = self
+            .secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))?;
+        Some(secret.data.as_ref()?.get(CA_CERT_KEY)?.0.clone())
     }
 
     pub fn accounts(&self) -> Accounts {

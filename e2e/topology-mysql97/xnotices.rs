@@ -1,14 +1,14 @@
-//! The X protocol monitor's session against real 9.7 members: TLS, PLAIN with the operator's
+//! The X protocol monitor's session against real 9.7 members: TLS verified with the cluster's
+//! CA and the member's name, PLAIN with the operator's
 //! caching_sha2 account, and the Group Replication notices (view, role, state) the operator's
 //! reconcile wakes on.
 
 use std::time::Duration;
 
-use innodb_operator::objects::MYSQLX_PORT;
-use innodb_operator::objects::accounts::Account;
-use innodb_operator::xproto::client::{ConnOptions, Endpoint, Session, SessionOptions};
+use innodb_operator::cluster::topology_step::monitor_targets;
+use innodb_operator::xproto::client::{ConnOptions, Session};
 use innodb_operator::xproto::notice::{GrEvent, GrEventKind};
-use innodb_operator::xproto::tls::{self, TlsOptions, TlsVerify};
+use innodb_operator::xproto::tls::{self, TlsVerify};
 use tokio::sync::mpsc;
 
 use crate::group::Group;
@@ -21,18 +21,13 @@ pub struct Notices {
 
 /// Opens the monitor's session to `ordinal` as the operator's account and forwards its events.
 pub async fn subscribe(g: &Group, ordinal: u32) -> Notices {
-    let member = g.members.member(ordinal);
-    let endpoint = Endpoint::new(member.ip.clone(), MYSQLX_PORT as u16);
-    // Issue 15 verifies the member's certificate; 9.7's own is self-signed.
-    let tls_options = TlsOptions {
-        verify: TlsVerify::AcceptSelfSigned,
-        server_name: None,
-    };
-    let options = SessionOptions {
-        credentials: g.built.credentials(Account::Admin),
-        tls: tls_options.clone(),
-    };
-    let config = tls::client_config(&tls_options).expect("TLS client configuration");
+    // What the operator's monitor is given: the member at its pod IP, verified as its DNS name
+    // against the cluster's CA.
+    let targets = monitor_targets(&g.input(), &g.ops);
+    let endpoint = targets.endpoints[ordinal as usize].clone();
+    let options = targets.session.expect("a session");
+    assert!(matches!(options.tls.verify, TlsVerify::CaPem(_)));
+    let config = tls::client_config(&options.tls).expect("TLS client configuration");
     let mut session = Session::open(&endpoint, &options, config, &ConnOptions::default())
         .await
         .unwrap_or_else(|e| panic!("X session to member {ordinal} ({endpoint:?}): {e}"));

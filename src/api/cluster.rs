@@ -256,11 +256,18 @@ fn default_router_instances() -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// A `kubernetes.io/tls` Secret (keys `tls.crt`, `tls.key` and `ca.crt`). Without it each
-    /// server uses the self-signed certificate it generates on first start.
+    /// A `kubernetes.io/tls` Secret of the user's (keys `tls.crt`, `tls.key` and `ca.crt`; the
+    /// certificate names every member, `*.C-instances.NS.svc.DOMAIN`). Without it the operator
+    /// makes a CA for the cluster (Secret `C-ca`) and a member certificate signed by it (`C-tls`),
+    /// renewed at two thirds of its year. Either way group communication, recovery, clone and
+    /// the operator verify the CA and the member's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,
+    /// Members refuse clients without TLS (`require_secure_transport=ON`). Off by default for
+    /// now: the backup and restore Jobs' connections do not speak TLS yet and would be refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_secure_transport: bool,
 }
 
 /// Where backups go and when they are taken.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::build::tls_secrets::TlsWrites;
 use super::build::{Desired, Kind, Object};
 use crate::objects::FIELD_MANAGER;
 use crate::objects::names::{APPLIED_HASH_ANNOTATION, Names};
@@ -42,12 +43,17 @@ pub(crate) struct Outcome {
     pub(crate) pruned: Vec<String>,
     /// Names of the Secrets created.
     pub(crate) created_secrets: Vec<String>,
+    /// Names of the certificate Secrets renewed.
+    pub(crate) renewed_secrets: Vec<String>,
 }
 
 impl Outcome {
     /// Number of writes this apply made.
     pub(crate) fn writes(&self) -> usize {
-        self.applied.len() + self.pruned.len() + self.created_secrets.len()
+        self.applied.len()
+            + self.pruned.len()
+            + self.created_secrets.len()
+            + self.renewed_secrets.len()
     }
 }
 
@@ -82,6 +88,12 @@ pub(crate) enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("renewing the certificate in Secret {name}: {source}")]
+    RenewSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("serializing {kind:?} {name}: {source}")]
     Serialize {
         kind: Kind,
@@ -89,6 +101,57 @@ pub(crate) enum ApplyError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Creates `secret` unless it exists; whether it was created.
+async fn create_secret(
+    secrets: &Api<Secret>,
+    secret: &Secret,
+    outcome: &mut Outcome,
+) -> Result<bool, ApplyError> {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    match secrets.create(&PostParams::default(), secret).await {
+        Ok(_) => {
+            outcome.created_secrets.push(name);
+            Ok(true)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(source) => Err(ApplyError::CreateSecret { name, source }),
+    }
+}
+
+/// Writes the operator CA's Secrets: a new CA first (when one exists already, another writer
+/// was first and the certificates signed by this one are not written); new certificates are
+/// created, renewed ones replace the old (their data and validity annotations).
+async fn write_tls(
+    secrets: &Api<Secret>,
+    tls: &TlsWrites,
+    outcome: &mut Outcome,
+) -> Result<(), ApplyError> {
+    if let Some(ca) = &tls.new_ca
+        && !create_secret(secrets, ca, outcome).await?
+    {
+        return Ok(());
+    }
+    for secret in &tls.create {
+        create_secret(secrets, secret, outcome).await?;
+    }
+    for secret in &tls.renew {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": {"annotations": secret.metadata.annotations},
+            "data": secret.data,
+        });
+        secrets
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| ApplyError::RenewSecret {
+                name: name.clone(),
+                source,
+            })?;
+        outcome.renewed_secrets.push(name);
+    }
+    Ok(())
 }
 
 /// Hash of an object as it will be applied (without the hash annotation itself).
@@ -149,13 +212,9 @@ pub(crate) async fn apply(
     let mut outcome = Outcome::default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
     for secret in &desired.secrets {
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        match secrets.create(&PostParams::default(), secret).await {
-            Ok(_) => outcome.created_secrets.push(name),
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(source) => return Err(ApplyError::CreateSecret { name, source }),
-        }
+        create_secret(&secrets, secret, &mut outcome).await?;
     }
+    write_tls(&secrets, &desired.tls, &mut outcome).await?;
     // The cluster's objects of each kind, one list each: what decides every apply below (one
     // metadata read per object cost the API server ten requests a reconcile), then what to prune.
     let mut existing = BTreeMap::new();

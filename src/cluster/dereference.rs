@@ -8,7 +8,9 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
+use super::build::tls_secrets::{FoundSecret, FoundTls};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
+use super::validate::{TlsSource, ValidCluster};
 use crate::api::{Backup, MySQLCluster};
 use crate::credentials::SecretText;
 use crate::objects::accounts::Account;
@@ -24,6 +26,9 @@ pub struct Dereferenced {
     pub existing_accounts: BTreeSet<Account>,
     /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
     pub tls_secret_keys: Option<Vec<String>>,
+    /// The operator CA's Secrets (read whatever `spec.tls` says: they are cheap, and a spec
+    /// that switches back finds its CA).
+    pub tls: FoundTls,
     /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
     /// `restoreFrom`, or once the restore is over (nothing is read then).
     pub restore: Option<Result<RestoreLocation, Unresolved>>,
@@ -39,6 +44,14 @@ impl AccountSecrets {
     /// The Secret of `account`, when it exists.
     pub(crate) fn get(&self, account: Account) -> Option<&SecretText> {
         self.0.get(&account)
+    }
+}
+
+impl Dereferenced {
+    /// Whether the Secret of the members' certificate exists (the operator's sessions need its
+    /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
+    pub fn member_certificate_exists(&self, valid: &ValidCluster) -> bool {
+        valid.tls != TlsSource::OperatorCa || self.tls.member.is_some()
     }
 }
 
@@ -84,6 +97,14 @@ pub(crate) async fn dereference(
             .await?
             .map(|s| s.data.unwrap_or_default().into_keys().collect()),
     };
+    let tls = FoundTls {
+        ca: get_opt(&secrets, "Secret", &names.ca_secret())
+            .await?
+            .map(FoundSecret::from_secret),
+        member: get_opt(&secrets, "Secret", &names.member_tls_secret())
+            .await?
+            .map(FoundSecret::from_secret),
+    };
     let status_group = cluster
         .status
         .as_ref()
@@ -103,6 +124,7 @@ pub(crate) async fn dereference(
         group_name,
         existing_accounts: accounts.keys().copied().collect(),
         tls_secret_keys,
+        tls,
         restore,
     };
     Ok((deref, AccountSecrets(accounts)))

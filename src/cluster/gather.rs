@@ -94,8 +94,9 @@ pub(crate) async fn gather(
     let mut restore_job = None;
     if let Ok(valid) = &valid
         && deref.existing_accounts.len() == Account::ALL.len()
+        && deref.member_certificate_exists(valid)
     {
-        let ops = topology_step::sql_ops(&secrets, &names)?;
+        let ops = topology_step::sql_ops(&ctx.client, &secrets, valid).await?;
         members = Some(gather_members(ctx, valid, &cluster, &names, &workloads, ops, now).await?);
         restore_job = restore_step::read_job(ctx, &cluster).await?;
     }

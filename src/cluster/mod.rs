@@ -282,9 +282,17 @@ async fn change_kubernetes(
 async fn report_outcome(ctx: &Context, cluster: &MySQLCluster, outcome: &apply::Outcome) {
     if !outcome.created_secrets.is_empty() {
         let msg = format!(
-            "created credentials Secrets {}",
+            "created credentials and certificate Secrets {}",
             outcome.created_secrets.join(", ")
         );
+        publish(ctx, cluster, Reason::CredentialsCreated, &msg).await;
+    }
+    if !outcome.renewed_secrets.is_empty() {
+        let msg = format!(
+            "renewed the certificates in Secrets {}",
+            outcome.renewed_secrets.join(", ")
+        );
+        info!(%msg);
         publish(ctx, cluster, Reason::CredentialsCreated, &msg).await;
     }
     if !outcome.applied.is_empty() {

@@ -20,11 +20,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use rand::Rng;
 
+use super::build::tls_secrets::{self, TlsWrites};
 use super::build::{self, Desired, TopologyInputs};
 use super::gather::Observations;
 use super::restore_plan::{self, RestoreInput, RestoreLocation, Unresolved};
 use super::status::StatusInput;
 use super::topology_step;
+use super::validate::SpecWarning;
 use super::{CONVERGING, RESTORE_POLL};
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, RestoreSource, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
@@ -187,7 +189,13 @@ pub(crate) fn plan(
         }
     };
     status.warnings = valid.warnings.clone();
-    let spec_events = valid
+    let tls = tls_secrets::tls_writes(valid, &obs.deref.tls, obs.now, rng).unwrap_or_else(|e| {
+        status
+            .warnings
+            .push(SpecWarning::Certificates(e.to_string()));
+        TlsWrites::default()
+    });
+    let spec_events = status
         .warnings
         .iter()
         .map(|w| (Reason::SpecWarning(w.reason()), w.to_string()))
@@ -214,12 +222,10 @@ pub(crate) fn plan(
         restore_job: topology
             .as_ref()
             .and_then(|t| restore_job(obs, config, &t.restore)),
-        desired: Some(build::build(
-            valid,
-            inputs,
-            &obs.deref.existing_accounts,
-            rng,
-        )),
+        desired: Some(Desired {
+            tls,
+            ..build::build(valid, inputs, &obs.deref.existing_accounts, rng)
+        }),
         kubernetes: topology
             .as_ref()
             .map(|t| kubernetes_changes(obs, &t.decision))
@@ -316,7 +322,7 @@ mod tests {
     use crate::cluster::validate::validate;
     use crate::cluster::workloads::Workloads;
     use crate::objects::accounts::Account;
-    use crate::topology::mysql::SqlOps;
+    use crate::topology::mysql::{SessionTls, SqlOps};
     use crate::topology::observe::{Member, Reach};
     use crate::topology::sql::{Accounts, Credentials};
     use crate::topology::{ClusterInput, decide};
@@ -347,6 +353,7 @@ mod tests {
                 },
                 observe_timeout: Duration::from_secs(1),
                 operation_timeout: Duration::from_secs(1),
+                tls: SessionTls::Off,
             },
             observed: Observed {
                 input: ClusterInput::for_test(instances),

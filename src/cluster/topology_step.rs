@@ -22,10 +22,12 @@ use crate::api::cluster::{
 };
 use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
+use crate::cluster::build::tls_secrets::CA_CERT_KEY;
+use crate::credentials::SecretText;
 use crate::objects::MYSQLX_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{Names, ROLE_LABEL};
-use crate::topology::mysql::SqlOps;
+use crate::topology::mysql::{SessionTls, SqlOps};
 use crate::topology::sql::{Accounts, Credentials};
 use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
 use crate::xproto::{
@@ -51,6 +53,16 @@ pub(crate) enum TopologyError {
         "credentials Secret {0} has no password: delete it and the operator makes a new one only for a new cluster"
     )]
     NoPassword(String),
+    #[error("reading the TLS Secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "TLS Secret {0} has no ca.crt: the operator verifies members with it (add it, or with the operator's CA delete the Secret so it is made again)"
+    )]
+    NoCa(String),
     #[error("{what}: {source}")]
     Write {
         what: String,
@@ -216,9 +228,32 @@ fn credentials(
     })
 }
 
-/// The SQL operations with the cluster's credentials, from its Secrets as read.
-pub(crate) fn sql_ops(secrets: &AccountSecrets, names: &Names) -> Result<SqlOps, TopologyError> {
+/// The CA the members' certificate is signed by (`ca.crt` of their TLS Secret).
+async fn member_ca(client: &Client, valid: &ValidCluster) -> Result<Vec<u8>, TopologyError> {
+    let name = valid.member_tls_secret();
+    let data = SecretText::read(client, &valid.names.namespace, &name)
+        .await
+        .map_err(|source| TopologyError::Secret {
+            name: name.clone(),
+            source,
+        })?;
+    data.get(CA_CERT_KEY)
+        .map(String::into_bytes)
+        .ok_or(TopologyError::NoCa(name))
+}
+
+/// The SQL operations with the cluster's credentials (from its Secrets as read), over TLS that
+/// trusts the cluster's CA.
+pub(crate) async fn sql_ops(
+    client: &Client,
+    secrets: &AccountSecrets,
+    valid: &ValidCluster,
+) -> Result<SqlOps, TopologyError> {
+    let names = &valid.names;
     Ok(SqlOps {
+        tls: SessionTls::Verify {
+            ca_pem: member_ca(client, valid).await?,
+        },
         admin: credentials(secrets, names, Account::Admin)?,
         accounts: Accounts {
             recovery: credentials(secrets, names, Account::Replication)?,
@@ -232,11 +267,18 @@ pub(crate) fn sql_ops(secrets: &AccountSecrets, names: &Names) -> Result<SqlOps,
 
 /// What the X protocol monitor watches of the cluster: each member at the address the SQL
 /// operations use (its pod IP once it has one), with the operator's account for the notice
-/// session (TLS, PLAIN).
+/// session (TLS, PLAIN), verified as the SQL sessions are: the cluster's CA, the member's name.
 pub fn monitor_targets(input: &ClusterInput, ops: &SqlOps) -> ClusterTargets {
+    let verify = match &ops.tls {
+        SessionTls::Verify { ca_pem } => TlsVerify::CaPem(String::from_utf8_lossy(ca_pem).into()),
+        SessionTls::Off => TlsVerify::AcceptSelfSigned,
+    };
     ClusterTargets {
         endpoints: (0..input.instances)
-            .map(|i| xproto::client::Endpoint::new(input.endpoint(i).address, MYSQLX_PORT as u16))
+            .map(|i| {
+                let e = input.endpoint(i);
+                xproto::client::Endpoint::new(e.address, MYSQLX_PORT as u16).with_tls_name(e.host)
+            })
             .collect(),
         session: Some(SessionOptions {
             credentials: xproto::client::Credentials::new(
@@ -244,7 +286,7 @@ pub fn monitor_targets(input: &ClusterInput, ops: &SqlOps) -> ClusterTargets {
                 ops.admin.password.clone(),
             ),
             tls: TlsOptions {
-                verify: TlsVerify::AcceptSelfSigned,
+                verify,
                 server_name: None,
             },
         }),

@@ -32,13 +32,36 @@ pub struct ValidCluster {
     pub mycnf_extra: BTreeMap<String, String>,
     pub router_instances: i32,
     pub router_resources: Option<ResourceRequirements>,
-    pub tls_secret: Option<String>,
+    /// Where the members' certificates come from.
+    pub tls: TlsSource,
+    /// Members refuse clients without TLS.
+    pub require_secure_transport: bool,
     pub pod_template: PodTemplateOverrides,
     pub group_name: Uuid,
     pub domain: String,
     /// What the spec asks that the operator does with a warning (or not at all), for the status.
     pub warnings: Vec<SpecWarning>,
     owner: OwnerReference,
+}
+
+/// Where the members' certificates come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSource {
+    /// The cluster's own CA, which the operator makes and keeps (`C-ca`), and the member
+    /// certificate it signs (`C-tls`).
+    OperatorCa,
+    /// A `kubernetes.io/tls` Secret the user provides (`spec.tls.secretName`).
+    Secret(String),
+}
+
+impl ValidCluster {
+    /// The Secret the members' certificate, key and CA are mounted from.
+    pub fn member_tls_secret(&self) -> String {
+        match &self.tls {
+            TlsSource::OperatorCa => self.names.member_tls_secret(),
+            TlsSource::Secret(name) => name.clone(),
+        }
+    }
 }
 
 /// What the members run now, read from the existing StatefulSet: a change of version is checked
@@ -62,6 +85,10 @@ pub enum SpecWarning {
     DeprecatedStack(&'static str),
     #[error("{0}; the members keep running the version they have")]
     VersionChangeRefused(ChangeRefused),
+    /// The operator CA's certificates cannot be made or renewed (the message says which Secret
+    /// and what to do); the members keep the certificates they have.
+    #[error("{0}; the members keep the certificates they have")]
+    Certificates(String),
 }
 
 impl SpecWarning {
@@ -71,12 +98,16 @@ impl SpecWarning {
             SpecWarning::EndOfLife(_) => "EndOfLifeVersion",
             SpecWarning::DeprecatedStack(_) => "DeprecatedCommunicationStack",
             SpecWarning::VersionChangeRefused(_) => "VersionChangeRefused",
+            SpecWarning::Certificates(_) => "CertificateError",
         }
     }
 
     /// Whether the cluster does not run what the spec asks (the Degraded condition says so).
     pub fn degrades(&self) -> bool {
-        matches!(self, SpecWarning::VersionChangeRefused(_))
+        matches!(
+            self,
+            SpecWarning::VersionChangeRefused(_) | SpecWarning::Certificates(_)
+        )
     }
 }
 
@@ -271,7 +302,11 @@ pub fn validate(
         mycnf_extra: spec.mycnf.clone(),
         router_instances: spec.router.instances,
         router_resources: spec.router.resources.clone(),
-        tls_secret: spec.tls.secret_name.clone(),
+        tls: match &spec.tls.secret_name {
+            Some(secret) => TlsSource::Secret(secret.clone()),
+            None => TlsSource::OperatorCa,
+        },
+        require_secure_transport: spec.tls.require_secure_transport,
         pod_template: spec.pod_template.clone(),
         group_name: deref.group_name,
         domain: domain.to_string(),
@@ -432,8 +467,8 @@ mod tests {
         assert!(err.to_string().contains("ca.crt"), "{err}");
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
         assert_eq!(
-            validate(&c, &d, None, "x").unwrap().tls_secret.as_deref(),
-            Some("t")
+            validate(&c, &d, None, "x").unwrap().tls,
+            TlsSource::Secret("t".into())
         );
     }
 }

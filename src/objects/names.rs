@@ -92,6 +92,14 @@ impl Names {
     pub fn secret(&self, account: &str) -> String {
         format!("{}-{}", self.cluster, account)
     }
+    /// The cluster's CA (certificate and key), made by the operator.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+    /// The members' certificate signed by the cluster's CA.
+    pub fn member_tls_secret(&self) -> String {
+        format!("{}-tls", self.cluster)
+    }
     pub(crate) fn pod(&self, ordinal: i32) -> String {
         format!("{}-{}", self.cluster, ordinal)
     }

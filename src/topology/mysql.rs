@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{Conn, OptsBuilder, SslOpts};
 use tracing::{debug, warn};
 
 use super::gtid::GtidSet;
@@ -27,6 +27,34 @@ pub struct SqlOps {
     pub observe_timeout: Duration,
     /// Deadline of a group operation (START GROUP_REPLICATION waits for the member to join).
     pub operation_timeout: Duration,
+    /// How the sessions are protected.
+    pub tls: SessionTls,
+}
+
+/// How the operator's sessions to members are protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionTls {
+    /// TLS, trusting only the cluster's CA (PEM) and checking that the member's certificate
+    /// names its host (the session connects to the pod IP, the certificate names the pod's DNS
+    /// name).
+    Verify { ca_pem: Vec<u8> },
+    /// Cleartext: only for servers without certificates (the MariaDB tier).
+    Off,
+}
+
+impl SessionTls {
+    /// The session options for a member whose host name is `host`.
+    fn ssl_opts(&self, host: &str) -> Option<SslOpts> {
+        match self {
+            SessionTls::Verify { ca_pem } => Some(
+                SslOpts::default()
+                    .with_root_certs(vec![ca_pem.clone().into()])
+                    .with_disable_built_in_roots(true)
+                    .with_danger_tls_hostname_override(Some(host.to_string())),
+            ),
+            SessionTls::Off => None,
+        }
+    }
 }
 
 struct Session<'a> {
@@ -134,7 +162,8 @@ impl SqlOps {
             .tcp_port(endpoint.port)
             .user(Some(self.admin.user.clone()))
             .pass(Some(self.admin.password.clone()))
-            .prefer_socket(false);
+            .prefer_socket(false)
+            .ssl_opts(self.tls.ssl_opts(&endpoint.host));
         let conn = Conn::new(opts).await.map_err(|e| match e {
             mysql_async::Error::Io(mysql_async::IoError::Io(io))
                 if io.kind() == std::io::ErrorKind::ConnectionRefused =>
@@ -387,6 +416,7 @@ mod tests {
             },
             observe_timeout: Duration::from_millis(200),
             operation_timeout: Duration::from_millis(200),
+            tls: SessionTls::Off,
         }
     }
 

@@ -30,6 +30,9 @@ use super::tls::{self, TlsError, TlsOptions};
 pub struct Endpoint {
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// The name its certificate must carry when it is not `host` (a member reached at its pod
+    /// IP whose certificate names its DNS name).
+    pub(crate) tls_name: Option<String>,
 }
 
 impl Endpoint {
@@ -37,6 +40,15 @@ impl Endpoint {
         Self {
             host: host.into(),
             port,
+            tls_name: None,
+        }
+    }
+
+    /// The same endpoint, whose certificate must name `name`.
+    pub fn with_tls_name(self, name: impl Into<String>) -> Self {
+        Self {
+            tls_name: Some(name.into()),
+            ..self
         }
     }
 }
@@ -260,7 +272,10 @@ impl Session {
         tls_config: Arc<rustls::ClientConfig>,
         options: &ConnOptions,
     ) -> Result<Self, ClientError> {
-        let server_name = tls::server_name(&session.tls, &endpoint.host)?;
+        let server_name = match &endpoint.tls_name {
+            Some(name) => tls::server_name(&session.tls, name)?,
+            None => tls::server_name(&session.tls, &endpoint.host)?,
+        };
         let mut plain = Conn::connect(endpoint, options).await?;
         let mut events = VecDeque::new();
 

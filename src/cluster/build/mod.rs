@@ -8,6 +8,7 @@ pub(crate) mod router;
 pub mod secrets;
 pub(crate) mod services;
 pub(crate) mod statefulset;
+pub mod tls_secrets;
 
 #[cfg(test)]
 mod tests;
@@ -86,6 +87,9 @@ pub struct Desired {
     pub objects: Vec<Object>,
     /// Created once when missing; never updated.
     pub secrets: Vec<Secret>,
+    /// The operator CA's Secrets to write: [`plan`](super::plan) fills it (it needs the time),
+    /// [`build`] leaves it empty.
+    pub tls: tls_secrets::TlsWrites,
 }
 
 /// What the topology decides that the objects carry. An input of [`build`], never written back
@@ -132,5 +136,6 @@ pub fn build(
     Desired {
         objects,
         secrets: secrets::missing_secrets(c, existing, rng),
+        tls: tls_secrets::TlsWrites::default(),
     }
 }

@@ -32,7 +32,8 @@ pub const DATA_DIR: &str = "/var/lib/mysql/data";
 pub const RUN_DIR: &str = "/var/run/mysqld";
 /// mysqld's socket, for the probes.
 pub const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
-/// Where a user-provided TLS Secret is mounted.
+/// Where the members' TLS Secret (`kubernetes.io/tls`: `tls.crt`, `tls.key`, `ca.crt`) is
+/// mounted.
 pub const TLS_DIR: &str = "/etc/mysql/tls";
 /// Added to a pod's ordinal to make its server_id (0 is not allowed for replication).
 pub const SERVER_ID_OFFSET: i32 = 1000;
@@ -65,6 +66,10 @@ pub const MANAGED_OPTIONS: &[&str] = &[
     "ssl_ca",
     "ssl_cert",
     "ssl_key",
+    "require_secure_transport",
+    "clone_ssl_ca",
+    "clone_ssl_cert",
+    "clone_ssl_key",
 ];
 
 /// Whether `spec.mycnf` may set `key` (after stripping a `loose_`/`loose-` prefix).
@@ -140,11 +145,27 @@ fn server(s: &mut String, c: &ValidCluster) {
     if c.series.needs_writeset_option() {
         line(s, "binlog_transaction_dependency_tracking", "WRITESET");
     }
-    if c.tls_secret.is_some() {
-        line(s, "ssl_ca", format!("{TLS_DIR}/ca.crt"));
-        line(s, "ssl_cert", format!("{TLS_DIR}/tls.crt"));
-        line(s, "ssl_key", format!("{TLS_DIR}/tls.key"));
-    }
+    tls(s, c.require_secure_transport);
+}
+
+/// The member's certificate for every path: clients (which must use TLS when the spec says so),
+/// and clone. The
+/// Group Replication side is in [`group_replication`].
+fn tls(s: &mut String, require_secure_transport: bool) {
+    s.push_str("\n# TLS: every path uses the cluster's certificates (see spec.tls).\n");
+    line(s, "ssl_ca", format!("{TLS_DIR}/ca.crt"));
+    line(s, "ssl_cert", format!("{TLS_DIR}/tls.crt"));
+    line(s, "ssl_key", format!("{TLS_DIR}/tls.key"));
+    let on_off = |b| if b { "ON" } else { "OFF" };
+    line(
+        s,
+        "require_secure_transport",
+        on_off(require_secure_transport),
+    );
+    // A clone's donor connection (`loose_`: the clone plugin is loaded by plugin_load_add).
+    line(s, "loose_clone_ssl_ca", format!("{TLS_DIR}/ca.crt"));
+    line(s, "loose_clone_ssl_cert", format!("{TLS_DIR}/tls.crt"));
+    line(s, "loose_clone_ssl_key", format!("{TLS_DIR}/tls.key"));
 }
 
 /// The Group Replication settings.
@@ -168,8 +189,16 @@ fn group_replication(s: &mut String, c: &ValidCluster) {
     gr(s, "consistency", "BEFORE_ON_PRIMARY_FAILOVER");
     gr(s, "exit_state_action", "OFFLINE_MODE");
     gr(s, "member_expel_timeout", EXPEL_TIMEOUT_S);
+    // Group communication (XCom over its port, or the MYSQL stack) and distributed recovery
+    // verify that the peer's certificate is the cluster CA's and names the host connected to
+    // (every member certificate names `*.C-instances.NS.svc.DOMAIN`).
+    gr(s, "ssl_mode", "VERIFY_IDENTITY");
+    gr(s, "tls_source", "MYSQL_MAIN");
     gr(s, "recovery_use_ssl", "ON");
-    gr(s, "ssl_mode", "REQUIRED");
+    gr(s, "recovery_ssl_verify_server_cert", "ON");
+    gr(s, "recovery_ssl_ca", format!("{TLS_DIR}/ca.crt"));
+    gr(s, "recovery_ssl_cert", format!("{TLS_DIR}/tls.crt"));
+    gr(s, "recovery_ssl_key", format!("{TLS_DIR}/tls.key"));
     if stack == CommunicationStack::XCOM {
         // XCOM connects on its own port and admits only the allowlist (the MYSQL stack
         // authenticates members as SQL users instead): the members' host names, as the manual

@@ -133,17 +133,15 @@ fn volumes(c: &ValidCluster) -> Vec<Volume> {
         empty_dir("run"),
         empty_dir("tmp"),
     ];
-    if let Some(secret) = &c.tls_secret {
-        v.push(Volume {
-            name: "tls".to_string(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                default_mode: Some(0o440),
-                ..Default::default()
-            }),
+    v.push(Volume {
+        name: "tls".to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(c.member_tls_secret()),
+            default_mode: Some(0o440),
             ..Default::default()
-        });
-    }
+        }),
+        ..Default::default()
+    });
     v
 }
 
@@ -199,16 +197,14 @@ fn init_container(c: &ValidCluster) -> Container {
 }
 
 fn mysql_container(c: &ValidCluster) -> Container {
-    let mut mounts = vec![
+    let mounts = vec![
         mount("config-template", TEMPLATE_DIR, true),
         mount("data", DATA_MOUNT, false),
         mount("conf-d", CONF_DIR, true),
         mount("run", RUN_DIR, false),
         mount("tmp", "/tmp", false),
+        mount("tls", TLS_DIR, true),
     ];
-    if c.tls_secret.is_some() {
-        mounts.push(mount("tls", TLS_DIR, true));
-    }
     Container {
         name: MYSQL_CONTAINER.to_string(),
         image: Some(c.image.clone()),

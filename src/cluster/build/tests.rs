@@ -374,8 +374,48 @@ fn tls_secret_is_mounted_and_configured() {
         Some("orders-tls")
     );
     assert!(mycnf::mycnf(&c).contains("ssl_cert=/etc/mysql/tls/tls.crt"));
-    let plain = valid_cluster("spec: {}");
-    assert!(!mycnf::mycnf(&plain).contains("ssl_cert"));
+}
+
+#[test]
+fn every_member_path_uses_the_cluster_certificates() {
+    let default = mycnf::mycnf(&valid_cluster("spec: {}"));
+    assert!(default.lines().any(|l| l == "require_secure_transport=OFF"));
+    let c = valid_cluster("spec: {tls: {requireSecureTransport: true}}");
+    let spec = pod_spec(&c);
+    let vol = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "tls")
+        .unwrap();
+    assert_eq!(
+        vol.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("orders-tls"),
+        "the operator CA's member certificate by default"
+    );
+    let cnf = mycnf::mycnf(&c);
+    for expected in [
+        "ssl_ca=/etc/mysql/tls/ca.crt",
+        "ssl_cert=/etc/mysql/tls/tls.crt",
+        "ssl_key=/etc/mysql/tls/tls.key",
+        "require_secure_transport=ON",
+        "loose_clone_ssl_ca=/etc/mysql/tls/ca.crt",
+        "loose_group_replication_ssl_mode=VERIFY_IDENTITY",
+        "loose_group_replication_recovery_use_ssl=ON",
+        "loose_group_replication_recovery_ssl_verify_server_cert=ON",
+        "loose_group_replication_recovery_ssl_ca=/etc/mysql/tls/ca.crt",
+        "loose_group_replication_recovery_ssl_cert=/etc/mysql/tls/tls.crt",
+    ] {
+        assert!(cnf.lines().any(|l| l == expected), "{expected} in\n{cnf}");
+    }
+    for managed in [
+        "require_secure_transport",
+        "clone_ssl_key",
+        "loose_clone_ssl_ca",
+    ] {
+        assert!(mycnf::is_managed_option(managed), "{managed}");
+    }
 }
 
 #[test]

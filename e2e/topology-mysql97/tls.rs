@@ -1,0 +1,385 @@
+//! TLS on a real group with the operator's CA: the members require it of every client, the
+//! group and recovery verify each other with it, the operator's sessions trust only it and check
+//! the member's name, a capture of the pod network sees no row in cleartext, and a certificate
+//! renewed and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use innodb_operator::certs::issue;
+use innodb_operator::cluster::build::tls_secrets::{
+    self, CA_CERT_KEY, FoundSecret, FoundTls, NOT_AFTER_ANNOTATION, TLS_CERT_KEY, TLS_KEY_KEY,
+};
+use innodb_operator::objects::MYSQL_PORT;
+use innodb_operator::topology::mysql::SessionTls;
+use innodb_operator::topology::observe::Endpoint;
+use innodb_operator::topology::ops::{MemberOps, OpsError};
+use jiff::Timestamp;
+use mysql_async::prelude::Queryable;
+use mysql_async::{OptsBuilder, SslOpts};
+
+use crate::group::Group;
+use crate::realmysql::net;
+use crate::{Timings, bootstrap, fresh_group_with, join};
+
+const NOT_AFTER: &str = "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
+                         WHERE VARIABLE_NAME = 'Ssl_server_not_after'";
+
+/// A value no member sends in cleartext if every link is encrypted.
+const MARKER: &str = "iopMARK5d1c7e";
+
+fn admin_opts(g: &Group, ordinal: u32) -> OptsBuilder {
+    let admin = g
+        .built
+        .credentials(innodb_operator::objects::accounts::Account::Admin);
+    OptsBuilder::default()
+        .ip_or_hostname(g.members.member(ordinal).ip.clone())
+        .tcp_port(MYSQL_PORT as u16)
+        .user(Some(admin.user))
+        .pass(Some(admin.password))
+        .prefer_socket(false)
+}
+
+/// The operator's admin session to `ordinal` over TLS trusting `ca_pem`, verifying `name`.
+fn verified(g: &Group, ordinal: u32, ca_pem: Vec<u8>) -> OptsBuilder {
+    admin_opts(g, ordinal).ssl_opts(
+        SslOpts::default()
+            .with_root_certs(vec![ca_pem.into()])
+            .with_disable_built_in_roots(true)
+            .with_danger_tls_hostname_override(Some(g.members.member(ordinal).fqdn.clone())),
+    )
+}
+
+fn ca_pem(g: &Group) -> Vec<u8> {
+    g.built.member_ca().expect("the operator CA")
+}
+
+/// Every member requires TLS; the group and recovery verify the peer's name.
+async fn members_require_verified_tls(g: &Group) {
+    for m in g.members.members() {
+        let row = g
+            .root_query(
+                m.ordinal,
+                "SELECT CONCAT_WS(',', @@require_secure_transport, @@group_replication_ssl_mode, \
+                 @@group_replication_recovery_ssl_verify_server_cert, \
+                 @@group_replication_recovery_use_ssl)",
+            )
+            .await;
+        assert_eq!(
+            row,
+            vec![Some("1,VERIFY_IDENTITY,1,1".to_string())],
+            "member {}",
+            m.ordinal
+        );
+    }
+    // A client without TLS is refused (ER_SECURE_TRANSPORT_REQUIRED) ...
+    let e = mysql_async::Conn::new(admin_opts(g, 0))
+        .await
+        .expect_err("a cleartext session is refused");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 3159)
+            || e.to_string().contains("insecure transport"),
+        "{e}"
+    );
+    // ... and one that verifies is served over TLS.
+    let mut conn = mysql_async::Conn::new(verified(g, 0, ca_pem(g)))
+        .await
+        .expect("a verified session");
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        .await
+        .unwrap();
+    assert!(
+        cipher
+            .as_ref()
+            .is_some_and(|(_, v)| v.starts_with("TLSv1.")),
+        "{cipher:?}"
+    );
+}
+
+/// The operator's sessions refuse a member whose certificate is another CA's, or that does not
+/// name the host the operator expects.
+async fn operator_sessions_verify(g: &Group) {
+    let now = Timestamp::now();
+    let other = issue::new_ca("another CA", now, &mut rand::rng()).unwrap();
+    let member = &g.members.member(0);
+    let endpoint = g.input().endpoint(0);
+    let wrong_ca = innodb_operator::topology::mysql::SqlOps {
+        tls: SessionTls::Verify {
+            ca_pem: other.cert_pem.into_bytes(),
+        },
+        ..g.ops.clone()
+    };
+    let e = wrong_ca.observe(&endpoint).await.expect_err("another CA");
+    assert!(
+        matches!(&e, OpsError::Unreachable { reason, .. } if reason.contains("UnknownIssuer") || reason.contains("BadSignature")),
+        "{e}"
+    );
+    // The member reached by its IP as its name: the certificate names its DNS name only.
+    let by_ip = Endpoint::named(0, member.ip.clone(), MYSQL_PORT as u16);
+    let e = g.ops.observe(&by_ip).await.expect_err("the wrong name");
+    assert!(
+        matches!(&e, OpsError::Unreachable { reason, .. } if reason.contains("not valid for name")),
+        "{e}"
+    );
+    g.ops
+        .observe(&endpoint)
+        .await
+        .expect("the right CA and name");
+}
+
+/// tcpdump on the pod network's bridge, TCP to and from the SQL port (group communication of
+/// the MYSQL stack, recovery, clients).
+struct Capture {
+    child: Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(dir: &std::path::Path) -> Capture {
+        let file = dir.join("sql-port.pcap");
+        let child = Command::new("tcpdump")
+            .args(["-i", net::BRIDGE, "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .args(["tcp", "port", "3306"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump runs (apt-get install tcpdump)");
+        // tcpdump opens the interface asynchronously: wait for the file to exist.
+        let started = Instant::now();
+        while !file.exists() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Capture { child, file }
+    }
+
+    /// Stops the capture; the bytes captured.
+    fn stop(mut self) -> Vec<u8> {
+        // SIGINT: tcpdump flushes and exits.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        std::fs::read(&self.file).expect("the capture file")
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Writes a marker row on the primary (which the group carries to the secondary over the SQL
+/// port) and reads it back over the operator's kind of session: the capture holds neither in
+/// cleartext. A raw cleartext send of the marker proves the capture would have seen one.
+async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path) {
+    let capture = Capture::start(dir);
+    g.root_exec(
+        0,
+        &format!("INSERT INTO iop_test.t VALUES (900, '{MARKER}')"),
+    )
+    .await;
+    let mut conn = mysql_async::Conn::new(verified(g, 1, ca_pem(g)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let v: Option<String> = conn
+            .query_first("SELECT v FROM iop_test.t WHERE id = 900")
+            .await
+            .unwrap();
+        if v.as_deref() == Some(MARKER) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the row reached member 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(conn);
+    // The control: the marker sent in cleartext to a member's SQL port.
+    let control = format!("{}-control", MARKER);
+    let addr = format!("{}:3306", g.members.member(1).ip);
+    let mut raw = std::net::TcpStream::connect(&addr).expect("connect");
+    std::io::Write::write_all(&mut raw, control.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(raw);
+    std::thread::sleep(Duration::from_millis(300));
+    let bytes = capture.stop();
+    eprintln!("capture: {} bytes on port 3306", bytes.len());
+    assert!(
+        contains(&bytes, &control),
+        "the capture sees payloads: the cleartext control is in it"
+    );
+    let without_control: Vec<u8> = {
+        // Every occurrence of the marker must be the control's.
+        let mut b = bytes.clone();
+        while let Some(i) = b
+            .windows(control.len())
+            .position(|w| w == control.as_bytes())
+        {
+            b.drain(i..i + control.len());
+        }
+        b
+    };
+    assert!(
+        !contains(&without_control, MARKER),
+        "the marker row crossed the pod network in cleartext"
+    );
+}
+
+/// The member Secret as the operator renews it when it is due (its recorded end is now).
+fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
+    let name = g.built.cluster.member_tls_secret();
+    let secret = |n: &str| {
+        g.built
+            .secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(n))
+            .cloned()
+            .map(FoundSecret::from_secret)
+    };
+    // As found when it is due: its recorded end is now.
+    let mut member = secret(&name).expect("the member Secret");
+    member
+        .annotations
+        .insert(NOT_AFTER_ANNOTATION.into(), Timestamp::now().to_string());
+    let found = FoundTls {
+        ca: secret(&g.built.cluster.names.ca_secret()),
+        member: Some(member),
+    };
+    let writes =
+        tls_secrets::tls_writes(&g.built.cluster, &found, Timestamp::now(), &mut rand::rng())
+            .expect("renewal");
+    writes
+        .renew
+        .into_iter()
+        .next()
+        .expect("the member certificate is due")
+}
+
+/// A writer committing one row per new verified session until `stop`: the ids acknowledged
+/// and the errors met.
+fn spawn_writer(
+    opts: OptsBuilder,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeSet<u32>, Vec<String>)> {
+    tokio::spawn(async move {
+        let mut acknowledged = BTreeSet::new();
+        let mut failures = Vec::new();
+        let mut id = 1000u32;
+        while !stop.load(Ordering::Relaxed) {
+            id += 1;
+            let result = async {
+                let mut c = mysql_async::Conn::new(opts.clone()).await?;
+                c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
+                    .await?;
+                c.disconnect().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    acknowledged.insert(id);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        (acknowledged, failures)
+    })
+}
+
+/// The member certificate renewed (as the operator does at two thirds of its life), written
+/// where the kubelet would put it, and reloaded on every member while a writer commits through
+/// a verified session: every acknowledged write is on both members, and new sessions see the
+/// new certificate.
+async fn rotation_under_writes(g: &Group) {
+    let renewed = renewed_member_secret(g);
+    let data = renewed.data.as_ref().unwrap();
+
+    // The application's account (the operator's may not write rows).
+    g.root_exec(0, "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw-1'")
+        .await;
+    g.root_exec(0, "GRANT SELECT, INSERT ON iop_test.* TO 'app'@'%'")
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = verified(g, 0, ca_pem(g))
+        .user(Some("app"))
+        .pass(Some("app-pw-1"));
+    let writer = spawn_writer(opts, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = g.root_query(0, NOT_AFTER).await;
+    for m in g.members.members() {
+        let dir = g.members.volume_path(m.ordinal, "tls");
+        for key in [TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY] {
+            std::fs::write(dir.join(key), &data[key].0).expect("write the renewed file");
+        }
+        g.root_exec(m.ordinal, "ALTER INSTANCE RELOAD TLS").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, failures) = writer.await.unwrap();
+    let after = g.root_query(0, NOT_AFTER).await;
+    eprintln!(
+        "rotation: {} writes acknowledged, {} failed; Ssl_server_not_after {before:?} -> {after:?}",
+        acknowledged.len(),
+        failures.len()
+    );
+    assert_ne!(before, after, "the reloaded certificate is the renewed one");
+    assert!(
+        failures.is_empty(),
+        "no session failed across the reload: {failures:?}"
+    );
+    assert!(acknowledged.len() > 5, "the writer ran: {acknowledged:?}");
+    for ordinal in [0, 1] {
+        let started = Instant::now();
+        loop {
+            let rows = g
+                .root_query(ordinal, "SELECT id FROM iop_test.t WHERE id > 1000")
+                .await;
+            let present: BTreeSet<u32> =
+                rows.iter().flatten().map(|v| v.parse().unwrap()).collect();
+            if acknowledged.is_subset(&present) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "member {ordinal} lacks acknowledged writes"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_operator_ca() {
+    let mut t = Timings::default();
+    let spec = "{version: '9.7.4', instances: 2, groupCommunicationStack: MYSQL, \
+                tls: {requireSecureTransport: true}}";
+    let Some(g) = fresh_group_with("gr-tls", spec, &mut t).await else {
+        return;
+    };
+    members_require_verified_tls(&g).await;
+    operator_sessions_verify(&g).await;
+    bootstrap(&g, &mut t, "TLS").await;
+    crate::write(&g, 0, 1).await;
+    // The join's recovery and the group's connections verify the peer's certificate.
+    join(&g, &mut t, 1, 2, "TLS: incremental join (VERIFY_IDENTITY)").await;
+    let dir = tempfile::tempdir().unwrap();
+    no_cleartext_on_the_wire(&g, dir.path()).await;
+    rotation_under_writes(&g).await;
+    // The group still forms new connections after the reload: member 1 leaves and rejoins.
+    g.root_exec(1, "STOP GROUP_REPLICATION").await;
+    join(
+        &g,
+        &mut t,
+        1,
+        2,
+        "TLS: rejoin after the certificate was reloaded",
+    )
+    .await;
+}

@@ -1,0 +1,12 @@
+//! The operator's certificate authority: one CA per cluster, and the certificates it signs for
+//! the members, the Routers and the operator's own sessions. Pure apart from the key generation
+//! (randomness from the system through ring); no client, no clock (the time comes in).
+//!
+//! - [`issue`] makes a CA and signs leaf certificates with it;
+//! - [`validity`] says when a certificate is due for renewal.
+
+pub mod issue;
+pub mod validity;
+
+pub use issue::{CertError, KeyedCert, LeafRequest, Usage};
+pub use validity::Validity;

@@ -1,0 +1,159 @@
+use jiff::SignedDuration;
+use rand::SeedableRng;
+
+use super::*;
+use crate::certs::issue::LEAF_LIFETIME;
+use crate::cluster::testing::valid_cluster;
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+fn rng() -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(9)
+}
+
+fn found(s: &Secret) -> FoundSecret {
+    FoundSecret::from_secret(s.clone())
+}
+
+fn data<'a>(s: &'a Secret, key: &str) -> &'a [u8] {
+    &s.data.as_ref().unwrap()[key].0
+}
+
+/// A new cluster's CA and member certificate, as the first reconcile makes them.
+fn first(c: &ValidCluster) -> (Secret, Secret) {
+    let w = tls_writes(c, &FoundTls::default(), now(), &mut rng()).unwrap();
+    assert!(w.renew.is_empty());
+    let [member] = <[Secret; 1]>::try_from(w.create).unwrap();
+    (w.new_ca.expect("a new CA"), member)
+}
+
+#[test]
+fn a_new_cluster_gets_a_ca_and_a_member_certificate_signed_by_it() {
+    let c = valid_cluster("spec: {}");
+    let (ca, member) = first(&c);
+    assert_eq!(ca.metadata.name.as_deref(), Some("orders-ca"));
+    assert_eq!(member.metadata.name.as_deref(), Some("orders-tls"));
+    assert_eq!(member.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(data(&member, "ca.crt"), data(&ca, "ca.crt"));
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(!data(&member, key).is_empty(), "{key}");
+    }
+    assert!(String::from_utf8_lossy(data(&ca, "ca.key")).contains("PRIVATE KEY"));
+    let annotations = member.metadata.annotations.as_ref().unwrap();
+    assert_eq!(annotations[NOT_AFTER_ANNOTATION], "2027-06-01T12:00:00Z");
+    assert_eq!(
+        ca.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "MySQLCluster"
+    );
+}
+
+#[test]
+fn the_member_names_cover_every_pod_and_service() {
+    let names = member_request(&valid_cluster("spec: {}")).dns_names;
+    for expected in [
+        "*.orders-instances.db.svc.cluster.local",
+        "orders.db.svc.cluster.local",
+        "orders-ro",
+        "orders-router-lb.db.svc",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+}
+
+#[test]
+fn a_stored_ca_signs_a_missing_member_certificate() {
+    let c = valid_cluster("spec: {}");
+    let (ca, _) = first(&c);
+    let w = tls_writes(
+        &c,
+        &FoundTls {
+            ca: Some(found(&ca)),
+            member: None,
+        },
+        now(),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(w.new_ca, None);
+    assert_eq!(data(&w.create[0], "ca.crt"), data(&ca, "ca.crt"));
+}
+
+#[test]
+fn a_current_certificate_is_left_alone_until_two_thirds_of_its_lifetime() {
+    let c = valid_cluster("spec: {}");
+    let (ca, member) = first(&c);
+    let stored = FoundTls {
+        ca: Some(found(&ca)),
+        member: Some(found(&member)),
+    };
+    let before = now() + LEAF_LIFETIME * 2 / 3 - SignedDuration::from_hours(1);
+    let w = tls_writes(&c, &stored, before, &mut rng()).unwrap();
+    assert_eq!(w, TlsWrites::default());
+    let due = now() + LEAF_LIFETIME * 2 / 3;
+    let w = tls_writes(&c, &stored, due, &mut rng()).unwrap();
+    assert!(w.new_ca.is_none() && w.create.is_empty());
+    assert_eq!(w.renew[0].metadata.name.as_deref(), Some("orders-tls"));
+    assert_ne!(data(&w.renew[0], "tls.crt"), data(&member, "tls.crt"));
+}
+
+#[test]
+fn a_member_certificate_of_another_ca_is_reissued() {
+    let c = valid_cluster("spec: {}");
+    let (_, member) = first(&c);
+    let (other_ca, _) = first(&c);
+    let w = tls_writes(
+        &c,
+        &FoundTls {
+            ca: Some(found(&other_ca)),
+            member: Some(found(&member)),
+        },
+        now(),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(data(&w.renew[0], "ca.crt"), data(&other_ca, "ca.crt"));
+}
+
+#[test]
+fn a_ca_secret_without_its_key_says_which_and_what_to_do() {
+    let c = valid_cluster("spec: {}");
+    let (ca, _) = first(&c);
+    let mut broken = found(&ca);
+    broken.data.remove("ca.key");
+    let e = tls_writes(
+        &c,
+        &FoundTls {
+            ca: Some(broken),
+            member: None,
+        },
+        now(),
+        &mut rng(),
+    )
+    .unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.contains("\"orders-ca\"") && shown.contains("\"ca.key\"") && shown.contains("delete"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_user_secret_means_nothing_to_write() {
+    let c = valid_cluster("spec: {tls: {secretName: mine}}");
+    let w = tls_writes(&c, &FoundTls::default(), now(), &mut rng()).unwrap();
+    assert_eq!(w, TlsWrites::default());
+    assert_eq!(c.member_tls_secret(), "mine");
+}
+
+#[test]
+fn debug_of_a_found_secret_shows_no_key() {
+    let c = valid_cluster("spec: {}");
+    let (ca, _) = first(&c);
+    let shown = format!("{:?}", found(&ca));
+    assert!(
+        shown.contains("ca.key") && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
+}
