@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
-use crate::api::cluster::{CommunicationStack, MySQLCluster, PodTemplateOverrides, StorageSpec};
+use crate::api::cluster::{
+    CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
+};
 use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
@@ -32,6 +34,7 @@ pub struct ValidCluster {
     pub mycnf_extra: BTreeMap<String, String>,
     pub router_instances: i32,
     pub router_resources: Option<ResourceRequirements>,
+    pub router_mode: RouterMode,
     pub tls_secret: Option<String>,
     pub pod_template: PodTemplateOverrides,
     pub group_name: Uuid,
@@ -271,6 +274,7 @@ pub fn validate(
         mycnf_extra: spec.mycnf.clone(),
         router_instances: spec.router.instances,
         router_resources: spec.router.resources.clone(),
+        router_mode: spec.router.mode,
         tls_secret: spec.tls.secret_name.clone(),
         pod_template: spec.pod_template.clone(),
         group_name: deref.group_name,
