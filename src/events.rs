@@ -40,6 +40,10 @@ pub enum Reason {
     BackupsExpired,
     /// A schedule's expression cannot be used.
     InvalidSchedule,
+    /// The InnoDB Cluster metadata was created or corrected.
+    MetadataUpdated,
+    /// The InnoDB Cluster metadata could not be kept.
+    MetadataFailed,
 }
 
 impl Reason {
@@ -60,6 +64,8 @@ impl Reason {
             Reason::BackupScheduled => "BackupScheduled",
             Reason::BackupsExpired => "BackupsExpired",
             Reason::InvalidSchedule => "InvalidSchedule",
+            Reason::MetadataUpdated => "MetadataUpdated",
+            Reason::MetadataFailed => "MetadataFailed",
         }
     }
 
@@ -71,7 +77,8 @@ impl Reason {
             | Reason::SpecWarning(_)
             | Reason::ApplyFailed
             | Reason::OperationFailed
-            | Reason::InvalidSchedule => true,
+            | Reason::InvalidSchedule
+            | Reason::MetadataFailed => true,
             Reason::Topology { warning, .. } => *warning,
             Reason::CredentialsCreated
             | Reason::Applied
@@ -80,7 +87,8 @@ impl Reason {
             | Reason::RestoreStarted
             | Reason::Restored
             | Reason::BackupScheduled
-            | Reason::BackupsExpired => false,
+            | Reason::BackupsExpired
+            | Reason::MetadataUpdated => false,
         };
         if warning {
             EventType::Warning
@@ -101,6 +109,7 @@ impl Reason {
             Reason::OperationFailed | Reason::Topology { .. } => "Topology",
             Reason::RestoreStarted | Reason::Restored => "Restore",
             Reason::InvalidSchedule => "Schedule",
+            Reason::MetadataUpdated | Reason::MetadataFailed => "Metadata",
         }
     }
 }

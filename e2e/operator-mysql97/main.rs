@@ -12,7 +12,9 @@
 //! `ReplaceErrant`), a member configured for another group, a member paused past the expel
 //! timeout, switchovers (measured; and while a member is cut off), quorum lost and forced back
 //! by the user's annotation, an outage whose least complete member answers first (nothing
-//! starts until every member answers), scale 3 → 5 → 3.
+//! starts until every member answers), scale 3 → 5 → 3. And (`metadata.rs`) a Router in
+//! metadata-cache mode following the group through the metadata the operator keeps, also while
+//! the operator is stopped.
 //!
 //! Needs root, the control-plane binaries (`e2e/testenv/testenv.sh build`) and the MySQL 9.7
 //! root filesystem (`e2e/lib/install-mysql97.sh`); under `CI=true` a missing one is a failure.
@@ -26,6 +28,7 @@ mod support;
 mod env;
 mod faults;
 mod kubelet;
+mod metadata;
 mod proxy;
 mod roles;
 mod writer;

@@ -236,6 +236,12 @@ pub struct RouterSpec {
     /// CPU and memory of the router container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// How the routers find the primary: `static` routes through the `C` and `C-ro` Services
+    /// (which follow the operator's role labels); `metadataCache` reads the InnoDB Cluster
+    /// metadata the operator keeps and follows the group by itself (new primary without the
+    /// operator, Group Replication notices), and adds a read-write split port (6450).
+    #[serde(default)]
+    pub mode: RouterMode,
 }
 
 impl Default for RouterSpec {
@@ -244,8 +250,22 @@ impl Default for RouterSpec {
             instances: default_router_instances(),
             image: None,
             resources: None,
+            mode: RouterMode::default(),
         }
     }
+}
+
+/// How MySQL Router finds its destinations.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum RouterMode {
+    /// Static routes through the cluster's role Services.
+    #[default]
+    Static,
+    /// Metadata cache: Router follows the group through the InnoDB Cluster metadata.
+    MetadataCache,
 }
 
 fn default_router_instances() -> i32 {

@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub mod build;
 pub mod dereference;
 pub(crate) mod gather;
+pub(crate) mod metadata_step;
 pub mod plan;
 pub mod restore_plan;
 pub mod restore_step;
@@ -21,7 +22,6 @@ pub(crate) mod testing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -139,7 +139,7 @@ async fn carry_out(
         label_writes = topology_step::apply_labels(&ctx.client, &ns, &plan.kubernetes.labels)
             .instrument(info_span!("labels"))
             .await?;
-        let done = run_topology(ctx, cluster, topology, &plan.restore_job, members)
+        let done = run_topology(ctx, cluster, &plan, topology, members)
             .instrument(info_span!(
                 "topology",
                 operation = topology.decision.operation.name()
@@ -199,16 +199,16 @@ async fn carry_out(
     }))
 }
 
-/// The restore Job the plan asks for, then the one Group Replication operation; whether that
-/// operation was carried out and succeeded.
+/// The restore Job the plan asks for, then the one Group Replication operation, then the InnoDB
+/// Cluster metadata on the primary; whether the operation was carried out and succeeded.
 async fn run_topology(
     ctx: &Context,
     cluster: &MySQLCluster,
+    plan: &Plan,
     topology: &plan::TopologyPlan,
-    restore_job: &Option<(Job, String)>,
     members: &gather::Members,
 ) -> Result<bool, ReconcileError> {
-    if let Some((job, source)) = restore_job {
+    if let Some((job, source)) = &plan.restore_job {
         restore_step::create_job(ctx, job, source).await?;
     }
     if let Some(event) = &topology.restore.event {
@@ -227,6 +227,11 @@ async fn run_topology(
         warn!(operation = decision.operation.name(), error = %e, "topology operation failed");
         let note = format!("{} failed: {e}", decision.operation.name());
         publish(ctx, cluster, Reason::OperationFailed, &note).await;
+    }
+    if let Some((primary, desired)) = &plan.metadata {
+        metadata_step::run(ctx, cluster, &members.ops, primary, desired)
+            .instrument(info_span!("metadata"))
+            .await;
     }
     Ok(outcome.is_ok())
 }

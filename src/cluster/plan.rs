@@ -35,6 +35,8 @@ use crate::backup_controller::job;
 use crate::context::Config;
 use crate::events::Reason;
 use crate::objects::names::Names;
+use crate::topology::metadata::Desired as MetadataDesired;
+use crate::topology::observe::Endpoint;
 use crate::topology::{ActionRecord, Decision, Observed, Operation, RestoreGate, updated_history};
 
 /// What the restore step reads besides the members: the request, where its backup is, the
@@ -152,6 +154,8 @@ pub(crate) struct Plan {
     pub(crate) status: StatusInput,
     /// When to look again (before the backup schedules ask for earlier).
     pub(crate) requeue: Duration,
+    /// The primary and what the InnoDB Cluster metadata should say, once the operation ran.
+    pub(crate) metadata: Option<(Endpoint, MetadataDesired)>,
 }
 
 /// The plan of one reconcile. `decide` is the topology's decision function; `rng` makes the
@@ -185,6 +189,7 @@ pub(crate) fn plan(
                 kubernetes: KubernetesChanges::default(),
                 status,
                 requeue: CONVERGING,
+                metadata: None,
             };
         }
     };
@@ -230,6 +235,14 @@ pub(crate) fn plan(
             .as_ref()
             .map(|t| kubernetes_changes(obs, &t.decision))
             .unwrap_or_default(),
+        metadata: topology.as_ref().and_then(|t| {
+            super::metadata_step::desired(
+                &obs.names,
+                &valid.domain,
+                &t.observed,
+                &t.decision.operation,
+            )
+        }),
         topology,
         status,
         requeue,

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
-use crate::api::cluster::{CommunicationStack, MySQLCluster, PodTemplateOverrides, StorageSpec};
+use crate::api::cluster::{
+    CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
+};
 use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
@@ -32,6 +34,7 @@ pub struct ValidCluster {
     pub mycnf_extra: BTreeMap<String, String>,
     pub router_instances: i32,
     pub router_resources: Option<ResourceRequirements>,
+    pub router_mode: RouterMode,
     /// Where the members' certificates come from.
     pub tls: TlsSource,
     /// Members refuse clients without TLS.
@@ -302,6 +305,7 @@ pub fn validate(
         mycnf_extra: spec.mycnf.clone(),
         router_instances: spec.router.instances,
         router_resources: spec.router.resources.clone(),
+        router_mode: spec.router.mode,
         tls: match &spec.tls.secret_name {
             Some(secret) => TlsSource::Secret(secret.clone()),
             None => TlsSource::OperatorCa,

@@ -13,6 +13,10 @@ use super::sql;
 
 /// Schemas that belong to the server, never dumped.
 pub const SYSTEM_DATABASES: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+/// The InnoDB Cluster metadata: it describes the group it was written in, so a backup leaves it
+/// out (a cluster restored from it writes its own; an older backup that holds it is loaded, and
+/// the operator then replaces the other group's rows).
+pub const CLUSTER_METADATA_DATABASE: &str = "mysql_innodb_cluster_metadata";
 /// Accounts the server creates itself; restoring them would clobber the target's own.
 const SYSTEM_USERS: &[&str] = &[
     "root",
@@ -98,7 +102,8 @@ pub(crate) fn select_databases(all: Vec<String>, only: &[String]) -> Vec<String>
     all.into_iter()
         .filter(|d| {
             if only.is_empty() {
-                !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str())
+                let lower = d.to_ascii_lowercase();
+                !SYSTEM_DATABASES.contains(&lower.as_str()) && lower != CLUSTER_METADATA_DATABASE
             } else {
                 only.contains(d)
             }
@@ -339,8 +344,13 @@ mod tests {
             "mysql".into(),
             "sys".into(),
             "Shop".into(),
+            CLUSTER_METADATA_DATABASE.into(),
         ];
         assert_eq!(select_databases(all.clone(), &[]), vec!["app", "Shop"]);
+        assert_eq!(
+            CLUSTER_METADATA_DATABASE,
+            crate::topology::metadata::ddl::SCHEMA
+        );
         assert_eq!(select_databases(all, &["Shop".into()]), vec!["Shop"]);
     }
 

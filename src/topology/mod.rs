@@ -15,6 +15,7 @@ pub mod expel;
 pub mod gtid;
 pub mod labels;
 pub mod member;
+pub mod metadata;
 #[cfg(feature = "test-mutations")]
 mod mutation;
 pub mod mysql;

@@ -57,7 +57,8 @@ impl SessionTls {
     }
 }
 
-struct Session<'a> {
+/// A session with one member (the metadata keeper uses it too).
+pub(in crate::topology) struct Session<'a> {
     conn: Conn,
     endpoint: &'a Endpoint,
 }
@@ -79,7 +80,7 @@ impl Session<'_> {
         }
     }
 
-    async fn run(&mut self, statement: &Statement) -> Result<(), OpsError> {
+    pub(in crate::topology) async fn run(&mut self, statement: &Statement) -> Result<(), OpsError> {
         debug!(endpoint = %self.endpoint, statement = %statement, "running");
         match self.conn.query_drop(statement.sql()).await {
             Ok(()) => Ok(()),
@@ -91,7 +92,7 @@ impl Session<'_> {
         self.run(&Statement::from_text(sql)).await
     }
 
-    async fn rows<T: mysql_async::prelude::FromRow + Send + 'static>(
+    pub(in crate::topology) async fn rows<T: mysql_async::prelude::FromRow + Send + 'static>(
         &mut self,
         sql: &str,
     ) -> Result<Vec<T>, OpsError> {
@@ -151,7 +152,10 @@ impl SqlOps {
     /// Opens a session, within the observe deadline whatever the operation: a member that
     /// cannot even complete a handshake in that time is unreachable, and an operation must not
     /// hold the cluster's reconcile (and the role labels behind it) waiting for one.
-    async fn connect<'a>(&self, endpoint: &'a Endpoint) -> Result<Session<'a>, OpsError> {
+    pub(in crate::topology) async fn connect<'a>(
+        &self,
+        endpoint: &'a Endpoint,
+    ) -> Result<Session<'a>, OpsError> {
         self.deadline(endpoint, self.observe_timeout, self.open(endpoint))
             .await
     }
@@ -187,7 +191,7 @@ impl SqlOps {
         Ok(session)
     }
 
-    async fn deadline<T>(
+    pub(in crate::topology) async fn deadline<T>(
         &self,
         endpoint: &Endpoint,
         limit: Duration,

@@ -387,10 +387,13 @@ pub fn account_statements(
 /// logging off, so the account never becomes a transaction of its own). Least privilege: Group
 /// Replication and clone administration, reading state, and creating the cluster's other
 /// accounts — `WITH GRANT OPTION` because a grantor must hold what it grants them. No data
-/// changes, no DDL, no SUPER. `GROUP_REPLICATION_STREAM` exists from 8.0.27, the oldest
-/// version the operator accepts.
-pub fn admin_grants(user: &str) -> [String; 2] {
+/// changes and no DDL outside the InnoDB Cluster metadata schema, which the operator creates
+/// and keeps (`metadata`: `DROP` for its `CREATE OR REPLACE VIEW`, `REFERENCES` for its
+/// foreign keys; the Router account's grants on its tables come from these); no SUPER.
+/// `GROUP_REPLICATION_STREAM` exists from 8.0.27, the oldest version the operator accepts.
+pub fn admin_grants(user: &str) -> [String; 3] {
     let user = quote_name(user);
+    let metadata = super::metadata::ddl::SCHEMA;
     [
         format!(
             "GRANT SELECT, EXECUTE, RELOAD, SHOW VIEW, EVENT, TRIGGER, REPLICATION SLAVE, \
@@ -400,6 +403,10 @@ pub fn admin_grants(user: &str) -> [String; 2] {
             "GRANT GROUP_REPLICATION_ADMIN, CLONE_ADMIN, SYSTEM_VARIABLES_ADMIN, \
              REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, BACKUP_ADMIN, GROUP_REPLICATION_STREAM \
              ON *.* TO {user}@'%' WITH GRANT OPTION"
+        ),
+        format!(
+            "GRANT CREATE, DROP, REFERENCES, CREATE VIEW, INSERT, UPDATE, DELETE ON {metadata}.* \
+             TO {user}@'%' WITH GRANT OPTION"
         ),
     ]
 }
@@ -609,11 +616,25 @@ mod tests {
                 assert!(grants.contains(p), "admin cannot grant {p}: {grants}");
             }
         }
-        assert!(grants.matches("WITH GRANT OPTION").count() == 2);
+        assert!(grants.matches("WITH GRANT OPTION").count() == 3);
+        let [global, dynamic, metadata] = admin_grants("iop");
+        let global = format!("{global}\n{dynamic}");
         for broad in [
             "ALL", "SUPER", "INSERT", "UPDATE", "DELETE", "DROP", "CREATE,", "SHUTDOWN",
         ] {
-            assert!(!grants.contains(broad), "{broad} in {grants}");
+            assert!(!global.contains(broad), "{broad} in {global}");
+        }
+        // Data changes and DDL only in the metadata schema, and no more than it needs.
+        assert!(
+            metadata.ends_with("ON mysql_innodb_cluster_metadata.* TO 'iop'@'%' WITH GRANT OPTION"),
+            "{metadata}"
+        );
+        for broad in ["ALL", "SUPER", "ALTER", "INDEX", "ROUTINE", "*.*"] {
+            assert!(!metadata.contains(broad), "{broad} in {metadata}");
+        }
+        // What the metadata plan grants the Router account, the admin holds.
+        for p in ["INSERT", "UPDATE", "DELETE"] {
+            assert!(metadata.contains(p), "{metadata}");
         }
         assert!(admin_grants("o'x")[0].contains("TO 'o''x'@'%'"), "{grants}");
     }

@@ -5,6 +5,7 @@
 pub(crate) mod member_scripts;
 pub mod mycnf;
 pub(crate) mod router;
+pub(crate) mod router_conf;
 pub mod secrets;
 pub(crate) mod services;
 pub(crate) mod statefulset;

@@ -450,7 +450,7 @@ fn pdb_allows_one_member_down() {
 #[test]
 fn router_routes_through_the_role_services() {
     let c = valid_cluster("spec: {router: {instances: 3}}");
-    let conf = router::router_conf(&c);
+    let conf = super::router_conf::router_conf(&c);
     golden("mysqlrouter.conf", &conf);
     let d = router::deployment(&c).spec.unwrap();
     assert_eq!(d.replicas, Some(3));
@@ -518,4 +518,81 @@ fn router_objects_go_when_routers_are_disabled() {
         desired.secrets.is_empty(),
         "existing Secrets are never rebuilt"
     );
+}
+
+#[test]
+fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secret() {
+    let c = valid_cluster("spec: {router: {instances: 2, mode: metadataCache}}");
+    let cm = router::config_map(&c);
+    let data = cm.data.unwrap();
+    golden("mysqlrouter-metadata-cache.conf", &data["mysqlrouter.conf"]);
+    golden("start-router.sh", &data["start-router.sh"]);
+    let state: serde_json::Value = serde_json::from_str(&data["state.json"]).unwrap();
+    assert_eq!(
+        state["metadata-cache"]["group-replication-id"],
+        c.group_name.to_string()
+    );
+    assert_eq!(
+        state["metadata-cache"]["cluster-metadata-servers"][2],
+        "mysql://orders-2.orders-instances.db.svc.cluster.local:3306"
+    );
+    let d = router::deployment(&c).spec.unwrap();
+    let pod = d.template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_ref().unwrap(),
+        &["sh", "/etc/mysqlrouter/start-router.sh"]
+    );
+    assert!(container.readiness_probe.is_some());
+    assert!(
+        container.liveness_probe.is_none(),
+        "Router closes rw while there is no primary: a liveness probe would restart it"
+    );
+    assert!(
+        container.env.is_none(),
+        "the password is a file, never the environment"
+    );
+    let secret = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find_map(|v| v.secret)
+        .unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("orders-router"));
+    let ports: Vec<i32> = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [6446, 6447, 6448, 6449, 6450]);
+    let lb = router::lb_service(&c).spec.unwrap().ports.unwrap();
+    assert!(
+        lb.iter()
+            .any(|p| p.name.as_deref() == Some("mysql-rw-split"))
+    );
+    // Scaling the members changes the state file's seed, not the pods.
+    let scaled = valid_cluster("spec: {instances: 5, router: {instances: 2, mode: metadataCache}}");
+    let hash = |c: &super::ValidCluster| {
+        router::deployment(c)
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()
+    };
+    assert_eq!(hash(&c), hash(&scaled));
+}
+
+#[test]
+fn static_routers_keep_their_four_ports_and_liveness() {
+    let c = valid_cluster("spec: {}");
+    let d = router::deployment(&c).spec.unwrap();
+    let container = &d.template.spec.unwrap().containers[0];
+    assert!(container.liveness_probe.is_some());
+    assert_eq!(container.ports.as_ref().unwrap().len(), 4);
+    assert_eq!(c.router_mode, crate::api::cluster::RouterMode::Static);
 }
