@@ -1,5 +1,5 @@
 //! A small X protocol server for tests: capabilities, the TLS upgrade (certificate from a test CA
-//! made with rcgen), PLAIN authentication, `enable_notices`/`ping`, and Group Replication notices
+//! made with rcgen, or one given as PEM), PLAIN authentication, `enable_notices`/`ping`, and Group Replication notices
 //! pushed on demand. It can also misbehave: never answer, or send an oversized frame.
 
 use std::net::SocketAddr;
@@ -15,6 +15,8 @@ use innodb_operator::xproto::messages::{
     StmtExecuteOk,
 };
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
@@ -48,7 +50,9 @@ pub struct Stats {
     pub closes: usize,
 }
 
-/// A test certificate authority and a server certificate for `localhost` and 127.0.0.1.
+/// A server certificate and the CA that signed it: made here (a test CA, for `localhost` and
+/// 127.0.0.1), or as a member finds them in its cluster's TLS Secret.
+#[derive(Clone)]
 pub struct TestPki {
     pub ca_pem: String,
     pub acceptor: TlsAcceptor,
@@ -69,22 +73,37 @@ impl TestPki {
         let params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
+        Self::from_pem(&ca_cert.pem(), &cert.pem(), &key.serialize_pem())
+    }
 
+    /// From PEM text: the CA's certificate, the server's certificate chain and its key.
+    pub fn from_pem(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Self {
+        let (chain, key) = server_identity(cert_pem, key_pem);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
+            .with_single_cert(chain, key)
+            .expect("a server certificate that matches its key");
         Self {
-            ca_pem: ca_cert.pem(),
+            ca_pem: ca_pem.to_owned(),
             acceptor: TlsAcceptor::from(Arc::new(config)),
         }
     }
+}
+
+/// A certificate chain (PEM, the server's first) and its private key (PEM), parsed.
+pub fn server_identity(
+    cert_pem: &str,
+    key_pem: &str,
+) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("PEM certificates");
+    assert!(!chain.is_empty(), "no certificate in the PEM text");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+    (chain, key)
 }
 
 struct State {
@@ -111,23 +130,25 @@ pub struct FakeXServer {
 }
 
 impl FakeXServer {
-    /// On a free loopback port, for [`USER`] with [`PASSWORD`].
+    /// On a free loopback port, for [`USER`] with [`PASSWORD`], with a certificate of a new test
+    /// CA.
     pub async fn start(behavior: Behavior) -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), behavior, USER, PASSWORD).await
+        let addr = "127.0.0.1:0".parse().unwrap();
+        Self::start_on(addr, behavior, USER, PASSWORD, TestPki::new()).await
     }
 
-    /// On `addr`, accepting `user` with `password`.
+    /// On `addr`, accepting `user` with `password`, presenting `pki`'s certificate.
     pub async fn start_on(
         addr: SocketAddr,
         behavior: Behavior,
         user: &str,
         password: &str,
+        pki: TestPki,
     ) -> Self {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("bind the X protocol server to {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
-        let pki = TestPki::new();
         let state = Arc::new(State {
             behavior,
             plain: format!("\0{user}\0{password}"),

@@ -188,7 +188,7 @@ where
 }
 
 /// The group name written in an existing my.cnf, if any.
-pub(crate) fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
+pub fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
     mycnf.lines().find_map(|l| {
         let v = l
             .trim()

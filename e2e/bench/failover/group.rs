@@ -3,12 +3,13 @@
 //! operations send. Anything else is answered with an error and recorded, so a change to the
 //! operator's statements shows up as a benchmark failure, not as a silently wrong answer.
 
+use innodb_operator::topology::metadata::{ddl, keep};
 use innodb_operator::topology::sql;
 
 /// What the fake members report as `@@version` and `MEMBER_VERSION`.
 pub const VERSION: &str = "8.4.6";
-/// The group's GTID source (its group name).
-const GROUP_NAME: &str = "4c9a1f0e-8b1d-4e55-9d59-2f6f1b7c0a01";
+/// The members' X protocol port, as the metadata names it.
+const X_PORT: u16 = 33060;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -38,8 +39,21 @@ pub enum Answer {
     Error(String),
 }
 
+/// What the InnoDB Cluster metadata on the members says of the cluster besides its members: the
+/// rows the operator keeps there, as it wrote them for this group before the benchmark.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub cluster_name: String,
+    /// The Router Deployment's name and its Service's DNS name.
+    pub router_name: String,
+    pub router_address: String,
+}
+
 #[derive(Debug)]
 pub struct Group {
+    /// `group_replication_group_name` (the members' my.cnf): the GTID source too.
+    name: String,
+    registration: Registration,
     pub members: Vec<Member>,
     pub primary: usize,
     view: u64,
@@ -56,8 +70,8 @@ fn rows<const N: usize>(columns: [&str; N], rows: Vec<[Option<String>; N]>) -> A
 }
 
 impl Group {
-    /// A group of every host, ONLINE, with the first as primary.
-    pub fn new(hosts: Vec<String>) -> Group {
+    /// A group `name` of every host, ONLINE, with the first as primary.
+    pub fn new(name: String, registration: Registration, hosts: Vec<String>) -> Group {
         let members = hosts
             .into_iter()
             .enumerate()
@@ -68,6 +82,8 @@ impl Group {
             })
             .collect();
         Group {
+            name,
+            registration,
             members,
             primary: 0,
             view: 1,
@@ -119,7 +135,70 @@ impl Group {
     }
 
     fn gtid_executed(&self) -> String {
-        format!("{GROUP_NAME}:1-{}", self.transactions)
+        format!("{}:1-{}", self.name, self.transactions)
+    }
+
+    /// The metadata schema's answers: the schema as the operator keeps it for this group (a
+    /// row for every member, ONLINE or not), so its pass finds nothing to write.
+    fn metadata(&self, query: &str) -> Option<Answer> {
+        let reg = &self.registration;
+        let group = || Some(self.name.clone());
+        if query == keep::select_schema_exists() {
+            return Some(rows(["COUNT(*)"], vec![[Some("1".into())]]));
+        }
+        if query == keep::select_version() {
+            let v = ddl::VERSION;
+            let [major, minor, patch] = [v.major, v.minor, v.patch].map(|n| Some(n.to_string()));
+            return Some(rows(
+                ["major", "minor", "patch"],
+                vec![[major, minor, patch]],
+            ));
+        }
+        if query == keep::select_clusters() {
+            let row = [group(), Some(reg.cluster_name.clone()), group()];
+            return Some(rows(
+                ["cluster_id", "cluster_name", "group_name"],
+                vec![row],
+            ));
+        }
+        if query == keep::select_instances() {
+            let instances = self
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let classic = Some(format!("{}:3306", m.host));
+                    [
+                        Some((i + 1).to_string()),
+                        group(),
+                        Some(m.uuid.clone()),
+                        classic.clone(),
+                        classic,
+                        Some(format!("{}:{X_PORT}", m.host)),
+                    ]
+                })
+                .collect();
+            return Some(rows(
+                [
+                    "instance_id",
+                    "cluster_id",
+                    "uuid",
+                    "address",
+                    "classic",
+                    "x",
+                ],
+                instances,
+            ));
+        }
+        if query == keep::select_router() {
+            let row = [
+                Some(reg.router_name.clone()),
+                Some(reg.router_address.clone()),
+                group(),
+            ];
+            return Some(rows(["router_name", "address", "cluster_id"], vec![row]));
+        }
+        None
     }
 
     /// `me`'s reply to `query` (asked only while `me` is ONLINE).
@@ -204,6 +283,9 @@ impl Group {
                 ["COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE"],
                 vec![[Some("0".into())]],
             );
+        }
+        if let Some(answer) = self.metadata(query) {
+            return answer;
         }
         if query == sql::SELECT_CLONE_STATE {
             return rows(["STATE", "ERROR_NO", "ERROR_MESSAGE"], vec![]);

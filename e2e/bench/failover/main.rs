@@ -6,8 +6,11 @@
 //!
 //! The members are fakes on the pods' IPs (kwok gives the pods addresses in 198.18.0.0/15; the
 //! benchmark adds them to `lo`, which needs CAP_NET_ADMIN): each answers the operator's SQL reads
-//! from one simulated group (opensrv-mysql) and speaks the X protocol with TLS, PLAIN and Group
-//! Replication notices. Rounds cycle through a switchover (all members stay ONLINE), a failover
+//! from one simulated group (opensrv-mysql) and speaks the X protocol with PLAIN and Group
+//! Replication notices, both over TLS with the certificate a member pod mounts: the cluster's TLS
+//! Secret, signed by the CA the operator made (its sessions trust that CA only). The group's name
+//! is the one in the cluster's my.cnf, and the InnoDB Cluster metadata reads as the operator keeps
+//! it, so its metadata pass writes nothing. Rounds cycle through a switchover (all members stay ONLINE), a failover
 //! (the primary's pod is gone and refuses connections) and a partition (connections to the
 //! primary hang); the others elect the next member, and the old primary comes back by
 //! auto-rejoin before the next round.
@@ -39,8 +42,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use innodb_operator::cluster::build::mycnf::MYCNF_KEY;
+use innodb_operator::cluster::dereference::group_name_in_mycnf;
 use innodb_operator::xproto::messages::GroupReplicationChange;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -48,8 +53,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use group::{Group, Status};
-use xserver::{Behavior, FakeXServer};
+use group::{Group, Registration, Status};
+use xserver::{Behavior, FakeXServer, TestPki};
 
 const CLUSTER: &str = "bench";
 const MEMBERS: usize = 3;
@@ -253,26 +258,66 @@ async fn pod_ips(client: &Client, ns: &str) -> Vec<IpAddr> {
     .await
 }
 
-/// The operator's admin account, from the Secret it created.
-async fn admin_credentials(client: &Client, ns: &str) -> (String, String) {
+/// The values of `keys` in the Secret `name`, once the operator has created it.
+async fn secret_texts<const N: usize>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    keys: [&str; N],
+) -> [String; N] {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     wait_for(
-        "the admin credentials Secret",
+        &format!("the Secret {name}"),
         Duration::from_secs(60),
         async || {
-            let data = secrets
-                .get_opt(&format!("{CLUSTER}-admin"))
-                .await
-                .ok()??
-                .data?;
+            let data = secrets.get_opt(name).await.ok()??.data?;
             let text = |k: &str| {
                 data.get(k)
                     .map(|v| String::from_utf8_lossy(&v.0).into_owned())
             };
-            Some((text("username")?, text("password")?))
+            keys.iter()
+                .map(|k| text(k))
+                .collect::<Option<Vec<_>>>()?
+                .try_into()
+                .ok()
         },
     )
     .await
+}
+
+/// The group name in the members' my.cnf (the operator's ConfigMap `C-config`).
+async fn group_name(client: &Client, ns: &str) -> String {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        "the members' my.cnf with a group name",
+        Duration::from_secs(60),
+        async || {
+            let data = maps
+                .get_opt(&format!("{CLUSTER}-config"))
+                .await
+                .ok()??
+                .data?;
+            let name = group_name_in_mycnf(data.get(MYCNF_KEY)?)?;
+            Some(name.to_string())
+        },
+    )
+    .await
+}
+
+/// What a member's pod mounts of the TLS Secret the operator made (`C-tls`, signed by its CA
+/// `C-ca`): the X protocol's identity and the SQL port's.
+async fn member_tls(client: &Client, ns: &str) -> (TestPki, Arc<sql_face::ServerConfig>) {
+    let [ca, cert, key] = secret_texts(
+        client,
+        ns,
+        &format!("{CLUSTER}-tls"),
+        ["ca.crt", "tls.crt", "tls.key"],
+    )
+    .await;
+    (
+        TestPki::from_pem(&ca, &cert, &key),
+        sql_face::tls_config(&cert, &key),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -320,13 +365,15 @@ struct Members {
     x: Vec<Option<FakeXServer>>,
     user: String,
     password: String,
+    /// The members' certificate, from the cluster's TLS Secret.
+    pki: TestPki,
 }
 
 impl Members {
     async fn start_x(&mut self, i: usize) {
         let addr = SocketAddr::new(self.ips[i], 33060);
-        self.x[i] =
-            Some(FakeXServer::start_on(addr, Behavior::Normal, &self.user, &self.password).await);
+        let (user, password, pki) = (&self.user, &self.password, self.pki.clone());
+        self.x[i] = Some(FakeXServer::start_on(addr, Behavior::Normal, user, password, pki).await);
     }
 
     /// Sends notices from every member still ONLINE; returns how many sessions received them.
@@ -400,22 +447,44 @@ async fn bench() {
         .expect("create the MySQLCluster");
 
     let ips = pod_ips(&admin, &ns).await;
-    let (user, password) = admin_credentials(&admin, &ns).await;
+    let [user, password] = secret_texts(
+        &admin,
+        &ns,
+        &format!("{CLUSTER}-admin"),
+        ["username", "password"],
+    )
+    .await;
+    let (pki, sql_tls) = member_tls(&admin, &ns).await;
     let _addresses = LoopbackAddresses::add(&ips);
     let hosts = (0..MEMBERS)
         .map(|i| format!("{CLUSTER}-{i}.{CLUSTER}-instances.{ns}.svc.cluster.local"))
         .collect();
-    let group = Arc::new(Mutex::new(Group::new(hosts)));
+    let registration = Registration {
+        cluster_name: CLUSTER.into(),
+        router_name: format!("{CLUSTER}-router"),
+        router_address: format!("{CLUSTER}-router.{ns}.svc.cluster.local"),
+    };
+    let name = group_name(&admin, &ns).await;
+    let group = Arc::new(Mutex::new(Group::new(name, registration, hosts)));
     let mut members = Members {
         group: group.clone(),
         ips: ips.clone(),
         x: (0..MEMBERS).map(|_| None).collect(),
         user,
         password,
+        pki,
     };
     let mut sql = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
-        sql.push(sql_face::serve(SocketAddr::new(*ip, 3306), i, group.clone()).await);
+        sql.push(
+            sql_face::serve(
+                SocketAddr::new(*ip, 3306),
+                i,
+                group.clone(),
+                sql_tls.clone(),
+            )
+            .await,
+        );
         members.start_x(i).await;
     }
 

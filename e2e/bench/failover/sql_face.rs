@@ -1,17 +1,19 @@
 //! A fake member's MySQL classic protocol port (opensrv-mysql): answers from the shared
-//! [`Group`]; refuses connections while the member is down.
+//! [`Group`] over TLS with the member's certificate (a client that does not ask for TLS is
+//! dropped: the operator's sessions always do); refuses connections while the member is down.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use opensrv_mysql::{
-    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, OkResponse,
-    ParamParser, QueryResultWriter, StatementMetaWriter,
+    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind,
+    IntermediaryOptions, OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
+    secure_run_with_options,
 };
-use std::time::Duration;
+pub use opensrv_tls::rustls::ServerConfig;
 use tokio::io::AsyncWrite;
-
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -117,8 +119,35 @@ async fn hold(stream: TcpStream, member: Member) {
     drop(stream);
 }
 
-/// Serves member `me` on `addr` until the task is aborted.
-pub async fn serve(addr: SocketAddr, me: usize, group: Arc<Mutex<Group>>) -> JoinHandle<()> {
+/// The server configuration of opensrv-mysql's TLS (its own rustls) for the certificate chain
+/// and key in PEM.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Arc<ServerConfig> {
+    let (chain, key) = crate::xserver::server_identity(cert_pem, key_pem);
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server certificate that matches its key");
+    Arc::new(config)
+}
+
+/// Runs one session: the handshake, the TLS upgrade the client asks for, then its statements.
+async fn session(mut member: Member, stream: TcpStream, tls: Arc<ServerConfig>) -> io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let (secure, init) =
+        AsyncMysqlIntermediary::init_before_ssl(&mut member, r, &mut w, &Some(tls.clone())).await?;
+    if !secure {
+        return Ok(());
+    }
+    secure_run_with_options(member, w, IntermediaryOptions::default(), tls, init).await
+}
+
+/// Serves member `me` on `addr` with `tls` until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    me: usize,
+    group: Arc<Mutex<Group>>,
+    tls: Arc<ServerConfig>,
+) -> JoinHandle<()> {
     let listener = TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| panic!("bind the fake member's SQL port {addr}: {e}"));
@@ -140,10 +169,7 @@ pub async fn serve(addr: SocketAddr, me: usize, group: Arc<Mutex<Group>>) -> Joi
                 }
             }
             stream.set_nodelay(true).ok();
-            let (r, w) = stream.into_split();
-            tokio::spawn(async move {
-                let _ = AsyncMysqlIntermediary::run_on(member, r, w).await;
-            });
+            tokio::spawn(session(member, stream, tls.clone()));
         }
     })
 }
