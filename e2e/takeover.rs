@@ -1,17 +1,35 @@
 //! Work in flight when the leading replica dies, on the control plane with two replicas of the
-//! operator binary: the standby that takes over finishes it, and does not do it a second time.
-//! (A switchover in flight needs members that answer: the real-MySQL tier's business.)
+//! operator binary: the standby that takes over finishes it, and does not do it a second time. A
+//! switchover in flight runs against the failover benchmark's fake members (`bench/failover`),
+//! which count the switchovers they are asked for.
 
 mod support;
+// The failover benchmark's fake members; it uses the rest of them.
+#[allow(dead_code)]
+#[path = "bench/failover/group.rs"]
+mod group;
+#[allow(dead_code)]
+#[path = "bench/failover/members.rs"]
+mod members;
+#[path = "bench/failover/sql_face.rs"]
+mod sql_face;
+// Shared with the X protocol tests, which use the rest of it.
+#[allow(dead_code)]
+#[path = "xproto/server.rs"]
+mod xserver;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use innodb_operator::xproto::messages::GroupReplicationChange;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams, ResourceExt,
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    ResourceExt,
 };
+use members::{CLUSTER, MEMBERS, Members, create_cluster};
 use serde_json::json;
 use support::chart::replica;
 use support::control_plane;
@@ -128,4 +146,114 @@ async fn a_standby_taking_over_at_a_schedule_tick_makes_that_ticks_backup_once()
         .filter(|(_, names)| names.len() > 1)
         .collect();
     assert!(twice.is_empty(), "ticks with two Backups: {twice:?}");
+}
+
+const ROLE_LABEL: &str = "innodb-operator.io/role";
+const SWITCHOVER_TO: &str = "innodb-operator.io/switchover-to";
+
+/// The role label of each member pod, by ordinal.
+async fn roles(client: &Client, ns: &str) -> Vec<Option<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut roles = Vec::new();
+    for i in 0..MEMBERS {
+        let pod = pods.get_opt(&format!("{CLUSTER}-{i}")).await.ok().flatten();
+        roles.push(pod.and_then(|p| p.labels().get(ROLE_LABEL).cloned()));
+    }
+    roles
+}
+
+/// The ready addresses of the rw Service's EndpointSlices.
+async fn rw_addresses(client: &Client, ns: &str) -> Vec<String> {
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={CLUSTER}")))
+        .await
+        .expect("list EndpointSlices");
+    support::ready_addresses(&slices.items)
+}
+
+/// Exactly member `primary` labelled primary, the others secondary.
+fn labelled(roles: &[Option<String>], primary: usize) -> bool {
+    roles.iter().enumerate().all(|(i, r)| {
+        let want = if i == primary { "primary" } else { "secondary" };
+        r.as_deref() == Some(want)
+    })
+}
+
+#[tokio::test]
+async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_one() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("switchover-takeover").await;
+    let (a, _) = replica(cp, &admin, &ns, "a", Expect::Leader).await;
+    let (b, _) = replica(cp, &admin, &ns, "b", Expect::Standby).await;
+    create_cluster(&admin, &ns).await;
+    let members = Members::start(&admin, &ns).await;
+    let group = members.group.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !labelled(&roles(&admin, &ns).await, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member 0 not labelled primary: {:?}\n{}",
+            roles(&admin, &ns).await,
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The user asks for member 1; the group receives the switchover and holds it in flight.
+    group.lock().unwrap().hold_switchovers = true;
+    let patch = json!({"metadata": {"annotations": {SWITCHOVER_TO: "1"}}});
+    api(&admin, &ns, "MySQLCluster", "mysqlclusters")
+        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("ask for a switchover");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while group.lock().unwrap().switchovers.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader asked for no switchover\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The leader dies waiting for it; the group carries the action out (its client gone) and
+    // tells whoever listens.
+    a.signal("KILL");
+    {
+        let mut g = group.lock().unwrap();
+        g.set_primary(1);
+        g.hold_switchovers = false;
+    }
+    members.announce(&[GroupReplicationChange::MemberRoleChange]);
+
+    // The standby leads once the lease runs out: it finds member 1 primary, labels it, clears
+    // the request, and asks the group for nothing more.
+    let ip1 = members.ips[1].to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(LEASE_DURATION + 30);
+    loop {
+        let roles = roles(&admin, &ns).await;
+        let cluster = api(&admin, &ns, "MySQLCluster", "mysqlclusters")
+            .get(CLUSTER)
+            .await
+            .expect("get the cluster");
+        let asked = cluster.annotations().contains_key(SWITCHOVER_TO);
+        let rw = rw_addresses(&admin, &ns).await;
+        if labelled(&roles, 1) && !asked && rw == [ip1.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the takeover: roles {roles:?}, switchover still asked: {asked}, rw Service \
+             {rw:?}\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let g = group.lock().unwrap();
+    assert_eq!(g.switchovers, [1], "switchovers the members were asked for");
+    assert!(
+        g.unexpected.is_empty(),
+        "the operator sent statements the fake members do not know: {:?}",
+        g.unexpected
+    );
 }

@@ -60,6 +60,11 @@ pub struct Group {
     transactions: u64,
     /// Statements no fake member knows how to answer.
     pub unexpected: Vec<String>,
+    /// The members `group_replication_set_as_primary` was asked to make primary, in order.
+    pub switchovers: Vec<usize>,
+    /// While set, a switchover asked is received (counted) but neither carried out nor
+    /// answered: a group action in flight.
+    pub hold_switchovers: bool,
 }
 
 fn rows<const N: usize>(columns: [&str; N], rows: Vec<[Option<String>; N]>) -> Answer {
@@ -89,6 +94,8 @@ impl Group {
             view: 1,
             transactions: 1000,
             unexpected: Vec::new(),
+            switchovers: Vec::new(),
+            hold_switchovers: false,
         }
     }
 
@@ -132,6 +139,26 @@ impl Group {
     pub fn rejoin(&mut self, member: usize) {
         self.members[member].status = Status::Online;
         self.view += 1;
+    }
+
+    /// The member `query` asks `group_replication_set_as_primary` to make primary, if it does.
+    fn switchover_target(&self, query: &str) -> Option<usize> {
+        let args = query
+            .trim()
+            .strip_prefix("SELECT group_replication_set_as_primary(")?;
+        self.members
+            .iter()
+            .position(|m| args.starts_with(&format!("'{}'", m.uuid)))
+    }
+
+    /// Records `query` as received; whether to hold it before answering (a switchover while
+    /// [`Group::hold_switchovers`]).
+    pub fn receive(&mut self, query: &str) -> bool {
+        let Some(to) = self.switchover_target(query) else {
+            return false;
+        };
+        self.switchovers.push(to);
+        self.hold_switchovers
     }
 
     fn gtid_executed(&self) -> String {
@@ -286,6 +313,22 @@ impl Group {
         }
         if let Some(answer) = self.metadata(query) {
             return answer;
+        }
+        if query == sql::SELECT_MEMBER_VERSIONS {
+            let versions = self
+                .online()
+                .iter()
+                .map(|_| [Some(VERSION.into())])
+                .collect();
+            return rows(["MEMBER_VERSION"], versions);
+        }
+        if let Some(to) = self.switchover_target(query) {
+            // Carried out once, whoever asked (the group finishes an action its client left).
+            if self.primary != to {
+                self.set_primary(to);
+            }
+            let done = format!("Primary server switched to: {}", self.members[to].uuid);
+            return rows(["group_replication_set_as_primary"], vec![[Some(done)]]);
         }
         if query == sql::SELECT_CLONE_STATE {
             return rows(["STATE", "ERROR_NO", "ERROR_MESSAGE"], vec![]);

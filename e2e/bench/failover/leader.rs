@@ -11,10 +11,11 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
+use crate::members::{CLUSTER, Members, clusters};
 use crate::support::ControlPlane;
 use crate::support::chart::replica;
 use crate::support::operator::{Expect, LEASE_DURATION, Operator};
-use crate::{CLUSTER, Members, Timeline, clusters, fail};
+use crate::{Timeline, fail};
 
 /// One round.
 pub struct Sample {
