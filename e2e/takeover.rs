@@ -179,10 +179,12 @@ fn labelled(roles: &[Option<String>], primary: usize) -> bool {
     })
 }
 
-#[tokio::test]
-async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_one() {
-    let Some(cp) = control_plane() else { return };
-    let (admin, ns) = cp.namespace("switchover-takeover").await;
+/// The leader killed while the switchover it asked for is in flight; the group then carries it
+/// out (`group_acts`) or loses it. Returns the members the switchovers asked for (`None`
+/// without a control plane).
+async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<Vec<usize>> {
+    let cp = control_plane()?;
+    let (admin, ns) = cp.namespace(prefix).await;
     let (a, _) = replica(cp, &admin, &ns, "a", Expect::Leader).await;
     let (b, _) = replica(cp, &admin, &ns, "b", Expect::Standby).await;
     create_cluster(&admin, &ns).await;
@@ -217,17 +219,22 @@ async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_
     }
 
     // The leader dies waiting for it; the group carries the action out (its client gone) and
-    // tells whoever listens.
+    // tells whoever listens, or loses it.
     a.signal("KILL");
     {
         let mut g = group.lock().unwrap();
-        g.set_primary(1);
+        if group_acts {
+            g.set_primary(1);
+        }
+        g.lose_held = !group_acts;
         g.hold_switchovers = false;
     }
-    members.announce(&[GroupReplicationChange::MemberRoleChange]);
+    if group_acts {
+        members.announce(&[GroupReplicationChange::MemberRoleChange]);
+    }
 
-    // The standby leads once the lease runs out: it finds member 1 primary, labels it, clears
-    // the request, and asks the group for nothing more.
+    // The standby leads once the lease runs out: member 1 ends primary and labelled so, the
+    // request cleared.
     let ip1 = members.ips[1].to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(LEASE_DURATION + 30);
     loop {
@@ -250,10 +257,24 @@ async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let g = group.lock().unwrap();
-    assert_eq!(g.switchovers, [1], "switchovers the members were asked for");
     assert!(
         g.unexpected.is_empty(),
         "the operator sent statements the fake members do not know: {:?}",
         g.unexpected
     );
+    Some(g.switchovers.clone())
+}
+
+#[tokio::test]
+async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_one() {
+    if let Some(asked) = takeover_during_a_switchover("switchover-done-takeover", true).await {
+        assert_eq!(asked, [1], "switchovers the members were asked for");
+    }
+}
+
+#[tokio::test]
+async fn a_standby_taking_over_after_a_switchover_was_lost_asks_for_it_once_more() {
+    if let Some(asked) = takeover_during_a_switchover("switchover-lost-takeover", false).await {
+        assert_eq!(asked, [1, 1], "switchovers the members were asked for");
+    }
 }

@@ -65,6 +65,9 @@ pub struct Group {
     /// While set, a switchover asked is received (counted) but neither carried out nor
     /// answered: a group action in flight.
     pub hold_switchovers: bool,
+    /// Whether the switchovers held are lost when let go (the member that received them died
+    /// before the group acted): not carried out, not answered.
+    pub lose_held: bool,
 }
 
 fn rows<const N: usize>(columns: [&str; N], rows: Vec<[Option<String>; N]>) -> Answer {
@@ -96,6 +99,7 @@ impl Group {
             unexpected: Vec::new(),
             switchovers: Vec::new(),
             hold_switchovers: false,
+            lose_held: false,
         }
     }
 

@@ -80,10 +80,13 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Member {
         while self.status() == Status::Partitioned {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // A switchover held: in flight until the group is let go on.
+        // A switchover held: in flight until the group is let go on, then carried out or lost.
         let held = self.group.lock().unwrap().receive(query);
         while held && self.group.lock().unwrap().hold_switchovers {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if held && self.group.lock().unwrap().lose_held {
+            return Ok(());
         }
         let answer = self.group.lock().unwrap().answer(self.me, query);
         match answer {
