@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use innodb_operator::cluster::build::mycnf::MYCNF_KEY;
 use innodb_operator::cluster::dereference::group_name_in_mycnf;
@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::group::{Group, Registration};
 use crate::sql_face;
+use crate::support::wait_for;
 use crate::xserver::{Behavior, FakeXServer, TestPki};
 
 pub const CLUSTER: &str = "bench";
@@ -83,28 +84,13 @@ pub fn clusters(admin: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(admin.clone(), ns, &resource)
 }
 
-pub async fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The member pods' IPs, once every pod runs and has one.
 async fn pod_ips(client: &Client, ns: &str) -> Vec<IpAddr> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     wait_for(
         "member pods running with an IP",
         Duration::from_secs(120),
-        async || {
+        || async {
             (0..MEMBERS)
                 .map(async |i| {
                     let pod = pods.get_opt(&format!("{CLUSTER}-{i}")).await.ok()??;
@@ -130,7 +116,7 @@ async fn secret_texts<const N: usize>(
     wait_for(
         &format!("the Secret {name}"),
         Duration::from_secs(60),
-        async || {
+        || async {
             let data = secrets.get_opt(name).await.ok()??.data?;
             let text = |k: &str| {
                 data.get(k)
@@ -152,7 +138,7 @@ async fn group_name(client: &Client, ns: &str) -> String {
     wait_for(
         "the members' my.cnf with a group name",
         Duration::from_secs(60),
-        async || {
+        || async {
             let data = maps
                 .get_opt(&format!("{CLUSTER}-config"))
                 .await
