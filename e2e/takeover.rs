@@ -179,10 +179,64 @@ fn labelled(roles: &[Option<String>], primary: usize) -> bool {
     })
 }
 
+/// What makes the leader switch the primary (member 0) over to member 1.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// The user's `switchover-to` annotation.
+    Annotation,
+    /// The primary's pod is deleted (held terminating by a finalizer, as a preStop hook holds a
+    /// real one): the leader hands over before it goes.
+    PodDeleted,
+}
+
+const HOLD_FINALIZER: &str = "e2e.innodb-operator.io/hold";
+
+/// Makes the leader switch over as `ask` says.
+async fn ask_for_a_switchover(admin: &Client, ns: &str, ask: Ask) {
+    match ask {
+        Ask::Annotation => {
+            let patch = json!({"metadata": {"annotations": {SWITCHOVER_TO: "1"}}});
+            api(admin, ns, "MySQLCluster", "mysqlclusters")
+                .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("ask for a switchover");
+        }
+        Ask::PodDeleted => {
+            let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+            let name = format!("{CLUSTER}-0");
+            let hold = json!({"metadata": {"finalizers": [HOLD_FINALIZER]}});
+            pods.patch(&name, &PatchParams::default(), &Patch::Merge(&hold))
+                .await
+                .expect("hold the primary's pod");
+            pods.delete(&name, &Default::default())
+                .await
+                .expect("delete the primary's pod");
+        }
+    }
+}
+
+/// Whether the switchover that `ask` asked for is done as the cluster shows it: member 1
+/// labelled primary, the others not, the annotation cleared.
+fn switched(ask: Ask, roles: &[Option<String>], annotated: bool) -> bool {
+    match ask {
+        Ask::Annotation => labelled(roles, 1) && !annotated,
+        // The terminating pod may keep or lose its label; it is not the primary.
+        Ask::PodDeleted => {
+            roles[1].as_deref() == Some("primary")
+                && roles[2].as_deref() == Some("secondary")
+                && roles[0].as_deref() != Some("primary")
+        }
+    }
+}
+
 /// The leader killed while the switchover it asked for is in flight; the group then carries it
 /// out (`group_acts`) or loses it. Returns the members the switchovers asked for (`None`
 /// without a control plane).
-async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<Vec<usize>> {
+async fn takeover_during_a_switchover(
+    prefix: &str,
+    ask: Ask,
+    group_acts: bool,
+) -> Option<Vec<usize>> {
     let cp = control_plane()?;
     let (admin, ns) = cp.namespace(prefix).await;
     let (a, _) = replica(cp, &admin, &ns, "a", Expect::Leader).await;
@@ -201,13 +255,10 @@ async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The user asks for member 1; the group receives the switchover and holds it in flight.
+    // The leader is asked to switch over; the group receives the switchover and holds it in
+    // flight.
     group.lock().unwrap().hold_switchovers = true;
-    let patch = json!({"metadata": {"annotations": {SWITCHOVER_TO: "1"}}});
-    api(&admin, &ns, "MySQLCluster", "mysqlclusters")
-        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("ask for a switchover");
+    ask_for_a_switchover(&admin, &ns, ask).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while group.lock().unwrap().switchovers.is_empty() {
         assert!(
@@ -245,7 +296,7 @@ async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<
             .expect("get the cluster");
         let asked = cluster.annotations().contains_key(SWITCHOVER_TO);
         let rw = rw_addresses(&admin, &ns).await;
-        if labelled(&roles, 1) && !asked && rw == [ip1.clone()] {
+        if switched(ask, &roles, asked) && rw == [ip1.clone()] {
             break;
         }
         assert!(
@@ -255,6 +306,17 @@ async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<
             b.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if ask == Ask::PodDeleted {
+        let release = json!({"metadata": {"finalizers": null}});
+        Api::<Pod>::namespaced(admin.clone(), &ns)
+            .patch(
+                &format!("{CLUSTER}-0"),
+                &PatchParams::default(),
+                &Patch::Merge(&release),
+            )
+            .await
+            .expect("let the old primary's pod go");
     }
     let g = group.lock().unwrap();
     assert!(
@@ -267,14 +329,34 @@ async fn takeover_during_a_switchover(prefix: &str, group_acts: bool) -> Option<
 
 #[tokio::test]
 async fn a_standby_taking_over_during_a_switchover_finishes_it_without_a_second_one() {
-    if let Some(asked) = takeover_during_a_switchover("switchover-done-takeover", true).await {
+    if let Some(asked) =
+        takeover_during_a_switchover("switchover-done-takeover", Ask::Annotation, true).await
+    {
         assert_eq!(asked, [1], "switchovers the members were asked for");
     }
 }
 
 #[tokio::test]
 async fn a_standby_taking_over_after_a_switchover_was_lost_asks_for_it_once_more() {
-    if let Some(asked) = takeover_during_a_switchover("switchover-lost-takeover", false).await {
+    if let Some(asked) =
+        takeover_during_a_switchover("switchover-lost-takeover", Ask::Annotation, false).await
+    {
+        assert_eq!(asked, [1, 1], "switchovers the members were asked for");
+    }
+}
+
+#[tokio::test]
+async fn a_standby_taking_over_while_the_primarys_pod_goes_finishes_the_handover_once() {
+    let ask = Ask::PodDeleted;
+    if let Some(asked) = takeover_during_a_switchover("handover-done-takeover", ask, true).await {
+        assert_eq!(asked, [1], "switchovers the members were asked for");
+    }
+}
+
+#[tokio::test]
+async fn a_standby_taking_over_after_a_handover_was_lost_hands_over_once_more() {
+    let ask = Ask::PodDeleted;
+    if let Some(asked) = takeover_during_a_switchover("handover-lost-takeover", ask, false).await {
         assert_eq!(asked, [1, 1], "switchovers the members were asked for");
     }
 }
