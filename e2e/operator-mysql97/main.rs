@@ -44,7 +44,7 @@ fn spec(stack: &str, instances: u32) -> serde_json::Value {
     json!({
         "instances": instances,
         "groupCommunicationStack": stack,
-        "router": {"instances": 1},
+        "router": {"instances": 1, "mode": "static"},
     })
 }
 

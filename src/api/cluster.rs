@@ -236,10 +236,12 @@ pub struct RouterSpec {
     /// CPU and memory of the router container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// How the routers find the primary: `static` routes through the `C` and `C-ro` Services
-    /// (which follow the operator's role labels); `metadataCache` reads the InnoDB Cluster
-    /// metadata the operator keeps and follows the group by itself (new primary without the
-    /// operator, Group Replication notices), and adds a read-write split port (6450).
+    /// How the routers find the primary: `metadataCache` (the default) reads the InnoDB Cluster
+    /// metadata the operator keeps and follows the group by itself (a new primary is routed to
+    /// without the operator, from Group Replication's notices), verifies the members with the
+    /// cluster's CA, and adds a read-write split port (6450); `static` routes through the `C` and
+    /// `C-ro` Services, which follow the operator's role labels. The API server stores the value
+    /// a cluster is created with, so a later change of this default moves no existing cluster.
     #[serde(default)]
     pub mode: RouterMode,
 }
@@ -262,9 +264,9 @@ impl Default for RouterSpec {
 #[serde(rename_all = "camelCase")]
 pub enum RouterMode {
     /// Static routes through the cluster's role Services.
-    #[default]
     Static,
     /// Metadata cache: Router follows the group through the InnoDB Cluster metadata.
+    #[default]
     MetadataCache,
 }
 

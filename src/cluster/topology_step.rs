@@ -359,7 +359,7 @@ pub(crate) async fn apply_labels(
                 what: format!("labelling pod {name}"),
                 source,
             })?;
-        tracing::info!(pod = %name, role = ?value, "role label set");
+        tracing::info!(pod = %name, role = value.unwrap_or("(removed)"), "role label set");
     }
     Ok(changes.len())
 }

@@ -7,7 +7,7 @@
 //! round trip has a deadline, and reconnects back off exponentially (capped, jittered).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
+use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -135,7 +135,7 @@ impl Monitor {
     /// ends.
     pub fn start<K>(config: MonitorConfig) -> (MonitorHandle<K>, ReceiverStream<MemberEvent<K>>)
     where
-        K: Clone + Eq + Hash + Debug + Send + Sync + 'static,
+        K: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let root = CancellationToken::new();
@@ -200,7 +200,7 @@ impl ClusterState {
 
 impl<K> MonitorHandle<K>
 where
-    K: Clone + Eq + Hash + Debug + Send + Sync + 'static,
+    K: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static,
 {
     /// Makes the monitored members of `cluster` exactly `targets.endpoints`: starts tasks for
     /// new endpoints, stops those no longer listed, and restarts all of them when the session
@@ -314,7 +314,7 @@ struct Member<K> {
     session: Option<(SessionOptions, Arc<rustls::ClientConfig>)>,
 }
 
-impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
+impl<K: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static> Member<K> {
     fn update_health(&self, f: impl FnOnce(&mut MemberHealth)) {
         self.health
             .update(&self.cluster, &self.endpoint, self.id, f);
@@ -332,7 +332,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
             _ = self.probe_loop() => {}
             _ = sessions => {}
         }
-        tracing::debug!(cluster = ?self.cluster, endpoint = %self.endpoint, "X protocol member monitor stopped");
+        tracing::debug!(cluster = %self.cluster, endpoint = %self.endpoint, "X protocol member monitor stopped");
     }
 
     /// Sends a wake-up, waiting for room; `false` when the consumer is gone.
@@ -356,7 +356,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
                 .await
                 .map_err(|e| e.to_string());
             if let Err(error) = &outcome {
-                tracing::debug!(cluster = ?self.cluster, endpoint = %self.endpoint, %error, "X protocol probe failed");
+                tracing::debug!(cluster = %self.cluster, endpoint = %self.endpoint, %error, "X protocol probe failed");
             }
             let now_healthy = outcome.is_ok();
             self.update_health(|h| h.record_probe(&outcome));
@@ -401,7 +401,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
                 Ok(mut session) => {
                     attempt = 0;
                     self.update_health(|h| h.session_open = true);
-                    tracing::info!(cluster = ?self.cluster, endpoint = %self.endpoint, "X protocol notice session open");
+                    tracing::info!(cluster = %self.cluster, endpoint = %self.endpoint, "X protocol notice session open");
                     if !self.wake(WakeReason::SessionOpened).await {
                         return;
                     }
@@ -410,13 +410,13 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
                         SessionEnd::Lost(error) => error,
                     };
                     self.update_health(|h| h.session_open = false);
-                    tracing::warn!(cluster = ?self.cluster, endpoint = %self.endpoint, %error, "X protocol notice session lost; reconnecting");
+                    tracing::warn!(cluster = %self.cluster, endpoint = %self.endpoint, %error, "X protocol notice session lost; reconnecting");
                     if !self.wake(WakeReason::SessionLost(error.to_string())).await {
                         return;
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(cluster = ?self.cluster, endpoint = %self.endpoint, attempt, %error, "cannot open X protocol notice session");
+                    tracing::warn!(cluster = %self.cluster, endpoint = %self.endpoint, attempt, %error, "cannot open X protocol notice session");
                 }
             }
             let delay = self.config.backoff.delay(attempt, rand::random::<f64>());
@@ -434,7 +434,7 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Member<K> {
             tokio::select! {
                 event = session.next_event() => match event {
                     Ok(event) => {
-                        tracing::info!(cluster = ?self.cluster, endpoint = %self.endpoint, kind = ?event.kind, view_id = ?event.view_id, "Group Replication notice");
+                        tracing::info!(cluster = %self.cluster, endpoint = %self.endpoint, kind = ?event.kind, view_id = event.view_id.as_deref().unwrap_or(""), "Group Replication notice");
                         if !self.wake(WakeReason::GroupReplication(event)).await {
                             return SessionEnd::ReceiverGone;
                         }

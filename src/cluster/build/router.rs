@@ -15,11 +15,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::router_conf::{
-    CONFIG_DIR, CONFIG_KEY, RUN_DIR, RW_PORT, SCRIPT_KEY, SECRET_DIR, STATE_KEY, ports,
+    CONFIG_DIR, CONFIG_KEY, RUN_DIR, RW_PORT, SCRIPT_KEY, SECRET_DIR, STATE_KEY, TLS_DIR, ports,
     router_conf, start_script, state_json,
 };
 use super::services::port;
 use super::statefulset::CONFIG_HASH_ANNOTATION;
+use super::tls_secrets::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::api::cluster::RouterMode;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::accounts::Account;
@@ -98,28 +99,55 @@ fn mode_parts(c: &ValidCluster) -> ModeParts {
         },
         RouterMode::MetadataCache => ModeParts {
             command: vec!["sh".to_string(), format!("{CONFIG_DIR}/{SCRIPT_KEY}")],
-            mounts: vec![VolumeMount {
-                name: "account".to_string(),
-                mount_path: SECRET_DIR.to_string(),
-                read_only: Some(true),
-                ..Default::default()
-            }],
-            volumes: vec![Volume {
-                name: "account".to_string(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(c.names.secret(Account::Router.suffix())),
-                    items: Some(vec![KeyToPath {
-                        key: "password".to_string(),
-                        path: "password".to_string(),
-                        ..Default::default()
-                    }]),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
+            mounts: vec![
+                read_only_mount("account", SECRET_DIR),
+                read_only_mount("tls", TLS_DIR),
+            ],
+            volumes: vec![
+                secret_volume(
+                    "account",
+                    c.names.secret(Account::Router.suffix()),
+                    &["password"],
+                ),
+                secret_volume(
+                    "tls",
+                    c.member_tls_secret(),
+                    &[TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY],
+                ),
+            ],
             liveness: false,
         },
+    }
+}
+
+fn read_only_mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The `keys` of Secret `name`, readable by the router's group only.
+fn secret_volume(volume: &str, name: String, keys: &[&str]) -> Volume {
+    Volume {
+        name: volume.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(name),
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: k.to_string(),
+                        path: k.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

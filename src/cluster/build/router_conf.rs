@@ -25,6 +25,9 @@ pub(crate) const SCRIPT_KEY: &str = "start-router.sh";
 pub(crate) const STATE_KEY: &str = "state.json";
 /// Where the Router account's Secret is mounted.
 pub(crate) const SECRET_DIR: &str = "/etc/mysqlrouter-account";
+/// Where the members' TLS Secret is mounted (metadata-cache mode): the CA Router verifies the
+/// members with, and the certificate it shows clients of the read-write split port.
+pub(crate) const TLS_DIR: &str = "/etc/mysqlrouter-tls";
 /// The writable directory (an emptyDir) Router keeps its keyring and state in.
 pub(crate) const RUN_DIR: &str = "/tmp";
 
@@ -78,7 +81,9 @@ fn static_conf(c: &ValidCluster) -> String {
 }
 
 /// Metadata-cache routes: the primary and the secondaries as Router reads them from the
-/// metadata and Group Replication (with its notices), and a read-write split.
+/// metadata and Group Replication (with its notices), and a read-write split. Router's own
+/// sessions to the members (metadata, notices, the split's) verify the cluster's CA and the
+/// member's name; the other routes pass the client's TLS through to the member.
 fn metadata_cache_conf(c: &ValidCluster) -> String {
     let cluster = &c.names.cluster;
     let target = |role: &str| format!("metadata-cache://{cluster}/?role={role}");
@@ -92,7 +97,8 @@ fn metadata_cache_conf(c: &ValidCluster) -> String {
          unknown_config_option=error\n\n[logger]\nlevel=INFO\n\n\
          [metadata_cache:{cluster}]\ncluster_type=gr\nrouter_id={OPERATOR_ROUTER_ID}\n\
          user={user}\nmetadata_cluster={cluster}\nttl=0.5\nauth_cache_ttl=-1\n\
-         auth_cache_refresh_interval=2\nuse_gr_notifications=1\n\n",
+         auth_cache_refresh_interval=2\nuse_gr_notifications=1\n\
+         ssl_mode=VERIFY_IDENTITY\nssl_ca={TLS_DIR}/ca.crt\n\n",
         user = Account::Router.user(),
     );
     for (name, port, role, strategy, protocol) in [
@@ -110,8 +116,8 @@ fn metadata_cache_conf(c: &ValidCluster) -> String {
         s += &route(name, port, &target(role), strategy, protocol);
         s.push('\n');
     }
-    // Connection sharing must read the traffic: clients reach this port without TLS, Router
-    // reaches the members with it. The other routes pass the client's TLS through.
+    // Connection sharing must read the traffic: Router ends the client's TLS (with the
+    // certificate that names the router Services) and opens its own to the member.
     s += &route(
         "rw_split",
         SPLIT_PORT.1,
@@ -119,7 +125,16 @@ fn metadata_cache_conf(c: &ValidCluster) -> String {
         "round-robin",
         "classic",
     );
-    s += "connection_sharing=1\naccess_mode=auto\nclient_ssl_mode=DISABLED\nserver_ssl_mode=REQUIRED\n";
+    let client_tls = if c.require_secure_transport {
+        "REQUIRED"
+    } else {
+        "PREFERRED"
+    };
+    s += &format!(
+        "connection_sharing=1\naccess_mode=auto\nclient_ssl_mode={client_tls}\n\
+         client_ssl_cert={TLS_DIR}/tls.crt\nclient_ssl_key={TLS_DIR}/tls.key\n\
+         server_ssl_mode=REQUIRED\nserver_ssl_verify=VERIFY_IDENTITY\nserver_ssl_ca={TLS_DIR}/ca.crt\n"
+    );
     s
 }
 

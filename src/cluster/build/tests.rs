@@ -449,7 +449,7 @@ fn pdb_allows_one_member_down() {
 
 #[test]
 fn router_routes_through_the_role_services() {
-    let c = valid_cluster("spec: {router: {instances: 3}}");
+    let c = valid_cluster("spec: {router: {instances: 3, mode: static}}");
     let conf = super::router_conf::router_conf(&c);
     golden("mysqlrouter.conf", &conf);
     let d = router::deployment(&c).spec.unwrap();
@@ -552,13 +552,18 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
         container.env.is_none(),
         "the password is a file, never the environment"
     );
-    let secret = pod
+    let secrets: Vec<_> = pod
         .volumes
         .unwrap()
         .into_iter()
-        .find_map(|v| v.secret)
-        .unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("orders-router"));
+        .filter_map(|v| v.secret)
+        .map(|s| s.secret_name.unwrap())
+        .collect();
+    assert_eq!(
+        secrets,
+        ["orders-router", "orders-tls"],
+        "the Router account's password, and the CA Router verifies members with"
+    );
     let ports: Vec<i32> = container
         .ports
         .as_ref()
@@ -589,10 +594,18 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
 
 #[test]
 fn static_routers_keep_their_four_ports_and_liveness() {
-    let c = valid_cluster("spec: {}");
+    let c = valid_cluster("spec: {router: {mode: static}}");
     let d = router::deployment(&c).spec.unwrap();
     let container = &d.template.spec.unwrap().containers[0];
     assert!(container.liveness_probe.is_some());
     assert_eq!(container.ports.as_ref().unwrap().len(), 4);
-    assert_eq!(c.router_mode, crate::api::cluster::RouterMode::Static);
+}
+
+#[test]
+fn new_clusters_route_by_the_metadata() {
+    let c = valid_cluster("spec: {}");
+    assert_eq!(
+        c.router_mode,
+        crate::api::cluster::RouterMode::MetadataCache
+    );
 }
