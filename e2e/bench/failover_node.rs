@@ -23,6 +23,7 @@
 //!
 //!   cargo bench --profile dev --bench failover_node                 # 5 rounds of each
 //!   FAILOVER_NODE_ROUNDS=10 cargo bench --profile dev --bench failover_node
+//!   FAILOVER_NODE_ROUTING=metadataCache cargo bench --profile dev --bench failover_node  # one mode
 //!
 //! Needs root and the node (`e2e/lib/install-testenv.sh --node`).
 
@@ -79,6 +80,9 @@ enum Routing {
 }
 
 const ROUTINGS: [Routing; 2] = [Routing::Static, Routing::MetadataCache];
+
+/// A round whose writes paused longer than this prints what the writer saw.
+const SHOW_OUTCOMES: Duration = Duration::from_secs(2);
 
 impl Routing {
     fn mode(self) -> &'static str {
@@ -173,11 +177,21 @@ async fn round(env: &mut Env, w: &Writer, failure: Failure) -> Round {
     } else {
         cut
     };
+    let pause = w.longest_pause(cut, ready.max(writable_at));
+    if pause > SHOW_OUTCOMES {
+        eprintln!(
+            "  {}: what the writer saw (s after the cut):",
+            failure.name()
+        );
+        for (from, to, n, what) in w.outcomes_since(cut) {
+            eprintln!("    {from:.2}-{to:.2} x{n}: {what}");
+        }
+    }
     Round {
         elected: elected.expect("elected"),
         relabelled: relabelled.expect("relabelled"),
         writable: writable_at - cut,
-        pause: w.longest_pause(cut, ready.max(writable_at)),
+        pause,
         ready: ready - cut,
     }
 }
@@ -256,8 +270,14 @@ async fn main() {
     };
     let w = env.start_writer().await;
 
+    // FAILOVER_NODE_ROUTING=static or metadataCache runs one mode only.
+    let only = std::env::var("FAILOVER_NODE_ROUTING").ok();
+    let routings: Vec<Routing> = ROUTINGS
+        .into_iter()
+        .filter(|r| only.as_deref().is_none_or(|m| m == r.mode()))
+        .collect();
     let mut results: Vec<(Routing, Failure, Round)> = Vec::new();
-    for routing in ROUTINGS {
+    for &routing in &routings {
         route_by(&mut env, &w, routing).await;
         for i in 0..rounds {
             for failure in FAILURES {
@@ -292,7 +312,7 @@ async fn main() {
             .map(|r| &r.2)
             .collect()
     };
-    for routing in ROUTINGS {
+    for &routing in &routings {
         for failure in FAILURES {
             let rs = of(routing, failure);
             let col = |f: fn(&Round) -> Duration| {
@@ -315,7 +335,10 @@ async fn main() {
             );
         }
     }
-    for failure in FAILURES {
+    for failure in FAILURES
+        .into_iter()
+        .filter(|_| routings.len() == ROUTINGS.len())
+    {
         let p50 = |routing| percentile(of(routing, failure).iter().map(|r| r.pause).collect(), 0.5);
         println!(
             "{}: pause p50, metadataCache / static: {:.2}x",
