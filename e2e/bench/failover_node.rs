@@ -81,7 +81,8 @@ enum Routing {
 
 const ROUTINGS: [Routing; 2] = [Routing::Static, Routing::MetadataCache];
 
-/// A round whose writes paused longer than this prints what the writer saw.
+/// A round whose writes paused longer than this prints what the writer saw and the routers'
+/// log.
 const SHOW_OUTCOMES: Duration = Duration::from_secs(2);
 
 impl Routing {
@@ -186,6 +187,17 @@ async fn round(env: &mut Env, w: &Writer, failure: Failure) -> Round {
         for (from, to, n, what) in w.outcomes_since(cut) {
             eprintln!("    {from:.2}-{to:.2} x{n}: {what}");
         }
+        let since = format!("--since={}s", cut.elapsed().as_secs() + 2);
+        let routers = env.kubectl(&[
+            "-n",
+            NS,
+            "logs",
+            "-l",
+            "app.kubernetes.io/component=router",
+            "--prefix",
+            &since,
+        ]);
+        eprintln!("  the routers' log:\n{}", routers.unwrap_or_else(|e| e));
     }
     Round {
         elected: elected.expect("elected"),

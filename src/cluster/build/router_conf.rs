@@ -23,6 +23,14 @@ pub(crate) const CONFIG_DIR: &str = "/etc/mysqlrouter";
 pub(crate) const CONFIG_KEY: &str = "mysqlrouter.conf";
 pub(crate) const SCRIPT_KEY: &str = "start-router.sh";
 pub(crate) const STATE_KEY: &str = "state.json";
+/// Seconds Router waits to connect to a member, for its routes and its metadata sessions (the
+/// `[DEFAULT]` value is every section's). A pod answers in milliseconds; an address whose pod was
+/// replaced answers never, and on the real node a route to such an address held each client
+/// for Router's default 5 s.
+const CONNECT_TIMEOUT_S: u32 = 2;
+/// Seconds Router waits for a metadata query's answer: a session to a member whose pod vanished
+/// gets no reset, and the refresh it blocks is the one that would move the routes.
+const READ_TIMEOUT_S: u32 = 10;
 /// Where the Router account's Secret is mounted.
 pub(crate) const SECRET_DIR: &str = "/etc/mysqlrouter-account";
 /// Where the members' TLS Secret is mounted (metadata-cache mode): the CA Router verifies the
@@ -93,7 +101,8 @@ fn metadata_cache_conf(c: &ValidCluster) -> String {
          # metadata the operator keeps; start-router.sh fills the keyring from the account's Secret.\n\
          [DEFAULT]\nlogging_folder=\nruntime_folder={RUN_DIR}\ndata_folder={RUN_DIR}\n\
          keyring_path={RUN_DIR}/keyring\nmaster_key_path={RUN_DIR}/mysqlrouter.key\n\
-         dynamic_state={RUN_DIR}/{STATE_KEY}\nconnect_timeout=5\nread_timeout=30\n\
+         dynamic_state={RUN_DIR}/{STATE_KEY}\nconnect_timeout={CONNECT_TIMEOUT_S}\n\
+         read_timeout={READ_TIMEOUT_S}\n\
          unknown_config_option=error\n\n[logger]\nlevel=INFO\n\n\
          [metadata_cache:{cluster}]\ncluster_type=gr\nrouter_id={OPERATOR_ROUTER_ID}\n\
          user={user}\nmetadata_cluster={cluster}\nttl=0.5\nauth_cache_ttl=-1\n\
