@@ -1,8 +1,8 @@
 //! Footprint of the operator on a real control plane: for 1, 10 and 100 MySQLClusters, the
 //! operator's peak RSS (and what a member adds to it) and CPU seconds, the time until every
 //! cluster is reconciled (a Ready condition for its current generation), how long its reconciles
-//! worked, the apiserver's ClusterIP allocations meanwhile, and the operator's API writes per
-//! minute once settled.
+//! worked, the apiserver's ClusterIP allocations and the CPU it and etcd used meanwhile, and the
+//! operator's API writes per minute once settled.
 //!
 //!   cargo bench --bench footprint                 # sizes 1,10,100, 60 s steady window
 //!   FOOTPRINT_SIZES=1,10 FOOTPRINT_STEADY_SECS=30 cargo bench --bench footprint
@@ -41,13 +41,27 @@ fn usage(pid: u32) -> (u64, f64) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmHWM");
+    (hwm, cpu_secs(pid))
+}
+
+/// CPU seconds (user + system) of a process so far, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
     // Fields after the command name (which may contain spaces): utime and stime are 14 and 15.
     let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // USER_HZ is 100 on Linux.
-    (hwm, ticks as f64 / 100.0)
+    ticks as f64 / 100.0
+}
+
+/// The pid of one of the control plane's components ("kube-apiserver", "etcd").
+fn component_pid(cp: &ControlPlane, name: &str) -> u32 {
+    let file = cp.dir.join("pids").join(format!("{name}.pid"));
+    std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {}", file.display()))
 }
 
 /// The operator's writes into `ns` so far, each as "verb resource[/subresource]".
@@ -165,6 +179,11 @@ struct Row {
     reconciled_by: Result<f64, usize>,
     /// Seconds the reconciles worked (summed over the ones at work at once).
     busy_secs: f64,
+    /// Reconciles a cluster until then.
+    reconciles_per_cluster: f64,
+    /// CPU seconds the apiserver and etcd used until then.
+    apiserver_cpu_secs: f64,
+    etcd_cpu_secs: f64,
     /// The operator's API requests per reconcile until then (its reads, and its watches and
     /// lease renewals too: they weigh at small sizes).
     requests_per_reconcile: f64,
@@ -211,6 +230,11 @@ async fn measure(cp: &ControlPlane, clusters: usize, steady: Duration) -> Row {
     );
     let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &ns, &resource);
     let before = Apiserver::read(&admin).await;
+    let (apiserver_pid, etcd_pid) = (
+        component_pid(cp, "kube-apiserver"),
+        component_pid(cp, "etcd"),
+    );
+    let cpu_before = (cpu_secs(apiserver_pid), cpu_secs(etcd_pid));
     let start = Instant::now();
     create_clusters(&api, clusters).await;
     let created_secs = start.elapsed().as_secs_f64();
@@ -228,6 +252,8 @@ async fn measure(cp: &ControlPlane, clusters: usize, steady: Duration) -> Row {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let apiserver = Apiserver::read(&admin).await.since(before);
+    let apiserver_cpu_secs = cpu_secs(apiserver_pid) - cpu_before.0;
+    let etcd_cpu_secs = cpu_secs(etcd_pid) - cpu_before.1;
     let metric = |name| op.metric(name);
     let busy_secs = metric("innodb_operator_reconcile_duration_seconds_sum").await;
     let reconciles = metric("innodb_operator_reconciles_total").await;
@@ -263,6 +289,9 @@ async fn measure(cp: &ControlPlane, clusters: usize, steady: Duration) -> Row {
         created_secs,
         reconciled_by,
         busy_secs: busy_secs.unwrap_or_default(),
+        reconciles_per_cluster: reconciles.unwrap_or_default() / clusters as f64,
+        apiserver_cpu_secs,
+        etcd_cpu_secs,
         requests_per_reconcile: apiserver.operator_requests / reconciles.unwrap_or(1.0).max(1.0),
         apiserver,
         settled_secs,
@@ -296,13 +325,13 @@ async fn main() {
     }
     println!("operator: {}", support::operator::BINARY);
     println!(
-        "| clusters | created (s) | all reconciled (s) | reconciles busy (s) | requests a reconcile | ClusterIPs (their allocation, s) | all pods Running (s) | writes until settled | peak RSS (MiB) | KiB per member | CPU (s) | steady writes/min |"
+        "| clusters | created (s) | all reconciled (s) | reconciles busy (s) | reconciles a cluster | requests a reconcile | apiserver / etcd CPU until then (s) | ClusterIPs (their allocation, s) | all pods Running (s) | writes until settled | peak RSS (MiB) | KiB per member | CPU (s) | steady writes/min |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = rows.first().map(|r| (r.clusters, r.peak_rss_mib));
     for r in rows {
         println!(
-            "| {} | {:.1} | {} | {:.0} | {:.1} | {} ({:.0}) | {} | {} | {:.1} | {} | {:.2} | {:.1} |",
+            "| {} | {:.1} | {} | {:.0} | {:.1} | {:.1} | {:.0} / {:.0} | {} ({:.0}) | {} | {} | {:.1} | {} | {:.2} | {:.1} |",
             r.clusters,
             r.created_secs,
             match r.reconciled_by {
@@ -310,7 +339,10 @@ async fn main() {
                 Err(done) => format!("- ({done} by the deadline)"),
             },
             r.busy_secs,
+            r.reconciles_per_cluster,
             r.requests_per_reconcile,
+            r.apiserver_cpu_secs,
+            r.etcd_cpu_secs,
             r.apiserver.allocations,
             r.apiserver.allocation_secs,
             r.settled_secs
