@@ -130,6 +130,42 @@ impl Env {
         SocketAddr::new(r.ip.parse().expect("pod IP"), 6446)
     }
 
+    /// Runs `command` in the Router pod (as `kubectl exec` would) and waits up to `limit`;
+    /// its output, or why it failed with that output.
+    pub async fn exec_router(
+        &self,
+        name: &str,
+        command: Vec<String>,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let (mut child, log) = {
+            let pods = self.kubelet.pods();
+            let (_, r) = pods
+                .running
+                .iter()
+                .find(|(_, r)| r.kind == kubelet::Kind::Router)
+                .expect("a router pod runs");
+            pods.routers.exec(r.ordinal, name, command)?
+        };
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                break child.wait().map_err(|e| e.to_string())?;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        if status.success() {
+            Ok(output)
+        } else {
+            Err(format!("{name} ended with {status}:\n{output}"))
+        }
+    }
+
     /// `sql` as root over member `ordinal`'s socket (the test's own access), as text.
     pub async fn root(&self, ordinal: u32, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         self.root_session(ordinal, &[sql]).await

@@ -13,8 +13,9 @@
 //! timeout, switchovers (measured; and while a member is cut off), quorum lost and forced back
 //! by the user's annotation, an outage whose least complete member answers first (nothing
 //! starts until every member answers), scale 3 → 5 → 3. And (`metadata.rs`) a Router in
-//! metadata-cache mode following the group through the metadata the operator keeps, also while
-//! the operator is stopped.
+//! metadata-cache mode following the group through the metadata the operator keeps (also while
+//! the operator is stopped, a member replaced, a complete outage), and `mysqlrouter
+//! --bootstrap` against the operator's cluster.
 //!
 //! Needs root, the control-plane binaries (`e2e/testenv/testenv.sh build`) and the MySQL 9.7
 //! root filesystem (`e2e/lib/install-mysql97.sh`); under `CI=true` a missing one is a failure.

@@ -1,12 +1,17 @@
 //! A true InnoDB Cluster on real MySQL 9.7: the operator writes and keeps the metadata schema,
 //! and the real MySQL Router 9.7 of the cluster's Deployment runs in metadata-cache mode from the
-//! configuration the operator wrote. Checked: the schema says what the group is (every member's
-//! server UUID at its stable name, the group name, the operator's router row); the Router sends
-//! rw to the primary and ro to a secondary; the primary killed **while the operator is down**
-//! (killed first: no relabel, no Service change) still moves writes to the new primary through
-//! the Router, and a new operator replica heals the group afterwards; a switchover with the operator running; a probe that opens a new rw connection every
-//! 100 ms never lands on a member with `super_read_only` on; the schema matches the group after
-//! each scenario; every acknowledged write is on every member at the end.
+//! configuration the operator wrote. Checked: `mysqlrouter --bootstrap` succeeds against the
+//! cluster the operator made; after every scenario (one check, [`after`]) the schema says what
+//! the group is (every member's server UUID at its stable name, the group name, the operator's
+//! router row) and the Router sends rw to the primary and ro to a secondary. Scenarios, under
+//! the application's writes through the Router: the primary killed **while the operator is
+//! down** (killed first: no relabel, no Service change) still moves writes to the new primary
+//! through the Router, and a new operator replica heals the group afterwards; a switchover with
+//! the operator running; a member leaving and joining (a secondary's volume lost: it comes back
+//! as a new server, with a new UUID, cloned); a complete outage rebooted by the operator. The
+//! writer asks `@@super_read_only` on every new connection and a probe opens a new rw
+//! connection every 100 ms: neither lands on a read-only member outside a role change; every
+//! acknowledged write is on every member at the end.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,11 +56,18 @@ async fn metadata_matches(env: &Env, at: u32) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_metadata(env: &Env, what: &str) {
+/// The check after every scenario: the metadata matches the group, and the Router sends rw to
+/// the primary and ro to a secondary.
+async fn after(env: &Env, scenario: &str) {
     let at = env.primary();
-    env.until(what, STEP, async |e| metadata_matches(e, at).await.is_ok())
+    let what = format!("the metadata matches the group after {scenario}");
+    env.until(&what, STEP, async |e| metadata_matches(e, at).await.is_ok())
         .await;
-    eprintln!("{}: {what}", env.name);
+    routes_follow_roles(env).await;
+    eprintln!(
+        "{}: {what}; rw reaches the primary, ro a secondary",
+        env.name
+    );
 }
 
 /// `@@super_read_only` and `@@server_uuid` over a new connection to `addr`.
@@ -229,8 +241,101 @@ async fn switchover(env: &mut Env, w: &writer::Writer) -> (Instant, Instant) {
     (asked, done)
 }
 
+/// `mysqlrouter --bootstrap` against the cluster the operator made, run in the Router pod with
+/// root (an account that may create users): it succeeds and registers itself in the metadata.
+async fn router_bootstrap(env: &Env) {
+    let primary = env.roles.ip(&format!("{}-{}", env.name, env.primary()));
+    let primary = primary.expect("the primary's IP");
+    let host = "bootstrap-check";
+    let command = vec![
+        "mysqlrouter".to_string(),
+        "--bootstrap".to_string(),
+        format!("root:{}@{primary}:3306", env.root_password),
+        "--directory".to_string(),
+        "/tmp/bootstrap".to_string(),
+        "--report-host".to_string(),
+        host.to_string(),
+    ];
+    let started = Instant::now();
+    let output = env
+        .exec_router("bootstrap", command, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("mysqlrouter --bootstrap against the operator's cluster: {e}"));
+    let configured = format!("configured for the InnoDB Cluster '{}'", env.name);
+    assert!(output.contains(&configured), "{output}");
+    let rows = env
+        .root(
+            env.primary(),
+            "SELECT COUNT(*) FROM mysql_innodb_cluster_metadata.v2_routers \
+             WHERE address = 'bootstrap-check'",
+        )
+        .await
+        .expect("the router rows");
+    assert_eq!(rows[0][0].as_deref(), Some("1"), "{output}");
+    eprintln!(
+        "{}: mysqlrouter --bootstrap succeeded in {:.1} s",
+        env.name,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A member leaving and joining: a secondary's volume lost (its pod stopped, its claim gone,
+/// the pod started again on an empty one), so it comes back as a new server with a new UUID
+/// and joins by clone; the metadata drops the old instance row and adds the new one.
+async fn member_replaced(env: &mut Env) {
+    let primary = env.primary();
+    let target = env
+        .members()
+        .iter()
+        .map(|m| m.0)
+        .find(|&o| o != primary)
+        .expect("a secondary");
+    let old = uuid_of(env, target).await;
+    {
+        let mut pods = env.kubelet.pods();
+        pods.held.insert(target);
+        pods.members.kill(target, libc::SIGKILL);
+    }
+    let lost = Instant::now();
+    env.until("the secondary's container stopped", STEP, async |e| {
+        !e.kubelet.pods().members.is_running(target)
+    })
+    .await;
+    {
+        let mut pods = env.kubelet.pods();
+        let data = pods.members.volume_path(target, "data");
+        std::fs::remove_dir_all(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+        pods.members
+            .recreate_pod(target)
+            .unwrap_or_else(|e| panic!("member {target} on an empty volume: {e}"));
+        pods.held.remove(&target);
+    }
+    eprintln!("{}: member {target} ({old}) lost its volume", env.name);
+    env.until(
+        "the member is back with a new UUID and the cluster healthy",
+        STEP * 2,
+        async |e| {
+            let uuid = e.root(target, "SELECT LOWER(@@server_uuid)").await;
+            e.healthy(3).await && uuid.is_ok_and(|u| u[0][0].as_deref() != Some(old.as_str()))
+        },
+    )
+    .await;
+    env.time(
+        "volume lost: member back as a new server, cluster healthy",
+        lost.elapsed(),
+    );
+}
+
+/// The complete outage of `crate::complete_outage` (every member killed, back one by one);
+/// returns its window.
+async fn outage(env: &mut Env) -> (Instant, Instant) {
+    let from = Instant::now();
+    crate::complete_outage(env).await;
+    (from, Instant::now())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_cache_router_follows_the_group_even_without_the_operator() {
+async fn metadata_cache_router_follows_the_group_through_every_scenario() {
     let spec = json!({
         "instances": 3,
         "router": {"instances": 1, "mode": "metadataCache"},
@@ -244,37 +349,54 @@ async fn metadata_cache_router_follows_the_group_even_without_the_operator() {
     .await;
     let created = env.started.elapsed();
     env.time("bootstrap: MySQLCluster created to healthy", created);
-    wait_metadata(&env, "the metadata says what the group is").await;
     env.create_application().await;
-    routes_follow_roles(&env).await;
+    after(&env, "the bootstrap").await;
+    router_bootstrap(&env).await;
     let w = env.start_writer().await;
     let probe = RwProbe::start(env.router());
-    let failover = kill_primary_while_the_operator_is_stopped(&mut env, &w).await;
-    wait_metadata(&env, "the metadata matches the group after the failover").await;
-    routes_follow_roles(&env).await;
-    let switch = switchover(&mut env, &w).await;
-    wait_metadata(&env, "the metadata matches the group after the switchover").await;
-    routes_follow_roles(&env).await;
+    let mut role_changes = vec![kill_primary_while_the_operator_is_stopped(&mut env, &w).await];
+    after(&env, "the failover").await;
+    role_changes.push(switchover(&mut env, &w).await);
+    after(&env, "the switchover").await;
+    member_replaced(&mut env).await;
+    after(&env, "a member left and joined").await;
+    role_changes.push(outage(&mut env).await);
+    after(&env, "the complete outage").await;
+    let before = w.acked().len();
+    env.until("writes are accepted after the reboot", STEP, async |_| {
+        w.acked().len() > before
+    })
+    .await;
     let (answers, wrong) = probe.stop().await;
     assert!(answers > 50, "the rw probe got only {answers} answers");
+    let (connections, writer_wrong) = w.read_only_connections();
     // Measured on Router 9.7.4: during a switchover the old primary turns read-only a moment
     // before Router hears of the new role, and a new rw connection can land on it then (its
-    // writes fail with the read-only error; none is accepted by a non-primary). Outside a role
-    // change, never.
-    let during = |at: Instant, (from, to): (Instant, Instant)| at >= from && at <= to;
-    let outside: Vec<&(Instant, String)> = wrong
+    // writes fail with the read-only error; none is accepted by a non-primary); after a kill -9
+    // the restarted server answers read-only at the old primary's address until it is
+    // expelled. Outside a role change, never.
+    let during = |at: Instant| {
+        role_changes
+            .iter()
+            .any(|(from, to)| at >= *from && at <= *to)
+    };
+    let outside: Vec<Instant> = wrong
         .iter()
-        .filter(|(at, _)| !during(*at, failover) && !during(*at, switch))
+        .map(|w| w.0)
+        .chain(writer_wrong.iter().copied())
+        .filter(|at| !during(*at))
         .collect();
     assert!(
         outside.is_empty(),
-        "rw connections reached read-only members outside a role change: {outside:?}"
+        "rw connections reached read-only members outside a role change: probe {wrong:?}, \
+         writer {writer_wrong:?}"
     );
     eprintln!(
-        "{}: rw probe: {answers} connections, {} reached a read-only member, each during a role \
-         change",
+        "{}: rw probe: {answers} connections, {} reached a read-only member; writer: \
+         {connections} connections, {} read-only; each during a role change",
         env.name,
-        wrong.len()
+        wrong.len(),
+        writer_wrong.len()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acked = w.stop().await;

@@ -1,7 +1,8 @@
 //! An application writing through the Router: an ordinary account (not root, not one of the
 //! operator's) commits numbered rows one at a time, reconnecting after any error. A row is
 //! acknowledged when its autocommit INSERT returned OK; a row whose statement failed may or may
-//! not be there, and its number is never used again.
+//! not be there, and its number is never used again. Every new connection first asks
+//! `@@super_read_only`: the Router's rw port must reach the primary, never a read-only member.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,8 @@ pub fn opts(addr: SocketAddr, password: &str) -> OptsBuilder {
 struct Log {
     acked: Vec<(u64, Instant)>,
     failed: Vec<(u64, Instant, String)>,
+    /// Every new connection: when, and whether the member it reached was read-only.
+    connected: Vec<(Instant, bool)>,
 }
 
 pub struct Writer {
@@ -64,7 +67,7 @@ impl Writer {
                 let mut id = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     id += 1;
-                    match insert(&mut conn, &opts, id).await {
+                    match insert(&mut conn, &opts, id, &log).await {
                         Ok(()) => log.lock().unwrap().acked.push((id, Instant::now())),
                         Err(e) => {
                             conn = None;
@@ -143,6 +146,13 @@ impl Writer {
         runs
     }
 
+    /// How many connections the writer opened, and when one reached a read-only member.
+    pub fn read_only_connections(&self) -> (usize, Vec<Instant>) {
+        let log = self.log.lock().unwrap();
+        let read_only = log.connected.iter().filter(|c| c.1).map(|c| c.0);
+        (log.connected.len(), read_only.collect())
+    }
+
     /// Stops writing; returns the acknowledged rows.
     pub async fn stop(mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::SeqCst);
@@ -151,10 +161,25 @@ impl Writer {
     }
 }
 
-async fn insert(conn: &mut Option<Conn>, opts: &OptsBuilder, id: u64) -> Result<(), String> {
+async fn insert(
+    conn: &mut Option<Conn>,
+    opts: &OptsBuilder,
+    id: u64,
+    log: &Mutex<Log>,
+) -> Result<(), String> {
     let work = async {
         if conn.is_none() {
-            *conn = Some(Conn::new(opts.clone()).await.map_err(|e| e.to_string())?);
+            let mut new = Conn::new(opts.clone()).await.map_err(|e| e.to_string())?;
+            let read_only: Option<bool> = new
+                .query_first("SELECT @@super_read_only")
+                .await
+                .map_err(|e| e.to_string())?;
+            let read_only = read_only.unwrap_or(false);
+            log.lock()
+                .unwrap()
+                .connected
+                .push((Instant::now(), read_only));
+            *conn = Some(new);
         }
         let c = conn.as_mut().expect("connected");
         c.query_drop(format!("INSERT INTO {TABLE} (id) VALUES ({id})"))

@@ -443,6 +443,27 @@ impl Cluster {
         self.start(ordinal)
     }
 
+    /// Runs `command` in member `ordinal`'s pod beside its containers, as `kubectl exec` does:
+    /// a process of the main container's image, mounts and user, named `name` (its output in
+    /// that name's log, returned with the child).
+    pub fn exec(
+        &self,
+        ordinal: u32,
+        name: &str,
+        command: Vec<String>,
+    ) -> Result<(Child, PathBuf), String> {
+        let m = self.member(ordinal);
+        let [main] = m.source.spec.containers.as_slice() else {
+            return Err("the harness runs pods of exactly one container".into());
+        };
+        let mut container = main.clone();
+        container.name = name.to_string();
+        container.command = Some(command);
+        container.args = None;
+        let child = self.run(m, &container)?;
+        Ok((child, spawn::log_path(&m.logs, name)))
+    }
+
     /// Cuts the member off the network.
     pub fn link_down(&self, ordinal: u32) -> Result<(), String> {
         net::set_link(self.member(ordinal).slot, false)
