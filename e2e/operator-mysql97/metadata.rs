@@ -1,7 +1,8 @@
 //! A true InnoDB Cluster on real MySQL 9.7: the operator writes and keeps the metadata schema,
 //! and the real MySQL Router 9.7 of the cluster's Deployment runs in metadata-cache mode from the
 //! configuration the operator wrote. Checked: `mysqlrouter --bootstrap` succeeds against the
-//! cluster the operator made; after every scenario (one check, [`after`]) the schema says what
+//! cluster the operator made; the Router pod's probes (its REST API) pass in the pod and the API
+//! refuses a request without credentials; after every scenario (one check, [`after`]) the schema says what
 //! the group is (every member's server UUID at its stable name, the group name, the operator's
 //! router row) and the Router sends rw to the primary and ro to a secondary. Scenarios, under
 //! the application's writes through the Router: the primary killed **while the operator is
@@ -279,6 +280,45 @@ async fn router_bootstrap(env: &Env) {
     );
 }
 
+/// The Router pod's probes (the REST API on its loopback, behind the realm the operator
+/// configured) run in the pod as the kubelet would: readiness and liveness pass; the same API
+/// without the credentials is refused (401).
+async fn rest_probes(env: &Env) {
+    let run = |args: &[&str]| {
+        let mut command = vec![
+            "bash".to_string(),
+            "/etc/mysqlrouter/probe-router.sh".into(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        command
+    };
+    let limit = Duration::from_secs(10);
+    for (name, args) in [("readiness", &[][..]), ("liveness", &["live"][..])] {
+        env.exec_router(name, run(args), limit)
+            .await
+            .unwrap_or_else(|e| panic!("the Router's {name} probe: {e}"));
+    }
+    let anonymous = "exec 3<>/dev/tcp/127.0.0.1/8443; printf 'GET /api/20190715/router/status \
+                     HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3; \
+                     head -c 12 <&3";
+    let reply = env
+        .exec_router(
+            "anonymous",
+            vec!["bash".into(), "-c".into(), anonymous.into()],
+            limit,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the REST API without credentials: {e}"));
+    assert!(
+        reply.contains("HTTP/1.1 401"),
+        "the REST API answered without credentials: {reply}"
+    );
+    eprintln!(
+        "{}: the Router's REST probes pass; without credentials 401",
+        env.name
+    );
+}
+
 /// A member leaving and joining: a secondary's volume lost (its pod stopped, its claim gone,
 /// the pod started again on an empty one), so it comes back as a new server with a new UUID
 /// and joins by clone; the metadata drops the old instance row and adds the new one.
@@ -352,6 +392,7 @@ async fn metadata_cache_router_follows_the_group_through_every_scenario() {
     env.create_application().await;
     after(&env, "the bootstrap").await;
     router_bootstrap(&env).await;
+    rest_probes(&env).await;
     let w = env.start_writer().await;
     let probe = RwProbe::start(env.router());
     let mut role_changes = vec![kill_primary_while_the_operator_is_stopped(&mut env, &w).await];

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, KeyToPath, PodSpec,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction, KeyToPath, PodSpec,
     PodTemplateSpec, Probe, SecretVolumeSource, Service, ServiceSpec, TCPSocketAction, Volume,
     VolumeMount,
 };
@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::router_conf::{
-    CONFIG_DIR, CONFIG_KEY, RUN_DIR, RW_PORT, SCRIPT_KEY, SECRET_DIR, STATE_KEY, TLS_DIR, ports,
-    router_conf, start_script, state_json,
+    CONFIG_DIR, CONFIG_KEY, PROBE_KEY, RUN_DIR, RW_PORT, SCRIPT_KEY, SECRET_DIR, STATE_KEY,
+    TLS_DIR, ports, probe_script, router_conf, start_script, state_json,
 };
 use super::services::port;
 use super::statefulset::CONFIG_HASH_ANNOTATION;
@@ -36,6 +36,7 @@ pub(crate) fn config_map(c: &ValidCluster) -> ConfigMap {
     let mut data = BTreeMap::from([(CONFIG_KEY.to_string(), router_conf(c))]);
     if c.router_mode == RouterMode::MetadataCache {
         data.insert(SCRIPT_KEY.to_string(), start_script());
+        data.insert(PROBE_KEY.to_string(), probe_script(c));
         data.insert(STATE_KEY.to_string(), state_json(c));
     }
     ConfigMap {
@@ -74,15 +75,44 @@ pub(crate) fn lb_service(c: &ValidCluster) -> Service {
     service(c, c.names.router_lb_service(), false)
 }
 
-/// The container's command, mounts and volumes beyond the configuration and `/tmp`, and
-/// whether a liveness probe fits, by mode: in metadata-cache mode a start script fills the
-/// keyring from the Router account's Secret, and Router closes the rw port while the group has
-/// no primary (a liveness probe on it would restart a healthy Router during an election).
+/// The container's command, mounts and volumes beyond the configuration and `/tmp`, and its
+/// probes, by mode: in metadata-cache mode a start script fills the keyring and the REST API's
+/// accounts from the Router account's Secret, and the probes ask the REST API (readiness: the
+/// metadata cache reaches the group; liveness: Router answers); static routes are probed on
+/// the rw port.
 struct ModeParts {
     command: Vec<String>,
     mounts: Vec<VolumeMount>,
     volumes: Vec<Volume>,
-    liveness: bool,
+    readiness: Probe,
+    liveness: Probe,
+}
+
+fn probe(tcp: Option<TCPSocketAction>, exec: Option<Vec<String>>) -> Probe {
+    Probe {
+        tcp_socket: tcp,
+        exec: exec.map(|command| ExecAction {
+            command: Some(command),
+        }),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+fn probe_script_run(arg: Option<&str>) -> Option<Vec<String>> {
+    let mut command = vec!["bash".to_string(), format!("{CONFIG_DIR}/{PROBE_KEY}")];
+    command.extend(arg.map(str::to_string));
+    Some(command)
+}
+
+fn rw_probe() -> Probe {
+    let tcp = TCPSocketAction {
+        port: IntOrString::Int(RW_PORT),
+        ..Default::default()
+    };
+    probe(Some(tcp), None)
 }
 
 fn mode_parts(c: &ValidCluster) -> ModeParts {
@@ -95,7 +125,8 @@ fn mode_parts(c: &ValidCluster) -> ModeParts {
             ],
             mounts: vec![],
             volumes: vec![],
-            liveness: true,
+            readiness: rw_probe(),
+            liveness: rw_probe(),
         },
         RouterMode::MetadataCache => ModeParts {
             command: vec!["sh".to_string(), format!("{CONFIG_DIR}/{SCRIPT_KEY}")],
@@ -115,7 +146,8 @@ fn mode_parts(c: &ValidCluster) -> ModeParts {
                     &[TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY],
                 ),
             ],
-            liveness: false,
+            readiness: probe(None, probe_script_run(None)),
+            liveness: probe(None, probe_script_run(Some("live"))),
         },
     }
 }
@@ -159,17 +191,9 @@ pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
     let mut hashed = router_conf(c);
     if c.router_mode == RouterMode::MetadataCache {
         hashed += &start_script();
+        hashed += &probe_script(c);
     }
     let hash = hex::encode(&Sha256::digest(hashed)[..8]);
-    let probe = Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::Int(RW_PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(10),
-        failure_threshold: Some(3),
-        ..Default::default()
-    };
     let parts = mode_parts(c);
     let mut mounts = vec![
         VolumeMount {
@@ -217,8 +241,8 @@ pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
                 })
                 .collect(),
         ),
-        readiness_probe: Some(probe.clone()),
-        liveness_probe: parts.liveness.then_some(probe),
+        readiness_probe: Some(parts.readiness),
+        liveness_probe: Some(parts.liveness),
         resources: c.router_resources.clone(),
         volume_mounts: Some(mounts),
         security_context: Some(restricted_container()),

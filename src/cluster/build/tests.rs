@@ -543,10 +543,28 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
         container.command.as_ref().unwrap(),
         &["sh", "/etc/mysqlrouter/start-router.sh"]
     );
-    assert!(container.readiness_probe.is_some());
+    // Router closes rw while there is no primary: the probes ask the REST API instead.
+    let exec = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let p = p.as_ref().unwrap();
+        assert!(p.tcp_socket.is_none());
+        p.exec.as_ref().unwrap().command.clone().unwrap()
+    };
+    assert_eq!(
+        exec(&container.readiness_probe),
+        ["bash", "/etc/mysqlrouter/probe-router.sh"]
+    );
+    assert_eq!(
+        exec(&container.liveness_probe),
+        ["bash", "/etc/mysqlrouter/probe-router.sh", "live"]
+    );
+    let probe = &data["probe-router.sh"];
     assert!(
-        container.liveness_probe.is_none(),
-        "Router closes rw while there is no primary: a liveness probe would restart it"
+        probe.contains("/api/20190715/metadata/orders/status"),
+        "{probe}"
+    );
+    assert!(
+        probe.contains("$(cat /etc/mysqlrouter-account/password)"),
+        "the REST password is read from the Secret's file: {probe}"
     );
     assert!(
         container.env.is_none(),

@@ -6,5 +6,7 @@ rm -f /tmp/keyring /tmp/mysqlrouter.key
 mysqlrouter_keyring init --master-key-file /tmp/mysqlrouter.key /tmp/keyring
 mysqlrouter_keyring set --master-key-file /tmp/mysqlrouter.key /tmp/keyring innodb_router password \
   < /etc/mysqlrouter-account/password > /dev/null
+rm -f /tmp/rest-accounts
+mysqlrouter_passwd set /tmp/rest-accounts innodb_router < /etc/mysqlrouter-account/password > /dev/null
 cp /etc/mysqlrouter/state.json /tmp/state.json
 exec mysqlrouter --config /etc/mysqlrouter/mysqlrouter.conf
