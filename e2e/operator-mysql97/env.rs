@@ -119,15 +119,20 @@ impl Env {
             .collect()
     }
 
-    /// The Router pod's classic read-write port.
-    pub fn router(&self) -> SocketAddr {
+    /// The running Router pod's ordinal in the harness and its IP.
+    fn router_pod(&self) -> (u32, String) {
         let pods = self.kubelet.pods();
         let (_, r) = pods
             .running
             .iter()
             .find(|(_, r)| r.kind == kubelet::Kind::Router)
             .expect("a router pod runs");
-        SocketAddr::new(r.ip.parse().expect("pod IP"), 6446)
+        (r.ordinal, r.ip.clone())
+    }
+
+    /// The Router pod's classic read-write port.
+    pub fn router(&self) -> SocketAddr {
+        SocketAddr::new(self.router_pod().1.parse().expect("pod IP"), 6446)
     }
 
     /// Runs `command` in the Router pod (as `kubectl exec` would) and waits up to `limit`;
@@ -138,15 +143,8 @@ impl Env {
         command: Vec<String>,
         limit: Duration,
     ) -> Result<String, String> {
-        let (mut child, log) = {
-            let pods = self.kubelet.pods();
-            let (_, r) = pods
-                .running
-                .iter()
-                .find(|(_, r)| r.kind == kubelet::Kind::Router)
-                .expect("a router pod runs");
-            pods.routers.exec(r.ordinal, name, command)?
-        };
+        let ordinal = self.router_pod().0;
+        let (mut child, log) = self.kubelet.pods().routers.exec(ordinal, name, command)?;
         let started = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
