@@ -352,11 +352,24 @@ async fn member_replaced(env: &mut Env) {
     }
     eprintln!("{}: member {target} ({old}) lost its volume", env.name);
     env.until(
-        "the member is back with a new UUID and the cluster healthy",
+        "the member is back with a new UUID, ONLINE in the group, the cluster healthy",
         STEP * 2,
         async |e| {
-            let uuid = e.root(target, "SELECT LOWER(@@server_uuid)").await;
-            e.healthy(3).await && uuid.is_ok_and(|u| u[0][0].as_deref() != Some(old.as_str()))
+            // Until the group expels the old incarnation it still lists it ONLINE.
+            let Ok(new) = e.root(target, "SELECT LOWER(@@server_uuid)").await else {
+                return false;
+            };
+            let new = new[0][0].clone().unwrap_or_default();
+            let online = e
+                .root(
+                    e.primary(),
+                    "SELECT LOWER(MEMBER_ID) FROM performance_schema.replication_group_members \
+                     WHERE MEMBER_STATE = 'ONLINE'",
+                )
+                .await
+                .unwrap_or_default();
+            let listed = |u: &str| online.iter().any(|r| r[0].as_deref() == Some(u));
+            new != old && listed(&new) && !listed(&old) && e.healthy(3).await
         },
     )
     .await;
