@@ -56,15 +56,9 @@ async fn failover(env: &mut Env, w: &writer::Writer) -> Duration {
     let old = env.primary();
     let killed = Instant::now();
     env.kubelet.pods().members.kill(old, libc::SIGKILL);
-    env.until(
-        "a write is accepted again through the Router",
-        STEP,
-        async |_| w.accepted_again_after(killed).is_some(),
-    )
-    .await;
-    let first = w
-        .accepted_again_after(killed)
-        .expect("a write after the kill");
+    let first = env
+        .first_commit_after(w, killed, "a write is accepted again through the Router")
+        .await;
     env.until("the cluster is healthy again", STEP * 2, async |e| {
         e.healthy(3).await
     })

@@ -301,6 +301,17 @@ impl Env {
         }
     }
 
+    /// Waits until `w` commits again through the Router after its writes failed at or after
+    /// `since`; when that first commit was acknowledged.
+    pub async fn first_commit_after(&self, w: &Writer, since: Instant, what: &str) -> Instant {
+        self.until(what, STEP, async |_| {
+            w.accepted_again_after(since).is_some()
+        })
+        .await;
+        w.accepted_again_after(since)
+            .expect("a commit after the failed writes")
+    }
+
     /// The cluster is what a user calls healthy: status Ready, `size` members ONLINE in one
     /// group, exactly one pod labelled primary, and the rw Service selects that pod alone.
     pub async fn healthy(&self, size: usize) -> bool {

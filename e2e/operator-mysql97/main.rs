@@ -81,15 +81,9 @@ async fn kill_primary(env: &mut Env, w: &Writer) {
         )
         .await;
     env.time("kill -9 primary: new primary labelled", labelled);
-    env.until(
-        "a write is accepted again through the Router",
-        STEP,
-        async |_| w.accepted_again_after(killed).is_some(),
-    )
-    .await;
-    let first = w
-        .accepted_again_after(killed)
-        .expect("a write after the kill");
+    let first = env
+        .first_commit_after(w, killed, "a write is accepted again through the Router")
+        .await;
     env.time(
         "kill -9 primary: first commit accepted again through the Router",
         first - killed,

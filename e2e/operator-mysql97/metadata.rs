@@ -180,15 +180,13 @@ async fn kill_primary_while_the_operator_is_stopped(
         "{}: primary {old} ({old_uuid}) killed, the operator down",
         env.name
     );
-    env.until(
-        "a write is accepted again through the Router, the operator stopped",
-        STEP,
-        async |_| w.accepted_again_after(killed).is_some(),
-    )
-    .await;
-    let first = w
-        .accepted_again_after(killed)
-        .expect("a write after the kill");
+    let first = env
+        .first_commit_after(
+            w,
+            killed,
+            "a write is accepted again through the Router, the operator stopped",
+        )
+        .await;
     env.time(
         "metadata cache, operator stopped: kill -9 primary -> first commit through the Router",
         first - killed,
