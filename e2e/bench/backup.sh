@@ -187,7 +187,8 @@ for run in $(seq "$REPEAT"); do
   fi
   quiet
   measure backup ours "$BIN" backup $OURS_S3 --bucket bench --prefix "ours-$run" \
-    --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+    --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types \
+    --mysql-cleartext
 done
 
 echo "== restores into an empty server"
@@ -208,7 +209,7 @@ measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
 fi
 reset_dst
 measure restore ours "$BIN" restore $OURS_S3 --bucket bench --prefix "ours-$REPEAT" \
-  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
+  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid --mysql-cleartext
 
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
 echo
