@@ -29,14 +29,30 @@ pub fn setup_statements(password: &str) -> Vec<String> {
     ]
 }
 
-/// The application's connection options to `addr`.
-pub fn opts(addr: SocketAddr, password: &str) -> OptsBuilder {
+/// How the application verifies the member it reaches (directly, or through the Router, which
+/// passes its TLS through): the cluster's CA, and a name the member certificate carries (the
+/// read-write Service's, as the client connects to an address). The members refuse cleartext.
+#[derive(Clone)]
+pub struct AppTls {
+    pub ca_pem: Vec<u8>,
+    pub name: String,
+}
+
+/// The application's connection options to `addr`: verified TLS, or (`None`) cleartext, which
+/// only members that allow cleartext clients accept.
+pub fn opts(addr: SocketAddr, password: &str, tls: Option<&AppTls>) -> OptsBuilder {
     OptsBuilder::default()
         .ip_or_hostname(addr.ip().to_string())
         .tcp_port(addr.port())
         .user(Some(USER))
         .pass(Some(password.to_string()))
         .prefer_socket(false)
+        .ssl_opts(tls.map(|tls| {
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![tls.ca_pem.clone().into()])
+                .with_disable_built_in_roots(true)
+                .with_danger_tls_hostname_override(Some(tls.name.clone()))
+        }))
 }
 
 #[derive(Default)]
@@ -52,11 +68,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing through the Router's classic read-write port at `addr`.
+    /// Starts writing through the Router's classic read-write port at `addr`, in cleartext
+    /// (the real-node tier's writer, which shares this file; unused here).
+    #[allow(dead_code)]
     pub fn start(addr: SocketAddr, password: &str) -> Writer {
+        Writer::with_opts(opts(addr, password, None))
+    }
+
+    /// Starts writing through the Router's classic read-write port at `addr`, over TLS verified
+    /// with `tls` (the Router passes it through to the member).
+    pub fn start_verified(addr: SocketAddr, password: &str, tls: &AppTls) -> Writer {
+        Writer::with_opts(opts(addr, password, Some(tls)))
+    }
+
+    fn with_opts(opts: OptsBuilder) -> Writer {
         let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let opts = opts(addr, password);
         let task = {
             let (log, stop) = (log.clone(), stop.clone());
             tokio::spawn(async move {
