@@ -14,6 +14,10 @@
 # TLS=1 serves the bucket over HTTPS (a private CA made with openssl) to every tool, as real S3
 # is. Over HTTPS neither client hashes the payload for the signature: ours sends UNSIGNED-PAYLOAD
 # with a CRC32C per part, the AWS CLI STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer.
+# Ours runs twice in every round, side by side: `ours` over TLS to the server (as a backup Job:
+# the server's certificate verified against a private CA and its name) and `ours-cleartext`
+# (--mysql-cleartext); the last lines give the cost of TLS (ours / ours-cleartext). The other
+# tools reach the server without TLS.
 # Ours is the release build (Cargo.toml [profile.release]: opt-level 3 everywhere, thin LTO), or
 # IOP_BIN. The machine's load average is recorded with every measurement: on a shared machine
 # compare CPU seconds first, wall time second.
@@ -35,15 +39,26 @@ BASELINES=${BASELINES:-1}
 REPEAT=${REPEAT:-3}
 [ -d "$BENCH/src/data" ] || REUSE=0
 if [ "$REUSE" = 1 ]; then
-  rm -rf "$BENCH"/{s3,s3tls,certs,stage,outfile,results}
+  rm -rf "$BENCH"/{s3,s3tls,certs,dbcerts,stage,outfile,results}
 else
   rm -rf "$BENCH"
 fi
-mkdir -p "$BENCH"/{src,dst,s3,stage,outfile,results}
+mkdir -p "$BENCH"/{src,dst,s3,stage,outfile,results,dbcerts}
 chmod 777 "$BENCH/outfile"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+
+# The servers' certificate (for the name bench-db) and the CA ours verifies it with.
+db_certs=$BENCH/dbcerts
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-db-ca \
+  -keyout "$db_certs/ca.key" -out "$db_certs/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench-db \
+  -keyout "$db_certs/server.key" -out "$db_certs/server.csr" 2>/dev/null
+openssl x509 -req -in "$db_certs/server.csr" -CA "$db_certs/ca.crt" -CAkey "$db_certs/ca.key" \
+  -CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:bench-db\nbasicConstraints=CA:FALSE\n') \
+  -out "$db_certs/server.crt" 2>/dev/null
+OURS_TLS="--mysql-ca-file $db_certs/ca.crt --mysql-tls-name bench-db"
 
 start_mariadb() { # name port server-id
   local dir=$BENCH/$1
@@ -53,6 +68,7 @@ start_mariadb() { # name port server-id
     --tmpdir="$dir" --bind-address=127.0.0.1 --user=root --server-id="$3" --log-bin="$dir/data/binlog" \
     --innodb-buffer-pool-size=2G --innodb-log-file-size=1G --innodb-flush-log-at-trx-commit=2 \
     --skip-name-resolve --max-allowed-packet=256M --secure-file-priv="$BENCH/outfile" \
+    --ssl-ca="$db_certs/ca.crt" --ssl-cert="$db_certs/server.crt" --ssl-key="$db_certs/server.key" \
     >"$dir/error.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do mariadb -uroot -h127.0.0.1 -P"$2" -e 'SELECT 1' >/dev/null 2>&1 && return; sleep 0.3; done
@@ -185,9 +201,14 @@ for run in $(seq "$REPEAT"); do
     measure backup floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
       'mariadb -uroot -h127.0.0.1 -P$SRC <$BENCH/stage/outfile-{}.sql'"
   fi
-  quiet
-  measure backup ours "$BIN" backup $OURS_S3 --bucket bench --prefix "ours-$run" \
-    --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types
+  for mode in ours ours-cleartext; do
+    mysql_tls=$OURS_TLS
+    [ "$mode" = ours-cleartext ] && mysql_tls=--mysql-cleartext
+    quiet
+    measure backup "$mode" "$BIN" backup $OURS_S3 --bucket bench --prefix "$mode-$run" \
+      --path-style --port $SRC --user root --workers "$WORKERS" --database sbtest --database types \
+      $mysql_tls
+  done
 done
 
 echo "== restores into an empty server"
@@ -206,9 +227,13 @@ mariadb -uroot -h127.0.0.1 -P$DST <"$BENCH/stage/schema.sql"
 measure restore floor bash -c "echo '$tables' | xargs -P $WORKERS -I{} sh -c \
   'mariadb -uroot -h127.0.0.1 -P$DST <$BENCH/stage/infile-{}.sql'"
 fi
-reset_dst
-measure restore ours "$BIN" restore $OURS_S3 --bucket bench --prefix "ours-$REPEAT" \
-  --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid
+for mode in ours ours-cleartext; do
+  mysql_tls=$OURS_TLS
+  [ "$mode" = ours-cleartext ] && mysql_tls=--mysql-cleartext
+  reset_dst
+  measure restore "$mode" "$BIN" restore $OURS_S3 --bucket bench --prefix "$mode-$REPEAT" \
+    --path-style --port $DST --user root --workers "$WORKERS" --skip-gtid $mysql_tls
+done
 
 raw=$(grep -o '"raw_bytes":[0-9]*' "$BENCH/results/ours.out" | head -1 | cut -d: -f2)
 echo
@@ -226,4 +251,10 @@ cut -f1,2 "$RESULTS" | awk '!seen[$0]++' | while IFS=$'\t' read -r kind name; do
   all=$(awk -F'\t' -v k="$kind" -v n="$name" '$1 == k && $2 == n {printf "%s%s", sep, $3; sep=", "}' "$RESULTS")
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kind" "$name" "$wall" \
     "$(echo "scale=1; $raw / 1048576 / $wall" | bc)" "$rss" "$cpu" "$load" "$(echo "scale=2; $wall / $ours" | bc)" "$all"
+done
+echo
+for kind in backup restore; do
+  tls=$(median "$kind" ours | cut -f3) clear=$(median "$kind" ours-cleartext | cut -f3)
+  tls_cpu=$(median "$kind" ours | cut -f5) clear_cpu=$(median "$kind" ours-cleartext | cut -f5)
+  echo "TLS cost, $kind: ${tls}s vs ${clear}s in cleartext (wall $(echo "scale=3; $tls / $clear" | bc)x, CPU ${tls_cpu}s vs ${clear_cpu}s)"
 done

@@ -1,5 +1,7 @@
 //! Real servers for the data-path tests: MariaDB and MySQL 9.7 instances (fresh data directories
 //! in temp dirs, loopback ports), killed when dropped (the MinIO server is `e2e/support/minio.rs`).
+//! Every server has a certificate for [`TLS_NAME`] signed by this run's test CA, and the
+//! clients' configuration verifies both, as a backup Job verifies a member with the cluster's CA.
 //! A missing server binary is a test failure with the installer to run, never a skip.
 
 use std::net::TcpListener;
@@ -7,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use innodb_operator::datapath::MysqlConfig;
+use innodb_operator::certs::issue::{self, KeyedCert, LeafRequest, Usage};
+use innodb_operator::datapath::{MysqlConfig, MysqlTls};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
 
@@ -45,6 +48,62 @@ async fn wait_port(port: u16, what: &str, child: &mut Child, log: Option<&Path>)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The name every test server's certificate carries (the clients connect to 127.0.0.1 and
+/// verify this name, as a Job connects to a member's address and verifies its DNS name).
+pub const TLS_NAME: &str = "server.datapath.test";
+
+/// This run's test CA and the servers' certificate it signed.
+pub struct TestPki {
+    pub ca: KeyedCert,
+    pub server: KeyedCert,
+}
+
+static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+
+/// The test PKI, made on first use; it also picks the process's TLS backend for mysql_async's
+/// sessions, as the binary does at start (two backends are linked).
+pub fn pki() -> &'static TestPki {
+    PKI.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let now = jiff::Timestamp::now();
+        let ca = issue::new_ca("datapath test CA", now, &mut rand::rng()).expect("test CA");
+        let request = LeafRequest {
+            common_name: TLS_NAME.into(),
+            dns_names: vec![TLS_NAME.into()],
+            usage: Usage::Server,
+        };
+        let server = issue::issue(
+            "datapath test CA",
+            &ca.key_pem,
+            &request,
+            now,
+            &mut rand::rng(),
+        )
+        .expect("server certificate");
+        TestPki { ca, server }
+    })
+}
+
+/// Writes the CA, the server's certificate and key into `dir` (owned by `uid` when given);
+/// returns the server options naming them as `prefix` + file name (the path the server sees).
+fn tls_files(dir: &Path, prefix: &str, uid: Option<u32>) -> Vec<String> {
+    let pki = pki();
+    let mut options = Vec::new();
+    for (option, file, pem) in [
+        ("ssl-ca", "ca.pem", &pki.ca.cert_pem),
+        ("ssl-cert", "server-cert.pem", &pki.server.cert_pem),
+        ("ssl-key", "server-key.pem", &pki.server.key_pem),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, pem).expect("write a TLS file");
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).expect("chown a TLS file");
+        }
+        options.push(format!("--{option}={prefix}/{file}"));
+    }
+    options
 }
 
 /// Which server a test runs against.
@@ -145,6 +204,10 @@ impl Server {
             port: self.port,
             user: "root".into(),
             password: ROOT_PASSWORD.into(),
+            tls: MysqlTls::Verify {
+                ca_pem: pki().ca.cert_pem.clone(),
+                server_name: TLS_NAME.into(),
+            },
         }
     }
 
@@ -257,6 +320,11 @@ fn spawn_mariadb(port: u16, server_id: u32) -> (TempDir, PathBuf, Child) {
         .arg(format!("--log-bin={}", data.join("binlog").display()))
         .arg(format!("--log-error={}", log.display()))
         .args(common_options(port, server_id))
+        .args(tls_files(
+            dir.path(),
+            &dir.path().display().to_string(),
+            None,
+        ))
         .args(["--user=root", "--innodb-log-file-size=256M"])
         // The fixtures number rows with recursive CTEs (MariaDB stops them at 1000 by default).
         .arg("--max-recursive-iterations=1000000")
@@ -392,6 +460,7 @@ async fn spawn_mysql97(port: u16, server_id: u32) -> (TempDir, PathBuf, Child) {
         .arg(format!("--tmpdir={inside}"))
         .arg(format!("--log-error={inside}/error.log"))
         .args(common_options(port, server_id))
+        .args(tls_files(dir.path(), &inside, Some(999)))
         .args([
             "--log-bin=binlog",
             "--gtid-mode=ON",

@@ -14,13 +14,14 @@ mod proxy;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use harness::{Flavor, Server};
+use harness::{Flavor, Server, TLS_NAME};
 use innodb_operator::credentials::Credentials;
 use innodb_operator::datapath::load::{self, RestoreConfig, RestoreError};
 use innodb_operator::datapath::manifest::MANIFEST;
 use innodb_operator::datapath::s3::S3Config;
 use innodb_operator::datapath::wire::WireConn;
-use innodb_operator::datapath::{self, BackupConfig, BackupError, Manifest, MysqlConfig};
+use innodb_operator::datapath::wire::WireError;
+use innodb_operator::datapath::{self, BackupConfig, BackupError, Manifest, MysqlConfig, MysqlTls};
 use innodb_operator::objects::accounts::Account;
 use innodb_operator::topology::gtid::GtidSet;
 use innodb_operator::topology::sql::{Accounts, Capabilities, account_statements};
@@ -127,6 +128,7 @@ on_every_flavor!(
     a_wrong_database_password_fails_without_showing_it,
     a_restore_job_turns_local_infile_on_only_while_loading_and_skips_service_accounts,
     the_dump_connection_logs_in_cold_and_warm,
+    another_ca_or_another_name_fails_the_backup_and_the_restore_at_once,
 );
 
 async fn round_trip_every_type_millions_of_rows_and_no_primary_key(flavor: Flavor) {
@@ -506,10 +508,17 @@ async fn a_restore_job_turns_local_infile_on_only_while_loading_and_skips_servic
     );
 }
 
-/// `innodb-operator backup|restore` against the S3 server `s3`, as a Job runs them.
+/// `innodb-operator backup|restore` against the S3 server `s3`, as a Job runs them: TLS to the
+/// server with the test CA (the Job's mounted cluster CA) and the server's name.
 async fn cli(s3: &Minio, db: &Server, args: &[&str]) -> (bool, String) {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("mysql-ca.pem");
+    std::fs::write(&ca_file, &harness::pki().ca.cert_pem).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_innodb-operator"))
         .args(args)
+        .arg("--mysql-ca-file")
+        .arg(&ca_file)
+        .args(["--mysql-tls-name", TLS_NAME])
         .args([
             "--s3-endpoint",
             &s3.endpoint(),
@@ -649,18 +658,17 @@ async fn https_behind_a_private_ca_round_trips_and_the_server_checks_every_parts
     assert!(listed.parts().is_empty(), "the refused part was not stored");
 }
 
-/// The dump's lean client logs in as an account the server has no cached login for (on MySQL
-/// 9.7: caching_sha2's full authentication, the password RSA-encrypted with the server's key
-/// over plain TCP), then again from the cache (the fast path); a wrong password is refused with
-/// the server's error, which does not show it.
+/// The dump's lean client logs in as an account the server has no cached login for, then again
+/// from the cache (the fast path), over TLS (the session says it is encrypted; on MySQL 9.7 the
+/// full authentication sends the password inside TLS) and in cleartext when asked for (on 9.7
+/// the password RSA-encrypted with the server's key); a wrong password is refused with the
+/// server's error, which does not show it.
 async fn the_dump_connection_logs_in_cold_and_warm(flavor: Flavor) {
     let db = Server::start(flavor, 81).await;
     let mut c = db.conn().await;
     for s in [
         "CREATE USER 'dumper'@'127.0.0.1' IDENTIFIED BY 'dumper-password'",
         "GRANT SELECT ON *.* TO 'dumper'@'127.0.0.1'",
-        // Empties caching_sha2's cache of successful logins.
-        "FLUSH PRIVILEGES",
     ] {
         c.query_drop(s).await.unwrap();
     }
@@ -669,22 +677,46 @@ async fn the_dump_connection_logs_in_cold_and_warm(flavor: Flavor) {
         password: "dumper-password".into(),
         ..db.config()
     };
-    for round in ["cold", "warm"] {
-        let mut w = WireConn::connect(&cfg)
-            .await
-            .unwrap_or_else(|e| panic!("{round} login: {e}"));
-        let mut rows = w.query("SELECT CURRENT_USER()").await.unwrap();
-        let user: Vec<Option<Vec<u8>>> = rows
-            .next()
-            .await
-            .unwrap()
-            .expect("a row")
-            .fields()
-            .map(|f| f.unwrap().map(<[u8]>::to_vec))
-            .collect();
-        assert_eq!(user, vec![Some(b"dumper@127.0.0.1".to_vec())], "{round}");
-        assert!(rows.next().await.unwrap().is_none());
-        w.close().await;
+    let cleartext = MysqlConfig {
+        tls: MysqlTls::Cleartext,
+        ..cfg.clone()
+    };
+    for (cfg, encrypted) in [(&cfg, true), (&cleartext, false)] {
+        // Empties caching_sha2's cache of successful logins.
+        c.query_drop("FLUSH PRIVILEGES").await.unwrap();
+        for round in ["cold", "warm"] {
+            let mut w = WireConn::connect(cfg)
+                .await
+                .unwrap_or_else(|e| panic!("{round} login ({cfg:?}): {e}"));
+            let sql = "SELECT CURRENT_USER(), (SELECT VARIABLE_VALUE FROM \
+                       information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version')";
+            let sql = match flavor {
+                Flavor::Mariadb => sql.to_string(),
+                Flavor::Mysql97 => sql.replace(
+                    "information_schema.SESSION_STATUS",
+                    "performance_schema.session_status",
+                ),
+            };
+            let mut rows = w.query(&sql).await.unwrap();
+            let row: Vec<Option<Vec<u8>>> = rows
+                .next()
+                .await
+                .unwrap()
+                .expect("a row")
+                .fields()
+                .map(|f| f.unwrap().map(<[u8]>::to_vec))
+                .collect();
+            assert_eq!(row[0], Some(b"dumper@127.0.0.1".to_vec()), "{round}");
+            let version =
+                String::from_utf8_lossy(row[1].as_deref().unwrap_or_default()).into_owned();
+            assert_eq!(
+                version.starts_with("TLSv1."),
+                encrypted,
+                "{round} {cfg:?}: Ssl_version {version:?}"
+            );
+            assert!(rows.next().await.unwrap().is_none());
+            w.close().await;
+        }
     }
     let wrong = MysqlConfig {
         password: "not-the-password".into(),
@@ -693,6 +725,66 @@ async fn the_dump_connection_logs_in_cold_and_warm(flavor: Flavor) {
     let err = WireConn::connect(&wrong).await.err().expect("refused");
     assert_eq!(err.server_code(), Some(1045), "{err}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
+}
+
+/// A server whose certificate another CA signed, or that names another host, is refused by the
+/// row reader, the backup and the restore, with the reason, at once (the restore does not wait
+/// for the server as if it were still starting) and before any row or object moves.
+async fn another_ca_or_another_name_fails_the_backup_and_the_restore_at_once(flavor: Flavor) {
+    let (src, s3) = tokio::join!(Server::start(flavor, 91), Minio::start());
+    s3.create_bucket("tlsbad").await;
+    fixtures::load(&mut src.conn().await, &fixtures::every_type()).await;
+    datapath::run(backup_config(&src, s3.config("tlsbad"), "good"))
+        .await
+        .expect("a backup verifying the right CA and name");
+    let other = innodb_operator::certs::issue::new_ca(
+        "another CA",
+        jiff::Timestamp::now(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let wrong_ca = MysqlTls::Verify {
+        ca_pem: other.cert_pem,
+        server_name: TLS_NAME.into(),
+    };
+    let wrong_name = MysqlTls::Verify {
+        ca_pem: harness::pki().ca.cert_pem.clone(),
+        server_name: "other.datapath.test".into(),
+    };
+    for (i, (tls, reason)) in [
+        (wrong_ca, "UnknownIssuer"),
+        (wrong_name, "not valid for name"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mysql = MysqlConfig {
+            tls,
+            ..src.config()
+        };
+        let err = WireConn::connect(&mysql).await.err().expect("refused");
+        assert!(matches!(err, WireError::Tls(_)), "{err}");
+        assert!(err.to_string().contains(reason), "{err}");
+
+        let prefix = format!("bad/{i}");
+        let mut backup = backup_config(&src, s3.config("tlsbad"), &prefix);
+        backup.mysql = mysql.clone();
+        let err = datapath::run(backup).await.expect_err("refused");
+        assert!(err.to_string().contains(reason), "{err}");
+        assert!(!has_manifest(&s3, "tlsbad", &prefix).await);
+
+        let mut restore = restore_config(&src, s3.config("tlsbad"), "good");
+        restore.mysql = mysql;
+        restore.wait_for_server = Duration::from_secs(60);
+        let started = Instant::now();
+        let err = load::run(restore).await.expect_err("refused");
+        assert!(err.to_string().contains(reason), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a TLS failure is not waited out: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 /// A backup of a MySQL 9.7 server taking writes: the restored server holds exactly the rows the

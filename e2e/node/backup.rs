@@ -183,6 +183,7 @@ async fn restored_rows(env: &Env) -> BTreeSet<u64> {
     let password = env.password(&format!("{RESTORED}-root")).await;
     sql(
         SocketAddr::new(ip, 3306),
+        &env.cluster_tls(RESTORED).await,
         "root",
         &password,
         &format!("SELECT id FROM {}", writer::TABLE),

@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::roles::Roles;
 use crate::support::{self, ControlPlane};
-use crate::writer::{self, Writer};
+use crate::writer::{self, AppTls, Writer};
 
 pub const NS: &str = "shop";
 pub const CLUSTER: &str = "orders";
@@ -38,6 +38,8 @@ pub struct Env {
     pub admin: Client,
     pub roles: Roles,
     pub root_password: String,
+    /// How clients verify the sample cluster's members: its CA, the `C` Service's name.
+    pub tls: AppTls,
     pub timings: Vec<(String, Duration)>,
     /// How many members the cluster should have now (`spec.instances`).
     pub size: usize,
@@ -82,19 +84,16 @@ fn shown(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// `query` on `addr` as `user`; every column as text.
+/// `query` on `addr` as `user`, over TLS verified with `tls` (members refuse cleartext
+/// clients); every column as text.
 pub async fn sql(
     addr: SocketAddr,
+    tls: &AppTls,
     user: &str,
     password: &str,
     query: &str,
 ) -> Result<Vec<Vec<String>>, String> {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(addr.ip().to_string())
-        .tcp_port(addr.port())
-        .user(Some(user))
-        .pass(Some(password))
-        .prefer_socket(false);
+    let opts = writer::opts(addr, password, tls).user(Some(user));
     let work = async {
         let mut conn = mysql_async::Conn::new(opts)
             .await
@@ -178,6 +177,10 @@ impl Env {
             roles: Roles::watch(admin.clone(), NS, CLUSTER),
             admin: admin.clone(),
             root_password: String::new(),
+            tls: AppTls {
+                ca_pem: Vec::new(),
+                name: String::new(),
+            },
             timings: Vec::new(),
             size: MEMBERS,
         };
@@ -198,6 +201,7 @@ impl Env {
         }
         env.time("kubectl apply -> Ready", applied.elapsed());
         env.root_password = env.password(&format!("{CLUSTER}-root")).await;
+        env.tls = env.cluster_tls(CLUSTER).await;
         let primary = until("three members ONLINE", STEP, async || env.healthy().await).await;
         let routers = until("two routers Ready", STEP, async || {
             let pods = Api::<Pod>::namespaced(admin.clone(), NS)
@@ -221,6 +225,19 @@ impl Env {
             .await
             .unwrap_or_else(|e| panic!("the Secret {name}: {e}"));
         String::from_utf8(secret.data.expect("data")["password"].0.clone()).expect("utf-8 password")
+    }
+
+    /// How clients verify cluster `name`'s members: `ca.crt` of its TLS Secret (the operator's
+    /// CA), and its `C` Service's name, which the member certificate carries.
+    pub async fn cluster_tls(&self, name: &str) -> AppTls {
+        let secret = Api::<Secret>::namespaced(self.admin.clone(), NS)
+            .get(&format!("{name}-tls"))
+            .await
+            .unwrap_or_else(|e| panic!("the Secret {name}-tls: {e}"));
+        AppTls {
+            ca_pem: secret.data.expect("data")["ca.crt"].0.clone(),
+            name: format!("{name}.{NS}.svc"),
+        }
     }
 
     pub fn time(&mut self, what: &str, d: Duration) {
@@ -269,6 +286,7 @@ impl Env {
     pub async fn root(&self, ip: IpAddr, query: &str) -> Result<Vec<Vec<String>>, String> {
         sql(
             SocketAddr::new(ip, 3306),
+            &self.tls,
             "root",
             &self.root_password,
             query,
@@ -376,7 +394,7 @@ impl Env {
                 .unwrap_or_else(|e| panic!("{q}: {e}"));
         }
         let lb = SocketAddr::new(self.service_ip(&format!("{CLUSTER}-router-lb")).await, 6446);
-        let w = Writer::start(lb, APP_PASSWORD);
+        let w = Writer::start(lb, APP_PASSWORD, &self.tls);
         until("the writer's first rows", STEP, async || {
             (w.acked().len() >= 20).then_some(())
         })

@@ -136,7 +136,7 @@ async fn dns_and_services(env: &mut Env, primary: &str) {
         (format!("{CLUSTER}-router-lb"), 6447, false),
     ] {
         let addr = SocketAddr::new(env.service_ip(&service).await, port);
-        let rows = sql(addr, "root", &env.root_password, query)
+        let rows = sql(addr, &env.tls, "root", &env.root_password, query)
             .await
             .unwrap_or_else(|e| panic!("through Service {service}:{port}: {e}"));
         let (host, read_only) = (&rows[0][0], &rows[0][1]);

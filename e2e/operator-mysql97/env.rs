@@ -35,6 +35,8 @@ pub struct Env {
     pub kubelet: Kubelet,
     pub operator: Operator,
     pub root_password: String,
+    /// What the application's sessions verify (the cluster's CA, from its TLS Secret).
+    pub app_tls: writer::AppTls,
     pub started: Instant,
     pub timings: Vec<(String, Duration)>,
 }
@@ -60,13 +62,18 @@ impl Env {
             .await
             .expect("create the MySQLCluster");
         let root_password = wait(&format!("{name}: the root Secret"), STEP, async || {
-            let secret = Api::<Secret>::namespaced(admin.clone(), &ns)
-                .get_opt(&format!("{name}-root"))
-                .await
-                .ok()??;
-            String::from_utf8(secret.data?.get("password")?.0.clone()).ok()
+            String::from_utf8(secret_key(&admin, &ns, &format!("{name}-root"), "password").await?)
+                .ok()
         })
         .await;
+        let ca_pem = wait(&format!("{name}: the cluster CA"), STEP, async || {
+            secret_key(&admin, &ns, &format!("{name}-tls"), "ca.crt").await
+        })
+        .await;
+        let app_tls = writer::AppTls {
+            ca_pem,
+            name: format!("{name}.{ns}.svc"),
+        };
         Some(Env {
             name: name.to_string(),
             ns,
@@ -75,6 +82,7 @@ impl Env {
             kubelet,
             operator,
             root_password,
+            app_tls,
             started,
             timings: Vec::new(),
         })
@@ -369,7 +377,7 @@ impl Env {
     /// Starts the application's writer through the Router and waits for its first rows.
     pub async fn start_writer(&self) -> Writer {
         let router = self.router();
-        let w = Writer::start(router, APP_PASSWORD);
+        let w = Writer::start(router, APP_PASSWORD, &self.app_tls);
         let started = Instant::now();
         while w.acked().len() < 20 {
             assert!(
@@ -421,7 +429,7 @@ impl Env {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let addr = SocketAddr::new(ip.parse().expect("pod IP"), 3306);
-            let mut conn = mysql_async::Conn::new(writer::opts(addr, APP_PASSWORD))
+            let mut conn = mysql_async::Conn::new(writer::opts(addr, APP_PASSWORD, &self.app_tls))
                 .await
                 .unwrap_or_else(|e| panic!("{name}: the application account cannot connect: {e}"));
             let n: Option<u64> = conn
@@ -490,6 +498,15 @@ pub fn clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
         "mysqlclusters",
     );
     Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// `key` of Secret `name`, once it exists.
+async fn secret_key(admin: &Client, ns: &str, name: &str, key: &str) -> Option<Vec<u8>> {
+    let secret = Api::<Secret>::namespaced(admin.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    Some(secret.data?.remove(key)?.0)
 }
 
 pub async fn wait<T>(what: &str, limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {

@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 use crate::env::{APP_PASSWORD, BOOTSTRAP_LIMIT, Env, STEP};
-use crate::writer;
+use crate::writer::{self, AppTls};
 
 /// The operator's router row (`topology::metadata::OPERATOR_ROUTER_ID`).
 const ROUTER_ID: &str = "1000000";
@@ -72,9 +72,9 @@ async fn after(env: &Env, scenario: &str) {
 }
 
 /// `@@super_read_only` and `@@server_uuid` over a new connection to `addr`.
-async fn whoami(addr: SocketAddr) -> Result<(bool, String), String> {
+async fn whoami(addr: SocketAddr, tls: &AppTls) -> Result<(bool, String), String> {
     let work = async {
-        let mut conn = mysql_async::Conn::new(writer::opts(addr, APP_PASSWORD))
+        let mut conn = mysql_async::Conn::new(writer::opts(addr, APP_PASSWORD, tls))
             .await
             .map_err(|e| e.to_string())?;
         let row: Option<(String, String)> = conn
@@ -101,7 +101,7 @@ struct RwProbe {
 }
 
 impl RwProbe {
-    fn start(addr: SocketAddr) -> RwProbe {
+    fn start(addr: SocketAddr, tls: AppTls) -> RwProbe {
         let stop = Arc::new(AtomicBool::new(false));
         let wrong = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Mutex::new(0));
@@ -110,7 +110,7 @@ impl RwProbe {
             let (stop, wrong, answers) = (stop.clone(), wrong.clone(), answers.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
-                    if let Ok((read_only, uuid)) = whoami(addr).await {
+                    if let Ok((read_only, uuid)) = whoami(addr, &tls).await {
                         *answers.lock().unwrap() += 1;
                         if read_only {
                             let at = started.elapsed().as_secs_f64();
@@ -156,8 +156,8 @@ async fn routes_follow_roles(env: &Env) {
         "rw reaches the primary and ro a secondary",
         STEP,
         async |_| {
-            matches!(whoami(rw).await, Ok((false, ref u)) if *u == primary)
-                && matches!(whoami(ro).await, Ok((true, ref u)) if *u != primary)
+            matches!(whoami(rw, &env.app_tls).await, Ok((false, ref u)) if *u == primary)
+                && matches!(whoami(ro, &env.app_tls).await, Ok((true, ref u)) if *u != primary)
         },
     )
     .await;
@@ -405,7 +405,7 @@ async fn metadata_cache_router_follows_the_group_through_every_scenario() {
     router_bootstrap(&env).await;
     rest_probes(&env).await;
     let w = env.start_writer().await;
-    let probe = RwProbe::start(env.router());
+    let probe = RwProbe::start(env.router(), env.app_tls.clone());
     let mut role_changes = vec![kill_primary_while_the_operator_is_stopped(&mut env, &w).await];
     after(&env, "the failover").await;
     role_changes.push(switchover(&mut env, &w).await);

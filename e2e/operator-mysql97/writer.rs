@@ -30,14 +30,30 @@ pub fn setup_statements(password: &str) -> Vec<String> {
     ]
 }
 
-/// The application's connection options to `addr`.
-pub fn opts(addr: SocketAddr, password: &str) -> OptsBuilder {
+/// How the application verifies the member it reaches (directly, or through the Router, which
+/// passes its TLS through): the cluster's CA, and a name the member certificate carries (the
+/// read-write Service's, as the client connects to an address). The members refuse cleartext.
+#[derive(Clone)]
+pub struct AppTls {
+    pub ca_pem: Vec<u8>,
+    pub name: String,
+}
+
+/// The application's connection options to `addr`: TLS verified with `tls` (members refuse
+/// cleartext clients).
+pub fn opts(addr: SocketAddr, password: &str, tls: &AppTls) -> OptsBuilder {
     OptsBuilder::default()
         .ip_or_hostname(addr.ip().to_string())
         .tcp_port(addr.port())
         .user(Some(USER))
         .pass(Some(password.to_string()))
         .prefer_socket(false)
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![tls.ca_pem.clone().into()])
+                .with_disable_built_in_roots(true)
+                .with_danger_tls_hostname_override(Some(tls.name.clone())),
+        ))
 }
 
 #[derive(Default)]
@@ -55,11 +71,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing through the Router's classic read-write port at `addr`.
-    pub fn start(addr: SocketAddr, password: &str) -> Writer {
+    /// Starts writing through the Router's classic read-write port at `addr`, over TLS verified
+    /// with `tls` (the Router passes it through to the member).
+    pub fn start(addr: SocketAddr, password: &str, tls: &AppTls) -> Writer {
+        Writer::with_opts(opts(addr, password, tls))
+    }
+
+    fn with_opts(opts: OptsBuilder) -> Writer {
         let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let opts = opts(addr, password);
         let task = {
             let (log, stop) = (log.clone(), stop.clone());
             tokio::spawn(async move {

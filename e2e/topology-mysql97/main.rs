@@ -9,6 +9,10 @@
 mod realmysql;
 
 mod group;
+// Shared with the data-path tier: the S3 server a backup over TLS goes to.
+#[allow(dead_code)]
+#[path = "../support/minio.rs"]
+mod minio;
 mod objects;
 mod tls;
 mod xnotices;

@@ -1,7 +1,8 @@
 //! TLS on a real group with the operator's CA: the members require it of every client, the
-//! group and recovery verify each other with it, the operator's sessions trust only it and check
-//! the member's name, a capture of the pod network sees no row in cleartext, and a certificate
-//! renewed and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write.
+//! group and recovery verify each other with it, the operator's sessions and a backup (its
+//! coordinator and row readers) trust only it and check the member's name, a capture of the pod
+//! network sees no row in cleartext (replication, a client, a backup), and a certificate renewed
+//! and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -21,7 +22,12 @@ use jiff::Timestamp;
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, SslOpts};
 
+use innodb_operator::datapath::wire::WireConn;
+use innodb_operator::datapath::{self, BackupConfig, MysqlConfig, MysqlTls};
+use innodb_operator::objects::accounts::Account;
+
 use crate::group::Group;
+use crate::minio::Minio;
 use crate::realmysql::net;
 use crate::{Timings, bootstrap, fresh_group_with, join};
 
@@ -173,10 +179,79 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// The backup account's data-path configuration for member `ordinal`: its address, verified
+/// as a backup Job verifies it (the cluster's CA, the member's DNS name).
+fn backup_mysql(g: &Group, ordinal: u32) -> MysqlConfig {
+    let backup = g.built.credentials(Account::Backup);
+    let member = g.members.member(ordinal);
+    MysqlConfig {
+        host: member.ip.clone(),
+        port: MYSQL_PORT as u16,
+        user: backup.user,
+        password: backup.password,
+        tls: MysqlTls::Verify {
+            ca_pem: String::from_utf8(ca_pem(g)).unwrap(),
+            server_name: member.fqdn.clone(),
+        },
+    }
+}
+
+/// A backup of `ordinal`'s `iop_test` into `s3` as `prefix`.
+fn backup_config(mysql: MysqlConfig, s3: &Minio, prefix: &str) -> BackupConfig {
+    BackupConfig {
+        mysql,
+        s3: s3.config("tls"),
+        prefix: prefix.into(),
+        workers: 2,
+        part_size: 5 << 20,
+        parts_in_flight: 1,
+        chunk_bytes: 16 << 20,
+        zstd_level: 1,
+        databases: vec!["iop_test".into()],
+    }
+}
+
+/// A backup of a member over TLS with the cluster's CA: the row reader's session is encrypted,
+/// the backup holds the rows; in cleartext the member refuses it.
+async fn backup_over_verified_tls(g: &Group, s3: &Minio, ordinal: u32) {
+    let mysql = backup_mysql(g, ordinal);
+    let mut reader = WireConn::connect(&mysql)
+        .await
+        .expect("the row reader over verified TLS");
+    let mut rows = reader
+        .query("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        .await
+        .unwrap();
+    let row = rows.next().await.unwrap().expect("a row");
+    let version = row.fields().nth(1).unwrap().unwrap().map(<[u8]>::to_vec);
+    assert!(
+        version.as_deref().is_some_and(|v| v.starts_with(b"TLSv1.")),
+        "{version:?}"
+    );
+    while rows.next().await.unwrap().is_some() {}
+    reader.close().await;
+    let m = datapath::run(backup_config(mysql.clone(), s3, "tls/1"))
+        .await
+        .expect("a backup over verified TLS");
+    assert!(m.summary().rows >= 1, "the backup read rows: {m:?}");
+    let cleartext = MysqlConfig {
+        tls: MysqlTls::Cleartext,
+        ..mysql
+    };
+    let err = datapath::run(backup_config(cleartext, s3, "tls/2"))
+        .await
+        .expect_err("a cleartext backup is refused");
+    assert!(
+        err.to_string().contains("3159") || err.to_string().contains("insecure transport"),
+        "{err}"
+    );
+}
+
 /// Writes a marker row on the primary (which the group carries to the secondary over the SQL
-/// port) and reads it back over the operator's kind of session: the capture holds neither in
-/// cleartext. A raw cleartext send of the marker proves the capture would have seen one.
-async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path) {
+/// port), reads it back over the operator's kind of session, and backs the secondary up: the
+/// capture holds the marker in none of them. A raw cleartext send of the marker proves the
+/// capture would have seen one.
+async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path, s3: &Minio) {
     let capture = Capture::start(dir);
     g.root_exec(
         0,
@@ -202,6 +277,7 @@ async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(conn);
+    backup_over_verified_tls(g, s3, 1).await;
     // The control: the marker sent in cleartext to a member's SQL port.
     let control = format!("{}-control", MARKER);
     let addr = format!("{}:3306", g.members.member(1).ip);
@@ -358,8 +434,8 @@ async fn rotation_under_writes(g: &Group) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_operator_ca() {
     let mut t = Timings::default();
-    let spec = "{version: '9.7.4', instances: 2, groupCommunicationStack: MYSQL, \
-                tls: {requireSecureTransport: true}}";
+    // Members refuse cleartext clients by default (spec.tls.allowCleartextClients: false).
+    let spec = "{version: '9.7.4', instances: 2, groupCommunicationStack: MYSQL}";
     let Some(g) = fresh_group_with("gr-tls", spec, &mut t).await else {
         return;
     };
@@ -370,7 +446,9 @@ async fn tls_with_the_operator_ca() {
     // The join's recovery and the group's connections verify the peer's certificate.
     join(&g, &mut t, 1, 2, "TLS: incremental join (VERIFY_IDENTITY)").await;
     let dir = tempfile::tempdir().unwrap();
-    no_cleartext_on_the_wire(&g, dir.path()).await;
+    let s3 = Minio::start().await;
+    s3.create_bucket("tls").await;
+    no_cleartext_on_the_wire(&g, dir.path(), &s3).await;
     rotation_under_writes(&g).await;
     // The group still forms new connections after the reload: member 1 leaves and rejoins.
     g.root_exec(1, "STOP GROUP_REPLICATION").await;

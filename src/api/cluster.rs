@@ -286,10 +286,12 @@ pub struct TlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,
-    /// Members refuse clients without TLS (`require_secure_transport=ON`). Off by default for
-    /// now: the backup and restore Jobs' connections do not speak TLS yet and would be refused.
+    /// Members also accept clients without TLS (`require_secure_transport=OFF`). By default
+    /// they refuse them: every client uses TLS, directly or through a Router (which passes the
+    /// client's TLS through to the member). The members' own socket (probes, their scripts) is
+    /// not affected.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub require_secure_transport: bool,
+    pub allow_cleartext_clients: bool,
 }
 
 /// Where backups go and when they are taken.

@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::schedule_plan::CLUSTER_LABEL;
 use crate::api::{Backup, MySQLCluster, S3Storage};
+use crate::cluster::build::tls_secrets::CA_CERT_KEY;
 use crate::objects::MYSQL_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{
@@ -35,6 +36,10 @@ pub(crate) const OPERATOR_UID: i64 = 65532;
 /// a slow volume.
 pub(crate) const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
+/// Where the cluster's CA (`ca.crt` of the members' TLS Secret) is mounted, and the file the
+/// container verifies the member's certificate with.
+pub(crate) const MYSQL_CA_DIR: &str = "/etc/innodb-operator/mysql-ca";
+pub(crate) const MYSQL_CA_FILE: &str = "/etc/innodb-operator/mysql-ca/ca.crt";
 /// Where the S3 CA bundle (`caSecret`) is mounted, and the file the container reads.
 pub(crate) const S3_CA_DIR: &str = "/etc/innodb-operator/s3-ca";
 pub(crate) const S3_CA_FILE: &str = "/etc/innodb-operator/s3-ca/ca.crt";
@@ -100,8 +105,10 @@ pub(crate) struct JobInput {
     /// The cluster whose member the Job talks to (its credentials Secrets are used).
     pub(crate) cluster: String,
     pub(crate) namespace: String,
-    /// Host name of that member.
+    /// Host name of that member (its certificate names it).
     pub(crate) host: String,
+    /// The members' TLS Secret: its `ca.crt` (only that key) is what the Job trusts.
+    pub(crate) tls_secret: String,
     /// The bucket and its credentials.
     pub(crate) storage: S3Storage,
     /// The key prefix of the backup in the bucket.
@@ -181,6 +188,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
         env("AWS_REGION", s.region.clone()),
         env("S3_PATH_STYLE", s.force_path_style.to_string()),
         env("RESULT_FILE", RESULT_FILE),
+        env("MYSQL_CA_FILE", MYSQL_CA_FILE),
     ];
     if let Some(endpoint) = &s.endpoint {
         envs.push(env("S3_ENDPOINT", endpoint.clone()));
@@ -207,20 +215,19 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     }];
-    if let Some(ca) = &s.ca_secret {
-        envs.push(env("S3_CA_FILE", S3_CA_FILE));
+    let mut mount_ca = |name: &str, dir: &str, secret: &str, key: &str| {
         mounts.push(VolumeMount {
-            name: "s3-ca".to_string(),
-            mount_path: S3_CA_DIR.to_string(),
+            name: name.to_string(),
+            mount_path: dir.to_string(),
             read_only: Some(true),
             ..Default::default()
         });
         volumes.push(Volume {
-            name: "s3-ca".to_string(),
+            name: name.to_string(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(ca.name.clone()),
+                secret_name: Some(secret.to_string()),
                 items: Some(vec![KeyToPath {
-                    key: ca.key.clone(),
+                    key: key.to_string(),
                     path: "ca.crt".to_string(),
                     ..Default::default()
                 }]),
@@ -228,6 +235,11 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
             }),
             ..Default::default()
         });
+    };
+    mount_ca("mysql-ca", MYSQL_CA_DIR, &input.tls_secret, CA_CERT_KEY);
+    if let Some(ca) = &s.ca_secret {
+        envs.push(env("S3_CA_FILE", S3_CA_FILE));
+        mount_ca("s3-ca", S3_CA_DIR, &ca.name, &ca.key);
     }
     let container = Container {
         name: mode.as_str().to_string(),
@@ -296,6 +308,7 @@ mod tests {
             cluster: "orders".into(),
             namespace: "shop".into(),
             host: "orders-1.orders-instances.shop.svc.cluster.local".into(),
+            tls_secret: "orders-tls".into(),
             storage: S3Storage {
                 region: "eu-west-1".into(),
                 ..crate::cluster::testing::minio_storage("b")
@@ -365,14 +378,58 @@ mod tests {
         );
     }
 
+    /// The Job verifies the member with the cluster's CA: only `ca.crt` of the members' TLS
+    /// Secret is mounted (never the key), and the container is told where it is.
+    #[test]
+    fn the_cluster_ca_and_only_it_is_mounted_for_the_mysql_connections() {
+        for mode in [Mode::Backup, Mode::Restore] {
+            let input = JobInput { mode, ..input() };
+            let job = match mode {
+                Mode::Backup => backup_job(&backup(), &input),
+                Mode::Restore => job("r".into(), None, &input),
+            };
+            let pod = job.spec.unwrap().template.spec.unwrap();
+            let c = &pod.containers[0];
+            let env = c.env.as_ref().unwrap();
+            let file = env.iter().find(|e| e.name == "MYSQL_CA_FILE").unwrap();
+            assert_eq!(file.value.as_deref(), Some(MYSQL_CA_FILE));
+            assert!(!env.iter().any(|e| e.name == "MYSQL_CLEARTEXT"));
+            let mount = c
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|m| m.name == "mysql-ca")
+                .unwrap();
+            assert_eq!(mount.read_only, Some(true));
+            assert_eq!(format!("{}/ca.crt", mount.mount_path), MYSQL_CA_FILE);
+            let secret = pod
+                .volumes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|v| v.name == "mysql-ca")
+                .and_then(|v| v.secret.clone())
+                .unwrap();
+            assert_eq!(secret.secret_name.as_deref(), Some("orders-tls"));
+            let items: Vec<(String, String)> = secret
+                .items
+                .unwrap()
+                .into_iter()
+                .map(|i| (i.key, i.path))
+                .collect();
+            assert_eq!(items, vec![("ca.crt".to_string(), "ca.crt".to_string())]);
+        }
+    }
+
     #[test]
     fn a_ca_secret_is_mounted_and_named_to_the_container() {
         let plain = backup_job(&backup(), &input());
         let pod = plain.spec.unwrap().template.spec.unwrap();
         assert_eq!(
             pod.volumes.as_ref().unwrap().len(),
-            1,
-            "no CA volume without caSecret"
+            2,
+            "tmp and the cluster's CA, no S3 CA volume without caSecret"
         );
         assert!(
             !pod.containers[0]

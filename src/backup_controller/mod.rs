@@ -189,6 +189,12 @@ async fn create_job(
         cluster: cluster_name.clone(),
         namespace: ns.clone(),
         host: names.pod_fqdn(ordinal, &ctx.config.cluster_domain),
+        tls_secret: cluster
+            .spec
+            .tls
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| names.member_tls_secret()),
         storage: storage.clone(),
         prefix: prefix.clone(),
     };

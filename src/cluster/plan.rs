@@ -26,7 +26,7 @@ use super::gather::Observations;
 use super::restore_plan::{self, RestoreInput, RestoreLocation, Unresolved};
 use super::status::StatusInput;
 use super::topology_step;
-use super::validate::SpecWarning;
+use super::validate::{SpecWarning, ValidCluster};
 use super::{CONVERGING, RESTORE_POLL};
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, RestoreSource, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
@@ -226,7 +226,7 @@ pub(crate) fn plan(
         spec_events,
         restore_job: topology
             .as_ref()
-            .and_then(|t| restore_job(obs, config, &t.restore)),
+            .and_then(|t| restore_job(obs, valid, config, &t.restore)),
         desired: Some(Desired {
             tls,
             ..build::build(valid, inputs, &obs.deref.existing_accounts, rng)
@@ -265,6 +265,7 @@ fn restore_observation(obs: &Observations) -> RestoreObservation<'_> {
 /// The restore Job, when the restore plan asks for it and the backup was found.
 fn restore_job(
     obs: &Observations,
+    valid: &ValidCluster,
     config: &Config,
     restore: &restore_plan::Plan,
 ) -> Option<(Job, String)> {
@@ -277,6 +278,7 @@ fn restore_job(
         cluster: obs.names.cluster.clone(),
         namespace: obs.names.namespace.clone(),
         host: obs.names.pod_fqdn(0, &config.cluster_domain),
+        tls_secret: valid.member_tls_secret(),
         storage: location.storage.clone(),
         prefix: location.prefix.clone(),
     };

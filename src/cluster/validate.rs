@@ -37,7 +37,7 @@ pub struct ValidCluster {
     pub router_mode: RouterMode,
     /// Where the members' certificates come from.
     pub tls: TlsSource,
-    /// Members refuse clients without TLS.
+    /// Members refuse clients without TLS (unless the spec allows cleartext clients).
     pub require_secure_transport: bool,
     pub pod_template: PodTemplateOverrides,
     pub group_name: Uuid,
@@ -310,7 +310,7 @@ pub fn validate(
             Some(secret) => TlsSource::Secret(secret.clone()),
             None => TlsSource::OperatorCa,
         },
-        require_secure_transport: spec.tls.require_secure_transport,
+        require_secure_transport: !spec.tls.allow_cleartext_clients,
         pod_template: spec.pod_template.clone(),
         group_name: deref.group_name,
         domain: domain.to_string(),

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::load::{self, RestoreConfig};
 use super::s3::{CaBundle, S3Config, S3Error};
-use super::{MysqlConfig, dump::BackupConfig};
+use super::{MysqlConfig, MysqlTls, dump::BackupConfig};
 
 #[derive(Args, Clone, Debug)]
 pub struct S3Args {
@@ -48,6 +48,17 @@ pub struct MysqlArgs {
     /// File that holds the password (wins over --password-env).
     #[arg(long)]
     pub(crate) password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate (the cluster's CA): every
+    /// connection uses TLS and verifies the certificate against it and its name.
+    #[arg(long, env = "MYSQL_CA_FILE", conflicts_with = "mysql_cleartext")]
+    pub(crate) mysql_ca_file: Option<PathBuf>,
+    /// The name the server's certificate must carry; the host when omitted.
+    #[arg(long, env = "MYSQL_TLS_NAME")]
+    pub(crate) mysql_tls_name: Option<String>,
+    /// Connect without TLS: every row crosses the network readable. Only for a server without
+    /// a certificate.
+    #[arg(long, env = "MYSQL_CLEARTEXT", default_value_t = false)]
+    pub(crate) mysql_cleartext: bool,
 }
 
 /// What both commands take: the bucket, the server, and how many connections work in parallel.
@@ -113,6 +124,17 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the MySQL CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no CA to verify the MySQL server with: set --mysql-ca-file (MYSQL_CA_FILE) to the \
+         cluster's CA certificate, or pass --mysql-cleartext to send the rows unencrypted"
+    )]
+    NoMysqlCa,
 }
 
 fn env(name: &str, what: &'static str) -> Result<String, CliError> {
@@ -151,7 +173,25 @@ impl MysqlArgs {
             port: self.port,
             user: self.user.clone(),
             password,
+            tls: self.tls()?,
         })
+    }
+
+    fn tls(&self) -> Result<MysqlTls, CliError> {
+        match (&self.mysql_ca_file, self.mysql_cleartext) {
+            (Some(path), _) => Ok(MysqlTls::Verify {
+                ca_pem: std::fs::read_to_string(path).map_err(|source| CliError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?,
+                server_name: self
+                    .mysql_tls_name
+                    .clone()
+                    .unwrap_or_else(|| self.host.clone()),
+            }),
+            (None, true) => Ok(MysqlTls::Cleartext),
+            (None, false) => Err(CliError::NoMysqlCa),
+        }
     }
 }
 

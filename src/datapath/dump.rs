@@ -470,6 +470,7 @@ mod tests {
                 port: 3306,
                 user: "u".into(),
                 password: "p".into(),
+                tls: crate::datapath::MysqlTls::Cleartext,
             },
             s3: S3Config {
                 endpoint: None,

@@ -136,13 +136,21 @@ async fn connect(cfg: &MysqlConfig) -> Result<Conn, RestoreError> {
     Ok(conn)
 }
 
+/// Whether a connection failed because the server cannot be reached (yet), not because it
+/// refused the login or its certificate is wrong: a TLS failure comes as an I/O error whose kind
+/// is `InvalidData`.
+fn unreachable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Io(mysql_async::IoError::Io(io))
+        if io.kind() != std::io::ErrorKind::InvalidData)
+}
+
 /// Connects, retrying for up to `wait` while the server cannot be reached at all (not while it
-/// refuses the login: that is reported at once).
+/// refuses the login or the TLS handshake fails: that is reported at once).
 async fn connect_waiting(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, RestoreError> {
     let deadline = Instant::now() + wait;
     loop {
         match connect(cfg).await {
-            Err(RestoreError::Connect(mysql_async::Error::Io(e))) if Instant::now() < deadline => {
+            Err(RestoreError::Connect(e)) if unreachable(&e) && Instant::now() < deadline => {
                 tracing::info!(error = %e, "the server cannot be reached yet; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }

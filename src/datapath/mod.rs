@@ -16,10 +16,12 @@ pub mod schema;
 pub mod snapshot;
 pub(crate) mod sql;
 pub(crate) mod tabledef;
+pub mod tls;
 pub mod wire;
 
 pub use dump::{BackupConfig, BackupError, run};
 pub use manifest::Manifest;
+pub use tls::MysqlTls;
 
 use mysql_async::{Opts, OptsBuilder};
 
@@ -30,6 +32,7 @@ pub struct MysqlConfig {
     pub port: u16,
     pub user: String,
     pub password: String,
+    pub tls: MysqlTls,
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -39,6 +42,7 @@ impl std::fmt::Debug for MysqlConfig {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -51,6 +55,7 @@ impl MysqlConfig {
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
             .prefer_socket(false)
+            .ssl_opts(self.tls.ssl_opts())
             .into()
     }
 }
@@ -82,6 +87,7 @@ mod tests {
             port: 1,
             user: "u".into(),
             password: "s3cret".into(),
+            tls: MysqlTls::Cleartext,
         };
         assert!(!format!("{c:?}").contains("s3cret"));
     }

@@ -7,23 +7,32 @@
 //! CPU, more than zstd. The control connection (locks, schema, GTID position) stays on
 //! mysql_async; only the workers' snapshot transactions and chunk queries run here.
 //!
-//! Scope, on purpose small: TCP without TLS (as the dump's mysql_async connections),
-//! `mysql_native_password` and `caching_sha2_password` (fast path, and the full path with the
-//! server's RSA key), one statement per query, no compression, no prepared statements.
+//! Scope, on purpose small: TCP, with TLS that verifies the cluster's CA and the member's name
+//! (or cleartext when asked for: a server that does not offer TLS is never used in cleartext
+//! otherwise), `mysql_native_password` and `caching_sha2_password` (fast path, and the full path:
+//! the password over TLS, or encrypted with the server's RSA key), one statement per query, no
+//! compression, no prepared statements.
 
 use std::ops::Range;
 use std::time::Duration;
 
+use mysql_common::collations::CollationId;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
-    AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse,
+    AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse, SslRequest,
 };
 use mysql_common::proto::MySerialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::MysqlConfig;
+use super::tls::WireTls;
+use crate::xproto::tls::TlsError;
+
+mod transport;
+pub use transport::Transport;
 
 /// Everything that can go wrong on a data-path connection.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +64,15 @@ pub enum WireError {
     OldServer,
     #[error("this connection is unusable after an earlier failure or an unfinished result")]
     Broken,
+    #[error(
+        "the server does not offer TLS, and the backup does not send rows in cleartext: give \
+         the server a certificate (ssl_cert, ssl_key), or run with --mysql-cleartext"
+    )]
+    NoTls,
+    #[error("the TLS handshake with the server failed: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error(transparent)]
+    TlsSetup(#[from] TlsError),
 }
 
 impl WireError {
@@ -105,8 +123,9 @@ fn client_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 }
 
-/// One connection. `S` is a TCP stream in production and an in-memory pipe in tests.
-pub struct WireConn<S = TcpStream> {
+/// One connection. `S` is a TCP stream (under TLS or not) in production and an in-memory pipe
+/// in tests.
+pub struct WireConn<S = Transport<TcpStream>> {
     stream: S,
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
@@ -120,9 +139,10 @@ pub struct WireConn<S = TcpStream> {
     broken: bool,
 }
 
-impl WireConn<TcpStream> {
-    /// Connects and authenticates as `cfg.user`.
+impl WireConn<Transport<TcpStream>> {
+    /// Connects and authenticates as `cfg.user`, over TLS unless `cfg.tls` says cleartext.
     pub async fn connect(cfg: &MysqlConfig) -> Result<Self, WireError> {
+        let tls = cfg.tls.wire()?;
         let address = format!("{}:{}", cfg.host, cfg.port);
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -135,18 +155,74 @@ impl WireConn<TcpStream> {
         })?
         .map_err(|source| WireError::Connect { address, source })?;
         stream.set_nodelay(true)?;
-        Self::handshake(stream, &cfg.user, &cfg.password).await
+        Self::handshake(stream, &cfg.user, &cfg.password, tls.as_ref()).await
+    }
+}
+
+/// What the server's initial handshake says.
+struct Hello {
+    capabilities: CapabilityFlags,
+    nonce: Vec<u8>,
+    version: (u16, u16, u16),
+    plugin: AuthPlugin<'static>,
+}
+
+impl Hello {
+    fn parse(packet: &[u8]) -> Result<Hello, WireError> {
+        if packet.first() == Some(&ERR) {
+            return Err(server_error(packet, CapabilityFlags::empty()));
+        }
+        check_auth_data_len(packet)?;
+        let handshake: HandshakePacket<'_> = ParseBuf(packet)
+            .parse(())
+            .map_err(|e| WireError::Malformed(format!("initial handshake: {e}")))?;
+        let capabilities = handshake.capabilities();
+        let needed = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+        if !capabilities.contains(needed) {
+            return Err(WireError::OldServer);
+        }
+        let mut nonce = handshake.scramble_1_ref().to_vec();
+        nonce.extend_from_slice(handshake.scramble_2_ref().unwrap_or_default());
+        nonce.resize(20, 0);
+        Ok(Hello {
+            capabilities,
+            nonce,
+            version: handshake
+                .maria_db_server_version_parsed()
+                .or_else(|| handshake.server_version_parsed())
+                .unwrap_or((0, 0, 0)),
+            // Answer in the plugin the server announced when we speak it; otherwise in the
+            // native one, and the server switches us to the account's plugin.
+            plugin: match handshake.auth_plugin() {
+                Some(AuthPlugin::CachingSha2Password) => AuthPlugin::CachingSha2Password,
+                _ => AuthPlugin::MysqlNativePassword,
+            },
+        })
+    }
+}
+
+impl<S> WireConn<S> {
+    /// The connection state over `stream` instead; the old stream comes back with it.
+    fn swap_stream<T>(self, stream: T) -> (S, WireConn<T>) {
+        let conn = WireConn {
+            stream,
+            buf: self.buf,
+            start: self.start,
+            end: self.end,
+            large: self.large,
+            seq: self.seq,
+            capabilities: self.capabilities,
+            broken: self.broken,
+        };
+        (self.stream, conn)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
-    /// Runs the connection phase on an open stream.
-    pub(crate) async fn handshake(
-        stream: S,
-        user: &str,
-        password: &str,
-    ) -> Result<Self, WireError> {
-        let mut conn = WireConn {
+    fn new(stream: S) -> Self {
+        WireConn {
             stream,
             buf: vec![0; READ_CHUNK],
             start: 0,
@@ -155,42 +231,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
             seq: 0,
             capabilities: CapabilityFlags::empty(),
             broken: false,
+        }
+    }
+
+    /// Asks for TLS (the SSL request packet) and runs the TLS handshake, verifying the server.
+    async fn start_tls(mut self, tls: &WireTls) -> Result<WireConn<Transport<S>>, WireError> {
+        let mut request = Vec::new();
+        SslRequest::new(
+            self.capabilities,
+            MAX_PACKET,
+            CollationId::UTF8MB4_GENERAL_CI as u8,
+        )
+        .serialize(&mut request);
+        self.write_packet(&request).await?;
+        if self.start != self.end {
+            return Err(WireError::Malformed(
+                "the server sent data before the TLS handshake".into(),
+            ));
+        }
+        let (stream, state) = self.swap_stream(());
+        let secure = TlsConnector::from(tls.config.clone())
+            .connect(tls.name.clone(), stream)
+            .await
+            .map_err(WireError::Tls)?;
+        Ok(state.swap_stream(Transport::Tls(Box::new(secure))).1)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<Transport<S>> {
+    /// Runs the connection phase on an open stream: TLS first when `tls` is given (a server
+    /// that does not offer it is refused, never used in cleartext), then authentication.
+    pub(crate) async fn handshake(
+        stream: S,
+        user: &str,
+        password: &str,
+        tls: Option<&WireTls>,
+    ) -> Result<Self, WireError> {
+        let mut plain = WireConn::new(stream);
+        let hello = Hello::parse(plain.read_packet().await?)?;
+        plain.capabilities = hello.capabilities & client_capabilities();
+        let mut conn = match tls {
+            Some(tls) => {
+                if !hello.capabilities.contains(CapabilityFlags::CLIENT_SSL) {
+                    return Err(WireError::NoTls);
+                }
+                plain.capabilities |= CapabilityFlags::CLIENT_SSL;
+                plain.start_tls(tls).await?
+            }
+            None => {
+                let (stream, state) = plain.swap_stream(());
+                state.swap_stream(Transport::Plain(stream)).1
+            }
         };
-        conn.authenticate(user, password).await?;
+        conn.authenticate(hello, user, password).await?;
         Ok(conn)
     }
 
-    /// Long (97 lines) on purpose: one protocol exchange, packet by packet, as the server sends it.
-    async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), WireError> {
-        let packet = self.read_packet().await?.to_vec();
-        if packet.first() == Some(&ERR) {
-            return Err(server_error(&packet, CapabilityFlags::empty()));
-        }
-        check_auth_data_len(&packet)?;
-        let handshake: HandshakePacket<'_> = ParseBuf(&packet)
-            .parse(())
-            .map_err(|e| WireError::Malformed(format!("initial handshake: {e}")))?;
-        let server = handshake.capabilities();
-        let needed = CapabilityFlags::CLIENT_PROTOCOL_41
-            | CapabilityFlags::CLIENT_SECURE_CONNECTION
-            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
-        if !server.contains(needed) {
-            return Err(WireError::OldServer);
-        }
-        self.capabilities = server & client_capabilities();
-        let mut nonce = handshake.scramble_1_ref().to_vec();
-        nonce.extend_from_slice(handshake.scramble_2_ref().unwrap_or_default());
-        nonce.resize(20, 0);
-        let version = handshake
-            .maria_db_server_version_parsed()
-            .or_else(|| handshake.server_version_parsed())
-            .unwrap_or((0, 0, 0));
-        // Answer in the plugin the server announced when we speak it; otherwise in the native
-        // one, and the server switches us to the account's plugin.
-        let mut plugin = match handshake.auth_plugin() {
-            Some(AuthPlugin::CachingSha2Password) => AuthPlugin::CachingSha2Password,
-            _ => AuthPlugin::MysqlNativePassword,
-        };
+    /// Long (70 lines) on purpose: one protocol exchange, packet by packet, as the server sends it.
+    async fn authenticate(
+        &mut self,
+        hello: Hello,
+        user: &str,
+        password: &str,
+    ) -> Result<(), WireError> {
+        let Hello {
+            mut nonce,
+            version,
+            mut plugin,
+            ..
+        } = hello;
         let data = scramble(&plugin, password, &nonce);
         let response = HandshakeResponse::new(
             Some(data.as_slice()),
@@ -240,25 +349,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
                 (Some(AUTH_MORE), Some(SHA2_FULL_AUTH))
                     if plugin == AuthPlugin::CachingSha2Password =>
                 {
-                    // Over plain TCP the password goes encrypted with the server's RSA key.
-                    self.write_packet(&[SHA2_REQUEST_KEY]).await?;
-                    let key = self.read_packet().await?.to_vec();
-                    if key.first() != Some(&AUTH_MORE) {
-                        return Err(unexpected("the server's public key", &key));
-                    }
-                    let mut secret = password.as_bytes().to_vec();
-                    secret.push(0);
-                    for (i, b) in secret.iter_mut().enumerate() {
-                        *b ^= nonce[i % nonce.len()];
-                    }
-                    let encrypted = encrypt_password(&secret, &key[1..])?;
-                    self.write_packet(&encrypted).await?;
+                    self.full_sha2_auth(password, &nonce).await?;
                 }
                 _ => return Err(unexpected("an authentication answer", &packet)),
             }
         }
     }
 
+    /// caching_sha2's full authentication: the password itself, over TLS as it is; over plain
+    /// TCP encrypted with the server's RSA key.
+    async fn full_sha2_auth(&mut self, password: &str, nonce: &[u8]) -> Result<(), WireError> {
+        let mut secret = password.as_bytes().to_vec();
+        secret.push(0);
+        if self.stream.is_tls() {
+            return self.write_packet(&secret).await;
+        }
+        self.write_packet(&[SHA2_REQUEST_KEY]).await?;
+        let key = self.read_packet().await?.to_vec();
+        if key.first() != Some(&AUTH_MORE) {
+            return Err(unexpected("the server's public key", &key));
+        }
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b ^= nonce[i % nonce.len()];
+        }
+        let encrypted = encrypt_password(&secret, &key[1..])?;
+        self.write_packet(&encrypted).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> WireConn<S> {
     /// Runs a statement that returns no rows (a result set, if any, is read and dropped).
     pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
         let mut rows = self.query(sql).await?;

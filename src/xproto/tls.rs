@@ -1,6 +1,7 @@
-//! TLS for X protocol sessions: a rustls client configuration that either verifies the server
-//! against a CA or, when configured to, accepts the self-signed certificate MySQL generates at
-//! startup (the connection is then encrypted but the server is not authenticated).
+//! TLS for X protocol sessions (and the data path's row readers): a rustls client configuration
+//! that either verifies the server against a CA or, when configured to, accepts the self-signed
+//! certificate MySQL generates at startup (the connection is then encrypted but the server is
+//! not authenticated).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,9 +14,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("the X protocol CA bundle holds no usable PEM certificate: {0}")]
+    #[error("the CA bundle holds no usable PEM certificate: {0}")]
     CaBundle(String),
-    #[error("TLS setup for the X protocol failed: {0}")]
+    #[error("TLS setup failed: {0}")]
     Config(#[from] rustls::Error),
     #[error("{0:?} is not a valid TLS server name (a DNS name or an IP address)")]
     ServerName(String),

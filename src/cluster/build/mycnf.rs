@@ -148,9 +148,8 @@ fn server(s: &mut String, c: &ValidCluster) {
     tls(s, c.require_secure_transport);
 }
 
-/// The member's certificate for every path: clients (which must use TLS when the spec says so),
-/// and clone. The
-/// Group Replication side is in [`group_replication`].
+/// The member's certificate for every path: clients (which must use TLS unless the spec allows
+/// cleartext clients), and clone. The Group Replication side is in [`group_replication`].
 fn tls(s: &mut String, require_secure_transport: bool) {
     s.push_str("\n# TLS: every path uses the cluster's certificates (see spec.tls).\n");
     line(s, "ssl_ca", format!("{TLS_DIR}/ca.crt"));

@@ -378,9 +378,13 @@ fn tls_secret_is_mounted_and_configured() {
 
 #[test]
 fn every_member_path_uses_the_cluster_certificates() {
-    let default = mycnf::mycnf(&valid_cluster("spec: {}"));
-    assert!(default.lines().any(|l| l == "require_secure_transport=OFF"));
-    let c = valid_cluster("spec: {tls: {requireSecureTransport: true}}");
+    let opted_out = mycnf::mycnf(&valid_cluster("spec: {tls: {allowCleartextClients: true}}"));
+    assert!(
+        opted_out
+            .lines()
+            .any(|l| l == "require_secure_transport=OFF")
+    );
+    let c = valid_cluster("spec: {}");
     let spec = pod_spec(&c);
     let vol = spec
         .volumes

@@ -1,5 +1,7 @@
 //! The wire client against scripted server bytes: handshakes, results, errors, corruption.
 
+use std::sync::Arc;
+
 use super::*;
 use mysql_common::scramble::{scramble_native, scramble_sha256};
 use tokio::io::{DuplexStream, duplex};
@@ -29,7 +31,12 @@ impl Script {
     }
 
     fn handshake(self, plugin: &str) -> Self {
-        let caps = client_capabilities() | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        self.hello(plugin, CapabilityFlags::empty())
+    }
+
+    /// The initial handshake, with `extra` capabilities (CLIENT_SSL: the server offers TLS).
+    fn hello(self, plugin: &str, extra: CapabilityFlags) -> Self {
+        let caps = client_capabilities() | CapabilityFlags::CLIENT_DEPRECATE_EOF | extra;
         let hs = HandshakePacket::new(
             10,
             &b"8.4.3"[..],
@@ -126,7 +133,9 @@ async fn native_password_and_a_result_with_every_field_shape() {
         )
         .eof(seq + 2, 0);
     let (stream, sent) = serve(script);
-    let mut conn = WireConn::handshake(stream, "backup", "pw").await.unwrap();
+    let mut conn = WireConn::handshake(stream, "backup", "pw", None)
+        .await
+        .unwrap();
     let mut rows = conn.query("SELECT 1").await.unwrap();
     let mut seen = Vec::new();
     while let Some(r) = rows.next().await.unwrap() {
@@ -164,7 +173,9 @@ async fn caching_sha2_full_authentication_encrypts_with_the_server_key() {
         .packet(4, &key)
         .ok(6);
     let (stream, sent) = serve(script);
-    let conn = WireConn::handshake(stream, "u", "secret").await.unwrap();
+    let conn = WireConn::handshake(stream, "u", "secret", None)
+        .await
+        .unwrap();
     drop(conn);
     let sent = packets(&sent.await.unwrap());
     assert_eq!(
@@ -187,7 +198,7 @@ async fn caching_sha2_fast_path_and_auth_switch_to_native() {
         .packet(2, &[AUTH_MORE, SHA2_FAST_OK])
         .ok(3);
     let (stream, _) = serve(script);
-    WireConn::handshake(stream, "u", "p").await.unwrap();
+    WireConn::handshake(stream, "u", "p", None).await.unwrap();
 
     let mut switch = vec![EOF];
     switch.extend_from_slice(b"mysql_native_password\0");
@@ -197,7 +208,7 @@ async fn caching_sha2_fast_path_and_auth_switch_to_native() {
         .packet(2, &switch)
         .ok(4);
     let (stream, sent) = serve(script);
-    drop(WireConn::handshake(stream, "u", "p").await.unwrap());
+    drop(WireConn::handshake(stream, "u", "p", None).await.unwrap());
     let sent = packets(&sent.await.unwrap());
     assert_eq!(
         sent[1],
@@ -218,7 +229,10 @@ async fn refusals_say_what_the_server_said() {
         "Access denied for user 'u'",
     );
     let (stream, _) = serve(script);
-    let err = WireConn::handshake(stream, "u", "p").await.err().unwrap();
+    let err = WireConn::handshake(stream, "u", "p", None)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.server_code(), Some(1045), "{err}");
     assert!(err.to_string().contains("Access denied"), "{err}");
 
@@ -228,7 +242,10 @@ async fn refusals_say_what_the_server_said() {
         .handshake("mysql_native_password")
         .packet(2, &switch);
     let (stream, _) = serve(script);
-    let err = WireConn::handshake(stream, "u", "p").await.err().unwrap();
+    let err = WireConn::handshake(stream, "u", "p", None)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, WireError::AuthPlugin(ref p) if p == "client_ed25519"),
         "{err}"
@@ -244,7 +261,7 @@ async fn refusals_say_what_the_server_said() {
         .err(seq + 1, 1317, "Query execution was interrupted")
         .ok(1);
     let (stream, _) = serve(script);
-    let mut conn = WireConn::handshake(stream, "u", "p").await.unwrap();
+    let mut conn = WireConn::handshake(stream, "u", "p", None).await.unwrap();
     let mut rows = conn.query("SELECT 1").await.unwrap();
     assert!(rows.next().await.unwrap().is_some());
     let err = rows.next().await.err().unwrap();
@@ -267,7 +284,7 @@ async fn a_row_of_several_packets_is_joined() {
         .packet(seq + 1, &payload[MAX_PAYLOAD..])
         .eof(seq + 2, 0);
     let (stream, _) = serve(script);
-    let mut conn = WireConn::handshake(stream, "u", "p").await.unwrap();
+    let mut conn = WireConn::handshake(stream, "u", "p", None).await.unwrap();
     let mut rows = conn.query("SELECT b").await.unwrap();
     let r = rows.next().await.unwrap().unwrap();
     let f: Vec<_> = r.fields().collect::<Result<_, _>>().unwrap();
@@ -307,7 +324,7 @@ async fn a_wrong_sequence_id_is_reported() {
         .columns(1);
     let script = script.packet(9, &row_packet(&[Some(b"1")]));
     let (stream, _) = serve(script);
-    let mut conn = WireConn::handshake(stream, "u", "p").await.unwrap();
+    let mut conn = WireConn::handshake(stream, "u", "p", None).await.unwrap();
     let mut rows = conn.query("SELECT 1").await.unwrap();
     let err = rows.next().await.err().unwrap();
     assert!(err.to_string().contains("sequence 9"), "{err}");
@@ -381,7 +398,7 @@ async fn corrupted_server_bytes_never_panic() {
         }
         let (stream, _) = serve(Script(bytes));
         let run = async {
-            let mut conn = WireConn::handshake(stream, "u", "p").await?;
+            let mut conn = WireConn::handshake(stream, "u", "p", None).await?;
             let mut rows = conn.query("SELECT 1").await?;
             while let Some(r) = rows.next().await? {
                 for f in r.fields() {
@@ -393,5 +410,200 @@ async fn corrupted_server_bytes_never_panic() {
         let _ = tokio::time::timeout(Duration::from_secs(5), run)
             .await
             .expect("a corrupted stream ends in a value or an error");
+    }
+}
+
+// ---- TLS: the SSL request, the handshake verifying the CA and the name, then the protocol ----
+
+const TLS_NAME: &str = "db.wire.test";
+
+/// A CA and a server configuration with a certificate it signed for `name`.
+fn server_pki(name: &str) -> (String, Arc<rustls::ServerConfig>) {
+    use crate::certs::issue::{self, LeafRequest, Usage};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let now = jiff::Timestamp::now();
+    let ca = issue::new_ca("wire test CA", now, &mut rand::rng()).unwrap();
+    let request = LeafRequest {
+        common_name: name.into(),
+        dns_names: vec![name.into()],
+        usage: Usage::Server,
+    };
+    let leaf = issue::issue("wire test CA", &ca.key_pem, &request, now, &mut rand::rng()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    (ca.cert_pem, Arc::new(config))
+}
+
+fn client_tls(ca_pem: &str, name: &str) -> WireTls {
+    crate::datapath::MysqlTls::Verify {
+        ca_pem: ca_pem.into(),
+        server_name: name.into(),
+    }
+    .wire()
+    .unwrap()
+    .unwrap()
+}
+
+/// What the TLS test server saw: the SSL request packet, then what the client sent inside TLS.
+type Seen = (Vec<u8>, Vec<u8>);
+
+/// A server that offers TLS: the initial handshake, the client's SSL request, the TLS handshake
+/// with `config`, then `after` inside TLS (or, with `config` `None`, `after` as raw bytes where
+/// the TLS handshake should be).
+fn serve_tls(
+    config: Option<Arc<rustls::ServerConfig>>,
+    after: Vec<u8>,
+) -> (DuplexStream, tokio::task::JoinHandle<Seen>) {
+    let (client, mut server) = duplex(1 << 20);
+    let seen = tokio::spawn(async move {
+        let hello = Script::default().hello("caching_sha2_password", CapabilityFlags::CLIENT_SSL);
+        server.write_all(&hello.0).await.unwrap();
+        let mut request = vec![0u8; 36];
+        if server.read_exact(&mut request).await.is_err() {
+            return (Vec::new(), Vec::new());
+        }
+        let Some(config) = config else {
+            let _ = server.write_all(&after).await;
+            let _ = server.shutdown().await;
+            return (request, Vec::new());
+        };
+        let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(server).await else {
+            return (request, Vec::new());
+        };
+        tls.write_all(&after).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got).await;
+        (request, got)
+    });
+    (client, seen)
+}
+
+/// Over TLS: the SSL request (packet 1, CLIENT_SSL) comes before any credential, caching_sha2's
+/// full authentication sends the password as it is (inside TLS, no RSA key asked for), and rows
+/// are read as over plain TCP.
+#[tokio::test]
+async fn tls_then_full_authentication_then_rows() {
+    let (ca, config) = server_pki(TLS_NAME);
+    let (script, seq) = Script::default()
+        .packet(3, &[AUTH_MORE, SHA2_FULL_AUTH])
+        .ok(5)
+        .columns(1);
+    let script = script
+        .packet(seq, &row_packet(&[Some(b"TLSv1.3")]))
+        .eof(seq + 1, 0);
+    let (stream, seen) = serve_tls(Some(config), script.0);
+    let tls = client_tls(&ca, TLS_NAME);
+    let mut conn = WireConn::handshake(stream, "u", "secret", Some(&tls))
+        .await
+        .unwrap();
+    assert!(conn.stream.is_tls());
+    let mut rows = conn.query("SHOW STATUS LIKE 'Ssl_version'").await.unwrap();
+    let row = rows.next().await.unwrap().unwrap();
+    assert_eq!(row.fields().next().unwrap().unwrap(), Some(&b"TLSv1.3"[..]));
+    assert!(rows.next().await.unwrap().is_none());
+    conn.close().await;
+    let (request, inside) = seen.await.unwrap();
+    let request = packets(&request);
+    assert_eq!(request.len(), 1);
+    assert_eq!(request[0].0, 1, "the SSL request is packet 1");
+    let caps = u32::from_le_bytes(request[0].1[..4].try_into().unwrap());
+    assert!(CapabilityFlags::from_bits_truncate(caps).contains(CapabilityFlags::CLIENT_SSL));
+    assert!(!contains(&request[0].1, b"u\0"), "no user name before TLS");
+    let inside = packets(&inside);
+    assert_eq!(inside[0].0, 2, "the handshake response follows as packet 2");
+    assert_eq!(auth_data(&inside[0].1).0, "u");
+    assert_eq!(
+        inside[1],
+        (4, b"secret\0".to_vec()),
+        "the password, inside TLS"
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A certificate of another CA, or one that names another host, ends the connection before any
+/// credential is sent.
+#[tokio::test]
+async fn another_ca_or_another_name_is_refused() {
+    let (ca, config) = server_pki(TLS_NAME);
+    let (other_ca, _) = server_pki(TLS_NAME);
+    // The other CA has the same subject: its signature does not verify.
+    for (tls, want) in [
+        (client_tls(&other_ca, TLS_NAME), "BadSignature"),
+        (client_tls(&ca, "other.wire.test"), "NotValidForName"),
+    ] {
+        let (stream, seen) = serve_tls(Some(config.clone()), Vec::new());
+        let err = WireConn::handshake(stream, "u", "secret", Some(&tls))
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, WireError::Tls(_)), "{err}");
+        assert!(format!("{err:?}").contains(want), "{err:?}");
+        let (_, inside) = seen.await.unwrap();
+        assert!(inside.is_empty(), "nothing reached the server inside TLS");
+    }
+}
+
+/// A server that does not offer TLS is refused before the credentials go out: the rows are
+/// never read in cleartext when TLS was asked for.
+#[tokio::test]
+async fn a_server_without_tls_is_refused_before_the_credentials() {
+    let (ca, _) = server_pki(TLS_NAME);
+    let (stream, sent) = serve(Script::default().handshake("caching_sha2_password"));
+    let err = WireConn::handshake(stream, "u", "secret", Some(&client_tls(&ca, TLS_NAME)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, WireError::NoTls), "{err}");
+    assert!(err.to_string().contains("--mysql-cleartext"), "{err}");
+    assert!(sent.await.unwrap().is_empty(), "nothing was sent");
+}
+
+/// Bytes that are not TLS where the handshake should be (garbage, a truncated record, a
+/// closed connection, a MySQL packet) are an error, never a panic or a hang.
+#[tokio::test]
+async fn malformed_tls_is_an_error() {
+    let (ca, _) = server_pki(TLS_NAME);
+    let tls = client_tls(&ca, TLS_NAME);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut junk = Vec::new();
+    for _ in 0..400 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        junk.push(state as u8);
+    }
+    let cases = [
+        junk.clone(),
+        // A TLS handshake record header that promises more than comes.
+        vec![0x16, 0x03, 0x03, 0x40, 0x00, 0x02],
+        Vec::new(),
+        Script::default().ok(2).0,
+        // An alert record.
+        vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+    ];
+    for bytes in cases {
+        let (stream, _) = serve_tls(None, bytes.clone());
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            WireConn::handshake(stream, "u", "p", Some(&tls)),
+        )
+        .await
+        .expect("no hang");
+        let err = outcome.err().expect("not a connection");
+        assert!(matches!(err, WireError::Tls(_)), "{bytes:02x?}: {err}");
     }
 }
