@@ -376,7 +376,7 @@ async fn check_rows(env: &Env, acked: &[u64]) {
             let have: BTreeSet<u64> = env
                 .root(ip, &format!("SELECT id FROM {}", writer::TABLE))
                 .await
-                .unwrap_or_else(|e| panic!("{name}: read the rows: {e}"))
+                .unwrap_or_else(|e| panic!("{name}: read the rows: {e}\n{}", env.describe()))
                 .iter()
                 .filter_map(|r| r[0].parse().ok())
                 .collect();
