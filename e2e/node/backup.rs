@@ -45,17 +45,7 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
         ),
     );
     let phase = until("the Backup finished", STEP, async || {
-        let phase = env
-            .kubectl(&[
-                "-n",
-                NS,
-                "get",
-                "backup",
-                BACKUP,
-                "-o",
-                "jsonpath={.status.phase}",
-            ])
-            .ok()?;
+        let phase = backup_field(env, "{.status.phase}").ok()?;
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
     })
     .await;
@@ -195,19 +185,22 @@ async fn restored_rows(env: &Env) -> BTreeSet<u64> {
     .collect()
 }
 
+/// A field of the Backup (`kubectl get -o jsonpath=PATH`).
+fn backup_field(env: &Env, path: &str) -> Result<String, String> {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "get",
+        "backup",
+        BACKUP,
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
+}
+
 /// The Backup's status and its Job pod's log, for a failure's message.
 fn backup_state(env: &Env) -> String {
-    let status = env
-        .kubectl(&[
-            "-n",
-            NS,
-            "get",
-            "backup",
-            BACKUP,
-            "-o",
-            "jsonpath={.status}",
-        ])
-        .unwrap_or_else(|e| e);
+    let status = backup_field(env, "{.status}").unwrap_or_else(|e| e);
     let log = env
         .kubectl(&[
             "-n",

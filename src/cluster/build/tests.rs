@@ -358,21 +358,23 @@ fn the_statefulset_records_the_version_its_members_run() {
     assert_eq!(statefulset::deployed(&unannotated), None);
 }
 
+/// The Secret the members' `tls` volume mounts.
+fn tls_volume_secret(spec: &PodSpec) -> Option<&str> {
+    spec.volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == "tls")?
+        .secret
+        .as_ref()?
+        .secret_name
+        .as_deref()
+}
+
 #[test]
 fn tls_secret_is_mounted_and_configured() {
     let c = valid_cluster("spec: {tls: {secretName: orders-tls}}");
     let spec = pod_spec(&c);
-    let vol = spec
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "tls")
-        .unwrap();
-    assert_eq!(
-        vol.secret.as_ref().unwrap().secret_name.as_deref(),
-        Some("orders-tls")
-    );
+    assert_eq!(tls_volume_secret(&spec), Some("orders-tls"));
     assert!(mycnf::mycnf(&c).contains("ssl_cert=/etc/mysql/tls/tls.crt"));
 }
 
@@ -386,15 +388,8 @@ fn every_member_path_uses_the_cluster_certificates() {
     );
     let c = valid_cluster("spec: {}");
     let spec = pod_spec(&c);
-    let vol = spec
-        .volumes
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|v| v.name == "tls")
-        .unwrap();
     assert_eq!(
-        vol.secret.as_ref().unwrap().secret_name.as_deref(),
+        tls_volume_secret(&spec),
         Some("orders-tls"),
         "the operator CA's member certificate by default"
     );
