@@ -260,6 +260,50 @@ fn expel_on_proof_mutations_are_caught() {
     );
 }
 
+/// The real `decide`, except that clients are never admitted back to a member.
+fn never_admit(observed: &Observed) -> Decision {
+    let mut decision = schedule::real(observed);
+    decision.admit.clear();
+    decision
+}
+
+/// The real `decide`, except that every member that answers offline is admitted, in the group or
+/// not.
+fn admit_any(observed: &Observed) -> Decision {
+    let mut decision = schedule::real(observed);
+    decision.admit = observed
+        .members
+        .iter()
+        .filter(|m| m.state().is_some_and(|s| s.offline_mode))
+        .map(|m| m.ordinal)
+        .collect();
+    decision
+}
+
+#[test]
+fn admit_mutations_are_caught() {
+    let (failures, first) = mutation(
+        "never admit clients again",
+        0..300,
+        &never_admit,
+        schedule::run,
+    );
+    assert!(
+        !failures.is_empty(),
+        "the simulator did not notice members left offline: {first}"
+    );
+    let (failures, first) = mutation(
+        "admit clients to members out of the group",
+        0..1_000,
+        &admit_any,
+        schedule::run,
+    );
+    assert!(
+        failures.iter().any(|(_, f)| f.contains("clients admitted")),
+        "the simulator did not notice clients admitted out of the group: {first}"
+    );
+}
+
 /// A scripted schedule: the majority dies for good; the operator reports QuorumLost and does
 /// nothing until the user names the surviving partition; then the group serves writes again and
 /// the dead members rejoin when they come back.

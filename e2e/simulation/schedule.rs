@@ -382,7 +382,9 @@ impl Run<'_> {
             .members
             .values()
             .all(|m| !m.running() || m.expel_timeout_s == DEFAULT_EXPEL_TIMEOUT_S);
-        all_online && labels && !extra && updated && expel
+        // Every member of the group admits clients again.
+        let admitted = w.members.values().all(|m| !m.running() || !m.offline);
+        all_online && labels && !extra && updated && expel && admitted
     }
 
     /// The only acceptable way not to recover: a member holds transactions the group never had
@@ -946,6 +948,7 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         flap_window: FLAP_WINDOW,
         expel_timeout: DEFAULT_EXPEL_TIMEOUT_S,
         group_name: SIM_GROUP_NAME.into(),
+        member_certificate_end: None,
         now: jiff::Timestamp::UNIX_EPOCH,
         // As in the operator: nothing starts the group before the plan's restore step has set
         // the gate (open for the clusters that start empty).

@@ -121,12 +121,14 @@ impl SimOps<'_> {
             gtid_executed: m.executed.clone(),
             gtid_received: m.received.clone(),
             super_read_only: !matches!(&m.gr, Gr::In { primary, .. } if *primary == Some(o)),
+            offline_mode: m.offline,
             group,
             applier_queue: u64::try_from(queue).unwrap_or(u64::MAX),
             cloning: m.cloning.is_some(),
             clone_failed: None,
             expel_timeout: Some(m.expel_timeout_s),
             group_name: Some(self.naming.group_name.clone()),
+            certificate_end: None,
         }
     }
 }
@@ -160,6 +162,19 @@ impl MemberOps for SimOps<'_> {
             "SET GLOBAL group_replication_member_expel_timeout",
             |w| w.set_expel_timeout(at.ordinal, seconds),
         )
+    }
+
+    async fn admit_clients(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.operate(at, "SET GLOBAL offline_mode = OFF", |w| {
+            w.admit_clients(at.ordinal)
+        })
+    }
+
+    /// The simulated members have no TLS: nothing to reload (the Secret's end is never known).
+    async fn reload_tls(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.operate(at, "ALTER INSTANCE RELOAD TLS", |_| {
+            Err("the simulator has no TLS; the operator never asks it to reload".into())
+        })
     }
 
     async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {

@@ -78,6 +78,13 @@ pub struct SimMember {
     pub partial: bool,
     /// `group_replication_member_expel_timeout` (back to the default when mysqld restarts).
     pub expel_timeout_s: u32,
+    /// Group Replication has run on this data directory: mysqld starts `offline_mode` (the run
+    /// script's `--offline-mode=ON`).
+    pub been_in_group: bool,
+    /// `offline_mode`: on at the start of a mysqld that has been in a group and when the member
+    /// leaves the group by failure (the exit action, `OFFLINE_MODE` since 8.4); off only by the
+    /// operator.
+    pub offline: bool,
 }
 
 impl SimMember {
@@ -97,6 +104,8 @@ impl SimMember {
             update_pending: false,
             partial: false,
             expel_timeout_s: DEFAULT_EXPEL_TIMEOUT_S,
+            been_in_group: false,
+            offline: false,
         }
     }
 
@@ -290,6 +299,7 @@ impl World {
                 m.pod = Pod::Running;
                 m.gr = Gr::Off;
                 m.expel_timeout_s = DEFAULT_EXPEL_TIMEOUT_S;
+                m.offline = m.been_in_group;
             }
             if !m.running() {
                 m.gr = Gr::Off;
@@ -312,7 +322,7 @@ impl World {
                 // learns it was expelled cannot rejoin without quorum and ends in ERROR.
                 for &o in &c.members {
                     if !c.view.contains(&o) {
-                        self.mm(o).gr = Gr::Error;
+                        self.fail_out(o);
                     } else if let Gr::In {
                         view,
                         view_id,
@@ -327,6 +337,34 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The member leaves its group by failure: ERROR, and the exit action turns `offline_mode` on.
+    fn fail_out(&mut self, o: u32) {
+        let m = self.mm(o);
+        m.gr = Gr::Error;
+        m.offline = true;
+    }
+
+    /// `SET GLOBAL offline_mode = OFF` on `o`. Only a member ONLINE in the group with quorum may
+    /// serve clients: anything else is recorded as a violation.
+    pub fn admit_clients(&mut self, o: u32) -> Result<(), String> {
+        if !self.m(o).running() {
+            return Err("not running".into());
+        }
+        let in_group = self
+            .quorum_component()
+            .is_some_and(|c| c.members.contains(&o) && c.view.contains(&o));
+        if !in_group || !self.m(o).online(self.now) {
+            self.violations.push(format!(
+                "t={}ms: clients admitted to member {o}, which is not ONLINE in the group with \
+                 quorum ({:?})",
+                self.now,
+                self.m(o).gr
+            ));
+        }
+        self.mm(o).offline = false;
+        Ok(())
     }
 
     fn settle_component(&mut self, c: Component) {
@@ -348,7 +386,7 @@ impl World {
                         *recovering_until = Some(now + 2_000);
                     }
                 } else {
-                    self.mm(o).gr = Gr::Error;
+                    self.fail_out(o);
                 }
             }
             self.absent_since.remove(&(c.group, o));
@@ -573,6 +611,7 @@ impl World {
         }
         self.next_group += 1;
         let group = self.next_group;
+        self.mm(o).been_in_group = true;
         self.mm(o).gr = Gr::In {
             group,
             view: BTreeSet::from([o]),
@@ -617,6 +656,7 @@ impl World {
         }
         let mut view = c.view.clone();
         view.insert(o);
+        self.mm(o).been_in_group = true;
         self.mm(o).gr = Gr::In {
             group: c.group,
             view: view.clone(),

@@ -22,6 +22,9 @@ pub struct Group {
     pub members: Cluster,
     pub ops: SqlOps,
     pub group_port: u16,
+    /// When the certificate in the members' TLS Secret ends, as the operator's input says (a
+    /// renewal in the test changes it).
+    pub certificate_end: std::sync::Mutex<Option<jiff::Timestamp>>,
 }
 
 /// One member as the server itself says, read as root.
@@ -71,6 +74,7 @@ impl Group {
             },
         };
         Group {
+            certificate_end: std::sync::Mutex::new(built.member_certificate_end()),
             built,
             members,
             ops,
@@ -107,6 +111,7 @@ impl Group {
             flap_window: Duration::from_secs(30),
             expel_timeout: 5,
             group_name: self.built.cluster.group_name.to_string(),
+            member_certificate_end: *self.certificate_end.lock().unwrap(),
             now: jiff::Timestamp::now(),
             restore: RestoreGate::Open,
         }
@@ -174,24 +179,38 @@ impl Group {
         ordinal: u32,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, String> {
-        let opts = self.root_opts(ordinal);
-        let mut conn = mysql_async::Conn::new(opts)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
-        Ok(crate::realmysql::text_rows(rows))
+        query_as(self.root_opts(ordinal), sql).await
+    }
+
+    /// `sql` on `ordinal` as an application's account ([`APP_USER`], no `CONNECTION_ADMIN`:
+    /// refused while the member is offline), over the member's socket.
+    pub async fn app_try(
+        &self,
+        ordinal: u32,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        let opts = mysql_async::OptsBuilder::default()
+            .socket(Some(self.socket(ordinal).display().to_string()))
+            .user(Some(APP_USER.0))
+            .pass(Some(APP_USER.1));
+        query_as(opts, sql).await
     }
 
     /// Decides on `observed` and carries out the decision as the operator's tick does (the
-    /// expel-timeout change, then the operation); returns the decision.
+    /// expel-timeout change, the members admitted to clients or reloading their certificate,
+    /// then the operation); returns the decision.
     pub async fn tick(&self, observed: &Observed) -> Decision {
         let decision = innodb_operator::topology::decide(observed);
-        if decision.operation != Operation::None || decision.expel_timeout.is_some() {
+        if decision.operation != Operation::None
+            || decision.expel_timeout.is_some()
+            || !decision.admit.is_empty()
+            || !decision.reload_tls.is_empty()
+        {
             let outcome =
                 innodb_operator::topology::carry_out(&self.ops, observed, &decision).await;
             eprintln!(
-                "operator tick: {:?}, expel timeout {:?} -> {outcome:?}",
-                decision.operation, decision.expel_timeout
+                "operator tick: {:?}, expel timeout {:?}, admit {:?}, reload TLS {:?} -> {outcome:?}",
+                decision.operation, decision.expel_timeout, decision.admit, decision.reload_tls
             );
         }
         decision
@@ -361,4 +380,20 @@ pub fn describe(observed: &Observed) -> String {
             None => format!("  {}: {:?}\n", m.ordinal, m.reach),
         })
         .collect()
+}
+
+/// An application's account (name, password) the tests create on the group: no privilege beyond
+/// reading the test's schema.
+pub const APP_USER: (&str, &str) = ("app", "app-password-3032");
+
+/// `sql` in a new session opened with `opts`, every column as text.
+async fn query_as(
+    opts: mysql_async::OptsBuilder,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, String> {
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
+    Ok(crate::realmysql::text_rows(rows))
 }

@@ -370,6 +370,20 @@ async fn expel_timeouts(g: &Group, members: &[u32]) -> Vec<String> {
 async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
     let survivors: Vec<u32> = (0..3).filter(|&o| o != primary).collect();
     let old_uuid = uuid_of(g, primary).await;
+    // An application's account, to see what clients see of the restarted member.
+    let (app, app_password) = group::APP_USER;
+    g.root_exec(
+        primary,
+        &format!("CREATE USER IF NOT EXISTS '{app}'@'%' IDENTIFIED BY '{app_password}'"),
+    )
+    .await;
+    g.root_exec(
+        primary,
+        &format!("GRANT SELECT ON iop_test.* TO '{app}'@'%'"),
+    )
+    .await;
+    // Members cloned earlier restarted offline (they had been in a group): ticks admit them.
+    admitted_everywhere(g, "before the kill").await;
     assert_eq!(expel_timeouts(g, &[0, 1, 2]).await, ["5", "5", "5"]);
     let killed = Instant::now();
     g.members.kill(primary, libc::SIGKILL);
@@ -448,12 +462,25 @@ async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
     assert!(status.is_some(), "the killed container ended");
     let restarted = Instant::now();
     tokio::task::block_in_place(|| g.members.restart_container(primary)).expect("kubelet restart");
-    g.wait_until(
-        &format!("member {primary} answers after its restart"),
-        STEP,
-        |o| o.state(primary).is_some(),
-    )
-    .await;
+    let (observed, _) = g
+        .wait_until(
+            &format!("member {primary} answers after its restart"),
+            STEP,
+            |o| o.state(primary).is_some(),
+        )
+        .await;
+    // It starts offline: nothing but the operator (CONNECTION_ADMIN) reaches it until the group
+    // takes it back and the operator admits clients.
+    assert!(
+        observed.state(primary).is_some_and(|s| s.offline_mode),
+        "the restarted member starts offline:\n{}",
+        describe(&observed)
+    );
+    let refused = g.app_try(primary, "SELECT 1").await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("3032")),
+        "the application's account is refused by the restarted member: {refused:?}"
+    );
     join(
         g,
         t,
@@ -472,6 +499,26 @@ async fn kill_primary(g: &mut Group, t: &mut Timings, primary: u32) {
     })
     .await;
     assert_eq!(expel_timeouts(g, &[0, 1, 2]).await, ["5", "5", "5"]);
+    admitted_everywhere(g, "after the rejoin").await;
+}
+
+/// The operator's ticks admit clients to every member (each ONLINE), and the application's
+/// account then connects to each.
+async fn admitted_everywhere(g: &Group, when: &str) {
+    g.converge(
+        &format!("clients admitted to every member {when}"),
+        STEP,
+        |o| (0..3).all(|m| o.state(m).is_some_and(|s| !s.offline_mode)),
+    )
+    .await;
+    for o in 0..3 {
+        let admitted = g.app_try(o, "SELECT @@GLOBAL.offline_mode").await;
+        assert_eq!(
+            admitted,
+            Ok(vec![vec![Some("0".to_string())]]),
+            "member {o} admits the application {when}"
+        );
+    }
 }
 
 /// A secondary's pod deleted and created again (a rolling update): the init container runs

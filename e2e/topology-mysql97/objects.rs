@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use innodb_operator::api::MySQLCluster;
-use innodb_operator::cluster::build::tls_secrets::{self, CA_CERT_KEY, FoundTls};
+use innodb_operator::cluster::build::tls_secrets::{self, CA_CERT_KEY, FoundTls, TLS_CERT_KEY};
 use innodb_operator::cluster::build::{self, Object, ValidCluster};
 use innodb_operator::cluster::dereference::Dereferenced;
 use innodb_operator::cluster::validate::validate;
@@ -40,12 +40,13 @@ pub fn build(name: &str, spec: &str) -> Built {
         existing_accounts: BTreeSet::new(),
         tls_secret_keys: None,
         tls: Default::default(),
+        member_certificate_end: None,
         restore: None,
     };
     let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");
     let desired = build::build(
         &cluster,
-        build::TopologyInputs::from_spec(&cluster),
+        build::BuildInputs::from_spec(&cluster),
         &BTreeSet::new(),
         &mut rand::rng(),
     );
@@ -98,12 +99,22 @@ impl Built {
     /// The CA the members' certificate is signed by (`ca.crt` of their TLS Secret), `None`
     /// when the spec names a Secret of its own this harness was not given.
     pub fn member_ca(&self) -> Option<Vec<u8>> {
+        self.member_tls(CA_CERT_KEY)
+    }
+
+    /// When the members' certificate ends, read from it as the operator's dereference does.
+    pub fn member_certificate_end(&self) -> Option<jiff::Timestamp> {
+        innodb_operator::certs::inspect::not_after(&self.member_tls(TLS_CERT_KEY)?).ok()
+    }
+
+    /// `key` of the members' TLS Secret.
+    fn member_tls(&self, key: &str) -> Option<Vec<u8>> {
         let name = self.cluster.member_tls_secret();
         let secret = self
             .secrets
             .iter()
             .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))?;
-        Some(secret.data.as_ref()?.get(CA_CERT_KEY)?.0.clone())
+        Some(secret.data.as_ref()?.get(key)?.0.clone())
     }
 
     pub fn accounts(&self) -> Accounts {

@@ -370,12 +370,33 @@ fn spawn_writer(
 }
 
 /// The member certificate renewed (as the operator does at two thirds of its life), written
-/// where the kubelet would put it, and reloaded on every member while a writer commits through
-/// a verified session: every acknowledged write is on both members, and new sessions see the
-/// new certificate.
+/// where the kubelet would put it while a writer commits through a verified session; the
+/// operator's ticks see that the members serve another certificate than the Secret's and reload
+/// them: every acknowledged write is on both members, and new sessions see the new certificate.
 async fn rotation_under_writes(g: &Group) {
     let renewed = renewed_member_secret(g);
     let data = renewed.data.as_ref().unwrap();
+    // The served certificate, as the operator reads it (Ssl_server_not_after), is the Secret's
+    // (x509): no reload while nothing changed.
+    let observed = g.observe().await;
+    let secret_end = *g.certificate_end.lock().unwrap();
+    assert!(
+        secret_end.is_some(),
+        "the member Secret's certificate is read"
+    );
+    for o in 0..2 {
+        let served = observed.state(o).and_then(|s| s.certificate_end);
+        assert_eq!(
+            served.map(|t| t.as_second()),
+            secret_end.map(|t| t.as_second()),
+            "member {o} serves the Secret's certificate"
+        );
+    }
+    assert!(
+        innodb_operator::topology::decide(&observed)
+            .reload_tls
+            .is_empty()
+    );
 
     // The application's account (the operator's may not write rows).
     g.root_exec(0, "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw-1'")
@@ -394,8 +415,28 @@ async fn rotation_under_writes(g: &Group) {
         for key in [TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY] {
             std::fs::write(dir.join(key), &data[key].0).expect("write the renewed file");
         }
-        g.root_exec(m.ordinal, "ALTER INSTANCE RELOAD TLS").await;
     }
+    let renewed_end = innodb_operator::certs::inspect::not_after(&data[TLS_CERT_KEY].0)
+        .expect("the renewed certificate");
+    assert_ne!(Some(renewed_end), secret_end, "the renewal has a new end");
+    *g.certificate_end.lock().unwrap() = Some(renewed_end);
+    let reloaded = Instant::now();
+    g.converge(
+        "every member serves the renewed certificate",
+        crate::STEP,
+        |o| {
+            (0..2).all(|m| {
+                o.state(m)
+                    .and_then(|s| s.certificate_end)
+                    .is_some_and(|t| t.as_second() == renewed_end.as_second())
+            })
+        },
+    )
+    .await;
+    eprintln!(
+        "rotation: the operator's ticks reloaded both members in {:?}",
+        reloaded.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failures) = writer.await.unwrap();

@@ -3,8 +3,10 @@
 //! (randomness from the system through ring); no client, no clock (the time comes in).
 //!
 //! - [`issue`] makes a CA and signs leaf certificates with it;
-//! - [`validity`] says when a certificate is due for renewal.
+//! - [`validity`] says when a certificate is due for renewal;
+//! - [`inspect`] reads when a certificate in PEM ends, whoever issued it.
 
+pub mod inspect;
 pub mod issue;
 pub mod validity;
 

@@ -8,7 +8,7 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
-use super::build::tls_secrets::{FoundSecret, FoundTls};
+use super::build::tls_secrets::{FoundSecret, FoundTls, TLS_CERT_KEY};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
 use super::validate::{TlsSource, ValidCluster};
 use crate::api::{Backup, MySQLCluster};
@@ -29,6 +29,9 @@ pub struct Dereferenced {
     /// The operator CA's Secrets (read whatever `spec.tls` says: they are cheap, and a spec
     /// that switches back finds its CA).
     pub tls: FoundTls,
+    /// When the certificate the members mount ends (the user's Secret or the operator's);
+    /// `None` when there is none or it cannot be read.
+    pub member_certificate_end: Option<jiff::Timestamp>,
     /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
     /// `restoreFrom`, or once the restore is over (nothing is read then).
     pub restore: Option<Result<RestoreLocation, Unresolved>>,
@@ -91,12 +94,13 @@ pub(crate) async fn dereference(
             accounts.insert(account, SecretText::from(secret));
         }
     }
-    let tls_secret_keys = match &cluster.spec.tls.secret_name {
+    let user_tls = match &cluster.spec.tls.secret_name {
         None => None,
         Some(secret_name) => get_opt(&secrets, "Secret", secret_name)
             .await?
-            .map(|s| s.data.unwrap_or_default().into_keys().collect()),
+            .map(FoundSecret::from_secret),
     };
+    let tls_secret_keys = user_tls.as_ref().map(|s| s.data.keys().cloned().collect());
     let tls = FoundTls {
         ca: get_opt(&secrets, "Secret", &names.ca_secret())
             .await?
@@ -120,11 +124,13 @@ pub(crate) async fn dereference(
         }
     };
     let restore = restore_location(client, cluster, ns).await?;
+    let member_certificate_end = certificate_end(user_tls.as_ref().or(tls.member.as_ref()));
     let deref = Dereferenced {
         group_name,
         existing_accounts: accounts.keys().copied().collect(),
         tls_secret_keys,
         tls,
+        member_certificate_end,
         restore,
     };
     Ok((deref, AccountSecrets(accounts)))
@@ -195,6 +201,13 @@ pub fn group_name_in_mycnf(mycnf: &str) -> Option<Uuid> {
             .strip_prefix("loose_group_replication_group_name=")?;
         Uuid::parse_str(v.trim()).ok()
     })
+}
+
+/// When the certificate (`tls.crt`) of `secret` ends; `None` without one, or when it cannot be
+/// read (validation says what is wrong with a user's Secret).
+fn certificate_end(secret: Option<&FoundSecret>) -> Option<jiff::Timestamp> {
+    let pem = secret?.data.get(TLS_CERT_KEY)?;
+    crate::certs::inspect::not_after(pem).ok()
 }
 
 #[cfg(test)]

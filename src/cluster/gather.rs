@@ -18,8 +18,8 @@ use crate::api::MySQLCluster;
 use crate::context::Context;
 use crate::objects::accounts::Account;
 use crate::objects::names::Names;
-use crate::topology::Observed;
 use crate::topology::mysql::SqlOps;
+use crate::topology::{ClusterInput, Observed};
 
 /// Everything one reconcile knows before it decides.
 #[derive(Debug)]
@@ -97,7 +97,15 @@ pub(crate) async fn gather(
         && deref.member_certificate_exists(valid)
     {
         let ops = topology_step::sql_ops(&ctx.client, &secrets, valid).await?;
-        members = Some(gather_members(ctx, valid, &cluster, &names, &workloads, ops, now).await?);
+        let input = topology_step::cluster_input(
+            valid,
+            &cluster,
+            &workloads.pods,
+            workloads.statefulset.as_ref(),
+            deref.member_certificate_end,
+            now,
+        );
+        members = Some(gather_members(ctx, &names, input, ops).await?);
         restore_job = restore_step::read_job(ctx, &cluster).await?;
     }
     Ok(Some(Observations {
@@ -115,20 +123,10 @@ pub(crate) async fn gather(
 /// What every member says, and which members the X protocol monitor watches.
 async fn gather_members(
     ctx: &Context,
-    valid: &ValidCluster,
-    cluster: &MySQLCluster,
     names: &Names,
-    workloads: &Workloads,
+    input: ClusterInput,
     ops: SqlOps,
-    now: jiff::Timestamp,
 ) -> Result<Members, ReconcileError> {
-    let input = topology_step::cluster_input(
-        valid,
-        cluster,
-        &workloads.pods,
-        workloads.statefulset.as_ref(),
-        now,
-    );
     ctx.monitor_targets(
         &names.namespace,
         &names.cluster,

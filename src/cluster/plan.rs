@@ -5,7 +5,7 @@
 //! 2. the restore Job to create and the restore's Event ([`topology`]: restore first, it gates
 //!    the group's first start);
 //! 3. the one Group Replication operation ([`topology`], through `decide`);
-//! 4. the objects to apply, built with what the topology decided ([`TopologyInputs`]);
+//! 4. the objects to apply, built with what the topology decided ([`BuildInputs`]);
 //! 5. what the topology asks of Kubernetes: role labels, the pod a rolling update replaces,
 //!    one-shot annotations to clear ([`KubernetesChanges`]);
 //! 6. the status to write ([`StatusInput`]; the driver adds only what its writes did).
@@ -21,7 +21,7 @@ use kube::ResourceExt;
 use rand::Rng;
 
 use super::build::tls_secrets::{self, TlsWrites};
-use super::build::{self, Desired, TopologyInputs};
+use super::build::{self, BuildInputs, Desired};
 use super::gather::Observations;
 use super::restore_plan::{self, RestoreInput, RestoreLocation, Unresolved};
 use super::status::StatusInput;
@@ -76,11 +76,9 @@ impl TopologyPlan {
         status.restore = self.restore.status.clone();
     }
 
-    /// What the objects carry of this decision.
-    pub fn build_inputs(&self) -> TopologyInputs {
-        TopologyInputs {
-            replicas: self.decision.statefulset_replicas.max(1) as i32,
-        }
+    /// The StatefulSet's replicas this decision asks for.
+    pub fn replicas(&self) -> i32 {
+        self.decision.statefulset_replicas.max(1) as i32
     }
 }
 
@@ -209,10 +207,15 @@ pub(crate) fn plan(
         let restore = restore_observation(obs);
         topology(m.observed.clone(), Some(&restore), decide)
     });
-    let inputs = topology.as_ref().map_or_else(
-        || TopologyInputs::from_spec(valid),
-        TopologyPlan::build_inputs,
-    );
+    let inputs = BuildInputs {
+        replicas: topology
+            .as_ref()
+            .map_or(valid.instances, TopologyPlan::replicas),
+        // A certificate written now is the one the pods mount next.
+        member_certificate_end: tls
+            .member_certificate_end()
+            .or(obs.deref.member_certificate_end),
+    };
     let mut requeue = CONVERGING;
     if let Some(t) = &topology {
         t.fill_status(&mut status);

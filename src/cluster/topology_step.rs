@@ -169,6 +169,7 @@ pub(crate) fn cluster_input(
     cluster: &MySQLCluster,
     pods: &[Pod],
     statefulset: Option<&StatefulSet>,
+    member_certificate_end: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
 ) -> ClusterInput {
     let update_revision = statefulset
@@ -206,6 +207,7 @@ pub(crate) fn cluster_input(
         flap_window: FLAP_WINDOW,
         expel_timeout: EXPEL_TIMEOUT_S,
         group_name: valid.group_name.to_string(),
+        member_certificate_end,
         now,
         restore: topology::RestoreGate::not_planned(),
     }
@@ -448,6 +450,8 @@ mod tests {
             force_quorum_consumed: false,
             requeue: Duration::from_secs(1),
             expel_timeout: None,
+            admit: Vec::new(),
+            reload_tls: Vec::new(),
         };
         let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let history = [ActionRecord {
@@ -503,7 +507,7 @@ mod tests {
              spec: {clonePolicy: ReplaceErrant}\n",
         );
         let v = valid_cluster("spec: {}");
-        let input = cluster_input(&v, &c, &[], None, jiff::Timestamp::UNIX_EPOCH);
+        let input = cluster_input(&v, &c, &[], None, None, jiff::Timestamp::UNIX_EPOCH);
         assert_ne!(input.restore, topology::RestoreGate::Open);
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));

@@ -3,7 +3,6 @@
 
 use super::diagnose::{Diagnosis, Health, diagnose};
 pub use super::event::Event;
-use super::expel;
 use super::observe::{ActionKind, ActionRecord, MemberStatus, Observed, Reach, RestoreGate};
 use super::ops::Operation;
 use super::pick::{denied, flapping, foreign_groups, name, names};
@@ -11,6 +10,7 @@ use super::report::assemble;
 pub use super::report::{Condition, Decision, MemberReport};
 use super::verdict::Verdict;
 use super::with_quorum::with_quorum;
+use super::{admit, expel, tls_reload};
 
 /// The state machine.
 pub fn decide(observed: &Observed) -> Decision {
@@ -27,6 +27,7 @@ pub fn decide(observed: &Observed) -> Decision {
         _ => offline(observed, &diagnosis),
     };
     let expel_timeout = expel::decide(observed, diagnosis.group.as_ref());
+    let admit = admit::decide(observed, diagnosis.group.as_ref());
     let mut decision = assemble(observed, &diagnosis, verdict);
     decision
         .events
@@ -36,6 +37,12 @@ pub fn decide(observed: &Observed) -> Decision {
         decision.requeue = decision.requeue.min(std::time::Duration::from_secs(1));
     }
     decision.expel_timeout = expel_timeout;
+    decision.events.extend(admit::event(observed, &admit));
+    decision.admit = admit;
+    decision.reload_tls = tls_reload::decide(observed);
+    if !decision.reload_tls.is_empty() {
+        decision.requeue = decision.requeue.min(tls_reload::RETRY);
+    }
     #[cfg(feature = "test-mutations")]
     let decision = super::mutation::apply(observed, decision);
     decision

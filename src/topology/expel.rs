@@ -195,12 +195,14 @@ mod tests {
                         gtid_executed: GtidSet::new(),
                         gtid_received: GtidSet::new(),
                         super_read_only: o != 0,
+                        offline_mode: false,
                         group: rows.clone(),
                         applier_queue: 0,
                         cloning: false,
                         clone_failed: None,
                         expel_timeout: Some(timeouts[o as usize]),
                         group_name: None,
+                        certificate_end: None,
                     }))
                 }),
             })

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+pub mod admit;
 pub mod decide;
 pub mod diagnose;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod ops;
 mod pick;
 pub mod report;
 pub mod sql;
+pub mod tls_reload;
 mod verdict;
 mod with_quorum;
 
@@ -46,7 +48,8 @@ pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
 }
 
 /// Carries out what `decide` chose: the expel-timeout change first (it shortens a failover under
-/// way), then the operation.
+/// way), the members admitted to clients and those reloading their certificate, then the
+/// operation.
 pub async fn carry_out<O: MemberOps>(
     ops: &O,
     observed: &Observed,
@@ -55,6 +58,8 @@ pub async fn carry_out<O: MemberOps>(
     if let Some(change) = &decision.expel_timeout {
         ops::set_expel_timeout(ops, observed, change).await;
     }
+    ops::admit_clients(ops, observed, &decision.admit).await;
+    ops::reload_tls(ops, observed, &decision.reload_tls).await;
     ops::execute(ops, observed, &decision.operation).await
 }
 
@@ -138,12 +143,14 @@ mod tests {
                 gtid_executed: GtidSet::parse("cccccccc-cccc-cccc-cccc-cccccccccccc:1-3").unwrap(),
                 gtid_received: GtidSet::new(),
                 super_read_only: at.ordinal != 0,
+                offline_mode: false,
                 group,
                 applier_queue: 0,
                 cloning: false,
                 clone_failed: None,
                 expel_timeout: Some(5),
                 group_name: None,
+                certificate_end: None,
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {
@@ -160,6 +167,12 @@ mod tests {
         }
         async fn set_expel_timeout(&self, at: &Endpoint, seconds: u32) -> Result<(), OpsError> {
             self.record(format!("expel timeout {seconds} on {}", at.host))
+        }
+        async fn admit_clients(&self, at: &Endpoint) -> Result<(), OpsError> {
+            self.record(format!("admit {}", at.host))
+        }
+        async fn reload_tls(&self, at: &Endpoint) -> Result<(), OpsError> {
+            self.record(format!("reload TLS {}", at.host))
         }
         async fn set_primary(&self, at: &Endpoint, uuid: &str) -> Result<(), OpsError> {
             self.record(format!("primary {uuid} via {}", at.host))

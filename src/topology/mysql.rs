@@ -238,6 +238,7 @@ impl SqlOps {
             .collect();
         let group = sql::parse_members(rows).map_err(|e| s.protocol(e))?;
         let queue: Vec<Option<u64>> = s.rows(sql::SELECT_QUEUE).await?;
+        let certificate: Vec<(String, String)> = s.rows(sql::SELECT_CERTIFICATE_END).await?;
         let clones: Vec<sql::CloneRowText> = if capabilities.clone {
             s.rows(sql::SELECT_CLONE_STATE).await?
         } else {
@@ -250,12 +251,14 @@ impl SqlOps {
             gtid_executed: parse(&executed).map_err(|e| s.protocol(e))?,
             gtid_received: parse(&received).map_err(|e| s.protocol(e))?,
             super_read_only: sql::parse_bool(&read_only),
+            offline_mode: sql::offline_mode(&variables),
             group,
             applier_queue: queue.into_iter().next().flatten().unwrap_or(0),
             cloning: sql::clone_running(&clones),
             clone_failed: sql::clone_failure(&clones),
             expel_timeout: sql::expel_timeout(&variables),
             group_name: sql::group_name(&variables),
+            certificate_end: sql::certificate_end(&certificate),
         })
     }
 
@@ -355,6 +358,20 @@ impl MemberOps for SqlOps {
         .await
     }
 
+    async fn admit_clients(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            self.connect(at).await?.run(&sql::admit_clients()).await
+        })
+        .await
+    }
+
+    async fn reload_tls(&self, at: &Endpoint) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            self.connect(at).await?.run_text(sql::RELOAD_TLS).await
+        })
+        .await
+    }
+
     async fn leave(&self, at: &Endpoint) -> Result<(), OpsError> {
         self.deadline(at, self.operation_timeout, async {
             self.connect(at).await?.run_text(sql::STOP_GR).await
@@ -442,6 +459,7 @@ mod tests {
             flap_window: Duration::from_secs(30),
             expel_timeout: 5,
             group_name: String::new(),
+            member_certificate_end: None,
             now: jiff::Timestamp::UNIX_EPOCH,
             restore: Default::default(),
         };

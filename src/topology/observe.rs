@@ -125,6 +125,9 @@ pub struct ClusterInput {
     /// This cluster's group name (a UUID, lowercase): a member configured with another one
     /// belongs to another group and is neither started nor joined.
     pub group_name: String,
+    /// When the certificate in the members' TLS Secret ends (`None`: unknown): a member that
+    /// serves another one reloads its TLS files (see `tls_reload`).
+    pub member_certificate_end: Option<Timestamp>,
     pub now: Timestamp,
     /// Holds the first start of the group while a restore from a backup has not succeeded.
     pub restore: RestoreGate,
@@ -159,6 +162,7 @@ impl ClusterInput {
             flap_window: std::time::Duration::from_secs(30),
             expel_timeout: 5,
             group_name: String::new(),
+            member_certificate_end: None,
             now: Timestamp::from_second(1_000_000).unwrap(),
             restore: RestoreGate::Open,
         }
@@ -269,6 +273,8 @@ pub struct MemberState {
     /// `received_transaction_set` of the `group_replication_applier` channel.
     pub gtid_received: GtidSet,
     pub super_read_only: bool,
+    /// `offline_mode`: clients without `CONNECTION_ADMIN` are refused (see `admit`).
+    pub offline_mode: bool,
     /// The member's view of the group (its own row when it is not in one).
     pub group: Vec<GroupMemberRow>,
     /// `COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE` of the member's own stats row.
@@ -281,6 +287,8 @@ pub struct MemberState {
     pub expel_timeout: Option<u32>,
     /// `group_replication_group_name`, lowercase; `None` without the plugin or when unset.
     pub group_name: Option<String>,
+    /// When the certificate the member serves ends (`Ssl_server_not_after`); `None` without TLS.
+    pub certificate_end: Option<Timestamp>,
 }
 
 impl MemberState {
@@ -388,6 +396,7 @@ mod tests {
             flap_window: std::time::Duration::from_secs(30),
             expel_timeout: 5,
             group_name: String::new(),
+            member_certificate_end: None,
             now: Timestamp::UNIX_EPOCH,
             restore: RestoreGate::Open,
         }

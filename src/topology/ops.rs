@@ -105,6 +105,10 @@ pub trait MemberOps {
         at: &Endpoint,
         seconds: u32,
     ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// `SET GLOBAL offline_mode = OFF`: clients are admitted again.
+    fn admit_clients(&self, at: &Endpoint) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// `ALTER INSTANCE RELOAD TLS`: new connections get the certificate now in the files.
+    fn reload_tls(&self, at: &Endpoint) -> impl Future<Output = Result<(), OpsError>> + Send;
     /// Clones `donor` into this member.
     fn clone_from(
         &self,
@@ -244,25 +248,61 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
     Observed { input, members }
 }
 
-/// Sets the expel timeout on every member the change lists, concurrently. A member that fails
-/// is logged and left: the next tick decides again from what it then says.
-pub async fn set_expel_timeout<O: MemberOps>(ops: &O, observed: &Observed, change: &ExpelTimeout) {
+/// Runs one statement beside the operation on each of `members`, concurrently. A member that
+/// fails is logged and left: the next tick decides again from what it then says.
+async fn on_each<F, Fut>(observed: &Observed, members: &[u32], what: &str, run: F)
+where
+    F: Fn(Endpoint) -> Fut,
+    Fut: Future<Output = Result<(), OpsError>>,
+{
     let input = &observed.input;
-    let results = futures::future::join_all(change.members.iter().map(|&o| async move {
-        let at = input.endpoint(o);
-        (o, ops.set_expel_timeout(&at, change.seconds).await)
+    let results = futures::future::join_all(members.iter().map(|&o| {
+        let done = run(input.endpoint(o));
+        async move { (o, done.await) }
     }))
     .await;
     for (o, result) in results {
         match result {
-            Ok(()) => {
-                tracing::info!(cluster = %input.name, member = o, seconds = change.seconds, "set group_replication_member_expel_timeout")
-            }
+            Ok(()) => tracing::info!(cluster = %input.name, member = o, "{what}"),
             Err(e) => {
-                tracing::warn!(cluster = %input.name, member = o, seconds = change.seconds, error = %e, "cannot set group_replication_member_expel_timeout")
+                tracing::warn!(cluster = %input.name, member = o, error = %e, "{what}: failed")
             }
         }
     }
+}
+
+/// Sets the expel timeout on every member the change lists.
+pub async fn set_expel_timeout<O: MemberOps>(ops: &O, observed: &Observed, change: &ExpelTimeout) {
+    let what = format!(
+        "set group_replication_member_expel_timeout to {}",
+        change.seconds
+    );
+    on_each(observed, &change.members, &what, |at| async move {
+        ops.set_expel_timeout(&at, change.seconds).await
+    })
+    .await;
+}
+
+/// Admits clients to `members` (`offline_mode` OFF).
+pub async fn admit_clients<O: MemberOps>(ops: &O, observed: &Observed, members: &[u32]) {
+    on_each(
+        observed,
+        members,
+        "admitted clients (offline_mode OFF)",
+        |at| async move { ops.admit_clients(&at).await },
+    )
+    .await;
+}
+
+/// Reloads the TLS files of `members`.
+pub async fn reload_tls<O: MemberOps>(ops: &O, observed: &Observed, members: &[u32]) {
+    on_each(
+        observed,
+        members,
+        "reloaded TLS (the certificate in the Secret differs from the one served)",
+        |at| async move { ops.reload_tls(&at).await },
+    )
+    .await;
 }
 
 /// Runs the decided operation.

@@ -64,6 +64,10 @@ pub struct Decision {
     pub requeue: Duration,
     /// Expel on proof (see `expel`): carried out before `operation`.
     pub expel_timeout: Option<super::expel::ExpelTimeout>,
+    /// Members to admit clients to (see `admit`): carried out before `operation`.
+    pub admit: Vec<u32>,
+    /// Members to reload their TLS files (see `tls_reload`): carried out before `operation`.
+    pub reload_tls: Vec<u32>,
 }
 
 /// The `Decision` of one tick: every field from the observation, the diagnosis and the verdict,
@@ -102,6 +106,8 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         operation: verdict.operation,
         labels,
         expel_timeout: None,
+        admit: Vec::new(),
+        reload_tls: Vec::new(),
     }
 }
 

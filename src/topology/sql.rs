@@ -54,10 +54,11 @@ pub struct Capabilities {
 /// Plugin names the probe asks about.
 pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
 /// Variables the probe asks about.
-pub const PROBED_VARIABLES: [&str; 3] = [
+pub const PROBED_VARIABLES: [&str; 4] = [
     "group_replication_communication_stack",
     EXPEL_TIMEOUT_VARIABLE,
     GROUP_NAME_VARIABLE,
+    OFFLINE_MODE_VARIABLE,
 ];
 
 /// The name (a UUID) of the group the member starts or joins.
@@ -84,6 +85,24 @@ pub fn expel_timeout(variables: &[(String, Option<String>)]) -> Option<u32> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(EXPEL_TIMEOUT_VARIABLE))
         .and_then(|(_, value)| value.as_deref()?.trim().parse().ok())
+}
+
+/// Refuses clients without `CONNECTION_ADMIN` while ON (see `admit`).
+pub const OFFLINE_MODE_VARIABLE: &str = "offline_mode";
+
+/// The member's `offline_mode` from the probe's variable rows (a server without the variable
+/// has no offline mode).
+pub fn offline_mode(variables: &[(String, Option<String>)]) -> bool {
+    variables
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(OFFLINE_MODE_VARIABLE))
+        .and_then(|(_, value)| value.as_deref())
+        .is_some_and(parse_bool)
+}
+
+/// Admits clients again: `SET GLOBAL offline_mode = OFF`.
+pub fn admit_clients() -> Statement {
+    Statement::from_text(format!("SET GLOBAL {OFFLINE_MODE_VARIABLE} = OFF"))
 }
 
 /// `SET GLOBAL group_replication_member_expel_timeout = <seconds>`; on a member whose view
@@ -204,6 +223,42 @@ pub fn select_variables() -> String {
 
 pub const SELECT_SELF: &str =
     "SELECT @@GLOBAL.server_uuid, @@GLOBAL.gtid_executed, @@GLOBAL.super_read_only";
+
+/// When the certificate the server presents ends (an empty value without TLS).
+pub const SELECT_CERTIFICATE_END: &str = "SHOW GLOBAL STATUS LIKE 'Ssl_server_not_after'";
+
+/// The end of the served certificate from [`SELECT_CERTIFICATE_END`]'s rows: OpenSSL's
+/// `Mmm dd hh:mm:ss yyyy GMT` (the day padded with a space); `None` when empty or unreadable.
+pub fn certificate_end(rows: &[(String, String)]) -> Option<jiff::Timestamp> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_, text) = rows.first()?;
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [month, day, time, year, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m == month)? + 1;
+    let mut hms = time.split(':').map(|p| p.parse::<i8>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    jiff::civil::DateTime::new(
+        year.parse().ok()?,
+        i8::try_from(month).ok()?,
+        day.parse().ok()?,
+        h,
+        m,
+        s,
+        0,
+    )
+    .ok()?
+    .to_zoned(jiff::tz::TimeZone::UTC)
+    .ok()
+    .map(|z| z.timestamp())
+}
+
+/// Reads the TLS files again (certificate, key, CA) for new connections; on an error the server
+/// keeps what it has.
+pub const RELOAD_TLS: &str = "ALTER INSTANCE RELOAD TLS";
 
 pub const SELECT_RECEIVED: &str = "SELECT RECEIVED_TRANSACTION_SET FROM \
      performance_schema.replication_connection_status WHERE CHANNEL_NAME = 'group_replication_applier'";
@@ -689,8 +744,42 @@ mod tests {
         );
         assert!(select_variables().ends_with(
             "IN ('group_replication_communication_stack', 'group_replication_member_expel_timeout', \
-             'group_replication_group_name')"
+             'group_replication_group_name', 'offline_mode')"
         ));
+    }
+
+    #[test]
+    fn the_served_certificates_end_is_read_as_openssl_prints_it() {
+        let rows = |v: &str| vec![("Ssl_server_not_after".to_string(), v.to_string())];
+        assert_eq!(
+            certificate_end(&rows("Jun  1 12:00:00 2027 GMT")),
+            Some("2027-06-01T12:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            certificate_end(&rows("Dec 31 23:59:59 2026 GMT")),
+            Some("2026-12-31T23:59:59Z".parse().unwrap())
+        );
+        // Without TLS the value is empty; anything else unreadable is unknown, not a panic.
+        for bad in [
+            "",
+            "Jun 1 12:00 2027 GMT",
+            "Foo  1 12:00:00 2027 GMT",
+            "Feb 30 12:00:00 2027 GMT",
+        ] {
+            assert_eq!(certificate_end(&rows(bad)), None, "{bad:?}");
+        }
+        assert_eq!(certificate_end(&[]), None);
+    }
+
+    #[test]
+    fn offline_mode_is_read_from_the_probe_and_turned_off() {
+        let rows = |v: Option<&str>| vec![("offline_mode".to_string(), v.map(String::from))];
+        assert!(offline_mode(&rows(Some("ON"))));
+        assert!(!offline_mode(&rows(Some("OFF"))));
+        assert!(!offline_mode(&rows(None)));
+        // MariaDB and old servers have no such variable: nothing to admit.
+        assert!(!offline_mode(&[]));
+        assert_eq!(admit_clients().sql(), "SET GLOBAL offline_mode = OFF");
     }
 
     #[test]

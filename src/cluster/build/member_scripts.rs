@@ -121,8 +121,12 @@ const GR_APPLIER_RELAY_LOG_INDEX: &str = "relay-bin-group_replication_applier.in
 /// and restarted at once is still labelled primary (the rw Service selects it) until the
 /// operator relabels; found on real MySQL 9.7, where the application's writes went into the
 /// restarted standalone server (errant transactions; the member could never rejoin). Group
-/// Replication turns it off when it elects the member primary. A member never in a group (a
-/// new seed, a restore target) starts writable, as the operator's first statements need.
+/// Replication turns it off when it elects the member primary. It also starts `offline_mode`:
+/// a metadata-cache Router still sent the application's connections to such a member (listed
+/// PRIMARY until expelled), which read stale data; the operator turns it off once the member is
+/// ONLINE in the group (`topology::admit`). A member never in a group (a new seed, a restore
+/// target) starts writable and admits clients, as the operator's first statements and a
+/// restore's Job need.
 pub fn run_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -131,8 +135,8 @@ pub fn run_script() -> String {
 # (a crash, the OOM killer, kill -9) at most {CRASH_RESTARTS} times in {CRASH_WINDOW_S} s: the kubelet would
 # restart the container with a back-off that doubles up to 5 minutes. Any other exit ends the
 # container. SIGTERM stops mysqld cleanly. A member that has been in a group (Group
-# Replication's applier relay log exists) starts super_read_only, so no client commits on it
-# before the group takes it back.
+# Replication's applier relay log exists) starts super_read_only and offline: no client commits
+# on it, or reads its data, before the group takes it back and the operator admits clients.
 set -u
 export MYSQLD_PARENT_PID=$$
 child=0
@@ -143,7 +147,7 @@ now() {{ date +%s 2>/dev/null || echo 0; }}
 trap 'stop=1; [ "$child" -gt 0 ] && kill -TERM "$child" 2>/dev/null' TERM INT
 while :; do
   if [ -e {DATA_DIR}/{GR_APPLIER_RELAY_LOG_INDEX} ]; then
-    mysqld --defaults-file={MEMBER_CNF} --super-read-only=ON &
+    mysqld --defaults-file={MEMBER_CNF} --super-read-only=ON --offline-mode=ON &
   else
     mysqld --defaults-file={MEMBER_CNF} &
   fi
@@ -453,7 +457,7 @@ exit 0
     }
 
     #[test]
-    fn a_member_that_has_been_in_a_group_starts_read_only() {
+    fn a_member_that_has_been_in_a_group_starts_read_only_and_offline() {
         let pod = Pod::new("echo \"run $*\" >> \"$STUB_LOG\"; exit 0\n");
         ok(&pod.run(&run_script(), &[]));
         std::fs::create_dir_all(pod.path("data/data")).unwrap();
@@ -462,9 +466,12 @@ exit 0
         let log = pod.read("stub.log");
         let runs: Vec<&str> = log.lines().collect();
         assert_eq!(runs.len(), 2, "{log}");
-        assert!(!runs[0].contains("super-read-only"), "a new member: {log}");
         assert!(
-            runs[1].ends_with("--super-read-only=ON"),
+            !runs[0].contains("super-read-only") && !runs[0].contains("offline-mode"),
+            "a new member: {log}"
+        );
+        assert!(
+            runs[1].ends_with("--super-read-only=ON --offline-mode=ON"),
             "after Group Replication ran: {log}"
         );
     }

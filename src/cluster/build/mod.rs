@@ -1,4 +1,4 @@
-//! Pure functions from the validated cluster (and what the topology decided, [`TopologyInputs`])
+//! Pure functions from the validated cluster (and what the topology decided, [`BuildInputs`])
 //! to the objects it needs; [`super::plan`] calls them.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
@@ -93,20 +93,25 @@ pub struct Desired {
     pub tls: tls_secrets::TlsWrites,
 }
 
-/// What the topology decides that the objects carry. An input of [`build`], never written back
-/// into the validated spec.
+/// What the objects carry beside the spec: what the topology decided and what the reconcile
+/// found. An input of [`build`], never written back into the validated spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TopologyInputs {
+pub struct BuildInputs {
     /// Replicas of the StatefulSet: `spec.instances`, except while members leave the group
     /// before their pods go.
     pub replicas: i32,
+    /// When the members' certificate ends (the one the Routers mount too): the Routers'
+    /// pod template carries it, so a renewed certificate restarts them one at a time (Router
+    /// reads its certificate only when it starts; the members reload theirs).
+    pub member_certificate_end: Option<jiff::Timestamp>,
 }
 
-impl TopologyInputs {
+impl BuildInputs {
     /// Before the topology has run (no credentials yet): what the spec asks.
     pub fn from_spec(c: &ValidCluster) -> Self {
-        TopologyInputs {
+        BuildInputs {
             replicas: c.instances,
+            member_certificate_end: None,
         }
     }
 }
@@ -114,7 +119,7 @@ impl TopologyInputs {
 /// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
 pub fn build(
     c: &ValidCluster,
-    topology: TopologyInputs,
+    inputs: BuildInputs,
     existing: &BTreeSet<Account>,
     rng: &mut impl Rng,
 ) -> Desired {
@@ -123,7 +128,7 @@ pub fn build(
         Object::Service(services::instances(c)),
         Object::Service(services::read_write(c)),
         Object::Service(services::read_only(c)),
-        Object::StatefulSet(statefulset::statefulset(c, topology.replicas)),
+        Object::StatefulSet(statefulset::statefulset(c, inputs.replicas)),
         Object::PodDisruptionBudget(statefulset::pdb(c)),
     ];
     if c.router_instances > 0 {
@@ -131,7 +136,7 @@ pub fn build(
             Object::ConfigMap(router::config_map(c)),
             Object::Service(router::headless_service(c)),
             Object::Service(router::lb_service(c)),
-            Object::Deployment(router::deployment(c)),
+            Object::Deployment(router::deployment(c, inputs.member_certificate_end)),
         ]);
     }
     Desired {

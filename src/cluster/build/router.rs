@@ -20,6 +20,10 @@ use super::router_conf::{
 };
 use super::services::port;
 use super::statefulset::CONFIG_HASH_ANNOTATION;
+
+/// The Router pod template's copy of when the members' certificate ends: a renewal changes it,
+/// and the Deployment replaces the Routers one at a time.
+pub const CERTIFICATE_END_ANNOTATION: &str = "innodb-operator.io/member-certificate-end";
 use super::tls_secrets::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::api::cluster::RouterMode;
 use crate::cluster::validate::ValidCluster;
@@ -185,7 +189,10 @@ fn secret_volume(volume: &str, name: String, keys: &[&str]) -> Volume {
 
 /// The router Deployment.
 /// Long (100 lines) on purpose: one Kubernetes object literal.
-pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
+pub(crate) fn deployment(
+    c: &ValidCluster,
+    member_certificate_end: Option<jiff::Timestamp>,
+) -> Deployment {
     // The state file's seed is left out: the member list changes with scaling, and Router
     // keeps its own copy current from the metadata.
     let mut hashed = router_conf(c);
@@ -259,7 +266,14 @@ pub(crate) fn deployment(c: &ValidCluster) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(c.names.labels(Component::Router)),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+                    annotations: Some(
+                        [(CONFIG_HASH_ANNOTATION.to_string(), hash)]
+                            .into_iter()
+                            .chain(member_certificate_end.map(|end| {
+                                (CERTIFICATE_END_ANNOTATION.to_string(), end.to_string())
+                            }))
+                            .collect(),
+                    ),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

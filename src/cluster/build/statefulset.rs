@@ -234,7 +234,7 @@ fn mysql_container(c: &ValidCluster) -> Container {
     }
 }
 
-/// The members' StatefulSet with `replicas` pods (see [`super::TopologyInputs`]).
+/// The members' StatefulSet with `replicas` pods (see [`super::BuildInputs`]).
 /// Long (81 lines) on purpose: one Kubernetes object literal.
 pub fn statefulset(c: &ValidCluster, replicas: i32) -> StatefulSet {
     let template_meta = ObjectMeta {

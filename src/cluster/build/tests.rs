@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use rand::SeedableRng;
 
 use super::mycnf::{self, is_managed_option};
-use super::{Kind, Object, TopologyInputs, build, router, services, statefulset};
+use super::{BuildInputs, Kind, Object, build, router, services, statefulset};
 use crate::cluster::testing::{GROUP_NAME, valid_cluster};
 use crate::objects::accounts::Account;
 use crate::objects::names::{ROLE_LABEL, ROLE_PRIMARY, ROLE_SECONDARY};
@@ -451,7 +451,7 @@ fn router_routes_through_the_role_services() {
     let c = valid_cluster("spec: {router: {instances: 3, mode: static}}");
     let conf = super::router_conf::router_conf(&c);
     golden("mysqlrouter.conf", &conf);
-    let d = router::deployment(&c).spec.unwrap();
+    let d = router::deployment(&c, None).spec.unwrap();
     assert_eq!(d.replicas, Some(3));
     let headless = router::headless_service(&c);
     assert_eq!(headless.metadata.name.as_deref(), Some("orders-router"));
@@ -472,12 +472,7 @@ fn router_routes_through_the_role_services() {
 fn every_object_is_labelled_and_owned() {
     let c = valid_cluster("spec: {}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let desired = build(
-        &c,
-        TopologyInputs::from_spec(&c),
-        &BTreeSet::new(),
-        &mut rng,
-    );
+    let desired = build(&c, BuildInputs::from_spec(&c), &BTreeSet::new(), &mut rng);
     let mut seen = BTreeSet::new();
     for o in &desired.objects {
         let m = o.meta();
@@ -511,7 +506,7 @@ fn router_objects_go_when_routers_are_disabled() {
     let c = valid_cluster("spec: {router: {instances: 0}}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let all = BTreeSet::from(Account::ALL);
-    let desired = build(&c, TopologyInputs::from_spec(&c), &all, &mut rng);
+    let desired = build(&c, BuildInputs::from_spec(&c), &all, &mut rng);
     assert!(desired.objects.iter().all(|o| !o.name().contains("router")));
     assert!(
         desired.secrets.is_empty(),
@@ -535,7 +530,7 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
         state["metadata-cache"]["cluster-metadata-servers"][2],
         "mysql://orders-2.orders-instances.db.svc.cluster.local:3306"
     );
-    let d = router::deployment(&c).spec.unwrap();
+    let d = router::deployment(&c, None).spec.unwrap();
     let pod = d.template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(
@@ -597,7 +592,7 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
     // Scaling the members changes the state file's seed, not the pods.
     let scaled = valid_cluster("spec: {instances: 5, router: {instances: 2, mode: metadataCache}}");
     let hash = |c: &super::ValidCluster| {
-        router::deployment(c)
+        router::deployment(c, None)
             .spec
             .unwrap()
             .template
@@ -610,9 +605,31 @@ fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secr
 }
 
 #[test]
+fn a_renewed_member_certificate_restarts_the_routers() {
+    let c = valid_cluster("spec: {}");
+    let template = |end: Option<&str>| {
+        router::deployment(&c, end.map(|e| e.parse().unwrap()))
+            .spec
+            .unwrap()
+            .template
+    };
+    let annotations = |end| template(end).metadata.unwrap().annotations.unwrap();
+    assert!(!annotations(None).contains_key(router::CERTIFICATE_END_ANNOTATION));
+    assert_eq!(
+        annotations(Some("2027-06-01T12:00:00Z"))[router::CERTIFICATE_END_ANNOTATION],
+        "2027-06-01T12:00:00Z"
+    );
+    assert_ne!(
+        template(Some("2027-06-01T12:00:00Z")),
+        template(Some("2027-10-01T12:00:00Z")),
+        "a new certificate is a new pod template: the Deployment rolls the Routers"
+    );
+}
+
+#[test]
 fn static_routers_keep_their_four_ports_and_liveness() {
     let c = valid_cluster("spec: {router: {mode: static}}");
-    let d = router::deployment(&c).spec.unwrap();
+    let d = router::deployment(&c, None).spec.unwrap();
     let container = &d.template.spec.unwrap().containers[0];
     assert!(container.liveness_probe.is_some());
     assert_eq!(container.ports.as_ref().unwrap().len(), 4);

@@ -90,6 +90,17 @@ pub struct TlsWrites {
     pub renew: Vec<Secret>,
 }
 
+impl TlsWrites {
+    /// When the members' certificate written here ends (`None`: none is written).
+    pub fn member_certificate_end(&self) -> Option<Timestamp> {
+        self.create
+            .iter()
+            .chain(&self.renew)
+            .filter_map(|s| s.data.as_ref()?.get(TLS_CERT_KEY))
+            .find_map(|pem| crate::certs::inspect::not_after(&pem.0).ok())
+    }
+}
+
 /// Why the certificates cannot be made; the cluster keeps the ones it has.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -416,6 +416,7 @@ fn members(gtids: &str, in_group: Option<u32>) -> Observed {
             },
             gtid_received: GtidSet::new(),
             super_read_only: true,
+            offline_mode: false,
             group: vec![GroupMemberRow {
                 member_id: uuid,
                 host: input.host(o),
@@ -433,6 +434,7 @@ fn members(gtids: &str, in_group: Option<u32>) -> Observed {
             clone_failed: None,
             expel_timeout: Some(5),
             group_name: None,
+            certificate_end: None,
         }
     };
     Observed {

@@ -1,6 +1,7 @@
 //! The state machine's rules, each from a cluster fixture through `decide`: the fixture here,
 //! the tests by the group's situation in the files below.
 
+mod clients;
 mod first_start;
 mod running;
 
@@ -45,12 +46,14 @@ impl Fx {
                     gtid_executed: GtidSet::new(),
                     gtid_received: GtidSet::new(),
                     super_read_only: true,
+                    offline_mode: false,
                     group: vec![row(&input, o, S::Offline, None)],
                     applier_queue: 0,
                     cloning: false,
                     clone_failed: None,
                     expel_timeout: Some(5),
                     group_name: None,
+                    certificate_end: None,
                 })),
             })
             .collect();
@@ -115,6 +118,12 @@ impl Fx {
                 }
             }
         }
+        self
+    }
+
+    /// Member `o`'s state changed by `f`.
+    fn member(mut self, o: u32, f: impl FnOnce(&mut MemberState)) -> Fx {
+        f(self.state(o));
         self
     }
 

@@ -300,12 +300,14 @@ fn member(o: u32, primary: u32, group: &[u32]) -> Member {
             gtid_executed: GtidSet::new(),
             gtid_received: GtidSet::new(),
             super_read_only: o != primary,
+            offline_mode: false,
             group: rows,
             applier_queue: 0,
             cloning: false,
             clone_failed: None,
             expel_timeout: Some(5),
             group_name: Some(GROUP.into()),
+            certificate_end: None,
         })),
     }
 }
@@ -315,6 +317,7 @@ fn the_desired_metadata_is_the_primarys_view_with_absent_members_named() {
     let mut input = ClusterInput {
         namespace: "ns".into(),
         group_name: GROUP.into(),
+        member_certificate_end: None,
         ..ClusterInput::for_test(3)
     };
     input.group_port = 33061;

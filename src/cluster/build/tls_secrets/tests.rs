@@ -96,6 +96,19 @@ fn a_current_certificate_is_left_alone_until_two_thirds_of_its_lifetime() {
     assert!(w.new_ca.is_none() && w.create.is_empty());
     assert_eq!(w.renew[0].metadata.name.as_deref(), Some("orders-tls"));
     assert_ne!(data(&w.renew[0], "tls.crt"), data(&member, "tls.crt"));
+    // The renewed certificate's end is what the Routers' pod template carries next.
+    assert_eq!(w.member_certificate_end(), Some(due + LEAF_LIFETIME));
+}
+
+#[test]
+fn the_member_certificate_written_says_when_it_ends() {
+    let c = valid_cluster("spec: {}");
+    let w = tls_writes(&c, &FoundTls::default(), now(), &mut rng()).unwrap();
+    assert_eq!(
+        w.member_certificate_end(),
+        Some("2027-06-01T12:00:00Z".parse().unwrap())
+    );
+    assert_eq!(TlsWrites::default().member_certificate_end(), None);
 }
 
 #[test]

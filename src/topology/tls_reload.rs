@@ -1,0 +1,36 @@
+//! Members serve the certificate their TLS Secret holds. Pure.
+//!
+//! The kubelet rewrites a mounted Secret's files in a running pod (within about a minute), but
+//! mysqld reads them only when it starts and on `ALTER INSTANCE RELOAD TLS`. Without a reload a
+//! renewed certificate (the operator's at two thirds of its lifetime, cert-manager's, a user's)
+//! would be served only after the member's next restart, and the old one could expire first and
+//! break the group's connections. So when a member serves a certificate whose end differs from
+//! the end of the one in the Secret, the operator reloads its TLS files: new connections get the
+//! new certificate, established ones (the group's, the applications') keep theirs. Until the
+//! kubelet has written the new files a reload reads the old ones again and changes nothing; the
+//! next tick, [`RETRY`] later at most, tries again.
+
+use std::time::Duration;
+
+use super::observe::Observed;
+
+/// How soon the next tick comes while a member serves another certificate than the Secret's.
+pub const RETRY: Duration = Duration::from_secs(15);
+
+/// The members to reload, ascending: those that answer and serve a certificate ending at another
+/// second than the Secret's. Nothing when the Secret's end is unknown, or a member serves none.
+pub fn decide(observed: &Observed) -> Vec<u32> {
+    let Some(want) = observed.input.member_certificate_end else {
+        return Vec::new();
+    };
+    observed
+        .members
+        .iter()
+        .filter(|m| {
+            m.state()
+                .and_then(|s| s.certificate_end)
+                .is_some_and(|served| served.as_second() != want.as_second())
+        })
+        .map(|m| m.ordinal)
+        .collect()
+}
