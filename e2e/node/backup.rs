@@ -1,7 +1,9 @@
-//! Backups on the real node: a `Backup` runs its Job pod, which streams the cluster (while the
-//! writer commits) to a real S3 server (MinIO on the node's address, reached from the pod through
-//! the CNI bridge) and succeeds; a new cluster with `restoreFrom` that Backup becomes Ready with
-//! every row acknowledged before the backup began and none that was never written.
+//! Backups on the real node: a `Backup` runs its Job pod, which streams the cluster from a
+//! secondary (while the writer commits) to a real S3 server (MinIO on the node's address, reached
+//! from the pod through the CNI bridge) and succeeds; a new cluster with `restoreFrom` that Backup
+//! becomes Ready: the backup is restored into its first member, which starts the group, and the
+//! second joins by clone; each holds every row acknowledged before the backup began and none that
+//! was never written.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +16,8 @@ use crate::writer::{self, Writer};
 const BUCKET: &str = "mysql-backups";
 const BACKUP: &str = "orders-on-the-node";
 const RESTORED: &str = "orders-restored";
+/// The restored cluster's members: the first restored from the backup, the second joins by clone.
+const RESTORED_INSTANCES: u32 = 2;
 
 pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     let s3 = Minio::start_on(node_ip(env)).await;
@@ -60,6 +64,23 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
         "Backup applied -> Succeeded (Job pod to MinIO)",
         cut.elapsed(),
     );
+    let source = backup_field(env, "{.status.source}").unwrap_or_default();
+    let role = env
+        .kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "pod",
+            &source,
+            "-o",
+            "jsonpath={.metadata.labels.innodb-operator\\.io/role}",
+        ])
+        .unwrap_or_else(|e| panic!("the role of the backup's source {source:?}: {e}"));
+    assert_eq!(
+        role.trim(),
+        "secondary",
+        "the backup is taken from a secondary, not from {source:?}"
+    );
     let objects = s3
         .client()
         .list_objects_v2()
@@ -91,24 +112,48 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
             env.describe()
         );
     }
-    env.time("restoreFrom the Backup -> Ready", cut.elapsed());
-    let restored = restored_rows(env).await;
-    let lost: Vec<&u64> = before.difference(&restored).collect();
+    env.time(
+        "restoreFrom the Backup -> Ready (restore, bootstrap, a clone join)",
+        cut.elapsed(),
+    );
+    let actions = env
+        .kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "mysqlcluster",
+            RESTORED,
+            "-o",
+            "jsonpath={.status.recentActions}",
+        ])
+        .unwrap_or_else(|e| panic!("the restored cluster's actions: {e}"));
+    let actions: Vec<serde_json::Value> = serde_json::from_str(&actions).unwrap_or_default();
     assert!(
-        lost.is_empty(),
-        "rows acknowledged before the backup began are missing from the restored cluster: {lost:?}"
+        actions
+            .iter()
+            .any(|a| a["kind"] == "Clone" && a["ordinal"] == 1),
+        "the restored cluster's second member joined by clone: {actions:?}"
     );
     let written: BTreeSet<u64> = w.acked().into_iter().collect();
     let max_tried = written.last().copied().unwrap_or_default() + 1;
-    assert!(
-        restored.iter().all(|id| *id <= max_tried),
-        "the restored cluster holds rows the writer never wrote (max tried {max_tried})"
-    );
-    eprintln!(
-        "node: restored {} rows ({} acknowledged before the backup began)",
-        restored.len(),
-        before.len()
-    );
+    for ordinal in 0..RESTORED_INSTANCES {
+        let restored = restored_rows(env, ordinal).await;
+        let lost: Vec<&u64> = before.difference(&restored).collect();
+        assert!(
+            lost.is_empty(),
+            "rows acknowledged before the backup began are missing from {RESTORED}-{ordinal}: \
+             {lost:?}"
+        );
+        assert!(
+            restored.iter().all(|id| *id <= max_tried),
+            "{RESTORED}-{ordinal} holds rows the writer never wrote (max tried {max_tried})"
+        );
+        eprintln!(
+            "node: {RESTORED}-{ordinal} holds {} rows ({} acknowledged before the backup began)",
+            restored.len(),
+            before.len()
+        );
+    }
     env.kubectl(&[
         "-n",
         NS,
@@ -141,7 +186,7 @@ fn restored_cluster() -> String {
     let mut doc: serde_json::Value = serde_yaml::from_str(&sample).expect("the sample's YAML");
     doc["metadata"]["name"] = RESTORED.into();
     let spec = &mut doc["spec"];
-    spec["instances"] = 1.into();
+    spec["instances"] = RESTORED_INSTANCES.into();
     spec["router"]["instances"] = 0.into();
     spec["restoreFrom"] = serde_json::json!({ "backup": BACKUP });
     serde_json::to_string(&doc).expect("JSON")
@@ -156,15 +201,15 @@ fn apply(env: &Env, doc: &str) {
         .unwrap_or_else(|e| panic!("kubectl apply {doc}: {e}"));
 }
 
-/// The ids in the writer's table on the restored cluster's member.
-async fn restored_rows(env: &Env) -> BTreeSet<u64> {
+/// The ids in the writer's table on the restored cluster's member `ordinal`.
+async fn restored_rows(env: &Env, ordinal: u32) -> BTreeSet<u64> {
     let ip = env
         .kubectl(&[
             "-n",
             NS,
             "get",
             "pod",
-            &format!("{RESTORED}-0"),
+            &format!("{RESTORED}-{ordinal}"),
             "-o",
             "jsonpath={.status.podIP}",
         ])
