@@ -115,20 +115,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let Some(rootfs) = realmysql::rootfs() else {
+    let Some(g) = Group::for_bench(
+        "bench-clone",
+        "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
+    ) else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .try_init();
-    let g = tokio::task::block_in_place(|| {
-        Group::start(
-            &rootfs,
-            "bench-clone",
-            "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
-        )
-    });
     g.wait_until("every member answers", LIMIT, |o| {
         (0..3).all(|m| o.state(m).is_some())
     })

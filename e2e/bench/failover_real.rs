@@ -188,20 +188,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let Some(rootfs) = realmysql::rootfs() else {
+    let Some(mut g) = Group::for_bench(
+        "bench-failover",
+        "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
+    ) else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .try_init();
-    let mut g = tokio::task::block_in_place(|| {
-        Group::start(
-            &rootfs,
-            "bench-failover",
-            "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
-        )
-    });
     g.converge("three ONLINE members", STEP, all_online).await;
     let p = primary(&g).await;
     g.root_exec(p, "CREATE DATABASE bench").await;
