@@ -2,8 +2,9 @@
 //!
 //! One reconcile tick: [`observe`] asks every member for its state ([`ops::gather`]),
 //! [`decide::decide`] (pure) diagnoses the cluster and picks at most one [`ops::Operation`],
-//! [`ops::execute`] runs it through a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in
-//! production, the simulator in tests). The reconcile's plan (`cluster::plan`) calls `decide`
+//! plus the idempotent side steps run before it on any number of members ([`expel`] on proof,
+//! [`admit`] clients back, [`tls_reload`] a renewed certificate); [`carry_out`] runs them through
+//! a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in production, the simulator in tests). The reconcile's plan (`cluster::plan`) calls `decide`
 //! between the two I/O steps. The SQL the operator issues is listed in `SQL.md` next to this file.
 
 use std::time::Duration;
