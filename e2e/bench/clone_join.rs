@@ -13,6 +13,7 @@
 //!
 //! Needs root and the root filesystem of `e2e/lib/install-mysql97.sh`.
 
+mod bench_group;
 #[path = "../topology-mysql97/group.rs"]
 #[allow(dead_code)]
 mod group;
@@ -115,7 +116,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let Some(g) = Group::for_bench(
+    let Some(g) = bench_group::start(
         "bench-clone",
         "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
     ) else {

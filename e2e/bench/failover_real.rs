@@ -19,6 +19,7 @@
 //!
 //! Needs root and the root filesystem of `e2e/lib/install-mysql97.sh`.
 
+mod bench_group;
 #[path = "../topology-mysql97/group.rs"]
 #[allow(dead_code)]
 mod group;
@@ -188,7 +189,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let Some(mut g) = Group::for_bench(
+    let Some(mut g) = bench_group::start(
         "bench-failover",
         "{version: '9.7.4', instances: 3, groupCommunicationStack: MYSQL}",
     ) else {

@@ -37,19 +37,6 @@ pub struct Truth {
 }
 
 impl Group {
-    /// A benchmark's group of cluster `name` with `spec` (the operator's warnings logged), or
-    /// `None` when the real-MySQL tier is skipped (outside CI only).
-    pub fn for_bench(name: &str, spec: &str) -> Option<Group> {
-        let rootfs = crate::realmysql::rootfs()?;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("warn")
-            .with_ansi(false)
-            .try_init();
-        Some(tokio::task::block_in_place(|| {
-            Group::start(&rootfs, name, spec)
-        }))
-    }
-
     /// Builds cluster `name` with `spec` and starts every member (init containers included).
     pub fn start(rootfs: &std::path::Path, name: &str, spec: &str) -> Group {
         // The sessions are TLS (mysql_async's rustls uses the process's provider, as the
