@@ -309,6 +309,13 @@ impl Group {
                 members,
             );
         }
+        if query == sql::SELECT_CERTIFICATE_END {
+            // The fakes report no end (as a server without TLS would): nothing is reloaded.
+            return rows(
+                ["Variable_name", "Value"],
+                vec![[Some("Ssl_server_not_after".into()), Some(String::new())]],
+            );
+        }
         if query == sql::SELECT_QUEUE {
             return rows(
                 ["COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE"],
