@@ -24,6 +24,7 @@ use kube::api::{
 };
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use support::cert_manager::{CertManager, ca_issuer};
 use support::chart::{RELEASE_NS, chart, operator, replica, replica_through};
 use support::operator::{Expect, LEASE_DURATION, LEASE_RENEW_DEADLINE, Operator};
 use support::proxy::Proxy;
@@ -524,6 +525,16 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
             "cron minute out of range",
             schedule("99 3 * * *"),
             "values in range",
+        ),
+        (
+            "a TLS Secret and a cert-manager issuer",
+            json!({"tls": {"secretName": "mine", "issuerRef": {"name": "ca"}}}),
+            "set secretName (your Secret) or issuerRef",
+        ),
+        (
+            "an issuer without a name",
+            json!({"tls": {"issuerRef": {"kind": "ClusterIssuer"}}}),
+            "name: Required value",
         ),
     ];
     let mut failures = Vec::new();
@@ -1237,4 +1248,131 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_next_one_starts() 
     // The new leader carries on.
     new_generation_reconciled(&admin, &ns, "cutoff", 1).await;
     assert_no_writes_since(cp, &a_id, acquired, &a.log_text());
+}
+
+/// Waits for `probe`, failing with cert-manager's log (what it did is the likely cause).
+async fn wait_with_log<T, F, Fut>(what: &str, cm: &CertManager, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}; cert-manager's log:\n{}",
+            cm.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn cert_manager_issues_the_members_certificate_when_the_spec_names_an_issuer() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("certmanager").await;
+    let cm = CertManager::start(cp, &admin).await;
+    let _op = operator(cp, &admin, &ns).await;
+    let mut doc = quiet_cluster("vault");
+    doc["spec"]["tls"] = json!({"issuerRef": {"name": "cluster-ca"}});
+    let uid = apply(&admin, &ns, &doc)
+        .await
+        .expect("a cluster naming a cert-manager issuer")
+        .uid()
+        .expect("uid");
+
+    // The issuer does not exist yet: the operator has asked for the certificate, and says it
+    // waits for cert-manager (with cert-manager's reason) instead of starting members without.
+    let certificates = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+            "certificates",
+        ),
+    );
+    let requested = wait_with_log("the Certificate vault-member", &cm, || async {
+        certificates.get("vault-member").await.ok()
+    })
+    .await;
+    assert!(owned_by(&requested.metadata, &uid), "owned by the cluster");
+    assert_eq!(requested.data["spec"]["secretName"], "vault-member-tls");
+    assert_eq!(
+        requested.data["spec"]["issuerRef"],
+        json!({"name": "cluster-ca", "kind": "Issuer", "group": "cert-manager.io"})
+    );
+    let pending = wait_with_log("a CertificatePending warning", &cm, || async {
+        condition(&admin, &ns, "vault", "SpecWarning")
+            .await
+            .filter(|c| c["reason"] == "CertificatePending")
+    })
+    .await;
+    let message = pending["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("waiting for cert-manager to issue Certificate vault-member into Secret vault-member-tls"),
+        "{message}"
+    );
+
+    // Now the issuer: a CA of cert-manager's own.
+    ca_issuer(&admin, &ns, "cluster-ca").await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    let issued = wait_with_log("Secret vault-member-tls issued", &cm, || async {
+        secrets
+            .get("vault-member-tls")
+            .await
+            .ok()
+            .filter(|s| s.data.as_ref().is_some_and(|d| d.contains_key("ca.crt")))
+    })
+    .await;
+    let data = issued.data.expect("data");
+    let pem = &data["tls.crt"].0;
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem).expect("tls.crt is PEM");
+    let cert = der.parse_x509().expect("tls.crt is a certificate");
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let members = format!("DNSName(*.vault-instances.{ns}.svc.cluster.local)");
+    assert!(sans.contains(&members), "{members} not in {sans:?}");
+    assert_ne!(
+        data["ca.crt"].0, *pem,
+        "ca.crt is the CA's certificate, not the member's"
+    );
+
+    // Issued: the warning clears, and the members mount what cert-manager issued.
+    wait_with_log("the warning cleared", &cm, || async {
+        condition(&admin, &ns, "vault", "SpecWarning")
+            .await
+            .filter(|c| c["status"] == "False")
+    })
+    .await;
+    let sts = Api::<StatefulSet>::namespaced(admin.clone(), &ns)
+        .get("vault")
+        .await
+        .expect("StatefulSet vault");
+    let mounted: Vec<String> = sts
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.volumes.unwrap_or_default())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.secret.and_then(|s| s.secret_name))
+        .collect();
+    assert!(
+        mounted.contains(&"vault-member-tls".to_string()),
+        "{mounted:?}"
+    );
+    assert!(
+        secrets.get_opt("vault-tls").await.expect("read").is_none()
+            && secrets.get_opt("vault-ca").await.expect("read").is_none(),
+        "the operator made no CA of its own"
+    );
 }

@@ -37,6 +37,8 @@ pub struct Env {
     pub root_password: String,
     /// What the application's sessions verify (the cluster's CA, from its TLS Secret).
     pub app_tls: writer::AppTls,
+    /// cert-manager, when the spec names its issuer (running until the test ends).
+    pub _cert_manager: Option<support::cert_manager::CertManager>,
     pub started: Instant,
     pub timings: Vec<(String, Duration)>,
 }
@@ -51,6 +53,20 @@ impl Env {
         let operator = support::chart::operator(cp, &admin, &ns).await;
         let kubelet = Kubelet::start(&rootfs, cp.admin_config().await, &ns, name);
         let roles = Roles::watch(admin.clone(), &ns, name);
+        // A spec that names a cert-manager issuer gets cert-manager and a CA Issuer of that name.
+        let issuer = spec["tls"]["issuerRef"]["name"].as_str();
+        let cert_manager = match issuer {
+            Some(issuer) => {
+                let cm = support::cert_manager::CertManager::start(cp, &admin).await;
+                support::cert_manager::ca_issuer(&admin, &ns, issuer).await;
+                Some(cm)
+            }
+            None => None,
+        };
+        let tls_secret = match issuer {
+            Some(_) => format!("{name}-member-tls"),
+            None => format!("{name}-tls"),
+        };
         let cluster: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "innodb-operator.io/v1alpha1", "kind": "MySQLCluster",
             "metadata": {"name": name}, "spec": spec,
@@ -67,7 +83,7 @@ impl Env {
         })
         .await;
         let ca_pem = wait(&format!("{name}: the cluster CA"), STEP, async || {
-            secret_key(&admin, &ns, &format!("{name}-tls"), "ca.crt").await
+            secret_key(&admin, &ns, &tls_secret, "ca.crt").await
         })
         .await;
         let app_tls = writer::AppTls {
@@ -83,6 +99,7 @@ impl Env {
             operator,
             root_password,
             app_tls,
+            _cert_manager: cert_manager,
             started,
             timings: Vec::new(),
         })

@@ -159,10 +159,14 @@ async fn mysql_stack_bootstrap_primary_killed_and_complete_outage_under_writes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn xcom_stack_bootstrap_under_writes() {
+async fn xcom_stack_bootstrap_under_writes_with_certificates_from_cert_manager() {
     // kwok's pod network, 198.18.0.0/15, is outside RFC 1918: the allowlist AUTOMATIC refused
     // every member there; the operator now allowlists the members by name.
-    let spec = spec("XCOM", 3);
+    let mut spec = spec("XCOM", 3);
+    // The members' certificate from cert-manager (a CA Issuer of its own), not the operator's
+    // CA: group communication (VERIFY_IDENTITY), recovery, the operator's sessions and the
+    // application through the Router all verify what cert-manager issued.
+    spec["tls"] = json!({"issuerRef": {"name": "cluster-ca"}});
     let Some(mut env) = Env::start("grx", spec).await else {
         return;
     };

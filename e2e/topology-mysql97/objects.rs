@@ -39,6 +39,7 @@ pub fn build(name: &str, spec: &str) -> Built {
         group_name: uuid::Uuid::new_v4(),
         existing_accounts: BTreeSet::new(),
         tls_secret_keys: None,
+        certificate_pending: None,
         tls: Default::default(),
         member_certificate_end: None,
         restore: None,

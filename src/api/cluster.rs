@@ -277,6 +277,7 @@ fn default_router_instances() -> i32 {
 /// TLS of client and group connections.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.secretName) && has(self.issuerRef))").message("spec.tls: set secretName (your Secret) or issuerRef (cert-manager issues one), not both"))]
 pub struct TlsSpec {
     /// A `kubernetes.io/tls` Secret of the user's (keys `tls.crt`, `tls.key` and `ca.crt`; the
     /// certificate names every member, `*.C-instances.NS.svc.DOMAIN`). Without it the operator
@@ -286,12 +287,37 @@ pub struct TlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,
+    /// A cert-manager issuer that signs the members' certificate instead of the operator's CA:
+    /// the operator requests it (Certificate `C-member`, Secret `C-member-tls`, the same names
+    /// as the operator's certificate) and cert-manager issues and renews it. The issuer must put
+    /// its CA in the Secret's `ca.crt` (CA, SelfSigned and Vault issuers do; ACME does not).
+    /// cert-manager is needed only with this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
     /// Members also accept clients without TLS (`require_secure_transport=OFF`). By default
     /// they refuse them: every client uses TLS, directly or through a Router (which passes the
     /// client's TLS through to the member). The members' own socket (probes, their scripts) is
     /// not affected.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_cleartext_clients: bool,
+}
+
+/// The cert-manager issuer of the members' certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the issuer.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (in the cluster's namespace, the default), `ClusterIssuer`, or the kind of an
+    /// external issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: Option<String>,
+    /// API group of the issuer; `cert-manager.io` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub group: Option<String>,
 }
 
 /// Where backups go and when they are taken.

@@ -4,8 +4,10 @@
 //!
 //! - [`issue`] makes a CA and signs leaf certificates with it;
 //! - [`validity`] says when a certificate is due for renewal;
-//! - [`inspect`] reads when a certificate in PEM ends, whoever issued it.
+//! - [`inspect`] reads when a certificate in PEM ends, whoever issued it;
+//! - [`cert_manager`] is cert-manager's Certificate, for clusters whose issuer is cert-manager.
 
+pub mod cert_manager;
 pub mod inspect;
 pub mod issue;
 pub mod validity;

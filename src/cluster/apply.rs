@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::build::tls_secrets::TlsWrites;
 use super::build::{Desired, Kind, Object};
+use crate::certs::cert_manager::Certificate;
 use crate::objects::FIELD_MANAGER;
 use crate::objects::names::{APPLIED_HASH_ANNOTATION, Names};
 
@@ -62,6 +63,10 @@ impl Outcome {
 pub(crate) enum ApplyError {
     #[error("{kind:?} {name} exists and is not managed by this MySQLCluster: delete or rename it")]
     Conflict { kind: Kind, name: String },
+    #[error(
+        "cert-manager's Certificate kind (cert-manager.io/v1) is not served by the API server: install cert-manager, or set spec.tls.secretName instead of spec.tls.issuerRef"
+    )]
+    CertManagerMissing,
     #[error("applying {kind:?} {name}: {source}")]
     Apply {
         kind: Kind,
@@ -259,8 +264,24 @@ pub(crate) async fn apply(
                     delete::<PodDisruptionBudget>(client, names, kind, &name).await?
                 }
                 Kind::Deployment => delete::<Deployment>(client, names, kind, &name).await?,
+                Kind::Certificate => delete::<Certificate>(client, names, kind, &name).await?,
             }
             outcome.pruned.push(format!("{kind:?}/{name}"));
+        }
+    }
+    if let Some(certificate) = &desired.certificate {
+        let kind = Kind::Certificate;
+        match apply_one(client, names, owner_uid, kind, None, certificate).await {
+            Ok(true) => outcome.applied.push(format!(
+                "{kind:?}/{}",
+                certificate.meta().name.as_deref().unwrap_or_default()
+            )),
+            Ok(false) => {}
+            Err(ApplyError::Apply {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => return Err(ApplyError::CertManagerMissing),
+            Err(e) => return Err(e),
         }
     }
     Ok(outcome)
@@ -333,6 +354,7 @@ async fn list(client: &Client, names: &Names, kind: Kind) -> Result<Vec<ObjectMe
         Kind::StatefulSet => list_of::<StatefulSet>(client, names, kind).await,
         Kind::PodDisruptionBudget => list_of::<PodDisruptionBudget>(client, names, kind).await,
         Kind::Deployment => list_of::<Deployment>(client, names, kind).await,
+        Kind::Certificate => list_of::<Certificate>(client, names, kind).await,
     }
 }
 

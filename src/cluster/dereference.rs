@@ -12,6 +12,7 @@ use super::build::tls_secrets::{FoundSecret, FoundTls, TLS_CERT_KEY};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
 use super::validate::{TlsSource, ValidCluster};
 use crate::api::{Backup, MySQLCluster};
+use crate::certs::cert_manager::Certificate;
 use crate::credentials::SecretText;
 use crate::objects::accounts::Account;
 use crate::objects::names::Names;
@@ -24,8 +25,12 @@ pub struct Dereferenced {
     pub group_name: Uuid,
     /// Accounts whose credentials Secret already exists (never regenerated).
     pub existing_accounts: BTreeSet<Account>,
-    /// Keys of the TLS Secret named by the spec, `None` when it does not exist.
+    /// Keys of the TLS Secret named by the spec (or issued by cert-manager), `None` when it
+    /// does not exist.
     pub tls_secret_keys: Option<Vec<String>>,
+    /// Why cert-manager has not issued the members' certificate yet (`spec.tls.issuerRef`
+    /// without its Secret); `None` otherwise.
+    pub certificate_pending: Option<String>,
     /// The operator CA's Secrets (read whatever `spec.tls` says: they are cheap, and a spec
     /// that switches back finds its CA).
     pub tls: FoundTls,
@@ -54,7 +59,11 @@ impl Dereferenced {
     /// Whether the Secret of the members' certificate exists (the operator's sessions need its
     /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
     pub fn member_certificate_exists(&self, valid: &ValidCluster) -> bool {
-        valid.tls != TlsSource::OperatorCa || self.tls.member.is_some()
+        match valid.tls {
+            TlsSource::OperatorCa => self.tls.member.is_some(),
+            TlsSource::Secret(_) => true,
+            TlsSource::CertManager(_) => self.tls_secret_keys.is_some(),
+        }
     }
 }
 
@@ -94,11 +103,31 @@ pub(crate) async fn dereference(
             accounts.insert(account, SecretText::from(secret));
         }
     }
-    let user_tls = match &cluster.spec.tls.secret_name {
+    let spec_tls = &cluster.spec.tls;
+    let named_tls = match (&spec_tls.secret_name, &spec_tls.issuer_ref) {
+        (Some(secret), _) => Some(secret.clone()),
+        (None, Some(_)) => Some(names.issued_member_tls_secret()),
+        (None, None) => None,
+    };
+    let user_tls = match &named_tls {
         None => None,
         Some(secret_name) => get_opt(&secrets, "Secret", secret_name)
             .await?
             .map(FoundSecret::from_secret),
+    };
+    let certificate_pending = match (&spec_tls.issuer_ref, &user_tls) {
+        (Some(_), None) => {
+            let certificates: Api<Certificate> = Api::namespaced(client.clone(), ns);
+            // A missing Certificate kind (no cert-manager) reads as no Certificate: the apply
+            // then says what to install.
+            let found = certificates
+                .get_opt(&names.member_certificate())
+                .await
+                .ok()
+                .flatten();
+            Some(pending_message(&names, found.as_ref()))
+        }
+        _ => None,
     };
     let tls_secret_keys = user_tls.as_ref().map(|s| s.data.keys().cloned().collect());
     let tls = FoundTls {
@@ -129,11 +158,28 @@ pub(crate) async fn dereference(
         group_name,
         existing_accounts: accounts.keys().copied().collect(),
         tls_secret_keys,
+        certificate_pending,
         tls,
         member_certificate_end,
         restore,
     };
     Ok((deref, AccountSecrets(accounts)))
+}
+
+/// What the status says while cert-manager has not issued the members' certificate.
+fn pending_message(names: &Names, certificate: Option<&Certificate>) -> String {
+    let waiting = format!(
+        "waiting for cert-manager to issue Certificate {} into Secret {}",
+        names.member_certificate(),
+        names.issued_member_tls_secret()
+    );
+    match certificate.and_then(Certificate::not_ready) {
+        Some(why) => format!(
+            "{waiting}: {why} (kubectl describe certificate {})",
+            names.member_certificate()
+        ),
+        None => format!("{waiting}; the members start once it exists"),
+    }
 }
 
 /// Resolves `spec.restoreFrom` while the restore has not succeeded.

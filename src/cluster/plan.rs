@@ -192,6 +192,11 @@ pub(crate) fn plan(
         }
     };
     status.warnings = valid.warnings.clone();
+    if let Some(pending) = &obs.deref.certificate_pending {
+        status
+            .warnings
+            .push(SpecWarning::CertificatePending(pending.clone()));
+    }
     let tls = tls_secrets::tls_writes(valid, &obs.deref.tls, obs.now, rng).unwrap_or_else(|e| {
         status
             .warnings

@@ -27,6 +27,7 @@ pub(crate) fn deref() -> Dereferenced {
         group_name: Uuid::parse_str(GROUP_NAME).unwrap(),
         existing_accounts: BTreeSet::new(),
         tls_secret_keys: None,
+        certificate_pending: None,
         member_certificate_end: None,
         tls: Default::default(),
         restore: None,

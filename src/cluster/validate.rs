@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
 use crate::api::cluster::{
-    CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
+    CommunicationStack, IssuerRef, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
+    TlsSpec,
 };
 use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
@@ -55,6 +56,8 @@ pub enum TlsSource {
     OperatorCa,
     /// A `kubernetes.io/tls` Secret the user provides (`spec.tls.secretName`).
     Secret(String),
+    /// A certificate cert-manager issues (`spec.tls.issuerRef`) into `C-member-tls`.
+    CertManager(IssuerRef),
 }
 
 impl ValidCluster {
@@ -63,6 +66,7 @@ impl ValidCluster {
         match &self.tls {
             TlsSource::OperatorCa => self.names.member_tls_secret(),
             TlsSource::Secret(name) => name.clone(),
+            TlsSource::CertManager(_) => self.names.issued_member_tls_secret(),
         }
     }
 }
@@ -92,6 +96,9 @@ pub enum SpecWarning {
     /// and what to do); the members keep the certificates they have.
     #[error("{0}; the members keep the certificates they have")]
     Certificates(String),
+    /// cert-manager has not issued the members' certificate yet: the members wait for it.
+    #[error("{0}")]
+    CertificatePending(String),
 }
 
 impl SpecWarning {
@@ -102,6 +109,7 @@ impl SpecWarning {
             SpecWarning::DeprecatedStack(_) => "DeprecatedCommunicationStack",
             SpecWarning::VersionChangeRefused(_) => "VersionChangeRefused",
             SpecWarning::Certificates(_) => "CertificateError",
+            SpecWarning::CertificatePending(_) => "CertificatePending",
         }
     }
 
@@ -109,7 +117,9 @@ impl SpecWarning {
     pub fn degrades(&self) -> bool {
         matches!(
             self,
-            SpecWarning::VersionChangeRefused(_) | SpecWarning::Certificates(_)
+            SpecWarning::VersionChangeRefused(_)
+                | SpecWarning::Certificates(_)
+                | SpecWarning::CertificatePending(_)
         )
     }
 }
@@ -142,6 +152,10 @@ pub enum ValidationError {
     BadOptionValue(String),
     #[error("TLS Secret {name:?} is missing key {key:?}: it needs tls.crt, tls.key and ca.crt")]
     TlsSecretKey { name: String, key: String },
+    #[error(
+        "Secret {name:?} issued by cert-manager has no {key:?}: use an issuer that writes its CA there (CA, SelfSigned or Vault issuers do; ACME does not), or spec.tls.secretName"
+    )]
+    IssuedSecretKey { name: String, key: String },
     #[error("TLS Secret {0:?} does not exist: create it or remove spec.tls.secretName")]
     TlsSecretMissing(String),
 }
@@ -159,9 +173,9 @@ impl ValidationError {
             | ValidationError::BadOptionName(_)
             | ValidationError::BadOptionValue(_)
             | ValidationError::RemovedOption { .. } => "InvalidMycnf",
-            ValidationError::TlsSecretKey { .. } | ValidationError::TlsSecretMissing(_) => {
-                "InvalidTLSSecret"
-            }
+            ValidationError::TlsSecretKey { .. }
+            | ValidationError::TlsSecretMissing(_)
+            | ValidationError::IssuedSecretKey { .. } => "InvalidTLSSecret",
         }
     }
 }
@@ -272,21 +286,7 @@ pub fn validate(
             return Err(ValidationError::BadOptionValue(k.clone()));
         }
     }
-    if let Some(secret) = &spec.tls.secret_name {
-        match &deref.tls_secret_keys {
-            None => return Err(ValidationError::TlsSecretMissing(secret.clone())),
-            Some(keys) => {
-                for key in ["tls.crt", "tls.key", "ca.crt"] {
-                    if !keys.iter().any(|k| k == key) {
-                        return Err(ValidationError::TlsSecretKey {
-                            name: secret.clone(),
-                            key: key.to_string(),
-                        });
-                    }
-                }
-            }
-        }
-    }
+    check_tls_secret(&tls_source(&spec.tls), &Names::new(name, namespace), deref)?;
     Ok(ValidCluster {
         names: Names::new(name, namespace),
         version,
@@ -306,10 +306,7 @@ pub fn validate(
         router_instances: spec.router.instances,
         router_resources: spec.router.resources.clone(),
         router_mode: spec.router.mode,
-        tls: match &spec.tls.secret_name {
-            Some(secret) => TlsSource::Secret(secret.clone()),
-            None => TlsSource::OperatorCa,
-        },
+        tls: tls_source(&spec.tls),
         require_secure_transport: !spec.tls.allow_cleartext_clients,
         pod_template: spec.pod_template.clone(),
         group_name: deref.group_name,
@@ -317,6 +314,45 @@ pub fn validate(
         warnings,
         owner,
     })
+}
+
+/// Where `spec.tls` says the members' certificate comes from.
+fn tls_source(tls: &TlsSpec) -> TlsSource {
+    match (&tls.secret_name, &tls.issuer_ref) {
+        (Some(secret), _) => TlsSource::Secret(secret.clone()),
+        (None, Some(issuer)) => TlsSource::CertManager(issuer.clone()),
+        (None, None) => TlsSource::OperatorCa,
+    }
+}
+
+/// The keys a Secret of the members' certificate must have. A user's Secret must exist; the one
+/// cert-manager issues may not exist yet (the members wait for it, and the status says so).
+fn check_tls_secret(
+    source: &TlsSource,
+    names: &Names,
+    deref: &Dereferenced,
+) -> Result<(), ValidationError> {
+    let (name, issued) = match source {
+        TlsSource::OperatorCa => return Ok(()),
+        TlsSource::Secret(name) => (name.clone(), false),
+        TlsSource::CertManager(_) => (names.issued_member_tls_secret(), true),
+    };
+    let Some(keys) = deref.tls_secret_keys.as_deref() else {
+        return match issued {
+            true => Ok(()),
+            false => Err(ValidationError::TlsSecretMissing(name)),
+        };
+    };
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        if !keys.iter().any(|k| k == key) {
+            let key = key.to_string();
+            return Err(match issued {
+                true => ValidationError::IssuedSecretKey { name, key },
+                false => ValidationError::TlsSecretKey { name, key },
+            });
+        }
+    }
+    Ok(())
 }
 
 impl ValidCluster {
@@ -474,5 +510,30 @@ mod tests {
             validate(&c, &d, None, "x").unwrap().tls,
             TlsSource::Secret("t".into())
         );
+    }
+
+    #[test]
+    fn a_cert_manager_secret_may_not_exist_yet_but_must_hold_its_ca() {
+        let c = cluster_from_yaml(
+            "metadata: {name: a, namespace: b, uid: u}\nspec: {tls: {issuerRef: {name: ca}}}\n",
+        );
+        let mut d = deref();
+        // Not issued yet: valid (the members wait; the status says why).
+        let valid = validate(&c, &d, None, "cluster.local").expect("valid before issuance");
+        assert_eq!(valid.member_tls_secret(), "a-member-tls");
+        assert!(matches!(&valid.tls, TlsSource::CertManager(i) if i.name == "ca"));
+        assert!(!d.member_certificate_exists(&valid));
+        // Issued without a CA (an ACME issuer): refused, saying which issuers work.
+        d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into()]);
+        let err = validate(&c, &d, None, "cluster.local").unwrap_err();
+        assert_eq!(err.reason(), "InvalidTLSSecret");
+        assert!(
+            err.to_string()
+                .contains("Secret \"a-member-tls\" issued by cert-manager has no \"ca.crt\""),
+            "{err}"
+        );
+        d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
+        let valid = validate(&c, &d, None, "cluster.local").expect("valid once issued");
+        assert!(d.member_certificate_exists(&valid));
     }
 }

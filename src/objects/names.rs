@@ -100,6 +100,14 @@ impl Names {
     pub fn member_tls_secret(&self) -> String {
         format!("{}-tls", self.cluster)
     }
+    /// The cert-manager Certificate of the members (with `spec.tls.issuerRef`).
+    pub(crate) fn member_certificate(&self) -> String {
+        format!("{}-member", self.cluster)
+    }
+    /// The Secret cert-manager issues the members' certificate into.
+    pub fn issued_member_tls_secret(&self) -> String {
+        format!("{}-member-tls", self.cluster)
+    }
     pub(crate) fn pod(&self, ordinal: i32) -> String {
         format!("{}-{}", self.cluster, ordinal)
     }

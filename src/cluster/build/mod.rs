@@ -2,6 +2,7 @@
 //! to the objects it needs; [`super::plan`] calls them.
 //! No client and no clock here; randomness (new passwords) comes in from the caller.
 
+pub mod certificate;
 pub(crate) mod member_scripts;
 pub mod mycnf;
 pub(crate) mod router;
@@ -22,6 +23,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
 pub use super::validate::ValidCluster;
+use crate::certs::cert_manager::Certificate;
 use crate::objects::accounts::Account;
 
 /// One object the cluster needs, applied with server-side apply.
@@ -42,6 +44,9 @@ pub(crate) enum Kind {
     StatefulSet,
     PodDisruptionBudget,
     Deployment,
+    /// cert-manager's, applied only for a cluster that asks for it (never listed or pruned:
+    /// without cert-manager the kind does not exist).
+    Certificate,
 }
 
 impl Kind {
@@ -91,6 +96,9 @@ pub struct Desired {
     /// The operator CA's Secrets to write: [`plan`](super::plan) fills it (it needs the time),
     /// [`build`] leaves it empty.
     pub tls: tls_secrets::TlsWrites,
+    /// The cert-manager Certificate to request (`spec.tls.issuerRef`): applied apart from the
+    /// objects, as its kind may not exist (cert-manager is optional).
+    pub certificate: Option<Certificate>,
 }
 
 /// What the objects carry beside the spec: what the topology decided and what the reconcile
@@ -143,5 +151,6 @@ pub fn build(
         objects,
         secrets: secrets::missing_secrets(c, existing, rng),
         tls: tls_secrets::TlsWrites::default(),
+        certificate: certificate::member_certificate(c),
     }
 }
