@@ -2,7 +2,8 @@
 //! apply is one list of the cluster's labelled objects per kind, so these prove the two cases a
 //! list alone cannot see or must see: an object of one of the cluster's names that is someone
 //! else's (no labels: not listed) is refused, not taken over; and an object the spec no longer
-//! needs is deleted. The NetworkPolicies of `spec.networkPolicy` are such objects: made when enabled, changed with the spec, deleted when disabled.
+//! needs is deleted. The NetworkPolicies of `spec.networkPolicy` (and the chart's own) are such
+//! objects: made when enabled, changed with the spec, deleted when disabled.
 
 mod support;
 
@@ -16,7 +17,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use serde_json::{Value, json};
-use support::chart::{CHART_POD_LABELS, RELEASE_NS, operator, operator_in_chart_pods};
+use support::chart::{CHART, CHART_POD_LABELS, RELEASE_NS, operator, operator_in_chart_pods};
 use support::{control_plane, wait_for};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -286,4 +287,87 @@ async fn network_policies_follow_the_spec_and_go_when_disabled() {
     .await;
     let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
     assert!(services.get_opt("orders").await.expect("get").is_some());
+}
+
+#[tokio::test]
+async fn the_charts_network_policy_admits_only_metrics_scrapers_and_is_valid() {
+    let Some(cp) = control_plane() else { return };
+    let (admin, ns) = cp.namespace("chart-netpol").await;
+    let render = |args: &[&str]| {
+        let out = cp
+            .command("helm")
+            .args(["template", "innodb-operator", CHART, "--namespace", &ns])
+            .args(["--kube-version", "1.36.0", "--skip-crds"])
+            .args(args)
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_yaml::Deserializer::from_str(&text)
+            .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+            .collect::<Vec<Value>>()
+    };
+    let of_kind = |docs: &[Value], kind: &str| {
+        docs.iter()
+            .filter(|d| d["kind"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let default = render(&[]);
+    assert!(of_kind(&default, "NetworkPolicy").is_empty(), "opt-in");
+    // The operator names its pods with the labels its Deployment gives them.
+    let deployment = &of_kind(&default, "Deployment")[0];
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let labels = env
+        .iter()
+        .find(|e| e["name"] == "OPERATOR_POD_LABELS")
+        .expect("OPERATOR_POD_LABELS");
+    assert_eq!(labels["value"], CHART_POD_LABELS);
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for kv in CHART_POD_LABELS.split(',') {
+        let (k, v) = kv.split_once('=').unwrap();
+        assert_eq!(pod_labels[k], v, "{k}");
+    }
+
+    let prometheus = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}});
+    let enabled = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set-json",
+        &format!("networkPolicy.metricsFrom=[{prometheus}]"),
+    ]);
+    let policy = of_kind(&enabled, "NetworkPolicy");
+    assert_eq!(policy.len(), 1);
+    let policy: NetworkPolicy = serde_json::from_value(policy[0].clone()).expect("NetworkPolicy");
+    assert_eq!(
+        policy
+            .spec
+            .as_ref()
+            .unwrap()
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels,
+        serde_json::from_value(pod_labels.clone()).unwrap()
+    );
+    let (ports, from) = ingress(&policy);
+    assert_eq!(ports, vec![8080], "the HTTP port only");
+    assert_eq!(from, vec![prometheus]);
+    // The API server accepts it as rendered.
+    Api::<NetworkPolicy>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("the apiserver accepts the chart's NetworkPolicy");
+
+    // Without scrapers: no ingress at all.
+    let closed = render(&["--set", "networkPolicy.enabled=true"]);
+    let closed: NetworkPolicy =
+        serde_json::from_value(of_kind(&closed, "NetworkPolicy")[0].clone()).unwrap();
+    assert_eq!(closed.spec.unwrap().ingress, Some(vec![]));
 }
