@@ -63,7 +63,7 @@ pub async fn replica(
     name: &str,
     expect: Expect,
 ) -> (Operator, String) {
-    replica_through(cp, admin, ns, name, expect, None).await
+    replica_through(cp, admin, ns, name, expect, None, &[]).await
 }
 
 /// The operator as [`operator`], told that its pods are the chart's (the namespace and labels
@@ -73,7 +73,7 @@ pub async fn operator_in_chart_pods(cp: &ControlPlane, admin: &Client, ns: &str)
         ("POD_NAMESPACE", RELEASE_NS),
         ("OPERATOR_POD_LABELS", CHART_POD_LABELS),
     ];
-    start_replica(cp, admin, ns, "operator", Expect::Leader, None, &env)
+    replica_through(cp, admin, ns, "operator", Expect::Leader, None, &env)
         .await
         .0
 }
@@ -82,19 +82,9 @@ pub async fn operator_in_chart_pods(cp: &ControlPlane, admin: &Client, ns: &str)
 pub const CHART_POD_LABELS: &str =
     "app.kubernetes.io/instance=innodb-operator,app.kubernetes.io/name=innodb-operator";
 
-/// A replica as [`replica`] that reaches the apiserver at `server` (a proxy) when given.
+/// A replica as [`replica`] that reaches the apiserver at `server` (a proxy) when given, with
+/// `env` added to its environment.
 pub async fn replica_through(
-    cp: &ControlPlane,
-    admin: &Client,
-    ns: &str,
-    name: &str,
-    expect: Expect,
-    server: Option<std::net::SocketAddr>,
-) -> (Operator, String) {
-    start_replica(cp, admin, ns, name, expect, server, &[]).await
-}
-
-async fn start_replica(
     cp: &ControlPlane,
     admin: &Client,
     ns: &str,
