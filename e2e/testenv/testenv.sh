@@ -5,7 +5,7 @@
 #
 #   testenv.sh build        build the pinned binaries into $TESTENV_BIN (cached; a no-op when warm)
 #   testenv.sh build-node   also kubelet, kube-proxy, containerd, runc, CoreDNS, crictl, pause
-#   testenv.sh build-netpol also kube-network-policies (enforces NetworkPolicies on a real node)
+#   testenv.sh build-netpol only kube-network-policies (enforces NetworkPolicies on a real node)
 #   testenv.sh up [DIR] [--node]
 #                           start everything with state in DIR, wait until healthy, print env;
 #                           --node: a real node (node.sh) runs the pods instead of kwok
