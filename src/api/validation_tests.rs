@@ -218,7 +218,10 @@ fn a_cluster_name_must_fit_every_object_it_names() {
         let err = named(&bad).unwrap_or_else(|| panic!("{bad} passed"));
         assert!(err.contains("at most 52 characters"), "{bad}: {err}");
     }
-    // The longest name allowed still makes valid Service names.
-    let longest = format!("{}-instances", "a".repeat(52));
-    assert!(longest.len() <= 63, "{longest}");
+    // The longest name allowed still makes valid Service names, and its NetworkPolicies' names
+    // fit a label value too.
+    for suffix in ["-instances", "-members", "-router-lb"] {
+        let longest = format!("{}{suffix}", "a".repeat(52));
+        assert!(longest.len() <= 63, "{longest}");
+    }
 }
