@@ -536,6 +536,17 @@ async fn invalid_specs_are_rejected_by_the_apiserver() {
             json!({"tls": {"issuerRef": {"kind": "ClusterIssuer"}}}),
             "name: Required value",
         ),
+        (
+            "a Router peer naming nothing",
+            json!({"networkPolicy": {"enabled": true, "routerFrom": [{}]}}),
+            "ipBlock alone",
+        ),
+        (
+            "a Router peer with an ipBlock and a selector",
+            json!({"networkPolicy": {"routerFrom": [
+                {"ipBlock": {"cidr": "10.0.0.0/8"}, "namespaceSelector": {}}]}}),
+            "ipBlock alone",
+        ),
     ];
     let mut failures = Vec::new();
     for (case, spec, expected) in corpus {
@@ -1124,7 +1135,7 @@ async fn two_replicas(
     name: &str,
     a_server: Option<std::net::SocketAddr>,
 ) -> ((Operator, String), (Operator, String)) {
-    let a = replica_through(cp, admin, ns, "a", Expect::Leader, a_server).await;
+    let a = replica_through(cp, admin, ns, "a", Expect::Leader, a_server, &[]).await;
     let b = replica(cp, admin, ns, "b", Expect::Standby).await;
     apply(admin, ns, &quiet_cluster(name))
         .await

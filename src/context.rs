@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::api::MySQLCluster;
 use crate::leader::Permit;
 use crate::metrics::Metrics;
+use crate::objects::operator_pods::OperatorPods;
 use crate::pod_cache::PodCache;
 use crate::topology::Event as TopologyEvent;
 use crate::xproto::monitor::{ClusterTargets, MonitorHandle};
@@ -31,6 +32,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The operator's own image, which backup Jobs run.
     pub image: String,
+    /// The operator's own pods, which the members' NetworkPolicy admits; `None` outside the
+    /// cluster.
+    pub operator_pods: Option<OperatorPods>,
 }
 
 /// The key the X protocol monitor files a cluster's members under.

@@ -11,6 +11,7 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::client::ClientBuilder;
@@ -324,6 +325,13 @@ async fn lead(
         .owns_stream(
             watcher(
                 api::<PodDisruptionBudget>(&client, &config.namespace),
+                owned.clone(),
+            )
+            .touched_objects(),
+        )
+        .owns_stream(
+            watcher(
+                api::<NetworkPolicy>(&client, &config.namespace),
                 owned.clone(),
             )
             .touched_objects(),

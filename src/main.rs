@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use innodb_operator::controller::RunError;
 use innodb_operator::datapath::cli::{self, BackupArgs, RestoreArgs};
 use innodb_operator::leader::{self, LeaseSettings, Timing};
+use innodb_operator::objects::operator_pods::OperatorPods;
 use innodb_operator::{context, controller, crd, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,11 @@ enum Command {
         /// The operator's own image (backup Jobs run it).
         #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
         image: String,
+        /// Labels of the operator's own pods (`k=v,k2=v2`, in the namespace POD_NAMESPACE):
+        /// the members' NetworkPolicies admit these pods. The chart sets it; without it no
+        /// NetworkPolicy admits the operator.
+        #[arg(long, env = "OPERATOR_POD_LABELS")]
+        operator_pod_labels: Option<String>,
         #[command(flatten)]
         lease: LeaseArgs,
     },
@@ -171,9 +177,20 @@ async fn command(cli: Cli) -> ExitCode {
             namespace,
             http_addr,
             image,
+            operator_pod_labels,
             lease,
         } => {
             telemetry::init(cli.log_format);
+            let operator_pods = match OperatorPods::from_settings(
+                lease.lease_namespace.as_deref(),
+                operator_pod_labels.as_deref(),
+            ) {
+                Ok(pods) => pods,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid operator pod settings");
+                    return ExitCode::FAILURE;
+                }
+            };
             let lease = match lease.settings() {
                 Ok(l) => l,
                 Err(e) => {
@@ -195,6 +212,7 @@ async fn command(cli: Cli) -> ExitCode {
                 namespace,
                 http_addr,
                 image,
+                operator_pods,
             };
             match controller::run(kube_config, config, lease, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,

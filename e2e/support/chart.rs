@@ -63,10 +63,27 @@ pub async fn replica(
     name: &str,
     expect: Expect,
 ) -> (Operator, String) {
-    replica_through(cp, admin, ns, name, expect, None).await
+    replica_through(cp, admin, ns, name, expect, None, &[]).await
 }
 
-/// A replica as [`replica`] that reaches the apiserver at `server` (a proxy) when given.
+/// The operator as [`operator`], told that its pods are the chart's (the namespace and labels
+/// the chart's Deployment gives it), as an operator in the cluster is.
+pub async fn operator_in_chart_pods(cp: &ControlPlane, admin: &Client, ns: &str) -> Operator {
+    let env = [
+        ("POD_NAMESPACE", RELEASE_NS),
+        ("OPERATOR_POD_LABELS", CHART_POD_LABELS),
+    ];
+    replica_through(cp, admin, ns, "operator", Expect::Leader, None, &env)
+        .await
+        .0
+}
+
+/// The labels of the chart's operator pods (its selector labels), as the chart passes them.
+pub const CHART_POD_LABELS: &str =
+    "app.kubernetes.io/instance=innodb-operator,app.kubernetes.io/name=innodb-operator";
+
+/// A replica as [`replica`] that reaches the apiserver at `server` (a proxy) when given, with
+/// `env` added to its environment.
 pub async fn replica_through(
     cp: &ControlPlane,
     admin: &Client,
@@ -74,6 +91,7 @@ pub async fn replica_through(
     name: &str,
     expect: Expect,
     server: Option<std::net::SocketAddr>,
+    env: &[(&str, &str)],
 ) -> (Operator, String) {
     let sa = chart(cp);
     let kubeconfig = cp.dir.join(format!("{name}-{ns}.kubeconfig"));
@@ -88,12 +106,13 @@ pub async fn replica_through(
             .expect("write kubeconfig");
     }
     let token = super::kubeconfig_token(&kubeconfig);
-    let op = Operator::start(
+    let op = Operator::start_with_env(
         &kubeconfig,
         ns,
         cp.dir.join(format!("{name}-{ns}.log")),
         name,
         expect,
+        env,
     )
     .await;
     (op, super::token_id(&token))

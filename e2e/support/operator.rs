@@ -51,6 +51,18 @@ impl Operator {
         replica: &str,
         expect: Expect,
     ) -> Operator {
+        Self::start_with_env(kubeconfig, namespace, log, replica, expect, &[]).await
+    }
+
+    /// As [`Operator::start`], with `env` added to the process's environment.
+    pub async fn start_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: PathBuf,
+        replica: &str,
+        expect: Expect,
+        env: &[(&str, &str)],
+    ) -> Operator {
         let http = free_port();
         let out = std::fs::File::create(&log).expect("create operator log");
         let child = Command::new(BINARY)
@@ -72,6 +84,7 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", replica)
             .env("RUST_LOG", "info,innodb_operator=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log handle"))
             .stderr(out)

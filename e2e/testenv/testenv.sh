@@ -5,6 +5,7 @@
 #
 #   testenv.sh build        build the pinned binaries into $TESTENV_BIN (cached; a no-op when warm)
 #   testenv.sh build-node   also kubelet, kube-proxy, containerd, runc, CoreDNS, crictl, pause
+#   testenv.sh build-netpol only kube-network-policies (enforces NetworkPolicies on a real node)
 #   testenv.sh up [DIR] [--node]
 #                           start everything with state in DIR, wait until healthy, print env;
 #                           --node: a real node (node.sh) runs the pods instead of kwok
@@ -173,6 +174,20 @@ cmd_build() {
     built helm "$HELM_VERSION"
   fi
   log "binaries ready in $TESTENV_BIN ($((SECONDS - start))s)"
+}
+
+# kube-network-policies: the node's bridge CNI enforces no NetworkPolicy; this controller does,
+# with nftables and NFQUEUE (pure Go: no cgo, no nft binary).
+cmd_build_netpol() {
+  go_env
+  mkdir -p "$TESTENV_BIN"
+  local start=$SECONDS
+  if ! have kube-network-policies "$KNP_VERSION"; then
+    log "building kube-network-policies $KNP_VERSION"
+    build_go kube-network-policies sigs.k8s.io/kube-network-policies/cmd "$KNP_VERSION"
+    built kube-network-policies "$KNP_VERSION"
+  fi
+  log "kube-network-policies $KNP_VERSION ready in $TESTENV_BIN ($((SECONDS - start))s)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -575,10 +590,11 @@ cmd_env() {
 case "${1:-}" in
   build) cmd_build ;;
   build-node) cmd_build && node_build ;;
+  build-netpol) cmd_build_netpol ;;
   node-restart) node_restart "$(state_dir "${2:-}")" ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down "${2:-}" ;;
   env) cmd_env "${2:-}" ;;
   bin) echo "$TESTENV_BIN" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -109,6 +110,9 @@ pub struct MySQLClusterSpec {
     /// TLS for client and group connections.
     #[serde(default)]
     pub tls: TlsSpec,
+    /// NetworkPolicies for the members and the Routers; none unless enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
     /// Backup storage and schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
@@ -318,6 +322,26 @@ pub struct IssuerRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub group: Option<String>,
+}
+
+/// The NetworkPolicies the operator keeps for a cluster. They restrict ingress only (egress is
+/// not restricted) and take effect only where the cluster's network plugin enforces
+/// NetworkPolicies.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Make the policies: the members (`C-members`) accept connections on their MySQL ports
+    /// (3306, 33060, and 33061 with the XCOM stack) only from the cluster's members, its Routers,
+    /// its backup and restore Jobs and the operator's pods; the Routers (`C-router`) accept
+    /// connections on their ports only from `routerFrom`. Set false to delete them.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Who may connect to the Routers' ports, as in a NetworkPolicy's `from` (pod and namespace
+    /// selectors, IP blocks). Empty: every pod in the cluster's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(p, has(p.ipBlock) != (has(p.podSelector) || has(p.namespaceSelector)))").message("each networkPolicy.routerFrom entry needs either an ipBlock alone, or a podSelector and/or a namespaceSelector"))]
+    pub router_from: Vec<NetworkPolicyPeer>,
 }
 
 /// Where backups go and when they are taken.

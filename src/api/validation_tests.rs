@@ -30,6 +30,10 @@ fn good_specs_pass() {
             {"name": "weekdays", "schedule": "*/15 8-18 * * MON-FRI"}]}}),
         json!({"storage": {"size": "500Mi"}}),
         json!({"restoreFrom": {"backup": "nightly-1"}}),
+        json!({"networkPolicy": {"enabled": true, "routerFrom": [
+            {"podSelector": {"matchLabels": {"app": "shop"}}},
+            {"namespaceSelector": {}, "podSelector": {}},
+            {"ipBlock": {"cidr": "10.0.0.0/8"}}]}}),
     ] {
         assert_eq!(cel_error(spec.clone()), None, "{spec}");
     }
@@ -49,6 +53,14 @@ fn bad_specs_fail_with_a_message_users_understand() {
         (
             json!({"backup": {"storage": {"bucket": "b"}, "schedules": [{"name": "n", "schedule": "99 3 * * *"}]}}),
             "values in range",
+        ),
+        (
+            json!({"networkPolicy": {"routerFrom": [{}]}}),
+            "ipBlock alone",
+        ),
+        (
+            json!({"networkPolicy": {"routerFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}}),
+            "ipBlock alone",
         ),
         (
             json!({"storage": {"size": "ten gigs"}}),
@@ -206,7 +218,10 @@ fn a_cluster_name_must_fit_every_object_it_names() {
         let err = named(&bad).unwrap_or_else(|| panic!("{bad} passed"));
         assert!(err.contains("at most 52 characters"), "{bad}: {err}");
     }
-    // The longest name allowed still makes valid Service names.
-    let longest = format!("{}-instances", "a".repeat(52));
-    assert!(longest.len() <= 63, "{longest}");
+    // The longest name allowed still makes valid Service names, and its NetworkPolicies' names
+    // fit a label value too.
+    for suffix in ["-instances", "-members", "-router-lb"] {
+        let longest = format!("{}{suffix}", "a".repeat(52));
+        assert!(longest.len() <= 63, "{longest}");
+    }
 }

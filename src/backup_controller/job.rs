@@ -2,8 +2,6 @@
 //! `innodb-operator backup` (from a member of a cluster) or `innodb-operator restore` (into the
 //! first member of a new cluster). One builder for both; pure.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSpec, PodTemplateSpec,
@@ -17,9 +15,7 @@ use crate::api::{Backup, MySQLCluster, S3Storage};
 use crate::cluster::build::tls_secrets::CA_CERT_KEY;
 use crate::objects::MYSQL_PORT;
 use crate::objects::accounts::Account;
-use crate::objects::names::{
-    LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER, Names,
-};
+use crate::objects::names::{Component, Names};
 use crate::objects::pod_security::{restricted_container, restricted_pod, secret_env};
 
 /// Where the container writes its one-line JSON result; Kubernetes copies it into the pod's
@@ -59,11 +55,17 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    /// The subcommand, and the container's and component label's name.
+    /// The subcommand, and the container's name.
     pub(crate) fn as_str(self) -> &'static str {
+        self.component().as_str()
+    }
+
+    /// The component its Job and pod are labelled with (the members' NetworkPolicy admits them
+    /// by it).
+    fn component(self) -> Component {
         match self {
-            Mode::Backup => "backup",
-            Mode::Restore => "restore",
+            Mode::Backup => Component::Backup,
+            Mode::Restore => Component::Restore,
         }
     }
 
@@ -165,13 +167,8 @@ pub(crate) fn restore_job(cluster: &MySQLCluster, input: &JobInput) -> Job {
 fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
     let mode = input.mode;
     let names = Names::new(&input.cluster, &input.namespace);
-    let labels = BTreeMap::from([
-        (LABEL_NAME.to_string(), "mysql-innodb-cluster".to_string()),
-        (LABEL_INSTANCE.to_string(), input.cluster.clone()),
-        (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-        (LABEL_COMPONENT.to_string(), mode.as_str().to_string()),
-        (CLUSTER_LABEL.to_string(), input.cluster.clone()),
-    ]);
+    let mut labels = names.labels(mode.component());
+    labels.insert(CLUSTER_LABEL.to_string(), input.cluster.clone());
     let s = &input.storage;
     let account = mode.account();
     let mut envs = vec![
@@ -291,6 +288,7 @@ fn job(name: String, owner: Option<OwnerReference>, input: &JobInput) -> Job {
 mod tests {
     use super::*;
     use crate::api::storage::SecretKeyRef;
+    use crate::objects::names::LABEL_COMPONENT;
 
     fn backup() -> Backup {
         serde_yaml::from_str(

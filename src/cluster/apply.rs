@@ -10,6 +10,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -239,6 +240,9 @@ pub(crate) async fn apply(
                 apply_one(client, names, owner_uid, kind, listed, o).await?
             }
             Object::Deployment(o) => apply_one(client, names, owner_uid, kind, listed, o).await?,
+            Object::NetworkPolicy(o) => {
+                apply_one(client, names, owner_uid, kind, listed, o).await?
+            }
         };
         if written {
             outcome
@@ -265,6 +269,7 @@ pub(crate) async fn apply(
                 }
                 Kind::Deployment => delete::<Deployment>(client, names, kind, &name).await?,
                 Kind::Certificate => delete::<Certificate>(client, names, kind, &name).await?,
+                Kind::NetworkPolicy => delete::<NetworkPolicy>(client, names, kind, &name).await?,
             }
             outcome.pruned.push(format!("{kind:?}/{name}"));
         }
@@ -355,6 +360,7 @@ async fn list(client: &Client, names: &Names, kind: Kind) -> Result<Vec<ObjectMe
         Kind::PodDisruptionBudget => list_of::<PodDisruptionBudget>(client, names, kind).await,
         Kind::Deployment => list_of::<Deployment>(client, names, kind).await,
         Kind::Certificate => list_of::<Certificate>(client, names, kind).await,
+        Kind::NetworkPolicy => list_of::<NetworkPolicy>(client, names, kind).await,
     }
 }
 

@@ -220,6 +220,7 @@ pub(crate) fn plan(
         member_certificate_end: tls
             .member_certificate_end()
             .or(obs.deref.member_certificate_end),
+        operator_pods: config.operator_pods.as_ref(),
     };
     let mut requeue = CONVERGING;
     if let Some(t) = &topology {
@@ -358,6 +359,7 @@ mod tests {
             namespace: None,
             http_addr: "127.0.0.1:0".parse().unwrap(),
             image: "operator:test".into(),
+            operator_pods: None,
         }
     }
 

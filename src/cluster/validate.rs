@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use uuid::Uuid;
@@ -41,6 +42,9 @@ pub struct ValidCluster {
     /// Members refuse clients without TLS (unless the spec allows cleartext clients).
     pub require_secure_transport: bool,
     pub pod_template: PodTemplateOverrides,
+    /// With `spec.networkPolicy.enabled`: who may connect to the Routers (empty: every pod
+    /// of the namespace). `None`: the cluster has no NetworkPolicies.
+    pub network_policy: Option<Vec<NetworkPolicyPeer>>,
     pub group_name: Uuid,
     pub domain: String,
     /// What the spec asks that the operator does with a warning (or not at all), for the status.
@@ -309,6 +313,11 @@ pub fn validate(
         tls: tls_source(&spec.tls),
         require_secure_transport: !spec.tls.allow_cleartext_clients,
         pod_template: spec.pod_template.clone(),
+        network_policy: spec
+            .network_policy
+            .as_ref()
+            .filter(|n| n.enabled)
+            .map(|n| n.router_from.clone()),
         group_name: deref.group_name,
         domain: domain.to_string(),
         warnings,

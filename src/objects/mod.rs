@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod names;
+pub mod operator_pods;
 pub mod pod_security;
 
 /// Classic protocol port.

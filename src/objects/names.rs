@@ -32,6 +32,10 @@ pub enum Component {
     Router,
     /// Credentials.
     Credentials,
+    /// A backup's Job and its pod.
+    Backup,
+    /// The restore Job of a new cluster and its pod.
+    Restore,
 }
 
 impl Component {
@@ -40,6 +44,8 @@ impl Component {
             Component::Database => "database",
             Component::Router => "router",
             Component::Credentials => "credentials",
+            Component::Backup => "backup",
+            Component::Restore => "restore",
         }
     }
 }
@@ -87,6 +93,14 @@ impl Names {
     }
     pub(crate) fn router_config_map(&self) -> String {
         format!("{}-router-config", self.cluster)
+    }
+    /// NetworkPolicy of the members' pods (`spec.networkPolicy`).
+    pub(crate) fn members_network_policy(&self) -> String {
+        format!("{}-members", self.cluster)
+    }
+    /// NetworkPolicy of the Routers' pods (`spec.networkPolicy`).
+    pub(crate) fn router_network_policy(&self) -> String {
+        format!("{}-router", self.cluster)
     }
     /// Secret of one of the cluster's accounts.
     pub fn secret(&self, account: &str) -> String {
@@ -192,6 +206,8 @@ mod tests {
         assert_eq!(n.instances_service(), "orders-instances");
         assert_eq!(n.ro_service(), "orders-ro");
         assert_eq!(n.router(), "orders-router");
+        assert_eq!(n.members_network_policy(), "orders-members");
+        assert_eq!(n.router_network_policy(), "orders-router");
         assert_eq!(
             n.pod_fqdn(2, "cluster.local"),
             "orders-2.orders-instances.db.svc.cluster.local"

@@ -20,6 +20,15 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The selector labels as `k=v,k2=v2`: the operator names its own pods with them. */}}
+{{- define "innodb-operator.selectorString" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := include "innodb-operator.selectorLabels" . | fromYaml -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
 {{- define "innodb-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "innodb-operator.fullname" .) .Values.serviceAccount.name -}}

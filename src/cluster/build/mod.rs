@@ -5,6 +5,7 @@
 pub mod certificate;
 pub(crate) mod member_scripts;
 pub mod mycnf;
+pub(crate) mod network_policy;
 pub(crate) mod router;
 pub(crate) mod router_conf;
 pub mod secrets;
@@ -19,12 +20,14 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
 pub use super::validate::ValidCluster;
 use crate::certs::cert_manager::Certificate;
 use crate::objects::accounts::Account;
+use crate::objects::operator_pods::OperatorPods;
 
 /// One object the cluster needs, applied with server-side apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +37,7 @@ pub enum Object {
     StatefulSet(StatefulSet),
     PodDisruptionBudget(PodDisruptionBudget),
     Deployment(Deployment),
+    NetworkPolicy(NetworkPolicy),
 }
 
 /// The kinds the operator applies and prunes.
@@ -44,6 +48,7 @@ pub(crate) enum Kind {
     StatefulSet,
     PodDisruptionBudget,
     Deployment,
+    NetworkPolicy,
     /// cert-manager's, applied only for a cluster that asks for it (never listed or pruned:
     /// without cert-manager the kind does not exist).
     Certificate,
@@ -51,12 +56,13 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every kind, in the order they are applied (configuration before what reads it).
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::ConfigMap,
         Kind::Service,
         Kind::StatefulSet,
         Kind::PodDisruptionBudget,
         Kind::Deployment,
+        Kind::NetworkPolicy,
     ];
 }
 
@@ -68,6 +74,7 @@ impl Object {
             Object::StatefulSet(_) => Kind::StatefulSet,
             Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
             Object::Deployment(_) => Kind::Deployment,
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
         }
     }
 
@@ -78,6 +85,7 @@ impl Object {
             Object::StatefulSet(o) => &o.metadata,
             Object::PodDisruptionBudget(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
+            Object::NetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -101,10 +109,11 @@ pub struct Desired {
     pub certificate: Option<Certificate>,
 }
 
-/// What the objects carry beside the spec: what the topology decided and what the reconcile
-/// found. An input of [`build`], never written back into the validated spec.
+/// What the objects carry beside the spec: what the topology decided, what the reconcile
+/// found and who the operator is. An input of [`build`], never written back into the validated
+/// spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BuildInputs {
+pub struct BuildInputs<'a> {
     /// Replicas of the StatefulSet: `spec.instances`, except while members leave the group
     /// before their pods go.
     pub replicas: i32,
@@ -112,14 +121,19 @@ pub struct BuildInputs {
     /// pod template carries it, so a renewed certificate restarts them one at a time (Router
     /// reads its certificate only when it starts; the members reload theirs).
     pub member_certificate_end: Option<jiff::Timestamp>,
+    /// The operator's own pods, which the members' NetworkPolicy admits (`None`: it runs
+    /// outside the cluster).
+    pub operator_pods: Option<&'a OperatorPods>,
 }
 
-impl BuildInputs {
-    /// Before the topology has run (no credentials yet): what the spec asks.
+impl BuildInputs<'_> {
+    /// Before the topology has run (no credentials yet): what the spec asks, with an operator
+    /// outside the cluster.
     pub fn from_spec(c: &ValidCluster) -> Self {
         BuildInputs {
             replicas: c.instances,
             member_certificate_end: None,
+            operator_pods: None,
         }
     }
 }
@@ -127,7 +141,7 @@ impl BuildInputs {
 /// Builds every object of `c`. `existing` are the accounts whose Secret exists already.
 pub fn build(
     c: &ValidCluster,
-    inputs: BuildInputs,
+    inputs: BuildInputs<'_>,
     existing: &BTreeSet<Account>,
     rng: &mut impl Rng,
 ) -> Desired {
@@ -147,6 +161,11 @@ pub fn build(
             Object::Deployment(router::deployment(c, inputs.member_certificate_end)),
         ]);
     }
+    objects.extend(
+        network_policy::policies(c, inputs.operator_pods)
+            .into_iter()
+            .map(Object::NetworkPolicy),
+    );
     Desired {
         objects,
         secrets: secrets::missing_secrets(c, existing, rng),

@@ -470,7 +470,7 @@ fn router_routes_through_the_role_services() {
 
 #[test]
 fn every_object_is_labelled_and_owned() {
-    let c = valid_cluster("spec: {}");
+    let c = valid_cluster("spec: {networkPolicy: {enabled: true}}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let desired = build(&c, BuildInputs::from_spec(&c), &BTreeSet::new(), &mut rng);
     let mut seen = BTreeSet::new();
