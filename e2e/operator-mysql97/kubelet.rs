@@ -320,6 +320,13 @@ fn run_pods(p: &mut Pods, seen: &Seen, namespace: &str) -> Result<Vec<(String, S
     let mut starting: BTreeMap<Kind, Vec<u32>> = BTreeMap::new();
     if let Some((cms, secrets)) = objects {
         for w in new {
+            let source = PodSource::from_pod(&w.pod, cms, secrets);
+            if let Some(missing) = source.missing_source() {
+                // As a kubelet: the pod waits for its volume's object (a Secret cert-manager
+                // has not issued yet), tried again next tick.
+                p.event(format!("pod {}: waiting for {missing}", w.name));
+                continue;
+            }
             let ordinal = match w.kind {
                 Kind::Member => ordinal_of(&w.name)?,
                 Kind::Router => {
@@ -327,7 +334,6 @@ fn run_pods(p: &mut Pods, seen: &Seen, namespace: &str) -> Result<Vec<(String, S
                     p.next_router
                 }
             };
-            let source = PodSource::from_pod(&w.pod, cms, secrets);
             p.cluster(w.kind)
                 .add_pod(ordinal, &w.name, &w.ip, source)
                 .map_err(|e| format!("pod {}: {e}", w.name))?;

@@ -38,6 +38,19 @@ impl PodSource {
         Self::with_objects(template, claims, config_maps, secrets)
     }
 
+    /// The first ConfigMap or Secret a volume names that was not supplied: a kubelet does not
+    /// start the pod's containers until it exists (the pod stays ContainerCreating).
+    pub fn missing_source(&self) -> Option<String> {
+        self.spec.volumes.iter().flatten().find_map(|v| {
+            if let Some(cm) = &v.config_map {
+                (!self.config_maps.contains_key(&cm.name)).then(|| format!("ConfigMap {}", cm.name))
+            } else {
+                let secret = v.secret.as_ref()?.secret_name.clone().unwrap_or_default();
+                (!self.secrets.contains_key(&secret)).then(|| format!("Secret {secret}"))
+            }
+        })
+    }
+
     /// A pod as the API holds it (what a kubelet runs): its `persistentVolumeClaim` volumes are
     /// the member's claims, kept across pod restarts.
     pub fn from_pod(pod: &Pod, config_maps: &[ConfigMap], secrets: &[Secret]) -> Self {

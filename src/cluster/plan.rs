@@ -26,7 +26,7 @@ use super::gather::Observations;
 use super::restore_plan::{self, RestoreInput, RestoreLocation, Unresolved};
 use super::status::StatusInput;
 use super::topology_step;
-use super::validate::{SpecWarning, ValidCluster};
+use super::validate::{SpecWarning, TlsSource, ValidCluster};
 use super::{CONVERGING, RESTORE_POLL};
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, RestoreSource, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
@@ -37,6 +37,7 @@ use crate::events::Reason;
 use crate::objects::names::Names;
 use crate::topology::metadata::Desired as MetadataDesired;
 use crate::topology::observe::Endpoint;
+use crate::topology::tls_reload::{self, Expiring, Holder};
 use crate::topology::{ActionRecord, Decision, Observed, Operation, RestoreGate, updated_history};
 
 /// What the restore step reads besides the members: the request, where its backup is, the
@@ -225,6 +226,9 @@ pub(crate) fn plan(
     let mut requeue = CONVERGING;
     if let Some(t) = &topology {
         t.fill_status(&mut status);
+        if let Some(e) = tls_reload::expiring(&t.observed, obs.now) {
+            status.warnings.push(expiry_warning(&e, valid, obs.now));
+        }
         // A restore takes minutes to hours: look less often at a member that is loading.
         let restore_poll = (t.restore.gate != RestoreGate::Open).then_some(RESTORE_POLL);
         requeue = requeue
@@ -255,6 +259,41 @@ pub(crate) fn plan(
         topology,
         status,
         requeue,
+    }
+}
+
+/// What the status says of a certificate in use that ends soon or has ended.
+fn expiry_warning(e: &Expiring, valid: &ValidCluster, now: jiff::Timestamp) -> SpecWarning {
+    let secret = valid.member_tls_secret();
+    let what = match e.holder {
+        Holder::Secret => format!("the certificate in Secret {secret}"),
+        Holder::Member(o) => format!(
+            "the certificate member {} serves",
+            valid.names.pod(o as i32)
+        ),
+    };
+    let end = e.end.strftime("%Y-%m-%dT%H:%M:%SZ");
+    let renew = match (&valid.tls, e.holder) {
+        (_, Holder::Member(_)) => format!(
+            "the operator reloads the members' TLS when Secret {secret} holds a newer one: renew it there"
+        ),
+        (TlsSource::OperatorCa, Holder::Secret) => format!(
+            "the operator renews its own at two thirds of its life: check its Events for CertificateError, or delete Secret {secret} to have it issued again"
+        ),
+        (TlsSource::CertManager(_), Holder::Secret) => format!(
+            "cert-manager renews it: kubectl describe certificate {}",
+            valid.names.member_certificate()
+        ),
+        (TlsSource::Secret(_), Holder::Secret) => {
+            format!("renew the certificate in your Secret {secret}")
+        }
+    };
+    if e.ended(now) {
+        SpecWarning::CertificateExpired(format!(
+            "{what} ended at {end}: new connections to the members with it fail; {renew}"
+        ))
+    } else {
+        SpecWarning::CertificateExpiring(format!("{what} ends at {end}; {renew}"))
     }
 }
 
@@ -517,6 +556,36 @@ mod tests {
                 replace_pod: Some("orders-1".into()),
                 clear_annotations: vec![SWITCHOVER_ANNOTATION],
             }
+        );
+    }
+
+    #[test]
+    fn an_expiring_certificate_is_named_with_what_renews_it() {
+        let now: jiff::Timestamp = "2026-12-07T00:00:00Z".parse().unwrap();
+        let c = crate::cluster::testing::valid_cluster("spec: {tls: {issuerRef: {name: ca}}}");
+        let soon = Expiring {
+            holder: Holder::Secret,
+            end: "2026-12-09T12:00:00Z".parse().unwrap(),
+        };
+        let w = expiry_warning(&soon, &c, now);
+        assert_eq!(w.reason(), "CertificateExpiring");
+        assert!(!w.degrades());
+        assert_eq!(
+            w.to_string(),
+            "the certificate in Secret orders-member-tls ends at 2026-12-09T12:00:00Z; cert-manager renews it: kubectl describe certificate orders-member"
+        );
+        let ended = Expiring {
+            holder: Holder::Member(2),
+            end: "2026-12-06T00:00:00Z".parse().unwrap(),
+        };
+        let w = expiry_warning(&ended, &c, now);
+        assert_eq!(w.reason(), "CertificateExpired");
+        assert!(w.degrades());
+        assert!(
+            w.to_string().starts_with(
+                "the certificate member orders-2 serves ended at 2026-12-06T00:00:00Z"
+            ),
+            "{w}"
         );
     }
 }

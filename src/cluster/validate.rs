@@ -103,6 +103,12 @@ pub enum SpecWarning {
     /// cert-manager has not issued the members' certificate yet: the members wait for it.
     #[error("{0}")]
     CertificatePending(String),
+    /// A certificate in use (the Secret's, or one a member serves) ends within a week.
+    #[error("{0}")]
+    CertificateExpiring(String),
+    /// A certificate in use has ended: new connections to the member that serves it fail.
+    #[error("{0}")]
+    CertificateExpired(String),
 }
 
 impl SpecWarning {
@@ -114,6 +120,8 @@ impl SpecWarning {
             SpecWarning::VersionChangeRefused(_) => "VersionChangeRefused",
             SpecWarning::Certificates(_) => "CertificateError",
             SpecWarning::CertificatePending(_) => "CertificatePending",
+            SpecWarning::CertificateExpiring(_) => "CertificateExpiring",
+            SpecWarning::CertificateExpired(_) => "CertificateExpired",
         }
     }
 
@@ -124,6 +132,7 @@ impl SpecWarning {
             SpecWarning::VersionChangeRefused(_)
                 | SpecWarning::Certificates(_)
                 | SpecWarning::CertificatePending(_)
+                | SpecWarning::CertificateExpired(_)
         )
     }
 }

@@ -34,3 +34,50 @@ pub fn decide(observed: &Observed) -> Vec<u32> {
         .map(|m| m.ordinal)
         .collect()
 }
+
+/// How long before its end a certificate in use is reported.
+pub const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// Where a certificate in use is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// The members' TLS Secret.
+    Secret,
+    /// What the member of this ordinal serves.
+    Member(u32),
+}
+
+/// A certificate in use that ends within [`EXPIRY_WARNING`], or has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiring {
+    pub holder: Holder,
+    pub end: jiff::Timestamp,
+}
+
+impl Expiring {
+    /// Whether it has ended at `now` (clients and the group's new connections refuse it).
+    pub fn ended(&self, now: jiff::Timestamp) -> bool {
+        self.end <= now
+    }
+}
+
+/// The certificate in use that ends first, when that is within [`EXPIRY_WARNING`] of `now`:
+/// the Secret's (nobody renewed it) or one a member still serves (not reloaded). Reported
+/// before it breaks the group's new connections.
+pub fn expiring(observed: &Observed, now: jiff::Timestamp) -> Option<Expiring> {
+    let secret = observed.input.member_certificate_end.map(|end| Expiring {
+        holder: Holder::Secret,
+        end,
+    });
+    let served = observed.members.iter().filter_map(|m| {
+        Some(Expiring {
+            holder: Holder::Member(m.ordinal),
+            end: m.state()?.certificate_end?,
+        })
+    });
+    secret
+        .into_iter()
+        .chain(served)
+        .min_by_key(|e| e.end)
+        .filter(|e| e.end.duration_since(now) < EXPIRY_WARNING)
+}

@@ -132,11 +132,15 @@ impl Fx {
         self
     }
 
-    fn decide(self) -> Decision {
-        decide(&Observed {
+    fn observed(self) -> Observed {
+        Observed {
             input: self.input,
             members: self.members,
-        })
+        }
+    }
+
+    fn decide(self) -> Decision {
+        decide(&self.observed())
     }
 }
 

@@ -116,3 +116,31 @@ fn nothing_is_reloaded_without_both_ends() {
         .decide();
     assert_eq!(d.reload_tls, [2]);
 }
+
+#[test]
+fn the_first_certificate_in_use_to_end_is_reported_within_a_week() {
+    use crate::topology::tls_reload::{Holder, expiring};
+    let now: jiff::Timestamp = "2026-12-07T00:00:00Z".parse().unwrap();
+    // The Secret's certificate was renewed; member 1 still serves the old one, ending in 3 days.
+    let o = healthy3()
+        .with(secret_holds("2027-12-01T00:00:00Z"))
+        .member(0, serving("2027-12-01T00:00:00Z"))
+        .member(1, serving("2026-12-10T00:00:00Z"))
+        .observed();
+    let e = expiring(&o, now).expect("member 1's ends in 3 days");
+    assert_eq!(e.holder, Holder::Member(1));
+    assert!(!e.ended(now));
+    // Eight days ahead: nothing yet.
+    let o = healthy3()
+        .with(secret_holds("2027-12-01T00:00:00Z"))
+        .member(2, serving("2026-12-15T00:00:00Z"))
+        .observed();
+    assert_eq!(expiring(&o, now), None);
+    // Nobody renewed the Secret's, and it has ended.
+    let o = healthy3()
+        .with(secret_holds("2026-12-06T00:00:00Z"))
+        .observed();
+    let e = expiring(&o, now).expect("the Secret's has ended");
+    assert_eq!(e.holder, Holder::Secret);
+    assert!(e.ended(now));
+}
