@@ -21,6 +21,7 @@
 //! - a rolling `spec.mycnf` change and scale 3 -> 5 -> 3 under the same writes;
 //! - a `Backup` (its Job pod streams to MinIO on the node's address) -> `Succeeded`, and a
 //!   cluster with `restoreFrom` it -> Ready with the rows acknowledged before the backup began;
+//! - no secret in any pod's log, Event, custom resource or ConfigMap;
 //! - the cluster deleted: its volume claims are kept.
 //!
 //! Needs root, the node's binaries and images (`e2e/lib/install-testenv.sh --node`); under
@@ -38,6 +39,7 @@ mod writer;
 
 mod backup;
 mod env;
+mod leaks;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -71,6 +73,7 @@ async fn the_sample_cluster_on_a_real_node() {
     backup::backup_and_restore(&mut env, &w).await;
     let acked = w.stop().await;
     check_rows(&env, &acked).await;
+    leaks::no_secret_leaked(&env);
     delete_keeps_volumes(&mut env).await;
 
     eprintln!("node: timings:");
