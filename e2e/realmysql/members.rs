@@ -48,6 +48,11 @@ impl Member {
         }
     }
 
+    /// The member's kept volumes (its data directory among them).
+    pub fn claims_dir(&self) -> PathBuf {
+        self.dirs().claims
+    }
+
     /// Every container log of this member (the mysqld error log is the main container's).
     pub fn logs(&self) -> String {
         let mut out = String::new();

@@ -501,4 +501,50 @@ async fn tls_with_the_operator_ca() {
         "TLS: rejoin after the certificate was reloaded",
     )
     .await;
+    no_cleartext_in_a_clone(&g, &mut t, dir.path()).await;
+}
+
+/// Whether a file under `dir` (at any depth) holds `needle`.
+fn any_file_contains(dir: &std::path::Path, needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            any_file_contains(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|b| contains(&b, needle))
+        }
+    })
+}
+
+/// Member 1 re-provisioned by a clone of member 0, whose pages hold the marker row: the clone
+/// travels over the donor's SQL port with `clone_ssl_*`, so the capture holds its bytes but
+/// never the marker.
+async fn no_cleartext_in_a_clone(g: &Group, t: &mut Timings, dir: &std::path::Path) {
+    // The control: the donor's files hold the marker (a page or the redo log), so a clone
+    // copying them in cleartext would put it on the wire.
+    let donor_files = g.members.member(0).claims_dir();
+    assert!(
+        any_file_contains(&donor_files, MARKER),
+        "member 0's files under {} hold the marker row",
+        donor_files.display()
+    );
+    g.root_exec(1, "STOP GROUP_REPLICATION").await;
+    let capture = Capture::start(dir);
+    crate::clone_and_join(g, t, 1, 0, "TLS: clone of member 0 (clone_ssl_*)").await;
+    let bytes = capture.stop();
+    eprintln!(
+        "capture: {} bytes on port 3306 during the clone",
+        bytes.len()
+    );
+    assert!(
+        bytes.len() > 8 << 20,
+        "the capture holds the clone's traffic (the data files, tens of MiB)"
+    );
+    assert!(
+        !contains(&bytes, MARKER),
+        "the marker row crossed the pod network in cleartext during the clone"
+    );
 }
