@@ -13,7 +13,8 @@
 # mysqld would (GTIDs on, binary log on, the group's InnoDB settings); their files live under the
 # bench directory, bind-mounted at /mnt of the root filesystem in a private mount namespace, so
 # nothing is written into the root filesystem (the node's images are built from it).
-# REUSE=1 keeps the servers' data from the previous run instead of preparing it again.
+# REUSE=1 keeps the servers' data from the previous run instead of preparing it again: it stays
+# in $IOP_CACHE/bench-backup-<server> (~19 GB each at the default size; delete it when done).
 # BASELINES=0 measures ours only (the ratio column then needs an earlier run's numbers).
 # REPEAT (default 3) is how many times each backup runs; the restores run once.
 # SRC_PORT, DST_PORT and S3_PORT (default 23306, 23307, 29000) let two runs share a machine.
