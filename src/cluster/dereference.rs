@@ -103,20 +103,15 @@ pub(crate) async fn dereference(
             accounts.insert(account, SecretText::from(secret));
         }
     }
-    let spec_tls = &cluster.spec.tls;
-    let named_tls = match (&spec_tls.secret_name, &spec_tls.issuer_ref) {
-        (Some(secret), _) => Some(secret.clone()),
-        (None, Some(_)) => Some(names.issued_member_tls_secret()),
-        (None, None) => None,
-    };
-    let user_tls = match &named_tls {
+    let source = TlsSource::of(&cluster.spec.tls);
+    let user_tls = match &source.outside_secret(&names) {
         None => None,
         Some(secret_name) => get_opt(&secrets, "Secret", secret_name)
             .await?
             .map(FoundSecret::from_secret),
     };
-    let certificate_pending = match (&spec_tls.issuer_ref, &user_tls) {
-        (Some(_), None) => {
+    let certificate_pending = match (&source, &user_tls) {
+        (TlsSource::CertManager(_), None) => {
             let certificates: Api<Certificate> = Api::namespaced(client.clone(), ns);
             // A missing Certificate kind (no cert-manager) reads as no Certificate: the apply
             // then says what to install.

@@ -64,14 +64,33 @@ pub enum TlsSource {
     CertManager(IssuerRef),
 }
 
+impl TlsSource {
+    /// Where `spec.tls` says the members' certificate comes from.
+    pub(crate) fn of(tls: &TlsSpec) -> TlsSource {
+        match (&tls.secret_name, &tls.issuer_ref) {
+            (Some(secret), _) => TlsSource::Secret(secret.clone()),
+            (None, Some(issuer)) => TlsSource::CertManager(issuer.clone()),
+            (None, None) => TlsSource::OperatorCa,
+        }
+    }
+
+    /// The Secret someone else writes the members' certificate into (the user, cert-manager);
+    /// `None` for the operator's CA, whose Secrets the operator makes.
+    pub(crate) fn outside_secret(&self, names: &Names) -> Option<String> {
+        match self {
+            TlsSource::OperatorCa => None,
+            TlsSource::Secret(name) => Some(name.clone()),
+            TlsSource::CertManager(_) => Some(names.issued_member_tls_secret()),
+        }
+    }
+}
+
 impl ValidCluster {
     /// The Secret the members' certificate, key and CA are mounted from.
     pub fn member_tls_secret(&self) -> String {
-        match &self.tls {
-            TlsSource::OperatorCa => self.names.member_tls_secret(),
-            TlsSource::Secret(name) => name.clone(),
-            TlsSource::CertManager(_) => self.names.issued_member_tls_secret(),
-        }
+        self.tls
+            .outside_secret(&self.names)
+            .unwrap_or_else(|| self.names.member_tls_secret())
     }
 }
 
@@ -299,7 +318,11 @@ pub fn validate(
             return Err(ValidationError::BadOptionValue(k.clone()));
         }
     }
-    check_tls_secret(&tls_source(&spec.tls), &Names::new(name, namespace), deref)?;
+    check_tls_secret(
+        &TlsSource::of(&spec.tls),
+        &Names::new(name, namespace),
+        deref,
+    )?;
     Ok(ValidCluster {
         names: Names::new(name, namespace),
         version,
@@ -319,7 +342,7 @@ pub fn validate(
         router_instances: spec.router.instances,
         router_resources: spec.router.resources.clone(),
         router_mode: spec.router.mode,
-        tls: tls_source(&spec.tls),
+        tls: TlsSource::of(&spec.tls),
         require_secure_transport: !spec.tls.allow_cleartext_clients,
         pod_template: spec.pod_template.clone(),
         network_policy: spec
@@ -334,15 +357,6 @@ pub fn validate(
     })
 }
 
-/// Where `spec.tls` says the members' certificate comes from.
-fn tls_source(tls: &TlsSpec) -> TlsSource {
-    match (&tls.secret_name, &tls.issuer_ref) {
-        (Some(secret), _) => TlsSource::Secret(secret.clone()),
-        (None, Some(issuer)) => TlsSource::CertManager(issuer.clone()),
-        (None, None) => TlsSource::OperatorCa,
-    }
-}
-
 /// The keys a Secret of the members' certificate must have. A user's Secret must exist; the one
 /// cert-manager issues may not exist yet (the members wait for it, and the status says so).
 fn check_tls_secret(
@@ -350,11 +364,10 @@ fn check_tls_secret(
     names: &Names,
     deref: &Dereferenced,
 ) -> Result<(), ValidationError> {
-    let (name, issued) = match source {
-        TlsSource::OperatorCa => return Ok(()),
-        TlsSource::Secret(name) => (name.clone(), false),
-        TlsSource::CertManager(_) => (names.issued_member_tls_secret(), true),
+    let Some(name) = source.outside_secret(names) else {
+        return Ok(());
     };
+    let issued = matches!(source, TlsSource::CertManager(_));
     let Some(keys) = deref.tls_secret_keys.as_deref() else {
         return match issued {
             true => Ok(()),
