@@ -5,7 +5,6 @@
 //! scaling 3 → 5 → 3. Each waits for what the operator must do and fails with what everything
 //! says when it does not happen; the writer's invariants are checked at the end of the test.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -364,12 +363,18 @@ async fn online(env: &Env, size: usize) -> bool {
 }
 
 /// Scale 3 → 5 (the new members join by clone) and back to 3: the members beyond 3 leave the
-/// group before their pods go, so the group never lists them UNREACHABLE. Each change of
-/// `instances` also changes the members' configuration (`group_replication_group_seeds`, and
-/// XCOM's allowlist), so once the group is healthy the operator replaces every member's pod in
-/// turn, the primary last after a switchover (~1.5 min per member here under writes). This
-/// waits until the members are ONLINE, not for those replacements (the writer's invariants
-/// at the end of the test hold during them).
+/// group before their pods go. Each change of `instances` also changes the members'
+/// configuration (`group_replication_group_seeds`, and XCOM's allowlist), so once the group is
+/// healthy the operator replaces every member's pod in turn, the primary last after a
+/// switchover (~1.5 min per member here under writes). This waits until the members are
+/// ONLINE, not for those replacements (the writer's invariants at the end of the test hold
+/// during them).
+///
+/// "Left before the pod went" is read from each removed member's own error log: its Group
+/// Replication was stopped before mysqld was told to shut down. (The group's view is no proof:
+/// a pod stopped gracefully leaves the group in mysqld's shutdown anyway, and on this 2-core
+/// machine a live, lagging member was once suspected UNREACHABLE for a moment while it was
+/// still serving; such sightings are printed, not counted.)
 pub async fn scale(env: &mut Env) {
     let asked = Instant::now();
     env.patch(json!({"spec": {"instances": 5}})).await;
@@ -380,7 +385,6 @@ pub async fn scale(env: &mut Env) {
     env.time("scale 3 -> 5: five members ONLINE", asked.elapsed());
     let asked = Instant::now();
     env.patch(json!({"spec": {"instances": 3}})).await;
-    let unreachable: Mutex<Vec<String>> = Mutex::new(Vec::new());
     env.until(
         "three members are left ONLINE, the others' pods gone",
         STEP * 3,
@@ -389,14 +393,20 @@ pub async fn scale(env: &mut Env) {
                 return false;
             };
             let view = e.view(primary).await.unwrap_or_default();
+            let running = e.members();
             for o in [3, 4] {
                 if let Some((state, _)) = lists(&view, &pod(e, o))
                     && state == "UNREACHABLE"
                 {
-                    unreachable.lock().unwrap().push(pod(e, o));
+                    let live = running.iter().any(|(r, _, _)| *r == o);
+                    eprintln!(
+                        "{}: the group lists {} UNREACHABLE (its pod running: {live})",
+                        e.name,
+                        pod(e, o)
+                    );
                 }
             }
-            e.members().len() == 3 && online(e, 3).await
+            running.len() == 3 && online(e, 3).await
         },
     )
     .await;
@@ -404,13 +414,44 @@ pub async fn scale(env: &mut Env) {
         "scale 5 -> 3: three members ONLINE, pods gone",
         asked.elapsed(),
     );
-    let unreachable = unreachable.into_inner().unwrap();
-    assert!(
-        unreachable.is_empty(),
-        "{}: the group listed {unreachable:?} UNREACHABLE while scaling down: their pods went \
-         before they left the group",
-        env.name
-    );
+    for o in [3, 4] {
+        let name = pod(env, o);
+        let path = env.kubelet.pods().members.kept_log(&name, "mysql");
+        let log =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            left_before_shutdown(&log),
+            Some(true),
+            "{name} did not leave the group before its pod was stopped (its last Group \
+             Replication state change before mysqld's shutdown, from {}):\n{}",
+            path.display(),
+            log.lines()
+                .filter(|l| l.contains("group_replication") || l.contains("SHUTDOWN"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// From a member's error log: was its Group Replication stopped (and not started again) before
+/// the last shutdown mysqld was asked for? `None` when the log shows no shutdown.
+fn left_before_shutdown(log: &str) -> Option<bool> {
+    let lines: Vec<&str> = log.lines().collect();
+    let shutdown = lines
+        .iter()
+        .rposition(|l| l.contains("[MY-013172]") && l.contains("Received SHUTDOWN"))?;
+    let last_change = lines[..shutdown].iter().rev().find_map(|l| {
+        if l.contains("'group_replication' has been stopped") {
+            Some(true)
+        } else if l.contains("'group_replication' is starting")
+            || l.contains("'group_replication' has been started")
+        {
+            Some(false)
+        } else {
+            None
+        }
+    });
+    Some(last_change == Some(true))
 }
 
 /// A secondary configured for another group (its Group Replication stopped and another group
@@ -545,4 +586,28 @@ pub async fn least_complete_back_first(env: &mut Env, w: &Writer) {
         outage.elapsed(),
     );
     env.check_writes(&w.acked()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_before_shutdown;
+
+    // Lines of a removed member's error log in a real run (grf-3, scaled away).
+    const STOPPED: &str = "2026-12-07T02:23:42.915031Z 78 [System] [MY-011650] [Repl] Plugin group_replication reported: 'Plugin 'group_replication' is stopping.'";
+    const LEFT: &str = "2026-12-07T02:23:46.036039Z 78 [System] [MY-011651] [Repl] Plugin group_replication reported: 'Plugin 'group_replication' has been stopped.'";
+    const STARTED: &str = "2026-12-07T02:23:37.226852Z 12 [System] [MY-014010] [Repl] Plugin group_replication reported: 'Plugin 'group_replication' has been started.'";
+    const SHUTDOWN: &str = "2026-12-07T02:23:49.764226Z 0 [System] [MY-013172] [Server] Received SHUTDOWN from user <via user signal>. Shutting down mysqld (Version: 9.7.4-2).";
+
+    #[test]
+    fn a_member_that_left_before_its_shutdown_is_told_from_one_that_left_in_it() {
+        let left_first = [STARTED, STOPPED, LEFT, SHUTDOWN].join("\n");
+        assert_eq!(left_before_shutdown(&left_first), Some(true));
+        // mysqld leaves the group itself while shutting down: the stop is after the signal.
+        let left_in_shutdown = [STARTED, SHUTDOWN, STOPPED, LEFT].join("\n");
+        assert_eq!(left_before_shutdown(&left_in_shutdown), Some(false));
+        // Stopped once, started again, then shut down.
+        let restarted = [STOPPED, LEFT, STARTED, SHUTDOWN].join("\n");
+        assert_eq!(left_before_shutdown(&restarted), Some(false));
+        assert_eq!(left_before_shutdown(&[STARTED, LEFT].join("\n")), None);
+    }
 }

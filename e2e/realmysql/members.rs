@@ -252,6 +252,11 @@ impl Cluster {
         status
     }
 
+    /// The log of `container` of pod `pod`, kept after the pod is gone (as its claims are).
+    pub fn kept_log(&self, pod: &str, container: &str) -> PathBuf {
+        spawn::log_path(&self.dir.join(pod).join("logs"), container)
+    }
+
     /// Rewrites every member's `/etc/hosts` in place (the containers see the file they bound).
     pub fn set_hosts(&self, text: &str) -> Result<(), String> {
         for m in &self.members {
