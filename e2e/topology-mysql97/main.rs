@@ -8,6 +8,7 @@
 #[path = "../realmysql/mod.rs"]
 mod realmysql;
 
+mod ca_change;
 mod group;
 // Shared with the data-path tier: the S3 server a backup over TLS goes to.
 #[allow(dead_code)]

@@ -1,8 +1,9 @@
 //! TLS on a real group with the operator's CA: the members require it of every client, the
 //! group and recovery verify each other with it, the operator's sessions and a backup (its
 //! coordinator and row readers) trust only it and check the member's name, a capture of the pod
-//! network sees no row in cleartext (replication, a client, a backup), and a certificate renewed
-//! and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write.
+//! network sees no row in cleartext (replication, a client, a backup, a clone), a certificate
+//! renewed and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write, and
+//! the CA changed (`ca_change.rs`).
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -50,7 +51,7 @@ fn admin_opts(g: &Group, ordinal: u32) -> OptsBuilder {
 }
 
 /// The operator's admin session to `ordinal` over TLS trusting `ca_pem`, verifying `name`.
-fn verified(g: &Group, ordinal: u32, ca_pem: Vec<u8>) -> OptsBuilder {
+pub(crate) fn verified(g: &Group, ordinal: u32, ca_pem: Vec<u8>) -> OptsBuilder {
     admin_opts(g, ordinal).ssl_opts(
         SslOpts::default()
             .with_root_certs(vec![ca_pem.into()])
@@ -121,14 +122,14 @@ async fn operator_sessions_verify(g: &Group) {
     };
     let e = wrong_ca.observe(&endpoint).await.expect_err("another CA");
     assert!(
-        matches!(&e, OpsError::Unreachable { reason, .. } if reason.contains("UnknownIssuer") || reason.contains("BadSignature")),
+        matches!(&e, OpsError::Untrusted { reason, .. } if reason.contains("UnknownIssuer") || reason.contains("BadSignature")),
         "{e}"
     );
     // The member reached by its IP as its name: the certificate names its DNS name only.
     let by_ip = Endpoint::named(0, member.ip.clone(), MYSQL_PORT as u16);
     let e = g.ops.observe(&by_ip).await.expect_err("the wrong name");
     assert!(
-        matches!(&e, OpsError::Unreachable { reason, .. } if reason.contains("not valid for name")),
+        matches!(&e, OpsError::Untrusted { reason, .. } if reason.contains("NotValidForName")),
         "{e}"
     );
     g.ops
@@ -339,16 +340,17 @@ fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
         .expect("the member certificate is due")
 }
 
-/// A writer committing one row per new verified session until `stop`: the ids acknowledged
-/// and the errors met.
-fn spawn_writer(
+/// A writer committing one row per new verified session until `stop`, ids after `after`: the
+/// ids acknowledged and the errors met.
+pub(crate) fn spawn_writer(
     opts: OptsBuilder,
     stop: Arc<AtomicBool>,
+    after: u32,
 ) -> tokio::task::JoinHandle<(BTreeSet<u32>, Vec<String>)> {
     tokio::spawn(async move {
         let mut acknowledged = BTreeSet::new();
         let mut failures = Vec::new();
-        let mut id = 1000u32;
+        let mut id = after;
         while !stop.load(Ordering::Relaxed) {
             id += 1;
             let result = async {
@@ -407,7 +409,7 @@ async fn rotation_under_writes(g: &Group) {
     let opts = verified(g, 0, ca_pem(g))
         .user(Some("app"))
         .pass(Some("app-pw-1"));
-    let writer = spawn_writer(opts, stop.clone());
+    let writer = spawn_writer(opts, stop.clone(), 1000);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = g.root_query(0, NOT_AFTER).await;
     for m in g.members.members() {
@@ -452,11 +454,19 @@ async fn rotation_under_writes(g: &Group) {
         "no session failed across the reload: {failures:?}"
     );
     assert!(acknowledged.len() > 5, "the writer ran: {acknowledged:?}");
-    for ordinal in [0, 1] {
+    on_every_member(g, &acknowledged, 1000).await;
+}
+
+/// Every acknowledged id (all after `after`) is on every member, applied within 30 s.
+pub(crate) async fn on_every_member(g: &Group, acknowledged: &BTreeSet<u32>, after: u32) {
+    for m in g.members.members() {
         let started = Instant::now();
         loop {
             let rows = g
-                .root_query(ordinal, "SELECT id FROM iop_test.t WHERE id > 1000")
+                .root_query(
+                    m.ordinal,
+                    &format!("SELECT id FROM iop_test.t WHERE id > {after}"),
+                )
                 .await;
             let present: BTreeSet<u32> =
                 rows.iter().flatten().map(|v| v.parse().unwrap()).collect();
@@ -465,7 +475,8 @@ async fn rotation_under_writes(g: &Group) {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "member {ordinal} lacks acknowledged writes"
+                "member {} lacks acknowledged writes",
+                m.ordinal
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -477,7 +488,7 @@ async fn tls_with_the_operator_ca() {
     let mut t = Timings::default();
     // Members refuse cleartext clients by default (spec.tls.allowCleartextClients: false).
     let spec = "{version: '9.7.4', instances: 2, groupCommunicationStack: MYSQL}";
-    let Some(g) = fresh_group_with("gr-tls", spec, &mut t).await else {
+    let Some(mut g) = fresh_group_with("gr-tls", spec, &mut t).await else {
         return;
     };
     members_require_verified_tls(&g).await;
@@ -502,6 +513,7 @@ async fn tls_with_the_operator_ca() {
     )
     .await;
     no_cleartext_in_a_clone(&g, &mut t, dir.path()).await;
+    crate::ca_change::ca_change(&mut g, &mut t).await;
 }
 
 /// Whether a file under `dir` (at any depth) holds `needle`.

@@ -25,6 +25,23 @@ pub fn not_after(pem: &[u8]) -> Result<Timestamp, InspectError> {
     Timestamp::from_second(seconds).map_err(|_| InspectError::Time(seconds))
 }
 
+/// Every certificate of `pem` (a bundle), each from its BEGIN line to its END line, in order.
+pub fn certificates(pem: &str) -> Vec<&str> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut found = Vec::new();
+    let mut rest = pem;
+    while let Some(begin) = rest.find(BEGIN) {
+        let Some(end) = rest[begin..].find(END) else {
+            break;
+        };
+        let end = begin + end + END.len();
+        found.push(&rest[begin..end]);
+        rest = &rest[end..];
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,24 @@ pub enum SessionTls {
     Off,
 }
 
+/// Why the member's certificate was refused, when the session failed on that: rustls's
+/// certificate error, found in the error's chain (mysql_async wraps it in an I/O error).
+fn certificate_error(e: &mysql_async::Error) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+            return Some(format!("{why:?}"));
+        }
+        next = err.source();
+    }
+    None
+}
+
 impl SessionTls {
     /// The session options for a member whose host name is `host`.
     fn ssl_opts(&self, host: &str) -> Option<SslOpts> {
@@ -181,9 +199,15 @@ impl SqlOps {
                 endpoint: endpoint.to_string(),
                 message: format!("ERROR {}: {}", server.code, server.message),
             },
-            e => OpsError::Unreachable {
-                endpoint: endpoint.to_string(),
-                reason: e.to_string(),
+            e => match certificate_error(&e) {
+                Some(reason) => OpsError::Untrusted {
+                    endpoint: endpoint.to_string(),
+                    reason,
+                },
+                None => OpsError::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    reason: e.to_string(),
+                },
             },
         })?;
         let mut session = Session { conn, endpoint };

@@ -341,6 +341,9 @@ pub enum Silence {
     Refused,
     /// mysqld answered but refused the operator's account: it runs, and needs the user.
     Denied,
+    /// mysqld answered with a certificate the operator does not trust (another CA's, another
+    /// name's, or expired): it runs, and needs the user (e.g. a CA changed without a bundle).
+    Untrusted,
 }
 
 /// One ordinal of the cluster, observed.

@@ -30,6 +30,16 @@ pub enum OpsError {
          cluster's admin Secret or re-provision the member"
     )]
     Denied { endpoint: String, message: String },
+    /// The server answered, but its certificate does not verify: not signed by the CA the
+    /// operator trusts (the cluster's `ca.crt`), not naming the member, or expired.
+    #[error(
+        "{endpoint} serves a certificate the operator does not trust ({reason}): the CA in \
+         ca.crt of the members' TLS Secret must have signed it, it must name the member, and it \
+         must be valid now. If the CA was changed, put the previous CA back into ca.crt beside \
+         the new one until every member serves a certificate of the new CA (the operator reloads \
+         them); if it expired, restart the member's pod once the Secret holds a valid one"
+    )]
+    Untrusted { endpoint: String, reason: String },
     #[error("{what} failed on {endpoint}: {message}")]
     Statement {
         endpoint: String,
@@ -196,6 +206,7 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
                             silence: match e {
                                 OpsError::Refused { .. } => Silence::Refused,
                                 OpsError::Denied { .. } => Silence::Denied,
+                                OpsError::Untrusted { .. } => Silence::Untrusted,
                                 _ => Silence::NoAnswer,
                             },
                             reason: e.to_string(),

@@ -10,8 +10,9 @@ pub(super) fn name(observed: &Observed, ordinal: u32) -> String {
     observed.input.pod_name(ordinal)
 }
 
-/// Members whose server refuses the operator's account, each with the server's words and what
-/// to do: they run, and only the user can let the operator in.
+/// Members whose server refuses the operator's account or serves a certificate the operator
+/// does not trust, each with what was refused and what to do: they run, and only the user can
+/// let the operator in.
 pub(super) fn denied(observed: &Observed) -> Vec<String> {
     observed
         .members
@@ -19,7 +20,7 @@ pub(super) fn denied(observed: &Observed) -> Vec<String> {
         .filter_map(|m| match &m.reach {
             Reach::Unreachable {
                 reason,
-                silence: Silence::Denied,
+                silence: Silence::Denied | Silence::Untrusted,
             } => Some(reason.clone()),
             _ => None,
         })

@@ -1,6 +1,6 @@
 //! The Secrets of the operator's CA (`C-ca`) and of the members' certificate it signs (`C-tls`):
 //! made when missing, the member certificate renewed at two thirds of its lifetime or when the CA
-//! changed. With `spec.tls.secretName` the user's Secret is used and nothing is written here.
+//! changed (then trusting the previous CA beside the new one for a while). With `spec.tls.secretName` the user's Secret is used and nothing is written here.
 //! Pure: the time and the randomness come in; the keys never reach a log (only Secrets).
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 
+use crate::certs::inspect;
 use crate::certs::issue::{self, CertError, KeyedCert, LeafRequest, Usage};
 use crate::certs::validity::Validity;
 use crate::cluster::validate::{TlsSource, ValidCluster};
@@ -24,6 +25,15 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 /// Annotations with the certificate's validity (RFC 3339), written with it.
 pub const NOT_BEFORE_ANNOTATION: &str = "innodb-operator.io/not-before";
 pub const NOT_AFTER_ANNOTATION: &str = "innodb-operator.io/not-after";
+/// Annotation of the members' Secret while its `ca.crt` holds the previous CA beside the
+/// current one (after the CA changed): until when (RFC 3339).
+pub const PREVIOUS_CA_UNTIL_ANNOTATION: &str = "innodb-operator.io/previous-ca-until";
+/// How long the members trust the previous CA beside a new one. Members serve a new
+/// certificate within a minute or two of its Secret (the kubelet's update of the files, then the
+/// reload, `tls_reload::RETRY`); meanwhile those still serving the previous CA's certificate are
+/// trusted by the others, the operator and the Routers. Then the previous CA is dropped with a
+/// certificate issued again, so every member reloads and forgets it.
+pub const CA_TRANSITION: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// A Secret as dereference found it: its data and annotations. `Debug` shows the keys' names
 /// only.
@@ -190,8 +200,8 @@ fn ca_secret(c: &ValidCluster, ca: &KeyedCert) -> Secret {
     )
 }
 
-fn leaf_secret(c: &ValidCluster, name: String, leaf: &KeyedCert, ca_pem: &str) -> Secret {
-    annotated(
+fn leaf_secret(c: &ValidCluster, name: String, leaf: &KeyedCert, trust: &Trust) -> Secret {
+    let mut secret = annotated(
         c,
         name,
         "kubernetes.io/tls",
@@ -199,9 +209,15 @@ fn leaf_secret(c: &ValidCluster, name: String, leaf: &KeyedCert, ca_pem: &str) -
         &[
             (TLS_CERT_KEY, &leaf.cert_pem),
             (TLS_KEY_KEY, &leaf.key_pem),
-            (CA_CERT_KEY, ca_pem),
+            (CA_CERT_KEY, &trust.ca_bundle),
         ],
-    )
+    );
+    if let (Some(until), Some(annotations)) =
+        (trust.previous_until, secret.metadata.annotations.as_mut())
+    {
+        annotations.insert(PREVIOUS_CA_UNTIL_ANNOTATION.into(), until.to_string());
+    }
+    secret
 }
 
 /// The CA as stored: its certificate and key.
@@ -217,11 +233,58 @@ fn stored_ca(c: &ValidCluster, found: &FoundSecret) -> Result<(String, String), 
     Ok((cert, key))
 }
 
-/// Whether the member certificate as found is to be issued again at `now`: it does not say its
-/// validity, it is due, or it carries another CA than the current one.
-fn member_due(found: &FoundSecret, ca_pem: &str, now: Timestamp) -> bool {
-    let same_ca = found.text(CA_CERT_KEY).as_deref() == Some(ca_pem);
-    !same_ca || found.validity().is_none_or(|v| v.due(now))
+/// What the members' `ca.crt` holds: the current CA, first, and during a CA change the
+/// previous one until `previous_until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Trust {
+    ca_bundle: String,
+    previous_until: Option<Timestamp>,
+}
+
+impl Trust {
+    fn alone(ca_pem: &str) -> Trust {
+        Trust {
+            ca_bundle: ca_pem.to_string(),
+            previous_until: None,
+        }
+    }
+}
+
+/// The members' certificate as found, against the current CA at `now`: `None` when it stays,
+/// else the trust its new certificate is written with. Issued again when it does not say its
+/// validity or is due; when the CA changed (the first certificate of its `ca.crt` is another),
+/// with the previous CA kept beside the new one for [`CA_TRANSITION`], so members still serving
+/// the previous CA's certificate stay trusted until they reload; when that transition is over,
+/// with the current CA alone (a new certificate, so every member reloads and drops the previous
+/// CA).
+fn member_renewal(found: &FoundSecret, ca_pem: &str, now: Timestamp) -> Option<Trust> {
+    let stored = found.text(CA_CERT_KEY).unwrap_or_default();
+    let trusted = inspect::certificates(&stored);
+    let due = found.validity().is_none_or(|v| v.due(now));
+    match trusted.first() {
+        Some(&previous) if inspect::certificates(ca_pem).first() != Some(&previous) => {
+            Some(Trust {
+                ca_bundle: format!("{}\n{previous}\n", ca_pem.trim_end()),
+                previous_until: Some(now + CA_TRANSITION),
+            })
+        }
+        Some(_) if trusted.len() > 1 => {
+            let until = found
+                .annotations
+                .get(PREVIOUS_CA_UNTIL_ANNOTATION)
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .filter(|&until| until > now);
+            match until {
+                None => Some(Trust::alone(ca_pem)),
+                Some(until) => due.then(|| Trust {
+                    ca_bundle: stored.clone(),
+                    previous_until: Some(until),
+                }),
+            }
+        }
+        Some(_) => due.then(|| Trust::alone(ca_pem)),
+        None => Some(Trust::alone(ca_pem)),
+    }
 }
 
 /// What to write so the cluster has its CA and a current member certificate.
@@ -246,14 +309,16 @@ pub fn tls_writes(
         }
     };
     let member_secret = c.names.member_tls_secret();
-    let renew = match &found.member {
-        None => false,
-        Some(m) if member_due(m, &ca_pem, now) => true,
-        Some(_) => return Ok(writes),
+    let (renew, trust) = match &found.member {
+        None => (false, Trust::alone(&ca_pem)),
+        Some(m) => match member_renewal(m, &ca_pem, now) {
+            Some(trust) => (true, trust),
+            None => return Ok(writes),
+        },
     };
     let leaf = issue::issue(&subject, &ca_key, &member_request(c), now, rng)
         .map_err(issue_err(member_secret.clone()))?;
-    let secret = leaf_secret(c, member_secret, &leaf, &ca_pem);
+    let secret = leaf_secret(c, member_secret, &leaf, &trust);
     if renew {
         writes.renew.push(secret);
     } else {

@@ -2,6 +2,7 @@ use jiff::SignedDuration;
 use rand::SeedableRng;
 
 use super::*;
+use crate::certs::inspect;
 use crate::certs::issue::LEAF_LIFETIME;
 use crate::cluster::testing::valid_cluster;
 
@@ -111,22 +112,115 @@ fn the_member_certificate_written_says_when_it_ends() {
     assert_eq!(TlsWrites::default().member_certificate_end(), None);
 }
 
+fn text(s: &Secret, key: &str) -> String {
+    String::from_utf8(data(s, key).to_vec()).unwrap()
+}
+
+fn annotation<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
+    s.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
 #[test]
-fn a_member_certificate_of_another_ca_is_reissued() {
+fn a_new_ca_is_trusted_beside_the_previous_one_for_a_while_then_alone() {
     let c = valid_cluster("spec: {}");
-    let (_, member) = first(&c);
-    let (other_ca, _) = first(&c);
+    let (previous_ca, member) = first(&c);
+    // The CA Secret was deleted: the next reconcile made another CA.
+    let (new_ca, _) = first(&c);
+    let stored_ca = Some(found(&new_ca));
     let w = tls_writes(
         &c,
         &FoundTls {
-            ca: Some(found(&other_ca)),
+            ca: stored_ca.clone(),
             member: Some(found(&member)),
         },
         now(),
         &mut rng(),
     )
     .unwrap();
-    assert_eq!(data(&w.renew[0], "ca.crt"), data(&other_ca, "ca.crt"));
+    let [renewed] = <[Secret; 1]>::try_from(w.renew).unwrap();
+    // The new CA first (it signed the new certificate), the previous one after it: members
+    // still serving the previous CA's certificate stay trusted until they reload.
+    let bundle = text(&renewed, "ca.crt");
+    assert_eq!(
+        inspect::certificates(&bundle),
+        vec![
+            text(&new_ca, "ca.crt").trim(),
+            text(&previous_ca, "ca.crt").trim()
+        ]
+    );
+    let until = now() + CA_TRANSITION;
+    assert_eq!(
+        annotation(&renewed, PREVIOUS_CA_UNTIL_ANNOTATION),
+        Some(until.to_string().as_str())
+    );
+    // During the transition the Secret stays as it is.
+    let during = FoundTls {
+        ca: stored_ca.clone(),
+        member: Some(found(&renewed)),
+    };
+    let before_end = until - SignedDuration::from_secs(1);
+    assert_eq!(
+        tls_writes(&c, &during, before_end, &mut rng()).unwrap(),
+        TlsWrites::default()
+    );
+    // Then the new CA alone, with a certificate issued again so every member reloads.
+    let w = tls_writes(&c, &during, until, &mut rng()).unwrap();
+    let [alone] = <[Secret; 1]>::try_from(w.renew).unwrap();
+    assert_eq!(text(&alone, "ca.crt"), text(&new_ca, "ca.crt"));
+    assert_eq!(annotation(&alone, PREVIOUS_CA_UNTIL_ANNOTATION), None);
+    assert_ne!(data(&alone, "tls.crt"), data(&renewed, "tls.crt"));
+    // And then nothing more to do.
+    let after = FoundTls {
+        ca: stored_ca,
+        member: Some(found(&alone)),
+    };
+    assert_eq!(
+        tls_writes(&c, &after, until, &mut rng()).unwrap(),
+        TlsWrites::default()
+    );
+}
+
+#[test]
+fn a_certificate_due_during_a_ca_change_keeps_the_previous_ca_until_the_transition_ends() {
+    let c = valid_cluster("spec: {}");
+    let (_, member) = first(&c);
+    let (new_ca, _) = first(&c);
+    let stored_ca = Some(found(&new_ca));
+    let changed = tls_writes(
+        &c,
+        &FoundTls {
+            ca: stored_ca.clone(),
+            member: Some(found(&member)),
+        },
+        now(),
+        &mut rng(),
+    )
+    .unwrap()
+    .renew
+    .remove(0);
+    // Its validity says it is due (as if the clock jumped): renewed, the bundle kept.
+    let mut due = found(&changed);
+    due.annotations
+        .insert(NOT_AFTER_ANNOTATION.into(), now().to_string());
+    let w = tls_writes(
+        &c,
+        &FoundTls {
+            ca: stored_ca,
+            member: Some(due),
+        },
+        now() + SignedDuration::from_mins(5),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(text(&w.renew[0], "ca.crt"), text(&changed, "ca.crt"));
+    assert_eq!(
+        annotation(&w.renew[0], PREVIOUS_CA_UNTIL_ANNOTATION),
+        annotation(&changed, PREVIOUS_CA_UNTIL_ANNOTATION)
+    );
 }
 
 #[test]

@@ -663,3 +663,35 @@ fn a_switchover_waits_while_a_member_is_unreachable_or_joining() {
         );
     }
 }
+
+#[test]
+fn members_serving_a_certificate_the_operator_does_not_trust_need_the_user() {
+    // A CA swapped without a bundle: every member runs, in its group, and answers with a
+    // certificate of the previous CA.
+    let mut fx = Fx::new(3)
+        .gtids(0, &g("1-3"))
+        .gtids(1, &g("1-3"))
+        .gtids(2, &g("1-3"))
+        .group(&[(0, S::Online), (1, S::Online), (2, S::Online)], 0);
+    for m in &mut fx.members {
+        m.reach = Reach::Unreachable {
+            silence: Silence::Untrusted,
+            reason: crate::topology::ops::OpsError::Untrusted {
+                endpoint: "db-0".into(),
+                reason: "UnknownIssuer".into(),
+            }
+            .to_string(),
+        };
+    }
+    let d = fx.decide();
+    assert_eq!(d.operation, Operation::None);
+    assert_eq!(d.expel_timeout, None, "no proof that any member is gone");
+    let c = condition(&d, "Degraded");
+    assert_eq!(c.reason, "MemberNeedsAttention");
+    assert!(
+        c.message.contains("UnknownIssuer") && c.message.contains("put the previous CA back"),
+        "{}",
+        c.message
+    );
+    assert!(!c.message.contains("force-quorum"), "{}", c.message);
+}
