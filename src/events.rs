@@ -28,6 +28,9 @@ pub enum Reason {
     RollingUpdate,
     /// The topology's operation failed.
     OperationFailed,
+    /// An action on one member beside the operation failed (expel timeout, clients admitted,
+    /// TLS reloaded): the member and the server's words.
+    MemberActionFailed,
     /// What the topology announces (its reason is that of the condition it sets).
     Topology { reason: String, warning: bool },
     /// The restore Job was created.
@@ -58,6 +61,7 @@ impl Reason {
             Reason::Pruned => "Pruned",
             Reason::RollingUpdate => "RollingUpdate",
             Reason::OperationFailed => "OperationFailed",
+            Reason::MemberActionFailed => "MemberActionFailed",
             Reason::Topology { reason, .. } => reason,
             Reason::RestoreStarted => "RestoreStarted",
             Reason::Restored => "Restored",
@@ -77,6 +81,7 @@ impl Reason {
             | Reason::SpecWarning(_)
             | Reason::ApplyFailed
             | Reason::OperationFailed
+            | Reason::MemberActionFailed
             | Reason::InvalidSchedule
             | Reason::MetadataFailed => true,
             Reason::Topology { warning, .. } => *warning,
@@ -106,7 +111,9 @@ impl Reason {
             Reason::Applied | Reason::ApplyFailed => "Apply",
             Reason::Pruned | Reason::BackupsExpired => "Delete",
             Reason::RollingUpdate => "Update",
-            Reason::OperationFailed | Reason::Topology { .. } => "Topology",
+            Reason::OperationFailed | Reason::MemberActionFailed | Reason::Topology { .. } => {
+                "Topology"
+            }
             Reason::RestoreStarted | Reason::Restored => "Restore",
             Reason::InvalidSchedule => "Schedule",
             Reason::MetadataUpdated | Reason::MetadataFailed => "Metadata",

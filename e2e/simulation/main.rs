@@ -334,6 +334,7 @@ fn quorum_is_forced_only_on_the_users_order() {
             &planned.observed,
             &decision,
         ))
+        .operation
         .expect("the operation succeeds");
         history = planned.history;
         let mut w = world.lock().unwrap();

@@ -447,7 +447,10 @@ impl Run<'_> {
         self.log(now, || {
             format!(
                 "tick: {op:?} -> {} ; {}",
-                outcome.err().map_or("ok".to_string(), |e| e.to_string()),
+                outcome
+                    .operation
+                    .err()
+                    .map_or("ok".to_string(), |e| e.to_string()),
                 decision
                     .conditions
                     .iter()

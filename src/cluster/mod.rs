@@ -222,7 +222,11 @@ async fn run_topology(
         );
         return Ok(false);
     }
-    let outcome = crate::topology::carry_out(&members.ops, &topology.observed, decision).await;
+    let carried = crate::topology::carry_out(&members.ops, &topology.observed, decision).await;
+    for failure in &carried.failed {
+        publish(ctx, cluster, Reason::MemberActionFailed, failure).await;
+    }
+    let outcome = carried.operation;
     if let Err(e) = &outcome {
         warn!(operation = decision.operation.name(), error = %e, "topology operation failed");
         let note = format!("{} failed: {e}", decision.operation.name());

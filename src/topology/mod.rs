@@ -51,17 +51,27 @@ pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
 /// Carries out what `decide` chose: the expel-timeout change first (it shortens a failover under
 /// way), the members admitted to clients and those reloading their certificate, then the
 /// operation.
-pub async fn carry_out<O: MemberOps>(
-    ops: &O,
-    observed: &Observed,
-    decision: &Decision,
-) -> Result<(), OpsError> {
+pub async fn carry_out<O: MemberOps>(ops: &O, observed: &Observed, decision: &Decision) -> Carried {
+    let mut failed = Vec::new();
     if let Some(change) = &decision.expel_timeout {
-        ops::set_expel_timeout(ops, observed, change).await;
+        failed.extend(ops::set_expel_timeout(ops, observed, change).await);
     }
-    ops::admit_clients(ops, observed, &decision.admit).await;
-    ops::reload_tls(ops, observed, &decision.reload_tls).await;
-    ops::execute(ops, observed, &decision.operation).await
+    failed.extend(ops::admit_clients(ops, observed, &decision.admit).await);
+    failed.extend(ops::reload_tls(ops, observed, &decision.reload_tls).await);
+    Carried {
+        failed,
+        operation: ops::execute(ops, observed, &decision.operation).await,
+    }
+}
+
+/// What [`carry_out`] did.
+#[derive(Debug)]
+pub struct Carried {
+    /// The members' actions that failed (expel timeout, clients admitted, TLS reloaded), each
+    /// with the member and the server's words; tried again at the next tick.
+    pub failed: Vec<String>,
+    /// The operation's result.
+    pub operation: Result<(), OpsError>,
 }
 
 #[cfg(test)]
@@ -261,6 +271,31 @@ mod tests {
             ops.calls.lock().unwrap().len(),
             1,
             "no second join within the window"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_members_action_that_fails_is_reported_with_the_member_beside_the_operation() {
+        let ops = Recorder {
+            online: vec![0, 1],
+            fail: true,
+            calls: Mutex::new(vec![]),
+            slow: vec![],
+        };
+        let observed = observe(&ops, input()).await;
+        let decision = Decision {
+            reload_tls: vec![1],
+            ..decide(&observed)
+        };
+        assert_eq!(decision.operation, Operation::None);
+        let carried = carry_out(&ops, &observed, &decision).await;
+        assert!(carried.operation.is_ok());
+        let [failure] = <[String; 1]>::try_from(carried.failed).unwrap();
+        assert!(
+            failure.starts_with(
+                "reload TLS (the certificate in the Secret differs from the one served) on db-1: "
+            ) && failure.contains("refused"),
+            "{failure}"
         );
     }
 

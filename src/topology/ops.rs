@@ -261,7 +261,9 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
 
 /// Runs one statement beside the operation on each of `members`, concurrently. A member that
 /// fails is logged and left: the next tick decides again from what it then says.
-async fn on_each<F, Fut>(observed: &Observed, members: &[u32], what: &str, run: F)
+/// Runs `run` on each of `members` at once; each failure, saying what failed on which member and
+/// the server's words.
+async fn on_each<F, Fut>(observed: &Observed, members: &[u32], what: &str, run: F) -> Vec<String>
 where
     F: Fn(Endpoint) -> Fut,
     Fut: Future<Output = Result<(), OpsError>>,
@@ -272,18 +274,25 @@ where
         async move { (o, done.await) }
     }))
     .await;
+    let mut failed = Vec::new();
     for (o, result) in results {
         match result {
-            Ok(()) => tracing::info!(cluster = %input.name, member = o, "{what}"),
+            Ok(()) => tracing::info!(cluster = %input.name, member = o, "{what}: done"),
             Err(e) => {
-                tracing::warn!(cluster = %input.name, member = o, error = %e, "{what}: failed")
+                tracing::warn!(cluster = %input.name, member = o, error = %e, "{what}: failed");
+                failed.push(format!("{what} on {}: {e}", input.pod_name(o)));
             }
         }
     }
+    failed
 }
 
-/// Sets the expel timeout on every member the change lists.
-pub async fn set_expel_timeout<O: MemberOps>(ops: &O, observed: &Observed, change: &ExpelTimeout) {
+/// Sets the expel timeout on every member the change lists; the failures.
+pub async fn set_expel_timeout<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    change: &ExpelTimeout,
+) -> Vec<String> {
     let what = format!(
         "set group_replication_member_expel_timeout to {}",
         change.seconds
@@ -291,29 +300,39 @@ pub async fn set_expel_timeout<O: MemberOps>(ops: &O, observed: &Observed, chang
     on_each(observed, &change.members, &what, |at| async move {
         ops.set_expel_timeout(&at, change.seconds).await
     })
-    .await;
+    .await
 }
 
-/// Admits clients to `members` (`offline_mode` OFF).
-pub async fn admit_clients<O: MemberOps>(ops: &O, observed: &Observed, members: &[u32]) {
+/// Admits clients to `members` (`offline_mode` OFF); the failures.
+pub async fn admit_clients<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    members: &[u32],
+) -> Vec<String> {
     on_each(
         observed,
         members,
-        "admitted clients (offline_mode OFF)",
+        "admit clients (offline_mode OFF)",
         |at| async move { ops.admit_clients(&at).await },
     )
-    .await;
+    .await
 }
 
-/// Reloads the TLS files of `members`.
-pub async fn reload_tls<O: MemberOps>(ops: &O, observed: &Observed, members: &[u32]) {
+/// Reloads the TLS files of `members`; the failures (mysqld keeps serving what it has when it
+/// refuses the files, e.g. ERROR 3888 for a certificate not valid yet or a key that does not
+/// match).
+pub async fn reload_tls<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    members: &[u32],
+) -> Vec<String> {
     on_each(
         observed,
         members,
-        "reloaded TLS (the certificate in the Secret differs from the one served)",
+        "reload TLS (the certificate in the Secret differs from the one served)",
         |at| async move { ops.reload_tls(&at).await },
     )
-    .await;
+    .await
 }
 
 /// Runs the decided operation.
