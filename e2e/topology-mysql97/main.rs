@@ -710,6 +710,12 @@ async fn missing_plugin_needs_the_user(g: &Group, ordinal: u32) {
     .await;
 }
 
+/// The XCOM stack; then a certificate renewed (same CA) and reloaded under a writer, and a
+/// member rejoining: XCom's connections accept the renewed certificate. (A CA change does not
+/// work on this stack yet: XCom keeps the CA it loaded when Group Replication started, so after
+/// the reload a member restarting its Group Replication with the new CA's certificate is
+/// refused by the others — "[GCS] Error connecting to all peers", ERROR 3092 — where the MYSQL
+/// stack rejoins in 2.3 s; see README, TLS.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_join_on_the_xcom_stack() {
     let mut t = Timings::default();
@@ -722,4 +728,7 @@ async fn bootstrap_and_join_on_the_xcom_stack() {
     missing_plugin_needs_the_user(&g, 1).await;
     join(&g, &mut t, 1, 2, "XCOM stack: incremental join").await;
     same_transactions(&g, 0, 1).await;
+    tls::rotation_under_writes(&g).await;
+    g.root_exec(1, "STOP GROUP_REPLICATION").await;
+    join(&g, &mut t, 1, 2, "XCOM stack: rejoin after a renewal").await;
 }

@@ -340,6 +340,15 @@ fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
         .expect("the member certificate is due")
 }
 
+/// The application's account `app` (the operator's may not write rows), made on the primary
+/// (member 0).
+async fn create_app_user(g: &Group) {
+    g.root_exec(0, "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw-1'")
+        .await;
+    g.root_exec(0, "GRANT SELECT, INSERT ON iop_test.* TO 'app'@'%'")
+        .await;
+}
+
 /// A writer committing one row per new verified session until `stop`, ids after `after`: the
 /// ids acknowledged and the errors met.
 pub(crate) fn spawn_writer(
@@ -375,7 +384,7 @@ pub(crate) fn spawn_writer(
 /// where the kubelet would put it while a writer commits through a verified session; the
 /// operator's ticks see that the members serve another certificate than the Secret's and reload
 /// them: every acknowledged write is on both members, and new sessions see the new certificate.
-async fn rotation_under_writes(g: &Group) {
+pub(crate) async fn rotation_under_writes(g: &Group) {
     let renewed = renewed_member_secret(g);
     let data = renewed.data.as_ref().unwrap();
     // The served certificate, as the operator reads it (Ssl_server_not_after), is the Secret's
@@ -400,11 +409,7 @@ async fn rotation_under_writes(g: &Group) {
             .is_empty()
     );
 
-    // The application's account (the operator's may not write rows).
-    g.root_exec(0, "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw-1'")
-        .await;
-    g.root_exec(0, "GRANT SELECT, INSERT ON iop_test.* TO 'app'@'%'")
-        .await;
+    create_app_user(g).await;
     let stop = Arc::new(AtomicBool::new(false));
     let opts = verified(g, 0, ca_pem(g))
         .user(Some("app"))
