@@ -8,16 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
-use kube::api::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
-use crate::api::MySQLCluster;
 use crate::leader::Permit;
 use crate::metrics::Metrics;
 use crate::objects::operator_pods::OperatorPods;
-use crate::pod_cache::PodCache;
+use crate::pod_cache::{ClusterKey, PodCache};
 use crate::topology::Event as TopologyEvent;
 use crate::xproto::monitor::{ClusterTargets, MonitorHandle};
 
@@ -36,9 +34,6 @@ pub struct Config {
     /// cluster.
     pub operator_pods: Option<OperatorPods>,
 }
-
-/// The key the X protocol monitor files a cluster's members under.
-pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
 
 /// What every reconcile gets.
 pub struct Context {

@@ -27,12 +27,12 @@ use tracing::{error, info, warn};
 use crate::api::{Backup, MySQLCluster};
 use crate::backup_controller::{self, BackupError};
 use crate::cluster::{self, ReconcileError};
-use crate::context::{ClusterKey, Config, Context};
+use crate::context::{Config, Context};
 use crate::http::{self, Health};
 use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Permit, Role};
 use crate::metrics::Metrics;
 use crate::objects::names::{LABEL_MANAGED_BY, MANAGER};
-use crate::pod_cache::PodCache;
+use crate::pod_cache::{ClusterKey, PodCache};
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 
 /// How long a cluster's reconcile waits for more triggers before it runs: long enough to take

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -20,8 +20,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::warn;
 
-use crate::context::ClusterKey;
+use crate::api::MySQLCluster;
 use crate::objects::names::LABEL_INSTANCE;
+
+/// A cluster's key in the controller's queue, in the pod cache and in the X protocol monitor
+/// (which files the cluster's members under it).
+pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
 
 /// The only pod condition a reconcile reads.
 const READY: &str = "Ready";

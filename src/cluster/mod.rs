@@ -12,6 +12,7 @@ pub mod plan;
 pub mod restore_plan;
 pub mod restore_step;
 pub mod status;
+pub mod tls_source;
 pub mod topology_step;
 pub mod validate;
 pub(crate) mod workloads;

@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
+use super::tls_source::TlsSource;
 use crate::api::cluster::{
-    CommunicationStack, IssuerRef, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
-    TlsSpec,
+    CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
 };
 use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
@@ -52,45 +52,22 @@ pub struct ValidCluster {
     owner: OwnerReference,
 }
 
-/// Where the members' certificates come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsSource {
-    /// The cluster's own CA, which the operator makes and keeps (`C-ca`), and the member
-    /// certificate it signs (`C-tls`).
-    OperatorCa,
-    /// A `kubernetes.io/tls` Secret the user provides (`spec.tls.secretName`).
-    Secret(String),
-    /// A certificate cert-manager issues (`spec.tls.issuerRef`) into `C-member-tls`.
-    CertManager(IssuerRef),
-}
-
-impl TlsSource {
-    /// Where `spec.tls` says the members' certificate comes from.
-    pub(crate) fn of(tls: &TlsSpec) -> TlsSource {
-        match (&tls.secret_name, &tls.issuer_ref) {
-            (Some(secret), _) => TlsSource::Secret(secret.clone()),
-            (None, Some(issuer)) => TlsSource::CertManager(issuer.clone()),
-            (None, None) => TlsSource::OperatorCa,
-        }
-    }
-
-    /// The Secret someone else writes the members' certificate into (the user, cert-manager);
-    /// `None` for the operator's CA, whose Secrets the operator makes.
-    pub(crate) fn outside_secret(&self, names: &Names) -> Option<String> {
-        match self {
-            TlsSource::OperatorCa => None,
-            TlsSource::Secret(name) => Some(name.clone()),
-            TlsSource::CertManager(_) => Some(names.issued_member_tls_secret()),
-        }
-    }
-}
-
 impl ValidCluster {
     /// The Secret the members' certificate, key and CA are mounted from.
     pub fn member_tls_secret(&self) -> String {
         self.tls
             .outside_secret(&self.names)
             .unwrap_or_else(|| self.names.member_tls_secret())
+    }
+
+    /// Whether the Secret of the members' certificate exists (the operator's sessions need its
+    /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
+    pub fn member_certificate_exists(&self, deref: &Dereferenced) -> bool {
+        match self.tls {
+            TlsSource::OperatorCa => deref.tls.member.is_some(),
+            TlsSource::Secret(_) => true,
+            TlsSource::CertManager(_) => deref.tls_secret_keys.is_some(),
+        }
     }
 }
 
@@ -553,7 +530,7 @@ mod tests {
         let valid = validate(&c, &d, None, "cluster.local").expect("valid before issuance");
         assert_eq!(valid.member_tls_secret(), "a-member-tls");
         assert!(matches!(&valid.tls, TlsSource::CertManager(i) if i.name == "ca"));
-        assert!(!d.member_certificate_exists(&valid));
+        assert!(!valid.member_certificate_exists(&d));
         // Issued without a CA (an ACME issuer): refused, saying which issuers work.
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into()]);
         let err = validate(&c, &d, None, "cluster.local").unwrap_err();
@@ -565,6 +542,6 @@ mod tests {
         );
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
         let valid = validate(&c, &d, None, "cluster.local").expect("valid once issued");
-        assert!(d.member_certificate_exists(&valid));
+        assert!(valid.member_certificate_exists(&d));
     }
 }

@@ -13,7 +13,8 @@ use rand::Rng;
 use crate::certs::inspect;
 use crate::certs::issue::{self, CertError, KeyedCert, LeafRequest, Usage};
 use crate::certs::validity::Validity;
-use crate::cluster::validate::{TlsSource, ValidCluster};
+use crate::cluster::tls_source::TlsSource;
+use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
 
 /// Keys of the CA Secret.
