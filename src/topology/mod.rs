@@ -73,7 +73,6 @@ mod tests {
     use super::observe::{
         ActionKind, Endpoint, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
     };
-    use super::sql::Capabilities;
     use super::*;
     use crate::version::ServerVersion;
 
@@ -134,24 +133,9 @@ mod tests {
                 vec![row(at.ordinal, &at.host, MemberStatus::Offline)]
             };
             Ok(MemberState {
-                server_uuid: uuid(at.ordinal),
-                capabilities: Capabilities {
-                    version: ServerVersion::new(8, 4, 2),
-                    group_replication: true,
-                    clone: true,
-                    communication_stack: true,
-                },
                 gtid_executed: GtidSet::parse("cccccccc-cccc-cccc-cccc-cccccccccccc:1-3").unwrap(),
-                gtid_received: GtidSet::new(),
                 super_read_only: at.ordinal != 0,
-                offline_mode: false,
-                group,
-                applier_queue: 0,
-                cloning: false,
-                clone_failed: None,
-                expel_timeout: Some(5),
-                group_name: None,
-                certificate_end: None,
+                ..MemberState::for_test(uuid(at.ordinal), ServerVersion::new(8, 4, 2), group)
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {

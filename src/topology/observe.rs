@@ -291,6 +291,39 @@ pub struct MemberState {
     pub certificate_end: Option<Timestamp>,
 }
 
+#[cfg(test)]
+impl MemberState {
+    /// A member of `version` with `group` as its view, every plugin active, no transaction,
+    /// read-only, clients admitted, no clone, an expel timeout of 5 s and no group name: the base
+    /// of member fixtures (override fields with `..MemberState::for_test(..)`).
+    pub(crate) fn for_test(
+        server_uuid: String,
+        version: crate::version::ServerVersion,
+        group: Vec<GroupMemberRow>,
+    ) -> Self {
+        MemberState {
+            server_uuid,
+            capabilities: Capabilities {
+                version,
+                group_replication: true,
+                clone: true,
+                communication_stack: true,
+            },
+            gtid_executed: GtidSet::new(),
+            gtid_received: GtidSet::new(),
+            super_read_only: true,
+            offline_mode: false,
+            group,
+            applier_queue: 0,
+            cloning: false,
+            clone_failed: None,
+            expel_timeout: Some(5),
+            group_name: None,
+            certificate_end: None,
+        }
+    }
+}
+
 impl MemberState {
     /// Every transaction the member holds: executed plus received-not-yet-applied.
     pub fn transactions(&self) -> GtidSet {
