@@ -292,6 +292,23 @@ pub(crate) async fn apply(
     Ok(outcome)
 }
 
+/// A namespaced kind of object the cluster owns: applied, listed and pruned through an `Api`.
+trait OwnedKind:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl<K> OwnedKind for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+{
+}
+
 /// Applies one object of `kind` unless it is unchanged; returns whether it wrote. `listed` is
 /// the object's metadata among the cluster's labelled objects; an object missing there may
 /// still exist (without the labels: someone else's), so it is read before it is applied.
@@ -304,11 +321,7 @@ async fn apply_one<K>(
     obj: &K,
 ) -> Result<bool, ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: OwnedKind + Serialize,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let hash = object_hash(obj).map_err(|source| ApplyError::Serialize {
@@ -370,10 +383,7 @@ async fn list_of<K>(
     kind: Kind,
 ) -> Result<Vec<ObjectMeta>, ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: OwnedKind,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
     let listed = api
@@ -386,10 +396,7 @@ where
 /// Deletes `name`, which the cluster no longer needs (gone already is fine).
 async fn delete<K>(client: &Client, names: &Names, kind: Kind, name: &str) -> Result<(), ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: OwnedKind,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
     match api.delete(name, &DeleteParams::background()).await {
