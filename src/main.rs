@@ -158,20 +158,7 @@ async fn command(cli: Cli) -> ExitCode {
             print!("{}", crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Crd { dir } => {
-            for d in dir {
-                match crd::write_dir(&d) {
-                    Ok(files) => files
-                        .iter()
-                        .for_each(|f| println!("wrote {}", d.join(f).display())),
-                    Err(e) => {
-                        eprintln!("error: writing CRDs into {}: {e}", d.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Crd { dir } => write_crds(&dir),
         Command::Run {
             cluster_domain,
             namespace,
@@ -181,52 +168,89 @@ async fn command(cli: Cli) -> ExitCode {
             lease,
         } => {
             telemetry::init(cli.log_format);
-            let operator_pods = match OperatorPods::from_settings(
-                lease.lease_namespace.as_deref(),
-                operator_pod_labels.as_deref(),
-            ) {
-                Ok(pods) => pods,
-                Err(e) => {
-                    tracing::error!(error = %e, "invalid operator pod settings");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let lease = match lease.settings() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "invalid leader election settings");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let kube_config = match kube::Config::infer().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "no Kubernetes client: set KUBECONFIG or run in a pod with a service account");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let shutdown = CancellationToken::new();
-            controller::cancel_on_signals(shutdown.clone());
-            let config = context::Config {
+            run(
                 cluster_domain,
                 namespace,
                 http_addr,
                 image,
-                operator_pods,
-            };
-            match controller::run(kube_config, config, lease, shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e @ RunError::Deposed(_)) => {
-                    // At once: waiting for the runtime's tasks to wind down could outlast the
-                    // margin before the next leader starts.
-                    tracing::error!(error = %e, "exiting");
-                    std::process::exit(1)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start");
-                    ExitCode::FAILURE
-                }
+                operator_pod_labels,
+                lease,
+            )
+            .await
+        }
+    }
+}
+
+/// Writes the CRDs into each of `dirs`.
+fn write_crds(dirs: &[PathBuf]) -> ExitCode {
+    for d in dirs {
+        match crd::write_dir(d) {
+            Ok(files) => files
+                .iter()
+                .for_each(|f| println!("wrote {}", d.join(f).display())),
+            Err(e) => {
+                eprintln!("error: writing CRDs into {}: {e}", d.display());
+                return ExitCode::FAILURE;
             }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The controller: checks its settings, then runs until SIGTERM (or exits at once when it loses
+/// the lease).
+async fn run(
+    cluster_domain: String,
+    namespace: Option<String>,
+    http_addr: SocketAddr,
+    image: String,
+    operator_pod_labels: Option<String>,
+    lease: LeaseArgs,
+) -> ExitCode {
+    let operator_pods = match OperatorPods::from_settings(
+        lease.lease_namespace.as_deref(),
+        operator_pod_labels.as_deref(),
+    ) {
+        Ok(pods) => pods,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid operator pod settings");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lease = match lease.settings() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid leader election settings");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kube_config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes client: set KUBECONFIG or run in a pod with a service account");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    controller::cancel_on_signals(shutdown.clone());
+    let config = context::Config {
+        cluster_domain,
+        namespace,
+        http_addr,
+        image,
+        operator_pods,
+    };
+    match controller::run(kube_config, config, lease, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ RunError::Deposed(_)) => {
+            // At once: waiting for the runtime's tasks to wind down could outlast the
+            // margin before the next leader starts.
+            tracing::error!(error = %e, "exiting");
+            std::process::exit(1)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
         }
     }
 }
