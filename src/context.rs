@@ -46,7 +46,7 @@ pub struct Context {
     pub(crate) monitor: MonitorHandle<ClusterKey>,
     /// Topology Events already published per cluster (reason, message), so a condition that
     /// persists is announced once, not every tick.
-    published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,
+    published: Mutex<HashMap<ClusterKey, BTreeSet<(&'static str, String)>>>,
     /// Whether this replica still leads, asked before SQL operations on members (Kubernetes
     /// writes are fenced in the client).
     pub(crate) permit: Permit,
@@ -95,9 +95,9 @@ impl Context {
         name: &str,
         events: &'a [TopologyEvent],
     ) -> Vec<&'a TopologyEvent> {
-        let current: BTreeSet<(String, String)> = events
+        let current: BTreeSet<(&'static str, String)> = events
             .iter()
-            .map(|e| (e.reason.clone(), e.message.clone()))
+            .map(|e| (e.reason, e.message.clone()))
             .collect();
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
         let before = published
@@ -105,7 +105,7 @@ impl Context {
             .unwrap_or_default();
         events
             .iter()
-            .filter(|e| !before.contains(&(e.reason.clone(), e.message.clone())))
+            .filter(|e| !before.contains(&(e.reason, e.message.clone())))
             .collect()
     }
 

@@ -19,6 +19,9 @@ pub(crate) const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
 pub const RESTORED: &str = "Restored";
 
+/// The reason of an `Available` condition that is false: no member is the primary.
+pub(crate) const NO_PRIMARY: &str = "NoPrimary";
+
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {

@@ -254,7 +254,7 @@ async fn apply_and_label(
         let (ns, name) = (&obs.names.namespace, &obs.names.cluster);
         for event in ctx.new_events(ns, name, &topology.decision.events) {
             let reason = Reason::Topology {
-                reason: event.reason.clone(),
+                reason: event.reason,
                 warning: event.warning,
             };
             publish(ctx, cluster, reason, &event.message).await;

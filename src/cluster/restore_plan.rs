@@ -14,7 +14,13 @@ use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
 use crate::backup_controller::decide::{JobView, Outcome, outcome};
 use crate::events::Reason;
+use crate::topology::observe::RESTORE_PENDING;
 use crate::topology::{Observed, PodPhase, RestoreGate};
+
+/// Why the group's first start waits: the restore Job runs.
+const RESTORE_IN_PROGRESS: &str = "RestoreInProgress";
+/// Why the group's first start is held until a person acts: the restore failed.
+const RESTORE_FAILED: &str = "RestoreFailed";
 
 /// Where the backup to restore is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,7 +318,7 @@ fn from_job(
             RestorePhase::Running,
             format!("restoring {source} into {}", i.first_member),
             RestoreGate::Waiting {
-                reason: "RestoreInProgress",
+                reason: RESTORE_IN_PROGRESS,
                 message: format!("the restore Job {} runs", i.job_name),
             },
         ),
@@ -334,7 +340,7 @@ fn from_job(
                 after_failure(i.cluster, i.job_name, i.first_member)
             );
             let gate = RestoreGate::Blocked {
-                reason: "RestoreFailed",
+                reason: RESTORE_FAILED,
                 message: format!("the restore from {source} failed: {message}"),
             };
             Step::new(status, RestorePhase::Failed, message, gate)
@@ -359,7 +365,7 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
         Some(Err(unresolved)) if unresolved.waiting => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             unresolved.message.clone(),
         ),
         Some(Err(unresolved)) => {
@@ -377,13 +383,13 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
         None => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             format!("the source {source} is not resolved yet"),
         ),
         Some(Ok(_)) if !i.first_member_ready => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             format!(
                 "waiting for {} to run with mysqld up before restoring {source} into it",
                 i.first_member
@@ -395,7 +401,7 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
             status.completion_time = None;
             status.gtid_set = None;
             let gate = RestoreGate::Waiting {
-                reason: "RestoreInProgress",
+                reason: RESTORE_IN_PROGRESS,
                 message: format!("the restore Job {} was created", i.job_name),
             };
             let message = format!("restoring {source} into {}", i.first_member);
@@ -462,11 +468,13 @@ pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
     let status = status?;
     let message = status.message.clone().unwrap_or_default();
     Some(match status.phase {
-        Some(RestorePhase::Succeeded) => Desired::new(RESTORED, true, "Restored", message),
+        Some(RestorePhase::Succeeded) => {
+            Desired::new(RESTORED, true, Reason::Restored.as_str(), message)
+        }
         Some(RestorePhase::Running) => Desired::new(RESTORED, false, "RestoreRunning", message),
-        Some(RestorePhase::Failed) => Desired::new(RESTORED, false, "RestoreFailed", message),
+        Some(RestorePhase::Failed) => Desired::new(RESTORED, false, RESTORE_FAILED, message),
         Some(RestorePhase::Pending) | None => {
-            Desired::new(RESTORED, false, "RestorePending", message)
+            Desired::new(RESTORED, false, RESTORE_PENDING, message)
         }
     })
 }

@@ -15,6 +15,7 @@ use super::tls_source::TlsSource;
 use crate::api::cluster::{
     CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
 };
+use crate::events::INVALID_OBJECT;
 use crate::objects::names::{Component, Names, owned_meta};
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
@@ -173,7 +174,7 @@ impl ValidationError {
     /// A CamelCase reason for conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self {
-            ValidationError::MissingMetadata => "InvalidObject",
+            ValidationError::MissingMetadata => INVALID_OBJECT,
             ValidationError::Version(_) => "InvalidVersion",
             ValidationError::Instances(_) | ValidationError::RouterInstances(_) => {
                 "InvalidInstances"

@@ -135,7 +135,7 @@ impl ExpelTimeout {
             .join("; ");
         Some(Event {
             warning: false,
-            reason: "ExpelGoneMember".into(),
+            reason: "ExpelGoneMember",
             message: format!(
                 "{gone}: the group expels it as soon as it is suspected, without the {} s grace \
                  (group_replication_member_expel_timeout=0 on the others until it is out)",

@@ -85,12 +85,15 @@ pub enum RestoreGate {
     },
 }
 
+/// Why the group's first start waits: the restore has not reached the member yet.
+pub(crate) const RESTORE_PENDING: &str = "RestorePending";
+
 impl RestoreGate {
     /// Before the restore step has planned in this reconcile: nothing may start the group (the
     /// plan sets the gate before anything decides).
     pub fn not_planned() -> Self {
         RestoreGate::Waiting {
-            reason: "RestorePending",
+            reason: RESTORE_PENDING,
             message: "the restore step has not run yet".into(),
         }
     }
