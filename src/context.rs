@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// What every reconcile gets.
-pub struct Context {
+pub(crate) struct Context {
     pub(crate) client: Client,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,

@@ -13,7 +13,7 @@ pub(crate) const INVALID_OBJECT: &str = "InvalidObject";
 
 /// Why an Event is recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The stored object cannot be read by this operator version.
     InvalidObject,
     /// The spec was rejected by validation (the reason names what is wrong).

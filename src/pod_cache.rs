@@ -25,7 +25,7 @@ use crate::objects::names::LABEL_INSTANCE;
 
 /// A cluster's key in the controller's queue, in the pod cache and in the X protocol monitor
 /// (which files the cluster's members under it).
-pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
+pub(crate) type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
 
 /// The only pod condition a reconcile reads.
 const READY: &str = "Ready";
@@ -35,12 +35,12 @@ const WAKE_BUFFER: usize = 256;
 
 /// A read-only view of the cache, shared by every reconcile.
 #[derive(Clone)]
-pub struct PodCache {
+pub(crate) struct PodCache {
     store: Store<Pod>,
 }
 
 /// The watch feeding a [`PodCache`]; stops when dropped.
-pub struct PodFeed {
+pub(crate) struct PodFeed {
     _stop: DropGuard,
 }
 
@@ -84,7 +84,7 @@ impl PodCache {
 
     /// Resolves once the first list of the pods is in the cache; before that a reconcile would
     /// see a cluster without pods. Only one task may wait at a time (the store wakes the last).
-    pub async fn synced(&self) -> bool {
+    pub(crate) async fn synced(&self) -> bool {
         self.store.wait_until_ready().await.is_ok()
     }
 

@@ -99,7 +99,7 @@ fn order(type_: &str) -> usize {
 }
 
 /// Whether condition `type_` is True in `conditions`.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+pub(crate) fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")

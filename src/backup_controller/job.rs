@@ -133,7 +133,7 @@ pub(crate) fn job_name(backup: &str) -> String {
 }
 
 /// Name of the restore Job of a cluster.
-pub fn restore_job_name(cluster: &str) -> String {
+pub(crate) fn restore_job_name(cluster: &str) -> String {
     job_name_for(Mode::Restore, cluster)
 }
 

@@ -5,7 +5,7 @@
 pub mod decide;
 pub mod job;
 pub(crate) mod schedule_plan;
-pub mod schedule_step;
+pub(crate) mod schedule_step;
 
 use std::sync::Arc;
 use std::time::Duration;

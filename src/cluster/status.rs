@@ -40,12 +40,12 @@ pub struct PodView {
 pub struct StatusInput {
     pub generation: Option<i64>,
     pub group_name: String,
-    pub desired_instances: i32,
+    pub(crate) desired_instances: i32,
     pub pods: Vec<PodView>,
     /// The StatefulSet has rolled out its current spec to every pod.
-    pub statefulset_rolled_out: bool,
-    pub router_desired: i32,
-    pub router_ready: i32,
+    pub(crate) statefulset_rolled_out: bool,
+    pub(crate) router_desired: i32,
+    pub(crate) router_ready: i32,
     /// A problem that stops the reconcile (invalid spec, failed write): reason and message.
     pub error: Option<(String, String)>,
     /// What the valid spec runs with but a user should know.

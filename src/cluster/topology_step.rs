@@ -114,7 +114,10 @@ pub(crate) fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
 }
 
 /// What the status keeps of one tick: its conditions, members, primary and action history.
-pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) -> TopologyView {
+pub(crate) fn topology_view(
+    decision: &topology::Decision,
+    history: &[ActionRecord],
+) -> TopologyView {
     TopologyView {
         conditions: decision
             .conditions

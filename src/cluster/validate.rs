@@ -26,26 +26,26 @@ pub struct ValidCluster {
     /// The version the members are to run: the spec's, or what they run now when the spec asks
     /// for a change MySQL does not allow (see `warnings`).
     pub version: ServerVersion,
-    pub series: Series,
+    pub(crate) series: Series,
     pub image: String,
-    pub router_image: String,
-    pub pull_policy: Option<String>,
+    pub(crate) router_image: String,
+    pub(crate) pull_policy: Option<String>,
     pub instances: i32,
     pub stack: CommunicationStack,
     pub storage: StorageSpec,
     pub resources: Option<ResourceRequirements>,
-    pub mycnf_extra: BTreeMap<String, String>,
-    pub router_instances: i32,
-    pub router_resources: Option<ResourceRequirements>,
-    pub router_mode: RouterMode,
+    pub(crate) mycnf_extra: BTreeMap<String, String>,
+    pub(crate) router_instances: i32,
+    pub(crate) router_resources: Option<ResourceRequirements>,
+    pub(crate) router_mode: RouterMode,
     /// Where the members' certificates come from.
     pub tls: TlsSource,
     /// Members refuse clients without TLS (unless the spec allows cleartext clients).
     pub require_secure_transport: bool,
-    pub pod_template: PodTemplateOverrides,
+    pub(crate) pod_template: PodTemplateOverrides,
     /// With `spec.networkPolicy.enabled`: who may connect to the Routers (empty: every pod
     /// of the namespace). `None`: the cluster has no NetworkPolicies.
-    pub network_policy: Option<Vec<NetworkPolicyPeer>>,
+    pub(crate) network_policy: Option<Vec<NetworkPolicyPeer>>,
     pub group_name: Uuid,
     pub domain: String,
     /// What the spec asks that the operator does with a warning (or not at all), for the status.
@@ -63,7 +63,7 @@ impl ValidCluster {
 
     /// Whether the Secret of the members' certificate exists (the operator's sessions need its
     /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
-    pub fn member_certificate_exists(&self, deref: &Dereferenced) -> bool {
+    pub(crate) fn member_certificate_exists(&self, deref: &Dereferenced) -> bool {
         match self.tls {
             TlsSource::OperatorCa => deref.tls.member.is_some(),
             TlsSource::Secret(_) => true,
@@ -123,7 +123,7 @@ impl SpecWarning {
     }
 
     /// Whether the cluster does not run what the spec asks (the Degraded condition says so).
-    pub fn degrades(&self) -> bool {
+    pub(crate) fn degrades(&self) -> bool {
         matches!(
             self,
             SpecWarning::VersionChangeRefused(_)

@@ -12,11 +12,12 @@ use super::encode::{self, Column};
 use super::sql;
 
 /// Schemas that belong to the server, never dumped.
-pub const SYSTEM_DATABASES: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+pub(crate) const SYSTEM_DATABASES: &[&str] =
+    &["mysql", "information_schema", "performance_schema", "sys"];
 /// The InnoDB Cluster metadata: it describes the group it was written in, so a backup leaves it
 /// out (a cluster restored from it writes its own; an older backup that holds it is loaded, and
 /// the operator then replaces the other group's rows).
-pub const CLUSTER_METADATA_DATABASE: &str = "mysql_innodb_cluster_metadata";
+pub(crate) const CLUSTER_METADATA_DATABASE: &str = "mysql_innodb_cluster_metadata";
 /// Accounts the server creates itself; restoring them would clobber the target's own.
 const SYSTEM_USERS: &[&str] = &[
     "root",
@@ -47,7 +48,7 @@ pub struct Database {
 
 /// One CREATE statement and the sql_mode it must run under (routines, triggers, events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ddl {
+pub(crate) struct Ddl {
     pub(crate) name: String,
     pub(crate) sql_mode: Option<String>,
     pub(crate) statement: String,

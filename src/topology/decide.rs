@@ -255,7 +255,10 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
 }
 
 /// The history to store after a tick: entries older than the window dropped, `record` added.
-pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec<ActionRecord> {
+pub(crate) fn updated_history(
+    observed: &Observed,
+    record: Option<ActionRecord>,
+) -> Vec<ActionRecord> {
     let input = &observed.input;
     input
         .history

@@ -26,11 +26,12 @@ pub mod ops;
 mod pick;
 pub mod report;
 pub mod sql;
-pub mod tls_reload;
+pub(crate) mod tls_reload;
 mod verdict;
 mod with_quorum;
 
-pub use decide::{decide, updated_history};
+pub use decide::decide;
+pub(crate) use decide::updated_history;
 pub use event::Event;
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
@@ -40,7 +41,7 @@ pub use report::{Condition, Decision, MemberReport};
 
 /// How long a tick waits for stragglers once the group's majority answered (see
 /// [`ops::Patience`]): far above a healthy member's answer time, far below the observe deadline.
-pub const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
+pub(crate) const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
 
 /// What every member says, waiting for stragglers only [`STRAGGLER_WAIT`] once the group's
 /// majority answered.

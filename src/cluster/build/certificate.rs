@@ -14,7 +14,7 @@ const DEFAULT_KIND: &str = "Issuer";
 const DEFAULT_GROUP: &str = "cert-manager.io";
 
 /// The Certificate to request, when cert-manager issues the members' certificate.
-pub fn member_certificate(c: &ValidCluster) -> Option<Certificate> {
+pub(crate) fn member_certificate(c: &ValidCluster) -> Option<Certificate> {
     let TlsSource::CertManager(issuer) = &c.tls else {
         return None;
     };

@@ -23,7 +23,7 @@ use super::statefulset::CONFIG_HASH_ANNOTATION;
 
 /// The Router pod template's copy of when the members' certificate ends: a renewal changes it,
 /// and the Deployment replaces the Routers one at a time.
-pub const CERTIFICATE_END_ANNOTATION: &str = "innodb-operator.io/member-certificate-end";
+pub(crate) const CERTIFICATE_END_ANNOTATION: &str = "innodb-operator.io/member-certificate-end";
 use super::tls_secrets::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::api::cluster::RouterMode;
 use crate::cluster::validate::ValidCluster;

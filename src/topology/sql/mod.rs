@@ -16,11 +16,14 @@ mod read;
 mod tests;
 
 pub use read::{
-    Capabilities, CloneFailure, CloneRowText, EXPEL_TIMEOUT_VARIABLE, GROUP_NAME_VARIABLE,
-    MemberRowText, OFFLINE_MODE_VARIABLE, PROBED_PLUGINS, PROBED_VARIABLES, SELECT_CERTIFICATE_END,
-    SELECT_CLONE_STATE, SELECT_MEMBER_VERSIONS, SELECT_MEMBERS, SELECT_QUEUE, SELECT_RECEIVED,
-    SELECT_SELF, SELECT_VERSION, certificate_end, clone_failure, clone_running, expel_timeout,
-    group_name, offline_mode, parse_bool, parse_members, select_plugins, select_variables,
+    Capabilities, PROBED_PLUGINS, SELECT_CERTIFICATE_END, SELECT_CLONE_STATE,
+    SELECT_MEMBER_VERSIONS, SELECT_MEMBERS, SELECT_QUEUE, SELECT_RECEIVED, SELECT_SELF,
+    SELECT_VERSION, certificate_end, expel_timeout, group_name, offline_mode, select_plugins,
+    select_variables,
+};
+pub(crate) use read::{
+    CloneFailure, CloneRowText, EXPEL_TIMEOUT_VARIABLE, MemberRowText, OFFLINE_MODE_VARIABLE,
+    clone_failure, clone_running, parse_bool, parse_members,
 };
 
 /// A result the operator could not make sense of.
@@ -69,7 +72,7 @@ pub struct Statement {
 
 impl Statement {
     /// A statement without secrets.
-    pub fn from_text(sql: impl Into<String>) -> Self {
+    pub(crate) fn from_text(sql: impl Into<String>) -> Self {
         let sql = sql.into();
         Statement {
             shown: sql.clone(),
@@ -105,7 +108,7 @@ impl fmt::Debug for Statement {
 
 /// A single-quoted string literal. Valid whether or not `NO_BACKSLASH_ESCAPES` is set is not
 /// possible for backslashes, so the session must run without it (see [`SESSION_SETUP`]).
-pub fn quote(text: &str) -> Result<String, SqlError> {
+pub(crate) fn quote(text: &str) -> Result<String, SqlError> {
     if text.contains('\0') {
         return Err(SqlError::BadPassword);
     }
@@ -125,7 +128,7 @@ pub const SESSION_SETUP: &str = "SET SESSION sql_mode = 'TRADITIONAL'";
 
 /// Reads the TLS files again (certificate, key, CA) for new connections; on an error the server
 /// keeps what it has.
-pub const RELOAD_TLS: &str = "ALTER INSTANCE RELOAD TLS";
+pub(crate) const RELOAD_TLS: &str = "ALTER INSTANCE RELOAD TLS";
 
 // ---- accounts ----
 
@@ -157,7 +160,7 @@ fn recovery_privileges(caps: &Capabilities) -> String {
 }
 
 /// Whether the recovery account exists on this member: one row, a count.
-pub fn select_account_exists(user: &str) -> String {
+pub(crate) fn select_account_exists(user: &str) -> String {
     format!(
         "SELECT COUNT(*) FROM mysql.user WHERE User = {} AND Host = '%'",
         quote_name(user)
@@ -170,7 +173,7 @@ pub fn select_account_exists(user: &str) -> String {
 /// connection to itself included, with the recovery credentials, so the account must exist on
 /// every member before it starts — the seed of a bootstrap too. Run only where the account is
 /// missing (a member that left a group is `super_read_only`, and has it already).
-pub fn local_recovery_account(
+pub(crate) fn local_recovery_account(
     caps: &Capabilities,
     recovery: &Credentials,
 ) -> Result<Vec<Statement>, SqlError> {
@@ -182,8 +185,8 @@ pub fn local_recovery_account(
     ])
 }
 
-pub const SQL_LOG_BIN_OFF: &str = "SET SESSION sql_log_bin = 0";
-pub const SQL_LOG_BIN_ON: &str = "SET SESSION sql_log_bin = 1";
+pub(crate) const SQL_LOG_BIN_OFF: &str = "SET SESSION sql_log_bin = 0";
+pub(crate) const SQL_LOG_BIN_ON: &str = "SET SESSION sql_log_bin = 1";
 
 /// The accounts created on the primary right after a bootstrap. They are written to the binary
 /// log on purpose: every member gets them through the group.
@@ -225,7 +228,7 @@ pub fn account_statements(
 /// and keeps (`metadata`: `DROP` for its `CREATE OR REPLACE VIEW`, `REFERENCES` for its
 /// foreign keys; the Router account's grants on its tables come from these); no SUPER.
 /// `GROUP_REPLICATION_STREAM` exists from 8.0.27, the oldest version the operator accepts.
-pub fn admin_grants(user: &str) -> [String; 3] {
+pub(crate) fn admin_grants(user: &str) -> [String; 3] {
     let user = quote_name(user);
     let metadata = super::metadata::ddl::SCHEMA;
     [
@@ -247,16 +250,17 @@ pub fn admin_grants(user: &str) -> [String; 3] {
 
 // ---- group operations ----
 
-pub const BOOTSTRAP_ON: &str = "SET GLOBAL group_replication_bootstrap_group = ON";
-pub const BOOTSTRAP_OFF: &str = "SET GLOBAL group_replication_bootstrap_group = OFF";
-pub const START_GR: &str = "START GROUP_REPLICATION";
-pub const STOP_GR: &str = "STOP GROUP_REPLICATION";
+pub(crate) const BOOTSTRAP_ON: &str = "SET GLOBAL group_replication_bootstrap_group = ON";
+pub(crate) const BOOTSTRAP_OFF: &str = "SET GLOBAL group_replication_bootstrap_group = OFF";
+pub(crate) const START_GR: &str = "START GROUP_REPLICATION";
+pub(crate) const STOP_GR: &str = "STOP GROUP_REPLICATION";
 /// `caching_sha2_password` recovery without TLS needs the donor's public key.
-pub const RECOVERY_PUBLIC_KEY: &str = "SET GLOBAL group_replication_recovery_get_public_key = ON";
+pub(crate) const RECOVERY_PUBLIC_KEY: &str =
+    "SET GLOBAL group_replication_recovery_get_public_key = ON";
 
 /// Stores the recovery credentials for the `group_replication_recovery` channel (8.0.23+ form;
 /// 8.4 removed `CHANGE MASTER TO`).
-pub fn recovery_credentials(recovery: &Credentials) -> Result<Statement, SqlError> {
+pub(crate) fn recovery_credentials(recovery: &Credentials) -> Result<Statement, SqlError> {
     Statement::with_secret(
         &format!(
             "CHANGE REPLICATION SOURCE TO SOURCE_USER = {}, SOURCE_PASSWORD = {{secret}} \
@@ -271,11 +275,11 @@ pub fn recovery_credentials(recovery: &Credentials) -> Result<Statement, SqlErro
 /// `super_read_only` is ON, which it is on every member that has been in a group (Group
 /// Replication sets it and leaves it ON after `STOP GROUP_REPLICATION`). The clone replaces all
 /// data and the member restarts, so nothing else can write in between that would survive.
-pub const CLONE_WRITABLE: &str = "SET GLOBAL super_read_only = OFF";
+pub(crate) const CLONE_WRITABLE: &str = "SET GLOBAL super_read_only = OFF";
 
 /// Restricts clone donors to `donor`, makes the member writable for the clone, then clones from
 /// `donor` (the recipient restarts afterwards). The last statement is the clone itself.
-pub fn clone_statements(
+pub(crate) fn clone_statements(
     donor_host: &str,
     donor_port: u16,
     recovery: &Credentials,
@@ -299,7 +303,9 @@ pub fn clone_statements(
 
 /// Whether every member's `MEMBER_VERSION` is 8.0.29 or later: only then does
 /// `group_replication_set_as_primary` honour its timeout (an unparsable version counts as no).
-pub fn group_supports_primary_timeout<'a>(versions: impl IntoIterator<Item = &'a str>) -> bool {
+pub(crate) fn group_supports_primary_timeout<'a>(
+    versions: impl IntoIterator<Item = &'a str>,
+) -> bool {
     versions
         .into_iter()
         .all(|v| ServerVersion::parse_server(v).is_ok_and(|v| v >= ServerVersion::new(8, 0, 29)))
@@ -319,7 +325,7 @@ pub fn set_as_primary(with_timeout: bool, server_uuid: &str, timeout_s: u32) -> 
 }
 
 /// Forces the membership, then clears the variable (it must not stay set).
-pub fn force_members_statements(local_addresses: &[String]) -> [Statement; 2] {
+pub(crate) fn force_members_statements(local_addresses: &[String]) -> [Statement; 2] {
     [
         Statement::from_text(format!(
             "SET GLOBAL group_replication_force_members = {}",

@@ -21,7 +21,7 @@ pub struct Capabilities {
 /// Plugin names the probe asks about.
 pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
 /// Variables the probe asks about.
-pub const PROBED_VARIABLES: [&str; 4] = [
+pub(crate) const PROBED_VARIABLES: [&str; 4] = [
     "group_replication_communication_stack",
     EXPEL_TIMEOUT_VARIABLE,
     GROUP_NAME_VARIABLE,
@@ -29,7 +29,7 @@ pub const PROBED_VARIABLES: [&str; 4] = [
 ];
 
 /// The name (a UUID) of the group the member starts or joins.
-pub const GROUP_NAME_VARIABLE: &str = "group_replication_group_name";
+pub(crate) const GROUP_NAME_VARIABLE: &str = "group_replication_group_name";
 
 /// The member's `group_replication_group_name` from the probe's variable rows, lowercase
 /// (`None` without the Group Replication plugin, or when it is unset).
@@ -43,7 +43,7 @@ pub fn group_name(variables: &[(String, Option<String>)]) -> Option<String> {
 }
 
 /// Seconds a suspected member may stay UNREACHABLE before the group expels it.
-pub const EXPEL_TIMEOUT_VARIABLE: &str = "group_replication_member_expel_timeout";
+pub(crate) const EXPEL_TIMEOUT_VARIABLE: &str = "group_replication_member_expel_timeout";
 
 /// The member's `group_replication_member_expel_timeout` from the probe's variable rows
 /// (`None` without the Group Replication plugin or with a value that is not a number).
@@ -55,7 +55,7 @@ pub fn expel_timeout(variables: &[(String, Option<String>)]) -> Option<u32> {
 }
 
 /// Refuses clients without `CONNECTION_ADMIN` while ON (see `admit`).
-pub const OFFLINE_MODE_VARIABLE: &str = "offline_mode";
+pub(crate) const OFFLINE_MODE_VARIABLE: &str = "offline_mode";
 
 /// The member's `offline_mode` from the probe's variable rows (a server without the variable
 /// has no offline mode).
@@ -165,13 +165,13 @@ pub const SELECT_CLONE_STATE: &str =
     "SELECT STATE, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status";
 
 /// One row of [`SELECT_CLONE_STATE`].
-pub type CloneRowText = (String, Option<u32>, Option<String>);
+pub(crate) type CloneRowText = (String, Option<u32>, Option<String>);
 
 /// The last clone into the member failed (`clone_status` keeps it across restarts until the
 /// next clone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloneFailure {
-    pub error_no: u32,
+    pub(crate) error_no: u32,
     pub message: String,
 }
 
@@ -182,7 +182,7 @@ impl std::fmt::Display for CloneFailure {
 }
 
 /// The failure of the last clone, if the row says it failed.
-pub fn clone_failure(rows: &[CloneRowText]) -> Option<CloneFailure> {
+pub(crate) fn clone_failure(rows: &[CloneRowText]) -> Option<CloneFailure> {
     rows.iter()
         .find(|(state, _, _)| state.eq_ignore_ascii_case("Failed"))
         .map(|(_, error_no, message)| CloneFailure {
@@ -192,17 +192,17 @@ pub fn clone_failure(rows: &[CloneRowText]) -> Option<CloneFailure> {
 }
 
 /// Whether `clone_status` rows show a clone running.
-pub fn clone_running(rows: &[CloneRowText]) -> bool {
+pub(crate) fn clone_running(rows: &[CloneRowText]) -> bool {
     rows.iter()
         .any(|(state, _, _)| state.eq_ignore_ascii_case("In Progress"))
 }
 
 /// One row of [`SELECT_MEMBERS`] as text columns.
-pub type MemberRowText = (String, String, Option<u16>, String, String, String);
+pub(crate) type MemberRowText = (String, String, Option<u16>, String, String, String);
 
 /// Parses [`SELECT_MEMBERS`] rows. With Group Replication stopped the server shows one row for
 /// itself with state OFFLINE, an empty host and empty role.
-pub fn parse_members(rows: Vec<MemberRowText>) -> Result<Vec<GroupMemberRow>, SqlError> {
+pub(crate) fn parse_members(rows: Vec<MemberRowText>) -> Result<Vec<GroupMemberRow>, SqlError> {
     rows.into_iter()
         .map(|(member_id, host, port, state, role, version)| {
             let state = match state.to_ascii_uppercase().as_str() {
@@ -232,6 +232,6 @@ pub fn parse_members(rows: Vec<MemberRowText>) -> Result<Vec<GroupMemberRow>, Sq
 }
 
 /// `@@super_read_only` comes back as 0/1 or OFF/ON depending on the client path.
-pub fn parse_bool(text: &str) -> bool {
+pub(crate) fn parse_bool(text: &str) -> bool {
     matches!(text.to_ascii_uppercase().as_str(), "1" | "ON" | "TRUE")
 }
