@@ -8,14 +8,14 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
-use super::build::tls_secrets::{FoundSecret, FoundTls, TLS_CERT_KEY};
+use super::build::tls_secrets::{FoundSecret, FoundTls};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
-use super::tls_source::TlsSource;
 use crate::api::{Backup, MySQLCluster};
 use crate::certs::cert_manager::Certificate;
 use crate::credentials::SecretText;
 use crate::objects::accounts::Account;
 use crate::objects::names::Names;
+use crate::objects::tls::{TLS_CERT_KEY, TlsSource};
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]

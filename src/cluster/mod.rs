@@ -12,7 +12,6 @@ pub mod plan;
 pub mod restore_plan;
 pub(crate) mod restore_step;
 pub mod status;
-pub(crate) mod tls_source;
 pub mod topology_step;
 pub mod validate;
 pub(crate) mod workloads;

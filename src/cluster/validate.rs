@@ -11,12 +11,12 @@ use uuid::Uuid;
 
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
-use super::tls_source::TlsSource;
 use crate::api::cluster::{
     CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
 };
 use crate::events::INVALID_OBJECT;
 use crate::objects::names::{Component, Names, owned_meta};
+use crate::objects::tls::TlsSource;
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
 /// Everything the builders need, checked.
@@ -56,9 +56,7 @@ pub struct ValidCluster {
 impl ValidCluster {
     /// The Secret the members' certificate, key and CA are mounted from.
     pub fn member_tls_secret(&self) -> String {
-        self.tls
-            .outside_secret(&self.names)
-            .unwrap_or_else(|| self.names.member_tls_secret())
+        self.tls.member_secret(&self.names)
     }
 
     /// Whether the Secret of the members' certificate exists (the operator's sessions need its

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod names;
 pub mod operator_pods;
 pub(crate) mod pod_security;
+pub mod tls;
 
 /// Classic protocol port.
 pub const MYSQL_PORT: i32 = 3306;

@@ -6,8 +6,8 @@ use crate::certs::cert_manager::{Certificate, CertificateIssuerRef, CertificateS
 use crate::objects::names::Component;
 
 use super::tls_secrets::member_request;
-use crate::cluster::tls_source::TlsSource;
 use crate::cluster::validate::ValidCluster;
+use crate::objects::tls::TlsSource;
 
 /// The issuer kind and group when `spec.tls.issuerRef` leaves them out (cert-manager's own).
 const DEFAULT_KIND: &str = "Issuer";

@@ -13,16 +13,10 @@ use rand::Rng;
 use crate::certs::inspect;
 use crate::certs::issue::{self, CertError, KeyedCert, LeafRequest, Usage};
 use crate::certs::validity::Validity;
-use crate::cluster::tls_source::TlsSource;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
+use crate::objects::tls::{CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TlsSource};
 
-/// Keys of the CA Secret.
-pub const CA_CERT_KEY: &str = "ca.crt";
-pub(crate) const CA_KEY_KEY: &str = "ca.key";
-/// Keys of a `kubernetes.io/tls` Secret.
-pub const TLS_CERT_KEY: &str = "tls.crt";
-pub const TLS_KEY_KEY: &str = "tls.key";
 /// Annotations with the certificate's validity (RFC 3339), written with it.
 pub(crate) const NOT_BEFORE_ANNOTATION: &str = "innodb-operator.io/not-before";
 pub const NOT_AFTER_ANNOTATION: &str = "innodb-operator.io/not-after";
