@@ -360,16 +360,21 @@ fn clusters_loop(
                 async move {
                     // Never closed: the permit is always granted in turn.
                     let _slot = slots.acquire_owned().await;
-                    let start = Instant::now();
-                    let result = cluster::reconcile(obj, ctx.clone()).await;
-                    ctx.metrics.reconciled(start.elapsed());
-                    result
+                    timed(&ctx, cluster::reconcile(obj, ctx.clone())).await
                 }
             },
             error_policy,
             ctx,
         )
         .for_each(log_result)
+}
+
+/// Runs one reconcile and records how long it took.
+async fn timed<T>(ctx: &Context, reconcile: impl Future<Output = T>) -> T {
+    let start = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.reconciled(start.elapsed());
+    result
 }
 
 /// Turns `ready` (what `/readyz` answers) true once `store` holds the first list of clusters.
@@ -408,10 +413,7 @@ fn backups_loop(
     .graceful_shutdown_on(async move { shutdown.cancelled().await })
     .run(
         |obj, ctx: Arc<Context>| async move {
-            let start = Instant::now();
-            let result = backup_controller::reconcile(obj, ctx.clone()).await;
-            ctx.metrics.reconciled(start.elapsed());
-            result
+            timed(&ctx, backup_controller::reconcile(obj, ctx.clone())).await
         },
         backup_error_policy,
         ctx,
