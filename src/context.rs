@@ -8,16 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
-use kube::api::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
-use crate::api::MySQLCluster;
 use crate::leader::Permit;
 use crate::metrics::Metrics;
 use crate::objects::operator_pods::OperatorPods;
-use crate::pod_cache::PodCache;
+use crate::pod_cache::{ClusterKey, PodCache};
 use crate::topology::Event as TopologyEvent;
 use crate::xproto::monitor::{ClusterTargets, MonitorHandle};
 
@@ -37,11 +35,8 @@ pub struct Config {
     pub operator_pods: Option<OperatorPods>,
 }
 
-/// The key the X protocol monitor files a cluster's members under.
-pub type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
-
 /// What every reconcile gets.
-pub struct Context {
+pub(crate) struct Context {
     pub(crate) client: Client,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
@@ -51,7 +46,7 @@ pub struct Context {
     pub(crate) monitor: MonitorHandle<ClusterKey>,
     /// Topology Events already published per cluster (reason, message), so a condition that
     /// persists is announced once, not every tick.
-    published: Mutex<HashMap<ClusterKey, BTreeSet<(String, String)>>>,
+    published: Mutex<HashMap<ClusterKey, BTreeSet<(&'static str, String)>>>,
     /// Whether this replica still leads, asked before SQL operations on members (Kubernetes
     /// writes are fenced in the client).
     pub(crate) permit: Permit,
@@ -100,9 +95,9 @@ impl Context {
         name: &str,
         events: &'a [TopologyEvent],
     ) -> Vec<&'a TopologyEvent> {
-        let current: BTreeSet<(String, String)> = events
+        let current: BTreeSet<(&'static str, String)> = events
             .iter()
-            .map(|e| (e.reason.clone(), e.message.clone()))
+            .map(|e| (e.reason, e.message.clone()))
             .collect();
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
         let before = published
@@ -110,7 +105,7 @@ impl Context {
             .unwrap_or_default();
         events
             .iter()
-            .filter(|e| !before.contains(&(e.reason.clone(), e.message.clone())))
+            .filter(|e| !before.contains(&(e.reason, e.message.clone())))
             .collect()
     }
 

@@ -17,7 +17,7 @@ use kube::api::{ListParams, PartialObjectMeta};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::watch;
@@ -27,12 +27,12 @@ use tracing::{error, info, warn};
 use crate::api::{Backup, MySQLCluster};
 use crate::backup_controller::{self, BackupError};
 use crate::cluster::{self, ReconcileError};
-use crate::context::{ClusterKey, Config, Context};
+use crate::context::{Config, Context};
 use crate::http::{self, Health};
 use crate::leader::{Deposition, LeaderError, Leadership, LeaseSettings, Permit, Role};
 use crate::metrics::Metrics;
 use crate::objects::names::{LABEL_MANAGED_BY, MANAGER};
-use crate::pod_cache::PodCache;
+use crate::pod_cache::{ClusterKey, PodCache};
 use crate::xproto::monitor::{MemberEvent, Monitor, MonitorConfig};
 
 /// How long a cluster's reconcile waits for more triggers before it runs: long enough to take
@@ -258,7 +258,7 @@ async fn lead(
     };
     let (monitor, member_events) = Monitor::start::<ClusterKey>(MonitorConfig::default());
     let probe_metrics = metrics.clone();
-    let wakes = member_events.filter_map(move |event| {
+    let member_wakes = member_events.filter_map(move |event| {
         if let MemberEvent::Probe(probe) = &event {
             probe_metrics.member_probe(probe.latency_seconds());
         }
@@ -273,10 +273,61 @@ async fn lead(
         permit,
         pods,
     ));
+    let wakes = futures::stream::select(
+        member_wakes,
+        tokio_stream::wrappers::ReceiverStream::new(pod_wakes),
+    );
+    let clusters_loop = clusters_loop(
+        &client,
+        &config.namespace,
+        &owned,
+        ctx.clone(),
+        wakes,
+        ready,
+        shutdown,
+    );
+    let backups_loop = backups_loop(&client, &config.namespace, &owned, ctx, shutdown);
+    let result = tokio::select! {
+        ((), ()) = future::join(clusters_loop, backups_loop) => Ok(()),
+        why = deposition(roles) => Err(RunError::Deposed(why)),
+    };
+    monitor.shutdown();
+    result
+}
 
+/// The changes to the objects of kind `K` the operator owns (`owned`): each wakes its owner.
+fn owned_changes<K>(
+    client: &Client,
+    namespace: &Option<String>,
+    owned: &watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    PartialObjectMeta<K>: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    watcher(api::<K>(client, namespace), owned.clone()).touched_objects()
+}
+
+/// The `MySQLCluster` loop: a reconcile on a change of the spec or annotations, of an owned
+/// object, of a member (`wakes`: the X protocol monitor and the pod cache), at most
+/// [`CONCURRENT_RECONCILES`] at once. `ready` turns true once the clusters are listed.
+fn clusters_loop(
+    client: &Client,
+    namespace: &Option<String>,
+    owned: &watcher::Config,
+    ctx: Arc<Context>,
+    wakes: impl futures::Stream<Item = ClusterKey> + Send + 'static,
+    ready: Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
     let (reader, writer) = reflector::store::<PartialObjectMeta<MySQLCluster>>();
     let trigger = watcher(
-        api::<MySQLCluster>(&client, &config.namespace),
+        api::<MySQLCluster>(client, namespace),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -286,7 +337,48 @@ async fn lead(
         predicates::generation.combine(predicates::annotations),
         Default::default(),
     );
-    let store = reader.clone();
+    mark_ready_when_listed(reader.clone(), ready);
+    let shutdown = shutdown.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .owns_stream(owned_changes::<StatefulSet>(client, namespace, owned))
+        .owns_stream(owned_changes::<Service>(client, namespace, owned))
+        .owns_stream(owned_changes::<ConfigMap>(client, namespace, owned))
+        .owns_stream(owned_changes::<Deployment>(client, namespace, owned))
+        .owns_stream(owned_changes::<PodDisruptionBudget>(
+            client, namespace, owned,
+        ))
+        .owns_stream(owned_changes::<NetworkPolicy>(client, namespace, owned))
+        // The restore Job: its outcome lifts the hold on the group's first start at once.
+        .owns_stream(owned_changes::<Job>(client, namespace, owned))
+        .reconcile_on(wakes)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            move |obj, ctx: Arc<Context>| {
+                let slots = slots.clone();
+                async move {
+                    // Never closed: the permit is always granted in turn.
+                    let _slot = slots.acquire_owned().await;
+                    timed(&ctx, cluster::reconcile(obj, ctx.clone())).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(log_result)
+}
+
+/// Runs one reconcile and records how long it took.
+async fn timed<T>(ctx: &Context, reconcile: impl Future<Output = T>) -> T {
+    let start = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.reconciled(start.elapsed());
+    result
+}
+
+/// Turns `ready` (what `/readyz` answers) true once `store` holds the first list of clusters.
+fn mark_ready_when_listed(store: Store<PartialObjectMeta<MySQLCluster>>, ready: Arc<AtomicBool>) {
     tokio::spawn(async move {
         // `wait_until_ready` wakes only the task that polled it last, and the controller polls
         // it too: poll again until it resolves, or /readyz would never turn ready.
@@ -302,90 +394,31 @@ async fn lead(
             }
         }
     });
-    let shutdown_signal = shutdown.clone();
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
-    let clusters_loop = Controller::for_stream(trigger, reader)
-        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
-        .owns_stream(
-            watcher(
-                api::<StatefulSet>(&client, &config.namespace),
-                owned.clone(),
-            )
-            .touched_objects(),
-        )
-        .owns_stream(
-            watcher(api::<Service>(&client, &config.namespace), owned.clone()).touched_objects(),
-        )
-        .owns_stream(
-            watcher(api::<ConfigMap>(&client, &config.namespace), owned.clone()).touched_objects(),
-        )
-        .owns_stream(
-            watcher(api::<Deployment>(&client, &config.namespace), owned.clone()).touched_objects(),
-        )
-        .owns_stream(
-            watcher(
-                api::<PodDisruptionBudget>(&client, &config.namespace),
-                owned.clone(),
-            )
-            .touched_objects(),
-        )
-        .owns_stream(
-            watcher(
-                api::<NetworkPolicy>(&client, &config.namespace),
-                owned.clone(),
-            )
-            .touched_objects(),
-        )
-        // The restore Job: its outcome lifts the hold on the group's first start at once.
-        .owns_stream(
-            watcher(api::<Job>(&client, &config.namespace), owned.clone()).touched_objects(),
-        )
-        .reconcile_on(wakes)
-        .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(pod_wakes))
-        .graceful_shutdown_on(async move { shutdown_signal.cancelled().await })
-        .run(
-            move |obj, ctx: Arc<Context>| {
-                let slots = slots.clone();
-                async move {
-                    // Never closed: the permit is always granted in turn.
-                    let _slot = slots.acquire_owned().await;
-                    let start = Instant::now();
-                    let result = cluster::reconcile(obj, ctx.clone()).await;
-                    ctx.metrics.reconciled(start.elapsed());
-                    result
-                }
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_result);
-    let backup_shutdown = shutdown.clone();
-    let backups_loop = Controller::new(
-        api_full::<Backup>(&client, &config.namespace),
+}
+
+/// The `Backup` loop: a reconcile on a change of a Backup or of its Job.
+fn backups_loop(
+    client: &Client,
+    namespace: &Option<String>,
+    owned: &watcher::Config,
+    ctx: Arc<Context>,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = shutdown.clone();
+    Controller::new(
+        api_full::<Backup>(client, namespace),
         watcher::Config::default(),
     )
-    .owns(
-        api_full::<Job>(&client, &config.namespace),
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")),
-    )
-    .graceful_shutdown_on(async move { backup_shutdown.cancelled().await })
+    .owns(api_full::<Job>(client, namespace), owned.clone())
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
     .run(
         |obj, ctx: Arc<Context>| async move {
-            let start = Instant::now();
-            let result = backup_controller::reconcile(obj, ctx.clone()).await;
-            ctx.metrics.reconciled(start.elapsed());
-            result
+            timed(&ctx, backup_controller::reconcile(obj, ctx.clone())).await
         },
         backup_error_policy,
         ctx,
     )
-    .for_each(log_result);
-    let result = tokio::select! {
-        ((), ()) = future::join(clusters_loop, backups_loop) => Ok(()),
-        why = deposition(roles) => Err(RunError::Deposed(why)),
-    };
-    monitor.shutdown();
-    result
+    .for_each(log_result)
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

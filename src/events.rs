@@ -7,9 +7,13 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
+/// The reason of an object this operator version cannot read, and of a spec without the
+/// metadata validation needs.
+pub(crate) const INVALID_OBJECT: &str = "InvalidObject";
+
 /// Why an Event is recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The stored object cannot be read by this operator version.
     InvalidObject,
     /// The spec was rejected by validation (the reason names what is wrong).
@@ -32,7 +36,7 @@ pub enum Reason {
     /// TLS reloaded): the member and the server's words.
     MemberActionFailed,
     /// What the topology announces (its reason is that of the condition it sets).
-    Topology { reason: String, warning: bool },
+    Topology { reason: &'static str, warning: bool },
     /// The restore Job was created.
     RestoreStarted,
     /// The backup was restored into the first member.
@@ -53,7 +57,7 @@ impl Reason {
     /// The CamelCase reason of the Event.
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            Reason::InvalidObject => "InvalidObject",
+            Reason::InvalidObject => INVALID_OBJECT,
             Reason::InvalidSpec(reason) | Reason::SpecWarning(reason) => reason,
             Reason::CredentialsCreated => "CredentialsCreated",
             Reason::Applied => "Applied",
@@ -160,7 +164,7 @@ mod tests {
         );
         assert_eq!(Reason::Applied.type_(), EventType::Normal);
         let topology = |warning| Reason::Topology {
-            reason: "QuorumLost".into(),
+            reason: "QuorumLost",
             warning,
         };
         assert_eq!(topology(true).type_(), EventType::Warning);

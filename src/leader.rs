@@ -248,17 +248,17 @@ impl Fence {
 /// Whether this replica may act now, asked before a Group Replication operation: a leader that
 /// was frozen past its fence must not start one in the moment before it exits.
 #[derive(Clone, Debug)]
-pub struct Permit(Arc<Fence>);
+pub(crate) struct Permit(Arc<Fence>);
 
 impl Permit {
-    pub fn allows_now(&self) -> bool {
+    pub(crate) fn allows_now(&self) -> bool {
         self.0.allows(Instant::now())
     }
 }
 
 /// Leader election of this process: the lease held by `kube-lease-manager`, and the fence that
 /// follows it.
-pub struct Leadership {
+pub(crate) struct Leadership {
     roles: watch::Receiver<Role>,
     fence: Arc<Fence>,
     stop: CancellationToken,
@@ -338,12 +338,12 @@ impl Leadership {
     }
 
     /// The layer that refuses writes while this replica does not lead.
-    pub fn write_guard(&self) -> WriteGuardLayer {
+    pub(crate) fn write_guard(&self) -> WriteGuardLayer {
         WriteGuardLayer(self.fence.clone())
     }
 
     /// The fence, for what does not pass the Kubernetes client: SQL to the members.
-    pub fn permit(&self) -> Permit {
+    pub(crate) fn permit(&self) -> Permit {
         Permit(self.fence.clone())
     }
 
@@ -437,7 +437,7 @@ async fn follow(
 /// Refuses every request that changes something (any method but GET, HEAD and OPTIONS) unless
 /// the fence allows acting at the moment the request would leave.
 #[derive(Clone)]
-pub struct WriteGuardLayer(Arc<Fence>);
+pub(crate) struct WriteGuardLayer(Arc<Fence>);
 
 impl<S> Layer<S> for WriteGuardLayer {
     type Service = WriteGuard<S>;
@@ -452,7 +452,7 @@ impl<S> Layer<S> for WriteGuardLayer {
 
 /// The service of [`WriteGuardLayer`].
 #[derive(Clone)]
-pub struct WriteGuard<S> {
+pub(crate) struct WriteGuard<S> {
     inner: S,
     fence: Arc<Fence>,
 }

@@ -29,7 +29,7 @@ pub(crate) mod http;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
-pub mod pod_cache;
+pub(crate) mod pod_cache;
 pub mod telemetry;
 pub mod topology;
 pub mod version;

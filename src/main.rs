@@ -29,27 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the ambient kubeconfig or service account.
-    Run {
-        /// DNS domain of the Kubernetes cluster.
-        #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
-        cluster_domain: String,
-        /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "WATCH_NAMESPACE")]
-        namespace: Option<String>,
-        /// Address of the /healthz, /readyz and /metrics endpoint.
-        #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
-        http_addr: SocketAddr,
-        /// The operator's own image (backup Jobs run it).
-        #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
-        image: String,
-        /// Labels of the operator's own pods (`k=v,k2=v2`, in the namespace POD_NAMESPACE):
-        /// the members' NetworkPolicies admit these pods. The chart sets it; without it no
-        /// NetworkPolicy admits the operator.
-        #[arg(long, env = "OPERATOR_POD_LABELS")]
-        operator_pod_labels: Option<String>,
-        #[command(flatten)]
-        lease: LeaseArgs,
-    },
+    Run(RunArgs),
     /// Stream a consistent dump of a MySQL server into S3 (what a Backup Job runs).
     Backup(BackupArgs),
     /// Load a backup from S3 into an empty MySQL server (what a restore runs).
@@ -59,6 +39,30 @@ enum Command {
         #[arg(long)]
         dir: Vec<PathBuf>,
     },
+}
+
+// The controller's settings (`run`).
+#[derive(clap::Args)]
+struct RunArgs {
+    /// DNS domain of the Kubernetes cluster.
+    #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
+    cluster_domain: String,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the /healthz, /readyz and /metrics endpoint.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
+    http_addr: SocketAddr,
+    /// The operator's own image (backup Jobs run it).
+    #[arg(long, env = "OPERATOR_IMAGE", default_value = concat!("innodb-operator:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Labels of the operator's own pods (`k=v,k2=v2`, in the namespace POD_NAMESPACE):
+    /// the members' NetworkPolicies admit these pods. The chart sets it; without it no
+    /// NetworkPolicy admits the operator.
+    #[arg(long, env = "OPERATOR_POD_LABELS")]
+    operator_pod_labels: Option<String>,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 /// Leader election: only the replica holding the Lease acts (see `leader.rs` for the timing).
@@ -158,75 +162,85 @@ async fn command(cli: Cli) -> ExitCode {
             print!("{}", crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Crd { dir } => {
-            for d in dir {
-                match crd::write_dir(&d) {
-                    Ok(files) => files
-                        .iter()
-                        .for_each(|f| println!("wrote {}", d.join(f).display())),
-                    Err(e) => {
-                        eprintln!("error: writing CRDs into {}: {e}", d.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Run {
-            cluster_domain,
-            namespace,
-            http_addr,
-            image,
-            operator_pod_labels,
-            lease,
-        } => {
+        Command::Crd { dir } => write_crds(&dir),
+        Command::Run(args) => {
             telemetry::init(cli.log_format);
-            let operator_pods = match OperatorPods::from_settings(
-                lease.lease_namespace.as_deref(),
-                operator_pod_labels.as_deref(),
-            ) {
-                Ok(pods) => pods,
-                Err(e) => {
-                    tracing::error!(error = %e, "invalid operator pod settings");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let lease = match lease.settings() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "invalid leader election settings");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let kube_config = match kube::Config::infer().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "no Kubernetes client: set KUBECONFIG or run in a pod with a service account");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let shutdown = CancellationToken::new();
-            controller::cancel_on_signals(shutdown.clone());
-            let config = context::Config {
-                cluster_domain,
-                namespace,
-                http_addr,
-                image,
-                operator_pods,
-            };
-            match controller::run(kube_config, config, lease, shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e @ RunError::Deposed(_)) => {
-                    // At once: waiting for the runtime's tasks to wind down could outlast the
-                    // margin before the next leader starts.
-                    tracing::error!(error = %e, "exiting");
-                    std::process::exit(1)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start");
-                    ExitCode::FAILURE
-                }
+            run(args).await
+        }
+    }
+}
+
+/// Writes the CRDs into each of `dirs`.
+fn write_crds(dirs: &[PathBuf]) -> ExitCode {
+    for d in dirs {
+        match crd::write_dir(d) {
+            Ok(files) => files
+                .iter()
+                .for_each(|f| println!("wrote {}", d.join(f).display())),
+            Err(e) => {
+                eprintln!("error: writing CRDs into {}: {e}", d.display());
+                return ExitCode::FAILURE;
             }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The controller: checks its settings, then runs until SIGTERM (or exits at once when it loses
+/// the lease).
+async fn run(args: RunArgs) -> ExitCode {
+    let RunArgs {
+        cluster_domain,
+        namespace,
+        http_addr,
+        image,
+        operator_pod_labels,
+        lease,
+    } = args;
+    let operator_pods = match OperatorPods::from_settings(
+        lease.lease_namespace.as_deref(),
+        operator_pod_labels.as_deref(),
+    ) {
+        Ok(pods) => pods,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid operator pod settings");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lease = match lease.settings() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid leader election settings");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kube_config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes client: set KUBECONFIG or run in a pod with a service account");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    controller::cancel_on_signals(shutdown.clone());
+    let config = context::Config {
+        cluster_domain,
+        namespace,
+        http_addr,
+        image,
+        operator_pods,
+    };
+    match controller::run(kube_config, config, lease, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ RunError::Deposed(_)) => {
+            // At once: waiting for the runtime's tasks to wind down could outlast the
+            // margin before the next leader starts.
+            tracing::error!(error = %e, "exiting");
+            std::process::exit(1)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
         }
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct ErrorLabels {
 }
 
 /// The operator's metrics and the registry that serves them.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub(crate) registry: Registry,
     reconciles: Counter,
     failures: Family<ErrorLabels, Counter>,

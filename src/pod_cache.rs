@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -20,8 +20,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::warn;
 
-use crate::context::ClusterKey;
+use crate::api::MySQLCluster;
 use crate::objects::names::LABEL_INSTANCE;
+
+/// A cluster's key in the controller's queue, in the pod cache and in the X protocol monitor
+/// (which files the cluster's members under it).
+pub(crate) type ClusterKey = ObjectRef<PartialObjectMeta<MySQLCluster>>;
 
 /// The only pod condition a reconcile reads.
 const READY: &str = "Ready";
@@ -31,12 +35,12 @@ const WAKE_BUFFER: usize = 256;
 
 /// A read-only view of the cache, shared by every reconcile.
 #[derive(Clone)]
-pub struct PodCache {
+pub(crate) struct PodCache {
     store: Store<Pod>,
 }
 
 /// The watch feeding a [`PodCache`]; stops when dropped.
-pub struct PodFeed {
+pub(crate) struct PodFeed {
     _stop: DropGuard,
 }
 
@@ -80,7 +84,7 @@ impl PodCache {
 
     /// Resolves once the first list of the pods is in the cache; before that a reconcile would
     /// see a cluster without pods. Only one task may wait at a time (the store wakes the last).
-    pub async fn synced(&self) -> bool {
+    pub(crate) async fn synced(&self) -> bool {
         self.store.wait_until_ready().await.is_ok()
     }
 

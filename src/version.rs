@@ -29,7 +29,7 @@ pub enum VersionError {
 
 /// The MySQL version a new cluster gets when the spec names none: the LTS series proven by the
 /// real-MySQL test tier.
-pub const DEFAULT_VERSION: &str = "9.7.4";
+pub(crate) const DEFAULT_VERSION: &str = "9.7.4";
 
 impl ServerVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
@@ -41,7 +41,7 @@ impl ServerVersion {
     }
 
     /// Parses a spec's `8.4.7` (also `8.4` as `8.4.0`); nothing else is allowed.
-    pub fn parse_spec(text: &str) -> Result<Self, VersionError> {
+    pub(crate) fn parse_spec(text: &str) -> Result<Self, VersionError> {
         let bad = || VersionError::Malformed(text.to_string());
         let mut parts = text.split('.');
         let mut next = |required: bool| match parts.next() {
@@ -61,7 +61,7 @@ impl ServerVersion {
     /// Parses a server's `@@version`: `8.0.36`, `8.4.2-commercial`, `8.0.36-28` (Percona),
     /// `9.7.4-1` (Debian). The three-part `@@version` is read, never the four-part
     /// `version_with_update` of 9.7.4+.
-    pub fn parse_server(text: &str) -> Result<Self, VersionError> {
+    pub(crate) fn parse_server(text: &str) -> Result<Self, VersionError> {
         let numeric = text.split(['-', ' ']).next().unwrap_or_default();
         let mut parts = numeric.split('.').map(|p| p.parse::<u32>());
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -73,7 +73,7 @@ impl ServerVersion {
     }
 
     /// The supported series of this version, or why it is not supported.
-    pub fn series(self) -> Result<Series, VersionError> {
+    pub(crate) fn series(self) -> Result<Series, VersionError> {
         match (self.major, self.minor) {
             (8, 0) if self.patch >= 27 => Ok(Series::Mysql80),
             (8, 4) => Ok(Series::Lts84),
@@ -83,7 +83,7 @@ impl ServerVersion {
     }
 
     /// Whether two versions belong to the same release series (`major.minor`).
-    pub fn same_series(self, other: ServerVersion) -> bool {
+    pub(crate) fn same_series(self, other: ServerVersion) -> bool {
         (self.major, self.minor) == (other.major, other.minor)
     }
 }
@@ -96,7 +96,7 @@ impl fmt::Display for ServerVersion {
 
 /// A release series the operator supports, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Series {
+pub(crate) enum Series {
     /// 8.0.27 and later: end of life since April 2026, still run.
     Mysql80,
     /// 8.4 LTS.
@@ -125,13 +125,13 @@ impl Series {
     }
 
     /// Whether the series no longer gets fixes (a status warning says so).
-    pub fn end_of_life(self) -> bool {
+    pub(crate) fn end_of_life(self) -> bool {
         self == Series::Mysql80
     }
 
     /// Server options this series no longer accepts: mysqld aborts at startup on them
     /// ("unknown variable"), so `spec.mycnf` may not set them.
-    pub fn removed_options(self) -> impl Iterator<Item = &'static str> {
+    pub(crate) fn removed_options(self) -> impl Iterator<Item = &'static str> {
         let lists: &[&[&'static str]] = match self {
             Series::Mysql80 => &[],
             Series::Lts84 => &[REMOVED_IN_84],
@@ -149,13 +149,13 @@ impl Series {
 
     /// Whether `binlog_transaction_dependency_tracking=WRITESET` must be written (8.0 needs it
     /// for a parallel applier that keeps up with the group; 8.4 removed the option).
-    pub fn needs_writeset_option(self) -> bool {
+    pub(crate) fn needs_writeset_option(self) -> bool {
         self == Series::Mysql80
     }
 
     /// Whether the XCOM communication stack is deprecated (9.7 lists
     /// `group_replication_communication_stack` as deprecated).
-    pub fn xcom_deprecated(self) -> bool {
+    pub(crate) fn xcom_deprecated(self) -> bool {
         self >= Series::Lts97
     }
 }
@@ -211,7 +211,7 @@ pub enum ChangeRefused {
 /// Whether the members may go from `from` (what they run) to `to` (the new spec), following
 /// MySQL's upgrade rules: patch upgrades within a series, and one series up (8.0 → 8.4 → 9.7).
 /// Both versions are supported ones (see [`ServerVersion::series`]).
-pub fn check_change(
+pub(crate) fn check_change(
     from: ServerVersion,
     from_series: Series,
     to: ServerVersion,
@@ -232,7 +232,7 @@ pub fn check_change(
 
 /// Whether `donor` can clone into `recipient`: MySQL's clone needs both on the same series
 /// (8.4 and 9.7 refuse each other in either direction), and a donor no newer than the recipient.
-pub fn can_clone(donor: ServerVersion, recipient: ServerVersion) -> bool {
+pub(crate) fn can_clone(donor: ServerVersion, recipient: ServerVersion) -> bool {
     donor.same_series(recipient) && donor <= recipient
 }
 

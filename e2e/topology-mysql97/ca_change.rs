@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use innodb_operator::certs::{inspect, issue};
 use innodb_operator::cluster::build::tls_secrets::{
-    self, CA_CERT_KEY, CA_TRANSITION, FoundSecret, FoundTls, PREVIOUS_CA_UNTIL_ANNOTATION,
-    TLS_CERT_KEY, TLS_KEY_KEY,
+    self, CA_TRANSITION, FoundSecret, FoundTls, PREVIOUS_CA_UNTIL_ANNOTATION,
 };
+use innodb_operator::objects::tls::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use innodb_operator::topology::mysql::SessionTls;
 use innodb_operator::topology::observe::{Reach, Silence};
 use innodb_operator::topology::ops::Operation;

@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 
 use innodb_operator::api::MySQLCluster;
-use innodb_operator::cluster::build::tls_secrets::{self, CA_CERT_KEY, FoundTls, TLS_CERT_KEY};
+use innodb_operator::cluster::build::tls_secrets::{self, FoundTls};
 use innodb_operator::cluster::build::{self, Object, ValidCluster};
 use innodb_operator::cluster::dereference::Dereferenced;
 use innodb_operator::cluster::validate::validate;
 use innodb_operator::objects::accounts::Account;
+use innodb_operator::objects::tls::{CA_CERT_KEY, TLS_CERT_KEY};
 use innodb_operator::topology::sql::{Accounts, Credentials};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use innodb_operator::certs::issue;
 use innodb_operator::cluster::build::tls_secrets::{
-    self, CA_CERT_KEY, FoundSecret, FoundTls, NOT_AFTER_ANNOTATION, TLS_CERT_KEY, TLS_KEY_KEY,
+    self, FoundSecret, FoundTls, NOT_AFTER_ANNOTATION,
 };
 use innodb_operator::objects::MYSQL_PORT;
+use innodb_operator::objects::tls::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use innodb_operator::topology::mysql::SessionTls;
 use innodb_operator::topology::observe::Endpoint;
 use innodb_operator::topology::ops::{MemberOps, OpsError};

@@ -84,7 +84,7 @@ pub struct MySQLClusterSpec {
     pub image: Option<String>,
     /// Pull policy for the server and router images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_policy: Option<PullPolicy>,
+    pub(crate) image_pull_policy: Option<PullPolicy>,
     /// Number of Group Replication members (1-9; an odd number tolerates the most failures).
     #[serde(default = "default_instances")]
     #[schemars(range(min = 1, max = 9))]
@@ -92,7 +92,7 @@ pub struct MySQLClusterSpec {
     /// Group communication stack: MYSQL (the server's own connections, as InnoDB Cluster uses)
     /// or XCOM (a separate port 33061). Fixed when the cluster is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_communication_stack: Option<CommunicationStack>,
+    pub(crate) group_communication_stack: Option<CommunicationStack>,
     /// Data volume of each member.
     #[serde(default)]
     pub storage: StorageSpec,
@@ -112,7 +112,7 @@ pub struct MySQLClusterSpec {
     pub tls: TlsSpec,
     /// NetworkPolicies for the members and the Routers; none unless enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_policy: Option<NetworkPolicySpec>,
+    pub(crate) network_policy: Option<NetworkPolicySpec>,
     /// Backup storage and schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
@@ -121,7 +121,7 @@ pub struct MySQLClusterSpec {
     pub restore_from: Option<RestoreSource>,
     /// Scheduling overrides for the member pods.
     #[serde(default)]
-    pub pod_template: PodTemplateOverrides,
+    pub(crate) pod_template: PodTemplateOverrides,
     /// When a member whose data cannot join the group may be re-provisioned by a clone of a
     /// healthy member: `Never`, `EmptyOnly` (default: new or wiped members), or `ReplaceErrant`
     /// (also members with errant transactions, which are then lost).
@@ -134,7 +134,7 @@ pub struct MySQLClusterSpec {
 pub const SWITCHOVER_ANNOTATION: &str = "innodb-operator.io/switchover-to";
 /// Annotation with the ordinals (e.g. `0,1`) of the partition to force quorum from after a
 /// majority was lost for good. Only a person sets it; the operator removes it once carried out.
-pub const FORCE_QUORUM_ANNOTATION: &str = "innodb-operator.io/force-quorum-from";
+pub(crate) const FORCE_QUORUM_ANNOTATION: &str = "innodb-operator.io/force-quorum-from";
 
 /// When a member may be replaced by a clone.
 #[derive(
@@ -157,7 +157,7 @@ fn default_instances() -> i32 {
 
 /// Image pull policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum PullPolicy {
+pub(crate) enum PullPolicy {
     Always,
     IfNotPresent,
     Never,
@@ -196,7 +196,7 @@ pub struct StorageSpec {
     /// StorageClass of the volumes; empty means the cluster default. Fixed when the cluster is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub storage_class_name: Option<String>,
+    pub(crate) storage_class_name: Option<String>,
 }
 
 impl Default for StorageSpec {
@@ -297,13 +297,13 @@ pub struct TlsSpec {
     /// its CA in the Secret's `ca.crt` (CA, SelfSigned and Vault issuers do; ACME does not).
     /// cert-manager is needed only with this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_ref: Option<IssuerRef>,
+    pub(crate) issuer_ref: Option<IssuerRef>,
     /// Members also accept clients without TLS (`require_secure_transport=OFF`). By default
     /// they refuse them: every client uses TLS, directly or through a Router (which passes the
     /// client's TLS through to the member). The members' own socket (probes, their scripts) is
     /// not affected.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_cleartext_clients: bool,
+    pub(crate) allow_cleartext_clients: bool,
 }
 
 /// The cert-manager issuer of the members' certificate.
@@ -329,7 +329,7 @@ pub struct IssuerRef {
 /// NetworkPolicies.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NetworkPolicySpec {
+pub(crate) struct NetworkPolicySpec {
     /// Make the policies: the members (`C-members`) accept connections on their MySQL ports
     /// (3306, 33060, and 33061 with the XCOM stack) only from the cluster's members, its Routers,
     /// its backup and restore Jobs and the operator's pods; the Routers (`C-router`) accept
@@ -341,7 +341,7 @@ pub struct NetworkPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(p, has(p.ipBlock) != (has(p.podSelector) || has(p.namespaceSelector)))").message("each networkPolicy.routerFrom entry needs either an ipBlock alone, or a podSelector and/or a namespaceSelector"))]
-    pub router_from: Vec<NetworkPolicyPeer>,
+    pub(crate) router_from: Vec<NetworkPolicyPeer>,
 }
 
 /// Where backups go and when they are taken.
@@ -384,7 +384,7 @@ pub struct BackupSchedule {
 /// fields, each `*`, a value in the field's range (minute 0-59, hour 0-23, day 1-31, month 1-12 or
 /// JAN-DEC, weekday 0-7 or SUN-SAT), a range, a step, or a list of those; `?`, `L`, `15W` for the
 /// day, `?`, `5L`, `1#2` for the weekday; or a macro. So `99 3 * * *` is refused at `kubectl apply`.
-pub const CRON_RULE: &str = r"self.matches('^@(yearly|annually|monthly|weekly|daily|hourly)$') || self.matches('(?i)^\\s*(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?(,(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?)*\\s+(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?(,(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?)*\\s+(\\?|L|(3[01]|[12][0-9]|0?[1-9])W|(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?(,(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?)*)\\s+(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?(,(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?)*\\s+(\\?|[0-7]L|[0-7]#[1-5]|(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?(,(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?)*)\\s*$')";
+pub(crate) const CRON_RULE: &str = r"self.matches('^@(yearly|annually|monthly|weekly|daily|hourly)$') || self.matches('(?i)^\\s*(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?(,(\\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]{1,2})?)*\\s+(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?(,(\\*|(2[0-3]|[01]?[0-9])(-(2[0-3]|[01]?[0-9]))?)(/[0-9]{1,2})?)*\\s+(\\?|L|(3[01]|[12][0-9]|0?[1-9])W|(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?(,(\\*|(3[01]|[12][0-9]|0?[1-9])(-(3[01]|[12][0-9]|0?[1-9]))?)(/[0-9]{1,2})?)*)\\s+(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?(,(\\*|(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-(1[0-2]|0?[1-9]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]{1,2})?)*\\s+(\\?|[0-7]L|[0-7]#[1-5]|(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?(,(\\*|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]{1,2})?)*)\\s*$')";
 
 fn default_keep() -> i32 {
     7
@@ -421,19 +421,19 @@ pub struct S3Location {
 /// Scheduling overrides for the member pods.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PodTemplateOverrides {
+pub(crate) struct PodTemplateOverrides {
     /// Replaces the default anti-affinity (members spread over nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    pub(crate) affinity: Option<Affinity>,
     /// Tolerations of the member pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
+    pub(crate) tolerations: Vec<Toleration>,
     /// Node selector of the member pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
+    pub(crate) node_selector: BTreeMap<String, String>,
     /// PriorityClass of the member pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_class_name: Option<String>,
+    pub(crate) priority_class_name: Option<String>,
 }
 
 /// Observed state of a MySQL InnoDB Cluster.
@@ -455,7 +455,7 @@ pub struct MySQLClusterStatus {
     pub primary: Option<String>,
     /// Members ONLINE in the group.
     #[serde(default)]
-    pub online_instances: i32,
+    pub(crate) online_instances: i32,
     /// The Group Replication group name (a UUID fixed when the cluster was created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
@@ -466,7 +466,7 @@ pub struct MySQLClusterStatus {
         deserialize_with = "readable_actions",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub recent_actions: Vec<ActionStatus>,
+    pub(crate) recent_actions: Vec<ActionStatus>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -499,14 +499,14 @@ pub struct RestoreStatus {
     pub source: Option<String>,
     /// The Job that runs the restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_name: Option<String>,
+    pub(crate) job_name: Option<String>,
     /// The GTID set the first member holds after the restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_set: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub(crate) start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub(crate) completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// What happened, in words; on failure, what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -515,7 +515,7 @@ pub struct RestoreStatus {
 /// One automatic action the operator took on a member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ActionStatus {
+pub(crate) struct ActionStatus {
     pub ordinal: i32,
     pub kind: ActionKind,
     /// When (RFC 3339).

@@ -19,6 +19,9 @@ pub(crate) const SPEC_WARNING: &str = "SpecWarning";
 /// The data of `spec.restoreFrom` is in the first member (only on clusters restored from a backup).
 pub const RESTORED: &str = "Restored";
 
+/// The reason of an `Available` condition that is false: no member is the primary.
+pub(crate) const NO_PRIMARY: &str = "NoPrimary";
+
 /// A condition as the reconcile decides it, before times and generations are filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Desired {
@@ -96,7 +99,7 @@ fn order(type_: &str) -> usize {
 }
 
 /// Whether condition `type_` is True in `conditions`.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+pub(crate) fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")

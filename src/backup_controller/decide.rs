@@ -113,7 +113,7 @@ pub(crate) fn next_step(phase: Option<BackupPhase>, job: Option<&JobView>) -> St
 /// I/O for writes), else the primary. `None` when no member is ONLINE (a member of a status
 /// written by an older version, without its ordinal, is not chosen: the cluster's next status
 /// has it).
-pub fn pick_source(members: &[MemberStatus]) -> Option<(String, i32)> {
+pub(crate) fn pick_source(members: &[MemberStatus]) -> Option<(String, i32)> {
     let online = |role: MemberRole| {
         members
             .iter()

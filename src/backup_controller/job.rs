@@ -12,11 +12,11 @@ use kube::{Resource, ResourceExt};
 
 use super::schedule_plan::CLUSTER_LABEL;
 use crate::api::{Backup, MySQLCluster, S3Storage};
-use crate::cluster::build::tls_secrets::CA_CERT_KEY;
 use crate::objects::MYSQL_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{Component, Names};
 use crate::objects::pod_security::{restricted_container, restricted_pod, secret_env};
+use crate::objects::tls::CA_CERT_KEY;
 
 /// Where the container writes its one-line JSON result; Kubernetes copies it into the pod's
 /// status (`terminated.message`), where the operator reads it.
@@ -133,7 +133,7 @@ pub(crate) fn job_name(backup: &str) -> String {
 }
 
 /// Name of the restore Job of a cluster.
-pub fn restore_job_name(cluster: &str) -> String {
+pub(crate) fn restore_job_name(cluster: &str) -> String {
     job_name_for(Mode::Restore, cluster)
 }
 

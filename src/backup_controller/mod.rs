@@ -5,7 +5,7 @@
 pub mod decide;
 pub mod job;
 pub(crate) mod schedule_plan;
-pub mod schedule_step;
+pub(crate) mod schedule_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use crate::credentials::SecretText;
 use crate::datapath::s3::{Bucket, CaBundle, S3Config};
 use crate::objects::FIELD_MANAGER;
 use crate::objects::names::Names;
+use crate::objects::tls::TlsSource;
 use decide::{JobView, Step};
 
 /// Finalizer that deletes a Backup's stored objects before the Backup goes (policy Delete).
@@ -189,12 +190,8 @@ async fn create_job(
         cluster: cluster_name.clone(),
         namespace: ns.clone(),
         host: names.pod_fqdn(ordinal, &ctx.config.cluster_domain),
-        tls_secret: cluster
-            .spec
-            .tls
-            .secret_name
-            .clone()
-            .unwrap_or_else(|| names.member_tls_secret()),
+        // The Secret the members mount: the CA that verifies them is in it.
+        tls_secret: TlsSource::of(&cluster.spec.tls).member_secret(&names),
         storage: storage.clone(),
         prefix: prefix.clone(),
     };

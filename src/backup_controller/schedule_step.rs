@@ -19,7 +19,7 @@ use crate::api::{Backup, BackupSpec, MySQLCluster};
 
 /// What the schedules step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScheduleOutcome {
+pub(crate) struct ScheduleOutcome {
     pub(crate) created: Vec<String>,
     pub(crate) deleted: Vec<String>,
     /// Schedules whose expression cannot be used, with why.
@@ -31,7 +31,7 @@ pub struct ScheduleOutcome {
 /// A read or write that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("backup schedules: {what}: {source}")]
-pub struct ScheduleStepError {
+pub(crate) struct ScheduleStepError {
     what: String,
     #[source]
     source: kube::Error,

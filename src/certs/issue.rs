@@ -17,16 +17,16 @@ use super::validity::Validity;
 
 /// How long a CA the operator makes is valid. Long: replacing a CA means every peer trusting
 /// both for a while, which the operator does not do yet.
-pub const CA_LIFETIME: SignedDuration = SignedDuration::from_hours(24 * 365 * 10);
+pub(crate) const CA_LIFETIME: SignedDuration = SignedDuration::from_hours(24 * 365 * 10);
 /// How long a member, Router or client certificate is valid (renewed at two thirds of it).
-pub const LEAF_LIFETIME: SignedDuration = SignedDuration::from_hours(24 * 365);
+pub(crate) const LEAF_LIFETIME: SignedDuration = SignedDuration::from_hours(24 * 365);
 
 /// A certificate with its private key, both PEM. `Debug` leaves the key out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyedCert {
     pub cert_pem: String,
     pub key_pem: String,
-    pub validity: Validity,
+    pub(crate) validity: Validity,
 }
 
 impl fmt::Debug for KeyedCert {

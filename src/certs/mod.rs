@@ -10,7 +10,6 @@
 pub mod cert_manager;
 pub mod inspect;
 pub mod issue;
-pub mod validity;
+pub(crate) mod validity;
 
-pub use issue::{CertError, KeyedCert, LeafRequest, Usage};
-pub use validity::Validity;
+pub use issue::{KeyedCert, LeafRequest, Usage};

@@ -6,8 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 
 /// The validity window of a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Validity {
-    pub not_before: Timestamp,
+pub(crate) struct Validity {
+    pub(crate) not_before: Timestamp,
     pub not_after: Timestamp,
 }
 
@@ -22,7 +22,7 @@ impl Validity {
     }
 
     /// When the certificate is to be replaced: two thirds of the way through its window.
-    pub fn renew_at(&self) -> Timestamp {
+    pub(crate) fn renew_at(&self) -> Timestamp {
         let lifetime = self.not_after.duration_since(self.not_before);
         self.not_before + lifetime * 2 / 3
     }
@@ -31,15 +31,10 @@ impl Validity {
     pub fn due(&self, now: Timestamp) -> bool {
         now >= self.renew_at()
     }
-
-    /// Whether it has expired at `now`.
-    pub fn expired(&self, now: Timestamp) -> bool {
-        now >= self.not_after
-    }
 }
 
 /// How far back a new certificate's window starts.
-pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+pub(crate) const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
 
 #[cfg(test)]
 mod tests {
@@ -58,8 +53,6 @@ mod tests {
         assert_eq!(v.renew_at(), at("2026-01-21T00:00:00Z"));
         assert!(!v.due(at("2026-01-20T23:59:59Z")));
         assert!(v.due(at("2026-01-21T00:00:00Z")));
-        assert!(!v.expired(at("2026-01-30T23:59:59Z")));
-        assert!(v.expired(at("2026-01-31T00:00:00Z")));
     }
 
     #[test]

@@ -250,6 +250,23 @@ pub(crate) async fn apply(
                 .push(format!("{:?}/{}", object.kind(), object.name()));
         }
     }
+    prune(client, names, owner_uid, desired, existing, &mut outcome).await?;
+    if let Some(certificate) = &desired.certificate {
+        apply_certificate(client, names, owner_uid, certificate, &mut outcome).await?;
+    }
+    Ok(outcome)
+}
+
+/// Deletes the `existing` objects (listed per kind) that the cluster owns and `desired` no
+/// longer holds.
+async fn prune(
+    client: &Client,
+    names: &Names,
+    owner_uid: &str,
+    desired: &Desired,
+    existing: BTreeMap<Kind, Vec<ObjectMeta>>,
+    outcome: &mut Outcome,
+) -> Result<(), ApplyError> {
     let mut wanted: BTreeMap<Kind, BTreeSet<String>> = BTreeMap::new();
     for o in &desired.objects {
         wanted
@@ -274,22 +291,49 @@ pub(crate) async fn apply(
             outcome.pruned.push(format!("{kind:?}/{name}"));
         }
     }
-    if let Some(certificate) = &desired.certificate {
-        let kind = Kind::Certificate;
-        match apply_one(client, names, owner_uid, kind, None, certificate).await {
-            Ok(true) => outcome.applied.push(format!(
-                "{kind:?}/{}",
-                certificate.meta().name.as_deref().unwrap_or_default()
-            )),
-            Ok(false) => {}
-            Err(ApplyError::Apply {
-                source: kube::Error::Api(e),
-                ..
-            }) if e.code == 404 => return Err(ApplyError::CertManagerMissing),
-            Err(e) => return Err(e),
-        }
+    Ok(())
+}
+
+/// Applies the cert-manager Certificate: apart from the other objects, as its kind exists only
+/// where cert-manager is installed (its absence is an error that says so).
+async fn apply_certificate(
+    client: &Client,
+    names: &Names,
+    owner_uid: &str,
+    certificate: &Certificate,
+    outcome: &mut Outcome,
+) -> Result<(), ApplyError> {
+    let kind = Kind::Certificate;
+    match apply_one(client, names, owner_uid, kind, None, certificate).await {
+        Ok(true) => outcome.applied.push(format!(
+            "{kind:?}/{}",
+            certificate.meta().name.as_deref().unwrap_or_default()
+        )),
+        Ok(false) => {}
+        Err(ApplyError::Apply {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => return Err(ApplyError::CertManagerMissing),
+        Err(e) => return Err(e),
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// A namespaced kind of object the cluster owns: applied, listed and pruned through an `Api`.
+trait OwnedKind:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl<K> OwnedKind for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+{
 }
 
 /// Applies one object of `kind` unless it is unchanged; returns whether it wrote. `listed` is
@@ -304,11 +348,7 @@ async fn apply_one<K>(
     obj: &K,
 ) -> Result<bool, ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
+    K: OwnedKind + Serialize,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let hash = object_hash(obj).map_err(|source| ApplyError::Serialize {
@@ -370,10 +410,7 @@ async fn list_of<K>(
     kind: Kind,
 ) -> Result<Vec<ObjectMeta>, ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: OwnedKind,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
     let listed = api
@@ -386,10 +423,7 @@ where
 /// Deletes `name`, which the cluster no longer needs (gone already is fine).
 async fn delete<K>(client: &Client, names: &Names, kind: Kind, name: &str) -> Result<(), ApplyError>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: OwnedKind,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &names.namespace);
     match api.delete(name, &DeleteParams::background()).await {

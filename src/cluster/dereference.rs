@@ -8,14 +8,14 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
-use super::build::tls_secrets::{FoundSecret, FoundTls, TLS_CERT_KEY};
+use super::build::tls_secrets::{FoundSecret, FoundTls};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
-use super::validate::{TlsSource, ValidCluster};
 use crate::api::{Backup, MySQLCluster};
 use crate::certs::cert_manager::Certificate;
 use crate::credentials::SecretText;
 use crate::objects::accounts::Account;
 use crate::objects::names::Names;
+use crate::objects::tls::{TLS_CERT_KEY, TlsSource};
 
 /// What the cluster refers to, as found in the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,18 +52,6 @@ impl AccountSecrets {
     /// The Secret of `account`, when it exists.
     pub(crate) fn get(&self, account: Account) -> Option<&SecretText> {
         self.0.get(&account)
-    }
-}
-
-impl Dereferenced {
-    /// Whether the Secret of the members' certificate exists (the operator's sessions need its
-    /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
-    pub fn member_certificate_exists(&self, valid: &ValidCluster) -> bool {
-        match valid.tls {
-            TlsSource::OperatorCa => self.tls.member.is_some(),
-            TlsSource::Secret(_) => true,
-            TlsSource::CertManager(_) => self.tls_secret_keys.is_some(),
-        }
     }
 }
 

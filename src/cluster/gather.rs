@@ -94,7 +94,7 @@ pub(crate) async fn gather(
     let mut restore_job = None;
     if let Ok(valid) = &valid
         && deref.existing_accounts.len() == Account::ALL.len()
-        && deref.member_certificate_exists(valid)
+        && valid.member_certificate_exists(&deref)
     {
         let ops = topology_step::sql_ops(&ctx.client, &secrets, valid).await?;
         let input = topology_step::cluster_input(

@@ -10,7 +10,7 @@ pub(crate) mod gather;
 pub(crate) mod metadata_step;
 pub mod plan;
 pub mod restore_plan;
-pub mod restore_step;
+pub(crate) mod restore_step;
 pub mod status;
 pub mod topology_step;
 pub mod validate;
@@ -257,7 +257,7 @@ async fn apply_and_label(
         let (ns, name) = (&obs.names.namespace, &obs.names.cluster);
         for event in ctx.new_events(ns, name, &topology.decision.events) {
             let reason = Reason::Topology {
-                reason: event.reason.clone(),
+                reason: event.reason,
                 warning: event.warning,
             };
             publish(ctx, cluster, reason, &event.message).await;

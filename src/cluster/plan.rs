@@ -26,7 +26,7 @@ use super::gather::Observations;
 use super::restore_plan::{self, RestoreInput, RestoreLocation, Unresolved};
 use super::status::StatusInput;
 use super::topology_step;
-use super::validate::{SpecWarning, TlsSource, ValidCluster};
+use super::validate::{SpecWarning, ValidCluster, ValidationError};
 use super::{CONVERGING, RESTORE_POLL};
 use crate::api::cluster::{FORCE_QUORUM_ANNOTATION, RestoreSource, SWITCHOVER_ANNOTATION};
 use crate::api::{MySQLCluster, MySQLClusterStatus};
@@ -35,6 +35,7 @@ use crate::backup_controller::job;
 use crate::context::Config;
 use crate::events::Reason;
 use crate::objects::names::Names;
+use crate::objects::tls::TlsSource;
 use crate::topology::metadata::Desired as MetadataDesired;
 use crate::topology::observe::Endpoint;
 use crate::topology::tls_reload::{self, Expiring, Holder};
@@ -165,45 +166,13 @@ pub(crate) fn plan(
     decide: &dyn Fn(&Observed) -> Decision,
     rng: &mut impl Rng,
 ) -> Plan {
-    let cluster = &obs.cluster;
-    let mut status = StatusInput {
-        generation: cluster.metadata.generation,
-        group_name: obs.deref.group_name.to_string(),
-        desired_instances: cluster.spec.instances,
-        router_desired: cluster.spec.router.instances,
-        pods: obs.workloads.pod_views(&obs.names.cluster),
-        statefulset_rolled_out: obs.workloads.rolled_out(),
-        router_ready: obs.workloads.router_ready,
-        ..Default::default()
-    };
+    let mut status = status_input(obs);
     let valid = match &obs.valid {
         Ok(valid) => valid,
-        Err(invalid) => {
-            status.error = Some((invalid.reason().to_string(), invalid.to_string()));
-            return Plan {
-                spec_events: vec![(Reason::InvalidSpec(invalid.reason()), invalid.to_string())],
-                topology: None,
-                restore_job: None,
-                desired: None,
-                kubernetes: KubernetesChanges::default(),
-                status,
-                requeue: CONVERGING,
-                metadata: None,
-            };
-        }
+        Err(invalid) => return refused(status, invalid),
     };
     status.warnings = valid.warnings.clone();
-    if let Some(pending) = &obs.deref.certificate_pending {
-        status
-            .warnings
-            .push(SpecWarning::CertificatePending(pending.clone()));
-    }
-    let tls = tls_secrets::tls_writes(valid, &obs.deref.tls, obs.now, rng).unwrap_or_else(|e| {
-        status
-            .warnings
-            .push(SpecWarning::Certificates(e.to_string()));
-        TlsWrites::default()
-    });
+    let tls = certificate_writes(obs, valid, &mut status.warnings, rng);
     let spec_events = status
         .warnings
         .iter()
@@ -229,11 +198,7 @@ pub(crate) fn plan(
         if let Some(e) = tls_reload::expiring(&t.observed, obs.now) {
             status.warnings.push(expiry_warning(&e, valid, obs.now));
         }
-        // A restore takes minutes to hours: look less often at a member that is loading.
-        let restore_poll = (t.restore.gate != RestoreGate::Open).then_some(RESTORE_POLL);
-        requeue = requeue
-            .min(t.decision.requeue)
-            .max(restore_poll.unwrap_or_default());
+        requeue = requeue_after(t);
     }
     Plan {
         spec_events,
@@ -260,6 +225,62 @@ pub(crate) fn plan(
         status,
         requeue,
     }
+}
+
+/// The status of `obs` before validation: what the spec asks and what the workloads show.
+fn status_input(obs: &Observations) -> StatusInput {
+    let cluster = &obs.cluster;
+    StatusInput {
+        generation: cluster.metadata.generation,
+        group_name: obs.deref.group_name.to_string(),
+        desired_instances: cluster.spec.instances,
+        router_desired: cluster.spec.router.instances,
+        pods: obs.workloads.pod_views(&obs.names.cluster),
+        statefulset_rolled_out: obs.workloads.rolled_out(),
+        router_ready: obs.workloads.router_ready,
+        ..Default::default()
+    }
+}
+
+/// The plan of an invalid spec: its Event and the error in the status, nothing built or run.
+fn refused(mut status: StatusInput, invalid: &ValidationError) -> Plan {
+    status.error = Some((invalid.reason().to_string(), invalid.to_string()));
+    Plan {
+        spec_events: vec![(Reason::InvalidSpec(invalid.reason()), invalid.to_string())],
+        topology: None,
+        restore_job: None,
+        desired: None,
+        kubernetes: KubernetesChanges::default(),
+        status,
+        requeue: CONVERGING,
+        metadata: None,
+    }
+}
+
+/// The operator CA's Secrets to write now; a certificate still pending at cert-manager, or one
+/// the operator cannot make, is a warning.
+fn certificate_writes(
+    obs: &Observations,
+    valid: &ValidCluster,
+    warnings: &mut Vec<SpecWarning>,
+    rng: &mut impl Rng,
+) -> TlsWrites {
+    if let Some(pending) = &obs.deref.certificate_pending {
+        warnings.push(SpecWarning::CertificatePending(pending.clone()));
+    }
+    tls_secrets::tls_writes(valid, &obs.deref.tls, obs.now, rng).unwrap_or_else(|e| {
+        warnings.push(SpecWarning::Certificates(e.to_string()));
+        TlsWrites::default()
+    })
+}
+
+/// When to look again after `t`: the decision's, and no sooner than the restore's poll while
+/// a member loads a backup (a restore takes minutes to hours).
+fn requeue_after(t: &TopologyPlan) -> Duration {
+    let restore_poll = (t.restore.gate != RestoreGate::Open).then_some(RESTORE_POLL);
+    CONVERGING
+        .min(t.decision.requeue)
+        .max(restore_poll.unwrap_or_default())
 }
 
 /// What the status says of a certificate in use that ends soon or has ended.

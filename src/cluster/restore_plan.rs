@@ -14,7 +14,13 @@ use crate::api::conditions::{Desired, RESTORED};
 use crate::api::{Backup, BackupPhase, MySQLCluster, S3Storage};
 use crate::backup_controller::decide::{JobView, Outcome, outcome};
 use crate::events::Reason;
+use crate::topology::observe::RESTORE_PENDING;
 use crate::topology::{Observed, PodPhase, RestoreGate};
+
+/// Why the group's first start waits: the restore Job runs.
+const RESTORE_IN_PROGRESS: &str = "RestoreInProgress";
+/// Why the group's first start is held until a person acts: the restore failed.
+const RESTORE_FAILED: &str = "RestoreFailed";
 
 /// Where the backup to restore is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,17 +155,17 @@ pub struct RestoreInput<'a> {
     /// The restore block of the current status.
     pub old: Option<&'a RestoreStatus>,
     /// Name of the cluster's restore Job and the Job as observed.
-    pub job_name: &'a str,
+    pub(crate) job_name: &'a str,
     pub job: Option<&'a JobView>,
     /// When the Job was created (the start time when the status lost it).
     pub job_created: Option<&'a Time>,
     /// Name of the first member's pod and whether it runs with mysqld up (Ready).
-    pub first_member: &'a str,
-    pub first_member_ready: bool,
+    pub(crate) first_member: &'a str,
+    pub(crate) first_member_ready: bool,
     /// The cluster's data exists already ([`nothing_to_restore`]: the
     /// status shows a group, a member is in one, or member 0 holds transactions): nothing to
     /// restore.
-    pub group_started: bool,
+    pub(crate) group_started: bool,
     /// The name of the cluster (for the messages).
     pub cluster: &'a str,
     pub now: &'a Time,
@@ -168,7 +174,7 @@ pub struct RestoreInput<'a> {
 /// A Normal Event to record about the restore (its warnings come from the topology, which
 /// holds the group).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RestoreEvent {
+pub(crate) struct RestoreEvent {
     pub(crate) reason: Reason,
     pub(crate) message: String,
 }
@@ -198,7 +204,7 @@ fn after_failure(cluster: &str, job_name: &str, first_member: &str) -> String {
 }
 
 /// The plan of a cluster without `spec.restoreFrom`: nothing to restore, the group may start.
-pub fn plan_nothing() -> Plan {
+pub(crate) fn plan_nothing() -> Plan {
     Plan {
         status: None,
         gate: RestoreGate::Open,
@@ -312,7 +318,7 @@ fn from_job(
             RestorePhase::Running,
             format!("restoring {source} into {}", i.first_member),
             RestoreGate::Waiting {
-                reason: "RestoreInProgress",
+                reason: RESTORE_IN_PROGRESS,
                 message: format!("the restore Job {} runs", i.job_name),
             },
         ),
@@ -334,7 +340,7 @@ fn from_job(
                 after_failure(i.cluster, i.job_name, i.first_member)
             );
             let gate = RestoreGate::Blocked {
-                reason: "RestoreFailed",
+                reason: RESTORE_FAILED,
                 message: format!("the restore from {source} failed: {message}"),
             };
             Step::new(status, RestorePhase::Failed, message, gate)
@@ -359,7 +365,7 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
         Some(Err(unresolved)) if unresolved.waiting => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             unresolved.message.clone(),
         ),
         Some(Err(unresolved)) => {
@@ -377,13 +383,13 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
         None => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             format!("the source {source} is not resolved yet"),
         ),
         Some(Ok(_)) if !i.first_member_ready => Step::waiting(
             status,
             RestorePhase::Pending,
-            "RestorePending",
+            RESTORE_PENDING,
             format!(
                 "waiting for {} to run with mysqld up before restoring {source} into it",
                 i.first_member
@@ -395,7 +401,7 @@ fn before_job(i: &RestoreInput, source: &str, mut status: RestoreStatus) -> Step
             status.completion_time = None;
             status.gtid_set = None;
             let gate = RestoreGate::Waiting {
-                reason: "RestoreInProgress",
+                reason: RESTORE_IN_PROGRESS,
                 message: format!("the restore Job {} was created", i.job_name),
             };
             let message = format!("restoring {source} into {}", i.first_member);
@@ -433,7 +439,7 @@ fn finish(step: Step, old_phase: Option<RestorePhase>) -> Plan {
 /// Whether the members hold the cluster's data as observed: a member is in a group, or the first
 /// member holds transactions (a new member holds none: its accounts are created without binary
 /// logging; a restore sets the backup's GTID set last, so a half-loaded member holds none either).
-pub fn data_exists(observed: &Observed) -> bool {
+pub(crate) fn data_exists(observed: &Observed) -> bool {
     observed
         .state(0)
         .is_some_and(|s| !s.transactions().is_empty())
@@ -449,7 +455,7 @@ pub fn data_exists(observed: &Observed) -> bool {
 /// in this reconcile, so that [`data_exists`] saw what it holds: a new cluster's first status
 /// (written before its pods exist) has the record, so a Ready pod without one belongs to a
 /// cluster whose status was lost or that was recreated over existing data volumes.
-pub fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> bool {
+pub(crate) fn first_member_ready(observed: &Observed, old: Option<&RestoreStatus>) -> bool {
     observed
         .input
         .pod(0)
@@ -462,11 +468,13 @@ pub(crate) fn condition(status: Option<&RestoreStatus>) -> Option<Desired> {
     let status = status?;
     let message = status.message.clone().unwrap_or_default();
     Some(match status.phase {
-        Some(RestorePhase::Succeeded) => Desired::new(RESTORED, true, "Restored", message),
+        Some(RestorePhase::Succeeded) => {
+            Desired::new(RESTORED, true, Reason::Restored.as_str(), message)
+        }
         Some(RestorePhase::Running) => Desired::new(RESTORED, false, "RestoreRunning", message),
-        Some(RestorePhase::Failed) => Desired::new(RESTORED, false, "RestoreFailed", message),
+        Some(RestorePhase::Failed) => Desired::new(RESTORED, false, RESTORE_FAILED, message),
         Some(RestorePhase::Pending) | None => {
-            Desired::new(RESTORED, false, "RestorePending", message)
+            Desired::new(RESTORED, false, RESTORE_PENDING, message)
         }
     })
 }
@@ -478,7 +486,7 @@ pub(crate) fn group_started(status: Option<&MySQLClusterStatus>) -> bool {
 
 /// Whether there is nothing to restore because the cluster's data exists: the status says a
 /// group ran, or the members say so ([`data_exists`]) when the status was lost.
-pub fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observed) -> bool {
+pub(crate) fn nothing_to_restore(status: Option<&MySQLClusterStatus>, members: &Observed) -> bool {
     group_started(status) || data_exists(members)
 }
 

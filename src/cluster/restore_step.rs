@@ -16,7 +16,7 @@ use crate::context::Context;
 
 /// A read or write of the restore step that failed; the reconcile is retried.
 #[derive(Debug, thiserror::Error)]
-pub enum RestoreStepError {
+pub(crate) enum RestoreStepError {
     #[error("reading the restore Job {name}: {source}")]
     Read {
         name: String,

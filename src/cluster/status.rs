@@ -9,10 +9,15 @@ use crate::api::cluster::{
     RestoreStatus,
 };
 use crate::api::conditions::{
-    self, AVAILABLE, DEGRADED, Desired, PROGRESSING, READY, SPEC_WARNING,
+    self, AVAILABLE, DEGRADED, Desired, NO_PRIMARY, PROGRESSING, READY, SPEC_WARNING,
 };
 use crate::cluster::validate::SpecWarning;
 use crate::topology::Role;
+
+/// Why `Ready` is false while every member is: the Routers are not.
+const ROUTERS_NOT_READY: &str = "RoutersNotReady";
+/// The reason of a condition that reports nothing wrong.
+const AS_EXPECTED: &str = "AsExpected";
 
 /// One member pod as seen by the API (and, once the topology step runs, by Group Replication).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,12 +40,12 @@ pub struct PodView {
 pub struct StatusInput {
     pub generation: Option<i64>,
     pub group_name: String,
-    pub desired_instances: i32,
+    pub(crate) desired_instances: i32,
     pub pods: Vec<PodView>,
     /// The StatefulSet has rolled out its current spec to every pod.
-    pub statefulset_rolled_out: bool,
-    pub router_desired: i32,
-    pub router_ready: i32,
+    pub(crate) statefulset_rolled_out: bool,
+    pub(crate) router_desired: i32,
+    pub(crate) router_ready: i32,
     /// A problem that stops the reconcile (invalid spec, failed write): reason and message.
     pub error: Option<(String, String)>,
     /// What the valid spec runs with but a user should know.
@@ -120,7 +125,7 @@ fn topology_conditions(o: &StatusInput, t: &TopologyView) -> Vec<Desired> {
                 Desired::new(
                     READY,
                     false,
-                    "RoutersNotReady",
+                    ROUTERS_NOT_READY,
                     format!("{}/{} routers ready", o.router_ready, o.router_desired),
                 )
             } else if c.type_ == PROGRESSING && o.changed && !c.status {
@@ -164,13 +169,13 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
         } else if primary.is_none() {
             (
                 false,
-                "NoPrimary",
+                NO_PRIMARY,
                 "no member is labelled primary yet".to_string(),
             )
         } else {
             (
                 false,
-                "RoutersNotReady",
+                ROUTERS_NOT_READY,
                 format!("{}/{} routers ready", o.router_ready, o.router_desired),
             )
         };
@@ -179,11 +184,7 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
         out.push(Desired::new(
             DEGRADED,
             degraded,
-            if degraded {
-                "MembersDown"
-            } else {
-                "AsExpected"
-            },
+            if degraded { "MembersDown" } else { AS_EXPECTED },
             if degraded {
                 format!(
                     "{} of {} members are not online: see the members in status and the pods' logs",
@@ -205,7 +206,7 @@ fn pod_conditions(o: &StatusInput) -> Vec<Desired> {
         None => Desired::new(
             AVAILABLE,
             false,
-            "NoPrimary",
+            NO_PRIMARY,
             "no ready primary: writes are not accepted",
         ),
     });
@@ -228,7 +229,7 @@ fn warning_conditions(warnings: &[SpecWarning], desired: &mut [Desired]) -> Desi
         *d = Desired::new(DEGRADED, true, w.reason(), w.to_string());
     }
     match warnings {
-        [] => Desired::new(SPEC_WARNING, false, "AsExpected", ""),
+        [] => Desired::new(SPEC_WARNING, false, AS_EXPECTED, ""),
         [first, ..] => Desired::new(
             SPEC_WARNING,
             true,

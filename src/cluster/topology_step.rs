@@ -22,11 +22,11 @@ use crate::api::cluster::{
 };
 use crate::api::conditions::Desired;
 use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
-use crate::cluster::build::tls_secrets::CA_CERT_KEY;
 use crate::credentials::SecretText;
 use crate::objects::MYSQLX_PORT;
 use crate::objects::accounts::Account;
 use crate::objects::names::{Names, ROLE_LABEL};
+use crate::objects::tls::CA_CERT_KEY;
 use crate::topology::mysql::{SessionTls, SqlOps};
 use crate::topology::sql::{Accounts, Credentials};
 use crate::topology::{self, ActionRecord, ClonePolicy, ClusterInput, PodInfo, PodPhase, Role};
@@ -114,7 +114,10 @@ pub(crate) fn parse_ordinals(text: &str) -> Option<Vec<u32>> {
 }
 
 /// What the status keeps of one tick: its conditions, members, primary and action history.
-pub fn topology_view(decision: &topology::Decision, history: &[ActionRecord]) -> TopologyView {
+pub(crate) fn topology_view(
+    decision: &topology::Decision,
+    history: &[ActionRecord],
+) -> TopologyView {
     TopologyView {
         conditions: decision
             .conditions

@@ -12,10 +12,11 @@ use uuid::Uuid;
 use super::build::mycnf::is_managed_option;
 use super::dereference::Dereferenced;
 use crate::api::cluster::{
-    CommunicationStack, IssuerRef, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
-    TlsSpec,
+    CommunicationStack, MySQLCluster, PodTemplateOverrides, RouterMode, StorageSpec,
 };
+use crate::events::INVALID_OBJECT;
 use crate::objects::names::{Component, Names, owned_meta};
+use crate::objects::tls::TlsSource;
 use crate::version::{self, ChangeRefused, Series, ServerVersion, VersionError};
 
 /// Everything the builders need, checked.
@@ -25,26 +26,26 @@ pub struct ValidCluster {
     /// The version the members are to run: the spec's, or what they run now when the spec asks
     /// for a change MySQL does not allow (see `warnings`).
     pub version: ServerVersion,
-    pub series: Series,
+    pub(crate) series: Series,
     pub image: String,
-    pub router_image: String,
-    pub pull_policy: Option<String>,
+    pub(crate) router_image: String,
+    pub(crate) pull_policy: Option<String>,
     pub instances: i32,
     pub stack: CommunicationStack,
     pub storage: StorageSpec,
     pub resources: Option<ResourceRequirements>,
-    pub mycnf_extra: BTreeMap<String, String>,
-    pub router_instances: i32,
-    pub router_resources: Option<ResourceRequirements>,
-    pub router_mode: RouterMode,
+    pub(crate) mycnf_extra: BTreeMap<String, String>,
+    pub(crate) router_instances: i32,
+    pub(crate) router_resources: Option<ResourceRequirements>,
+    pub(crate) router_mode: RouterMode,
     /// Where the members' certificates come from.
     pub tls: TlsSource,
     /// Members refuse clients without TLS (unless the spec allows cleartext clients).
     pub require_secure_transport: bool,
-    pub pod_template: PodTemplateOverrides,
+    pub(crate) pod_template: PodTemplateOverrides,
     /// With `spec.networkPolicy.enabled`: who may connect to the Routers (empty: every pod
     /// of the namespace). `None`: the cluster has no NetworkPolicies.
-    pub network_policy: Option<Vec<NetworkPolicyPeer>>,
+    pub(crate) network_policy: Option<Vec<NetworkPolicyPeer>>,
     pub group_name: Uuid,
     pub domain: String,
     /// What the spec asks that the operator does with a warning (or not at all), for the status.
@@ -52,45 +53,20 @@ pub struct ValidCluster {
     owner: OwnerReference,
 }
 
-/// Where the members' certificates come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsSource {
-    /// The cluster's own CA, which the operator makes and keeps (`C-ca`), and the member
-    /// certificate it signs (`C-tls`).
-    OperatorCa,
-    /// A `kubernetes.io/tls` Secret the user provides (`spec.tls.secretName`).
-    Secret(String),
-    /// A certificate cert-manager issues (`spec.tls.issuerRef`) into `C-member-tls`.
-    CertManager(IssuerRef),
-}
-
-impl TlsSource {
-    /// Where `spec.tls` says the members' certificate comes from.
-    pub(crate) fn of(tls: &TlsSpec) -> TlsSource {
-        match (&tls.secret_name, &tls.issuer_ref) {
-            (Some(secret), _) => TlsSource::Secret(secret.clone()),
-            (None, Some(issuer)) => TlsSource::CertManager(issuer.clone()),
-            (None, None) => TlsSource::OperatorCa,
-        }
-    }
-
-    /// The Secret someone else writes the members' certificate into (the user, cert-manager);
-    /// `None` for the operator's CA, whose Secrets the operator makes.
-    pub(crate) fn outside_secret(&self, names: &Names) -> Option<String> {
-        match self {
-            TlsSource::OperatorCa => None,
-            TlsSource::Secret(name) => Some(name.clone()),
-            TlsSource::CertManager(_) => Some(names.issued_member_tls_secret()),
-        }
-    }
-}
-
 impl ValidCluster {
     /// The Secret the members' certificate, key and CA are mounted from.
     pub fn member_tls_secret(&self) -> String {
-        self.tls
-            .outside_secret(&self.names)
-            .unwrap_or_else(|| self.names.member_tls_secret())
+        self.tls.member_secret(&self.names)
+    }
+
+    /// Whether the Secret of the members' certificate exists (the operator's sessions need its
+    /// CA): a user's Secret is checked by validation, the operator's is made by the first apply.
+    pub(crate) fn member_certificate_exists(&self, deref: &Dereferenced) -> bool {
+        match self.tls {
+            TlsSource::OperatorCa => deref.tls.member.is_some(),
+            TlsSource::Secret(_) => true,
+            TlsSource::CertManager(_) => deref.tls_secret_keys.is_some(),
+        }
     }
 }
 
@@ -145,7 +121,7 @@ impl SpecWarning {
     }
 
     /// Whether the cluster does not run what the spec asks (the Degraded condition says so).
-    pub fn degrades(&self) -> bool {
+    pub(crate) fn degrades(&self) -> bool {
         matches!(
             self,
             SpecWarning::VersionChangeRefused(_)
@@ -196,7 +172,7 @@ impl ValidationError {
     /// A CamelCase reason for conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self {
-            ValidationError::MissingMetadata => "InvalidObject",
+            ValidationError::MissingMetadata => INVALID_OBJECT,
             ValidationError::Version(_) => "InvalidVersion",
             ValidationError::Instances(_) | ValidationError::RouterInstances(_) => {
                 "InvalidInstances"
@@ -553,7 +529,7 @@ mod tests {
         let valid = validate(&c, &d, None, "cluster.local").expect("valid before issuance");
         assert_eq!(valid.member_tls_secret(), "a-member-tls");
         assert!(matches!(&valid.tls, TlsSource::CertManager(i) if i.name == "ca"));
-        assert!(!d.member_certificate_exists(&valid));
+        assert!(!valid.member_certificate_exists(&d));
         // Issued without a CA (an ACME issuer): refused, saying which issuers work.
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into()]);
         let err = validate(&c, &d, None, "cluster.local").unwrap_err();
@@ -565,6 +541,6 @@ mod tests {
         );
         d.tls_secret_keys = Some(vec!["tls.crt".into(), "tls.key".into(), "ca.crt".into()]);
         let valid = validate(&c, &d, None, "cluster.local").expect("valid once issued");
-        assert!(d.member_certificate_exists(&valid));
+        assert!(valid.member_certificate_exists(&d));
     }
 }

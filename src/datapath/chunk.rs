@@ -8,7 +8,7 @@ use super::sql;
 /// The first chunk has no lower bound and the last no upper bound, so every row lands in exactly
 /// one chunk whatever the snapshot holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRange {
+pub(crate) struct KeyRange {
     pub(crate) lo: Option<i128>,
     pub(crate) hi: Option<i128>,
 }

@@ -11,7 +11,7 @@ use super::s3::{CaBundle, S3Config, S3Error};
 use super::{MysqlConfig, MysqlTls, dump::BackupConfig};
 
 #[derive(Args, Clone, Debug)]
-pub struct S3Args {
+pub(crate) struct S3Args {
     /// S3 endpoint URL (MinIO, Ceph, ...); AWS when omitted.
     #[arg(long, env = "S3_ENDPOINT")]
     pub(crate) s3_endpoint: Option<String>,
@@ -35,7 +35,7 @@ pub struct S3Args {
 }
 
 #[derive(Args, Clone, Debug)]
-pub struct MysqlArgs {
+pub(crate) struct MysqlArgs {
     #[arg(long, env = "MYSQL_HOST", default_value = "127.0.0.1")]
     pub(crate) host: String,
     #[arg(long, env = "MYSQL_PORT", default_value_t = 3306)]
@@ -63,7 +63,7 @@ pub struct MysqlArgs {
 
 /// What both commands take: the bucket, the server, and how many connections work in parallel.
 #[derive(Args, Clone, Debug)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     #[command(flatten)]
     pub(crate) s3: S3Args,
     #[command(flatten)]

@@ -12,7 +12,7 @@ use super::wire::{Row, WireError};
 /// How one column is selected by the dump and assigned by the restore.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Codec {
+pub(crate) enum Codec {
     /// The value's text form, loaded as is.
     Text,
     /// BIT columns: `LOAD DATA` does not read bit literals, so they travel as unsigned integers.
@@ -27,7 +27,7 @@ pub enum Codec {
 }
 
 /// Picks the codec for an `information_schema.COLUMNS.DATA_TYPE`.
-pub fn codec_for(data_type: &str) -> Codec {
+pub(crate) fn codec_for(data_type: &str) -> Codec {
     match data_type.to_ascii_lowercase().as_str() {
         "bit" => Codec::BitAsInteger,
         "float" => Codec::FloatAsDouble,

@@ -160,7 +160,7 @@ async fn connect_waiting(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, Rest
 }
 
 /// Reads and checks the manifest at `prefix`.
-pub async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, RestoreError> {
+pub(crate) async fn read_manifest(bucket: &Bucket, prefix: &str) -> Result<Manifest, RestoreError> {
     let key = format!("{}{}", normalize_prefix(prefix), manifest::MANIFEST);
     if !bucket.exists(&key).await? {
         return Err(RestoreError::NoManifest {

@@ -13,7 +13,7 @@ pub const MANIFEST: &str = "manifest.json";
 /// Version of this manifest layout; restore refuses others. Version 2: zstd content checksums in
 /// every frame and an XXH3 of each chunk's rows, instead of two SHA-256 (raw rows, stored object),
 /// which cost a sixth of a backup's CPU.
-pub const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -99,7 +99,7 @@ pub struct Summary {
 
 /// The server and tool that wrote a backup, and when.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub(crate) server_version: String,
     pub(crate) tool_version: String,
     pub(crate) started_at: String,

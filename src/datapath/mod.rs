@@ -9,7 +9,7 @@ pub mod cli;
 pub mod dump;
 pub mod encode;
 pub mod load;
-pub mod load_order;
+pub(crate) mod load_order;
 pub mod manifest;
 pub mod s3;
 pub mod schema;

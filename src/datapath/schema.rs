@@ -12,11 +12,12 @@ use super::encode::{self, Column};
 use super::sql;
 
 /// Schemas that belong to the server, never dumped.
-pub const SYSTEM_DATABASES: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+pub(crate) const SYSTEM_DATABASES: &[&str] =
+    &["mysql", "information_schema", "performance_schema", "sys"];
 /// The InnoDB Cluster metadata: it describes the group it was written in, so a backup leaves it
 /// out (a cluster restored from it writes its own; an older backup that holds it is loaded, and
 /// the operator then replaces the other group's rows).
-pub const CLUSTER_METADATA_DATABASE: &str = "mysql_innodb_cluster_metadata";
+pub(crate) const CLUSTER_METADATA_DATABASE: &str = "mysql_innodb_cluster_metadata";
 /// Accounts the server creates itself; restoring them would clobber the target's own.
 const SYSTEM_USERS: &[&str] = &[
     "root",
@@ -47,7 +48,7 @@ pub struct Database {
 
 /// One CREATE statement and the sql_mode it must run under (routines, triggers, events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ddl {
+pub(crate) struct Ddl {
     pub(crate) name: String,
     pub(crate) sql_mode: Option<String>,
     pub(crate) statement: String,
@@ -163,8 +164,11 @@ async fn show_create(
     })
 }
 
-/// Long (131 lines) on purpose: the statements that read one database's schema, in the order the
-/// dump needs their results.
+/// A row of `information_schema.TABLES`: name, type, estimated rows, average row size.
+type TableRow = (String, String, Option<u64>, Option<u64>);
+
+/// One database's schema (its `CREATE`, tables, views, then stored programs) and the tables the
+/// dump reads, in the order the dump needs them.
 async fn read_database(
     conn: &mut Conn,
     db: &str,
@@ -179,7 +183,57 @@ async fn read_database(
     .await?
     .statement;
     let lit = sql::literal(db);
-    let tables: Vec<(String, String, Option<u64>, Option<u64>)> = conn
+    let (tables, mut cols_by_table, pk) = list_tables(conn, db, &lit).await?;
+    let mut database = Database {
+        name: db.to_string(),
+        create,
+        tables: vec![],
+        views: vec![],
+        routines: vec![],
+        triggers: vec![],
+        events: vec![],
+    };
+    let mut data = Vec::new();
+    for (name, kind, rows, avg) in tables {
+        let q = sql::qualified(db, &name);
+        match kind.as_str() {
+            "VIEW" => database
+                .views
+                .push(show_create(conn, format!("SHOW CREATE VIEW {q}"), 1, None, &name).await?),
+            "BASE TABLE" => {
+                database.tables.push(
+                    show_create(conn, format!("SHOW CREATE TABLE {q}"), 1, None, &name).await?,
+                );
+                let cols = cols_by_table.remove(&name).unwrap_or_default();
+                data.push(table_data(db, &name, cols, pk.get(&name), rows, avg));
+            }
+            other => {
+                return Err(SchemaError::UnsupportedTable {
+                    table: format!("{db}.{name}"),
+                    kind: other.to_string(),
+                });
+            }
+        }
+    }
+    read_stored_programs(conn, db, &lit, &mut database).await?;
+    Ok((database, data))
+}
+
+/// The tables of a database (name, type, estimated rows, average row size), the columns of each
+/// (name, data type, extra) in order, and the first column of each primary key.
+async fn list_tables(
+    conn: &mut Conn,
+    db: &str,
+    lit: &str,
+) -> Result<
+    (
+        Vec<TableRow>,
+        BTreeMap<String, Vec<(String, String, String)>>,
+        BTreeMap<String, String>,
+    ),
+    SchemaError,
+> {
+    let tables: Vec<TableRow> = conn
         .query(format!(
             "SELECT TABLE_NAME, TABLE_TYPE, TABLE_ROWS, AVG_ROW_LENGTH FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = {lit} ORDER BY TABLE_NAME"
@@ -205,96 +259,104 @@ async fn read_database(
         cols_by_table.entry(t).or_default().push((c, ty, extra));
     }
     let pk: BTreeMap<String, String> = pk_first.into_iter().collect();
+    Ok((tables, cols_by_table, pk))
+}
 
-    let mut database = Database {
-        name: db.to_string(),
-        create,
-        tables: vec![],
-        views: vec![],
-        routines: vec![],
-        triggers: vec![],
-        events: vec![],
-    };
-    let mut data = Vec::new();
-    for (name, kind, rows, avg) in tables {
-        let q = sql::qualified(db, &name);
-        match kind.as_str() {
-            "VIEW" => database
-                .views
-                .push(show_create(conn, format!("SHOW CREATE VIEW {q}"), 1, None, &name).await?),
-            "BASE TABLE" => {
-                database.tables.push(
-                    show_create(conn, format!("SHOW CREATE TABLE {q}"), 1, None, &name).await?,
-                );
-                let cols = cols_by_table.remove(&name).unwrap_or_default();
-                let split_column = pk.get(&name).filter(|k| {
-                    cols.iter()
-                        .any(|(c, ty, _)| c == *k && chunk::is_splittable_type(ty))
-                });
-                data.push(TableData {
-                    database: db.to_string(),
-                    name: name.clone(),
-                    split_column: split_column.cloned(),
-                    columns: cols
-                        .into_iter()
-                        .filter(|(_, _, extra)| !is_generated(extra))
-                        .map(|(c, ty, _)| Column {
-                            name: c,
-                            codec: encode::codec_for(&ty),
-                        })
-                        .collect(),
-                    est_rows: rows.unwrap_or(0),
-                    avg_row_bytes: avg.unwrap_or(0),
-                });
-            }
-            other => {
-                return Err(SchemaError::UnsupportedTable {
-                    table: format!("{db}.{name}"),
-                    kind: other.to_string(),
-                });
-            }
-        }
-    }
-    let routines: Vec<(String, String)> = conn
-        .query(format!(
+/// The routines, triggers and events of `db` into `database`.
+async fn read_stored_programs(
+    conn: &mut Conn,
+    db: &str,
+    lit: &str,
+    database: &mut Database,
+) -> Result<(), SchemaError> {
+    database.routines = show_create_listed(
+        conn,
+        db,
+        "routines",
+        format!(
             "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES \
              WHERE ROUTINE_SCHEMA = {lit} ORDER BY ROUTINE_NAME"
-        ))
-        .await
-        .map_err(query_err(format!("list routines of {db}")))?;
-    for (name, kind) in routines {
-        let what = format!("SHOW CREATE {kind} {}", sql::qualified(db, &name));
-        database
-            .routines
-            .push(show_create(conn, what, 2, Some(1), &name).await?);
-    }
-    let triggers: Vec<String> = conn
-        .query(format!(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+        ),
+        2,
+    )
+    .await?;
+    database.triggers = show_create_listed(
+        conn,
+        db,
+        "triggers",
+        format!(
+            "SELECT TRIGGER_NAME, 'TRIGGER' FROM information_schema.TRIGGERS \
              WHERE TRIGGER_SCHEMA = {lit} ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"
-        ))
-        .await
-        .map_err(query_err(format!("list triggers of {db}")))?;
-    for name in triggers {
-        let what = format!("SHOW CREATE TRIGGER {}", sql::qualified(db, &name));
-        database
-            .triggers
-            .push(show_create(conn, what, 2, Some(1), &name).await?);
-    }
-    let events: Vec<String> = conn
-        .query(format!(
-            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {lit} \
+        ),
+        2,
+    )
+    .await?;
+    database.events = show_create_listed(
+        conn,
+        db,
+        "events",
+        format!(
+            "SELECT EVENT_NAME, 'EVENT' FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {lit} \
              ORDER BY EVENT_NAME"
-        ))
+        ),
+        3,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `SHOW CREATE` of each stored program `list` finds in `db` (rows: its name and the
+/// keyword `SHOW CREATE` takes: `PROCEDURE`, `FUNCTION`, `TRIGGER`, `EVENT`), in the list's
+/// order; `stmt_col` is the column of the statement in what `SHOW CREATE` returns.
+async fn show_create_listed(
+    conn: &mut Conn,
+    db: &str,
+    what: &str,
+    list: String,
+    stmt_col: usize,
+) -> Result<Vec<Ddl>, SchemaError> {
+    let listed: Vec<(String, String)> = conn
+        .query(list)
         .await
-        .map_err(query_err(format!("list events of {db}")))?;
-    for name in events {
-        let what = format!("SHOW CREATE EVENT {}", sql::qualified(db, &name));
-        database
-            .events
-            .push(show_create(conn, what, 3, Some(1), &name).await?);
+        .map_err(query_err(format!("list {what} of {db}")))?;
+    let mut ddl = Vec::with_capacity(listed.len());
+    for (name, kind) in listed {
+        let show = format!("SHOW CREATE {kind} {}", sql::qualified(db, &name));
+        ddl.push(show_create(conn, show, stmt_col, Some(1), &name).await?);
     }
-    Ok((database, data))
+    Ok(ddl)
+}
+
+/// What the dump reads of a base table: its stored columns (`cols`: name, data type, extra) with
+/// their codecs, the first primary key column (`pk_first`) when chunks can split on it, and
+/// the server's estimates of its rows and their size.
+fn table_data(
+    db: &str,
+    name: &str,
+    cols: Vec<(String, String, String)>,
+    pk_first: Option<&String>,
+    rows: Option<u64>,
+    avg_row_bytes: Option<u64>,
+) -> TableData {
+    let split_column = pk_first.filter(|k| {
+        cols.iter()
+            .any(|(c, ty, _)| c == *k && chunk::is_splittable_type(ty))
+    });
+    TableData {
+        database: db.to_string(),
+        name: name.to_string(),
+        split_column: split_column.cloned(),
+        columns: cols
+            .into_iter()
+            .filter(|(_, _, extra)| !is_generated(extra))
+            .map(|(c, ty, _)| Column {
+                name: c,
+                codec: encode::codec_for(&ty),
+            })
+            .collect(),
+        est_rows: rows.unwrap_or(0),
+        avg_row_bytes: avg_row_bytes.unwrap_or(0),
+    }
 }
 
 async fn read_accounts(conn: &mut Conn) -> Result<Vec<Account>, SchemaError> {

@@ -34,7 +34,7 @@ impl std::fmt::Debug for MysqlTls {
 
 /// What the wire client needs for its TLS handshake.
 #[derive(Clone, Debug)]
-pub struct WireTls {
+pub(crate) struct WireTls {
     pub(crate) config: Arc<rustls::ClientConfig>,
     pub(crate) name: ServerName<'static>,
 }

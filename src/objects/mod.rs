@@ -6,14 +6,15 @@
 pub mod accounts;
 pub mod names;
 pub mod operator_pods;
-pub mod pod_security;
+pub(crate) mod pod_security;
+pub mod tls;
 
 /// Classic protocol port.
 pub const MYSQL_PORT: i32 = 3306;
 /// X protocol port.
-pub const MYSQLX_PORT: i32 = 33060;
+pub(crate) const MYSQLX_PORT: i32 = 33060;
 /// Group communication port of the XCOM stack.
-pub const GR_PORT: i32 = 33061;
+pub(crate) const GR_PORT: i32 = 33061;
 
 /// The field manager of every write the operator makes.
 pub(crate) const FIELD_MANAGER: &str = "innodb-operator";

@@ -119,7 +119,7 @@ impl Names {
         format!("{}-member", self.cluster)
     }
     /// The Secret cert-manager issues the members' certificate into.
-    pub fn issued_member_tls_secret(&self) -> String {
+    pub(crate) fn issued_member_tls_secret(&self) -> String {
         format!("{}-member-tls", self.cluster)
     }
     pub(crate) fn pod(&self, ordinal: i32) -> String {

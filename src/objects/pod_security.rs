@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 /// The restricted container security context every container of the operator uses.
-pub fn restricted_container() -> SecurityContext {
+pub(crate) fn restricted_container() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -21,7 +21,7 @@ pub fn restricted_container() -> SecurityContext {
 }
 
 /// The restricted pod security context (Pod Security Standard `restricted`).
-pub fn restricted_pod(uid: i64) -> PodSecurityContext {
+pub(crate) fn restricted_pod(uid: i64) -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(uid),
@@ -37,7 +37,7 @@ pub fn restricted_pod(uid: i64) -> PodSecurityContext {
 }
 
 /// An environment variable read from a key of a Secret (never inlined in the pod spec).
-pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+pub(crate) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {

@@ -54,7 +54,7 @@ pub fn event(observed: &Observed, members: &[u32]) -> Option<Event> {
         .join(", ");
     Some(Event {
         warning: false,
-        reason: "ClientsAdmitted".into(),
+        reason: "ClientsAdmitted",
         message: format!(
             "{names} ONLINE in the group: accepting clients again (offline_mode OFF; a member \
              starts offline after a restart, and Group Replication sets it when a member leaves \

@@ -8,9 +8,10 @@ use super::ops::Operation;
 use super::pick::{denied, flapping, foreign_groups, name, names};
 use super::report::assemble;
 pub use super::report::{Condition, Decision, MemberReport};
-use super::verdict::Verdict;
+use super::verdict::{FORCE_QUORUM_INVALID, MEMBER_NEEDS_ATTENTION, Verdict};
 use super::with_quorum::with_quorum;
 use super::{admit, expel, tls_reload};
+use crate::api::conditions::QUORUM_LOST;
 
 /// The state machine.
 pub fn decide(observed: &Observed) -> Decision {
@@ -57,7 +58,7 @@ fn clone_retried(observed: &Observed, operation: &Operation) -> Option<Event> {
     let failure = observed.state(*member)?.clone_failed.as_ref()?;
     Some(Event {
         warning: true,
-        reason: "CloneFailed".into(),
+        reason: "CloneFailed",
         message: format!(
             "the last clone into {} failed ({failure}); cloning it again from {}",
             name(observed, *member),
@@ -86,7 +87,7 @@ fn no_quorum(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
             return Verdict::run(
                 Operation::Leave { member },
                 Some(ActionKind::Leave),
-                "QuorumLost",
+                QUORUM_LOST,
                 format!(
                     "no group has quorum and every member answered; stopping Group Replication on the \
                      stranded {} so the group can reboot from the most complete member",
@@ -97,7 +98,7 @@ fn no_quorum(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
     }
     let minority = names(observed, &diagnosis.stranded);
     Verdict::blocked(
-        "QuorumLost",
+        QUORUM_LOST,
         format!(
             "no reachable member is in a group with quorum ({minority} without quorum; unreachable: {}). \
              If the unreachable members are gone for good and no other partition serves writes, \
@@ -117,7 +118,7 @@ fn no_quorum(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
 fn force_quorum(observed: &Observed, partition: &[u32]) -> Verdict {
     let Some(&via) = partition.first() else {
         return Verdict::blocked(
-            "ForceQuorumInvalid",
+            FORCE_QUORUM_INVALID,
             "force-quorum-from names no member".into(),
         );
     };
@@ -139,7 +140,7 @@ fn force_quorum(observed: &Observed, partition: &[u32]) -> Verdict {
     });
     if !problems.is_empty() || !view_ok {
         return Verdict::blocked(
-            "ForceQuorumInvalid",
+            FORCE_QUORUM_INVALID,
             format!(
                 "cannot force quorum from {}: {}",
                 names(observed, partition),
@@ -190,7 +191,7 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
     let mut needs_attention = denied(observed);
     needs_attention.extend(foreign_groups(observed));
     if !needs_attention.is_empty() {
-        return Verdict::blocked("MemberNeedsAttention", needs_attention.join("; "));
+        return Verdict::blocked(MEMBER_NEEDS_ATTENTION, needs_attention.join("; "));
     }
     if !diagnosis.unreachable.is_empty() {
         return Verdict::wait(
@@ -234,7 +235,7 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
     };
     if !state.capabilities.group_replication {
         return Verdict::blocked(
-            "MemberNeedsAttention",
+            MEMBER_NEEDS_ATTENTION,
             format!(
                 "{} has no active group_replication plugin (plugin_load_add=group_replication.so)",
                 name(observed, seed)
@@ -254,7 +255,10 @@ fn offline(observed: &Observed, diagnosis: &Diagnosis) -> Verdict {
 }
 
 /// The history to store after a tick: entries older than the window dropped, `record` added.
-pub fn updated_history(observed: &Observed, record: Option<ActionRecord>) -> Vec<ActionRecord> {
+pub(crate) fn updated_history(
+    observed: &Observed,
+    record: Option<ActionRecord>,
+) -> Vec<ActionRecord> {
     let input = &observed.input;
     input
         .history

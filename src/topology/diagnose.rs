@@ -78,7 +78,7 @@ impl QuorumGroup {
 
     /// Whether `ordinal` may be the primary: during an upgrade MySQL elects, and
     /// `group_replication_set_as_primary` accepts, only a member of the lowest version ONLINE.
-    pub fn can_lead(&self, ordinal: u32) -> bool {
+    pub(crate) fn can_lead(&self, ordinal: u32) -> bool {
         let lowest = self
             .rows
             .iter()
@@ -92,7 +92,7 @@ impl QuorumGroup {
     }
 
     /// Ordinals the view lists as ONLINE or RECOVERING.
-    pub fn participants(&self) -> Vec<u32> {
+    pub(crate) fn participants(&self) -> Vec<u32> {
         self.rows
             .iter()
             .filter(|(_, r)| r.state.in_group())

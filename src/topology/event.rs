@@ -5,6 +5,6 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub warning: bool,
-    pub(crate) reason: String,
+    pub(crate) reason: &'static str,
     pub message: String,
 }

@@ -135,7 +135,7 @@ impl ExpelTimeout {
             .join("; ");
         Some(Event {
             warning: false,
-            reason: "ExpelGoneMember".into(),
+            reason: "ExpelGoneMember",
             message: format!(
                 "{gone}: the group expels it as soon as it is suspected, without the {} s grace \
                  (group_replication_member_expel_timeout=0 on the others until it is out)",
@@ -149,9 +149,7 @@ impl ExpelTimeout {
 mod tests {
     use super::*;
     use crate::topology::diagnose::diagnose;
-    use crate::topology::gtid::GtidSet;
     use crate::topology::observe::{ClusterInput, GroupMemberRow, Member, MemberState, Role};
-    use crate::topology::sql::Capabilities;
     use crate::version::ServerVersion;
 
     fn uuid(o: u32) -> String {
@@ -185,24 +183,9 @@ mod tests {
                 ordinal: o,
                 reach: reach[o as usize].clone().unwrap_or_else(|| {
                     Reach::Reachable(Box::new(MemberState {
-                        server_uuid: uuid(o),
-                        capabilities: Capabilities {
-                            version: ServerVersion::new(9, 7, 4),
-                            group_replication: true,
-                            clone: true,
-                            communication_stack: true,
-                        },
-                        gtid_executed: GtidSet::new(),
-                        gtid_received: GtidSet::new(),
                         super_read_only: o != 0,
-                        offline_mode: false,
-                        group: rows.clone(),
-                        applier_queue: 0,
-                        cloning: false,
-                        clone_failed: None,
                         expel_timeout: Some(timeouts[o as usize]),
-                        group_name: None,
-                        certificate_end: None,
+                        ..MemberState::for_test(uuid(o), ServerVersion::new(9, 7, 4), rows.clone())
                     }))
                 }),
             })

@@ -24,7 +24,7 @@ impl Role {
     }
 
     /// The role a [`ROLE_LABEL`](crate::objects::names::ROLE_LABEL) value names.
-    pub fn from_label(value: &str) -> Option<Role> {
+    pub(crate) fn from_label(value: &str) -> Option<Role> {
         [Role::Primary, Role::Secondary]
             .into_iter()
             .find(|r| r.label_value() == value)

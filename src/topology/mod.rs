@@ -26,11 +26,12 @@ pub mod ops;
 mod pick;
 pub mod report;
 pub mod sql;
-pub mod tls_reload;
+pub(crate) mod tls_reload;
 mod verdict;
 mod with_quorum;
 
-pub use decide::{decide, updated_history};
+pub use decide::decide;
+pub(crate) use decide::updated_history;
 pub use event::Event;
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
@@ -40,7 +41,7 @@ pub use report::{Condition, Decision, MemberReport};
 
 /// How long a tick waits for stragglers once the group's majority answered (see
 /// [`ops::Patience`]): far above a healthy member's answer time, far below the observe deadline.
-pub const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
+pub(crate) const STRAGGLER_WAIT: Duration = Duration::from_millis(300);
 
 /// What every member says, waiting for stragglers only [`STRAGGLER_WAIT`] once the group's
 /// majority answered.
@@ -83,7 +84,6 @@ mod tests {
     use super::observe::{
         ActionKind, Endpoint, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
     };
-    use super::sql::Capabilities;
     use super::*;
     use crate::version::ServerVersion;
 
@@ -144,24 +144,9 @@ mod tests {
                 vec![row(at.ordinal, &at.host, MemberStatus::Offline)]
             };
             Ok(MemberState {
-                server_uuid: uuid(at.ordinal),
-                capabilities: Capabilities {
-                    version: ServerVersion::new(8, 4, 2),
-                    group_replication: true,
-                    clone: true,
-                    communication_stack: true,
-                },
                 gtid_executed: GtidSet::parse("cccccccc-cccc-cccc-cccc-cccccccccccc:1-3").unwrap(),
-                gtid_received: GtidSet::new(),
                 super_read_only: at.ordinal != 0,
-                offline_mode: false,
-                group,
-                applier_queue: 0,
-                cloning: false,
-                clone_failed: None,
-                expel_timeout: Some(5),
-                group_name: None,
-                certificate_end: None,
+                ..MemberState::for_test(uuid(at.ordinal), ServerVersion::new(8, 4, 2), group)
             })
         }
         async fn bootstrap(&self, at: &Endpoint) -> Result<(), OpsError> {

@@ -12,9 +12,9 @@
 //!   cargo test --features test-mutations --test operator-mysql97 -- --test-threads=1 member_faults
 //! ```
 
-use super::decide::Decision;
 use super::observe::Observed;
 use super::ops::Operation;
+use super::report::Decision;
 
 const VARIABLE: &str = "INNODB_OPERATOR_MUTATION";
 

@@ -85,12 +85,15 @@ pub enum RestoreGate {
     },
 }
 
+/// Why the group's first start waits: the restore has not reached the member yet.
+pub(crate) const RESTORE_PENDING: &str = "RestorePending";
+
 impl RestoreGate {
     /// Before the restore step has planned in this reconcile: nothing may start the group (the
     /// plan sets the gate before anything decides).
     pub fn not_planned() -> Self {
         RestoreGate::Waiting {
-            reason: "RestorePending",
+            reason: RESTORE_PENDING,
             message: "the restore step has not run yet".into(),
         }
     }
@@ -289,6 +292,39 @@ pub struct MemberState {
     pub group_name: Option<String>,
     /// When the certificate the member serves ends (`Ssl_server_not_after`); `None` without TLS.
     pub certificate_end: Option<Timestamp>,
+}
+
+#[cfg(test)]
+impl MemberState {
+    /// A member of `version` with `group` as its view, every plugin active, no transaction,
+    /// read-only, clients admitted, no clone, an expel timeout of 5 s and no group name: the base
+    /// of member fixtures (override fields with `..MemberState::for_test(..)`).
+    pub(crate) fn for_test(
+        server_uuid: String,
+        version: crate::version::ServerVersion,
+        group: Vec<GroupMemberRow>,
+    ) -> Self {
+        MemberState {
+            server_uuid,
+            capabilities: Capabilities {
+                version,
+                group_replication: true,
+                clone: true,
+                communication_stack: true,
+            },
+            gtid_executed: GtidSet::new(),
+            gtid_received: GtidSet::new(),
+            super_read_only: true,
+            offline_mode: false,
+            group,
+            applier_queue: 0,
+            cloning: false,
+            clone_failed: None,
+            expel_timeout: Some(5),
+            group_name: None,
+            certificate_end: None,
+        }
+    }
 }
 
 impl MemberState {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::cluster::ReportedState;
+use crate::api::conditions::{AVAILABLE, DEGRADED, NO_PRIMARY, PROGRESSING, QUORUM_LOST, READY};
 
 use super::diagnose::{Diagnosis, Health};
 use super::event::Event;
@@ -176,7 +177,7 @@ fn conditions(
     };
     vec![
         cond(
-            "Ready",
+            READY,
             ready,
             if ready { "Online" } else { reason },
             if ready {
@@ -186,31 +187,31 @@ fn conditions(
             },
         ),
         cond(
-            "Available",
+            AVAILABLE,
             primary.is_some(),
             if primary.is_some() {
                 "PrimaryOnline"
             } else {
-                "NoPrimary"
+                NO_PRIMARY
             },
             &available,
         ),
         cond(
-            "Progressing",
+            PROGRESSING,
             acting || (!online && !verdict.needs_user),
             reason,
             message,
         ),
         cond(
-            "Degraded",
+            DEGRADED,
             !online,
             if online { "Online" } else { reason },
             message,
         ),
         cond(
-            "QuorumLost",
+            QUORUM_LOST,
             quorum_lost,
-            if quorum_lost { "QuorumLost" } else { "Quorum" },
+            if quorum_lost { QUORUM_LOST } else { "Quorum" },
             if quorum_lost {
                 message
             } else {
@@ -228,7 +229,7 @@ fn events(verdict: &Verdict) -> Vec<Event> {
     }
     vec![Event {
         warning: !acting || matches!(verdict.operation, Operation::ForceQuorum { .. }),
-        reason: verdict.reason.to_string(),
+        reason: verdict.reason,
         message: verdict.message.clone(),
     }]
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::observe::Observed;
 
 /// How soon the next tick comes while a member serves another certificate than the Secret's.
-pub const RETRY: Duration = Duration::from_secs(15);
+pub(crate) const RETRY: Duration = Duration::from_secs(15);
 
 /// The members to reload, ascending: those that answer and serve a certificate ending at another
 /// second than the Secret's. Nothing when the Secret's end is unknown, or a member serves none.
@@ -36,11 +36,11 @@ pub fn decide(observed: &Observed) -> Vec<u32> {
 }
 
 /// How long before its end a certificate in use is reported.
-pub const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+pub(crate) const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
 
 /// Where a certificate in use is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holder {
+pub(crate) enum Holder {
     /// The members' TLS Secret.
     Secret,
     /// What the member of this ordinal serves.
@@ -49,7 +49,7 @@ pub enum Holder {
 
 /// A certificate in use that ends within [`EXPIRY_WARNING`], or has ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Expiring {
+pub(crate) struct Expiring {
     pub holder: Holder,
     pub end: jiff::Timestamp,
 }
@@ -64,7 +64,7 @@ impl Expiring {
 /// The certificate in use that ends first, when that is within [`EXPIRY_WARNING`] of `now`:
 /// the Secret's (nobody renewed it) or one a member still serves (not reloaded). Reported
 /// before it breaks the group's new connections.
-pub fn expiring(observed: &Observed, now: jiff::Timestamp) -> Option<Expiring> {
+pub(crate) fn expiring(observed: &Observed, now: jiff::Timestamp) -> Option<Expiring> {
     let secret = observed.input.member_certificate_end.map(|end| Expiring {
         holder: Holder::Secret,
         end,

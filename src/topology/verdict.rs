@@ -4,6 +4,11 @@
 use super::observe::ActionKind;
 use super::ops::Operation;
 
+/// A member cannot be brought back without the user (the message says which and why).
+pub(super) const MEMBER_NEEDS_ATTENTION: &str = "MemberNeedsAttention";
+/// The force-quorum annotation names members that cannot form the new group.
+pub(super) const FORCE_QUORUM_INVALID: &str = "ForceQuorumInvalid";
+
 /// Why no operation (or which one) was chosen: becomes the conditions' reason and message.
 pub(super) struct Verdict {
     pub(super) operation: Operation,

@@ -8,7 +8,10 @@ use super::ops::Operation;
 use super::pick::{
     best_donor, best_successor, denied, flapping, foreign_group, name, names, no_donor, set_primary,
 };
-use super::verdict::Verdict;
+use super::verdict::{MEMBER_NEEDS_ATTENTION, Verdict};
+
+/// Members above `spec.instances` leave the group (the primary hands over first).
+const SCALING_DOWN: &str = "ScalingDown";
 
 /// The verdict for a group with quorum: the first rule that runs something, else why not.
 pub(super) fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
@@ -31,7 +34,7 @@ pub(super) fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
     }
     blocked.extend(denied(observed));
     if !blocked.is_empty() {
-        return Verdict::blocked("MemberNeedsAttention", blocked.join("; "));
+        return Verdict::blocked(MEMBER_NEEDS_ATTENTION, blocked.join("; "));
     }
     settled(observed, group, waiting)
 }
@@ -74,7 +77,7 @@ fn scale_down(observed: &Observed, group: &QuorumGroup) -> Option<Verdict> {
                 return Some(Verdict::run(
                     op,
                     Some(ActionKind::Switchover),
-                    "ScalingDown",
+                    SCALING_DOWN,
                     format!(
                         "moving the primary off {} before it leaves",
                         name(observed, ordinal)
@@ -85,7 +88,7 @@ fn scale_down(observed: &Observed, group: &QuorumGroup) -> Option<Verdict> {
             return Some(Verdict::run(
                 Operation::Leave { member: ordinal },
                 Some(ActionKind::Leave),
-                "ScalingDown",
+                SCALING_DOWN,
                 format!(
                     "{} leaves the group before its pod is removed",
                     name(observed, ordinal)

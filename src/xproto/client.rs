@@ -45,7 +45,7 @@ impl Endpoint {
     }
 
     /// The same endpoint, whose certificate must name `name`.
-    pub fn with_tls_name(self, name: impl Into<String>) -> Self {
+    pub(crate) fn with_tls_name(self, name: impl Into<String>) -> Self {
         Self {
             tls_name: Some(name.into()),
             ..self

@@ -407,7 +407,7 @@ macro_rules! message_set {
             }
 
             /// The protobuf payload of this message.
-            pub fn encode_payload(&self) -> Vec<u8> {
+            pub(crate) fn encode_payload(&self) -> Vec<u8> {
                 match self {
                     $(Self::$variant(m) => m.encode_to_vec(),)*
                 }

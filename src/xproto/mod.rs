@@ -39,10 +39,6 @@ pub mod notice;
 pub mod tls;
 
 pub use client::{ConnOptions, Credentials, Endpoint, SessionOptions};
-pub use health::MemberHealth;
-pub use monitor::{
-    ClusterTargets, MemberEvent, Monitor, MonitorConfig, MonitorHandle, ProbeResult, Wake,
-    WakeReason,
-};
+pub use monitor::{ClusterTargets, MemberEvent, Monitor, MonitorConfig, Wake, WakeReason};
 pub use notice::{GrEvent, GrEventKind};
 pub use tls::{TlsOptions, TlsVerify};

@@ -276,8 +276,9 @@ where
         self.shared.health.snapshot(cluster)
     }
 
-    /// The endpoints currently monitored for `cluster`, sorted.
-    pub fn endpoints(&self, cluster: &K) -> Vec<Endpoint> {
+    /// The endpoints currently monitored for `cluster`, sorted (what the tests check).
+    #[cfg(test)]
+    pub(crate) fn endpoints(&self, cluster: &K) -> Vec<Endpoint> {
         let clusters = self
             .shared
             .clusters

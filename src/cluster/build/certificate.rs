@@ -6,14 +6,15 @@ use crate::certs::cert_manager::{Certificate, CertificateIssuerRef, CertificateS
 use crate::objects::names::Component;
 
 use super::tls_secrets::member_request;
-use crate::cluster::validate::{TlsSource, ValidCluster};
+use crate::cluster::validate::ValidCluster;
+use crate::objects::tls::TlsSource;
 
 /// The issuer kind and group when `spec.tls.issuerRef` leaves them out (cert-manager's own).
 const DEFAULT_KIND: &str = "Issuer";
 const DEFAULT_GROUP: &str = "cert-manager.io";
 
 /// The Certificate to request, when cert-manager issues the members' certificate.
-pub fn member_certificate(c: &ValidCluster) -> Option<Certificate> {
+pub(crate) fn member_certificate(c: &ValidCluster) -> Option<Certificate> {
     let TlsSource::CertManager(issuer) = &c.tls else {
         return None;
     };

@@ -17,29 +17,29 @@ use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
 /// Key of the shared my.cnf in the ConfigMap.
 pub const MYCNF_KEY: &str = "my.cnf";
 /// Where the member's generated configuration is (an emptyDir the init container writes).
-pub const CONF_DIR: &str = "/etc/mysql/conf.d";
+pub(crate) const CONF_DIR: &str = "/etc/mysql/conf.d";
 /// The member's whole configuration: the shared my.cnf and its own settings. mysqld reads this
 /// file only (`--defaults-file`), never the image's own configuration.
-pub const MEMBER_CNF: &str = "/etc/mysql/conf.d/member.cnf";
+pub(crate) const MEMBER_CNF: &str = "/etc/mysql/conf.d/member.cnf";
 /// Where the ConfigMap is mounted.
-pub const TEMPLATE_DIR: &str = "/etc/innodb-operator";
+pub(crate) const TEMPLATE_DIR: &str = "/etc/innodb-operator";
 /// Where the data volume is mounted.
-pub const DATA_MOUNT: &str = "/var/lib/mysql";
+pub(crate) const DATA_MOUNT: &str = "/var/lib/mysql";
 /// The data directory: a directory of the volume (whose root may hold `lost+found`), which
 /// exists only once initialised.
-pub const DATA_DIR: &str = "/var/lib/mysql/data";
+pub(crate) const DATA_DIR: &str = "/var/lib/mysql/data";
 /// Where mysqld's socket and pid file are (an emptyDir).
-pub const RUN_DIR: &str = "/var/run/mysqld";
+pub(crate) const RUN_DIR: &str = "/var/run/mysqld";
 /// mysqld's socket, for the probes.
-pub const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
+pub(crate) const SOCKET: &str = "/var/run/mysqld/mysqld.sock";
 /// Where the members' TLS Secret (`kubernetes.io/tls`: `tls.crt`, `tls.key`, `ca.crt`) is
 /// mounted.
-pub const TLS_DIR: &str = "/etc/mysql/tls";
+pub(crate) const TLS_DIR: &str = "/etc/mysql/tls";
 /// Added to a pod's ordinal to make its server_id (0 is not allowed for replication).
-pub const SERVER_ID_OFFSET: i32 = 1000;
+pub(crate) const SERVER_ID_OFFSET: i32 = 1000;
 
 /// Settings the operator owns; `spec.mycnf` may not set them.
-pub const MANAGED_OPTIONS: &[&str] = &[
+pub(crate) const MANAGED_OPTIONS: &[&str] = &[
     "server_id",
     "server-id",
     "report_host",
@@ -73,7 +73,7 @@ pub const MANAGED_OPTIONS: &[&str] = &[
 ];
 
 /// Whether `spec.mycnf` may set `key` (after stripping a `loose_`/`loose-` prefix).
-pub fn is_managed_option(key: &str) -> bool {
+pub(crate) fn is_managed_option(key: &str) -> bool {
     let k = key
         .strip_prefix("loose_")
         .or_else(|| key.strip_prefix("loose-"))
@@ -88,7 +88,7 @@ pub fn is_managed_option(key: &str) -> bool {
 /// `group_replication_member_expel_timeout`, the server's default written out: how long a
 /// suspected member may stay UNREACHABLE before it is expelled. The topology sets it to 0 on the
 /// survivors while a member is provably gone, then back to this (`topology::expel`).
-pub const EXPEL_TIMEOUT_S: u32 = 5;
+pub(crate) const EXPEL_TIMEOUT_S: u32 = 5;
 
 /// The address Group Replication members use to talk to `host` for `stack`.
 pub fn local_address_port(stack: CommunicationStack) -> i32 {

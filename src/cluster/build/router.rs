@@ -23,13 +23,13 @@ use super::statefulset::CONFIG_HASH_ANNOTATION;
 
 /// The Router pod template's copy of when the members' certificate ends: a renewal changes it,
 /// and the Deployment replaces the Routers one at a time.
-pub const CERTIFICATE_END_ANNOTATION: &str = "innodb-operator.io/member-certificate-end";
-use super::tls_secrets::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
+pub(crate) const CERTIFICATE_END_ANNOTATION: &str = "innodb-operator.io/member-certificate-end";
 use crate::api::cluster::RouterMode;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::accounts::Account;
 use crate::objects::names::Component;
 use crate::objects::pod_security::{restricted_container, restricted_pod};
+use crate::objects::tls::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 
 /// UID the router runs as.
 pub(crate) const ROUTER_UID: i64 = 999;

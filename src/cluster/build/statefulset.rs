@@ -31,14 +31,14 @@ use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
 use crate::version::ServerVersion;
 
 /// UID and GID of the `mysql` user in the official images.
-pub const MYSQL_UID: i64 = 999;
+pub(crate) const MYSQL_UID: i64 = 999;
 /// Pod annotation with the hash of the configuration, so a config change rolls the members.
-pub const CONFIG_HASH_ANNOTATION: &str = "innodb-operator.io/config-hash";
+pub(crate) const CONFIG_HASH_ANNOTATION: &str = "innodb-operator.io/config-hash";
 /// StatefulSet annotation with the MySQL version its pods run: a change of `spec.version` is
 /// checked against it.
-pub const VERSION_ANNOTATION: &str = "innodb-operator.io/mysql-version";
+pub(crate) const VERSION_ANNOTATION: &str = "innodb-operator.io/mysql-version";
 /// The name of the member container.
-pub const MYSQL_CONTAINER: &str = "mysql";
+pub(crate) const MYSQL_CONTAINER: &str = "mysql";
 
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
@@ -87,7 +87,7 @@ fn ping_probe(period: i32, failures: i32) -> Probe {
 }
 
 /// Hash of everything in the ConfigMap the pods read, so a change rolls them.
-pub fn config_hash(c: &ValidCluster) -> String {
+pub(crate) fn config_hash(c: &ValidCluster) -> String {
     let mut h = Sha256::new();
     h.update(mycnf::mycnf(c));
     h.update(member_scripts::init_script(c));
@@ -336,7 +336,7 @@ pub fn pdb(c: &ValidCluster) -> PodDisruptionBudget {
 
 /// What the members of an existing StatefulSet run: its version annotation and member image
 /// (`None` for a StatefulSet without them, which then constrains no version change).
-pub fn deployed(sts: &StatefulSet) -> Option<Deployed> {
+pub(crate) fn deployed(sts: &StatefulSet) -> Option<Deployed> {
     let version = sts.metadata.annotations.as_ref()?.get(VERSION_ANNOTATION)?;
     let image = sts
         .spec

@@ -514,6 +514,9 @@ fn router_objects_go_when_routers_are_disabled() {
     );
 }
 
+/// Long (88 lines) on purpose: one Router in metadata-cache mode read end to end (its
+/// configuration, state file, container, probes, account, ports, and a scale of the members),
+/// each check a few lines.
 #[test]
 fn metadata_cache_routers_follow_the_group_with_the_router_account_from_its_secret() {
     let c = valid_cluster("spec: {router: {instances: 2, mode: metadataCache}}");

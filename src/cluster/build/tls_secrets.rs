@@ -13,17 +13,12 @@ use rand::Rng;
 use crate::certs::inspect;
 use crate::certs::issue::{self, CertError, KeyedCert, LeafRequest, Usage};
 use crate::certs::validity::Validity;
-use crate::cluster::validate::{TlsSource, ValidCluster};
+use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
+use crate::objects::tls::{CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TlsSource};
 
-/// Keys of the CA Secret.
-pub const CA_CERT_KEY: &str = "ca.crt";
-pub const CA_KEY_KEY: &str = "ca.key";
-/// Keys of a `kubernetes.io/tls` Secret.
-pub const TLS_CERT_KEY: &str = "tls.crt";
-pub const TLS_KEY_KEY: &str = "tls.key";
 /// Annotations with the certificate's validity (RFC 3339), written with it.
-pub const NOT_BEFORE_ANNOTATION: &str = "innodb-operator.io/not-before";
+pub(crate) const NOT_BEFORE_ANNOTATION: &str = "innodb-operator.io/not-before";
 pub const NOT_AFTER_ANNOTATION: &str = "innodb-operator.io/not-after";
 /// Annotation of the members' Secret while its `ca.crt` holds the previous CA beside the
 /// current one (after the CA changed): until when (RFC 3339).
@@ -134,7 +129,7 @@ fn ca_subject(c: &ValidCluster) -> String {
 /// The member certificate's request: every member under the headless Service (one wildcard, so
 /// scaling needs no new certificate), and the cluster's Services (a client through a Router
 /// that passes TLS through verifies the Router's name).
-pub fn member_request(c: &ValidCluster) -> LeafRequest {
+pub(crate) fn member_request(c: &ValidCluster) -> LeafRequest {
     let n = &c.names;
     let mut dns_names = vec![format!(
         "*.{}",

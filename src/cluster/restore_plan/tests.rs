@@ -390,7 +390,6 @@ fn members(gtids: &str, in_group: Option<u32>) -> Observed {
     use crate::topology::observe::{
         ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus, Reach,
     };
-    use crate::topology::sql::Capabilities;
     use crate::version::ServerVersion;
     let input = ClusterInput {
         name: "orders".into(),
@@ -401,40 +400,25 @@ fn members(gtids: &str, in_group: Option<u32>) -> Observed {
     };
     let state = |o: u32| {
         let uuid = format!("00000000-0000-0000-0000-00000000000{o}");
-        MemberState {
-            server_uuid: uuid.clone(),
-            capabilities: Capabilities {
-                version: ServerVersion::new(8, 4, 2),
-                group_replication: true,
-                clone: true,
-                communication_stack: true,
+        let row = GroupMemberRow {
+            member_id: uuid.clone(),
+            host: input.host(o),
+            port: 3306,
+            state: if in_group == Some(o) {
+                MemberStatus::Online
+            } else {
+                MemberStatus::Offline
             },
+            role: None,
+            version: "8.4.2".into(),
+        };
+        MemberState {
             gtid_executed: if o == 0 {
                 GtidSet::parse(gtids).unwrap()
             } else {
                 GtidSet::new()
             },
-            gtid_received: GtidSet::new(),
-            super_read_only: true,
-            offline_mode: false,
-            group: vec![GroupMemberRow {
-                member_id: uuid,
-                host: input.host(o),
-                port: 3306,
-                state: if in_group == Some(o) {
-                    MemberStatus::Online
-                } else {
-                    MemberStatus::Offline
-                },
-                role: None,
-                version: "8.4.2".into(),
-            }],
-            applier_queue: 0,
-            cloning: false,
-            clone_failed: None,
-            expel_timeout: Some(5),
-            group_name: None,
-            certificate_end: None,
+            ..MemberState::for_test(uuid, ServerVersion::new(8, 4, 2), vec![row])
         }
     };
     Observed {

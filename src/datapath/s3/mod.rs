@@ -247,7 +247,7 @@ fn client_config(cfg: &S3Config) -> Result<aws_sdk_s3::config::Builder, S3Error>
 
 /// A client bound to one bucket.
 #[derive(Clone, Debug)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     client: Client,
     name: String,
     integrity: PayloadIntegrity,

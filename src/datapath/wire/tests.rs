@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use mysql_common::constants::StatusFlags;
 use mysql_common::scramble::{scramble_native, scramble_sha256};
 use tokio::io::{DuplexStream, duplex};
 
@@ -294,25 +295,16 @@ async fn a_row_of_several_packets_is_joined() {
 
 #[test]
 fn fields_that_do_not_fit_their_packet_are_errors() {
-    let short = Row {
-        packet: &[5, b'a', b'b'],
-        columns: 1,
-    };
+    let short = Row::new(&[5, b'a', b'b'], 1);
     assert!(short.fields().any(|f| f.is_err()));
-    let extra = Row {
-        packet: &[1, b'a', 1, b'b'],
-        columns: 1,
-    };
+    let extra = Row::new(&[1, b'a', 1, b'b'], 1);
     assert!(extra.fields().any(|f| f.is_err()));
-    let missing = Row {
-        packet: &[1, b'a'],
-        columns: 2,
-    };
+    let missing = Row::new(&[1, b'a'], 2);
     assert!(missing.fields().any(|f| f.is_err()));
-    let huge = Row {
-        packet: &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, b'a'],
-        columns: 1,
-    };
+    let huge = Row::new(
+        &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, b'a'],
+        1,
+    );
     assert!(huge.fields().any(|f| f.is_err()));
 }
 

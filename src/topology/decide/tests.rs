@@ -14,7 +14,6 @@ use crate::topology::observe::Role;
 use crate::topology::observe::{
     ClusterInput, GroupMemberRow, Member, MemberState, MemberStatus as S, Silence,
 };
-use crate::topology::sql::Capabilities;
 use crate::version::ServerVersion;
 
 const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
@@ -35,26 +34,11 @@ impl Fx {
         let members = (0..n)
             .map(|o| Member {
                 ordinal: o,
-                reach: Reach::Reachable(Box::new(MemberState {
-                    server_uuid: uuid(o),
-                    capabilities: Capabilities {
-                        version: ServerVersion::new(8, 4, 2),
-                        group_replication: true,
-                        clone: true,
-                        communication_stack: true,
-                    },
-                    gtid_executed: GtidSet::new(),
-                    gtid_received: GtidSet::new(),
-                    super_read_only: true,
-                    offline_mode: false,
-                    group: vec![row(&input, o, S::Offline, None)],
-                    applier_queue: 0,
-                    cloning: false,
-                    clone_failed: None,
-                    expel_timeout: Some(5),
-                    group_name: None,
-                    certificate_end: None,
-                })),
+                reach: Reach::Reachable(Box::new(MemberState::for_test(
+                    uuid(o),
+                    ServerVersion::new(8, 4, 2),
+                    vec![row(&input, o, S::Offline, None)],
+                ))),
             })
             .collect();
         Fx { input, members }

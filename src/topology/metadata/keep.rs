@@ -14,7 +14,7 @@ use crate::topology::ops::OpsError;
 
 /// Why the metadata was not kept this time (the next reconcile tries again).
 #[derive(Debug, Error)]
-pub enum KeepError {
+pub(crate) enum KeepError {
     #[error("keeping the InnoDB Cluster metadata: {0}")]
     Ops(#[from] OpsError),
     #[error("keeping the InnoDB Cluster metadata: {0}")]
@@ -23,7 +23,7 @@ pub enum KeepError {
 
 /// What a pass changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Kept {
+pub(crate) struct Kept {
     /// The schema was created (it did not exist).
     pub created: bool,
     /// Statements run (DDL, grants and row changes).
@@ -66,7 +66,11 @@ pub fn select_router() -> String {
 impl SqlOps {
     /// Makes the metadata on the primary `at` say what `desired` says: reads it, plans, runs
     /// the plan (the row changes in one transaction).
-    pub async fn keep_metadata(&self, at: &Endpoint, desired: &Desired) -> Result<Kept, KeepError> {
+    pub(crate) async fn keep_metadata(
+        &self,
+        at: &Endpoint,
+        desired: &Desired,
+    ) -> Result<Kept, KeepError> {
         let work = async {
             let mut s = self.connect(at).await?;
             let stored = read(&mut s).await?;

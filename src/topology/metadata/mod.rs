@@ -67,7 +67,7 @@ pub struct Instance {
     /// The member's stable DNS name (its `report_host`).
     pub host: String,
     pub port: u16,
-    pub x_port: u16,
+    pub(crate) x_port: u16,
     /// Port of `group_replication_local_address`.
     pub group_port: u16,
 }
@@ -109,14 +109,14 @@ pub struct Desired {
     pub members: Vec<Instance>,
     /// Host names of the members the cluster should have that are not in the group now (a pod
     /// restarting): their rows stay, so Router uses them again once they are back.
-    pub absent_hosts: BTreeSet<String>,
+    pub(crate) absent_hosts: BTreeSet<String>,
     pub router: RouterRow,
 }
 
 impl Desired {
     /// From what the members said: the primary (ONLINE, writable, in a group with quorum) and
     /// the metadata its view calls for; `None` without such a primary (nothing can be written).
-    pub fn from_observed(
+    pub(crate) fn from_observed(
         observed: &Observed,
         x_port: u16,
         router: RouterRow,
@@ -174,7 +174,7 @@ pub struct StoredInstance {
     pub server_uuid: String,
     pub address: Option<String>,
     pub endpoint: Option<String>,
-    pub xendpoint: Option<String>,
+    pub(crate) xendpoint: Option<String>,
 }
 
 /// The operator's router row as stored.

@@ -4,9 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::topology::gtid::GtidSet;
 use crate::topology::observe::{ClusterInput, GroupMemberRow, Member, MemberState, Reach, Role};
-use crate::topology::sql::Capabilities;
 use crate::version::ServerVersion;
 
 const GROUP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
@@ -290,24 +288,9 @@ fn member(o: u32, primary: u32, group: &[u32]) -> Member {
     Member {
         ordinal: o,
         reach: Reach::Reachable(Box::new(MemberState {
-            server_uuid: uuid(o),
-            capabilities: Capabilities {
-                version: ServerVersion::new(9, 7, 4),
-                group_replication: true,
-                clone: true,
-                communication_stack: true,
-            },
-            gtid_executed: GtidSet::new(),
-            gtid_received: GtidSet::new(),
             super_read_only: o != primary,
-            offline_mode: false,
-            group: rows,
-            applier_queue: 0,
-            cloning: false,
-            clone_failed: None,
-            expel_timeout: Some(5),
             group_name: Some(GROUP.into()),
-            certificate_end: None,
+            ..MemberState::for_test(uuid(o), ServerVersion::new(9, 7, 4), rows)
         })),
     }
 }
