@@ -30,7 +30,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::group::Group;
-use crate::tls::{on_every_member, spawn_writer, verified};
+use crate::verified::{on_every_member, spawn_writer, verified};
 use crate::{STEP, Timings, join};
 
 /// `key` of `secret` as text.

@@ -16,6 +16,7 @@ mod group;
 mod minio;
 mod objects;
 mod tls;
+mod verified;
 mod xnotices;
 
 use std::time::{Duration, Instant};

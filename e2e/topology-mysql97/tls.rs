@@ -5,7 +5,6 @@
 //! renewed and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write, and
 //! the CA changed (`ca_change.rs`).
 
-use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +21,6 @@ use innodb_operator::topology::observe::Endpoint;
 use innodb_operator::topology::ops::{MemberOps, OpsError};
 use jiff::Timestamp;
 use mysql_async::prelude::Queryable;
-use mysql_async::{OptsBuilder, SslOpts};
 
 use innodb_operator::datapath::wire::WireConn;
 use innodb_operator::datapath::{self, BackupConfig, MysqlConfig, MysqlTls};
@@ -31,6 +29,7 @@ use innodb_operator::objects::accounts::Account;
 use crate::group::Group;
 use crate::minio::Minio;
 use crate::realmysql::net;
+use crate::verified::{admin_opts, on_every_member, spawn_writer, verified};
 use crate::{Timings, bootstrap, fresh_group_with, join};
 
 const NOT_AFTER: &str = "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
@@ -38,28 +37,6 @@ const NOT_AFTER: &str = "SELECT VARIABLE_VALUE FROM performance_schema.global_st
 
 /// A value no member sends in cleartext if every link is encrypted.
 const MARKER: &str = "iopMARK5d1c7e";
-
-fn admin_opts(g: &Group, ordinal: u32) -> OptsBuilder {
-    let admin = g
-        .built
-        .credentials(innodb_operator::objects::accounts::Account::Admin);
-    OptsBuilder::default()
-        .ip_or_hostname(g.members.member(ordinal).ip.clone())
-        .tcp_port(MYSQL_PORT as u16)
-        .user(Some(admin.user))
-        .pass(Some(admin.password))
-        .prefer_socket(false)
-}
-
-/// The operator's admin session to `ordinal` over TLS trusting `ca_pem`, verifying `name`.
-pub(crate) fn verified(g: &Group, ordinal: u32, ca_pem: Vec<u8>) -> OptsBuilder {
-    admin_opts(g, ordinal).ssl_opts(
-        SslOpts::default()
-            .with_root_certs(vec![ca_pem.into()])
-            .with_disable_built_in_roots(true)
-            .with_danger_tls_hostname_override(Some(g.members.member(ordinal).fqdn.clone())),
-    )
-}
 
 fn ca_pem(g: &Group) -> Vec<u8> {
     g.built.member_ca().expect("the operator CA")
@@ -350,37 +327,6 @@ async fn create_app_user(g: &Group) {
         .await;
 }
 
-/// A writer committing one row per new verified session until `stop`, ids after `after`: the
-/// ids acknowledged and the errors met.
-pub(crate) fn spawn_writer(
-    opts: OptsBuilder,
-    stop: Arc<AtomicBool>,
-    after: u32,
-) -> tokio::task::JoinHandle<(BTreeSet<u32>, Vec<String>)> {
-    tokio::spawn(async move {
-        let mut acknowledged = BTreeSet::new();
-        let mut failures = Vec::new();
-        let mut id = after;
-        while !stop.load(Ordering::Relaxed) {
-            id += 1;
-            let result = async {
-                let mut c = mysql_async::Conn::new(opts.clone()).await?;
-                c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
-                    .await?;
-                c.disconnect().await
-            }
-            .await;
-            match result {
-                Ok(()) => {
-                    acknowledged.insert(id);
-                }
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        (acknowledged, failures)
-    })
-}
-
 /// The member certificate renewed (as the operator does at two thirds of its life), written
 /// where the kubelet would put it while a writer commits through a verified session; the
 /// operator's ticks see that the members serve another certificate than the Secret's and reload
@@ -461,32 +407,6 @@ pub(crate) async fn rotation_under_writes(g: &Group) {
     );
     assert!(acknowledged.len() > 5, "the writer ran: {acknowledged:?}");
     on_every_member(g, &acknowledged, 1000).await;
-}
-
-/// Every acknowledged id (all after `after`) is on every member, applied within 30 s.
-pub(crate) async fn on_every_member(g: &Group, acknowledged: &BTreeSet<u32>, after: u32) {
-    for m in g.members.members() {
-        let started = Instant::now();
-        loop {
-            let rows = g
-                .root_query(
-                    m.ordinal,
-                    &format!("SELECT id FROM iop_test.t WHERE id > {after}"),
-                )
-                .await;
-            let present: BTreeSet<u32> =
-                rows.iter().flatten().map(|v| v.parse().unwrap()).collect();
-            if acknowledged.is_subset(&present) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "member {} lacks acknowledged writes",
-                m.ordinal
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
