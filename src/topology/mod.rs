@@ -36,6 +36,7 @@ pub use event::Event;
 pub use observe::{
     ActionRecord, ClonePolicy, ClusterInput, Observed, PodInfo, PodPhase, RestoreGate, Role,
 };
+use ops::MemberAction;
 pub use ops::{MemberOps, Operation, OpsError};
 pub use report::{Condition, Decision, MemberReport};
 
@@ -53,12 +54,18 @@ pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
 /// way), the members admitted to clients and those reloading their certificate, then the
 /// operation.
 pub async fn carry_out<O: MemberOps>(ops: &O, observed: &Observed, decision: &Decision) -> Carried {
+    let expel = decision
+        .expel_timeout
+        .as_ref()
+        .map(|c| (MemberAction::ExpelTimeout(c.seconds), c.members.as_slice()));
+    let actions = expel.into_iter().chain([
+        (MemberAction::AdmitClients, decision.admit.as_slice()),
+        (MemberAction::ReloadTls, decision.reload_tls.as_slice()),
+    ]);
     let mut failed = Vec::new();
-    if let Some(change) = &decision.expel_timeout {
-        failed.extend(ops::set_expel_timeout(ops, observed, change).await);
+    for (action, members) in actions {
+        failed.extend(ops::on_each(ops, observed, members, action).await);
     }
-    failed.extend(ops::admit_clients(ops, observed, &decision.admit).await);
-    failed.extend(ops::reload_tls(ops, observed, &decision.reload_tls).await);
     Carried {
         failed,
         operation: ops::execute(ops, observed, &decision.operation).await,

@@ -9,7 +9,6 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use thiserror::Error;
 
-use super::expel::ExpelTimeout;
 use super::observe::{
     ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach, Silence,
 };
@@ -261,18 +260,55 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
 
 /// Runs one statement beside the operation on each of `members`, concurrently. A member that
 /// fails is logged and left: the next tick decides again from what it then says.
-/// Runs `run` on each of `members` at once; each failure, saying what failed on which member and
-/// the server's words.
-async fn on_each<F, Fut>(observed: &Observed, members: &[u32], what: &str, run: F) -> Vec<String>
-where
-    F: Fn(Endpoint) -> Fut,
-    Fut: Future<Output = Result<(), OpsError>>,
-{
+/// An action on members beside the operation, run on several at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberAction {
+    /// Set `group_replication_member_expel_timeout` to these seconds.
+    ExpelTimeout(u32),
+    /// Admit clients (`offline_mode` OFF).
+    AdmitClients,
+    /// Reload the TLS files: mysqld keeps serving what it has when it refuses them (e.g. ERROR
+    /// 3888 for a certificate not valid yet or a key that does not match).
+    ReloadTls,
+}
+
+impl MemberAction {
+    fn what(self) -> String {
+        match self {
+            MemberAction::ExpelTimeout(seconds) => {
+                format!("set group_replication_member_expel_timeout to {seconds}")
+            }
+            MemberAction::AdmitClients => "admit clients (offline_mode OFF)".into(),
+            MemberAction::ReloadTls => {
+                "reload TLS (the certificate in the Secret differs from the one served)".into()
+            }
+        }
+    }
+
+    async fn run<O: MemberOps>(self, ops: &O, at: &Endpoint) -> Result<(), OpsError> {
+        match self {
+            MemberAction::ExpelTimeout(seconds) => ops.set_expel_timeout(at, seconds).await,
+            MemberAction::AdmitClients => ops.admit_clients(at).await,
+            MemberAction::ReloadTls => ops.reload_tls(at).await,
+        }
+    }
+}
+
+/// Runs `action` on each of `members` at once; each failure, saying what failed on which member
+/// and the server's words.
+pub async fn on_each<O: MemberOps>(
+    ops: &O,
+    observed: &Observed,
+    members: &[u32],
+    action: MemberAction,
+) -> Vec<String> {
     let input = &observed.input;
-    let results = futures::future::join_all(members.iter().map(|&o| {
-        let done = run(input.endpoint(o));
-        async move { (o, done.await) }
-    }))
+    let what = action.what();
+    let results = futures::future::join_all(
+        members
+            .iter()
+            .map(|&o| async move { (o, action.run(ops, &input.endpoint(o)).await) }),
+    )
     .await;
     let mut failed = Vec::new();
     for (o, result) in results {
@@ -285,54 +321,6 @@ where
         }
     }
     failed
-}
-
-/// Sets the expel timeout on every member the change lists; the failures.
-pub async fn set_expel_timeout<O: MemberOps>(
-    ops: &O,
-    observed: &Observed,
-    change: &ExpelTimeout,
-) -> Vec<String> {
-    let what = format!(
-        "set group_replication_member_expel_timeout to {}",
-        change.seconds
-    );
-    on_each(observed, &change.members, &what, |at| async move {
-        ops.set_expel_timeout(&at, change.seconds).await
-    })
-    .await
-}
-
-/// Admits clients to `members` (`offline_mode` OFF); the failures.
-pub async fn admit_clients<O: MemberOps>(
-    ops: &O,
-    observed: &Observed,
-    members: &[u32],
-) -> Vec<String> {
-    on_each(
-        observed,
-        members,
-        "admit clients (offline_mode OFF)",
-        |at| async move { ops.admit_clients(&at).await },
-    )
-    .await
-}
-
-/// Reloads the TLS files of `members`; the failures (mysqld keeps serving what it has when it
-/// refuses the files, e.g. ERROR 3888 for a certificate not valid yet or a key that does not
-/// match).
-pub async fn reload_tls<O: MemberOps>(
-    ops: &O,
-    observed: &Observed,
-    members: &[u32],
-) -> Vec<String> {
-    on_each(
-        observed,
-        members,
-        "reload TLS (the certificate in the Secret differs from the one served)",
-        |at| async move { ops.reload_tls(&at).await },
-    )
-    .await
 }
 
 /// Runs the decided operation.
