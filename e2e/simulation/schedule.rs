@@ -941,7 +941,7 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         name: "db".into(),
         namespace: "sim".into(),
         cluster_domain: "cluster.local".into(),
-        group_port: 3306,
+        stack: innodb_operator::api::cluster::CommunicationStack::MYSQL,
         instances,
         pods: vec![],
         switchover_to: None,

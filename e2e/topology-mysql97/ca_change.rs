@@ -30,7 +30,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::group::Group;
-use crate::verified::{on_every_member, spawn_writer, verified};
+use crate::verified::{Written, app_sessions, on_every_member, spawn_writer};
 use crate::{STEP, Timings, join};
 
 /// `key` of `secret` as text.
@@ -84,9 +84,7 @@ async fn rolled_in(g: &mut Group, t: &mut Timings, secret: &Secret, after: u32, 
     let size = g.members.members().len();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(
-        verified(g, 0, text(secret, CA_CERT_KEY).into_bytes())
-            .user(Some("app"))
-            .pass(Some("app-pw-1")),
+        app_sessions(g, text(secret, CA_CERT_KEY).into_bytes()),
         stop.clone(),
         after,
     );
@@ -112,11 +110,17 @@ async fn rolled_in(g: &mut Group, t: &mut Timings, secret: &Secret, after: u32, 
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    let (acknowledged, failures) = writer.await.unwrap();
+    let Written {
+        acknowledged,
+        failures,
+        moved,
+    } = writer.await.unwrap();
     eprintln!(
-        "{label}: {} writes acknowledged, {} failed",
+        "{label}: {} writes acknowledged, {} failed, {} taken by another member after a \
+         switchover ({moved:?})",
         acknowledged.len(),
-        failures.len()
+        failures.len(),
+        moved.len()
     );
     assert!(
         failures.is_empty(),

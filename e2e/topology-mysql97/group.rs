@@ -21,7 +21,6 @@ pub struct Group {
     pub built: Built,
     pub members: Cluster,
     pub ops: SqlOps,
-    pub group_port: u16,
     /// When the certificate in the members' TLS Secret ends, as the operator's input says (a
     /// renewal in the test changes it).
     pub certificate_end: std::sync::Mutex<Option<jiff::Timestamp>>,
@@ -62,8 +61,6 @@ impl Group {
             "{name}: pods started (init containers done) in {:?}",
             started.elapsed()
         );
-        let group_port =
-            innodb_operator::cluster::build::mycnf::local_address_port(built.cluster.stack) as u16;
         let ops = SqlOps {
             admin: built.credentials(Account::Admin),
             accounts: built.accounts(),
@@ -78,7 +75,6 @@ impl Group {
             built,
             members,
             ops,
-            group_port,
         }
     }
 
@@ -88,7 +84,7 @@ impl Group {
             name: self.built.cluster.names.cluster.clone(),
             namespace: objects::NAMESPACE.into(),
             cluster_domain: objects::DOMAIN.into(),
-            group_port: self.group_port,
+            stack: self.built.cluster.stack,
             instances: self.members.members().len() as u32,
             pods: self
                 .members

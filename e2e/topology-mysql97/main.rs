@@ -17,6 +17,7 @@ mod minio;
 mod objects;
 mod tls;
 mod verified;
+mod xcom_cert;
 mod xnotices;
 
 use std::time::{Duration, Instant};
@@ -711,12 +712,12 @@ async fn missing_plugin_needs_the_user(g: &Group, ordinal: u32) {
     .await;
 }
 
-/// The XCOM stack; then a certificate renewed (same CA) and reloaded under a writer, and a
-/// member rejoining: XCom's connections accept the renewed certificate. (A CA change does not
-/// work on this stack yet: XCom keeps the CA it loaded when Group Replication started, so after
-/// the reload a member restarting its Group Replication with the new CA's certificate is
-/// refused by the others — "[GCS] Error connecting to all peers", ERROR 3092 — where the MYSQL
-/// stack rejoins in 2.3 s; see README, TLS.)
+/// The XCOM stack; then a certificate renewed (same CA) and rolled in under a writer, which on
+/// this stack the operator does by restarting each member's Group Replication (secondaries
+/// first, the primary handing over): XCom reads its certificate only when Group Replication
+/// starts, which the test first shows on the real server (a reload alone changes what mysqld
+/// serves, not what XCom presents). Then XCom presents the renewed certificate on every member,
+/// and a member rejoins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_join_on_the_xcom_stack() {
     let mut t = Timings::default();
@@ -729,7 +730,64 @@ async fn bootstrap_and_join_on_the_xcom_stack() {
     missing_plugin_needs_the_user(&g, 1).await;
     join(&g, &mut t, 1, 2, "XCOM stack: incremental join").await;
     same_transactions(&g, 0, 1).await;
+    a_reload_does_not_reach_xcom(&g).await;
     tls::rotation_under_writes(&g).await;
+    let renewed = g.certificate_end.lock().unwrap().expect("the renewed end");
+    for o in 0..2 {
+        let presented = xcom_cert::xcom_certificate_end(&g, o).await;
+        assert_eq!(
+            presented.as_second(),
+            renewed.as_second(),
+            "member {o}'s XCom presents the renewed certificate"
+        );
+    }
     g.root_exec(1, "STOP GROUP_REPLICATION").await;
     join(&g, &mut t, 1, 2, "XCOM stack: rejoin after a renewal").await;
+}
+
+/// The finding behind the operator's XCOM renewal, on the real server: member 1 given a renewed
+/// certificate and `ALTER INSTANCE RELOAD TLS` serves it to clients while its XCom still
+/// presents the one it started with. Then its files and mysqld are put back as they were.
+async fn a_reload_does_not_reach_xcom(g: &Group) {
+    use innodb_operator::objects::tls::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
+    let keys = [TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY];
+    let dir = g.members.volume_path(1, "tls");
+    let kept: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| std::fs::read(dir.join(k)).unwrap())
+        .collect();
+    let started_with = xcom_cert::xcom_certificate_end(g, 1).await;
+    let secret_end = g.certificate_end.lock().unwrap().expect("the Secret's end");
+    assert_eq!(
+        started_with.as_second(),
+        secret_end.as_second(),
+        "XCom presents the certificate Group Replication started with"
+    );
+    let renewed = tls::renewed_member_secret(g);
+    let data = renewed.data.as_ref().unwrap();
+    for key in keys {
+        std::fs::write(dir.join(key), &data[key].0).unwrap();
+    }
+    g.root_exec(1, "ALTER INSTANCE RELOAD TLS").await;
+    let renewed_end = innodb_operator::certs::inspect::not_after(&data[TLS_CERT_KEY].0).unwrap();
+    let served = g.observe().await.state(1).and_then(|s| s.certificate_end);
+    assert_eq!(
+        served.map(|t| t.as_second()),
+        Some(renewed_end.as_second()),
+        "mysqld serves the reloaded certificate"
+    );
+    let presented = xcom_cert::xcom_certificate_end(g, 1).await;
+    eprintln!(
+        "XCOM: after RELOAD TLS mysqld serves the certificate ending {renewed_end}, XCom presents \
+         the one ending {presented}"
+    );
+    assert_eq!(
+        presented.as_second(),
+        started_with.as_second(),
+        "XCom keeps presenting the certificate it started with after a reload"
+    );
+    for (key, bytes) in keys.iter().zip(kept) {
+        std::fs::write(dir.join(key), bytes).unwrap();
+    }
+    g.root_exec(1, "ALTER INSTANCE RELOAD TLS").await;
 }

@@ -29,7 +29,7 @@ use innodb_operator::objects::accounts::Account;
 use crate::group::Group;
 use crate::minio::Minio;
 use crate::realmysql::net;
-use crate::verified::{admin_opts, on_every_member, spawn_writer, verified};
+use crate::verified::{Written, admin_opts, app_sessions, on_every_member, spawn_writer, verified};
 use crate::{Timings, bootstrap, fresh_group_with, join};
 
 const NOT_AFTER: &str = "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
@@ -289,7 +289,7 @@ async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path, s3: &Minio) 
 }
 
 /// The member Secret as the operator renews it when it is due (its recorded end is now).
-fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
+pub(crate) fn renewed_member_secret(g: &Group) -> k8s_openapi::api::core::v1::Secret {
     let name = g.built.cluster.member_tls_secret();
     let secret = |n: &str| {
         g.built
@@ -358,10 +358,7 @@ pub(crate) async fn rotation_under_writes(g: &Group) {
 
     create_app_user(g).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let opts = verified(g, 0, ca_pem(g))
-        .user(Some("app"))
-        .pass(Some("app-pw-1"));
-    let writer = spawn_writer(opts, stop.clone(), 1000);
+    let writer = spawn_writer(app_sessions(g, ca_pem(g)), stop.clone(), 1000);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = g.root_query(0, NOT_AFTER).await;
     for m in g.members.members() {
@@ -393,12 +390,18 @@ pub(crate) async fn rotation_under_writes(g: &Group) {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    let (acknowledged, failures) = writer.await.unwrap();
+    let Written {
+        acknowledged,
+        failures,
+        moved,
+    } = writer.await.unwrap();
     let after = g.root_query(0, NOT_AFTER).await;
     eprintln!(
-        "rotation: {} writes acknowledged, {} failed; Ssl_server_not_after {before:?} -> {after:?}",
+        "rotation: {} writes acknowledged, {} failed, {} taken by the other member after a \
+         switchover ({moved:?}); Ssl_server_not_after {before:?} -> {after:?}",
         acknowledged.len(),
-        failures.len()
+        failures.len(),
+        moved.len()
     );
     assert_ne!(before, after, "the reloaded certificate is the renewed one");
     assert!(

@@ -35,34 +35,70 @@ pub(crate) fn verified(g: &Group, ordinal: u32, ca_pem: Vec<u8>) -> OptsBuilder 
     )
 }
 
-/// A writer committing one row per new verified session until `stop`, ids after `after`: the
-/// ids acknowledged and the errors met.
+/// The application's sessions (account `app`) to every member, trusting `ca_pem`: a writer's
+/// targets.
+pub(crate) fn app_sessions(g: &Group, ca_pem: Vec<u8>) -> Vec<OptsBuilder> {
+    g.members
+        .members()
+        .iter()
+        .map(|m| {
+            verified(g, m.ordinal, ca_pem.clone())
+                .user(Some("app"))
+                .pass(Some("app-pw-1"))
+        })
+        .collect()
+}
+
+/// What a writer did: the ids acknowledged, the errors of writes no target took, and the
+/// writes a target refused that the next one took (the primary moved).
+pub(crate) struct Written {
+    pub acknowledged: BTreeSet<u32>,
+    pub failures: Vec<String>,
+    pub moved: Vec<String>,
+}
+
+/// A writer committing one row per new verified session until `stop`, ids after `after`: each
+/// row to the target that took the last one, else to the next target that takes it (so it
+/// follows the primary across a switchover, as a Router would).
 pub(crate) fn spawn_writer(
-    opts: OptsBuilder,
+    targets: Vec<OptsBuilder>,
     stop: Arc<AtomicBool>,
     after: u32,
-) -> tokio::task::JoinHandle<(BTreeSet<u32>, Vec<String>)> {
+) -> tokio::task::JoinHandle<Written> {
+    async fn insert(opts: &OptsBuilder, id: u32) -> Result<(), mysql_async::Error> {
+        let mut c = mysql_async::Conn::new(opts.clone()).await?;
+        c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
+            .await?;
+        c.disconnect().await
+    }
     tokio::spawn(async move {
-        let mut acknowledged = BTreeSet::new();
-        let mut failures = Vec::new();
+        let mut written = Written {
+            acknowledged: BTreeSet::new(),
+            failures: Vec::new(),
+            moved: Vec::new(),
+        };
+        let mut current = 0;
         let mut id = after;
         while !stop.load(Ordering::Relaxed) {
             id += 1;
-            let result = async {
-                let mut c = mysql_async::Conn::new(opts.clone()).await?;
-                c.query_drop(format!("INSERT INTO iop_test.t VALUES ({id}, 'w')"))
-                    .await?;
-                c.disconnect().await
-            }
-            .await;
-            match result {
-                Ok(()) => {
-                    acknowledged.insert(id);
+            let mut refused = None;
+            for k in 0..targets.len() {
+                let target = (current + k) % targets.len();
+                match insert(&targets[target], id).await {
+                    Ok(()) => {
+                        written.acknowledged.insert(id);
+                        written.moved.extend(refused.take());
+                        current = target;
+                        break;
+                    }
+                    Err(e) => {
+                        refused.get_or_insert(e.to_string());
+                    }
                 }
-                Err(e) => failures.push(e.to_string()),
             }
+            written.failures.extend(refused);
         }
-        (acknowledged, failures)
+        written
     })
 }
 

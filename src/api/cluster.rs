@@ -184,6 +184,17 @@ pub enum CommunicationStack {
     XCOM,
 }
 
+impl CommunicationStack {
+    /// The port of `group_replication_local_address`: the classic protocol's with MYSQL, XCom's
+    /// own with XCOM.
+    pub const fn local_address_port(self) -> u16 {
+        match self {
+            CommunicationStack::MYSQL => 3306,
+            CommunicationStack::XCOM => 33061,
+        }
+    }
+}
+
 /// The data volume of each member.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -21,7 +21,7 @@ use crate::api::cluster::{
     ActionStatus, ClonePolicySpec, FORCE_QUORUM_ANNOTATION, MemberStatus, SWITCHOVER_ANNOTATION,
 };
 use crate::api::conditions::Desired;
-use crate::cluster::build::mycnf::{EXPEL_TIMEOUT_S, local_address_port};
+use crate::cluster::build::mycnf::EXPEL_TIMEOUT_S;
 use crate::credentials::SecretText;
 use crate::objects::MYSQLX_PORT;
 use crate::objects::accounts::Account;
@@ -183,7 +183,7 @@ pub(crate) fn cluster_input(
         name: valid.names.cluster.clone(),
         namespace: valid.names.namespace.clone(),
         cluster_domain: valid.domain.clone(),
-        group_port: local_address_port(valid.stack) as u16,
+        stack: valid.stack,
         instances: valid.instances as u32,
         pods: pods
             .iter()
@@ -515,7 +515,7 @@ mod tests {
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));
         assert_eq!(input.clone_policy, ClonePolicy::ReplaceErrant);
-        assert_eq!(input.group_port, 3306);
+        assert_eq!(input.group_port(), 3306);
         assert_eq!(parse_ordinals("0,x"), None);
         assert_eq!(parse_ordinals(""), None);
     }

@@ -14,7 +14,8 @@ pub const MYSQL_PORT: i32 = 3306;
 /// X protocol port.
 pub(crate) const MYSQLX_PORT: i32 = 33060;
 /// Group communication port of the XCOM stack.
-pub(crate) const GR_PORT: i32 = 33061;
+pub(crate) const GR_PORT: i32 =
+    crate::api::cluster::CommunicationStack::XCOM.local_address_port() as i32;
 
 /// The field manager of every write the operator makes.
 pub(crate) const FIELD_MANAGER: &str = "innodb-operator";

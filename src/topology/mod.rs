@@ -29,6 +29,7 @@ pub mod sql;
 pub(crate) mod tls_reload;
 mod verdict;
 mod with_quorum;
+mod xcom_tls;
 
 pub use decide::decide;
 pub(crate) use decide::updated_history;
@@ -102,6 +103,8 @@ mod tests {
         calls: Mutex<Vec<String>>,
         /// Members that answer only after this long (`None`: never, like a member cut off).
         slow: Vec<(u32, Option<Duration>)>,
+        /// When the certificate every member serves ends.
+        serves: Option<jiff::Timestamp>,
     }
 
     fn uuid(o: u32) -> String {
@@ -153,6 +156,7 @@ mod tests {
             Ok(MemberState {
                 gtid_executed: GtidSet::parse("cccccccc-cccc-cccc-cccc-cccccccccccc:1-3").unwrap(),
                 super_read_only: at.ordinal != 0,
+                certificate_end: self.serves,
                 ..MemberState::for_test(uuid(at.ordinal), ServerVersion::new(8, 4, 2), group)
             })
         }
@@ -222,6 +226,7 @@ mod tests {
             fail: false,
             calls: Mutex::new(vec![]),
             slow: vec![],
+            serves: None,
         };
         let tick = tick(&ops, input()).await;
         assert_eq!(tick.decision.operation, Operation::Bootstrap { seed: 0 });
@@ -240,6 +245,7 @@ mod tests {
             fail: true,
             calls: Mutex::new(vec![]),
             slow: vec![],
+            serves: None,
         };
         let first = tick(&ops, input()).await;
         assert_eq!(
@@ -273,6 +279,7 @@ mod tests {
             fail: true,
             calls: Mutex::new(vec![]),
             slow: vec![],
+            serves: None,
         };
         let observed = observe(&ops, input()).await;
         let decision = Decision {
@@ -291,12 +298,52 @@ mod tests {
         );
     }
 
+    /// A renewal on XCOM: the member's TLS reloaded and checked, then its Group Replication
+    /// restarted; when mysqld still serves another certificate (the kubelet has not written the
+    /// files yet), Group Replication is left running.
+    #[tokio::test]
+    async fn an_xcom_renewal_restarts_group_replication_only_once_the_files_are_served() {
+        let want: jiff::Timestamp = "2027-04-01T00:00:00Z".parse().unwrap();
+        let renewal = Operation::RenewXcomTls {
+            member: 1,
+            certificate_end: want,
+        };
+        for (serves, calls) in [
+            (
+                want,
+                &["reload TLS db-1", "leave db-1", "join db-1 false"][..],
+            ),
+            (
+                "2027-01-01T00:00:00Z".parse().unwrap(),
+                &["reload TLS db-1"],
+            ),
+        ] {
+            let ops = Recorder {
+                serves: Some(serves),
+                ..three(vec![0, 1], vec![])
+            };
+            let observed = observe(&ops, input()).await;
+            let outcome = ops::execute(&ops, &observed, &renewal).await;
+            let host = ".db-instances.ns.svc.cluster.local";
+            let made: Vec<String> = ops
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|c| c.replace(host, ""))
+                .collect();
+            assert_eq!(made, calls);
+            assert_eq!(outcome.is_ok(), serves == want, "{outcome:?}");
+        }
+    }
+
     fn three(online: Vec<u32>, slow: Vec<(u32, Option<Duration>)>) -> Recorder {
         Recorder {
             online,
             fail: false,
             calls: Mutex::new(vec![]),
             slow,
+            serves: None,
         }
     }
 

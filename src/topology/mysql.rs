@@ -473,7 +473,7 @@ mod tests {
             name: "db".into(),
             namespace: "ns".into(),
             cluster_domain: "cluster.local".into(),
-            group_port: 3306,
+            stack: crate::api::cluster::CommunicationStack::MYSQL,
             instances: 1,
             pods: vec![],
             switchover_to: None,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::gtid::GtidSet;
 pub use super::member::{GroupMemberRow, MemberStatus, Role};
 use super::sql::Capabilities;
+use crate::api::cluster::CommunicationStack;
 
 /// Port of the classic protocol on every member.
 pub(crate) const MYSQL_PORT: u16 = 3306;
@@ -106,9 +107,9 @@ pub struct ClusterInput {
     pub namespace: String,
     /// Cluster DNS domain, usually `cluster.local`.
     pub cluster_domain: String,
-    /// Port of `group_replication_local_address`: 3306 with the MYSQL communication stack,
-    /// 33061 with XCOM.
-    pub group_port: u16,
+    /// The group communication stack: its port is `group_replication_local_address`'s, and
+    /// XCom reads its certificate only when Group Replication starts (see `tls_reload`).
+    pub stack: CommunicationStack,
     /// `spec.instances` (1–9).
     pub instances: u32,
     /// The pods that exist (any order).
@@ -145,7 +146,7 @@ impl ClusterInput {
             name: "db".into(),
             namespace: "ns".into(),
             cluster_domain: "cluster.local".into(),
-            group_port: 3306,
+            stack: CommunicationStack::MYSQL,
             instances,
             pods: (0..instances)
                 .map(|ordinal| PodInfo {
@@ -178,6 +179,11 @@ impl ClusterInput {
         let window =
             jiff::SignedDuration::try_from(self.flap_window).unwrap_or(jiff::SignedDuration::MAX);
         self.now.duration_since(at) < window
+    }
+
+    /// The port of `group_replication_local_address`.
+    pub fn group_port(&self) -> u16 {
+        self.stack.local_address_port()
     }
 
     /// The pod name of an ordinal.
@@ -425,7 +431,7 @@ mod tests {
             name: "db".into(),
             namespace: "prod".into(),
             cluster_domain: "cluster.local".into(),
-            group_port: 3306,
+            stack: CommunicationStack::MYSQL,
             instances: 3,
             pods: vec![],
             switchover_to: None,

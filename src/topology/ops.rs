@@ -39,6 +39,17 @@ pub enum OpsError {
          them); if it expired, restart the member's pod once the Secret holds a valid one"
     )]
     Untrusted { endpoint: String, reason: String },
+    /// After a reload the member still serves another certificate than its Secret's.
+    #[error(
+        "{endpoint} still serves the certificate ending at {served} after ALTER INSTANCE RELOAD \
+         TLS, the Secret's ends at {want}: the kubelet has not written the Secret's files into \
+         the pod yet (it does within a minute or two); Group Replication was left running"
+    )]
+    FilesNotWritten {
+        endpoint: String,
+        served: String,
+        want: String,
+    },
     #[error("{what} failed on {endpoint}: {message}")]
     Statement {
         endpoint: String,
@@ -78,6 +89,12 @@ pub enum Operation {
     },
     /// The user's order: force the membership to `members`, asking through `via`.
     ForceQuorum { via: u32, members: Vec<u32> },
+    /// Give `member`'s XCom the certificate of its Secret (ending at `certificate_end`): reload
+    /// TLS and, once mysqld serves that certificate, restart Group Replication (see `xcom_tls`).
+    RenewXcomTls {
+        member: u32,
+        certificate_end: jiff::Timestamp,
+    },
 }
 
 impl Operation {
@@ -90,6 +107,7 @@ impl Operation {
             Operation::Leave { .. } => "leave",
             Operation::SetPrimary { .. } => "switchover",
             Operation::ForceQuorum { .. } => "force-quorum",
+            Operation::RenewXcomTls { .. } => "renew-xcom-tls",
         }
     }
 }
@@ -351,10 +369,35 @@ pub async fn execute<O: MemberOps>(
         Operation::ForceQuorum { via, members } => {
             let addresses: Vec<String> = members
                 .iter()
-                .map(|&m| format!("{}:{}", input.host(m), input.group_port))
+                .map(|&m| format!("{}:{}", input.host(m), input.group_port()))
                 .collect();
             ops.force_members(&at(*via, "force-quorum")?, &addresses)
                 .await
         }
+        Operation::RenewXcomTls {
+            member,
+            certificate_end,
+        } => renew_xcom_tls(ops, &at(*member, "renew-xcom-tls")?, *certificate_end).await,
     }
+}
+
+/// Reloads the member's TLS files; when mysqld then serves the certificate ending at `want`
+/// (the kubelet has written the Secret's files into the pod), stops and starts its Group
+/// Replication so XCom reads them too. Otherwise leaves Group Replication running.
+async fn renew_xcom_tls<O: MemberOps>(
+    ops: &O,
+    at: &Endpoint,
+    want: jiff::Timestamp,
+) -> Result<(), OpsError> {
+    ops.reload_tls(at).await?;
+    let served = ops.observe(at).await?.certificate_end;
+    if served.map(|t| t.as_second()) != Some(want.as_second()) {
+        return Err(OpsError::FilesNotWritten {
+            endpoint: at.to_string(),
+            served: served.map_or_else(|| "none".into(), |t| t.to_string()),
+            want: want.to_string(),
+        });
+    }
+    ops.leave(at).await?;
+    ops.join(at, false).await
 }

@@ -9,17 +9,23 @@
 //! new certificate, established ones (the group's, the applications') keep theirs. Until the
 //! kubelet has written the new files a reload reads the old ones again and changes nothing; the
 //! next tick, [`RETRY`] later at most, tries again.
+//!
+//! On the XCOM stack a reload is not enough for a member in a group: XCom reads the certificate
+//! and the CA only when Group Replication starts, so [`super::xcom_tls`] renews such a member by
+//! restarting its Group Replication, one member at a time, instead of a reload beside the
+//! operation.
 
 use std::time::Duration;
 
 use super::observe::Observed;
+use crate::api::cluster::CommunicationStack;
 
 /// How soon the next tick comes while a member serves another certificate than the Secret's.
 pub(crate) const RETRY: Duration = Duration::from_secs(15);
 
-/// The members to reload, ascending: those that answer and serve a certificate ending at another
-/// second than the Secret's. Nothing when the Secret's end is unknown, or a member serves none.
-pub fn decide(observed: &Observed) -> Vec<u32> {
+/// The members that answer and serve a certificate ending at another second than the
+/// Secret's, ascending. Nothing when the Secret's end is unknown, or a member serves none.
+pub(super) fn stale(observed: &Observed) -> Vec<u32> {
     let Some(want) = observed.input.member_certificate_end else {
         return Vec::new();
     };
@@ -32,6 +38,25 @@ pub fn decide(observed: &Observed) -> Vec<u32> {
                 .is_some_and(|served| served.as_second() != want.as_second())
         })
         .map(|m| m.ordinal)
+        .collect()
+}
+
+/// Whether the member's XCom must be given the certificate by a restart of its Group
+/// Replication: the XCOM stack, and the member is in a group with another member (alone, no
+/// peer connects to its XCom; out of a group, its next start reads the files).
+pub(super) fn renewed_by_restart(observed: &Observed, ordinal: u32) -> bool {
+    observed.input.stack == CommunicationStack::XCOM
+        && observed.state(ordinal).is_some_and(|s| {
+            s.own_status().in_group() && s.group.iter().filter(|r| r.state.in_group()).count() > 1
+        })
+}
+
+/// The members to reload beside the operation, ascending: the [`stale`] ones, except those
+/// [`renewed_by_restart`].
+pub fn decide(observed: &Observed) -> Vec<u32> {
+    stale(observed)
+        .into_iter()
+        .filter(|&o| !renewed_by_restart(observed, o))
         .collect()
 }
 

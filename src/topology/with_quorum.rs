@@ -1,6 +1,6 @@
 //! The rules of a group with quorum, in order: the switchover the user asked for, scaling
 //! down, handing the primary over before its pod goes, healing each member that is out of the
-//! group, and else what the group is waiting for.
+//! group, renewing XCom's certificates (`xcom_tls`), and else what the group is waiting for.
 
 use super::diagnose::QuorumGroup;
 use super::observe::{ActionKind, ClonePolicy, MemberState, MemberStatus, Observed};
@@ -9,6 +9,7 @@ use super::pick::{
     best_donor, best_successor, denied, flapping, foreign_group, name, names, no_donor, set_primary,
 };
 use super::verdict::{MEMBER_NEEDS_ATTENTION, Verdict};
+use super::xcom_tls;
 
 /// Members above `spec.instances` leave the group (the primary hands over first).
 const SCALING_DOWN: &str = "ScalingDown";
@@ -36,7 +37,7 @@ pub(super) fn with_quorum(observed: &Observed, group: &QuorumGroup) -> Verdict {
     if !blocked.is_empty() {
         return Verdict::blocked(MEMBER_NEEDS_ATTENTION, blocked.join("; "));
     }
-    settled(observed, group, waiting)
+    xcom_tls::renewal(observed, group).unwrap_or_else(|| settled(observed, group, waiting))
 }
 
 /// 1. The switchover the user asked for, when its target can take the primary role now.

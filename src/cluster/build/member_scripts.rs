@@ -16,9 +16,7 @@
 //!   switchover (see the script).
 
 use super::ValidCluster;
-use super::mycnf::{
-    DATA_DIR, MEMBER_CNF, MYCNF_KEY, SERVER_ID_OFFSET, TEMPLATE_DIR, local_address_port,
-};
+use super::mycnf::{DATA_DIR, MEMBER_CNF, MYCNF_KEY, SERVER_ID_OFFSET, TEMPLATE_DIR};
 use crate::objects::accounts::Account;
 use crate::topology::sql;
 
@@ -42,7 +40,7 @@ pub(crate) const INIT_SQL: &str = "/tmp/init-member.sql";
 
 /// The init container's POSIX shell script for the members of `c`.
 pub(crate) fn init_script(c: &ValidCluster) -> String {
-    let port = local_address_port(c.stack);
+    let port = c.stack.local_address_port();
     let suffix = format!(
         "{}.{}.svc.{}",
         c.names.instances_service(),

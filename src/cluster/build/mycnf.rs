@@ -12,7 +12,7 @@ use super::member_scripts::{
 use crate::api::cluster::CommunicationStack;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
-use crate::objects::{GR_PORT, MYSQL_PORT, MYSQLX_PORT};
+use crate::objects::{MYSQL_PORT, MYSQLX_PORT};
 
 /// Key of the shared my.cnf in the ConfigMap.
 pub const MYCNF_KEY: &str = "my.cnf";
@@ -90,14 +90,6 @@ pub(crate) fn is_managed_option(key: &str) -> bool {
 /// survivors while a member is provably gone, then back to this (`topology::expel`).
 pub(crate) const EXPEL_TIMEOUT_S: u32 = 5;
 
-/// The address Group Replication members use to talk to `host` for `stack`.
-pub fn local_address_port(stack: CommunicationStack) -> i32 {
-    match stack {
-        CommunicationStack::MYSQL => MYSQL_PORT,
-        CommunicationStack::XCOM => GR_PORT,
-    }
-}
-
 /// The shared my.cnf for every member of `c`: the server, Group Replication, then `spec.mycnf`.
 pub fn mycnf(c: &ValidCluster) -> String {
     let mut s = String::new();
@@ -170,7 +162,7 @@ fn tls(s: &mut String, require_secure_transport: bool) {
 /// The Group Replication settings.
 fn group_replication(s: &mut String, c: &ValidCluster) {
     let stack = c.stack;
-    let port = local_address_port(stack);
+    let port = stack.local_address_port();
     let seeds: Vec<String> = (0..c.instances)
         .map(|i| format!("{}:{port}", c.names.pod_fqdn(i, &c.domain)))
         .collect();

@@ -12,7 +12,6 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::mycnf::local_address_port;
 use super::router_conf;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
@@ -40,7 +39,7 @@ pub(crate) fn policies(c: &ValidCluster, operator: Option<&OperatorPods>) -> Vec
 /// group communication port (the MYSQL stack talks on the classic port).
 pub(crate) fn member_ports(c: &ValidCluster) -> Vec<i32> {
     let mut ports = vec![MYSQL_PORT, MYSQLX_PORT];
-    let group = local_address_port(c.stack);
+    let group = i32::from(c.stack.local_address_port());
     if !ports.contains(&group) {
         ports.push(group);
     }

@@ -4,6 +4,7 @@
 mod clients;
 mod first_start;
 mod running;
+mod xcom_tls;
 
 use std::time::Duration;
 

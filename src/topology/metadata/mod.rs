@@ -139,7 +139,7 @@ impl Desired {
                 host: row.host.clone(),
                 port: row.port,
                 x_port,
-                group_port: input.group_port,
+                group_port: input.group_port(),
             })
             .collect();
         let in_group: BTreeSet<&str> = members.iter().map(|m| m.host.as_str()).collect();

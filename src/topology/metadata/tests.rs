@@ -303,7 +303,7 @@ fn the_desired_metadata_is_the_primarys_view_with_absent_members_named() {
         member_certificate_end: None,
         ..ClusterInput::for_test(3)
     };
-    input.group_port = 33061;
+    input.stack = crate::api::cluster::CommunicationStack::XCOM;
     let observed = Observed {
         input,
         members: vec![

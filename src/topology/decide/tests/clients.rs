@@ -68,14 +68,14 @@ fn nobody_is_admitted_without_a_group_with_quorum() {
     assert!(d.admit.is_empty(), "{:?}", d.conditions);
 }
 
-const OLD: &str = "2027-01-01T00:00:00Z";
-const NEW: &str = "2027-04-01T00:00:00Z";
+pub(super) const OLD: &str = "2027-01-01T00:00:00Z";
+pub(super) const NEW: &str = "2027-04-01T00:00:00Z";
 
-fn serving(end: &'static str) -> impl FnOnce(&mut MemberState) {
+pub(super) fn serving(end: &'static str) -> impl FnOnce(&mut MemberState) {
     move |s| s.certificate_end = Some(end.parse().unwrap())
 }
 
-fn secret_holds(end: &'static str) -> impl FnOnce(&mut ClusterInput) {
+pub(super) fn secret_holds(end: &'static str) -> impl FnOnce(&mut ClusterInput) {
     move |i| i.member_certificate_end = Some(end.parse().unwrap())
 }
 
