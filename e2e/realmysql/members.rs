@@ -41,6 +41,25 @@ pub struct Member {
 }
 
 impl Member {
+    /// A TCP connection to `to` opened from this member's network namespace, as a process of
+    /// its pod opens it (a member's peers are allowed where the host is not, e.g. by Group
+    /// Replication's IP allowlist).
+    pub fn connect_from(&self, to: std::net::SocketAddr) -> Result<std::net::TcpStream, String> {
+        let netns = net::open(self.slot)?;
+        // A thread of its own enters the namespace; sockets it creates stay in it.
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on an open namespace file, in a thread that does nothing else.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns: {}", std::io::Error::last_os_error()));
+            }
+            std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+                .map_err(|e| format!("connect to {to}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the connecting thread panicked".to_string())?
+    }
+
     fn dirs(&self) -> VolumeDirs {
         VolumeDirs {
             pod: self.state.join("pod"),

@@ -734,7 +734,7 @@ async fn bootstrap_and_join_on_the_xcom_stack() {
     tls::rotation_under_writes(&g).await;
     let renewed = g.certificate_end.lock().unwrap().expect("the renewed end");
     for o in 0..2 {
-        let presented = xcom_cert::xcom_certificate_end(&g, o).await;
+        let presented = xcom_cert::xcom_certificate_end(&g, o, 1 - o).await;
         assert_eq!(
             presented.as_second(),
             renewed.as_second(),
@@ -756,7 +756,7 @@ async fn a_reload_does_not_reach_xcom(g: &Group) {
         .iter()
         .map(|k| std::fs::read(dir.join(k)).unwrap())
         .collect();
-    let started_with = xcom_cert::xcom_certificate_end(g, 1).await;
+    let started_with = xcom_cert::xcom_certificate_end(g, 1, 0).await;
     let secret_end = g.certificate_end.lock().unwrap().expect("the Secret's end");
     assert_eq!(
         started_with.as_second(),
@@ -776,7 +776,7 @@ async fn a_reload_does_not_reach_xcom(g: &Group) {
         Some(renewed_end.as_second()),
         "mysqld serves the reloaded certificate"
     );
-    let presented = xcom_cert::xcom_certificate_end(g, 1).await;
+    let presented = xcom_cert::xcom_certificate_end(g, 1, 0).await;
     eprintln!(
         "XCOM: after RELOAD TLS mysqld serves the certificate ending {renewed_end}, XCom presents \
          the one ending {presented}"

@@ -1,5 +1,6 @@
 //! The certificate a member's XCom presents to its peers on the group communication port
-//! (33061), read the way a peer reads it: a TLS handshake from the first byte, the member's own
+//! (33061), read the way a peer reads it: from another member's pod (XCom's IP allowlist refuses
+//! the host), a TLS handshake from the first byte, the member's own
 //! certificate and key (from its TLS volume) as the client's, the CA verified and the member's
 //! name checked. `Ssl_server_not_after` says what mysqld serves; only this says what XCom does.
 
@@ -13,8 +14,9 @@ use crate::group::Group;
 
 const XCOM_PORT: u16 = 33061;
 
-/// When the certificate member `ordinal`'s XCom presents ends.
-pub(crate) async fn xcom_certificate_end(g: &Group, ordinal: u32) -> jiff::Timestamp {
+/// When the certificate member `ordinal`'s XCom presents ends, asked from member `from`'s pod
+/// (XCom's IP allowlist refuses the host).
+pub(crate) async fn xcom_certificate_end(g: &Group, ordinal: u32, from: u32) -> jiff::Timestamp {
     let member = g.members.member(ordinal);
     let dir = g.members.volume_path(ordinal, "tls");
     let read = |key: &str| std::fs::read(dir.join(key)).expect("the member's TLS file");
@@ -35,9 +37,10 @@ pub(crate) async fn xcom_certificate_end(g: &Group, ordinal: u32) -> jiff::Times
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .expect("the member's certificate as a client's");
-    let tcp = tokio::net::TcpStream::connect((member.ip.as_str(), XCOM_PORT))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {}:{XCOM_PORT}: {e}", member.ip));
+    let to = std::net::SocketAddr::new(member.ip.parse().unwrap(), XCOM_PORT);
+    let tcp = g.members.member(from).connect_from(to).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
     let name = ServerName::try_from(member.fqdn.clone()).unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
