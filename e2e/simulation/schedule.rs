@@ -952,6 +952,7 @@ pub fn naming(instances: u32, clone_policy: ClonePolicy) -> ClusterInput {
         expel_timeout: DEFAULT_EXPEL_TIMEOUT_S,
         group_name: SIM_GROUP_NAME.into(),
         member_certificate_end: None,
+        previous_ca_trusted: false,
         now: jiff::Timestamp::UNIX_EPOCH,
         // As in the operator: nothing starts the group before the plan's restore step has set
         // the gate (open for the clusters that start empty).

@@ -108,6 +108,7 @@ impl Group {
             expel_timeout: 5,
             group_name: self.built.cluster.group_name.to_string(),
             member_certificate_end: *self.certificate_end.lock().unwrap(),
+            previous_ca_trusted: false,
             now: jiff::Timestamp::now(),
             restore: RestoreGate::Open,
         }

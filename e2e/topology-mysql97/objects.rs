@@ -43,6 +43,7 @@ pub fn build(name: &str, spec: &str) -> Built {
         certificate_pending: None,
         tls: Default::default(),
         member_certificate_end: None,
+        previous_ca_trusted: false,
         restore: None,
     };
     let cluster = validate(&c, &deref, None, DOMAIN).expect("valid cluster");

@@ -8,7 +8,7 @@ use kube::{Api, Client};
 use uuid::Uuid;
 
 use super::build::mycnf::MYCNF_KEY;
-use super::build::tls_secrets::{FoundSecret, FoundTls};
+use super::build::tls_secrets::{FoundSecret, FoundTls, PREVIOUS_CA_UNTIL_ANNOTATION};
 use super::restore_plan::{self, RestoreLocation, Unresolved};
 use crate::api::{Backup, MySQLCluster};
 use crate::certs::cert_manager::Certificate;
@@ -37,6 +37,9 @@ pub struct Dereferenced {
     /// When the certificate the members mount ends (the user's Secret or the operator's);
     /// `None` when there is none or it cannot be read.
     pub member_certificate_end: Option<jiff::Timestamp>,
+    /// The operator's members' Secret trusts the previous CA beside a new one (it says until
+    /// when): the operator's CA was made anew.
+    pub previous_ca_trusted: bool,
     /// Where the backup of `spec.restoreFrom` is, or why it cannot be used; `None` without
     /// `restoreFrom`, or once the restore is over (nothing is read then).
     pub restore: Option<Result<RestoreLocation, Unresolved>>,
@@ -137,6 +140,11 @@ pub(crate) async fn dereference(
     };
     let restore = restore_location(client, cluster, ns).await?;
     let member_certificate_end = certificate_end(user_tls.as_ref().or(tls.member.as_ref()));
+    let previous_ca_trusted = user_tls.is_none()
+        && tls
+            .member
+            .as_ref()
+            .is_some_and(|m| m.annotations.contains_key(PREVIOUS_CA_UNTIL_ANNOTATION));
     let deref = Dereferenced {
         group_name,
         existing_accounts: accounts.keys().copied().collect(),
@@ -144,6 +152,7 @@ pub(crate) async fn dereference(
         certificate_pending,
         tls,
         member_certificate_end,
+        previous_ca_trusted,
         restore,
     };
     Ok((deref, AccountSecrets(accounts)))

@@ -103,6 +103,7 @@ pub(crate) async fn gather(
             &workloads.pods,
             workloads.statefulset.as_ref(),
             deref.member_certificate_end,
+            deref.previous_ca_trusted,
             now,
         );
         members = Some(gather_members(ctx, &names, input, ops).await?);

@@ -29,6 +29,7 @@ pub(crate) fn deref() -> Dereferenced {
         tls_secret_keys: None,
         certificate_pending: None,
         member_certificate_end: None,
+        previous_ca_trusted: false,
         tls: Default::default(),
         restore: None,
     }

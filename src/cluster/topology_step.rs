@@ -173,6 +173,7 @@ pub(crate) fn cluster_input(
     pods: &[Pod],
     statefulset: Option<&StatefulSet>,
     member_certificate_end: Option<jiff::Timestamp>,
+    previous_ca_trusted: bool,
     now: jiff::Timestamp,
 ) -> ClusterInput {
     let update_revision = statefulset
@@ -211,6 +212,7 @@ pub(crate) fn cluster_input(
         expel_timeout: EXPEL_TIMEOUT_S,
         group_name: valid.group_name.to_string(),
         member_certificate_end,
+        previous_ca_trusted,
         now,
         restore: topology::RestoreGate::not_planned(),
     }
@@ -510,7 +512,7 @@ mod tests {
              spec: {clonePolicy: ReplaceErrant}\n",
         );
         let v = valid_cluster("spec: {}");
-        let input = cluster_input(&v, &c, &[], None, None, jiff::Timestamp::UNIX_EPOCH);
+        let input = cluster_input(&v, &c, &[], None, None, false, jiff::Timestamp::UNIX_EPOCH);
         assert_ne!(input.restore, topology::RestoreGate::Open);
         assert_eq!(input.switchover_to, Some(2));
         assert_eq!(input.force_quorum_from, Some(vec![0, 1]));

@@ -484,6 +484,7 @@ mod tests {
             expel_timeout: 5,
             group_name: String::new(),
             member_certificate_end: None,
+            previous_ca_trusted: false,
             now: jiff::Timestamp::UNIX_EPOCH,
             restore: Default::default(),
         };

@@ -132,6 +132,10 @@ pub struct ClusterInput {
     /// When the certificate in the members' TLS Secret ends (`None`: unknown): a member that
     /// serves another one reloads its TLS files (see `tls_reload`).
     pub member_certificate_end: Option<Timestamp>,
+    /// The members' `ca.crt` holds the previous CA beside the current one because the
+    /// operator's CA was made anew: on XCOM, peers' XCom still trusts only the previous CA (see
+    /// `xcom_tls`).
+    pub previous_ca_trusted: bool,
     pub now: Timestamp,
     /// Holds the first start of the group while a restore from a backup has not succeeded.
     pub restore: RestoreGate,
@@ -167,6 +171,7 @@ impl ClusterInput {
             expel_timeout: 5,
             group_name: String::new(),
             member_certificate_end: None,
+            previous_ca_trusted: false,
             now: Timestamp::from_second(1_000_000).unwrap(),
             restore: RestoreGate::Open,
         }
@@ -442,6 +447,7 @@ mod tests {
             expel_timeout: 5,
             group_name: String::new(),
             member_certificate_end: None,
+            previous_ca_trusted: false,
             now: Timestamp::UNIX_EPOCH,
             restore: RestoreGate::Open,
         }

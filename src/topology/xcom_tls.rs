@@ -10,14 +10,22 @@
 //! is renewed by [`Operation::RenewXcomTls`]: reload, check that mysqld now serves the Secret's
 //! certificate (the kubelet has written the files), then stop and start Group Replication. One
 //! member at a time, secondaries first, when every member is ONLINE; the primary hands over
-//! first. Pure.
+//! first.
+//!
+//! Not while the operator's CA was made anew (the members' `ca.crt` trusts the previous CA
+//! beside it): the peers' XCom trusts only the previous CA, so a member restarting with the new
+//! CA's certificate would be refused (ERROR 3092 on 9.7.4) and stay out of the group. The group
+//! serves on its established connections meanwhile; the user restarts it as a whole. Pure.
 
 use super::diagnose::QuorumGroup;
 use super::observe::{ActionKind, Observed};
 use super::ops::Operation;
-use super::pick::{best_successor, flapping, name, set_primary};
+use super::pick::{best_successor, flapping, name, names, set_primary};
 use super::tls_reload::{renewed_by_restart, stale};
 use super::verdict::Verdict;
+
+/// The operator's CA was made anew on XCOM: Group Replication must restart on every member.
+const XCOM_CA_CHANGED: &str = "XcomCaChanged";
 
 /// The reason of the conditions and Events while certificates are rolled into XCom.
 const RENEWING_TLS: &str = "RenewingXcomTls";
@@ -37,6 +45,21 @@ pub(super) fn renewal(observed: &Observed, group: &QuorumGroup) -> Option<Verdic
         .into_iter()
         .filter(|&o| renewed_by_restart(observed, o))
         .collect();
+    if input.previous_ca_trusted && !due.is_empty() {
+        return Some(Verdict::blocked(
+            XCOM_CA_CHANGED,
+            format!(
+                "the operator's CA was made anew; {} still serve a certificate of the previous \
+                 CA, and their XCom trusts only that CA until Group Replication restarts, so a \
+                 member restarting alone with the new certificate would be refused by the \
+                 others. The group serves on its established connections, but a member that \
+                 leaves cannot rejoin: stop Group Replication on every member (secondaries \
+                 first, the primary last); the operator then starts the group again from the \
+                 most complete member with the new certificates",
+                names(observed, &due)
+            ),
+        ));
+    }
     let served = |o: u32| {
         observed
             .state(o)

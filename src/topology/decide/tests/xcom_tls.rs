@@ -114,3 +114,33 @@ fn nothing_restarts_when_every_member_serves_the_secrets_certificate() {
     assert_eq!(d.operation, Operation::None);
     assert!(d.reload_tls.is_empty());
 }
+
+#[test]
+fn after_the_operators_ca_was_made_anew_nothing_restarts_and_the_user_is_told() {
+    let d = renewed([OLD, OLD, OLD])
+        .with(|i| i.previous_ca_trusted = true)
+        .decide();
+    assert_eq!(d.operation, Operation::None);
+    assert!(d.reload_tls.is_empty());
+    let c = condition(&d, "Progressing");
+    assert_eq!(c.reason, "XcomCaChanged");
+    assert!(
+        c.message.contains("stop Group Replication on every member"),
+        "{}",
+        c.message
+    );
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.warning && e.reason == "XcomCaChanged"),
+        "the user is told by a Warning Event"
+    );
+    // The MYSQL stack reloads through such a change.
+    let d = renewed([OLD, OLD, OLD])
+        .with(|i| {
+            i.previous_ca_trusted = true;
+            i.stack = CommunicationStack::MYSQL;
+        })
+        .decide();
+    assert_eq!(d.reload_tls, [0, 1, 2]);
+}
