@@ -89,7 +89,7 @@ impl Group {
             namespace: objects::NAMESPACE.into(),
             cluster_domain: objects::DOMAIN.into(),
             group_port: self.group_port,
-            instances: self.members.members().len() as u32,
+            instances: self.built.cluster.instances as u32,
             pods: self
                 .members
                 .members()
