@@ -55,7 +55,7 @@ async fn back_at_a_new_address(
         "member {moved} ({how:?}) at {} gone: its container {:?}",
         gone.ip, gone.status
     );
-    let (status, took) = lookup_in_pod(g, primary, &gone.fqdn);
+    let (status, took) = tokio::task::block_in_place(|| lookup_in_pod(g, primary, &gone.fqdn));
     assert!(
         took < LOOKUP_LIMIT && status.is_some_and(|s| !s.success()),
         "in member {primary}'s pod, the removed pod's name {} must fail to resolve at once: \
