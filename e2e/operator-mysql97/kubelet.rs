@@ -16,7 +16,9 @@
 //! The cluster DNS and kube-proxy are the harness's too: every container's `/etc/hosts` holds
 //! each member pod's stable name (`<hostname>.<subdomain>.<ns>.svc.<domain>`), each ClusterIP
 //! Service's name with its cluster IP and each headless Service's with its ready endpoints,
-//! rewritten in place on change; [`crate::proxy`] serves the cluster IPs. So the Router, whose
+//! rewritten in place on change, and a name it does not hold (a deleted pod's) fails at once, as
+//! the cluster DNS answers (the pods' `/etc/resolv.conf`, see `realmysql::members`);
+//! [`crate::proxy`] serves the cluster IPs. So the Router, whose
 //! configuration names the rw and ro Services, follows their EndpointSlices as in a cluster.
 
 use std::collections::BTreeMap;
@@ -32,7 +34,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Config, ResourceExt};
 
 use crate::proxy::Proxy;
-use crate::realmysql::members::{Cluster, base_hosts};
+use crate::realmysql::members::{Cluster, Removal, base_hosts};
 use crate::realmysql::pod::PodSource;
 
 const TICK: Duration = Duration::from_millis(200);
@@ -311,9 +313,12 @@ fn run_pods(p: &mut Pods, seen: &Seen, namespace: &str) -> Result<Vec<(String, S
         .collect();
     let mut stopped = Vec::new();
     for (name, r) in gone {
-        let status = p.cluster(r.kind).remove_pod(r.ordinal);
+        let gone = p
+            .cluster(r.kind)
+            .remove_pod(r.ordinal, Removal::Deleted)
+            .map_err(|e| format!("pod {name}: {e}"))?;
         p.running.remove(&name);
-        p.event(format!("pod {name} gone: stopped ({status:?})"));
+        p.event(format!("pod {name} gone: stopped ({:?})", gone.status));
         stopped.push((name, r.uid));
     }
     // New pods: their network and state, then every one's init containers at once.

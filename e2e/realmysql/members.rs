@@ -2,7 +2,8 @@
 //! bridge, and the faults and restarts a kubelet or the network would bring.
 //!
 //! Per member, under the cluster's state directory: `state/pod/<volume>` (fresh per pod start),
-//! `state/claims/<claim>` (kept), `state/hosts`, and `logs/<container>.log`.
+//! `state/claims/<claim>` (kept), `state/hosts`, `state/resolv.conf`, and
+//! `logs/<container>.log`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -98,6 +99,28 @@ impl Member {
     }
 }
 
+/// How a pod goes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted: its main container stopped as the kubelet does ([`Cluster::stop`]); its
+    /// connections are closed (FIN) while its address still exists.
+    Deleted,
+    /// Its node lost: cut off the network first, then killed (SIGKILL): nothing of its end (no
+    /// FIN, no RST) reaches its peers, whose connections to it stay open.
+    NodeLost,
+}
+
+/// A pod removed by [`Cluster::remove_pod`]: how its main container ended, and what creating
+/// it again takes ([`Cluster::add_member`]).
+pub struct GonePod {
+    pub ordinal: u32,
+    pub name: String,
+    pub fqdn: String,
+    pub ip: String,
+    pub source: PodSource,
+    pub status: Option<ExitStatus>,
+}
+
 /// The members of one cluster.
 pub struct Cluster {
     rootfs: PathBuf,
@@ -158,26 +181,42 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         let mut cluster = Cluster::empty(rootfs, name, namespace)?;
         for ordinal in 0..replicas {
-            let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
-            let ip = net::address(slot);
-            net::create(slot)?;
-            cluster.push_member(
+            cluster.add_member(
                 ordinal,
                 format!("{name}-{ordinal}"),
                 fqdn(ordinal),
-                ip,
-                slot,
                 source.clone(),
             )?;
         }
-        // Every member resolves every member's stable name (what the cluster DNS would do), and
-        // its own as the kubelet writes it.
+        cluster.set_hosts(&cluster.member_hosts())?;
+        Ok(cluster)
+    }
+
+    /// A member's pod at the next free address of the pod network: its network namespace and
+    /// state; nothing runs yet. A pod created again after [`Cluster::remove_pod`] gets a new
+    /// address (as a new pod gets a new pod IP) and keeps its claims; its name resolves to the
+    /// new address once the hosts are set again ([`Cluster::member_hosts`]).
+    pub fn add_member(
+        &mut self,
+        ordinal: u32,
+        name: String,
+        fqdn: String,
+        source: PodSource,
+    ) -> Result<(), String> {
+        let slot = NEXT_SLOT.fetch_add(1, Ordering::SeqCst);
+        net::create(slot)?;
+        self.push_member(ordinal, name, fqdn, net::address(slot), slot, source)
+    }
+
+    /// What the cluster DNS says of these members, as `/etc/hosts` ([`Cluster::set_hosts`]):
+    /// every member's stable name and pod name at its address (a removed pod's name no longer
+    /// resolves).
+    pub fn member_hosts(&self) -> String {
         let mut hosts = base_hosts();
-        for m in &cluster.members {
+        for m in &self.members {
             hosts.push_str(&format!("{}\t{} {}\n", m.ip, m.fqdn, m.name));
         }
-        cluster.set_hosts(&hosts)?;
-        Ok(cluster)
+        hosts
     }
 
     /// Network and state for the members of cluster `name`, none yet (see [`Cluster::add_pod`]).
@@ -223,6 +262,8 @@ impl Cluster {
         if !hosts.exists() {
             fs::write(&hosts, base_hosts()).map_err(|e| format!("{}: {e}", hosts.display()))?;
         }
+        let resolv = state.join("resolv.conf");
+        fs::write(&resolv, POD_RESOLV_CONF).map_err(|e| format!("{}: {e}", resolv.display()))?;
         self.members.push(Member {
             ordinal,
             fqdn,
@@ -262,13 +303,36 @@ impl Cluster {
         )
     }
 
-    /// The pod is gone: its main container stopped as the kubelet does, its network namespace
-    /// removed; its files (claims, logs) stay.
-    pub fn remove_pod(&mut self, ordinal: u32) -> Option<ExitStatus> {
-        let status = self.stop(ordinal);
-        let m = self.members.remove(self.index(ordinal));
-        net::remove(m.slot);
-        status
+    /// The pod is gone (`how`): its network namespace removed, and its address with it (a
+    /// peer's packets to it are answered by nobody, as a deleted pod's IP); its files (claims,
+    /// logs) stay.
+    pub fn remove_pod(&mut self, ordinal: u32, how: Removal) -> Result<GonePod, String> {
+        let status = match how {
+            Removal::Deleted => self.stop(ordinal),
+            Removal::NodeLost => {
+                self.link_down(ordinal)?;
+                self.kill(ordinal, libc::SIGKILL);
+                self.wait_exit(ordinal, Duration::from_secs(10))
+            }
+        };
+        let Member {
+            ordinal,
+            name,
+            fqdn,
+            ip,
+            slot,
+            source,
+            ..
+        } = self.members.remove(self.index(ordinal));
+        net::remove(slot);
+        Ok(GonePod {
+            ordinal,
+            name,
+            fqdn,
+            ip,
+            source,
+            status,
+        })
     }
 
     /// The log of `container` of pod `pod`, kept after the pod is gone (as its claims are).
@@ -335,6 +399,7 @@ impl Cluster {
             netns: &m.netns,
             hostname: &m.name,
             hosts_file: &m.state.join("hosts"),
+            resolv_file: &m.state.join("resolv.conf"),
         };
         spawn::spawn(&plan, &sandbox, &log)
             .map_err(|e| format!("{}: container {}: {e}", m.name, plan.name))
@@ -540,6 +605,15 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Every pod's `/etc/resolv.conf`, as a kubelet writes one. This harness's cluster DNS is the
+/// pod's `/etc/hosts` ([`Cluster::set_hosts`]), so the nameserver is the pod's own loopback,
+/// where nothing listens: a name the hosts file does not hold (a removed pod's) fails at once
+/// ("temporary failure"), as the cluster DNS answers at once that it does not know it. The root
+/// filesystem's own file names the host's resolver, which the pod network does not reach: such
+/// a lookup failed after 20 s, and XCom tries a name up to 10 times while it fails that way,
+/// its only thread blocked meanwhile.
+const POD_RESOLV_CONF: &str = "nameserver 127.0.0.1\n";
 
 /// What every member resolves besides the pods: localhost, and the host's names (which spare
 /// mysqld a failing reverse lookup on every test or operator connection).

@@ -87,6 +87,10 @@ pub fn add_host_address(address: std::net::IpAddr) -> Result<(), String> {
 /// The slot's default route through the host on the kwok pod network (to the addresses the
 /// host serves that are not on the bridge's networks).
 pub fn route_via_kwok_host(slot: u32) -> Result<(), String> {
+    default_route(slot, KWOK_HOST)
+}
+
+fn default_route(slot: u32, gateway: &str) -> Result<(), String> {
     ip(&[
         "-n",
         &netns(slot),
@@ -94,14 +98,17 @@ pub fn route_via_kwok_host(slot: u32) -> Result<(), String> {
         "add",
         "default",
         "via",
-        KWOK_HOST,
+        gateway,
     ])
     .map(drop)
 }
 
-/// Creates the slot's namespace with `eth0` at its address and `lo` up.
+/// Creates the slot's namespace with `eth0` at its address, `lo` up, and its default route
+/// through the host, as a pod has one (so does a kwok pod, [`route_via_kwok_host`]): what is
+/// not on the pod network is sent to the host, not refused in the pod.
 pub fn create(slot: u32) -> Result<(), String> {
-    create_at(slot, &format!("{}/24", address(slot)))
+    create_at(slot, &format!("{}/24", address(slot)))?;
+    default_route(slot, &host_address())
 }
 
 /// Creates the slot's namespace with `eth0` at `cidr` (a pod's IP with its network's prefix

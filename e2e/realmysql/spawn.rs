@@ -26,6 +26,7 @@ pub struct Sandbox<'a> {
     pub netns: &'a File,
     pub hostname: &'a str,
     pub hosts_file: &'a Path,
+    pub resolv_file: &'a Path,
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> CString {
@@ -158,12 +159,10 @@ pub fn spawn(plan: &ContainerPlan, sandbox: &Sandbox, log: &File) -> io::Result<
             )
         })
         .collect();
-    let mut mounts = vec![inner_mount(
-        sandbox.state,
-        sandbox.hosts_file,
-        "/etc/hosts",
-        true,
-    )?];
+    let mut mounts = vec![
+        inner_mount(sandbox.state, sandbox.hosts_file, "/etc/hosts", true)?,
+        inner_mount(sandbox.state, sandbox.resolv_file, "/etc/resolv.conf", true)?,
+    ];
     for m in &plan.mounts {
         if !m.source.exists() {
             return Err(io::Error::other(format!(

@@ -85,7 +85,7 @@ impl Group {
             namespace: objects::NAMESPACE.into(),
             cluster_domain: objects::DOMAIN.into(),
             stack: self.built.cluster.stack,
-            instances: self.members.members().len() as u32,
+            instances: self.built.cluster.instances as u32,
             pods: self
                 .members
                 .members()

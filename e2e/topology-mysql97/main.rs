@@ -10,6 +10,7 @@ mod realmysql;
 
 mod ca_change;
 mod group;
+mod moved;
 // Shared with the data-path tier: the S3 server a backup over TLS goes to.
 #[allow(dead_code)]
 #[path = "../support/minio.rs"]
@@ -790,4 +791,17 @@ async fn a_reload_does_not_reach_xcom(g: &Group) {
         std::fs::write(dir.join(key), bytes).unwrap();
     }
     g.root_exec(1, "ALTER INSTANCE RELOAD TLS").await;
+}
+
+/// A secondary's pod deleted, then another's node lost, each created again at a new address
+/// under the same name (see `moved`), on the MYSQL stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_at_a_new_address_mysql_stack() {
+    moved::scenario("mv-mysql", "MYSQL").await;
+}
+
+/// The same on the XCOM stack (its own connections, and an allowlist of the members' names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_at_a_new_address_xcom_stack() {
+    moved::scenario("mv-xcom", "XCOM").await;
 }
