@@ -58,11 +58,15 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
         "apiVersion: innodb-operator.io/v1alpha1\nkind: Backup\nmetadata:\n  name: {BACKUP}\n\
              spec:\n  clusterName: {CLUSTER}\n"
     ));
+    // The Job pod's address, noted while it runs (a finished pod's may be gone from its status).
+    let mut job_ips = BTreeSet::new();
     let phase = until("the Backup finished", STEP, async || {
+        job_ips.extend(job_pod_ips(env));
         let phase = backup_field(env, "{.status.phase}").ok()?;
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
     })
     .await;
+    job_ips.extend(job_pod_ips(env));
     assert_eq!(
         phase,
         "Succeeded",
@@ -75,27 +79,12 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
         cut.elapsed(),
     );
     let captured = capture.stop();
-    let job_ips = env
-        .kubectl(&[
-            "-n",
-            NS,
-            "get",
-            "pods",
-            "-l",
-            &format!("job-name=backup-{BACKUP}"),
-            "-o",
-            "jsonpath={.items[*].status.podIP}",
-        ])
-        .unwrap_or_else(|e| panic!("the backup Job pod's address: {e}"));
-    let hosts: Vec<String> = job_ips
-        .split_whitespace()
-        .map(|ip| format!("host {ip}"))
-        .collect();
+    let hosts: Vec<String> = job_ips.iter().map(|ip| format!("host {ip}")).collect();
     assert!(!hosts.is_empty(), "the backup Job's pod has an address");
     let job_bytes = captured.select(&hosts.join(" or ")).len();
     eprintln!(
         "node: capture on {POD_BRIDGE} during the backup: {} bytes on port 3306, {job_bytes} of \
-         them to and from the Job pod ({job_ips})",
+         them to and from the Job pod ({job_ips:?})",
         captured.bytes.len()
     );
     assert!(
@@ -242,6 +231,24 @@ async fn write_markers(env: &Env) {
         Some(())
     })
     .await;
+}
+
+/// The addresses the backup Job's pods have now.
+fn job_pod_ips(env: &Env) -> Vec<String> {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name=backup-{BACKUP}"),
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ])
+    .unwrap_or_default()
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
 }
 
 /// The node's InternalIP: where the host's MinIO listens for the pods.
