@@ -506,8 +506,8 @@ node_net_down() {
 
 # node_iptables_cleanup: the rules kubelet (KUBE-FIREWALL, canaries), kube-proxy, kube-router
 # (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and the bridge plugin (CNI-*, for pods whose
-# teardown never ran) leave in every table of both iptables
-# back ends, IPv4 and IPv6: rules of the built-in chains that jump to them, then the chains.
+# teardown never ran) leave in every table of both iptables back ends, IPv4 and IPv6: rules of
+# the built-in chains that jump to them, then the chains.
 node_iptables_cleanup() {
   local tool table chains c
   for tool in iptables ip6tables iptables-legacy ip6tables-legacy; do
@@ -527,7 +527,10 @@ node_iptables_cleanup() {
 # rule refers to them (node_iptables_cleanup).
 node_ipset_cleanup() {
   command -v ipset > /dev/null || return 0
-  ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-' | while read -r set; do
-    ipset destroy "$set" 2>/dev/null || true
+  local set
+  for set in $(ipset list -n 2>/dev/null || true); do
+    case "$set" in
+      KUBE-SRC-* | KUBE-DST-*) ipset destroy "$set" 2>/dev/null || true ;;
+    esac
   done
 }
