@@ -3,8 +3,9 @@
 # a Go toolchain to build with, then the pinned control-plane binaries (cached under
 # $IOP_CACHE/testenv/<kube version>/bin; a warm run takes seconds).
 #   e2e/lib/install-testenv.sh [--node]
-# --node: also what a real node needs (iptables, conntrack, the CNI plugins, libseccomp for runc,
-# dig) and its binaries (testenv.sh build-node), then the images it runs (build-images.sh).
+# --node: also what a real node needs (iptables, ipset for kube-router's firewall, conntrack, the
+# CNI plugins, libseccomp for runc, dig) and its binaries (testenv.sh build-node), then the images
+# it runs (build-images.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 node=0
@@ -37,7 +38,7 @@ if [ "$node" = 0 ]; then
   exit 0
 fi
 pkgs=()
-for p in iptables conntrack containernetworking-plugins libseccomp-dev dnsutils gcc libc6-dev; do
+for p in iptables ipset conntrack containernetworking-plugins libseccomp-dev dnsutils gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
 done
 if [ "${#pkgs[@]}" -gt 0 ]; then

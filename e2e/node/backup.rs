@@ -3,13 +3,16 @@
 //! from the pod through the CNI bridge) and succeeds; a new cluster with `restoreFrom` that Backup
 //! becomes Ready: the backup is restored into its first member, which starts the group, and the
 //! second joins by clone; each holds every row acknowledged before the backup began and none that
-//! was never written.
+//! was never written. A capture on the node's pod bridge while the Job runs holds its traffic with
+//! the member it reads (at least the size of the marker rows written before) and not one marker
+//! in cleartext: the Job reads over verified TLS.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::env::{CLUSTER, Env, NS, STEP, sql, until};
+use crate::env::{CLUSTER, Env, NS, POD_BRIDGE, STEP, sql, until};
+use crate::support::capture::{Capture, contains};
 use crate::support::minio::{ACCESS_KEY, Minio, SECRET_KEY};
 use crate::writer::{self, Writer};
 
@@ -18,6 +21,13 @@ const BACKUP: &str = "orders-on-the-node";
 const RESTORED: &str = "orders-restored";
 /// The restored cluster's members: the first restored from the backup, the second joins by clone.
 const RESTORED_INSTANCES: u32 = 2;
+/// A value written before the backup, which the Job reads from a member and must never see on
+/// the wire in cleartext.
+const MARKER: &str = "iopNodeMark4b9e";
+/// Rows holding the marker, each [`MARKER_ROW_BYTES`] long at least: the Job reads that much
+/// over the member's SQL port.
+const MARKER_ROWS: usize = 1000;
+const MARKER_ROW_BYTES: usize = 200;
 
 pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     let s3 = Minio::start_on(node_ip(env)).await;
@@ -39,20 +49,24 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     );
     env.patch_spec(&format!(r#"{{"backup":{{"storage":{storage}}}}}"#));
 
+    write_markers(env).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let capture = Capture::start(POD_BRIDGE, "tcp port 3306", dir.path().join("backup.pcap"));
     let before: BTreeSet<u64> = w.acked().into_iter().collect();
     let cut = Instant::now();
-    apply(
-        env,
-        &format!(
-            "apiVersion: innodb-operator.io/v1alpha1\nkind: Backup\nmetadata:\n  name: {BACKUP}\n\
+    env.apply(&format!(
+        "apiVersion: innodb-operator.io/v1alpha1\nkind: Backup\nmetadata:\n  name: {BACKUP}\n\
              spec:\n  clusterName: {CLUSTER}\n"
-        ),
-    );
+    ));
+    // The Job pod's address, noted while it runs (a finished pod's may be gone from its status).
+    let mut job_ips = BTreeSet::new();
     let phase = until("the Backup finished", STEP, async || {
+        job_ips.extend(job_pod_ips(env));
         let phase = backup_field(env, "{.status.phase}").ok()?;
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
     })
     .await;
+    job_ips.extend(job_pod_ips(env));
     assert_eq!(
         phase,
         "Succeeded",
@@ -63,6 +77,25 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     env.time(
         "Backup applied -> Succeeded (Job pod to MinIO)",
         cut.elapsed(),
+    );
+    let captured = capture.stop();
+    let hosts: Vec<String> = job_ips.iter().map(|ip| format!("host {ip}")).collect();
+    assert!(!hosts.is_empty(), "the backup Job's pod has an address");
+    let job_bytes = captured.select(&hosts.join(" or ")).len();
+    eprintln!(
+        "node: capture on {POD_BRIDGE} during the backup: {} bytes on port 3306, {job_bytes} of \
+         them to and from the Job pod ({job_ips:?})",
+        captured.bytes.len()
+    );
+    assert!(
+        job_bytes > MARKER_ROWS * MARKER_ROW_BYTES,
+        "the capture holds the Job's reading of the member: {job_bytes} bytes, fewer than the \
+         marker rows' {} alone",
+        MARKER_ROWS * MARKER_ROW_BYTES
+    );
+    assert!(
+        !contains(&captured.bytes, MARKER),
+        "the marker crossed the pod network in cleartext during the backup"
     );
     let source = backup_field(env, "{.status.source}").unwrap_or_default();
     let role = env
@@ -97,7 +130,7 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     );
 
     let cut = Instant::now();
-    apply(env, &restored_cluster());
+    env.apply(&restored_cluster());
     let wait = env.kubectl(&[
         "-n",
         NS,
@@ -165,6 +198,59 @@ pub async fn backup_and_restore(env: &mut Env, w: &Writer) {
     .unwrap_or_else(|e| panic!("delete the restored cluster: {e}"));
 }
 
+/// [`MARKER_ROWS`] rows holding [`MARKER`] in the application's schema (written on the primary),
+/// on every member before the backup starts.
+async fn write_markers(env: &Env) {
+    let members = env.members().await;
+    let primary = env.healthy().await.expect("healthy before the backup");
+    let primary_ip = members
+        .iter()
+        .find(|m| m.0 == primary)
+        .expect("the primary pod")
+        .1;
+    for q in [
+        "CREATE TABLE app.marker (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL)".to_string(),
+        format!(
+            "INSERT INTO app.marker WITH RECURSIVE n(i) AS \
+             (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {MARKER_ROWS}) \
+             SELECT i, CONCAT('{MARKER}-', i, '-', REPEAT('m', {MARKER_ROW_BYTES})) FROM n"
+        ),
+    ] {
+        env.root(primary_ip, &q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    until("the marker rows on every member", STEP, async || {
+        for (_, ip) in &members {
+            let rows = env
+                .root(*ip, "SELECT COUNT(*) FROM app.marker")
+                .await
+                .ok()?;
+            (rows[0][0] == MARKER_ROWS.to_string()).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// The addresses the backup Job's pods have now.
+fn job_pod_ips(env: &Env) -> Vec<String> {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name=backup-{BACKUP}"),
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ])
+    .unwrap_or_default()
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
 /// The node's InternalIP: where the host's MinIO listens for the pods.
 fn node_ip(env: &Env) -> IpAddr {
     let ip = env
@@ -190,15 +276,6 @@ fn restored_cluster() -> String {
     spec["router"]["instances"] = 0.into();
     spec["restoreFrom"] = serde_json::json!({ "backup": BACKUP });
     serde_json::to_string(&doc).expect("JSON")
-}
-
-/// `kubectl apply` of one document (YAML or JSON) in the test namespace.
-fn apply(env: &Env, doc: &str) {
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), doc).expect("write the manifest");
-    let path = file.path().to_str().expect("utf-8 path");
-    env.kubectl(&["-n", NS, "apply", "-f", path])
-        .unwrap_or_else(|e| panic!("kubectl apply {doc}: {e}"));
 }
 
 /// The ids in the writer's table on the restored cluster's member `ordinal`.

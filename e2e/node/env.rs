@@ -23,6 +23,8 @@ pub const SAMPLE: &str = concat!(
     "/config/samples/mysqlcluster-local.yaml"
 );
 pub const MEMBERS: usize = 3;
+/// The bridge the node's pods hang on (`POD_BRIDGE` of `e2e/testenv/node.sh`).
+pub const POD_BRIDGE: &str = "iop-cni0";
 pub const APP_PASSWORD: &str = "app-Secret-node";
 /// Kills mysqld inside a member's container: the container's shell is pid 1, mysqld its child
 /// (the image has no `kill` or `pkill` binary; the shell's builtin does).
@@ -343,6 +345,15 @@ impl Env {
             ])
             .unwrap_or_else(|e| e);
         format!("{pods}\n{events}\noperator (last lines):\n{operator}")
+    }
+
+    /// `kubectl apply` of one document (YAML or JSON) in the test namespace.
+    pub fn apply(&self, doc: &str) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), doc).expect("write the manifest");
+        let path = file.path().to_str().expect("utf-8 path");
+        self.kubectl(&["-n", NS, "apply", "-f", path])
+            .unwrap_or_else(|e| panic!("kubectl apply {doc}: {e}"));
     }
 
     /// `kubectl patch` of the cluster's spec with a JSON merge patch.

@@ -1,6 +1,6 @@
 //! The real-node tier: everything of a user's first day, on one real node of this machine
 //! (`testenv.sh up --node`: kubelet, containerd, runc, the bridge CNI plugin, kube-proxy,
-//! CoreDNS) with images built here (`e2e/lib/build-images.sh`: the operator, MySQL 9.7.4 and
+//! kube-router's firewall, CoreDNS) with images built here (`e2e/lib/build-images.sh`: the operator, MySQL 9.7.4 and
 //! Router from Debian's packages). No harness plays any part of Kubernetes:
 //!
 //! - `helm install` of the chart: the operator's two replicas run as pods and one leads;
@@ -10,6 +10,10 @@
 //! - DNS: the SRV records of the routers and the members through CoreDNS; a client in a pod finds
 //!   the routers with `mysql --dns-srv-name`; the `C` and `C-ro` Services (kube-proxy) reach the
 //!   primary and a secondary, `C-router-lb` the Router's read-write and read-only ports;
+//! - `spec.networkPolicy` enforced by kube-router's firewall: clients that are none of the
+//!   cluster's pods reach a member's 3306 and 33060 before the policies and not after; only the
+//!   client `routerFrom` admits reaches a Router; everything below runs with the policies on,
+//!   which are turned off at the end (`netpol.rs`);
 //! - failures through the whole stack while an application account commits numbered rows
 //!   through the `C-router-lb` Service: the primary's mysqld killed (`kill -9` in its
 //!   container), the primary's pod deleted, the node going down hard and coming back (every
@@ -19,8 +23,10 @@
 //! - the operator stopped and the primary's mysqld killed: the routers (metadata-cache mode, the
 //!   sample's default) move writes to the new primary by themselves, with the labels untouched;
 //! - a rolling `spec.mycnf` change and scale 3 -> 5 -> 3 under the same writes;
-//! - a `Backup` (its Job pod streams to MinIO on the node's address) -> `Succeeded`, and a
-//!   cluster with `restoreFrom` it -> Ready with the rows acknowledged before the backup began;
+//! - a `Backup` (its Job pod streams to MinIO on the node's address) -> `Succeeded`, a capture of
+//!   the pod bridge while it runs holding the Job's traffic with the member and no marker row in
+//!   cleartext, and a cluster with `restoreFrom` it -> Ready with the rows acknowledged before
+//!   the backup began;
 //! - no secret in any pod's log, Event, custom resource or ConfigMap;
 //! - the cluster deleted: its volume claims are kept.
 //!
@@ -40,6 +46,7 @@ mod writer;
 mod backup;
 mod env;
 mod leaks;
+mod netpol;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -65,6 +72,7 @@ async fn the_sample_cluster_on_a_real_node() {
     };
     let primary = env.healthy().await.expect("healthy once Ready");
     dns_and_services(&mut env, &primary).await;
+    netpol::enforced(&mut env).await;
     let w = env.start_writer().await;
     failures(&mut env, &w).await;
     failover_without_the_operator(&mut env, &w).await;
@@ -74,6 +82,7 @@ async fn the_sample_cluster_on_a_real_node() {
     let acked = w.stop().await;
     check_rows(&env, &acked).await;
     leaks::no_secret_leaked(&env);
+    netpol::lifted(&mut env).await;
     delete_keeps_volumes(&mut env).await;
 
     eprintln!("node: timings:");

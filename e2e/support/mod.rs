@@ -18,6 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde::Deserialize;
 
+pub mod capture;
 pub mod cert_manager;
 pub mod chart;
 pub mod minio;

@@ -1,5 +1,6 @@
 # The real node of the test environment, sourced by testenv.sh: kubelet, containerd and runc
-# running real pods on this machine, the bridge CNI plugin, kube-proxy (iptables) and CoreDNS.
+# running real pods on this machine, the bridge CNI plugin, kube-proxy (iptables), kube-router's
+# firewall (NetworkPolicies, with iptables and ipset) and CoreDNS.
 # Functions here use testenv.sh's helpers (build_go, build_kube, start, wait_for, api, ...).
 
 NODE_NAME="${NODE_NAME:-iop-node-0}"
@@ -66,6 +67,14 @@ node_build() {
     build_go crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"
     built crictl "$CRICTL_VERSION"
   fi
+  if ! have kube-router "$KUBE_ROUTER_VERSION"; then
+    # The bridge plugin enforces no NetworkPolicy; kube-router's firewall does (its router and
+    # service proxy are never started: node_up turns them off).
+    log "building kube-router $KUBE_ROUTER_VERSION"
+    build_go kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" \
+      "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+    built kube-router "$KUBE_ROUTER_VERSION"
+  fi
 }
 
 # The plugins the node's Corefile uses (node_corefile), in CoreDNS's own directive order
@@ -122,11 +131,11 @@ node_claim() {
 # node_check_tools: what the node needs from Debian and from `build-node`.
 node_check_tools() {
   local t
-  for t in iptables ip nsenter gcc; do
+  for t in iptables ipset ip nsenter gcc; do
     command -v "$t" > /dev/null || die "$t is missing: run e2e/lib/install-testenv.sh --node"
   done
   [ -x /usr/lib/cni/bridge ] || die "the CNI plugins are missing: run e2e/lib/install-testenv.sh --node"
-  for t in kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc coredns crictl pause; do
+  for t in kubelet kube-proxy kube-router containerd containerd-shim-runc-v2 ctr runc coredns crictl pause; do
     [ -x "$TESTENV_BIN/$t" ] || die "$TESTENV_BIN/$t is missing: run $0 build-node"
   done
 }
@@ -320,6 +329,7 @@ node_up() {
   node_kube_proxy_config "$d"
   start "$d" kube-proxy --config="$d/node/kube-proxy.yaml"
   wait_for "$d" kube-proxy 30 curl -sf "http://127.0.0.1:$NODE_PROXY_HEALTHZ_PORT/healthz"
+  node_start_netpol "$d"
 
   node_corefile "$d"
   start "$d" coredns -conf "$d/node/Corefile"
@@ -327,6 +337,17 @@ node_up() {
   wait_for "$d" coredns 30 node_dns_answers
 
   node_volumes "$d"
+}
+
+# node_start_netpol DIR: kube-router's firewall alone (no BGP routing, no service proxy: the bridge
+# and kube-proxy do those), enforcing the NetworkPolicies of the node's pods with iptables rules
+# and ipsets; ready once its chains are in the filter table.
+node_start_netpol() {
+  local d=$1
+  start "$d" kube-router --kubeconfig="$d/kubeconfig" --hostname-override="$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false \
+    --service-cluster-ip-range="$SERVICE_CIDR" --health-port=0 --metrics-port=0
+  wait_for "$d" kube-router 30 iptables -t filter -S KUBE-NWPLCY-DEFAULT
 }
 
 node_start_containerd() {
@@ -440,7 +461,7 @@ node_down() {
   local d=$1 pid
   [ -d "$d/node" ] || return 0
   STATE=$d
-  stop_all "$d" kubelet kube-proxy coredns
+  stop_all "$d" kubelet kube-proxy kube-router coredns
   if running "$d" containerd; then
     crictl_node rmp --all --force > /dev/null 2>&1 || log "crictl rmp failed; killing containers"
   fi
@@ -464,6 +485,7 @@ node_down() {
   if ip link show "$POD_BRIDGE" > /dev/null 2>&1; then ip link del "$POD_BRIDGE"; fi
   [ -x "$TESTENV_BIN/kube-proxy" ] && "$TESTENV_BIN/kube-proxy" --cleanup > /dev/null 2>&1 || true
   node_iptables_cleanup
+  node_ipset_cleanup
   log "node $NODE_NAME in $d stopped"
 }
 
@@ -482,9 +504,10 @@ node_net_down() {
   [ "$(cat "$NODE_LOCK" 2>/dev/null)" != "$d" ] || rm -f "$NODE_LOCK"
 }
 
-# node_iptables_cleanup: the rules kubelet (KUBE-FIREWALL, canaries), kube-proxy and the bridge
-# plugin (CNI-*, for pods whose teardown never ran) leave in every table of both iptables
-# back ends, IPv4 and IPv6: rules of the built-in chains that jump to them, then the chains.
+# node_iptables_cleanup: the rules kubelet (KUBE-FIREWALL, canaries), kube-proxy, kube-router
+# (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and the bridge plugin (CNI-*, for pods whose
+# teardown never ran) leave in every table of both iptables back ends, IPv4 and IPv6: rules of
+# the built-in chains that jump to them, then the chains.
 node_iptables_cleanup() {
   local tool table chains c
   for tool in iptables ip6tables iptables-legacy ip6tables-legacy; do
@@ -497,5 +520,17 @@ node_iptables_cleanup() {
       for c in $chains; do "$tool" -t "$table" -F "$c" 2>/dev/null || true; done
       for c in $chains; do "$tool" -t "$table" -X "$c" 2>/dev/null || true; done
     done
+  done
+}
+
+# node_ipset_cleanup: kube-router's sets of the policies' peers (KUBE-SRC-*, KUBE-DST-*), once no
+# rule refers to them (node_iptables_cleanup).
+node_ipset_cleanup() {
+  command -v ipset > /dev/null || return 0
+  local set
+  for set in $(ipset list -n 2>/dev/null || true); do
+    case "$set" in
+      KUBE-SRC-* | KUBE-DST-*) ipset destroy "$set" 2>/dev/null || true ;;
+    esac
   done
 }

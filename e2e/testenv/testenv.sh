@@ -4,8 +4,8 @@
 # helm for chart tests. No container engine is needed.
 #
 #   testenv.sh build        build the pinned binaries into $TESTENV_BIN (cached; a no-op when warm)
-#   testenv.sh build-node   also kubelet, kube-proxy, containerd, runc, CoreDNS, crictl, pause
-#   testenv.sh build-netpol only kube-network-policies (enforces NetworkPolicies on a real node)
+#   testenv.sh build-node   also kubelet, kube-proxy, containerd, runc, CoreDNS, crictl, pause and
+#                           kube-router (the node's NetworkPolicy enforcer)
 #   testenv.sh up [DIR] [--node]
 #                           start everything with state in DIR, wait until healthy, print env;
 #                           --node: a real node (node.sh) runs the pods instead of kwok
@@ -174,20 +174,6 @@ cmd_build() {
     built helm "$HELM_VERSION"
   fi
   log "binaries ready in $TESTENV_BIN ($((SECONDS - start))s)"
-}
-
-# kube-network-policies: the node's bridge CNI enforces no NetworkPolicy; this controller does,
-# with nftables and NFQUEUE (pure Go: no cgo, no nft binary).
-cmd_build_netpol() {
-  go_env
-  mkdir -p "$TESTENV_BIN"
-  local start=$SECONDS
-  if ! have kube-network-policies "$KNP_VERSION"; then
-    log "building kube-network-policies $KNP_VERSION"
-    build_go kube-network-policies sigs.k8s.io/kube-network-policies/cmd "$KNP_VERSION"
-    built kube-network-policies "$KNP_VERSION"
-  fi
-  log "kube-network-policies $KNP_VERSION ready in $TESTENV_BIN ($((SECONDS - start))s)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -590,7 +576,6 @@ cmd_env() {
 case "${1:-}" in
   build) cmd_build ;;
   build-node) cmd_build && node_build ;;
-  build-netpol) cmd_build_netpol ;;
   node-restart) node_restart "$(state_dir "${2:-}")" ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down "${2:-}" ;;

@@ -10,8 +10,9 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.3.7}"  # Kubernetes v1.36 supports 
 RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
-# The NetworkPolicy enforcer for the real node, built only on request (e2e/lib/install-netpol.sh).
-KNP_VERSION="${KNP_VERSION:-v0.8.0}"
+# The real node's NetworkPolicy enforcer: kube-router's firewall alone (iptables and ipset).
+# v2.1.0 is the newest release this machine's Go module proxy serves (it refuses later ones).
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 # The newest Go any of them needs: containerd v2.3.7's go.mod says 1.26.8 (Kubernetes v1.36
 # is built with 1.26.5).
 GO_MIN="${GO_MIN:-1.26.8}"

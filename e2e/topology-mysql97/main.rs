@@ -9,6 +9,10 @@
 mod realmysql;
 
 mod ca_change;
+// Shared with the real-node tier, which also selects the packets of one pod.
+#[allow(dead_code)]
+#[path = "../support/capture.rs"]
+mod capture;
 mod group;
 mod moved;
 // Shared with the data-path tier: the S3 server a backup over TLS goes to.

@@ -5,7 +5,6 @@
 //! renewed and reloaded (`ALTER INSTANCE RELOAD TLS`) while a writer runs loses no write, and
 //! the CA changed (`ca_change.rs`).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use innodb_operator::datapath::wire::WireConn;
 use innodb_operator::datapath::{self, BackupConfig, MysqlConfig, MysqlTls};
 use innodb_operator::objects::accounts::Account;
 
+use crate::capture::{Capture, contains};
 use crate::group::Group;
 use crate::minio::Minio;
 use crate::realmysql::net;
@@ -116,48 +116,6 @@ async fn operator_sessions_verify(g: &Group) {
         .expect("the right CA and name");
 }
 
-/// tcpdump on the pod network's bridge, TCP to and from the SQL port (group communication of
-/// the MYSQL stack, recovery, clients).
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(dir: &std::path::Path) -> Capture {
-        let file = dir.join("sql-port.pcap");
-        let child = Command::new("tcpdump")
-            .args(["-i", net::BRIDGE, "-U", "-s", "0", "-w"])
-            .arg(&file)
-            .args(["tcp", "port", "3306"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump runs (apt-get install tcpdump)");
-        // tcpdump opens the interface asynchronously: wait for the file to exist.
-        let started = Instant::now();
-        while !file.exists() && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        Capture { child, file }
-    }
-
-    /// Stops the capture; the bytes captured.
-    fn stop(mut self) -> Vec<u8> {
-        // SIGINT: tcpdump flushes and exits.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        std::fs::read(&self.file).expect("the capture file")
-    }
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 /// The backup account's data-path configuration for member `ordinal`: its address, verified
 /// as a backup Job verifies it (the cluster's CA, the member's DNS name).
 fn backup_mysql(g: &Group, ordinal: u32) -> MysqlConfig {
@@ -231,7 +189,7 @@ async fn backup_over_verified_tls(g: &Group, s3: &Minio, ordinal: u32) {
 /// capture holds the marker in none of them. A raw cleartext send of the marker proves the
 /// capture would have seen one.
 async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path, s3: &Minio) {
-    let capture = Capture::start(dir);
+    let capture = sql_port_capture(dir);
     g.root_exec(
         0,
         &format!("INSERT INTO iop_test.t VALUES (900, '{MARKER}')"),
@@ -265,7 +223,7 @@ async fn no_cleartext_on_the_wire(g: &Group, dir: &std::path::Path, s3: &Minio) 
     std::thread::sleep(Duration::from_millis(300));
     drop(raw);
     std::thread::sleep(Duration::from_millis(300));
-    let bytes = capture.stop();
+    let bytes = capture.stop().bytes;
     eprintln!("capture: {} bytes on port 3306", bytes.len());
     assert!(
         contains(&bytes, &control),
@@ -445,6 +403,12 @@ async fn tls_with_the_operator_ca() {
     crate::ca_change::ca_change(&mut g, &mut t).await;
 }
 
+/// tcpdump on the pod network's bridge, TCP to and from the SQL port (group communication of
+/// the MYSQL stack, recovery, clients).
+fn sql_port_capture(dir: &std::path::Path) -> Capture {
+    Capture::start(net::BRIDGE, "tcp port 3306", dir.join("sql-port.pcap"))
+}
+
 /// Whether a file under `dir` (at any depth) holds `needle`.
 fn any_file_contains(dir: &std::path::Path, needle: &str) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -473,9 +437,9 @@ async fn no_cleartext_in_a_clone(g: &Group, t: &mut Timings, dir: &std::path::Pa
         donor_files.display()
     );
     g.root_exec(1, "STOP GROUP_REPLICATION").await;
-    let capture = Capture::start(dir);
+    let capture = sql_port_capture(dir);
     crate::clone_and_join(g, t, 1, 0, "TLS: clone of member 0 (clone_ssl_*)").await;
-    let bytes = capture.stop();
+    let bytes = capture.stop().bytes;
     eprintln!(
         "capture: {} bytes on port 3306 during the clone",
         bytes.len()
