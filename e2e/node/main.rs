@@ -48,12 +48,13 @@ mod env;
 mod leaks;
 mod netpol;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use env::{CLUSTER, Env, MEMBERS, NS, OPERATOR_NS, STEP, run, sql, until};
+use kube::ResourceExt;
 use writer::Writer;
 
 /// How long a deleted primary's pod may take to stop: the switchover (~1 s), the preStop hook's
@@ -335,8 +336,10 @@ async fn rolling_change(env: &mut Env, w: &Writer) {
 }
 
 /// Scale 3 -> 5 (the new members join by clone) -> 3 (members leave the group before their
-/// pods go), under writes.
+/// pods go), under writes. The first three members' pods are never replaced: a scale changes
+/// only the group's seeds, which the operator sets on running members.
 async fn scale(env: &mut Env, w: &Writer) {
+    let kept = member_uids(env, MEMBERS).await;
     for size in [5, MEMBERS] {
         let cut = Instant::now();
         env.patch_spec(&format!(r#"{{"instances":{size}}}"#));
@@ -349,7 +352,23 @@ async fn scale(env: &mut Env, w: &Writer) {
         .await;
         let pause = w.longest_pause(cut, Instant::now()).as_secs_f64();
         eprintln!("node: scaled to {size}; writes' longest pause {pause:.2} s");
+        assert_eq!(
+            member_uids(env, MEMBERS).await,
+            kept,
+            "scaled to {size}: the first {MEMBERS} members' pods were replaced\n{}",
+            env.describe()
+        );
     }
+}
+
+/// The pod UIDs of members `0..n`, by name.
+async fn member_uids(env: &Env, n: usize) -> BTreeMap<String, String> {
+    env.member_pods()
+        .await
+        .into_iter()
+        .filter(|p| (0..n).any(|o| p.name_any() == format!("{CLUSTER}-{o}")))
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
 }
 
 /// `kubectl delete` of the cluster: its pods go, its volumes stay.

@@ -192,7 +192,6 @@ async fn member_faults_switchovers_quorum_and_scaling_under_writes() {
     faults::switchovers(&mut env, &w).await;
     faults::quorum_lost(&mut env, &w).await;
     faults::least_complete_back_first(&mut env, &w).await;
-    // Last: every member is restarted twice (see `faults::scale`).
     faults::scale(&mut env).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acked = w.stop().await;

@@ -129,6 +129,8 @@ impl SimOps<'_> {
             expel_timeout: Some(m.expel_timeout_s),
             group_name: Some(self.naming.group_name.clone()),
             certificate_end: None,
+            group_seeds: None,
+            ip_allowlist: None,
         }
     }
 }
@@ -167,6 +169,18 @@ impl MemberOps for SimOps<'_> {
     async fn admit_clients(&self, at: &Endpoint) -> Result<(), OpsError> {
         self.operate(at, "SET GLOBAL offline_mode = OFF", |w| {
             w.admit_clients(at.ordinal)
+        })
+    }
+
+    /// The simulated members report no membership settings (their pods never restart for a
+    /// scale), so the operator never asks them to change those.
+    async fn set_membership(
+        &self,
+        at: &Endpoint,
+        _settings: &innodb_operator::topology::membership::Settings,
+    ) -> Result<(), OpsError> {
+        self.operate(at, "SET GLOBAL group_replication_group_seeds", |_| {
+            Err("the simulator has no membership settings; the operator never asks it".into())
         })
     }
 

@@ -194,20 +194,26 @@ impl Group {
     }
 
     /// Decides on `observed` and carries out the decision as the operator's tick does (the
-    /// expel-timeout change, the members admitted to clients or reloading their certificate,
-    /// then the operation); returns the decision.
+    /// expel-timeout change, the membership settings, the members admitted to clients or
+    /// reloading their certificate, then the operation); returns the decision.
     pub async fn tick(&self, observed: &Observed) -> Decision {
         let decision = innodb_operator::topology::decide(observed);
         if decision.operation != Operation::None
             || decision.expel_timeout.is_some()
+            || !decision.membership.is_empty()
             || !decision.admit.is_empty()
             || !decision.reload_tls.is_empty()
         {
             let outcome =
                 innodb_operator::topology::carry_out(&self.ops, observed, &decision).await;
             eprintln!(
-                "operator tick: {:?}, expel timeout {:?}, admit {:?}, reload TLS {:?} -> {outcome:?}",
-                decision.operation, decision.expel_timeout, decision.admit, decision.reload_tls
+                "operator tick: {:?}, expel timeout {:?}, membership {:?}, admit {:?}, reload TLS \
+                 {:?} -> {outcome:?}",
+                decision.operation,
+                decision.expel_timeout,
+                decision.membership,
+                decision.admit,
+                decision.reload_tls
             );
         }
         decision

@@ -20,6 +20,7 @@ mod moved;
 #[path = "../support/minio.rs"]
 mod minio;
 mod objects;
+mod scale;
 mod tls;
 mod verified;
 mod xcom_cert;
@@ -722,11 +723,11 @@ async fn missing_plugin_needs_the_user(g: &Group, ordinal: u32) {
 /// first, the primary handing over): XCom reads its certificate only when Group Replication
 /// starts, which the test first shows on the real server (a reload alone changes what mysqld
 /// serves, not what XCom presents). Then XCom presents the renewed certificate on every member,
-/// and a member rejoins.
+/// and a member rejoins. Last, a scale-up by one that restarts nobody (see `scale`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_and_join_on_the_xcom_stack() {
     let mut t = Timings::default();
-    let Some(g) = fresh_group("gr-xcom", "XCOM", 2, &mut t).await else {
+    let Some(mut g) = fresh_group("gr-xcom", "XCOM", 2, &mut t).await else {
         return;
     };
     refused_account_needs_the_user(&g, 1).await;
@@ -748,6 +749,7 @@ async fn bootstrap_and_join_on_the_xcom_stack() {
     }
     g.root_exec(1, "STOP GROUP_REPLICATION").await;
     join(&g, &mut t, 1, 2, "XCOM stack: rejoin after a renewal").await;
+    scale::scale_up_by_one(&mut g, &mut t).await;
 }
 
 /// The finding behind the operator's XCOM renewal, on the real server: member 1 given a renewed

@@ -128,6 +128,24 @@ impl Built {
         }
     }
 
+    /// `spec.instances` changed to `instances`: the ConfigMap's my.cnf says so (the only object
+    /// of the pods that names the members); the same Secrets, group name and certificates.
+    pub fn scale_to(&mut self, instances: u32) {
+        use innodb_operator::cluster::build::mycnf::{self, MYCNF_KEY};
+        self.cluster.instances = instances as i32;
+        let cnf = mycnf::mycnf(&self.cluster);
+        let config_map = self
+            .config_maps
+            .iter_mut()
+            .find(|c| c.data.as_ref().is_some_and(|d| d.contains_key(MYCNF_KEY)))
+            .expect("the members' ConfigMap");
+        config_map
+            .data
+            .as_mut()
+            .unwrap()
+            .insert(MYCNF_KEY.into(), cnf);
+    }
+
     /// The pod source the harness runs: the built StatefulSet's pod template as it is.
     pub fn pod_source(&self) -> PodSource {
         PodSource::from_statefulset(&self.statefulset, &self.config_maps, &self.secrets)

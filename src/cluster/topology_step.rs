@@ -455,6 +455,7 @@ mod tests {
             force_quorum_consumed: false,
             requeue: Duration::from_secs(1),
             expel_timeout: None,
+            membership: Vec::new(),
             admit: Vec::new(),
             reload_tls: Vec::new(),
         };

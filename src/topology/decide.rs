@@ -10,7 +10,7 @@ use super::report::assemble;
 pub use super::report::{Condition, Decision, MemberReport};
 use super::verdict::{FORCE_QUORUM_INVALID, MEMBER_NEEDS_ATTENTION, Verdict};
 use super::with_quorum::with_quorum;
-use super::{admit, expel, tls_reload};
+use super::{admit, expel, membership, tls_reload};
 use crate::api::conditions::QUORUM_LOST;
 
 /// The state machine.
@@ -40,6 +40,7 @@ pub fn decide(observed: &Observed) -> Decision {
     decision.expel_timeout = expel_timeout;
     decision.events.extend(admit::event(observed, &admit));
     decision.admit = admit;
+    decision.membership = membership::decide(observed);
     decision.reload_tls = tls_reload::decide(observed);
     if !decision.reload_tls.is_empty() {
         decision.requeue = decision.requeue.min(tls_reload::RETRY);

@@ -3,7 +3,7 @@
 //! One reconcile tick: [`observe`] asks every member for its state ([`ops::gather`]),
 //! [`decide::decide`] (pure) diagnoses the cluster and picks at most one [`ops::Operation`],
 //! plus the idempotent side steps run before it on any number of members ([`expel`] on proof,
-//! [`admit`] clients back, [`tls_reload`] a renewed certificate); [`carry_out`] runs them through
+//! the [`membership`] settings, [`admit`] clients back, [`tls_reload`] a renewed certificate); [`carry_out`] runs them through
 //! a [`ops::MemberOps`] implementation ([`mysql::SqlOps`] in production, the simulator in tests). The reconcile's plan (`cluster::plan`) calls `decide`
 //! between the two I/O steps. The SQL the operator issues is listed in `SQL.md` next to this file.
 
@@ -17,6 +17,7 @@ pub mod expel;
 pub mod gtid;
 pub mod labels;
 pub mod member;
+pub mod membership;
 pub mod metadata;
 #[cfg(feature = "test-mutations")]
 mod mutation;
@@ -52,14 +53,15 @@ pub async fn observe<O: MemberOps>(ops: &O, input: ClusterInput) -> Observed {
 }
 
 /// Carries out what `decide` chose: the expel-timeout change first (it shortens a failover under
-/// way), the members admitted to clients and those reloading their certificate, then the
-/// operation.
+/// way), the membership settings (a member joining in the operation is then admitted), the
+/// members admitted to clients and those reloading their certificate, then the operation.
 pub async fn carry_out<O: MemberOps>(ops: &O, observed: &Observed, decision: &Decision) -> Carried {
     let expel = decision
         .expel_timeout
         .as_ref()
         .map(|c| (MemberAction::ExpelTimeout(c.seconds), c.members.as_slice()));
     let actions = expel.into_iter().chain([
+        (MemberAction::Membership, decision.membership.as_slice()),
         (MemberAction::AdmitClients, decision.admit.as_slice()),
         (MemberAction::ReloadTls, decision.reload_tls.as_slice()),
     ]);
@@ -76,7 +78,8 @@ pub async fn carry_out<O: MemberOps>(ops: &O, observed: &Observed, decision: &De
 /// What [`carry_out`] did.
 #[derive(Debug)]
 pub struct Carried {
-    /// The members' actions that failed (expel timeout, clients admitted, TLS reloaded), each
+    /// The members' actions that failed (expel timeout, membership settings, clients admitted,
+    /// TLS reloaded), each
     /// with the member and the server's words; tried again at the next tick.
     pub failed: Vec<String>,
     /// The operation's result.
@@ -174,6 +177,18 @@ mod tests {
         }
         async fn set_expel_timeout(&self, at: &Endpoint, seconds: u32) -> Result<(), OpsError> {
             self.record(format!("expel timeout {seconds} on {}", at.host))
+        }
+        async fn set_membership(
+            &self,
+            at: &Endpoint,
+            settings: &membership::Settings,
+        ) -> Result<(), OpsError> {
+            self.record(format!(
+                "seeds {} allowlist {:?} on {}",
+                settings.seeds.split(',').count(),
+                settings.allowlist.as_ref().map(|a| a.split(',').count()),
+                at.host
+            ))
         }
         async fn admit_clients(&self, at: &Endpoint) -> Result<(), OpsError> {
             self.record(format!("admit {}", at.host))
@@ -295,6 +310,35 @@ mod tests {
                 "reload TLS (the certificate in the Secret differs from the one served) on db-1: "
             ) && failure.contains("refused"),
             "{failure}"
+        );
+    }
+
+    /// The membership settings are set on the members before the operation runs, so a member
+    /// joining in it is admitted by them (XCOM's allowlist).
+    #[tokio::test]
+    async fn the_membership_settings_go_before_the_operation() {
+        let ops = three(vec![0, 1], vec![]);
+        let mut xcom = input_of(3);
+        xcom.stack = crate::api::cluster::CommunicationStack::XCOM;
+        let observed = observe(&ops, xcom).await;
+        let decision = Decision {
+            membership: vec![0, 1],
+            operation: Operation::Join {
+                member: 2,
+                restart: false,
+            },
+            ..decide(&observed)
+        };
+        let carried = carry_out(&ops, &observed, &decision).await;
+        assert!(carried.operation.is_ok() && carried.failed.is_empty());
+        let host = ".db-instances.ns.svc.cluster.local";
+        assert_eq!(
+            *ops.calls.lock().unwrap(),
+            [
+                format!("seeds 3 allowlist Some(3) on db-0{host}"),
+                format!("seeds 3 allowlist Some(3) on db-1{host}"),
+                format!("join db-2{host} false"),
+            ]
         );
     }
 

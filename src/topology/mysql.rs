@@ -9,6 +9,7 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use tracing::{debug, warn};
 
 use super::gtid::GtidSet;
+use super::membership::Settings;
 use super::observe::{Endpoint, MemberState};
 use super::ops::{MemberOps, OpsError};
 use super::sql::{self, Accounts, Capabilities, Credentials, Statement};
@@ -283,6 +284,8 @@ impl SqlOps {
             expel_timeout: sql::expel_timeout(&variables),
             group_name: sql::group_name(&variables),
             certificate_end: sql::certificate_end(&certificate),
+            group_seeds: sql::variable(&variables, sql::GROUP_SEEDS_VARIABLE),
+            ip_allowlist: sql::variable(&variables, sql::IP_ALLOWLIST_VARIABLE),
         })
     }
 
@@ -377,6 +380,16 @@ impl MemberOps for SqlOps {
             self.connect(at)
                 .await?
                 .run(&sql::set_expel_timeout(seconds))
+                .await
+        })
+        .await
+    }
+
+    async fn set_membership(&self, at: &Endpoint, settings: &Settings) -> Result<(), OpsError> {
+        self.deadline(at, self.operation_timeout, async {
+            self.connect(at)
+                .await?
+                .run(&sql::set_membership(settings))
                 .await
         })
         .await

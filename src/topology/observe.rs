@@ -303,6 +303,10 @@ pub struct MemberState {
     pub group_name: Option<String>,
     /// When the certificate the member serves ends (`Ssl_server_not_after`); `None` without TLS.
     pub certificate_end: Option<Timestamp>,
+    /// `group_replication_group_seeds`; `None` without the plugin (see `membership`).
+    pub group_seeds: Option<String>,
+    /// `group_replication_ip_allowlist`; `None` without the plugin (see `membership`).
+    pub ip_allowlist: Option<String>,
 }
 
 #[cfg(test)]
@@ -334,6 +338,8 @@ impl MemberState {
             expel_timeout: Some(5),
             group_name: None,
             certificate_end: None,
+            group_seeds: None,
+            ip_allowlist: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use thiserror::Error;
 
+use super::membership::{self, Settings};
 use super::observe::{
     ClusterInput, Endpoint, Member, MemberState, MemberStatus, Observed, PodPhase, Reach, Silence,
 };
@@ -131,6 +132,13 @@ pub trait MemberOps {
         &self,
         at: &Endpoint,
         seconds: u32,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+    /// Sets `group_replication_group_seeds` and, on XCOM, `group_replication_ip_allowlist` on
+    /// this member (see `membership`).
+    fn set_membership(
+        &self,
+        at: &Endpoint,
+        settings: &Settings,
     ) -> impl Future<Output = Result<(), OpsError>> + Send;
     /// `SET GLOBAL offline_mode = OFF`: clients are admitted again.
     fn admit_clients(&self, at: &Endpoint) -> impl Future<Output = Result<(), OpsError>> + Send;
@@ -283,6 +291,8 @@ pub async fn gather<O: MemberOps>(ops: &O, input: ClusterInput, patience: Patien
 pub enum MemberAction {
     /// Set `group_replication_member_expel_timeout` to these seconds.
     ExpelTimeout(u32),
+    /// Set the group's membership settings to what the spec says (see `membership`).
+    Membership,
     /// Admit clients (`offline_mode` OFF).
     AdmitClients,
     /// Reload the TLS files: mysqld keeps serving what it has when it refuses them (e.g. ERROR
@@ -296,6 +306,9 @@ impl MemberAction {
             MemberAction::ExpelTimeout(seconds) => {
                 format!("set group_replication_member_expel_timeout to {seconds}")
             }
+            MemberAction::Membership => {
+                "set the group's seeds (and XCOM's allowlist) to every member of the spec".into()
+            }
             MemberAction::AdmitClients => "admit clients (offline_mode OFF)".into(),
             MemberAction::ReloadTls => {
                 "reload TLS (the certificate in the Secret differs from the one served)".into()
@@ -303,9 +316,15 @@ impl MemberAction {
         }
     }
 
-    async fn run<O: MemberOps>(self, ops: &O, at: &Endpoint) -> Result<(), OpsError> {
+    async fn run<O: MemberOps>(
+        self,
+        ops: &O,
+        input: &ClusterInput,
+        at: &Endpoint,
+    ) -> Result<(), OpsError> {
         match self {
             MemberAction::ExpelTimeout(seconds) => ops.set_expel_timeout(at, seconds).await,
+            MemberAction::Membership => ops.set_membership(at, &membership::wanted(input)).await,
             MemberAction::AdmitClients => ops.admit_clients(at).await,
             MemberAction::ReloadTls => ops.reload_tls(at).await,
         }
@@ -325,7 +344,7 @@ pub async fn on_each<O: MemberOps>(
     let results = futures::future::join_all(
         members
             .iter()
-            .map(|&o| async move { (o, action.run(ops, &input.endpoint(o)).await) }),
+            .map(|&o| async move { (o, action.run(ops, input, &input.endpoint(o)).await) }),
     )
     .await;
     let mut failed = Vec::new();

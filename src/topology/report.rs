@@ -65,6 +65,9 @@ pub struct Decision {
     pub requeue: Duration,
     /// Expel on proof (see `expel`): carried out before `operation`.
     pub expel_timeout: Option<super::expel::ExpelTimeout>,
+    /// Members to set the membership settings on (see `membership`): carried out before
+    /// `operation`.
+    pub membership: Vec<u32>,
     /// Members to admit clients to (see `admit`): carried out before `operation`.
     pub admit: Vec<u32>,
     /// Members to reload their TLS files (see `tls_reload`): carried out before `operation`.
@@ -107,6 +110,7 @@ pub(super) fn assemble(observed: &Observed, diagnosis: &Diagnosis, verdict: Verd
         operation: verdict.operation,
         labels,
         expel_timeout: None,
+        membership: Vec::new(),
         admit: Vec::new(),
         reload_tls: Vec::new(),
     }

@@ -13,6 +13,7 @@ use crate::api::cluster::CommunicationStack;
 use crate::cluster::validate::ValidCluster;
 use crate::objects::names::Component;
 use crate::objects::{MYSQL_PORT, MYSQLX_PORT};
+use crate::topology::membership;
 
 /// Key of the shared my.cnf in the ConfigMap.
 pub const MYCNF_KEY: &str = "my.cnf";
@@ -90,8 +91,17 @@ pub(crate) fn is_managed_option(key: &str) -> bool {
 /// survivors while a member is provably gone, then back to this (`topology::expel`).
 pub(crate) const EXPEL_TIMEOUT_S: u32 = 5;
 
-/// The shared my.cnf for every member of `c`: the server, Group Replication, then `spec.mycnf`.
+/// The shared my.cnf for every member of `c`: [`read_at_start`], then the group's members.
 pub fn mycnf(c: &ValidCluster) -> String {
+    let mut s = read_at_start(c);
+    members(&mut s, c);
+    s
+}
+
+/// The my.cnf's settings that a running member takes only when mysqld starts: the server, Group
+/// Replication, then `spec.mycnf`. A change of these rolls the pods (the configuration hash);
+/// the group's members are not among them.
+pub(crate) fn read_at_start(c: &ValidCluster) -> String {
     let mut s = String::new();
     server(&mut s, c);
     group_replication(&mut s, c);
@@ -102,6 +112,30 @@ pub fn mycnf(c: &ValidCluster) -> String {
         }
     }
     s
+}
+
+/// The group's members, for a member's next start: the seeds and, on XCOM, the allowlist. The
+/// operator sets the same on running members when `spec.instances` changes
+/// (`topology::membership`), so a scale restarts nobody.
+fn members(s: &mut String, c: &ValidCluster) {
+    let hosts: Vec<String> = (0..c.instances)
+        .map(|i| c.names.pod_fqdn(i, &c.domain))
+        .collect();
+    let settings = membership::Settings::of(&hosts, c.stack);
+    s.push_str(
+        "\n# The group's members (set on running members by the operator when spec.instances changes).\n",
+    );
+    gr(s, "group_seeds", settings.seeds);
+    if let Some(allowlist) = settings.allowlist {
+        // XCOM connects on its own port and admits only the allowlist (the MYSQL stack
+        // authenticates members as SQL users instead): the members' host names, as the manual
+        // advises (every seed). Not AUTOMATIC: that admits only RFC 1918 subnets the member has
+        // an interface on, which refused every address of a pod network outside them, the
+        // member's own included (found on real MySQL 9.7 on 198.18.0.0/15: "Connection attempt
+        // from IP address ::ffff:198.18.0.2 refused. Address is not in the IP allowlist", no
+        // group), and the pods of other nodes where each node has its own pod subnet.
+        gr(s, "ip_allowlist", allowlist);
+    }
 }
 
 /// The `[mysqld]` settings of the server itself.
@@ -159,13 +193,9 @@ fn tls(s: &mut String, require_secure_transport: bool) {
     line(s, "loose_clone_ssl_key", format!("{TLS_DIR}/tls.key"));
 }
 
-/// The Group Replication settings.
+/// The Group Replication settings, but for the group's members ([`members`]).
 fn group_replication(s: &mut String, c: &ValidCluster) {
     let stack = c.stack;
-    let port = stack.local_address_port();
-    let seeds: Vec<String> = (0..c.instances)
-        .map(|i| format!("{}:{port}", c.names.pod_fqdn(i, &c.domain)))
-        .collect();
     let stack_name = match stack {
         CommunicationStack::MYSQL => "MYSQL",
         CommunicationStack::XCOM => "XCOM",
@@ -176,7 +206,6 @@ fn group_replication(s: &mut String, c: &ValidCluster) {
     gr(s, "bootstrap_group", "OFF");
     gr(s, "single_primary_mode", "ON");
     gr(s, "communication_stack", stack_name);
-    gr(s, "group_seeds", seeds.join(","));
     gr(s, "consistency", "BEFORE_ON_PRIMARY_FAILOVER");
     gr(s, "exit_state_action", "OFFLINE_MODE");
     gr(s, "member_expel_timeout", EXPEL_TIMEOUT_S);
@@ -190,19 +219,6 @@ fn group_replication(s: &mut String, c: &ValidCluster) {
     gr(s, "recovery_ssl_ca", format!("{TLS_DIR}/ca.crt"));
     gr(s, "recovery_ssl_cert", format!("{TLS_DIR}/tls.crt"));
     gr(s, "recovery_ssl_key", format!("{TLS_DIR}/tls.key"));
-    if stack == CommunicationStack::XCOM {
-        // XCOM connects on its own port and admits only the allowlist (the MYSQL stack
-        // authenticates members as SQL users instead): the members' host names, as the manual
-        // advises (every seed). Not AUTOMATIC: that admits only RFC 1918 subnets the member has an
-        // interface on, which refused every address of a pod network outside them, the member's
-        // own included (found on real MySQL 9.7 on 198.18.0.0/15: "Connection attempt from IP
-        // address ::ffff:198.18.0.2 refused. Address is not in the IP allowlist", no group), and
-        // the pods of other nodes where each node has its own pod subnet.
-        let hosts: Vec<String> = (0..c.instances)
-            .map(|i| c.names.pod_fqdn(i, &c.domain))
-            .collect();
-        gr(s, "ip_allowlist", hosts.join(","));
-    }
 }
 
 fn line(s: &mut String, key: &str, value: impl std::fmt::Display) {

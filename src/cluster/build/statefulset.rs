@@ -86,10 +86,12 @@ fn ping_probe(period: i32, failures: i32) -> Probe {
     }
 }
 
-/// Hash of everything in the ConfigMap the pods read, so a change rolls them.
+/// Hash of what the pods read from the ConfigMap only when they start, so a change rolls them.
+/// The group's members are left out: the operator sets them on running members
+/// (`topology::membership`), and a scale restarts nobody.
 pub(crate) fn config_hash(c: &ValidCluster) -> String {
     let mut h = Sha256::new();
-    h.update(mycnf::mycnf(c));
+    h.update(mycnf::read_at_start(c));
     h.update(member_scripts::init_script(c));
     h.update(member_scripts::run_script());
     h.update(member_scripts::pre_stop_script());

@@ -109,6 +109,50 @@ fn mycnf_for_80_matches_golden() {
     );
 }
 
+/// A scale changes the members' seeds and allowlist in the my.cnf but not the hash that rolls
+/// the pods: the operator sets those on running members (`topology::membership`). A setting read
+/// only at start still rolls them.
+#[test]
+fn a_scale_rolls_no_pod_and_a_setting_read_at_start_does() {
+    let hash = |spec: &str| statefulset::config_hash(&valid_cluster(spec));
+    let three = "spec: {instances: 3, groupCommunicationStack: XCOM}";
+    let five = "spec: {instances: 5, groupCommunicationStack: XCOM}";
+    assert_ne!(
+        mycnf::mycnf(&valid_cluster(three)),
+        mycnf::mycnf(&valid_cluster(five))
+    );
+    assert_eq!(hash(three), hash(five));
+    assert_ne!(
+        hash(three),
+        hash(
+            "spec: {instances: 3, groupCommunicationStack: XCOM, mycnf: {max_connections: '500'}}"
+        )
+    );
+}
+
+/// What the operator sets on running members is what a member's my.cnf says, to the byte
+/// (otherwise it would set it again at every tick).
+#[test]
+fn the_members_settings_at_runtime_are_the_mycnfs() {
+    let c = valid_cluster("spec: {instances: 3, groupCommunicationStack: XCOM}");
+    let cnf = mycnf::mycnf(&c);
+    let input = crate::topology::ClusterInput {
+        name: c.names.cluster.clone(),
+        namespace: c.names.namespace.clone(),
+        cluster_domain: c.domain.clone(),
+        stack: c.stack,
+        ..crate::topology::ClusterInput::for_test(3)
+    };
+    let want = crate::topology::membership::wanted(&input);
+    let value = |key: &str| {
+        cnf.lines()
+            .find_map(|l| l.strip_prefix(&format!("loose_group_replication_{key}=")))
+            .map(str::to_string)
+    };
+    assert_eq!(value("group_seeds"), Some(want.seeds));
+    assert_eq!(value("ip_allowlist"), want.allowlist);
+}
+
 #[test]
 fn mycnf_has_the_group_replication_essentials() {
     let c = valid_cluster("spec: {}");

@@ -19,11 +19,12 @@ pub use read::{
     Capabilities, PROBED_PLUGINS, SELECT_CERTIFICATE_END, SELECT_CLONE_STATE,
     SELECT_MEMBER_VERSIONS, SELECT_MEMBERS, SELECT_QUEUE, SELECT_RECEIVED, SELECT_SELF,
     SELECT_VERSION, certificate_end, expel_timeout, group_name, offline_mode, select_plugins,
-    select_variables,
+    select_variables, variable,
 };
 pub(crate) use read::{
-    CloneFailure, CloneRowText, EXPEL_TIMEOUT_VARIABLE, MemberRowText, OFFLINE_MODE_VARIABLE,
-    clone_failure, clone_running, parse_bool, parse_members,
+    CloneFailure, CloneRowText, EXPEL_TIMEOUT_VARIABLE, GROUP_SEEDS_VARIABLE,
+    IP_ALLOWLIST_VARIABLE, MemberRowText, OFFLINE_MODE_VARIABLE, clone_failure, clone_running,
+    parse_bool, parse_members,
 };
 
 /// A result the operator could not make sense of.
@@ -61,6 +62,18 @@ pub fn admit_clients() -> Statement {
 /// suspects another, a new value takes effect at once (checked on 9.7).
 pub fn set_expel_timeout(seconds: u32) -> Statement {
     Statement::from_text(format!("SET GLOBAL {EXPEL_TIMEOUT_VARIABLE} = {seconds}"))
+}
+
+/// `SET GLOBAL group_replication_group_seeds = '...'` and, when given, `..._ip_allowlist`, in
+/// one statement; both can be changed while Group Replication runs (see `membership`). The
+/// values are Kubernetes DNS names (letters, digits, `-`, `.`), ports and commas: nothing to
+/// escape.
+pub fn set_membership(settings: &crate::topology::membership::Settings) -> Statement {
+    let mut sql = format!("SET GLOBAL {GROUP_SEEDS_VARIABLE} = '{}'", settings.seeds);
+    if let Some(allowlist) = &settings.allowlist {
+        sql.push_str(&format!(", {IP_ALLOWLIST_VARIABLE} = '{allowlist}'"));
+    }
+    Statement::from_text(sql)
 }
 
 /// One SQL statement; `Debug` and `Display` show it with secrets redacted.

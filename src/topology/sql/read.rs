@@ -21,12 +21,28 @@ pub struct Capabilities {
 /// Plugin names the probe asks about.
 pub const PROBED_PLUGINS: [&str; 2] = ["group_replication", "clone"];
 /// Variables the probe asks about.
-pub(crate) const PROBED_VARIABLES: [&str; 4] = [
+pub(crate) const PROBED_VARIABLES: [&str; 6] = [
     "group_replication_communication_stack",
     EXPEL_TIMEOUT_VARIABLE,
     GROUP_NAME_VARIABLE,
     OFFLINE_MODE_VARIABLE,
+    GROUP_SEEDS_VARIABLE,
+    IP_ALLOWLIST_VARIABLE,
 ];
+
+/// Where a member starting Group Replication looks for the group (see `membership`).
+pub(crate) const GROUP_SEEDS_VARIABLE: &str = "group_replication_group_seeds";
+/// Whose connections XCom admits (see `membership`).
+pub(crate) const IP_ALLOWLIST_VARIABLE: &str = "group_replication_ip_allowlist";
+
+/// A variable's value from the probe's variable rows, as the server says it (`None` when the
+/// server has no such variable, e.g. without the Group Replication plugin).
+pub fn variable(variables: &[(String, Option<String>)], name: &str) -> Option<String> {
+    variables
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.clone().unwrap_or_default())
+}
 
 /// The name (a UUID) of the group the member starts or joins.
 pub(crate) const GROUP_NAME_VARIABLE: &str = "group_replication_group_name";

@@ -193,7 +193,8 @@ fn probe_queries_name_what_they_probe() {
     );
     assert!(select_variables().ends_with(
         "IN ('group_replication_communication_stack', 'group_replication_member_expel_timeout', \
-         'group_replication_group_name', 'offline_mode')"
+         'group_replication_group_name', 'offline_mode', 'group_replication_group_seeds', \
+         'group_replication_ip_allowlist')"
     ));
 }
 
@@ -253,6 +254,44 @@ fn the_expel_timeout_is_read_from_the_probe_and_set_as_a_number() {
     assert_eq!(
         set_expel_timeout(0).sql(),
         "SET GLOBAL group_replication_member_expel_timeout = 0"
+    );
+}
+
+#[test]
+fn the_membership_settings_are_read_as_said_and_set_in_one_statement() {
+    let rows = vec![
+        (
+            "group_replication_group_seeds".to_string(),
+            Some("a:3306,b:3306".to_string()),
+        ),
+        ("group_replication_ip_allowlist".to_string(), None),
+    ];
+    assert_eq!(
+        variable(&rows, "group_replication_group_seeds").as_deref(),
+        Some("a:3306,b:3306")
+    );
+    // Known to the server but empty: said as empty, not as absent.
+    assert_eq!(
+        variable(&rows, "group_replication_ip_allowlist").as_deref(),
+        Some("")
+    );
+    assert_eq!(variable(&[], "group_replication_group_seeds"), None);
+    let mysql = crate::topology::membership::Settings {
+        seeds: "a:3306,b:3306".into(),
+        allowlist: None,
+    };
+    assert_eq!(
+        set_membership(&mysql).sql(),
+        "SET GLOBAL group_replication_group_seeds = 'a:3306,b:3306'"
+    );
+    let xcom = crate::topology::membership::Settings {
+        seeds: "a:33061".into(),
+        allowlist: Some("a".into()),
+    };
+    assert_eq!(
+        set_membership(&xcom).sql(),
+        "SET GLOBAL group_replication_group_seeds = 'a:33061', \
+         group_replication_ip_allowlist = 'a'"
     );
 }
 
