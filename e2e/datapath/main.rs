@@ -40,6 +40,7 @@ fn backup_config(db: &Server, s3: S3Config, prefix: &str) -> BackupConfig {
         chunk_bytes: 16 << 20,
         zstd_level: 3,
         databases: vec![],
+        wait_for_server: std::time::Duration::ZERO,
     }
 }
 
@@ -769,8 +770,15 @@ async fn another_ca_or_another_name_fails_the_backup_and_the_restore_at_once(fla
         let prefix = format!("bad/{i}");
         let mut backup = backup_config(&src, s3.config("tlsbad"), &prefix);
         backup.mysql = mysql.clone();
+        backup.wait_for_server = Duration::from_secs(60);
+        let started = Instant::now();
         let err = datapath::run(backup).await.expect_err("refused");
         assert!(err.to_string().contains(reason), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a TLS failure is not waited out by the backup: {:?}",
+            started.elapsed()
+        );
         assert!(!has_manifest(&s3, "tlsbad", &prefix).await);
 
         let mut restore = restore_config(&src, s3.config("tlsbad"), "good");
@@ -785,6 +793,69 @@ async fn another_ca_or_another_name_fails_the_backup_and_the_restore_at_once(fla
             started.elapsed()
         );
     }
+}
+
+/// A backup whose server cannot be reached yet (a new Job pod that a NetworkPolicy enforcer has
+/// not admitted: on the real node kube-router refused the Job's first connection) keeps trying
+/// for `wait_for_server` and then succeeds; without the wait it fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_waits_for_a_server_it_cannot_reach_yet() {
+    let (src, s3) = tokio::join!(Server::start(Flavor::Mariadb, 101), Minio::start());
+    s3.create_bucket("wait").await;
+    src.conn()
+        .await
+        .query_drop("CREATE DATABASE w; CREATE TABLE w.t (id INT PRIMARY KEY); INSERT INTO w.t VALUES (1), (2)")
+        .await
+        .unwrap();
+    let closed_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // Nothing listens: refused at once without a wait.
+    let mut at_once = backup_config(&src, s3.config("wait"), "at-once");
+    at_once.mysql.port = closed_port();
+    let started = Instant::now();
+    let err = datapath::run(at_once).await.expect_err("refused");
+    assert!(matches!(err, BackupError::Snapshot(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!has_manifest(&s3, "wait", "at-once").await);
+    // The port starts forwarding to the server 3 s after the backup began.
+    let port = closed_port();
+    let upstream = src.port;
+    let opened = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let mut waiting = backup_config(&src, s3.config("wait"), "waiting");
+    waiting.mysql.port = port;
+    waiting.wait_for_server = Duration::from_secs(30);
+    let started = Instant::now();
+    let summary = datapath::run(waiting)
+        .await
+        .expect("the backup once the server is reachable");
+    let took = started.elapsed();
+    opened.abort();
+    assert!(took >= Duration::from_secs(3), "it waited: {took:?}");
+    assert!(has_manifest(&s3, "wait", "waiting").await);
+    eprintln!("a backup waiting for its server: succeeded after {took:?}");
 }
 
 /// A backup of a MySQL 9.7 server taking writes: the restored server holds exactly the rows the

@@ -117,7 +117,9 @@ GO
 # node_claim DIR: one real node per machine (fixed addresses, one kubelet port); a stale claim
 # (its directory's containerd is gone) is taken over.
 node_claim() {
-  local d=$1 owner
+  # node_down sets STATE to the directory it stops: the caller's STATE (the new directory, which
+  # `api` and the failure trap use) is kept as it was.
+  local d=$1 owner STATE=$STATE
   if [ -f "$NODE_LOCK" ]; then
     owner=$(cat "$NODE_LOCK")
     if [ "$owner" != "$d" ] && running "$owner" containerd; then

@@ -145,6 +145,7 @@ fn backup_config(mysql: MysqlConfig, s3: &Minio, prefix: &str) -> BackupConfig {
         chunk_bytes: 16 << 20,
         zstd_level: 1,
         databases: vec!["iop_test".into()],
+        wait_for_server: std::time::Duration::ZERO,
     }
 }
 

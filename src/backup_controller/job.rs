@@ -32,6 +32,11 @@ pub(crate) const OPERATOR_UID: i64 = 65532;
 /// a slow volume.
 pub(crate) const RESTORE_WAIT_FOR_SERVER_SECONDS: u64 = 600;
 
+/// How long a backup waits for its member to accept its connection: a NetworkPolicy enforcer
+/// admits a new pod's address a moment after the pod starts (on the real node, kube-router's
+/// firewall refused the Job's first connection, 1.5 s after its start).
+pub(crate) const BACKUP_WAIT_FOR_SERVER_SECONDS: u64 = 60;
+
 /// Where the cluster's CA (`ca.crt` of the members' TLS Secret) is mounted, and the file the
 /// container verifies the member's certificate with.
 pub(crate) const MYSQL_CA_DIR: &str = "/etc/innodb-operator/mysql-ca";
@@ -77,11 +82,16 @@ impl Mode {
     }
 
     fn args(self) -> Vec<String> {
-        let mut args = vec![self.as_str().to_string(), "--log-format=json".to_string()];
+        let wait = match self {
+            Mode::Backup => BACKUP_WAIT_FOR_SERVER_SECONDS,
+            Mode::Restore => RESTORE_WAIT_FOR_SERVER_SECONDS,
+        };
+        let mut args = vec![
+            self.as_str().to_string(),
+            "--log-format=json".to_string(),
+            format!("--wait-for-server-seconds={wait}"),
+        ];
         if self == Mode::Restore {
-            args.push(format!(
-                "--wait-for-server-seconds={RESTORE_WAIT_FOR_SERVER_SECONDS}"
-            ));
             for account in Account::ALL.iter().filter(|a| **a != Account::Root) {
                 args.push("--skip-account".to_string());
                 args.push(account.user().to_string());
@@ -332,7 +342,11 @@ mod tests {
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];
-        assert_eq!(c.args.as_ref().unwrap()[0], "backup");
+        assert_eq!(
+            c.args.as_ref().unwrap().join(" "),
+            "backup --log-format=json --wait-for-server-seconds=60",
+            "a backup waits for a member its NetworkPolicy does not admit yet"
+        );
         assert_eq!(c.termination_message_path.as_deref(), Some(RESULT_FILE));
         let env = c.env.as_ref().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).unwrap();

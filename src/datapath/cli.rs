@@ -71,6 +71,17 @@ pub(crate) struct Endpoints {
     /// Parallel connections to the server (the dump's or the load's).
     #[arg(long, default_value_t = 4)]
     pub(crate) workers: usize,
+    /// Keep trying this many seconds while the server cannot be reached (a member still
+    /// initialising, a new pod a NetworkPolicy does not admit yet); a refused login fails at
+    /// once.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) wait_for_server_seconds: u64,
+}
+
+impl Endpoints {
+    fn wait_for_server(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_for_server_seconds)
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -106,10 +117,6 @@ pub struct RestoreArgs {
     /// service accounts keep their passwords.
     #[arg(long = "skip-account")]
     pub(crate) skip_accounts: Vec<String>,
-    /// Keep trying this many seconds while the server cannot be reached (a member still
-    /// initialising); a refused login fails at once.
-    #[arg(long, default_value_t = 0)]
-    pub(crate) wait_for_server_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +214,7 @@ impl BackupArgs {
             chunk_bytes: self.chunk_mib << 20,
             zstd_level: self.zstd_level,
             databases: self.databases.clone(),
+            wait_for_server: self.endpoints.wait_for_server(),
         })
     }
 }
@@ -220,7 +228,7 @@ impl RestoreArgs {
             workers: self.endpoints.workers,
             apply_gtid: !self.skip_gtid,
             skip_accounts: self.skip_accounts.clone(),
-            wait_for_server: std::time::Duration::from_secs(self.wait_for_server_seconds),
+            wait_for_server: self.endpoints.wait_for_server(),
         })
     }
 }

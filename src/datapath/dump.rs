@@ -35,6 +35,8 @@ pub struct BackupConfig {
     pub zstd_level: i32,
     /// Databases to dump; empty for all but the system ones.
     pub databases: Vec<String>,
+    /// How long the first connection keeps trying while the server cannot be reached.
+    pub wait_for_server: std::time::Duration,
 }
 
 impl BackupConfig {
@@ -196,13 +198,17 @@ async fn dump(
     written: Arc<Mutex<Vec<String>>>,
 ) -> Result<Manifest, BackupError> {
     let started_at = jiff::Timestamp::now().to_string();
-    let (mut snap, (schema, tables)) =
-        snapshot::take(&cfg.mysql, cfg.workers, async |conn: &mut Conn| {
+    let (mut snap, (schema, tables)) = snapshot::take(
+        &cfg.mysql,
+        cfg.wait_for_server,
+        cfg.workers,
+        async |conn: &mut Conn| {
             schema::read(conn, &cfg.databases)
                 .await
                 .map_err(BackupError::from)
-        })
-        .await?;
+        },
+    )
+    .await?;
 
     let mut jobs = VecDeque::new();
     let mut order: Vec<usize> = (0..tables.len()).collect();
@@ -489,6 +495,7 @@ mod tests {
             chunk_bytes: 64 << 20,
             zstd_level: 3,
             databases: vec![],
+            wait_for_server: std::time::Duration::ZERO,
         }
     }
 

@@ -128,35 +128,15 @@ const SESSION: &[&str] = &[
 ];
 const SQL_MODE: &str = SESSION[4];
 
-async fn connect(cfg: &MysqlConfig) -> Result<Conn, RestoreError> {
-    let mut conn = Conn::new(cfg.opts()).await.map_err(RestoreError::Connect)?;
+/// A restore session, waiting up to `wait` while the server cannot be reached.
+async fn connect(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, RestoreError> {
+    let mut conn = super::connect_waiting(cfg, wait)
+        .await
+        .map_err(RestoreError::Connect)?;
     for s in SESSION {
         conn.query_drop(*s).await.map_err(sql_err(*s))?;
     }
     Ok(conn)
-}
-
-/// Whether a connection failed because the server cannot be reached (yet), not because it
-/// refused the login or its certificate is wrong: a TLS failure comes as an I/O error whose kind
-/// is `InvalidData`.
-fn unreachable(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Io(mysql_async::IoError::Io(io))
-        if io.kind() != std::io::ErrorKind::InvalidData)
-}
-
-/// Connects, retrying for up to `wait` while the server cannot be reached at all (not while it
-/// refuses the login or the TLS handshake fails: that is reported at once).
-async fn connect_waiting(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, RestoreError> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match connect(cfg).await {
-            Err(RestoreError::Connect(e)) if unreachable(&e) && Instant::now() < deadline => {
-                tracing::info!(error = %e, "the server cannot be reached yet; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Reads and checks the manifest at `prefix`.
@@ -185,7 +165,7 @@ pub async fn run(cfg: RestoreConfig) -> Result<Summary, RestoreError> {
     let bucket = Bucket::open(&cfg.s3).await?;
     let prefix = normalize_prefix(&cfg.prefix);
     let m = Arc::new(read_manifest(&bucket, &prefix).await?);
-    let mut conn = connect_waiting(&cfg.mysql, cfg.wait_for_server).await?;
+    let mut conn = connect(&cfg.mysql, cfg.wait_for_server).await?;
     let target_flavor = gtid_flavor(&mut conn).await?;
     check_family(&m.gtid, target_flavor, cfg.apply_gtid)?;
     check_empty(&mut conn, &m).await?;
@@ -451,7 +431,7 @@ async fn load_all(
     });
     let mut set = JoinSet::new();
     for _ in 0..cfg.workers {
-        let mut conn = connect(&cfg.mysql).await?;
+        let mut conn = connect(&cfg.mysql, Duration::ZERO).await?;
         for s in target.load_session() {
             conn.query_drop(*s).await.map_err(sql_err(*s))?;
         }

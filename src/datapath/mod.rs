@@ -23,7 +23,9 @@ pub use dump::{BackupConfig, BackupError, run};
 pub use manifest::Manifest;
 pub use tls::MysqlTls;
 
-use mysql_async::{Opts, OptsBuilder};
+use std::time::{Duration, Instant};
+
+use mysql_async::{Conn, Opts, OptsBuilder};
 
 /// How to reach the MySQL server. The password comes from an env var or a file, never an arg.
 #[derive(Clone)]
@@ -67,6 +69,34 @@ pub(crate) fn normalize_prefix(prefix: &str) -> String {
         String::new()
     } else {
         format!("{p}/")
+    }
+}
+
+/// Whether a connection failed because the server cannot be reached (yet), not because it
+/// refused the login or its certificate is wrong: a TLS failure comes as an I/O error whose kind
+/// is `InvalidData`.
+fn unreachable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Io(mysql_async::IoError::Io(io))
+        if io.kind() != std::io::ErrorKind::InvalidData)
+}
+
+/// Connects, retrying every 2 s for up to `wait` while the server cannot be reached at all: a
+/// member still initialising (a restore), or a new Job pod that a NetworkPolicy enforcer has
+/// not admitted yet (on the real node a backup Job was refused 1.5 s after its start). A
+/// refused login or a failed TLS handshake is reported at once.
+pub(crate) async fn connect_waiting(
+    cfg: &MysqlConfig,
+    wait: Duration,
+) -> Result<Conn, mysql_async::Error> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Conn::new(cfg.opts()).await {
+            Err(e) if unreachable(&e) && Instant::now() < deadline => {
+                tracing::info!(error = %e, "the server cannot be reached yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! A consistent snapshot across N worker connections: take the lock the server supports, start a
 //! consistent-snapshot transaction on every worker, record the replication position, release.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -111,9 +111,10 @@ fn worker_step(step: impl Into<String>) -> impl FnOnce(WireError) -> SnapshotErr
     move |source| SnapshotError::Worker { step, source }
 }
 
-/// Opens the coordinator connection (mysql_async: locks, schema, position).
-async fn connect_coordinator(cfg: &MysqlConfig) -> Result<Conn, SnapshotError> {
-    let mut conn = Conn::new(cfg.opts())
+/// Opens the coordinator connection (mysql_async: locks, schema, position), waiting up to `wait`
+/// while the server cannot be reached.
+async fn connect_coordinator(cfg: &MysqlConfig, wait: Duration) -> Result<Conn, SnapshotError> {
+    let mut conn = super::connect_waiting(cfg, wait)
         .await
         .map_err(SnapshotError::Connect)?;
     for s in SESSION {
@@ -143,10 +144,12 @@ pub(crate) struct Snapshot {
     pub(crate) server_version: String,
 }
 
-/// Takes the snapshot; `while_locked` runs on the coordinator while commits are still held (the
-/// schema is read there so it matches the data).
+/// Takes the snapshot, the first connection waiting up to `wait` while the server cannot be
+/// reached; `while_locked` runs on the coordinator while commits are still held (the schema is
+/// read there so it matches the data).
 pub(crate) async fn take<T, E, F>(
     cfg: &MysqlConfig,
+    wait: Duration,
     workers: usize,
     while_locked: F,
 ) -> Result<(Snapshot, T), E>
@@ -154,7 +157,7 @@ where
     E: From<SnapshotError>,
     F: AsyncFnOnce(&mut Conn) -> Result<T, E>,
 {
-    let mut coordinator = connect_coordinator(cfg).await?;
+    let mut coordinator = connect_coordinator(cfg, wait).await?;
     let mut conns = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
         conns.push(connect_worker(cfg).await?);
