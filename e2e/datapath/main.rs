@@ -848,7 +848,7 @@ async fn a_backup_waits_for_a_server_it_cannot_reach_yet() {
     waiting.mysql.port = port;
     waiting.wait_for_server = Duration::from_secs(30);
     let started = Instant::now();
-    let summary = datapath::run(waiting)
+    datapath::run(waiting)
         .await
         .expect("the backup once the server is reachable");
     let took = started.elapsed();

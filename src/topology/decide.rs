@@ -41,6 +41,9 @@ pub fn decide(observed: &Observed) -> Decision {
     decision.events.extend(admit::event(observed, &admit));
     decision.admit = admit;
     decision.membership = membership::decide(observed);
+    decision
+        .events
+        .extend(membership::event(observed, &decision.membership));
     decision.reload_tls = tls_reload::decide(observed);
     if !decision.reload_tls.is_empty() {
         decision.requeue = decision.requeue.min(tls_reload::RETRY);

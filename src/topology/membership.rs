@@ -15,6 +15,7 @@
 //! They name every ordinal up to the larger of `spec.instances` and the highest pod still there,
 //! so members that are leaving after a scale-down keep being admitted until their pods are gone.
 
+use super::event::Event;
 use super::observe::{ClusterInput, MemberState, Observed};
 use crate::api::cluster::CommunicationStack;
 
@@ -76,6 +77,33 @@ pub fn decide(observed: &Observed) -> Vec<u32> {
         .filter(|m| m.state().is_some_and(|s| !s.cloning && want.differs(s)))
         .map(|m| m.ordinal)
         .collect()
+}
+
+/// A Normal Event naming the members given the settings, and how many members they name now.
+pub fn event(observed: &Observed, members: &[u32]) -> Option<Event> {
+    if members.is_empty() {
+        return None;
+    }
+    let names = members
+        .iter()
+        .map(|&o| observed.input.pod_name(o))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let want = wanted(&observed.input);
+    let count = want.seeds.split(',').count();
+    let what = if want.allowlist.is_some() {
+        "seeds and allowlist"
+    } else {
+        "seeds"
+    };
+    Some(Event {
+        warning: false,
+        reason: "MembersNamed",
+        message: format!(
+            "{names}: group {what} set to the {count} members the spec names, while Group \
+             Replication runs (no restart)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -160,6 +188,14 @@ mod tests {
         let new = || state(Some(&want.seeds), want.allowlist.as_deref());
         let o = observed(input, vec![old(), old(), old(), new(), new()]);
         assert_eq!(decide(&o), vec![0, 1, 2]);
+        let e = event(&o, &decide(&o)).expect("an Event");
+        assert!(!e.warning);
+        assert_eq!(
+            e.message,
+            "db-0, db-1, db-2: group seeds and allowlist set to the 5 members the spec names, \
+             while Group Replication runs (no restart)"
+        );
+        assert_eq!(event(&o, &[]), None);
     }
 
     #[test]
