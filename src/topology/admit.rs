@@ -47,11 +47,7 @@ pub fn event(observed: &Observed, members: &[u32]) -> Option<Event> {
     if members.is_empty() {
         return None;
     }
-    let names = members
-        .iter()
-        .map(|&o| observed.input.pod_name(o))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = super::pick::names(observed, members);
     Some(Event {
         warning: false,
         reason: "ClientsAdmitted",

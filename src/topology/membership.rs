@@ -84,11 +84,7 @@ pub fn event(observed: &Observed, members: &[u32]) -> Option<Event> {
     if members.is_empty() {
         return None;
     }
-    let names = members
-        .iter()
-        .map(|&o| observed.input.pod_name(o))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = super::pick::names(observed, members);
     let want = wanted(&observed.input);
     let count = want.seeds.split(',').count();
     let what = if want.allowlist.is_some() {
