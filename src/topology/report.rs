@@ -172,6 +172,9 @@ fn conditions(
     } else {
         (verdict.reason, verdict.message.as_str())
     };
+    // Members ONLINE, nothing to do, but pods of an older template still to replace: the rollout
+    // is in progress (one pod at a time, see `update_next`), though Ready stays true.
+    let rollout = rollout_pending(observed).filter(|_| online && !acting);
     let available = match primary {
         Some(p) => format!(
             "{} is the ONLINE primary of a group with quorum",
@@ -200,12 +203,15 @@ fn conditions(
             },
             &available,
         ),
-        cond(
-            PROGRESSING,
-            acting || (!online && !verdict.needs_user),
-            reason,
-            message,
-        ),
+        match &rollout {
+            Some(pending) => cond(PROGRESSING, true, ROLLING_UPDATE, pending),
+            None => cond(
+                PROGRESSING,
+                acting || (!online && !verdict.needs_user),
+                reason,
+                message,
+            ),
+        },
         cond(
             DEGRADED,
             !online,
@@ -223,6 +229,27 @@ fn conditions(
             },
         ),
     ]
+}
+
+/// Progressing's reason while pods of an older template are still to be replaced.
+pub(crate) const ROLLING_UPDATE: &str = "RollingUpdate";
+
+/// What a rollout still has to replace, when pods run an older template than the StatefulSet's.
+fn rollout_pending(observed: &Observed) -> Option<String> {
+    let pending: Vec<u32> = observed
+        .input
+        .pods
+        .iter()
+        .filter(|p| p.update_pending)
+        .map(|p| p.ordinal)
+        .collect();
+    (!pending.is_empty()).then(|| {
+        format!(
+            "{} to be replaced with the current pod template, one at a time, secondaries \
+             first and the primary after a switchover",
+            super::pick::names(observed, &pending)
+        )
+    })
 }
 
 /// The verdict's Event: the operation about to run, or what the user must do.

@@ -395,6 +395,16 @@ fn a_rolling_update_replaces_secondaries_first_and_the_primary_after_handing_ove
         "no hand-over to a member still to update"
     );
     assert_eq!(d.update_next, Some(1), "secondaries first");
+    // Progressing until the last pod is replaced (Ready stays as the members say).
+    let progressing = condition(&d, "Progressing");
+    assert!(progressing.status);
+    assert_eq!(progressing.reason, "RollingUpdate");
+    assert_eq!(
+        progressing.message,
+        "db-0, db-1, db-2 to be replaced with the current pod template, one at a time, \
+         secondaries first and the primary after a switchover"
+    );
+    assert!(!condition(&healthy3().decide(), "Progressing").status);
     let d = healthy3()
         .with(|i| i.pods[0].update_pending = true)
         .decide();
